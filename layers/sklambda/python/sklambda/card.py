@@ -1,0 +1,135 @@
+"""The model card (manifest): everything known about one immutable model version.
+
+The canonical JSON of the card, minus its signature, is what gets signed, so the signature covers the
+schema, metrics and the artifact's sha256 and size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from sklambda.schema import InputSchema
+
+CARD_FORMAT = "sklambda.card/v1"
+CLASSIFICATION, REGRESSION = "classification", "regression"
+
+
+@dataclass(frozen=True)
+class ArtifactRef:
+    key: str
+    sha256: str
+    size: int
+    format: str = "joblib"
+
+    def to_dict(self) -> dict:
+        return {"key": self.key, "sha256": self.sha256, "size": self.size, "format": self.format}
+
+
+@dataclass(frozen=True)
+class Signature:
+    key_id: str
+    algorithm: str
+    value: str  # base64
+
+    def to_dict(self) -> dict:
+        return {"key_id": self.key_id, "algorithm": self.algorithm, "value": self.value}
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    name: str
+    version: str
+    task: str
+    classes: tuple | None
+    target: str | None
+    estimator: str
+    library_versions: Mapping[str, str]
+    input_schema: InputSchema
+    metrics: Mapping[str, Any]
+    baseline: Mapping[str, Any]
+    artifact: ArtifactRef
+    created_at: str
+    description: str = ""
+    tags: Mapping[str, str] = field(default_factory=dict)
+    signature: Signature | None = None
+
+    @property
+    def sklearn_version(self) -> str:
+        return self.library_versions.get("scikit-learn", "unknown")
+
+    def to_dict(self, *, include_signature: bool = True) -> dict:
+        out = {
+            "format": CARD_FORMAT,
+            "name": self.name,
+            "version": self.version,
+            "task": self.task,
+            "classes": list(self.classes) if self.classes is not None else None,
+            "target": self.target,
+            "estimator": self.estimator,
+            "library_versions": dict(self.library_versions),
+            "input_schema": self.input_schema.to_dict(),
+            "metrics": dict(self.metrics),
+            "baseline": dict(self.baseline),
+            "artifact": self.artifact.to_dict(),
+            "created_at": self.created_at,
+            "description": self.description,
+            "tags": dict(self.tags),
+        }
+        if include_signature:
+            out["signature"] = self.signature.to_dict() if self.signature else None
+        return out
+
+    def public_dict(self) -> dict:
+        """What the API shows: no baseline histograms, no storage keys, no signature bytes."""
+        d = self.to_dict(include_signature=False)
+        d.pop("baseline")
+        d["artifact"] = {"sha256": self.artifact.sha256, "size": self.artifact.size, "format": self.artifact.format}
+        d["signed"] = self.signature is not None
+        return d
+
+    def signing_message(self) -> bytes:
+        """Bytes given to KMS Sign/Verify: a fixed prefix plus the digest of the canonical card."""
+        digest = hashlib.sha256(canonical_json(self.to_dict(include_signature=False))).hexdigest()
+        return f"sklambda-card-v1:{self.name}:{self.version}:{digest}".encode()
+
+    def with_signature(self, signature: Signature) -> ModelCard:
+        return replace(self, signature=signature)
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True, allow_nan=False).encode()
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ModelCard:
+        if d.get("format") != CARD_FORMAT:
+            raise ValueError(f"unsupported model card format {d.get('format')!r}, expected {CARD_FORMAT!r}")
+        sig = d.get("signature")
+        classes = d.get("classes")
+        return cls(
+            name=d["name"],
+            version=d["version"],
+            task=d["task"],
+            classes=tuple(classes) if classes is not None else None,
+            target=d.get("target"),
+            estimator=d["estimator"],
+            library_versions=dict(d["library_versions"]),
+            input_schema=InputSchema.from_dict(d["input_schema"]),
+            metrics=dict(d.get("metrics") or {}),
+            baseline=dict(d.get("baseline") or {}),
+            artifact=ArtifactRef(**d["artifact"]),
+            created_at=d["created_at"],
+            description=d.get("description", ""),
+            tags=dict(d.get("tags") or {}),
+            signature=Signature(**sig) if sig else None,
+        )
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> ModelCard:
+        return cls.from_dict(json.loads(raw))
+
+
+def canonical_json(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()

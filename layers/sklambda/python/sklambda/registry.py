@@ -1,0 +1,288 @@
+"""The model registry: immutable versions and movable aliases in one S3 bucket.
+
+Layout (under the bucket root):
+    models/<name>/versions/<version>/card.json             the signed model card (the commit point)
+    models/<name>/versions/<version>/model-<sha12>.joblib  the artifact, content-addressed
+    models/<name>/aliases/<alias>.json                     {"version": ..., "history": [...]}
+
+Versions are immutable: the card is written with If-None-Match: *, so a second publish of the same
+version fails even when two publishers race. Alias updates use If-Match on the previous ETag, so two
+concurrent promotes cannot silently overwrite each other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from sklambda import aws
+from sklambda.card import ModelCard
+from sklambda.errors import ModelNotFound, ModelRefused, RegistryConflict
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+ALIAS_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+MAX_ALIAS_HISTORY = 50
+
+
+def check_name(name: str) -> str:
+    if not NAME_RE.match(name or ""):
+        raise ModelNotFound(
+            f"invalid model name {name!r}: use 1-63 lowercase letters, digits, '-' or '_', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def check_version(version: str) -> str:
+    if not VERSION_RE.match(version or ""):
+        raise ModelNotFound(f"invalid version {version!r}: use letters, digits, '.', '-' or '_' (at most 64)")
+    return version
+
+
+def check_alias(alias: str) -> str:
+    if not ALIAS_RE.match(alias or ""):
+        raise ModelNotFound(
+            f"invalid alias {alias!r}: use lowercase letters, digits, '-' or '_', starting with a letter"
+        )
+    return alias
+
+
+@dataclass(frozen=True)
+class AliasRecord:
+    name: str
+    alias: str
+    version: str
+    history: tuple[str, ...]
+    updated_at: str
+    etag: str | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "alias": self.alias,
+            "version": self.version,
+            "history": list(self.history),
+            "updated_at": self.updated_at,
+        }
+
+
+def _code(e: ClientError) -> str:
+    return str(e.response.get("Error", {}).get("Code", ""))
+
+
+def _is_missing(e: ClientError) -> bool:
+    return _code(e) in ("NoSuchKey", "404", "NotFound")
+
+
+def _is_precondition(e: ClientError) -> bool:
+    return _code(e) in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409")
+
+
+class Registry:
+    def __init__(self, bucket: str, s3: Callable[[], Any] = lambda: aws.client("s3")) -> None:
+        if not bucket:
+            raise ValueError("a registry needs a bucket name")
+        self.bucket = bucket
+        self._s3 = s3
+
+    # --- keys -------------------------------------------------------------------------------------
+    @staticmethod
+    def version_prefix(name: str, version: str) -> str:
+        return f"models/{name}/versions/{version}/"
+
+    @classmethod
+    def card_key(cls, name: str, version: str) -> str:
+        return cls.version_prefix(name, version) + "card.json"
+
+    @classmethod
+    def artifact_key(cls, name: str, version: str, sha256: str) -> str:
+        return cls.version_prefix(name, version) + f"model-{sha256[:12]}.joblib"
+
+    @staticmethod
+    def alias_key(name: str, alias: str) -> str:
+        return f"models/{name}/aliases/{alias}.json"
+
+    # --- reads ------------------------------------------------------------------------------------
+    def _get(self, key: str) -> tuple[bytes, str]:
+        resp = self._s3().get_object(Bucket=self.bucket, Key=key)
+        return resp["Body"].read(), resp["ETag"]
+
+    def _common_prefixes(self, prefix: str) -> list[str]:
+        out = []
+        paginator = self._s3().get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/"):
+            out.extend(p["Prefix"][len(prefix) :].rstrip("/") for p in page.get("CommonPrefixes", []))
+        return out
+
+    def list_models(self) -> list[str]:
+        return sorted(self._common_prefixes("models/"))
+
+    def list_versions(self, name: str) -> list[str]:
+        check_name(name)
+        versions = self._common_prefixes(f"models/{name}/versions/")
+        return sorted(versions, key=_version_sort_key)
+
+    def next_version(self, name: str) -> str:
+        numeric = [int(v) for v in self.list_versions(name) if v.isdigit()]
+        return str(max(numeric, default=0) + 1)
+
+    def get_card(self, name: str, version: str) -> ModelCard:
+        check_name(name)
+        check_version(version)
+        try:
+            raw, _ = self._get(self.card_key(name, version))
+        except ClientError as e:
+            if _is_missing(e):
+                raise ModelNotFound(f"model {name!r} has no version {version!r}") from None
+            raise
+        try:
+            card = ModelCard.from_json(raw)
+        except (ValueError, KeyError, TypeError) as e:
+            raise ModelRefused(
+                f"model card of {name!r} version {version!r} is unreadable: {e}", reason="bad_card"
+            ) from None
+        if (card.name, card.version) != (name, version):
+            # A signed card copied to another path would otherwise pass verification.
+            raise ModelRefused(
+                f"model card at {name!r} version {version!r} describes {card.name!r} version {card.version!r}",
+                reason="card_path_mismatch",
+            )
+        return card
+
+    def fetch_artifact(self, card: ModelCard) -> bytes:
+        try:
+            blob, _ = self._get(card.artifact.key)
+        except ClientError as e:
+            if _is_missing(e):
+                raise ModelRefused(
+                    f"artifact of model {card.name!r} version {card.version!r} is missing", reason="artifact_missing"
+                ) from None
+            raise
+        return blob
+
+    def get_alias(self, name: str, alias: str) -> AliasRecord:
+        check_name(name)
+        check_alias(alias)
+        try:
+            raw, etag = self._get(self.alias_key(name, alias))
+        except ClientError as e:
+            if _is_missing(e):
+                known = self.list_versions(name)
+                what = f"model {name!r} has no alias {alias!r}" if known else f"unknown model {name!r}"
+                raise ModelNotFound(what) from None
+            raise
+        d = json.loads(raw)
+        return AliasRecord(name, alias, d["version"], tuple(d.get("history", ())), d.get("updated_at", ""), etag)
+
+    def list_aliases(self, name: str) -> dict[str, str]:
+        check_name(name)
+        prefix = f"models/{name}/aliases/"
+        out = {}
+        paginator = self._s3().get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                alias = obj["Key"][len(prefix) :].removesuffix(".json")
+                out[alias] = self.get_alias(name, alias).version
+        return out
+
+    def resolve(self, name: str, *, alias: str | None = None, version: str | None = None) -> str:
+        """Return the version a request means: an explicit version wins, else the alias."""
+        check_name(name)
+        if version is not None:
+            check_version(version)
+            return version
+        if alias is None:
+            raise ValueError("resolve needs an alias or a version")
+        return self.get_alias(name, alias).version
+
+    # --- writes -----------------------------------------------------------------------------------
+    def put_version(self, card: ModelCard, artifact: bytes) -> None:
+        """Store an artifact and its signed card. The card write is the commit point."""
+        check_name(card.name)
+        check_version(card.version)
+        if hashlib.sha256(artifact).hexdigest() != card.artifact.sha256 or len(artifact) != card.artifact.size:
+            raise ValueError("artifact bytes do not match the card's sha256/size")
+        if self.version_exists(card.name, card.version):
+            raise RegistryConflict(
+                f"model {card.name!r} version {card.version!r} already exists; versions are immutable"
+            )
+        self._s3().put_object(
+            Bucket=self.bucket, Key=card.artifact.key, Body=artifact, ContentType="application/octet-stream"
+        )
+        try:
+            self._s3().put_object(
+                Bucket=self.bucket,
+                Key=self.card_key(card.name, card.version),
+                Body=card.to_json(),
+                ContentType="application/json",
+                IfNoneMatch="*",
+            )
+        except ClientError as e:
+            if _is_precondition(e):
+                raise RegistryConflict(
+                    f"model {card.name!r} version {card.version!r} already exists; versions are immutable"
+                ) from None
+            raise
+
+    def version_exists(self, name: str, version: str) -> bool:
+        try:
+            self._s3().head_object(Bucket=self.bucket, Key=self.card_key(name, version))
+            return True
+        except ClientError as e:
+            if _is_missing(e):
+                return False
+            raise
+
+    def set_alias(self, name: str, alias: str, version: str) -> AliasRecord:
+        """Point `alias` at `version`, remembering the previous target for rollback."""
+        check_alias(alias)
+        if not self.version_exists(name, check_version(version)):
+            raise ModelNotFound(f"model {name!r} has no version {version!r}")
+        try:
+            current = self.get_alias(name, alias)
+        except ModelNotFound:
+            current = None
+        if current is not None and current.version == version:
+            return current
+        history = (*current.history, current.version)[-MAX_ALIAS_HISTORY:] if current else ()
+        return self._write_alias(name, alias, version, history, current)
+
+    def rollback(self, name: str, alias: str) -> AliasRecord:
+        """Point `alias` back at the version it had before its last change."""
+        current = self.get_alias(name, alias)
+        if not current.history:
+            raise ModelNotFound(f"alias {alias!r} of model {name!r} has no previous version to roll back to")
+        return self._write_alias(name, alias, current.history[-1], current.history[:-1], current)
+
+    def _write_alias(
+        self, name: str, alias: str, version: str, history: tuple[str, ...], current: AliasRecord | None
+    ) -> AliasRecord:
+        record = AliasRecord(name, alias, version, tuple(history), datetime.now(UTC).isoformat(timespec="seconds"))
+        condition = {"IfMatch": current.etag} if current and current.etag else {"IfNoneMatch": "*"}
+        try:
+            resp = self._s3().put_object(
+                Bucket=self.bucket,
+                Key=self.alias_key(name, alias),
+                Body=json.dumps(record.to_dict(), indent=2).encode(),
+                ContentType="application/json",
+                **condition,
+            )
+        except ClientError as e:
+            if _is_precondition(e):
+                raise RegistryConflict(
+                    f"alias {alias!r} of model {name!r} was changed concurrently; read it again and retry"
+                ) from None
+            raise
+        return AliasRecord(name, alias, version, record.history, record.updated_at, resp.get("ETag"))
+
+
+def _version_sort_key(v: str) -> tuple:
+    return (0, int(v), "") if v.isdigit() else (1, 0, v)

@@ -1,0 +1,230 @@
+"""The input schema of a model: inferred from training data at publish, enforced on every request."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sklambda.errors import FieldError, InvalidInput, PublishRejected
+
+NUMBER, INTEGER, CATEGORY, BOOLEAN = "number", "integer", "category", "boolean"
+FEATURE_TYPES = (NUMBER, INTEGER, CATEGORY, BOOLEAN)
+# Beyond this many distinct values a categorical column is almost certainly an identifier or free text;
+# the card keeps no category list for it (so requests are not checked against one).
+MAX_CATEGORIES = 200
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    name: str
+    type: str
+    nullable: bool = False
+    pii: bool = False
+    minimum: float | None = None
+    maximum: float | None = None
+    categories: tuple[str, ...] | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "type": self.type,
+            "nullable": self.nullable,
+            "pii": self.pii,
+            "minimum": self.minimum,
+            "maximum": self.maximum,
+            "categories": list(self.categories) if self.categories is not None else None,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> FeatureSpec:
+        if d.get("type") not in FEATURE_TYPES:
+            raise ValueError(f"feature {d.get('name')!r} has unknown type {d.get('type')!r}")
+        cats = d.get("categories")
+        return cls(
+            name=str(d["name"]),
+            type=d["type"],
+            nullable=bool(d.get("nullable", False)),
+            pii=bool(d.get("pii", False)),
+            minimum=d.get("minimum"),
+            maximum=d.get("maximum"),
+            categories=tuple(cats) if cats is not None else None,
+        )
+
+    def check(self, value: Any) -> str | None:
+        """Return a message saying what is wrong with `value` for this feature, or None if it is fine."""
+        if value is None:
+            return None if self.nullable else "is null but the feature is not nullable"
+        if self.type in (NUMBER, INTEGER):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                return f"expected {_article(self.type)}, got {_describe(value)}"
+            if isinstance(value, float) and not math.isfinite(value):
+                return f"expected a finite {self.type}, got {value}"
+            if self.type == INTEGER and isinstance(value, float) and not value.is_integer():
+                return f"expected an integer, got {value}"
+            return None
+        if self.type == BOOLEAN:
+            return None if isinstance(value, bool) else f"expected true or false, got {_describe(value)}"
+        if not isinstance(value, str):
+            return f"expected a string category, got {_describe(value)}"
+        return None
+
+    @property
+    def dtype(self) -> str:
+        if self.type == NUMBER or (self.type == INTEGER and self.nullable):
+            return "float64"
+        if self.type == INTEGER:
+            return "int64"
+        if self.type == BOOLEAN and not self.nullable:
+            return "bool"
+        return "object"
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, str):
+        shown = value if len(value) <= 40 else value[:37] + "..."
+        return f"string {shown!r}"
+    if isinstance(value, bool):
+        return f"boolean {str(value).lower()}"
+    if isinstance(value, list | tuple):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return f"{type(value).__name__} {value!r}"
+
+
+@dataclass(frozen=True)
+class InputSchema:
+    features: tuple[FeatureSpec, ...]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.features)
+
+    @property
+    def pii_features(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.features if f.pii)
+
+    def feature(self, name: str) -> FeatureSpec:
+        for f in self.features:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    def to_dict(self) -> dict:
+        return {"features": [f.to_dict() for f in self.features]}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> InputSchema:
+        return cls(tuple(FeatureSpec.from_dict(f) for f in d["features"]))
+
+    def validate(self, rows: Sequence[Any]) -> pd.DataFrame:
+        """Check every row against the schema and return a DataFrame in training column order.
+
+        All problems are collected, so the caller learns about every bad field in one answer.
+        """
+        errors: list[FieldError] = []
+        if not rows:
+            raise InvalidInput("no instances given: send at least one row", errors=[FieldError("empty")])
+        known = set(self.names)
+        for i, row in enumerate(rows):
+            if not isinstance(row, Mapping):
+                errors.append(FieldError(f"expected an object of feature values, got {_describe(row)}", row=i))
+                continue
+            for name in row:
+                if name not in known:
+                    errors.append(FieldError("unknown feature", row=i, field=str(name)))
+            for spec in self.features:
+                if spec.name not in row:
+                    errors.append(FieldError("missing feature", row=i, field=spec.name))
+                    continue
+                problem = spec.check(row[spec.name])
+                if problem:
+                    errors.append(FieldError(problem, row=i, field=spec.name))
+        if errors:
+            shown = "; ".join(str(e) for e in errors[:3])
+            more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+            raise InvalidInput(f"{len(errors)} problem(s) in the input: {shown}{more}", errors=errors)
+        return self.frame(rows)
+
+    def frame(self, rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+        columns = {
+            f.name: pd.Series([r[f.name] if r[f.name] is not None else np.nan for r in rows], dtype=f.dtype)
+            if f.type != CATEGORY
+            else pd.Series([r[f.name] for r in rows], dtype=object)
+            for f in self.features
+        }
+        return pd.DataFrame(columns)
+
+
+def infer_schema(
+    X: pd.DataFrame,
+    *,
+    pii: Iterable[str] = (),
+    nullable: Iterable[str] = (),
+    categorical: Iterable[str] = (),
+) -> InputSchema:
+    """Infer each column's type, range, categories and nullability from training data."""
+    if not isinstance(X, pd.DataFrame):
+        raise PublishRejected("a schema cannot be inferred from an array without column names: pass a pandas DataFrame")
+    pii, nullable, categorical = set(pii), set(nullable), set(categorical)
+    for label, given in (("pii", pii), ("nullable", nullable), ("categorical", categorical)):
+        unknown = sorted(given - set(map(str, X.columns)))
+        if unknown:
+            raise PublishRejected(f"{label} names column(s) not in the training data: {', '.join(unknown)}")
+    features = []
+    for col in X.columns:
+        name = str(col)
+        s = X[col]
+        has_null = bool(s.isna().any())
+        kind = _infer_type(s, forced_category=name in categorical)
+        if kind is None:
+            raise PublishRejected(f"cannot infer a feature type for column {name!r} (dtype {s.dtype})")
+        minimum = maximum = None
+        categories = None
+        present = s.dropna()
+        # Ranges and category lists of pii columns would put personal data into the card: keep none.
+        if kind in (NUMBER, INTEGER) and len(present) and name not in pii:
+            minimum, maximum = float(present.min()), float(present.max())
+        if kind == CATEGORY:
+            values = sorted({str(v) for v in present.unique()})
+            categories = tuple(values) if len(values) <= MAX_CATEGORIES and name not in pii else None
+        features.append(
+            FeatureSpec(
+                name=name,
+                type=kind,
+                nullable=has_null or name in nullable,
+                pii=name in pii,
+                minimum=minimum,
+                maximum=maximum,
+                categories=categories,
+            )
+        )
+    return InputSchema(tuple(features))
+
+
+def _infer_type(s: pd.Series, *, forced_category: bool) -> str | None:
+    if forced_category:
+        return CATEGORY
+    if pd.api.types.is_bool_dtype(s):
+        return BOOLEAN
+    if pd.api.types.is_integer_dtype(s):
+        return INTEGER
+    if pd.api.types.is_float_dtype(s):
+        return NUMBER
+    if pd.api.types.is_string_dtype(s) or isinstance(s.dtype, pd.CategoricalDtype) or pd.api.types.is_object_dtype(s):
+        present = s.dropna()
+        if len(present) and all(isinstance(v, bool | np.bool_) for v in present):
+            return BOOLEAN
+        if len(present) and not all(isinstance(v, str) for v in present):
+            return None
+        return CATEGORY
+    return None
+
+
+def _article(word: str) -> str:
+    return f"an {word}" if word[:1] in "aeiou" else f"a {word}"

@@ -1,0 +1,87 @@
+"""Scoring rows with a loaded estimator: validation against the card, predictions, probabilities."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sklambda.card import CLASSIFICATION, ModelCard
+from sklambda.errors import FieldError, InvalidInput
+
+# Classifiers whose predict() is not argmax(predict_proba()) (Platt scaling is fitted separately).
+_PREDICT_DIFFERS_FROM_PROBA = {"SVC", "NuSVC"}
+
+
+@dataclass(frozen=True)
+class Scored:
+    model_name: str
+    model_version: str
+    predictions: list
+    probabilities: list[dict[str, float]] | None
+
+
+def _final_step(estimator: Any) -> Any:
+    steps = getattr(estimator, "steps", None)
+    return steps[-1][1] if steps else estimator
+
+
+class Scorer:
+    def __init__(self, estimator: Any, card: ModelCard) -> None:
+        self.estimator = estimator
+        self.card = card
+        self.schema = card.input_schema
+        self._proba = card.task == CLASSIFICATION and hasattr(estimator, "predict_proba")
+        self._classes = np.asarray(getattr(estimator, "classes_", card.classes or ()), dtype=object)
+        self._class_keys = [str(c) for c in self._classes]
+        self._argmax_is_predict = type(_final_step(estimator)).__name__ not in _PREDICT_DIFFERS_FROM_PROBA
+
+    def score(self, rows: Sequence[Mapping[str, Any]]) -> Scored:
+        return self.score_frame(self.schema.validate(rows))
+
+    def score_frame(self, X: pd.DataFrame) -> Scored:
+        try:
+            return self._score(X)
+        except (ValueError, TypeError, KeyError) as e:
+            raise self._explain_failure(X, e) from None
+
+    def _score(self, X: pd.DataFrame) -> Scored:
+        probabilities = None
+        if self._proba:
+            proba = np.asarray(self.estimator.predict_proba(X), dtype=float)
+            # One pass through the pipeline instead of two: predict is argmax of the probabilities here.
+            if self._argmax_is_predict:
+                predictions = self._classes[proba.argmax(axis=1)].tolist()
+            else:
+                predictions = np.asarray(self.estimator.predict(X)).tolist()
+            keys = self._class_keys
+            probabilities = [dict(zip(keys, row, strict=True)) for row in proba.tolist()]
+        else:
+            predictions = [_json_number(v) for v in np.asarray(self.estimator.predict(X)).tolist()]
+        return Scored(self.card.name, self.card.version, predictions, probabilities)
+
+    def _explain_failure(self, X: pd.DataFrame, error: Exception) -> InvalidInput:
+        """The model rejected the batch: find which rows it rejects, so the caller can fix them."""
+        bad: list[FieldError] = []
+        for i in range(len(X)):
+            try:
+                self._score(X.iloc[[i]])
+            except (ValueError, TypeError, KeyError) as e:
+                bad.append(FieldError(f"the model cannot score this row: {_short(e)}", row=i))
+        if not bad:
+            bad = [FieldError(f"the model cannot score this batch: {_short(error)}")]
+        return InvalidInput(f"{len(bad)} row(s) could not be scored: {bad[0]}", errors=bad)
+
+
+def _short(e: Exception) -> str:
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _json_number(v: Any) -> Any:
+    if isinstance(v, float) and not np.isfinite(v):
+        return None
+    return v

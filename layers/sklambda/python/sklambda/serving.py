@@ -1,0 +1,150 @@
+"""Loading verified models and caching them per container.
+
+Order of checks before anything is unpickled: the card's signature (KMS Verify with the trusted key),
+the scikit-learn version, then the artifact's size and sha256. Only then joblib.load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import joblib
+import sklearn
+
+from sklambda.card import ModelCard
+from sklambda.errors import ModelRefused
+from sklambda.registry import Registry
+from sklambda.scoring import Scorer
+from sklambda.signing import CardVerifier
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    card: ModelCard
+    scorer: Scorer
+    load_seconds: float
+
+
+class ServingEvents(Protocol):
+    """What the serving layer reports; the function maps these to metrics."""
+
+    def model_loaded(self, name: str, version: str, seconds: float) -> None: ...
+
+    def model_refused(self, name: str, version: str, reason: str) -> None: ...
+
+
+class NoEvents:
+    def model_loaded(self, name: str, version: str, seconds: float) -> None:
+        pass
+
+    def model_refused(self, name: str, version: str, reason: str) -> None:
+        pass
+
+
+def check_compatible(card: ModelCard, runtime_sklearn: str = sklearn.__version__) -> None:
+    if card.sklearn_version != runtime_sklearn:
+        raise ModelRefused(
+            f"model {card.name!r} version {card.version!r} was saved with scikit-learn {card.sklearn_version} "
+            f"but this runtime has scikit-learn {runtime_sklearn}; re-train or re-publish it with "
+            f"scikit-learn {runtime_sklearn}",
+            reason="sklearn_version_mismatch",
+        )
+
+
+def check_artifact(card: ModelCard, blob: bytes) -> None:
+    where = f"model {card.name!r} version {card.version!r}"
+    if len(blob) != card.artifact.size:
+        raise ModelRefused(
+            f"artifact of {where} has {len(blob)} bytes, the signed card says {card.artifact.size}",
+            reason="artifact_tampered",
+        )
+    if hashlib.sha256(blob).hexdigest() != card.artifact.sha256:
+        raise ModelRefused(f"artifact of {where} does not match the signed sha256", reason="artifact_tampered")
+
+
+def load_verified(registry: Registry, verifier: CardVerifier, name: str, version: str) -> LoadedModel:
+    started = time.perf_counter()
+    card = registry.get_card(name, version)
+    verifier.verify(card)
+    check_compatible(card)
+    blob = registry.fetch_artifact(card)
+    check_artifact(card, blob)
+    # Safe to unpickle: the bytes are exactly the ones the signing key vouched for.
+    estimator = joblib.load(io.BytesIO(blob))
+    return LoadedModel(card, Scorer(estimator, card), time.perf_counter() - started)
+
+
+class ModelServer:
+    """Per-container cache: aliases re-resolved after a TTL, verified models kept in a small LRU."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        verifier: CardVerifier,
+        *,
+        alias_ttl_seconds: float = 60.0,
+        cache_size: int = 4,
+        events: ServingEvents | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.registry = registry
+        self.verifier = verifier
+        self.alias_ttl = alias_ttl_seconds
+        self.cache_size = cache_size
+        self.events = events or NoEvents()
+        self._clock = clock
+        self._aliases: dict[tuple[str, str], tuple[str, float]] = {}
+        self._models: OrderedDict[tuple[str, str], LoadedModel] = OrderedDict()
+        # Refusals are remembered for one TTL so a tampered model is not re-downloaded on every request.
+        self._refused: dict[tuple[str, str], tuple[ModelRefused, float]] = {}
+        self._lock = threading.RLock()
+
+    def resolve_version(self, name: str, alias: str) -> str:
+        key = (name, alias)
+        now = self._clock()
+        with self._lock:
+            hit = self._aliases.get(key)
+            if hit and hit[1] > now:
+                return hit[0]
+        version = self.registry.resolve(name, alias=alias)
+        with self._lock:
+            self._aliases[key] = (version, now + self.alias_ttl)
+        return version
+
+    def get(self, name: str, *, alias: str | None = None, version: str | None = None) -> LoadedModel:
+        if version is None:
+            version = self.resolve_version(name, alias or "production")
+        else:
+            version = self.registry.resolve(name, version=version)
+        key = (name, version)
+        with self._lock:
+            if key in self._models:
+                self._models.move_to_end(key)
+                return self._models[key]
+            refused = self._refused.get(key)
+            if refused and refused[1] > self._clock():
+                raise refused[0]
+        try:
+            loaded = load_verified(self.registry, self.verifier, name, version)
+        except ModelRefused as e:
+            with self._lock:
+                self._refused[key] = (e, self._clock() + self.alias_ttl)
+            self.events.model_refused(name, version, e.reason)
+            raise
+        self.events.model_loaded(name, version, loaded.load_seconds)
+        with self._lock:
+            self._models[key] = loaded
+            while len(self._models) > self.cache_size:
+                self._models.popitem(last=False)
+        return loaded
+
+    def is_loaded(self, name: str, version: str) -> bool:
+        with self._lock:
+            return (name, version) in self._models
