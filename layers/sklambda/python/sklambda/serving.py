@@ -148,3 +148,15 @@ class ModelServer:
     def is_loaded(self, name: str, version: str) -> bool:
         with self._lock:
             return (name, version) in self._models
+
+    def preload(self, names: tuple[str, ...], alias: str) -> dict[str, str]:
+        """Load models ahead of traffic (SnapStart's before-snapshot hook). Failures are reported, not
+        raised: a model that cannot load will answer 404/503 on its first request instead."""
+        outcome = {}
+        for name in names:
+            try:
+                loaded = self.get(name, alias=alias)
+                outcome[name] = f"loaded version {loaded.card.version}"
+            except Exception as e:
+                outcome[name] = f"not loaded: {e}"
+        return outcome

@@ -1,0 +1,219 @@
+"""Prediction API: routing, request parsing at the edge, metrics, and mapping domain errors to statuses.
+
+Domain work (validation, verified loading, scoring) lives in the `sklambda` layer package.
+"""
+
+import time
+from typing import Annotated, Any
+
+import sklearn
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+import sklambda
+from sklambda import oip
+from sklambda.config import ServingSettings
+from sklambda.contracts import InferRequest, PredictRequest, PredictResponse, check_row_count, parse_body
+from sklambda.errors import MalformedRequest, ModelRefused, SklambdaError, http_status
+from sklambda.registry import Registry
+from sklambda.scoring import Scored
+from sklambda.serving import LoadedModel, ModelServer
+from sklambda.signing import CardVerifier
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+app = APIGatewayRestResolver(enable_validation=True)
+
+# Read at import so a missing variable fails the cold start loudly instead of the first request.
+settings = ServingSettings.from_env()
+_server: ModelServer | None = None
+
+
+class _MetricEvents:
+    def model_loaded(self, name: str, version: str, seconds: float) -> None:
+        metrics.add_metric(name="ModelLoadTime", unit=MetricUnit.Milliseconds, value=seconds * 1000)
+        logger.info("model loaded", extra={"model": name, "version": version, "seconds": round(seconds, 3)})
+
+    def model_refused(self, name: str, version: str, reason: str) -> None:
+        _count("ModelRefused", model=name, reason=reason)
+        logger.error("model refused", extra={"model": name, "version": version, "reason": reason})
+
+
+def _count(metric_name: str, **dimensions: str) -> None:
+    """A metric with its own dimensions (reason), emitted at once rather than with the request's batch."""
+    with single_metric(name=metric_name, unit=MetricUnit.Count, value=1, namespace=metrics.namespace) as metric:
+        metric.add_dimension(name="service", value=metrics.service or "sklambda")
+        for key, value in dimensions.items():
+            metric.add_dimension(name=key, value=value)
+
+
+def server() -> ModelServer:
+    """One per container, created on first use (so tests can start moto before it)."""
+    global _server
+    if _server is None:
+        _server = ModelServer(
+            Registry(settings.model_bucket),
+            CardVerifier(settings.signing_key_id),
+            alias_ttl_seconds=settings.alias_ttl_seconds,
+            cache_size=settings.model_cache_size,
+            events=_MetricEvents(),
+        )
+    return _server
+
+
+def _pick(alias: str | None, version: str | None) -> dict[str, str | None]:
+    if alias and version:
+        raise MalformedRequest("give either ?alias= or ?version=, not both")
+    return {"alias": alias or settings.default_alias, "version": version}
+
+
+def _tag(name: str, version: str) -> None:
+    metrics.add_dimension(name="model", value=name)
+    metrics.add_dimension(name="version", value=version)
+    logger.append_keys(model=name, model_version=version)
+
+
+def _score(loaded: LoadedModel, rows: list[Any]) -> Scored:
+    check_row_count(len(rows), settings.max_rows)
+    _tag(loaded.card.name, loaded.card.version)
+    started = time.perf_counter()
+    scored = loaded.scorer.score(rows)
+    metrics.add_metric(name="PredictLatency", unit=MetricUnit.Milliseconds, value=(time.perf_counter() - started) * 1e3)
+    metrics.add_metric(name="Predictions", unit=MetricUnit.Count, value=len(rows))
+    return scored
+
+
+@app.post("/models/<name>/predict")
+@tracer.capture_method
+def predict(
+    name: str,
+    alias: Annotated[str | None, Query(max_length=63)] = None,
+    version: Annotated[str | None, Query(max_length=64)] = None,
+) -> dict:
+    body = parse_body(app.current_event.decoded_body, PredictRequest, max_bytes=settings.max_body_bytes)
+    check_row_count(len(body.instances), settings.max_rows)
+    scored = _score(server().get(name, **_pick(alias, version)), body.instances)
+    return PredictResponse.from_scored(scored).model_dump()
+
+
+@app.get("/models/<name>")
+def model_info(
+    name: str,
+    alias: Annotated[str | None, Query(max_length=63)] = None,
+    version: Annotated[str | None, Query(max_length=64)] = None,
+) -> dict:
+    which = _pick(alias, version)
+    registry = server().registry
+    card = registry.get_card(name, which["version"] or server().resolve_version(name, which["alias"]))
+    return {
+        "model": card.public_dict(),
+        "aliases": registry.list_aliases(name),
+        "versions": registry.list_versions(name),
+    }
+
+
+@app.get("/health")
+def health() -> dict:
+    return {"status": "ok", "sklambda": sklambda.__version__, "scikit_learn": sklearn.__version__}
+
+
+# --- Open Inference Protocol v2 ---------------------------------------------------------------------------------
+@app.get("/v2/health/live")
+def v2_live() -> dict:
+    return {"live": True}
+
+
+@app.get("/v2/health/ready")
+def v2_ready() -> dict:
+    return {"ready": True}
+
+
+@app.get("/v2/models/<name>")
+@app.get("/v2/models/<name>/versions/<version>")
+def v2_metadata(name: str, version: str | None = None) -> dict:
+    loaded = server().get(name, **_pick(None, version))
+    return oip.metadata(loaded.card, server().registry.list_versions(name))
+
+
+@app.get("/v2/models/<name>/ready")
+def v2_model_ready(name: str) -> dict:
+    loaded = server().get(name, alias=settings.default_alias)
+    return {"name": name, "ready": True, "version": loaded.card.version}
+
+
+@app.post("/v2/models/<name>/infer")
+@app.post("/v2/models/<name>/versions/<version>/infer")
+@tracer.capture_method
+def v2_infer(name: str, version: str | None = None) -> dict:
+    request = parse_body(app.current_event.decoded_body, InferRequest, max_bytes=settings.max_body_bytes)
+    loaded = server().get(name, **_pick(None, version))
+    scored = _score(loaded, oip.decode(request, loaded.card))
+    return oip.encode(scored, loaded.card, request)
+
+
+# --- errors: the one place that turns exceptions into responses ------------------------------------------------
+def _error(status: int, code: str, message: str, details: list[dict] | None = None) -> Response:
+    if app.current_event.path.startswith("/v2/"):
+        body: dict[str, Any] = {"error": message}  # Open Inference Protocol error shape
+        if details:
+            body["details"] = details
+    else:
+        body = {"error": {"code": code, "message": message, "details": details or []}}
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
+
+
+@app.exception_handler(SklambdaError)
+def domain_error(e: SklambdaError) -> Response:
+    status = http_status(e)
+    if status < 500:
+        _count("InvalidRequests", reason=e.code)
+        logger.info("request refused", extra={"status": status, "reason": e.code, "problems": len(e.errors)})
+    elif isinstance(e, ModelRefused):
+        logger.warning("serving refused", extra={"status": status, "reason": e.reason})
+    return _error(status, e.code, e.message, [x.to_dict() for x in e.errors])
+
+
+@app.exception_handler(RequestValidationError)
+def request_invalid(e: RequestValidationError) -> Response:
+    details = [{"field": ".".join(str(p) for p in err["loc"]), "message": err["msg"]} for err in e.errors()]
+    _count("InvalidRequests", reason="invalid_parameters")
+    return _error(400, "invalid_parameters", "invalid request parameters", details)
+
+
+@app.not_found
+def route_not_found(_: NotFoundError) -> Response:
+    return _error(404, "route_not_found", f"no route for {app.current_event.http_method} {app.current_event.path}")
+
+
+@app.exception_handler(Exception)
+def unexpected(e: Exception) -> Response:
+    logger.exception("unexpected error")
+    return _error(500, "internal", "internal error; the request id is in the response headers and logs")
+
+
+# --- SnapStart: load the production models before the snapshot is taken ------------------------------------------
+def _before_snapshot() -> None:
+    outcome = server().preload(settings.preload_models, settings.default_alias)
+    logger.info("preloaded models before snapshot", extra={"models": outcome})
+
+
+try:  # provided by the Lambda Python runtime when SnapStart is on; absent locally
+    from snapshot_restore_py import register_before_snapshot
+except ImportError:
+    register_before_snapshot = None
+if register_before_snapshot is not None and settings.preload_models:
+    register_before_snapshot(_before_snapshot)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
+def handler(event: dict, context: LambdaContext) -> dict:
+    return app.resolve(event, context)

@@ -1,0 +1,239 @@
+"""The `sklambda` command: publish, promote, rollback, inspect models; run the local stack.
+
+Where the registry lives: --bucket/--signing-key/--endpoint-url, else SKLAMBDA_MODEL_BUCKET,
+SKLAMBDA_SIGNING_KEY_ID and AWS_ENDPOINT_URL, else a running local stack's .sklambda/local.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from sklambda import config
+from sklambda.errors import SklambdaError
+
+LOCAL_FILE = Path(".sklambda") / "local.json"
+
+
+def _local_details() -> dict[str, Any] | None:
+    path = Path(os.environ.get("SKLAMBDA_LOCAL_FILE", LOCAL_FILE))
+    if path.is_file():
+        return json.loads(path.read_text())
+    return None
+
+
+def _connect(args: argparse.Namespace, *, need_signer: bool = False):
+    """Resolve where the registry is and return (Registry, CardSigner | None)."""
+    from sklambda import aws
+    from sklambda.registry import Registry
+    from sklambda.signing import CardSigner
+
+    bucket = args.bucket or os.environ.get(config.MODEL_BUCKET)
+    key = args.signing_key or os.environ.get(config.SIGNING_KEY_ID)
+    endpoint = args.endpoint_url or os.environ.get(config.AWS_ENDPOINT_URL)
+    if not bucket or (need_signer and not key):
+        local = _local_details()
+        if local is None:
+            missing = "model bucket" if not bucket else "signing key"
+            raise SklambdaError(
+                f"no {missing} configured: pass --bucket/--signing-key, set {config.MODEL_BUCKET}/"
+                f"{config.SIGNING_KEY_ID}, or start the local stack with `make local`"
+            )
+        print(f"using the local stack from {LOCAL_FILE}", file=sys.stderr)
+        bucket = bucket or local["model_bucket"]
+        key = key or local["signing_key_id"]
+        endpoint = endpoint or local["aws_endpoint_url"]
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", local.get("access_key_id", "testing"))
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", local.get("secret_access_key", "testing"))
+        os.environ.setdefault("AWS_DEFAULT_REGION", local.get("region", "us-east-1"))
+    if endpoint:
+        os.environ[config.AWS_ENDPOINT_URL] = endpoint
+        aws.reset_clients()
+    return Registry(bucket), (CardSigner(key) if need_signer else None)
+
+
+def _publish(args: argparse.Namespace) -> int:
+    import joblib
+    import pandas as pd
+
+    from sklambda.publish import publish
+
+    registry, signer = _connect(args, need_signer=True)
+    model = joblib.load(args.model)  # the user's own file, trusted by definition
+    data = pd.read_csv(args.data)
+    if args.target not in data.columns:
+        raise SklambdaError(f"target column {args.target!r} is not in {args.data} (columns: {', '.join(data.columns)})")
+    options: dict[str, Any] = {}
+    if args.holdout:
+        holdout = pd.read_csv(args.holdout)
+        if args.target not in holdout.columns:
+            raise SklambdaError(f"target column {args.target!r} is not in {args.holdout}")
+        options.update(X_holdout=holdout.drop(columns=[args.target]), y_holdout=holdout[args.target])
+    card = publish(
+        model,
+        data.drop(columns=[args.target]),
+        data[args.target],
+        name=args.name,
+        registry=registry,
+        signer=signer,
+        version=args.version,
+        alias=args.promote,
+        pii=args.pii,
+        nullable=args.nullable,
+        categorical=args.categorical,
+        description=args.description,
+        **options,
+    )
+    print(f"published {card.name} version {card.version} (sha256 {card.artifact.sha256[:12]}, signed)")
+    _print_metrics(card.metrics)
+    if args.promote:
+        print(f"{args.promote} -> {card.version}")
+    return 0
+
+
+def _print_metrics(metrics: dict) -> None:
+    shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+    print(f"  {metrics.get('split', '')} metrics: {shown}")
+
+
+def _promote(args: argparse.Namespace) -> int:
+    registry, _ = _connect(args)
+    record = registry.set_alias(args.name, args.alias, args.version)
+    print(f"{args.name}: {record.alias} -> {record.version}")
+    return 0
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    registry, _ = _connect(args)
+    record = registry.rollback(args.name, args.alias)
+    print(f"{args.name}: {record.alias} rolled back to {record.version}")
+    return 0
+
+
+def _models_list(args: argparse.Namespace) -> int:
+    registry, _ = _connect(args)
+    names = registry.list_models()
+    if args.json:
+        print(
+            json.dumps({n: {"versions": registry.list_versions(n), "aliases": registry.list_aliases(n)} for n in names})
+        )
+        return 0
+    if not names:
+        print("no models published yet")
+    for name in names:
+        aliases = ", ".join(f"{a}->{v}" for a, v in sorted(registry.list_aliases(name).items())) or "no aliases"
+        print(f"{name}: versions {', '.join(registry.list_versions(name))}; {aliases}")
+    return 0
+
+
+def _models_show(args: argparse.Namespace) -> int:
+    registry, _ = _connect(args)
+    version = args.version or registry.resolve(args.name, alias=args.alias)
+    card = registry.get_card(args.name, version)
+    if args.json:
+        print(json.dumps(card.to_dict(), indent=2))
+        return 0
+    print(f"{card.name} version {card.version} ({card.task}), created {card.created_at}")
+    print(f"  estimator: {card.estimator}")
+    print(f"  scikit-learn {card.sklearn_version}; artifact {card.artifact.size} bytes, sha256 {card.artifact.sha256}")
+    print(f"  signed: {'yes, ' + card.signature.algorithm if card.signature else 'NO'}")
+    if card.classes:
+        print(f"  classes: {', '.join(map(str, card.classes))}")
+    _print_metrics(dict(card.metrics))
+    print("  input schema:")
+    for f in card.input_schema.features:
+        extra = []
+        if f.minimum is not None:
+            extra.append(f"range {f.minimum:g}..{f.maximum:g}")
+        if f.categories:
+            extra.append(f"categories {', '.join(f.categories[:8])}{' ...' if len(f.categories) > 8 else ''}")
+        if f.nullable:
+            extra.append("nullable")
+        if f.pii:
+            extra.append("PII")
+        print(f"    {f.name:<20} {f.type:<9} {'; '.join(extra)}")
+    print(f"  aliases: {registry.list_aliases(card.name)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sklambda", description=__doc__.splitlines()[0])
+    parser.add_argument("--bucket", help=f"model bucket (default: ${config.MODEL_BUCKET})")
+    parser.add_argument("--signing-key", help=f"KMS signing key id or ARN (default: ${config.SIGNING_KEY_ID})")
+    parser.add_argument("--endpoint-url", help="AWS endpoint, e.g. the local stack's (default: $AWS_ENDPOINT_URL)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("publish", help="publish a joblib model with its training data as a new signed version")
+    p.add_argument("--model", required=True, help="path of a joblib file holding a fitted estimator or pipeline")
+    p.add_argument("--data", required=True, help="training CSV (features and the target column)")
+    p.add_argument("--target", required=True, help="name of the target column")
+    p.add_argument("--name", required=True, help="model name")
+    p.add_argument("--holdout", help="holdout CSV with the same columns, for the card's metrics")
+    p.add_argument("--version", help="version id (default: next integer)")
+    p.add_argument("--promote", metavar="ALIAS", help="point this alias at the new version")
+    p.add_argument("--pii", nargs="*", default=[], metavar="COLUMN", help="columns holding personal data")
+    p.add_argument("--nullable", nargs="*", default=[], metavar="COLUMN", help="columns allowed to be null")
+    p.add_argument("--categorical", nargs="*", default=[], metavar="COLUMN", help="treat these columns as categories")
+    p.add_argument("--description", default="", help="what the model is for")
+    p.set_defaults(func=_publish)
+
+    p = sub.add_parser("promote", help="point an alias at a version")
+    p.add_argument("name")
+    p.add_argument("version")
+    p.add_argument("--alias", default="production")
+    p.set_defaults(func=_promote)
+
+    p = sub.add_parser("rollback", help="point an alias back at its previous version")
+    p.add_argument("name")
+    p.add_argument("--alias", default="production")
+    p.set_defaults(func=_rollback)
+
+    models = sub.add_parser("models", help="list and inspect models").add_subparsers(
+        dest="models_command", required=True
+    )
+    p = models.add_parser("list", help="models with their versions and aliases")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_models_list)
+    p = models.add_parser("show", help="a model card")
+    p.add_argument("name")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--version")
+    which.add_argument("--alias", default="production")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_models_show)
+
+    try:
+        from sklambda_infra.local.cli import register as register_local
+    except ImportError:  # the local stack is optional tooling
+        pass
+    else:
+        register_local(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except SklambdaError as e:
+        print(f"error: {e.message}", file=sys.stderr)
+        for detail in e.errors[:20]:
+            print(f"  - {detail}", file=sys.stderr)
+        return 2
+    except (ClientError, BotoCoreError) as e:
+        print(f"error: AWS call failed: {e}", file=sys.stderr)
+        return 1
+    except FileNotFoundError as e:
+        print(f"error: {e.strerror}: {e.filename}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

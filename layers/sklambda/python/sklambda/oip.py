@@ -1,0 +1,142 @@
+"""Open Inference Protocol (KServe v2) codec: tensors in, rows for the scorer; scored rows, tensors out.
+
+Two input layouts are accepted, as MLServer's sklearn runtime and KServe clients send them:
+one input per feature named after it (shape [N] or [N, 1]), or a single input of shape [N, F] holding
+the features in the card's schema order.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sklambda.card import ModelCard
+from sklambda.contracts import InferRequest
+from sklambda.errors import FieldError, InvalidInput
+from sklambda.schema import BOOLEAN, CATEGORY, INTEGER, FeatureSpec
+from sklambda.scoring import Scored
+
+PLATFORM = "sklearn"
+_DATATYPE = {BOOLEAN: "BOOL", CATEGORY: "BYTES", INTEGER: "INT64"}
+
+
+def feature_datatype(spec: FeatureSpec) -> str:
+    return _DATATYPE.get(spec.type, "FP64")
+
+
+def _flatten(data: list[Any]) -> list[Any]:
+    out: list[Any] = []
+    for item in data:
+        if isinstance(item, list):
+            out.extend(_flatten(item))
+        else:
+            out.append(item)
+    return out
+
+
+def _size(shape: list[int]) -> int:
+    size = 1
+    for d in shape:
+        size *= d
+    return size
+
+
+def decode(request: InferRequest, card: ModelCard) -> list[dict[str, Any]]:
+    schema = card.input_schema
+    names = schema.names
+    by_name = {i.name: i for i in request.inputs}
+    errors: list[FieldError] = []
+    for inp in request.inputs:
+        flat = _flatten(inp.data)
+        if any(d < 0 for d in inp.shape) or _size(inp.shape) != len(flat):
+            errors.append(FieldError(f"shape {inp.shape} does not match {len(flat)} data values", field=inp.name))
+    if errors:
+        raise InvalidInput(f"inference request is inconsistent: {errors[0]}", errors=errors)
+
+    if len(request.inputs) == 1 and request.inputs[0].name not in names:
+        inp = request.inputs[0]
+        if len(inp.shape) != 2 or inp.shape[1] != len(names):
+            raise InvalidInput(
+                f"input {inp.name!r} must have shape [N, {len(names)}] with features in this order: "
+                f"{', '.join(names)}; or send one input per feature, named after it",
+                errors=[FieldError(f"shape {inp.shape} is not [N, {len(names)}]", field=inp.name)],
+            )
+        flat = _flatten(inp.data)
+        width = len(names)
+        return [dict(zip(names, flat[r * width : (r + 1) * width], strict=True)) for r in range(inp.shape[0])]
+
+    unknown = [n for n in by_name if n not in names]
+    missing = [n for n in names if n not in by_name]
+    errors = [FieldError("unknown input: not a feature of this model", field=n) for n in unknown]
+    errors += [FieldError("missing input for this feature", field=n) for n in missing]
+    if errors:
+        raise InvalidInput(f"{len(errors)} problem(s) with the inputs: {errors[0]}", errors=errors)
+    columns = {n: _flatten(by_name[n].data) for n in names}
+    lengths = {len(v) for v in columns.values()}
+    if len(lengths) != 1:
+        detail = ", ".join(f"{n}={len(v)}" for n, v in columns.items())
+        raise InvalidInput(f"inputs have different numbers of rows: {detail}")
+    n_rows = lengths.pop()
+    return [{n: columns[n][r] for n in names} for r in range(n_rows)]
+
+
+def _label_datatype(values: list[Any]) -> str:
+    if all(isinstance(v, bool) for v in values):
+        return "BOOL"
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        return "INT64"
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        return "FP64"
+    return "BYTES"
+
+
+def encode(scored: Scored, card: ModelCard, request: InferRequest) -> dict[str, Any]:
+    n = len(scored.predictions)
+    outputs = [
+        {
+            "name": "predict",
+            "shape": [n],
+            "datatype": _label_datatype(scored.predictions),
+            "data": scored.predictions,
+        }
+    ]
+    if scored.probabilities is not None:
+        classes = list(scored.probabilities[0].keys()) if n else [str(c) for c in card.classes or ()]
+        outputs.append(
+            {
+                "name": "predict_proba",
+                "shape": [n, len(classes)],
+                "datatype": "FP64",
+                "parameters": {"classes": classes},
+                "data": [p[c] for p in scored.probabilities for c in classes],
+            }
+        )
+    if request.outputs:
+        wanted = {o.name for o in request.outputs}
+        unknown = wanted - {o["name"] for o in outputs}
+        if unknown:
+            available = ", ".join(o["name"] for o in outputs)
+            raise InvalidInput(
+                f"unknown output(s) requested: {', '.join(sorted(unknown))}; available: {available}",
+                errors=[FieldError("unknown output", field=u) for u in sorted(unknown)],
+            )
+        outputs = [o for o in outputs if o["name"] in wanted]
+    body: dict[str, Any] = {"model_name": scored.model_name, "model_version": scored.model_version, "outputs": outputs}
+    if request.id is not None:
+        body["id"] = request.id
+    return body
+
+
+def metadata(card: ModelCard, versions: list[str]) -> dict[str, Any]:
+    outputs = [{"name": "predict", "datatype": "BYTES" if card.classes else "FP64", "shape": [-1]}]
+    if card.classes:
+        outputs.append({"name": "predict_proba", "datatype": "FP64", "shape": [-1, len(card.classes)]})
+    return {
+        "name": card.name,
+        "versions": versions,
+        "platform": PLATFORM,
+        "inputs": [
+            {"name": f.name, "datatype": feature_datatype(f), "shape": [-1]} for f in card.input_schema.features
+        ],
+        "outputs": outputs,
+        "parameters": {"version": card.version, "task": card.task},
+    }

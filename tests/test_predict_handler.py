@@ -1,0 +1,312 @@
+"""The predict function driven with API Gateway REST events from events/ against a moto registry."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import call, event_body, import_predict_app, load_event, publish_churn
+
+from sklambda import publish as publish_module
+
+
+def test_predict_returns_predictions_and_probabilities_per_class(predict_app, published, lambda_context):
+    # GIVEN a published churn model behind the production alias
+    # WHEN the sample predict event is sent
+    status, body = call(predict_app, load_event("predict.json"), lambda_context)
+    # THEN every row gets a label and a probability for each class that sums to one
+    assert status == 200
+    assert body["model_name"] == "churn" and body["model_version"] == published.version
+    assert len(body["predictions"]) == 2
+    assert set(body["predictions"]) <= {"yes", "no"}
+    for probs in body["probabilities"]:
+        assert set(probs) == {"no", "yes"}
+        assert sum(probs.values()) == pytest.approx(1.0)
+
+
+def test_predictions_match_the_model_called_directly(predict_app, published, logistic_model, lambda_context):
+    # GIVEN the rows of the sample event
+    rows = event_body("predict.json")["instances"]
+    # WHEN they are scored through the handler
+    _, body = call(predict_app, load_event("predict.json"), lambda_context)
+    # THEN the answer equals predict_proba on the same rows
+    import pandas as pd
+
+    expected = logistic_model.predict_proba(pd.DataFrame(rows))
+    assert [p["yes"] for p in body["probabilities"]] == pytest.approx(expected[:, 1].tolist())
+    assert body["predictions"] == logistic_model.predict(pd.DataFrame(rows)).tolist()
+
+
+def test_invalid_rows_get_422_naming_each_row_and_field(predict_app, published, lambda_context):
+    # GIVEN rows with a wrong type, a null in a non-nullable field, an unknown feature and a missing one
+    # WHEN they are sent
+    status, body = call(predict_app, load_event("predict_invalid.json"), lambda_context)
+    # THEN the answer is 422 with one message per problem
+    assert status == 422
+    problems = {(d.get("row"), d.get("field")): d["message"] for d in body["error"]["details"]}
+    assert "expected an integer" in problems[(0, "age")]
+    assert "not nullable" in problems[(0, "tenure_months")]
+    assert problems[(0, "favourite_colour")] == "unknown feature"
+    assert problems[(1, "plan")] == "missing feature"
+    assert body["error"]["code"] == "invalid_input"
+
+
+@pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_numbers_are_rejected_with_the_field_named(predict_app, published, lambda_context, token):
+    # GIVEN a body whose JSON carries a non-finite number (Python's json accepts these tokens)
+    row = event_body("predict.json")["instances"][0]
+    raw = json.dumps({"instances": [row]}).replace('"monthly_charges": 79.5', f'"monthly_charges": {token}')
+    # WHEN it is sent
+    status, body = call(predict_app, load_event("predict.json", raw_body=raw), lambda_context)
+    # THEN it is a 422 naming the field
+    assert status == 422
+    assert body["error"]["details"] == [
+        {"row": 0, "field": "monthly_charges", "message": f"expected a finite number, got {float(token)}"}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ('{"instances": [', "not valid JSON"),
+        ("", "empty"),
+        ("[1, 2]", "must be a JSON object"),
+        ('{"rows": []}', "expected shape"),
+        ('{"instances": {"age": 3}}', "expected shape"),
+    ],
+)
+def test_malformed_bodies_get_400_with_a_reason(predict_app, published, lambda_context, raw, expected):
+    # GIVEN a body that is not a valid predict request
+    # WHEN it is sent
+    status, body = call(predict_app, load_event("predict.json", raw_body=raw), lambda_context)
+    # THEN the answer is 400 and says what is wrong, never a 500
+    assert status == 400
+    assert expected in body["error"]["message"]
+
+
+def test_empty_instances_is_a_client_error(predict_app, published, lambda_context):
+    status, body = call(predict_app, load_event("predict.json", body={"instances": []}), lambda_context)
+    assert status == 422
+    assert "no instances" in body["error"]["message"]
+
+
+def test_too_many_rows_gets_413(function_env, published, lambda_context, monkeypatch):
+    # GIVEN a limit of 3 rows per request
+    monkeypatch.setenv("SKLAMBDA_MAX_ROWS", "3")
+    app = import_predict_app()
+    row = event_body("predict.json")["instances"][0]
+    # WHEN 4 rows are sent
+    status, body = call(app, load_event("predict.json", body={"instances": [row] * 4}), lambda_context)
+    # THEN it is refused as too large, naming the limit
+    assert status == 413
+    assert "limit is 3" in body["error"]["message"]
+
+
+def test_body_over_the_size_limit_gets_413_before_parsing(function_env, published, lambda_context, monkeypatch):
+    monkeypatch.setenv("SKLAMBDA_MAX_BODY_BYTES", "100")
+    app = import_predict_app()
+    status, body = call(app, load_event("predict.json", raw_body="{" + " " * 200), lambda_context)
+    assert status == 413
+    assert "limit is 100" in body["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("path_name", "query", "fragment"),
+    [
+        ("nope", None, "unknown model 'nope'"),
+        ("churn", {"alias": "staging"}, "has no alias 'staging'"),
+        ("churn", {"version": "99"}, "has no version '99'"),
+    ],
+)
+def test_unknown_model_alias_or_version_is_404(predict_app, published, lambda_context, path_name, query, fragment):
+    event = load_event("predict.json", query=query)
+    event["pathParameters"] = {"name": path_name}
+    event["path"] = f"/models/{path_name}/predict"
+    status, body = call(predict_app, event, lambda_context)
+    assert status == 404
+    assert fragment in body["error"]["message"]
+
+
+def test_alias_and_version_together_is_400(predict_app, published, lambda_context):
+    event = load_event("predict.json", query={"alias": "production", "version": "1"})
+    status, body = call(predict_app, event, lambda_context)
+    assert status == 400
+    assert "not both" in body["error"]["message"]
+
+
+def test_explicit_version_is_served(predict_app, function_env, churn, logistic_model, forest_model, lambda_context):
+    # GIVEN version 1 (logistic) in production and version 2 (forest) published without an alias
+    publish_churn(function_env, churn, logistic_model)
+    publish_churn(function_env, churn, forest_model, alias=None)
+    # WHEN version 2 is asked for explicitly
+    _, body = call(predict_app, load_event("predict.json", query={"version": "2"}), lambda_context)
+    # THEN version 2 answers while the default stays on production
+    assert body["model_version"] == "2"
+    assert call(predict_app, load_event("predict.json"), lambda_context)[1]["model_version"] == "1"
+
+
+def test_promote_and_rollback_take_effect_without_redeploy(
+    function_env, churn, logistic_model, forest_model, lambda_context, monkeypatch
+):
+    # GIVEN a container with a zero alias TTL serving version 1
+    monkeypatch.setenv("SKLAMBDA_ALIAS_TTL_SECONDS", "0")
+    app = import_predict_app()
+    publish_churn(function_env, churn, logistic_model)
+    assert call(app, load_event("predict.json"), lambda_context)[1]["model_version"] == "1"
+    # WHEN version 2 is promoted, then rolled back
+    publish_churn(function_env, churn, forest_model)
+    after_promote = call(app, load_event("predict.json"), lambda_context)[1]["model_version"]
+    function_env.registry.rollback("churn", "production")
+    after_rollback = call(app, load_event("predict.json"), lambda_context)[1]["model_version"]
+    # THEN the same warm container follows the alias both ways
+    assert (after_promote, after_rollback) == ("2", "1")
+
+
+def test_tampered_artifact_is_refused_with_503_and_a_metric(
+    predict_app, published, registry_env, lambda_context, capsys
+):
+    # GIVEN the artifact bytes changed after publishing
+    s3 = registry_env.s3()
+    blob = s3.get_object(Bucket=registry_env.bucket, Key=published.artifact.key)["Body"].read()
+    s3.put_object(Bucket=registry_env.bucket, Key=published.artifact.key, Body=blob[:-8] + b"tampered")
+    # WHEN a prediction is asked for
+    status, body = call(predict_app, load_event("predict.json"), lambda_context)
+    # THEN the model is refused before unpickling, with a clear message and a ModelRefused metric
+    assert status == 503
+    assert body["error"]["code"] == "model_refused"
+    assert "does not match the signed sha256" in body["error"]["message"]
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    refused = [m for m in emf if "ModelRefused" in m]
+    assert refused and refused[0]["reason"] == "artifact_tampered" and refused[0]["model"] == "churn"
+
+
+def test_card_edited_after_signing_is_refused(predict_app, published, registry_env, lambda_context):
+    # GIVEN someone edits the card (here: inflates a metric) without re-signing
+    s3 = registry_env.s3()
+    key = registry_env.registry.card_key("churn", published.version)
+    card = json.loads(s3.get_object(Bucket=registry_env.bucket, Key=key)["Body"].read())
+    card["metrics"]["accuracy"] = 0.999
+    s3.put_object(Bucket=registry_env.bucket, Key=key, Body=json.dumps(card).encode())
+    # WHEN a prediction is asked for
+    status, body = call(predict_app, load_event("predict.json"), lambda_context)
+    # THEN the signature check fails
+    assert status == 503
+    assert "failed signature verification" in body["error"]["message"]
+
+
+def test_model_from_another_sklearn_version_is_refused_naming_both(
+    predict_app, registry_env, churn, logistic_model, lambda_context, monkeypatch
+):
+    # GIVEN a model whose card records scikit-learn 1.0.2
+    real = publish_module.library_versions
+    monkeypatch.setattr(publish_module, "library_versions", lambda: {**real(), "scikit-learn": "1.0.2"})
+    publish_churn(registry_env, churn, logistic_model)
+    # WHEN it is asked to predict
+    status, body = call(predict_app, load_event("predict.json"), lambda_context)
+    # THEN it is refused and the message names both versions
+    import sklearn
+
+    assert status == 503
+    assert "1.0.2" in body["error"]["message"] and sklearn.__version__ in body["error"]["message"]
+
+
+def test_metrics_carry_model_and_version_dimensions(predict_app, published, lambda_context, capsys):
+    call(predict_app, load_event("predict.json"), lambda_context)
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    main = next(m for m in emf if "Predictions" in m)
+    assert main["Predictions"] == [2.0]
+    assert main["model"] == "churn" and main["version"] == "1"
+    assert "PredictLatency" in main and "ModelLoadTime" in main
+
+
+def test_model_info_shows_the_public_card(predict_app, published, lambda_context):
+    status, body = call(predict_app, load_event("model_info.json"), lambda_context)
+    assert status == 200
+    assert body["aliases"] == {"production": "1"} and body["versions"] == ["1"]
+    card = body["model"]
+    assert card["task"] == "classification" and card["classes"] == ["no", "yes"]
+    assert "baseline" not in card and "key" not in card["artifact"]
+    pii = [f for f in card["input_schema"]["features"] if f["pii"]]
+    assert [f["name"] for f in pii] == ["customer_id"]
+
+
+def test_health_answers_without_a_model(predict_app, lambda_context):
+    status, body = call(predict_app, load_event("health.json"), lambda_context)
+    assert status == 200 and body["status"] == "ok"
+
+
+def test_unknown_route_is_a_json_404(predict_app, lambda_context):
+    event = load_event("health.json")
+    event["path"] = event["resource"] = "/nothing/here"
+    status, body = call(predict_app, event, lambda_context)
+    assert status == 404
+    assert body["error"]["code"] == "route_not_found"
+
+
+def test_missing_configuration_fails_the_cold_start(registry_env, monkeypatch):
+    # GIVEN no model bucket configured
+    monkeypatch.delenv("SKLAMBDA_MODEL_BUCKET", raising=False)
+    monkeypatch.setenv("SKLAMBDA_SIGNING_KEY_ID", registry_env.signing_key_id)
+    # WHEN the function module is imported
+    from sklambda.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="SKLAMBDA_MODEL_BUCKET"):
+        import_predict_app()
+
+
+# --- Open Inference Protocol v2 ---------------------------------------------------------------------------------
+def test_v2_infer_with_one_input_per_feature(predict_app, published, lambda_context):
+    status, body = call(predict_app, load_event("v2_infer.json"), lambda_context)
+    assert status == 200
+    assert body["id"] == "req-1" and body["model_name"] == "churn" and body["model_version"] == "1"
+    outputs = {o["name"]: o for o in body["outputs"]}
+    assert outputs["predict"]["shape"] == [2] and outputs["predict"]["datatype"] == "BYTES"
+    proba = outputs["predict_proba"]
+    assert proba["shape"] == [2, 2] and proba["parameters"]["classes"] == ["no", "yes"]
+    assert sum(proba["data"][:2]) == pytest.approx(1.0)
+
+
+def test_v2_infer_agrees_with_the_rest_route(predict_app, published, lambda_context):
+    _, rest = call(predict_app, load_event("predict.json"), lambda_context)
+    _, v2 = call(predict_app, load_event("v2_infer.json"), lambda_context)
+    proba = next(o for o in v2["outputs"] if o["name"] == "predict_proba")["data"]
+    assert proba[1::2] == pytest.approx([p["yes"] for p in rest["probabilities"]])
+
+
+def test_v2_infer_with_a_single_2d_tensor_in_schema_order(predict_app, published, lambda_context):
+    rows = event_body("predict.json")["instances"]
+    names = [f["name"] for f in published.input_schema.to_dict()["features"]]
+    request = {"inputs": [{"name": "input-0", "shape": [2, len(names)], "datatype": "BYTES",
+                           "data": [r[n] for r in rows for n in names]}],
+               "outputs": [{"name": "predict"}]}  # fmt: skip
+    status, body = call(predict_app, load_event("v2_infer.json", body=request), lambda_context)
+    assert status == 200
+    assert [o["name"] for o in body["outputs"]] == ["predict"]
+
+
+def test_v2_errors_use_the_protocol_error_shape(predict_app, published, lambda_context):
+    request = event_body("v2_infer.json")
+    request["inputs"] = request["inputs"][1:]  # drop customer_id
+    status, body = call(predict_app, load_event("v2_infer.json", body=request), lambda_context)
+    assert status == 422
+    assert "customer_id" in body["error"]
+    assert body["details"] == [{"field": "customer_id", "message": "missing input for this feature"}]
+
+
+def test_v2_metadata_lists_inputs_with_datatypes(predict_app, published, lambda_context):
+    status, body = call(predict_app, load_event("v2_model_metadata.json"), lambda_context)
+    assert status == 200 and body["platform"] == "sklearn" and body["versions"] == ["1"]
+    types = {i["name"]: i["datatype"] for i in body["inputs"]}
+    assert types["age"] == "INT64" and types["plan"] == "BYTES" and types["monthly_income"] == "FP64"
+
+
+def test_v2_health_and_model_ready(predict_app, published, lambda_context):
+    for path, resource, params in [
+        ("/v2/health/live", "/v2/health/live", None),
+        ("/v2/health/ready", "/v2/health/ready", None),
+        ("/v2/models/churn/ready", "/v2/models/{name}/ready", {"name": "churn"}),
+    ]:
+        event = load_event("health.json")
+        event.update(path=path, resource=resource, pathParameters=params)
+        status, _ = call(predict_app, event, lambda_context)
+        assert status == 200, path

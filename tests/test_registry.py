@@ -1,0 +1,137 @@
+"""Registry: immutable versions, aliases with history, publish from Python."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import publish_churn
+from sklearn.linear_model import LinearRegression, LogisticRegression
+
+from sklambda.errors import ModelNotFound, PublishRejected, RegistryConflict
+from sklambda.publish import publish
+from sklambda_infra import sample
+
+
+def test_versions_are_numbered_and_listed_in_order(registry_env, churn, logistic_model):
+    # GIVEN eleven publishes of the same model
+    for _ in range(11):
+        publish_churn(registry_env, churn, logistic_model, alias=None)
+    # WHEN versions are listed
+    versions = registry_env.registry.list_versions("churn")
+    # THEN they count up numerically, not lexically
+    assert versions == [str(i) for i in range(1, 12)]
+    assert registry_env.registry.list_models() == ["churn"]
+
+
+def test_publishing_an_existing_version_is_refused(registry_env, churn, logistic_model, forest_model):
+    # GIVEN version 7 exists
+    publish_churn(registry_env, churn, logistic_model, version="7")
+    before = registry_env.registry.get_card("churn", "7")
+    # WHEN another model is published as version 7
+    with pytest.raises(RegistryConflict, match="already exists"):
+        publish_churn(registry_env, churn, forest_model, version="7")
+    # THEN version 7 is unchanged
+    assert registry_env.registry.get_card("churn", "7") == before
+
+
+def test_card_write_is_conditional_so_racing_publishers_cannot_overwrite(registry_env, churn, logistic_model):
+    # GIVEN a card already at the version's path (as if another publisher won the race after our check)
+    card = publish_churn(registry_env, churn, logistic_model)
+    blob = registry_env.s3().get_object(Bucket=registry_env.bucket, Key=card.artifact.key)["Body"].read()
+    registry_env.registry.version_exists = lambda name, version: False  # the check saw nothing
+    # WHEN the second publisher commits
+    with pytest.raises(RegistryConflict):
+        registry_env.registry.put_version(card, blob)
+
+
+def test_promote_and_rollback_walk_the_alias_history(registry_env, churn, logistic_model):
+    reg = registry_env.registry
+    for _ in range(3):
+        publish_churn(registry_env, churn, logistic_model, alias=None)
+    # GIVEN production promoted 1 -> 2 -> 3
+    for v in ("1", "2", "3"):
+        reg.set_alias("churn", "production", v)
+    # WHEN rolled back twice
+    first = reg.rollback("churn", "production").version
+    second = reg.rollback("churn", "production").version
+    # THEN it walks back 3 -> 2 -> 1, and a third rollback has nothing left
+    assert (first, second) == ("2", "1")
+    with pytest.raises(ModelNotFound, match="no previous version"):
+        reg.rollback("churn", "production")
+
+
+def test_promoting_to_a_missing_version_is_refused(registry_env, published):
+    with pytest.raises(ModelNotFound, match="no version '9'"):
+        registry_env.registry.set_alias("churn", "production", "9")
+    assert registry_env.registry.get_alias("churn", "production").version == "1"
+
+
+def test_concurrent_alias_update_is_detected(registry_env, churn, logistic_model):
+    # GIVEN two promoters that both read production at version 1
+    reg = registry_env.registry
+    for _ in range(3):
+        publish_churn(registry_env, churn, logistic_model, alias=None)
+    reg.set_alias("churn", "production", "1")
+    stale = reg.get_alias("churn", "production")
+    reg.set_alias("churn", "production", "2")
+    # WHEN the slower one writes with its stale ETag
+    with pytest.raises(RegistryConflict, match="changed concurrently"):
+        reg._write_alias("churn", "production", "3", ("1",), stale)
+    # THEN the faster one's promote stands
+    assert reg.get_alias("churn", "production").version == "2"
+
+
+@pytest.mark.parametrize("bad", ["Churn", "../etc", "", "a" * 64, "churn/1"])
+def test_invalid_names_are_refused(registry_env, bad):
+    with pytest.raises(ModelNotFound, match="invalid model name"):
+        registry_env.registry.list_versions(bad)
+
+
+def test_card_holds_schema_metrics_baseline_and_versions(published):
+    card = published.to_dict()
+    assert card["task"] == "classification" and card["classes"] == ["no", "yes"]
+    assert card["library_versions"]["scikit-learn"]
+    features = {f["name"]: f for f in card["input_schema"]["features"]}
+    assert features["age"]["type"] == "integer" and features["age"]["minimum"] >= 18
+    assert features["monthly_income"]["nullable"] is True
+    assert features["plan"]["categories"] == ["basic", "plus", "premium"]
+    assert card["metrics"]["split"] == "holdout" and 0.5 < card["metrics"]["roc_auc"] <= 1
+    age = card["baseline"]["features"]["age"]
+    assert len(age["histogram"]["bin_edges"]) == len(age["histogram"]["counts"]) + 1
+    assert sum(card["baseline"]["features"]["plan"]["frequencies"].values()) == pytest.approx(1.0)
+    assert set(card["baseline"]["predictions"]["class_frequencies"]) <= {"yes", "no"}
+    assert card["artifact"]["size"] > 0 and len(card["artifact"]["sha256"]) == 64
+
+
+def test_no_raw_pii_value_reaches_the_card(published, churn):
+    # GIVEN customer_id is marked pii
+    text = json.dumps(published.to_dict())
+    # THEN none of its values appear anywhere in the card (schema, ranges, categories, baseline)
+    assert not any(cid in text for cid in churn.X["customer_id"])
+    assert published.baseline["features"]["customer_id"] == {"count": len(churn.X), "null_rate": 0.0, "pii": True}
+
+
+def test_regressors_publish_and_score(registry_env, churn):
+    X = churn.X[["age", "tenure_months", "monthly_charges"]]
+    y = churn.X["monthly_income"].fillna(0)
+    model = LinearRegression().fit(X, y)
+    card = publish(model, X, y, name="income", registry=registry_env.registry, signer=registry_env.signer)
+    assert card.task == "regression" and card.classes is None and "r2" in card.metrics
+    assert card.baseline["predictions"]["type"] == "regression"
+
+
+@pytest.mark.parametrize(
+    ("make_args", "message"),
+    [
+        (lambda c: (LogisticRegression(), c.X, c.y), "not fitted"),
+        (lambda c: (sample.logistic_pipeline().fit(c.X, c.y), c.X.iloc[:0], c.y.iloc[:0]), "empty"),
+        (lambda c: (sample.logistic_pipeline().fit(c.X, c.y), c.X, c.y.iloc[:10]), "target has 10"),
+        (lambda c: (sample.logistic_pipeline().fit(c.X, c.y), c.X.to_numpy(), c.y), "pandas DataFrame"),
+    ],
+)
+def test_publish_refuses_what_cannot_make_a_valid_card(registry_env, churn, make_args, message):
+    model, X, y = make_args(churn)
+    with pytest.raises(PublishRejected, match=message):
+        publish(model, X, y, name="bad", registry=registry_env.registry, signer=registry_env.signer)
+    assert registry_env.registry.list_versions("bad") == []

@@ -1,0 +1,88 @@
+"""Schema inference at publish and validation of every request row."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sklambda.errors import InvalidInput, PublishRejected
+from sklambda.schema import FeatureSpec, InputSchema, infer_schema
+
+
+@pytest.fixture
+def frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "id": ["a1", "a2", "a3"],
+            "age": [30, 41, 52],
+            "score": [0.5, np.nan, 2.5],
+            "plan": ["basic", "plus", "basic"],
+            "active": [True, False, True],
+        }
+    )
+
+
+def test_types_ranges_categories_and_nullability_are_inferred(frame):
+    schema = infer_schema(frame, pii=["id"])
+    by = {f.name: f for f in schema.features}
+    assert [f.type for f in schema.features] == ["category", "integer", "number", "category", "boolean"]
+    assert (by["age"].minimum, by["age"].maximum, by["age"].nullable) == (30.0, 52.0, False)
+    assert by["score"].nullable is True
+    assert by["plan"].categories == ("basic", "plus")
+    assert by["id"].pii and by["id"].categories is None
+
+
+def test_naming_an_unknown_column_as_pii_is_refused(frame):
+    with pytest.raises(PublishRejected, match="pii names column"):
+        infer_schema(frame, pii=["email"])
+
+
+def test_columns_of_mixed_objects_cannot_be_inferred():
+    with pytest.raises(PublishRejected, match="cannot infer a feature type for column 'mixed'"):
+        infer_schema(pd.DataFrame({"mixed": ["a", 1, None]}))
+
+
+def test_valid_rows_become_a_frame_in_training_order(frame):
+    schema = infer_schema(frame)
+    out = schema.validate([{"active": False, "plan": "plus", "score": None, "age": 33.0, "id": "x"}])
+    assert list(out.columns) == ["id", "age", "score", "plan", "active"]
+    assert out["age"].dtype == np.int64 and out.loc[0, "age"] == 33
+    assert np.isnan(out.loc[0, "score"])
+    assert out["active"].dtype == bool
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("age", "30", "expected an integer, got string '30'"),
+        ("age", 30.5, "expected an integer, got 30.5"),
+        ("age", True, "expected an integer, got boolean true"),
+        ("score", [1], "expected a number, got an array"),
+        ("plan", 3, "expected a string category, got int 3"),
+        ("active", "yes", "expected true or false, got string 'yes'"),
+        ("age", None, "is null but the feature is not nullable"),
+    ],
+)
+def test_each_wrong_value_is_named_with_row_and_field(frame, field, value, message):
+    schema = infer_schema(frame)
+    row = {"id": "x", "age": 30, "score": 1.0, "plan": "basic", "active": True, field: value}
+    with pytest.raises(InvalidInput) as e:
+        schema.validate([row, row])
+    assert [(x.row, x.field, x.message) for x in e.value.errors] == [(0, field, message), (1, field, message)]
+
+
+def test_every_problem_is_reported_at_once(frame):
+    schema = infer_schema(frame)
+    with pytest.raises(InvalidInput) as e:
+        schema.validate([{"id": "x"}, "not an object"])
+    problems = [(x.row, x.field) for x in e.value.errors]
+    assert problems == [(0, "age"), (0, "score"), (0, "plan"), (0, "active"), (1, None)]
+    assert "5 problem(s)" in e.value.message
+
+
+def test_schema_round_trips_through_its_dict():
+    schema = InputSchema((FeatureSpec("a", "number", nullable=True, minimum=0.0, maximum=1.0),))
+    assert InputSchema.from_dict(schema.to_dict()) == schema
+    with pytest.raises(ValueError, match="unknown type"):
+        FeatureSpec.from_dict({"name": "b", "type": "complex"})
