@@ -83,7 +83,7 @@ def _metrics(model: Any, task: str, X: pd.DataFrame, y: pd.Series) -> dict[str, 
     return out
 
 
-def _records(X: pd.DataFrame) -> list[dict]:
+def to_records(X: pd.DataFrame) -> list[dict]:
     """Rows as a JSON client would send them (NaN → null, numpy scalars → Python)."""
     frame = X.astype(object).where(X.notna(), None)
     return [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in r.items()} for r in frame.to_dict("records")]
@@ -122,7 +122,7 @@ def build_card(
     schema = infer_schema(X, pii=pii, nullable=nullable, categorical=categorical)
 
     # Prove the serving path works before publishing: JSON-shaped rows → schema → frame → model.
-    sample = _records(X.head(5))
+    sample = to_records(X.head(5))
     try:
         frame = schema.validate(sample)
         model.predict(frame)
