@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import sys
+import types
 
+import pandas as pd
 import pytest
+import sklearn
 from conftest import call, event_body, import_predict_app, load_event, publish_churn
 
 from sklambda import publish as publish_module
+from sklambda.errors import ConfigurationError
 
 
 def test_predict_returns_predictions_and_probabilities_per_class(predict_app, published, lambda_context):
@@ -30,8 +35,6 @@ def test_predictions_match_the_model_called_directly(predict_app, published, log
     # WHEN they are scored through the handler
     _, body = call(predict_app, load_event("predict.json"), lambda_context)
     # THEN the answer equals predict_proba on the same rows
-    import pandas as pd
-
     expected = logistic_model.predict_proba(pd.DataFrame(rows))
     assert [p["yes"] for p in body["probabilities"]] == pytest.approx(expected[:, 1].tolist())
     assert body["predictions"] == logistic_model.predict(pd.DataFrame(rows)).tolist()
@@ -204,8 +207,6 @@ def test_model_from_another_sklearn_version_is_refused_naming_both(
     # WHEN it is asked to predict
     status, body = call(predict_app, load_event("predict.json"), lambda_context)
     # THEN it is refused and the message names both versions
-    import sklearn
-
     assert status == 503
     assert "1.0.2" in body["error"]["message"] and sklearn.__version__ in body["error"]["message"]
 
@@ -248,8 +249,6 @@ def test_missing_configuration_fails_the_cold_start(registry_env, monkeypatch):
     monkeypatch.delenv("SKLAMBDA_MODEL_BUCKET", raising=False)
     monkeypatch.setenv("SKLAMBDA_SIGNING_KEY_ID", registry_env.signing_key_id)
     # WHEN the function module is imported
-    from sklambda.errors import ConfigurationError
-
     with pytest.raises(ConfigurationError, match="SKLAMBDA_MODEL_BUCKET"):
         import_predict_app()
 
@@ -310,3 +309,28 @@ def test_v2_health_and_model_ready(predict_app, published, lambda_context):
         event.update(path=path, resource=resource, pathParameters=params)
         status, _ = call(predict_app, event, lambda_context)
         assert status == 200, path
+
+
+def test_snapstart_hook_preloads_the_production_model(function_env, published, monkeypatch):
+    # GIVEN the Lambda runtime's snapshot_restore_py module and a model listed for preloading
+    hooks = []
+    fake = types.ModuleType("snapshot_restore_py")
+    fake.register_before_snapshot = hooks.append
+    monkeypatch.setitem(sys.modules, "snapshot_restore_py", fake)
+    monkeypatch.setenv("SKLAMBDA_PRELOAD_MODELS", "churn, missing")
+    # WHEN the function initialises and the runtime runs the before-snapshot hook
+    app = import_predict_app()
+    assert len(hooks) == 1
+    hooks[0]()
+    # THEN the production model is already verified and loaded; the missing one did not break the snapshot
+    assert app.server().is_loaded("churn", published.version)
+    assert not app.server().is_loaded("missing", "1")
+
+
+def test_no_snapstart_hook_without_models_to_preload(function_env, monkeypatch):
+    hooks = []
+    fake = types.ModuleType("snapshot_restore_py")
+    fake.register_before_snapshot = hooks.append
+    monkeypatch.setitem(sys.modules, "snapshot_restore_py", fake)
+    import_predict_app()
+    assert hooks == []
