@@ -70,6 +70,8 @@ def parse_body(raw: str | None, model: type[BaseModel], *, max_bytes: int) -> An
         obj = json.loads(raw)
     except json.JSONDecodeError as e:
         raise MalformedRequest(f"request body is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    except RecursionError:
+        raise MalformedRequest("request body is nested too deeply") from None
     if not isinstance(obj, dict):
         raise MalformedRequest(f"request body must be a JSON object, got {type(obj).__name__}")
     try:
