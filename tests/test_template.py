@@ -1,0 +1,578 @@
+"""template.yaml read as a specification: what operators, the runtime and the handler rely on.
+
+The template is loaded with cfn-lint's YAML loader (it understands !Ref, !Sub, ...). Checks that need the
+resources SAM generates (RestApi, usage plan, API key, function versions) translate the template offline with
+aws-sam-translator, after resolving the parameter-only `!If`s the way the AWS::LanguageExtensions transform does
+before SAM runs. Nothing here talks to AWS.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cfnlint.api import lint_file
+from cfnlint.decode import cfn_yaml
+from samtranslator.translator.transform import transform
+
+from sklambda import config
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = ROOT / "template.yaml"
+PREDICT_APP = ROOT / "functions" / "predict" / "app.py"
+
+# Every route functions/predict/app.py serves, as (method, API Gateway path).
+SERVED_ROUTES = {
+    ("POST", "/models/{name}/predict"),
+    ("GET", "/models/{name}"),
+    ("GET", "/health"),
+    ("GET", "/v2/health/live"),
+    ("GET", "/v2/health/ready"),
+    ("GET", "/v2/models/{name}"),
+    ("GET", "/v2/models/{name}/ready"),
+    ("POST", "/v2/models/{name}/infer"),
+    ("GET", "/v2/models/{name}/versions/{version}"),
+    ("POST", "/v2/models/{name}/versions/{version}/infer"),
+}
+# Managed policies SAM attaches by itself (basic logging; X-Ray because Tracing is Active). Neither touches KMS or S3.
+SAM_MANAGED_POLICIES = {
+    "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+    "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
+}
+NO_VALUE = object()
+
+
+# --- loading -------------------------------------------------------------------------------------------------------
+@functools.cache
+def _template_json() -> str:
+    # JSON round trip: plain dicts and strings instead of cfn-lint's position-carrying node types.
+    return json.dumps(cfn_yaml.load(str(TEMPLATE)))
+
+
+@pytest.fixture
+def template() -> dict:
+    return json.loads(_template_json())
+
+
+def resources_of_type(template: dict, kind: str) -> dict[str, dict]:
+    return {name: r for name, r in template["Resources"].items() if r["Type"] == kind}
+
+
+def parameter_values(template: dict, overrides: dict[str, Any]) -> dict[str, Any]:
+    values = {name: p.get("Default") for name, p in template["Parameters"].items()}
+    unknown = set(overrides) - set(values)
+    assert not unknown, f"not parameters of the template: {unknown}"
+    return {**values, **overrides}
+
+
+def resolve_language_extensions(template: dict, params: dict[str, Any]) -> dict:
+    """Replace each `Fn::If` by its chosen branch and drop `AWS::NoValue`, as AWS::LanguageExtensions does when
+    a condition depends only on parameters. Fails on anything it cannot decide, rather than guessing."""
+
+    def value(node: Any) -> Any:
+        if isinstance(node, dict) and set(node) == {"Ref"}:
+            return params[node["Ref"]]
+        if isinstance(node, dict) and set(node) == {"Condition"}:
+            return condition(node["Condition"])
+        if isinstance(node, dict):
+            return evaluate(node)
+        return node
+
+    def evaluate(expression: dict) -> bool:
+        ((function, args),) = expression.items()
+        if function == "Fn::Equals":
+            return str(value(args[0])) == str(value(args[1]))
+        if function == "Fn::Not":
+            return not value(args[0])
+        if function == "Fn::And":
+            return all(value(a) for a in args)
+        if function == "Fn::Or":
+            return any(value(a) for a in args)
+        raise ValueError(f"cannot evaluate condition function {function}")
+
+    @functools.cache
+    def condition(name: str) -> bool:
+        return evaluate(template["Conditions"][name])
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            if set(node) == {"Fn::If"}:
+                name, if_true, if_false = node["Fn::If"]
+                return walk(if_true if condition(name) else if_false)
+            if node == {"Ref": "AWS::NoValue"}:
+                return NO_VALUE
+            walked = {key: walk(item) for key, item in node.items()}
+            return {key: item for key, item in walked.items() if item is not NO_VALUE}
+        if isinstance(node, list):
+            return [item for item in map(walk, node) if item is not NO_VALUE]
+        return node
+
+    return walk(template)
+
+
+class _OfflinePolicyLoader:
+    """SAM asks this for AWS managed policy ARNs by name; the template names none, so IAM is never called."""
+
+    def load(self) -> dict[str, str]:
+        return {}
+
+
+@functools.cache
+def _translated_json(overrides: tuple[tuple[str, Any], ...]) -> str:
+    template = json.loads(_template_json())
+    params = parameter_values(template, dict(overrides))
+    resolved = resolve_language_extensions(template, params)
+    resolved["Transform"] = "AWS::Serverless-2016-10-31"  # AWS::LanguageExtensions has run (above)
+    for resource in resolved["Resources"].values():  # what `sam package` does: local folders -> S3 URIs
+        props = resource.get("Properties", {})
+        for key in ("CodeUri", "ContentUri"):
+            if isinstance(props.get(key), str) and not props[key].startswith("s3://"):
+                props[key] = f"s3://packaged-artifacts/{props[key].strip('/')}.zip"
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("AWS_DEFAULT_REGION", "us-east-1")  # SAM derives the partition from the region
+        return json.dumps(transform(resolved, params, _OfflinePolicyLoader()))
+
+
+def translate(**overrides: Any) -> dict:
+    """The CloudFormation that SAM produces for the given parameter values (defaults otherwise)."""
+    return json.loads(_translated_json(tuple(sorted(overrides.items()))))
+
+
+# --- policy helpers ------------------------------------------------------------------------------------------------
+def as_list(value: Any) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def function_statements(template: dict, function: str = "PredictFunction") -> list[dict]:
+    policies = as_list(template["Resources"][function]["Properties"].get("Policies", []))
+    statements: list[dict] = []
+    for policy in policies:
+        assert isinstance(policy, dict) and "Statement" in policy, f"{function}: only inline statements, got {policy}"
+        statements.extend(as_list(policy["Statement"]))
+    return statements
+
+
+def allowed_actions(statements: list[dict]) -> Iterator[tuple[str, dict]]:
+    for statement in statements:
+        if statement.get("Effect") == "Allow":
+            for action in as_list(statement.get("Action", [])):
+                yield action.lower(), statement
+
+
+def grants_kms_sign(statements: list[dict]) -> list[dict]:
+    """Statements that would let the holder sign: kms:Sign itself or any wildcard that covers it."""
+    return [s for action, s in allowed_actions(statements) if re.fullmatch(action.replace("*", ".*"), "kms:sign")]
+
+
+# --- lint and translation ------------------------------------------------------------------------------------------
+def test_template_passes_cfn_lint_without_errors() -> None:
+    # GIVEN the template as committed
+    # WHEN cfn-lint checks it with its default rules (it validates SAM resources natively)
+    matches = lint_file(TEMPLATE)
+    # THEN nothing is an error; anything else is shown, not hidden
+    for match in matches:
+        print(f"cfn-lint {match.rule.id} line {match.linenumber}: {match.message}")
+    errors = [m for m in matches if m.rule.id.startswith("E")]
+    assert not errors, "\n".join(f"{m.rule.id} line {m.linenumber}: {m.message}" for m in errors)
+
+
+def test_default_mode_translates_to_rest_api_with_usage_plan_and_api_key() -> None:
+    # GIVEN the default parameters (AuthMode API_KEY)
+    # WHEN SAM translates the template
+    resources = translate()["Resources"]
+    kinds = {r["Type"] for r in resources.values()}
+    # THEN a REST API is created with one usage plan tying one API key to the stage
+    assert {"AWS::ApiGateway::RestApi", "AWS::ApiGateway::UsagePlan", "AWS::ApiGateway::ApiKey"} <= kinds
+    assert {"PredictApi", "PredictApiUsagePlan", "PredictApiApiKey", "PredictApiUsagePlanKey"} <= set(resources)
+    plan = resources["PredictApiUsagePlan"]["Properties"]
+    assert plan["ApiStages"] == [{"ApiId": {"Ref": "PredictApi"}, "Stage": {"Ref": "PredictApiStage"}}]
+    assert set(plan["Throttle"]) == {"RateLimit", "BurstLimit"}
+
+
+def test_usage_plan_throttle_comes_from_the_parameters(template: dict) -> None:
+    # GIVEN the API's auth settings in the default (API_KEY) mode
+    api = resolve_language_extensions(template, parameter_values(template, {}))["Resources"]["PredictApi"]
+    usage_plan = api["Properties"]["Auth"]["UsagePlan"]
+    # THEN the plan is per API and throttled by the stack parameters, like the stage
+    assert usage_plan["CreateUsagePlan"] == "PER_API"
+    assert usage_plan["Throttle"] == {
+        "RateLimit": {"Ref": "ThrottleRateLimit"},
+        "BurstLimit": {"Ref": "ThrottleBurstLimit"},
+    }
+    (method_settings,) = template["Resources"]["PredictApi"]["Properties"]["MethodSettings"]
+    assert method_settings["ThrottlingRateLimit"] == {"Ref": "ThrottleRateLimit"}
+    assert method_settings["ThrottlingBurstLimit"] == {"Ref": "ThrottleBurstLimit"}
+    assert method_settings["MetricsEnabled"] is True
+
+
+def test_iam_mode_signs_requests_with_sigv4_and_creates_no_api_key() -> None:
+    # GIVEN AuthMode IAM
+    # WHEN SAM translates the template
+    translated = translate(AuthMode="IAM")
+    resources = translated["Resources"]
+    # THEN there is no key or usage plan, every route requires SigV4, and API Gateway invokes the function with
+    #      its resource permission rather than the caller's credentials
+    kinds = {r["Type"] for r in resources.values()}
+    assert not kinds & {"AWS::ApiGateway::ApiKey", "AWS::ApiGateway::UsagePlan", "AWS::ApiGateway::UsagePlanKey"}
+    paths = resources["PredictApi"]["Properties"]["Body"]["paths"]
+    for method, path in SERVED_ROUTES:
+        operation = paths[path][method.lower()]
+        assert operation["security"] == [{"AWS_IAM": []}], (method, path)
+        assert "credentials" not in operation["x-amazon-apigateway-integration"], (method, path)
+    # AND the ApiKeyId output no longer refers to a key that does not exist
+    assert translated["Outputs"]["ApiKeyId"]["Value"] == "none"
+
+
+def test_published_version_uses_snapstart_behind_the_live_alias() -> None:
+    # GIVEN the translated template
+    resources = translate()["Resources"]
+    # WHEN we look at the predict function, its versions and aliases
+    function = resources["PredictFunction"]["Properties"]
+    versions = resources_of_type({"Resources": resources}, "AWS::Lambda::Version")
+    aliases = resources_of_type({"Resources": resources}, "AWS::Lambda::Alias")
+    # THEN SnapStart applies to published versions, one version is published and `live` points at it
+    assert function["SnapStart"] == {"ApplyOn": "PublishedVersions"}
+    ((version_id, version),) = versions.items()
+    assert version["Properties"]["FunctionName"] == {"Ref": "PredictFunction"}
+    ((_, alias),) = aliases.items()
+    assert alias["Properties"]["Name"] == "live"
+    assert alias["Properties"]["FunctionVersion"] == {"Fn::GetAtt": [version_id, "Version"]}
+
+
+# --- least privilege -----------------------------------------------------------------------------------------------
+def test_predict_role_can_verify_model_cards_but_never_sign(template: dict) -> None:
+    # GIVEN the predict function's hand-written policies
+    statements = function_statements(template)
+    # THEN no statement grants kms:Sign, directly or through a wildcard
+    assert grants_kms_sign(statements) == []
+    # AND verification is allowed on exactly the signing key
+    verify = [s for action, s in allowed_actions(statements) if action == "kms:verify"]
+    assert [s["Resource"] for s in verify] == [{"Fn::GetAtt": ["SigningKey", "Arn"]}]
+
+
+def test_sign_check_catches_a_wildcard_grant(template: dict) -> None:
+    # GIVEN the predict policies with one extra statement allowing kms:S* on every key
+    statements = [*function_statements(template), {"Effect": "Allow", "Action": ["kms:S*"], "Resource": "*"}]
+    # WHEN the sign check runs
+    # THEN it reports that statement (the check above can fail)
+    assert grants_kms_sign(statements) == [statements[-1]]
+
+
+def test_predict_role_reads_only_the_models_prefix_and_decrypts_only_through_s3(template: dict) -> None:
+    # GIVEN the predict function's hand-written policies
+    statements = {s["Sid"]: s for s in function_statements(template)}
+    # THEN they grant exactly four read-only permissions, each on one resource
+    granted = sorted(action for action, _ in allowed_actions(list(statements.values())))
+    assert granted == ["kms:decrypt", "kms:verify", "s3:getobject", "s3:listbucket"]
+    assert all(s["Effect"] == "Allow" and not isinstance(s["Resource"], list) for s in statements.values())
+    assert statements["ReadModels"]["Resource"] == {"Fn::Sub": "${ModelBucket.Arn}/models/*"}
+    assert statements["ListModels"]["Resource"] == {"Fn::GetAtt": ["ModelBucket", "Arn"]}
+    assert statements["ListModels"]["Condition"] == {"StringLike": {"s3:prefix": "models/*"}}
+    decrypt = statements["DecryptModelsThroughS3"]
+    assert decrypt["Resource"] == {"Fn::GetAtt": ["DataKey", "Arn"]}
+    assert decrypt["Condition"]["StringEquals"]["kms:ViaService"] == {"Fn::Sub": "s3.${AWS::Region}.amazonaws.com"}
+
+
+def test_translated_role_adds_only_sams_logging_and_tracing_policies() -> None:
+    # GIVEN the role SAM generates for the predict function
+    role = translate()["Resources"]["PredictFunctionRole"]["Properties"]
+    # THEN its managed policies are SAM's own logging/X-Ray ones and its inline policies cannot sign
+    assert set(role["ManagedPolicyArns"]) <= SAM_MANAGED_POLICIES
+    inline = [s for policy in role["Policies"] for s in as_list(policy["PolicyDocument"]["Statement"])]
+    assert inline and grants_kms_sign(inline) == []
+
+
+# --- keys and bucket -----------------------------------------------------------------------------------------------
+def test_signing_key_is_an_asymmetric_sign_verify_key_and_data_key_rotates(template: dict) -> None:
+    resources = template["Resources"]
+    # GIVEN the two KMS keys
+    signing, data = resources["SigningKey"]["Properties"], resources["DataKey"]["Properties"]
+    # THEN the signing key is ECDSA P-256 for SIGN_VERIFY and the data key is a rotating symmetric key
+    assert (signing["KeySpec"], signing["KeyUsage"]) == ("ECC_NIST_P256", "SIGN_VERIFY")
+    assert (data.get("KeySpec", "SYMMETRIC_DEFAULT"), data["EnableKeyRotation"]) == ("SYMMETRIC_DEFAULT", True)
+    # AND both have the aliases the CLI and operators use
+    assert resources["SigningKeyAlias"]["Properties"] == {
+        "AliasName": {"Fn::Sub": "alias/${AWS::StackName}-signing"},
+        "TargetKeyId": {"Ref": "SigningKey"},
+    }
+    assert resources["DataKeyAlias"]["Properties"] == {
+        "AliasName": {"Fn::Sub": "alias/${AWS::StackName}-data"},
+        "TargetKeyId": {"Ref": "DataKey"},
+    }
+
+
+def test_data_key_is_used_only_through_s3(template: dict) -> None:
+    # GIVEN the data key's policy
+    statements = template["Resources"]["DataKey"]["Properties"]["KeyPolicy"]["Statement"]
+    # THEN every statement allowing a cryptographic operation is limited to S3 in this region
+    crypto = {"kms:decrypt", "kms:encrypt", "kms:generatedatakey*", "kms:reencrypt*"}
+    using = [s for action, s in allowed_actions(statements) if action in crypto]
+    assert using
+    for statement in using:
+        assert statement["Condition"]["StringEquals"]["kms:ViaService"] == {
+            "Fn::Sub": "s3.${AWS::Region}.amazonaws.com"
+        }
+
+
+def test_model_bucket_is_encrypted_with_the_data_key_private_and_versioned(template: dict) -> None:
+    # GIVEN the model bucket
+    bucket = template["Resources"]["ModelBucket"]["Properties"]
+    # THEN objects are SSE-KMS with the stack's customer key and an S3 Bucket Key
+    (rule,) = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"] == {
+        "SSEAlgorithm": "aws:kms",
+        "KMSMasterKeyID": {"Fn::GetAtt": ["DataKey", "Arn"]},
+    }
+    assert rule["BucketKeyEnabled"] is True
+    # AND nothing can be made public, every overwrite keeps the previous version, ACLs are off
+    assert bucket["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert bucket["OwnershipControls"] == {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
+    # AND CloudFormation names the bucket (one stack per name, no collisions)
+    assert "BucketName" not in bucket
+
+
+def test_bucket_policy_denies_every_request_without_tls(template: dict) -> None:
+    # GIVEN the model bucket's policy
+    policy = template["Resources"]["ModelBucketPolicy"]["Properties"]
+    assert policy["Bucket"] == {"Ref": "ModelBucket"}
+    # THEN some statement denies all S3 actions on the bucket and its objects when the request is not TLS
+    denies_plain_http = [
+        s
+        for s in policy["PolicyDocument"]["Statement"]
+        if s["Effect"] == "Deny"
+        and s["Principal"] == "*"
+        and as_list(s["Action"]) == ["s3:*"]
+        and s.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}
+        and {json.dumps(r, sort_keys=True) for r in as_list(s["Resource"])}
+        == {
+            json.dumps({"Fn::GetAtt": ["ModelBucket", "Arn"]}, sort_keys=True),
+            json.dumps({"Fn::Sub": "${ModelBucket.Arn}/*"}, sort_keys=True),
+        }
+    ]
+    assert len(denies_plain_http) == 1
+
+
+def test_bucket_policy_never_refuses_puts_that_rely_on_default_encryption(template: dict) -> None:
+    # GIVEN the deny statements on PutObject
+    statements = template["Resources"]["ModelBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    put_denies = [s for s in statements if s["Effect"] == "Deny" and "s3:PutObject" in as_list(s["Action"])]
+    # THEN each one only applies when the request carries an encryption header (…IfExists), so the registry's
+    #      plain put_object calls still get the bucket's default SSE-KMS
+    assert put_denies
+    for statement in put_denies:
+        assert set(statement["Condition"]) == {"StringNotEqualsIfExists"}, statement["Sid"]
+
+
+# --- routes --------------------------------------------------------------------------------------------------------
+def handler_routes() -> set[tuple[str, str]]:
+    """Routes declared in the handler's source, e.g. @app.get("/v2/models/<name>") -> (GET, /v2/models/{name})."""
+    source = PREDICT_APP.read_text(encoding="utf-8")
+    found = re.findall(r"@app\.(get|post|put|patch|delete)\(\s*\"([^\"]+)\"", source)
+    return {(method.upper(), re.sub(r"<(\w+)>", r"{\1}", path)) for method, path in found}
+
+
+def test_handler_serves_the_routes_this_file_expects() -> None:
+    # GIVEN the predict handler's route decorators
+    # THEN they are exactly the routes listed here (a new route must be added to the template too)
+    assert handler_routes() == SERVED_ROUTES
+
+
+def test_every_served_route_is_an_event_of_the_predict_api(template: dict) -> None:
+    # GIVEN the predict function's events
+    events = template["Resources"]["PredictFunction"]["Properties"]["Events"].values()
+    # THEN each is an Api event on PredictApi, and together they are exactly the handler's routes
+    assert {e["Type"] for e in events} == {"Api"}
+    assert all(e["Properties"]["RestApiId"] == {"Ref": "PredictApi"} for e in events)
+    declared = [(e["Properties"]["Method"].upper(), e["Properties"]["Path"]) for e in events]
+    assert len(declared) == len(set(declared))
+    assert set(declared) == SERVED_ROUTES
+
+
+def test_every_served_route_requires_an_api_key_by_default() -> None:
+    # GIVEN the OpenAPI document SAM generates in the default mode
+    body = translate()["Resources"]["PredictApi"]["Properties"]["Body"]
+    # THEN every route exists, invokes the live alias and requires the x-api-key header
+    assert body["components"]["securitySchemes"]["api_key"] == {"type": "apiKey", "name": "x-api-key", "in": "header"}
+    for method, path in SERVED_ROUTES:
+        operation = body["paths"][path][method.lower()]
+        assert {"api_key": []} in operation["security"], (method, path)
+        assert "${PredictFunctionAliaslive}" in operation["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"]
+
+
+def test_api_access_logs_go_to_the_stacks_log_group_only_when_enabled() -> None:
+    # GIVEN the default (Disabled) and Enabled access logging
+    default_stage = translate()["Resources"]["PredictApiStage"]["Properties"]
+    enabled_stage = translate(ApiAccessLogging="Enabled")["Resources"]["PredictApiStage"]["Properties"]
+    # THEN only the enabled stage logs, to the access log group of this stack
+    assert "AccessLogSetting" not in default_stage
+    assert enabled_stage["AccessLogSetting"]["DestinationArn"] == {"Fn::GetAtt": ["PredictApiAccessLogGroup", "Arn"]}
+    assert json.loads(enabled_stage["AccessLogSetting"]["Format"])["requestId"] == "$context.requestId"
+
+
+# --- operations ----------------------------------------------------------------------------------------------------
+def test_globals_set_runtime_architecture_tracing_and_powertools(template: dict) -> None:
+    function = template["Globals"]["Function"]
+    # GIVEN the function globals
+    # THEN every function runs Python 3.12 on x86_64 with X-Ray, a 30 s timeout and the powertools settings
+    assert (function["Runtime"], function["Architectures"], function["Tracing"], function["Timeout"]) == (
+        "python3.12",
+        ["x86_64"],
+        "Active",
+        30,
+    )
+    assert function["Environment"]["Variables"] == {
+        "POWERTOOLS_SERVICE_NAME": "sklambda",
+        "POWERTOOLS_METRICS_NAMESPACE": "sklambda",
+        "POWERTOOLS_LOG_LEVEL": {"Ref": "LogLevel"},
+    }
+
+
+def test_every_function_logs_to_its_own_log_group_with_retention(template: dict) -> None:
+    functions = resources_of_type(template, "AWS::Serverless::Function")
+    assert functions
+    for name, function in functions.items():
+        # GIVEN a function and the log group its LoggingConfig points at
+        props = function["Properties"]
+        group_id = props["LoggingConfig"]["LogGroup"]["Ref"]
+        group = template["Resources"][group_id]
+        # THEN the group is the function's default one (/aws/lambda/<name>) and keeps logs for LogRetentionDays
+        assert group["Type"] == "AWS::Logs::LogGroup", name
+        assert group["Properties"]["LogGroupName"] == {"Fn::Sub": "/aws/lambda/" + props["FunctionName"]["Fn::Sub"]}
+        assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    # AND every other log group of the stack has a retention as well
+    for name, group in resources_of_type(template, "AWS::Logs::LogGroup").items():
+        assert "RetentionInDays" in group["Properties"], name
+
+
+def alarm_on(template: dict, namespace: str, metric: str) -> dict:
+    (alarm,) = [
+        a["Properties"]
+        for a in resources_of_type(template, "AWS::CloudWatch::Alarm").values()
+        if a["Properties"].get("Namespace") == namespace and a["Properties"].get("MetricName") == metric
+    ]
+    return alarm
+
+
+@pytest.mark.parametrize(("namespace", "metric"), [("AWS/Lambda", "Errors"), ("AWS/Lambda", "Throttles")])
+def test_alarms_fire_on_any_function_error_or_throttle_in_five_minutes(template: dict, namespace, metric) -> None:
+    # GIVEN the alarm on the predict function's metric
+    alarm = alarm_on(template, namespace, metric)
+    # THEN one occurrence in a 5-minute period notifies the alarm topic
+    assert alarm["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "PredictFunction"}}]
+    assert (alarm["Statistic"], alarm["Period"], alarm["EvaluationPeriods"]) == ("Sum", 300, 1)
+    assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 0)
+    assert {"Ref": "AlarmTopic"} in alarm["AlarmActions"]
+
+
+def test_api_5xx_alarm_watches_this_apis_stage(template: dict) -> None:
+    # GIVEN the 5XXError alarm and the API's name
+    alarm = alarm_on(template, "AWS/ApiGateway", "5XXError")
+    api_name = template["Resources"]["PredictApi"]["Properties"]["Name"]
+    # THEN its dimensions name exactly this API and stage
+    assert alarm["Dimensions"] == [
+        {"Name": "ApiName", "Value": api_name},
+        {"Name": "Stage", "Value": {"Ref": "StageName"}},
+    ]
+    assert {"Ref": "AlarmTopic"} in alarm["AlarmActions"]
+
+
+def test_model_refused_alarm_sums_the_metric_the_function_emits(template: dict) -> None:
+    # GIVEN the alarm on refused models and the powertools namespace and service of the function
+    alarm = template["Resources"]["ModelRefusedAlarm"]["Properties"]
+    powertools = template["Globals"]["Function"]["Environment"]["Variables"]
+    # THEN it queries ModelRefused in that namespace for that service, whatever the other dimensions
+    (query,) = [m for m in alarm["Metrics"] if m.get("ReturnData")]
+    namespace, service = powertools["POWERTOOLS_METRICS_NAMESPACE"], powertools["POWERTOOLS_SERVICE_NAME"]
+    assert query["Expression"] == f"SELECT SUM(ModelRefused) FROM {namespace} WHERE service = '{service}'"
+    assert (query["Period"], alarm["ComparisonOperator"], alarm["Threshold"]) == (300, "GreaterThanThreshold", 0)
+    assert {"Ref": "AlarmTopic"} in alarm["AlarmActions"]
+    # AND the function really emits that metric name
+    assert '"ModelRefused"' in PREDICT_APP.read_text(encoding="utf-8")
+
+
+def test_every_output_has_a_description(template: dict) -> None:
+    outputs = template["Outputs"]
+    # GIVEN the outputs other tools and operators read
+    expected = {
+        "ApiUrl",
+        "ApiKeyId",
+        "ModelBucketName",
+        "SigningKeyArn",
+        "DataKeyArn",
+        "PredictFunctionName",
+        "PredictFunctionAliasArn",
+        "RuntimeLayerArn",
+        "DependenciesLayerArn",
+    }
+    # THEN they are all there and each one says what it is
+    assert expected <= set(outputs)
+    for name, output in outputs.items():
+        assert isinstance(output.get("Description"), str) and output["Description"].strip(), name
+    assert outputs["ApiUrl"]["Value"] == {
+        "Fn::Sub": "https://${PredictApi}.execute-api.${AWS::Region}.amazonaws.com/${StageName}"
+    }
+    assert outputs["PredictFunctionAliasArn"]["Value"] == {"Ref": "PredictFunction.Alias"}
+
+
+def test_every_parameter_is_described(template: dict) -> None:
+    for name, parameter in template["Parameters"].items():
+        assert parameter.get("Description", "").strip(), name
+
+
+# --- configuration drift -------------------------------------------------------------------------------------------
+PREDICT_SETTINGS = {
+    config.MODEL_BUCKET,
+    config.SIGNING_KEY_ID,
+    config.DEFAULT_ALIAS,
+    config.ALIAS_TTL_SECONDS,
+    config.MAX_ROWS,
+    config.MAX_BODY_BYTES,
+    config.PRELOAD_MODELS,
+}
+
+
+def sklambda_variables(template: dict) -> dict[str, Any]:
+    return template["Resources"]["PredictFunction"]["Properties"]["Environment"]["Variables"]
+
+
+def test_predict_environment_is_exactly_the_settings_the_runtime_reads(template: dict) -> None:
+    # GIVEN the predict function's own variables and the names the runtime reads (sklambda.config)
+    variables = sklambda_variables(template)
+    # THEN they are the same names, so neither side can be renamed alone
+    assert set(variables) == PREDICT_SETTINGS
+    assert variables[config.MODEL_BUCKET] == {"Ref": "ModelBucket"}
+    assert variables[config.SIGNING_KEY_ID] == {"Fn::GetAtt": ["SigningKey", "Arn"]}
+
+
+def test_drift_check_catches_a_misspelt_variable(template: dict) -> None:
+    # GIVEN a template whose bucket variable was renamed on the template side only
+    drifted = copy.deepcopy(template)
+    variables = sklambda_variables(drifted)
+    variables["SKLAMBDA_MODELS_BUCKET"] = variables.pop(config.MODEL_BUCKET)
+    # THEN the comparison used above no longer holds
+    assert set(sklambda_variables(drifted)) != PREDICT_SETTINGS
+
+
+def test_template_defaults_match_the_runtime_defaults(template: dict) -> None:
+    variables = sklambda_variables(template)
+    # GIVEN every variable that has a runtime default
+    for name, default in config.DEFAULTS.items():
+        if name not in variables:
+            continue
+        value = variables[name]
+        # THEN the template sets the same value, literally or as the default of the parameter it comes from
+        if isinstance(value, dict):
+            value = template["Parameters"][value["Ref"]]["Default"]
+        assert str(value) == default, name
