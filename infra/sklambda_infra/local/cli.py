@@ -1,0 +1,218 @@
+"""`sklambda local up|down|status`.
+
+The main CLI calls `register(sub)` with its `add_subparsers(dest="command")` result; each subcommand sets
+`func`, called as `args.func(args)` and returning the exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+from urllib.parse import urlsplit
+
+from sklambda_infra.local.provision import ProvisionError
+from sklambda_infra.local.stack import (
+    DEFAULT_API_PORT,
+    DEFAULT_AWS_PORT,
+    DETAILS_DIR,
+    LocalStack,
+    LocalStackError,
+    _process_running,
+    details_path,
+    read_details,
+    summary,
+    wait_until_stopped,
+)
+from sklambda_infra.template import DEFAULT_REGION, DEFAULT_STACK_NAME, TemplateError
+
+EXIT_NOT_RUNNING = 3  # as `systemctl status` / LSB init scripts say "not running"
+TEMPLATE = "template.yaml"
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    local = subparsers.add_parser("local", help="run the stack on this machine (moto + local API Gateway)")
+    local.set_defaults(func=lambda args: _usage(local))
+    commands = local.add_subparsers(dest="local_command")
+
+    up = commands.add_parser("up", help="start the local stack in the foreground (Ctrl-C stops it)")
+    _root_option(up)
+    up.add_argument("--template", default=TEMPLATE, help="template file inside the project root")
+    up.add_argument("--aws-port", type=int, default=DEFAULT_AWS_PORT, help="moto's port (0: any free port)")
+    up.add_argument("--api-port", type=int, default=DEFAULT_API_PORT, help="the API's port (0: any free port)")
+    up.add_argument("--region", default=DEFAULT_REGION)
+    up.add_argument("--stack-name", default=DEFAULT_STACK_NAME)
+    up.add_argument(
+        "--parameter-overrides",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="template parameter values, as for `sam deploy`",
+    )
+    up.add_argument("--log-file", help=f"also write the log here (default: {DETAILS_DIR}/local.log)")
+    up.set_defaults(func=cmd_up)
+
+    down = commands.add_parser("down", help="stop the local stack started by `local up`")
+    _root_option(down)
+    down.add_argument("--timeout", type=float, default=20.0, help="seconds to wait for it to stop")
+    down.set_defaults(func=cmd_down)
+
+    status = commands.add_parser("status", help="is the local stack running, and where")
+    _root_option(status)
+    status.add_argument("--json", action="store_true", help="print the details file")
+    status.set_defaults(func=cmd_status)
+    return local
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return 2
+
+
+def _root_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--project-root",
+        type=Path,
+        default=None,
+        help=f"folder holding {TEMPLATE} (default: the nearest one at or above the current folder)",
+    )
+
+
+def project_root(given: Path | None) -> Path:
+    if given is not None:
+        return given.resolve()
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / TEMPLATE).is_file():
+            return folder
+    return here
+
+
+def _parameters(pairs: list[str]) -> dict[str, str]:
+    parameters = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--parameter-overrides takes KEY=VALUE, got {pair!r}")
+        parameters[key.removeprefix("ParameterKey=")] = value
+    return parameters
+
+
+def _alive(pid: int) -> bool:
+    return pid > 0 and _process_running(pid)
+
+
+def _logger(log_file: Path) -> tuple[Callable[[str], None], TextIO]:
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    stream = log_file.open("a", encoding="utf-8", buffering=1)
+    lock = threading.Lock()
+
+    def log(line: str) -> None:
+        with lock:
+            sys.stderr.write(line + "\n")
+            sys.stderr.flush()
+            stream.write(line + "\n")
+
+    return log, stream
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    root = project_root(args.project_root)
+    running = read_details(root)
+    if running is not None and _alive(int(running.get("pid", 0))):
+        print(f"the local stack is already running (pid {running['pid']}): {running['api_url']}", file=sys.stderr)
+        return 1
+    log, log_stream = _logger(Path(args.log_file) if args.log_file else root / DETAILS_DIR / "local.log")
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: Any) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    stack = LocalStack(
+        root,
+        template=args.template,
+        stack_name=args.stack_name,
+        region=args.region,
+        aws_port=args.aws_port,
+        api_port=args.api_port,
+        parameters=_parameters(args.parameter_overrides),
+        log=log,
+        write_details=True,
+    )
+    try:
+        try:
+            stack.start()
+        except (LocalStackError, ProvisionError, TemplateError) as e:
+            print(f"sklambda local up: {e}", file=sys.stderr)
+            return 1
+        print(summary(stack.details), flush=True)
+        while not stop.wait(0.5):
+            pass
+        print("stopping the local stack ...", file=sys.stderr, flush=True)
+        return 0
+    finally:
+        stack.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        log_stream.close()
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    root = project_root(args.project_root)
+    details = read_details(root)
+    if details is None:
+        print("the local stack is not running")
+        return 0
+    pid = int(details.get("pid", 0))
+    if pid <= 0 or not _alive(pid):
+        details_path(root).unlink(missing_ok=True)
+        print(f"the local stack is not running (removed the stale {details_path(root)})")
+        return 0
+    os.kill(pid, signal.SIGTERM)
+    if not wait_until_stopped(pid, args.timeout, details_path(root)):
+        print(f"pid {pid} did not stop within {args.timeout:.0f} s", file=sys.stderr)
+        return 1
+    print(f"stopped the local stack (pid {pid})")
+    return 0
+
+
+def _listening(url: str) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 80), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    root = project_root(args.project_root)
+    details = read_details(root)
+    if details is None:
+        print("the local stack is not running")
+        return EXIT_NOT_RUNNING
+    if not _alive(int(details.get("pid", 0))):
+        print(f"the local stack is not running (stale {details_path(root)}, pid {details.get('pid')})")
+        return EXIT_NOT_RUNNING
+    if args.json:
+        print(json.dumps(details, indent=2))
+        return 0
+    api = "up" if _listening(details["api_url"]) else "NOT LISTENING"
+    aws = "up" if _listening(details["aws_endpoint_url"]) else "NOT LISTENING"
+    print(f"the local stack '{details['stack_name']}' is running (pid {details['pid']})")
+    print(f"  API URL       {details['api_url']}  [{api}]")
+    print(f"  API key       {details['api_key']}")
+    print(f"  AWS endpoint  {details['aws_endpoint_url']}  [{aws}]  region {details['region']}")
+    if details.get("model_bucket"):
+        print(f"  model bucket  {details['model_bucket']}")
+    if details.get("signing_key_id"):
+        print(f"  signing key   {details['signing_key_id']}")
+    return 0 if api == aws == "up" else 1

@@ -1,0 +1,498 @@
+"""A local stand-in for API Gateway REST APIs (v1) with Lambda proxy integration.
+
+Routes come from each function's `Events` of `Type: Api`. Requests become REST API proxy events, answers are
+mapped back to HTTP, and the gateway's own errors have API Gateway's statuses and bodies:
+    no route / method                403 {"message": "Missing Authentication Token"}
+    API key required, missing/wrong  403 {"message": "Forbidden"}
+    the function raised or crashed   502 {"message": "Internal server error"}
+    integration timeout (29 s)       504 {"message": "Endpoint request timed out"}
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from sklambda_infra.local.functions import CallerTimeout, FunctionError, InvocationError
+from sklambda_infra.template import (
+    ACCOUNT_ID,
+    NO_VALUE,
+    SERVERLESS_API,
+    SERVERLESS_FUNCTION,
+    Resolver,
+    merged_properties,
+    resources_of_type,
+)
+
+IMPLICIT_API = "ServerlessRestApi"
+IMPLICIT_STAGE = "Prod"
+INTEGRATION_TIMEOUT_S = 29.0
+_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    logical_id: str
+    stage: str = IMPLICIT_STAGE
+    api_key_required: bool = False
+    binary_media_types: tuple[str, ...] = ()
+    stage_variables: dict[str, str] | None = None
+    authorizer: str | None = None  # DefaultAuthorizer (AWS_IAM, Cognito, Lambda): not enforced locally
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str  # upper case, or ANY
+    resource: str  # "/models/{name}/predict"
+    function: str  # logical id
+    api: ApiSettings
+    api_key_required: bool
+    timeout_s: float = INTEGRATION_TIMEOUT_S
+    event_name: str = ""
+    authorizer: str | None = None
+
+    @property
+    def segments(self) -> list[str]:
+        return [s for s in self.resource.split("/") if s]
+
+
+@dataclass
+class GatewayResponse:
+    status: int
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers:
+            if key.lower() == name.lower():
+                return value
+        return None
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class BadProxyResponse(Exception):
+    """The function's answer is not a valid Lambda proxy response."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Routes from the template
+
+
+def _api_settings(resolver: Resolver, api_id: str) -> ApiSettings:
+    if api_id == IMPLICIT_API:
+        globals_api = (resolver.template.get("Globals") or {}).get("Api") or {}
+        props = resolver.resolve(globals_api)
+    else:
+        props = resolver.resolve(merged_properties(resolver.template, api_id))
+    auth = props.get("Auth") or {}
+    variables = props.get("Variables")
+    return ApiSettings(
+        logical_id=api_id,
+        stage=str(props.get("StageName", IMPLICIT_STAGE)),
+        api_key_required=_true(auth.get("ApiKeyRequired", False)),
+        binary_media_types=tuple(str(t).replace("~1", "/") for t in props.get("BinaryMediaTypes") or []),
+        stage_variables={str(k): str(v) for k, v in variables.items()} if variables else None,
+        authorizer=_authorizer(auth.get("DefaultAuthorizer")),
+    )
+
+
+def _authorizer(name: Any) -> str | None:
+    return None if name in (None, "NONE") else str(name)
+
+
+def _true(value: Any) -> bool:
+    return value if isinstance(value, bool) else str(value).lower() == "true"
+
+
+def api_routes(resolver: Resolver, functions: Iterable[str] | None = None) -> list[Route]:
+    """Every `Type: Api` event of the enabled functions (or of `functions`), with its API's auth settings."""
+    template = resolver.template
+    wanted = set(functions) if functions is not None else None
+    apis: dict[str, ApiSettings] = {}
+    routes: list[Route] = []
+    for function_id in resources_of_type(template, SERVERLESS_FUNCTION):
+        if (wanted is not None and function_id not in wanted) or not resolver.enabled(function_id):
+            continue
+        events = (template["Resources"][function_id].get("Properties") or {}).get("Events") or {}
+        for event_name, event in events.items():
+            if (event or {}).get("Type") != "Api":
+                continue
+            props = event.get("Properties") or {}
+            api_ref = props.get("RestApiId")
+            api_id = api_ref["Ref"] if isinstance(api_ref, dict) and "Ref" in api_ref else IMPLICIT_API
+            if api_id != IMPLICIT_API and template["Resources"].get(api_id, {}).get("Type") != SERVERLESS_API:
+                continue
+            if api_id not in apis:
+                apis[api_id] = _api_settings(resolver, api_id)
+            resolved = resolver.resolve({k: v for k, v in props.items() if k != "RestApiId"})
+            auth = resolved.get("Auth") or {}
+            required = auth.get("ApiKeyRequired", NO_VALUE)
+            timeout_ms = resolved.get("TimeoutInMillis")
+            authorizer = _authorizer(auth["Authorizer"]) if "Authorizer" in auth else apis[api_id].authorizer
+            routes.append(
+                Route(
+                    method=str(resolved.get("Method", "ANY")).upper().replace("X-AMAZON-APIGATEWAY-ANY-METHOD", "ANY"),
+                    resource="/" + str(resolved["Path"]).strip("/"),
+                    function=function_id,
+                    api=apis[api_id],
+                    api_key_required=apis[api_id].api_key_required if required is NO_VALUE else _true(required),
+                    timeout_s=INTEGRATION_TIMEOUT_S if timeout_ms is None else int(timeout_ms) / 1000,
+                    event_name=event_name,
+                    authorizer=authorizer,
+                )
+            )
+    return routes
+
+
+def _segment_pattern(segment: str) -> tuple[int, str]:
+    """(rank, regex) for one resource path segment; literals rank before {params}, {greedy+} last."""
+    if segment.startswith("{") and segment.endswith("+}"):
+        return 2, "(.+)"
+    if segment.startswith("{") and segment.endswith("}"):
+        return 1, "([^/]+)"
+    return 0, re.escape(segment)
+
+
+class RouteTable:
+    """API Gateway's matching: the most specific resource wins, then its method (or ANY) is looked up."""
+
+    def __init__(self, routes: Iterable[Route]) -> None:
+        by_resource: dict[str, list[Route]] = {}
+        for route in routes:
+            by_resource.setdefault(route.resource, []).append(route)
+        self._resources: list[tuple[tuple[int, ...], re.Pattern[str], list[str], list[Route]]] = []
+        for resource_routes in by_resource.values():
+            segments = resource_routes[0].segments
+            parts = [_segment_pattern(s) for s in segments]
+            names = [s.strip("{}").rstrip("+") for s in segments if s.startswith("{")]
+            regex = re.compile(("/" + "/".join(p for _, p in parts)) if parts else "/")
+            self._resources.append((tuple(rank for rank, _ in parts), regex, names, resource_routes))
+        self._resources.sort(key=lambda entry: entry[0])
+        self.routes = [r for entry in self._resources for r in entry[3]]
+
+    def match(self, method: str, path: str) -> tuple[Route, dict[str, str]] | None:
+        path = "/" + path.strip("/")
+        for _, regex, names, routes in self._resources:
+            found = regex.fullmatch(path)
+            if found is None:
+                continue
+            by_method = {r.method: r for r in routes}
+            route = by_method.get(method.upper()) or by_method.get("ANY")
+            if route is None:
+                return None
+            params = {name: unquote(value) for name, value in zip(names, found.groups(), strict=True)}
+            return route, params
+        return None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Events and responses
+
+
+def _binary(content_type: str | None, binary_types: Iterable[str]) -> bool:
+    if not content_type:
+        return False
+    mime = content_type.split(";")[0].strip().lower()
+    for pattern in binary_types:
+        pattern = pattern.lower()
+        if pattern in ("*/*", mime) or (pattern.endswith("/*") and mime.startswith(pattern[:-1])):
+            return True
+    return False
+
+
+def _header(headers: Iterable[tuple[str, str]], name: str) -> str | None:
+    """The last value of a header, matched case-insensitively."""
+    found = None
+    for key, value in headers:
+        if key.lower() == name.lower():
+            found = value
+    return found
+
+
+def proxy_event(
+    route: Route,
+    *,
+    method: str,
+    raw_path: str,
+    headers: list[tuple[str, str]],
+    body: bytes,
+    path_parameters: Mapping[str, str],
+    source_ip: str = "127.0.0.1",
+    request_id: str | None = None,
+    api_id: str = "local",
+    api_key: str | None = None,
+    api_key_id: str | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """The REST API (v1) Lambda proxy integration event for one request."""
+    now = now or datetime.now(UTC)
+    request_id = request_id or str(uuid.uuid4())
+    split = urlsplit(raw_path)
+    path = split.path or "/"
+    single_headers: dict[str, str] = {}
+    multi_headers: dict[str, list[str]] = {}
+    for name, value in headers:
+        single_headers[name] = value
+        multi_headers.setdefault(name, []).append(value)
+    query = parse_qsl(split.query, keep_blank_values=True)
+    single_query: dict[str, str] = {}
+    multi_query: dict[str, list[str]] = {}
+    for name, value in query:
+        single_query[name] = value
+        multi_query.setdefault(name, []).append(value)
+    content_type = _header(headers, "Content-Type")
+    is_binary = bool(body) and _binary(content_type, route.api.binary_media_types)
+    if not body:
+        event_body = None
+    elif is_binary:
+        event_body = base64.b64encode(body).decode()
+    else:
+        event_body = body.decode("utf-8", errors="replace")
+    user_agent = _header(headers, "User-Agent")
+    host = _header(headers, "Host") or "127.0.0.1"
+    return {
+        "resource": route.resource,
+        "path": path,
+        "httpMethod": method.upper(),
+        "headers": single_headers or None,
+        "multiValueHeaders": multi_headers or None,
+        "queryStringParameters": single_query or None,
+        "multiValueQueryStringParameters": multi_query or None,
+        "pathParameters": dict(path_parameters) or None,
+        "stageVariables": route.api.stage_variables,
+        "requestContext": {
+            "resourceId": hashlib.sha1(route.resource.encode()).hexdigest()[:6],
+            "resourcePath": route.resource,
+            "httpMethod": method.upper(),
+            "extendedRequestId": request_id,
+            "requestTime": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+            "path": f"/{route.api.stage}{path}",
+            "accountId": ACCOUNT_ID,
+            "protocol": "HTTP/1.1",
+            "stage": route.api.stage,
+            "domainPrefix": host.split(".")[0].split(":")[0],
+            "requestTimeEpoch": int(now.timestamp() * 1000),
+            "requestId": request_id,
+            "identity": {
+                "cognitoIdentityPoolId": None,
+                "accountId": None,
+                "cognitoIdentityId": None,
+                "caller": None,
+                "sourceIp": source_ip,
+                "principalOrgId": None,
+                "accessKey": None,
+                "cognitoAuthenticationType": None,
+                "cognitoAuthenticationProvider": None,
+                "userArn": None,
+                "userAgent": user_agent,
+                "user": None,
+                "apiKey": api_key,
+                "apiKeyId": api_key_id,
+            },
+            "domainName": host,
+            "apiId": api_id,
+        },
+        "body": event_body,
+        "isBase64Encoded": is_binary,
+    }
+
+
+def http_response(result: Any, request_id: str) -> GatewayResponse:
+    """Map a Lambda proxy response to HTTP; raises BadProxyResponse as API Gateway would answer 502."""
+    if not isinstance(result, dict):
+        raise BadProxyResponse(f"response is not an object: {type(result).__name__}")
+    unknown = set(result) - {"statusCode", "headers", "multiValueHeaders", "body", "isBase64Encoded", "cookies"}
+    if unknown:
+        raise BadProxyResponse(f"unexpected keys in the response: {sorted(unknown)}")
+    try:
+        status = int(result.get("statusCode", 200))
+    except (TypeError, ValueError):
+        raise BadProxyResponse(f"statusCode is not a number: {result.get('statusCode')!r}") from None
+    if not 100 <= status <= 599:
+        raise BadProxyResponse(f"statusCode out of range: {status}")
+    body = result.get("body")
+    if body is None:
+        payload = b""
+    elif not isinstance(body, str):
+        raise BadProxyResponse("body must be a string")
+    elif result.get("isBase64Encoded"):
+        try:
+            payload = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            raise BadProxyResponse("isBase64Encoded is true but body is not base64") from None
+    else:
+        payload = body.encode()
+    multi = result.get("multiValueHeaders") or {}
+    single = result.get("headers") or {}
+    if not isinstance(multi, dict) or not isinstance(single, dict):
+        raise BadProxyResponse("headers and multiValueHeaders must be objects")
+    headers: list[tuple[str, str]] = []
+    for name, values in multi.items():
+        for value in values if isinstance(values, list) else [values]:
+            headers.append((str(name), str(value)))
+    multi_lower = {name.lower() for name in multi}
+    for name, value in single.items():
+        if name.lower() not in multi_lower:
+            headers.append((str(name), str(value)))
+    names = {name.lower() for name, _ in headers}
+    if "content-type" not in names:
+        headers.append(("Content-Type", "application/json"))
+    headers.append(("x-amzn-RequestId", request_id))
+    return GatewayResponse(status, headers, payload)
+
+
+def gateway_error(status: int, message: str, error_type: str, request_id: str) -> GatewayResponse:
+    body = json.dumps({"message": message}).encode()
+    headers = [
+        ("Content-Type", "application/json"),
+        ("x-amzn-RequestId", request_id),
+        ("x-amzn-ErrorType", error_type),
+    ]
+    return GatewayResponse(status, headers, body)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The gateway
+
+Invoke = Callable[[str, dict[str, Any], float, str], Any]
+ApiKeys = Callable[[], Mapping[str, str]]  # value -> id of every enabled key
+
+
+class Gateway:
+    """Matches, authorises, invokes and maps; `handle` is the whole request path without any socket."""
+
+    def __init__(
+        self, routes: Iterable[Route], invoke: Invoke, api_keys: ApiKeys, log: Callable[[str], None] = print
+    ) -> None:
+        self.table = RouteTable(routes)
+        self._invoke = invoke
+        self._api_keys = api_keys
+        self.log = log
+
+    def handle(
+        self, method: str, raw_path: str, headers: list[tuple[str, str]], body: bytes, source_ip: str = "127.0.0.1"
+    ) -> GatewayResponse:
+        request_id = str(uuid.uuid4())
+        path = urlsplit(raw_path).path
+        matched = self.table.match(method, path)
+        if matched is None:
+            return gateway_error(403, "Missing Authentication Token", "MissingAuthenticationTokenException", request_id)
+        route, params = matched
+        api_key = api_key_id = None
+        if route.api_key_required:
+            api_key = _header(headers, "x-api-key")
+            api_key_id = self._api_keys().get(api_key) if api_key else None
+            if api_key_id is None:
+                return gateway_error(403, "Forbidden", "ForbiddenException", request_id)
+        event = proxy_event(
+            route,
+            method=method,
+            raw_path=raw_path,
+            headers=headers,
+            body=body,
+            path_parameters=params,
+            source_ip=source_ip,
+            request_id=request_id,
+            api_key=api_key,
+            api_key_id=api_key_id,
+        )
+        try:
+            result = self._invoke(route.function, event, route.timeout_s, request_id)
+        except CallerTimeout:
+            return gateway_error(504, "Endpoint request timed out", "InternalServerErrorException", request_id)
+        except FunctionError as e:
+            self.log(f"[gateway] {route.function} failed: {e}")
+            return gateway_error(502, "Internal server error", "InternalServerErrorException", request_id)
+        except InvocationError as e:
+            self.log(f"[gateway] {route.function}: {e}")
+            return gateway_error(502, "Internal server error", "InternalServerErrorException", request_id)
+        try:
+            return http_response(result, request_id)
+        except BadProxyResponse as e:
+            self.log(f"[gateway] Execution failed due to configuration error: Malformed Lambda proxy response ({e})")
+            return gateway_error(502, "Internal server error", "InternalServerErrorException", request_id)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: GatewayServer
+
+    def _serve(self) -> None:
+        started = time.monotonic()
+        body = self._read_body()
+        headers = list(self.headers.items())
+        forwarded = [("X-Forwarded-For", self.client_address[0]), ("X-Forwarded-Proto", "http")]
+        forwarded.append(("X-Forwarded-Port", str(self.server.server_address[1])))
+        names = {k.lower() for k, _ in headers}
+        headers += [(k, v) for k, v in forwarded if k.lower() not in names]
+        response = self.server.gateway.handle(self.command, self.path, headers, body, self.client_address[0])
+        self.send_response(response.status)
+        for name, value in response.headers:
+            if name.lower() not in ("content-length", "connection", "transfer-encoding"):
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(response.body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(response.body)
+        elapsed = (time.monotonic() - started) * 1000
+        self.server.gateway.log(f"[gateway] {self.command} {self.path} -> {response.status} ({elapsed:.0f} ms)")
+
+    def _read_body(self) -> bytes:
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+for _method in _METHODS:
+    setattr(_Handler, f"do_{_method}", _Handler._serve)
+
+
+class GatewayServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, gateway: Gateway, host: str = "127.0.0.1", port: int = 3000) -> None:
+        self.gateway = gateway
+        super().__init__((host, port), _Handler)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True, name="sklambda-gateway"
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)

@@ -1,0 +1,438 @@
+"""The local stack: moto + the template's resources + a local API Gateway + one worker per function.
+
+with LocalStack(project_root, aws_port=0, api_port=0) as stack:
+    stack.details["api_url"], stack.details["api_key"], stack.details["model_bucket"]
+    stack.invoke("PredictFunction", event)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+import boto3
+from botocore.config import Config
+
+from sklambda_infra.local.functions import (
+    FAKE_ACCESS_KEY_ID,
+    FAKE_SECRET_ACCESS_KEY,
+    FunctionRunner,
+    FunctionSpec,
+    function_specs,
+    worker_environment,
+)
+from sklambda_infra.local.gateway import IMPLICIT_API, Gateway, GatewayServer, Route, api_routes
+from sklambda_infra.local.provision import Provisioner, ProvisionResult
+from sklambda_infra.template import (
+    DEFAULT_REGION,
+    DEFAULT_STACK_NAME,
+    Pseudo,
+    Resolver,
+    load_template,
+)
+
+HOST = "127.0.0.1"
+DEFAULT_AWS_PORT = 4566
+DEFAULT_API_PORT = 3000
+DETAILS_DIR = ".sklambda"
+DETAILS_FILE = "local.json"
+# Logical ids of the sklambda template that get their own key in the details.
+MODEL_BUCKET = "ModelBucket"
+SIGNING_KEY = "SigningKey"
+DATA_KEY = "DataKey"
+
+
+class LocalStackError(Exception):
+    """The local stack could not start."""
+
+
+def details_path(project_root: str | Path) -> Path:
+    return Path(project_root) / DETAILS_DIR / DETAILS_FILE
+
+
+def read_details(project_root: str | Path) -> dict[str, Any] | None:
+    """The running stack's details (`.sklambda/local.json`), or None when there is no such file."""
+    try:
+        return json.loads(details_path(project_root).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+_stderr_lock = threading.Lock()
+
+
+def _stderr_log(line: str) -> None:
+    with _stderr_lock:  # workers' output and the gateway's lines come from several threads
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+
+class LocalStack:
+    """Starts everything in `start()` (or `with`), stops it all in `stop()`; ports 0 pick free ports.
+
+    moto keeps its state per process, so stacks running in one process share it: like CloudFormation stacks in
+    one account, they need different stack names. moto's state is reset when the last of them stops.
+    """
+
+    _running: ClassVar[set[str]] = set()
+    _running_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(
+        self,
+        project_root: str | Path = ".",
+        *,
+        template: str = "template.yaml",
+        stack_name: str = DEFAULT_STACK_NAME,
+        region: str = DEFAULT_REGION,
+        aws_port: int = DEFAULT_AWS_PORT,
+        api_port: int = DEFAULT_API_PORT,
+        parameters: Mapping[str, Any] | None = None,
+        log: Callable[[str], None] | None = None,
+        write_details: bool = False,
+    ) -> None:
+        self.project_root = Path(project_root).resolve()
+        self.template_path = self.project_root / template
+        self.pseudo = Pseudo(region=region, stack_name=stack_name)
+        self.aws_port = aws_port
+        self.api_port = api_port
+        self.parameters = dict(parameters or {})
+        self.log = log if log is not None else _stderr_log
+        self.write_details = write_details
+        self.details: dict[str, Any] = {}
+        self.provisioned: ProvisionResult | None = None
+        self.functions: dict[str, FunctionSpec] = {}
+        self.routes: list[Route] = []
+        self.runners: dict[str, FunctionRunner] = {}
+        self._moto: Any = None
+        self._gateway: GatewayServer | None = None
+        self._endpoint = ""
+        self._clients: dict[str, Any] = {}
+        self._clients_lock = threading.Lock()
+        self._registered = False
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> LocalStack:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        template = load_template(self.template_path)
+        with LocalStack._running_lock:
+            if self.pseudo.stack_name in LocalStack._running:
+                raise LocalStackError(
+                    f"a local stack named {self.pseudo.stack_name!r} is already running in this process "
+                    "(they share moto's state); give this one another stack_name"
+                )
+            LocalStack._running.add(self.pseudo.stack_name)
+            self._registered = True
+        self._start_moto()
+        resolver = Resolver(template, parameters=self.parameters, pseudo=self.pseudo)
+        self.provisioned = Provisioner(resolver, self.client).provision()
+        self.routes = api_routes(resolver)
+        api_keys = self._create_api_keys(resolver)
+        self.functions = function_specs(resolver, self.project_root)
+        for logical_id, spec in self.functions.items():
+            env = worker_environment(spec, self.pseudo, self._endpoint)
+            self.runners[logical_id] = FunctionRunner(spec, env, self.log)
+        gateway = Gateway(self.routes, self._invoke_for_gateway, self._enabled_api_keys, self.log)
+        try:
+            self._gateway = GatewayServer(gateway, HOST, self.api_port)
+        except OSError as e:
+            raise LocalStackError(f"cannot listen on {HOST}:{self.api_port} for the API: {e}") from None
+        self._gateway.start()
+        self.details = self._build_details(api_keys)
+        if self.write_details:
+            path = details_path(self.project_root)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.details, indent=2) + "\n")
+            tmp.replace(path)
+
+    def _start_moto(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        # ThreadedMotoServer binds in its own thread and would wait forever if the port is taken: check first.
+        if self.aws_port:
+            with socket.socket() as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind((HOST, self.aws_port))
+                except OSError as e:
+                    raise LocalStackError(f"cannot listen on {HOST}:{self.aws_port} for moto: {e}") from None
+        # One line per moto request would drown the functions' logs.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        self._moto = ThreadedMotoServer(ip_address=HOST, port=self.aws_port, verbose=False)
+        self._moto.start()
+        host, port = self._moto.get_host_and_port()
+        self._endpoint = f"http://{host}:{port}"
+
+    def stop(self) -> None:
+        for runner in self.runners.values():
+            runner.stop()
+        self.runners = {}
+        if self._gateway is not None:
+            self._gateway.stop()
+            self._gateway = None
+        last = False
+        if self._registered:
+            with LocalStack._running_lock:
+                LocalStack._running.discard(self.pseudo.stack_name)
+                last = not LocalStack._running
+            self._registered = False
+        if self._moto is not None:
+            if last:
+                self._reset_moto()
+            self._moto.stop()
+            self._moto = None
+        if self.write_details and self.details:
+            path = details_path(self.project_root)
+            current = read_details(self.project_root)
+            if current is not None and current.get("pid") == self.details.get("pid"):
+                path.unlink(missing_ok=True)
+        self._clients = {}
+
+    def _reset_moto(self) -> None:
+        """Leave no state behind in this process's moto backends (the server runs in-process)."""
+        try:
+            request = urllib.request.Request(f"{self._endpoint}/moto-api/reset", method="POST")
+            urllib.request.urlopen(request, timeout=5).close()
+        except OSError:
+            pass
+
+    # -- use -------------------------------------------------------------------------------------------------
+
+    @property
+    def aws_endpoint_url(self) -> str:
+        return self._endpoint
+
+    @property
+    def api_url(self) -> str:
+        return self.details.get("api_url", "")
+
+    @property
+    def api_key(self) -> str | None:
+        return self.details.get("api_key")
+
+    def client(self, service: str) -> Any:
+        """A boto3 client for the local stack's moto."""
+        with self._clients_lock:
+            if service not in self._clients:
+                self._clients[service] = boto3.session.Session().client(
+                    service,
+                    endpoint_url=self._endpoint,
+                    region_name=self.pseudo.region,
+                    aws_access_key_id=FAKE_ACCESS_KEY_ID,
+                    aws_secret_access_key=FAKE_SECRET_ACCESS_KEY,
+                    config=Config(retries={"max_attempts": 2}),
+                )
+            return self._clients[service]
+
+    def invoke(self, function_logical_id: str, event: Any, *, timeout_s: float | None = None) -> Any:
+        """Invoke a function directly (no gateway); returns its result or raises an InvocationError."""
+        if function_logical_id not in self.runners:
+            raise KeyError(f"no function {function_logical_id!r}; functions: {sorted(self.runners)}")
+        return self.runners[function_logical_id].invoke(event, caller_timeout_s=timeout_s).result
+
+    def _invoke_for_gateway(self, function_id: str, event: dict[str, Any], timeout_s: float, request_id: str) -> Any:
+        return self.runners[function_id].invoke(event, caller_timeout_s=timeout_s, request_id=request_id).result
+
+    def _enabled_api_keys(self) -> dict[str, str]:
+        """value -> id of every enabled API key in moto (keys created later with the CLI count too)."""
+        keys: dict[str, str] = {}
+        paginator = self.client("apigateway").get_paginator("get_api_keys")
+        for page in paginator.paginate(includeValues=True):
+            for key in page.get("items", []):
+                if key.get("enabled") and key.get("value"):
+                    keys[key["value"]] = key["id"]
+        return keys
+
+    def _create_api_keys(self, resolver: Resolver) -> dict[str, dict[str, str]]:
+        """An enabled key in moto's API Gateway for each API whose routes need one (unless the template has one)."""
+        apigateway = self.client("apigateway")
+        keys: dict[str, dict[str, str]] = {}
+        assert self.provisioned is not None
+        for logical_id, created in self.provisioned.created.items():
+            if self.provisioned.types.get(logical_id) == "AWS::ApiGateway::ApiKey":
+                key = apigateway.get_api_key(apiKey=created.physical_id, includeValue=True)
+                if key.get("enabled"):
+                    keys[logical_id] = {"id": key["id"], "value": key["value"]}
+        if keys:
+            return keys
+        for api_id in sorted({r.api.logical_id for r in self.routes if r.api_key_required}):
+            key = apigateway.create_api_key(name=f"{self.pseudo.stack_name}-{api_id}-local", enabled=True)
+            keys[api_id] = {"id": key["id"], "value": key["value"]}
+            # SAM's implicit key when the API's Auth.UsagePlan creates one; lets `!Ref <Api>ApiKey` resolve.
+            implicit = "ServerlessApiKey" if api_id == IMPLICIT_API else f"{api_id}ApiKey"
+            resolver.refs.setdefault(implicit, key["id"])  # type: ignore[union-attr]
+        return keys
+
+    # -- details ---------------------------------------------------------------------------------------------
+
+    def _build_details(self, api_keys: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:
+        assert self.provisioned is not None and self._gateway is not None
+        p = self.provisioned
+        api_url = f"http://{HOST}:{self._gateway.port}"
+        resources = {logical_id: created.physical_id for logical_id, created in p.created.items()}
+        arns = {
+            logical_id: created.attributes["Arn"]
+            for logical_id, created in p.created.items()
+            if "Arn" in created.attributes
+        }
+
+        def arn_of(logical_id: str) -> str | None:
+            return arns.get(logical_id)
+
+        first_key = next(iter(api_keys.values()), None)
+        return {
+            "stack_name": self.pseudo.stack_name,
+            "region": self.pseudo.region,
+            "account_id": self.pseudo.account_id,
+            "aws_endpoint_url": self._endpoint,
+            "access_key_id": FAKE_ACCESS_KEY_ID,
+            "secret_access_key": FAKE_SECRET_ACCESS_KEY,
+            "api_url": api_url,
+            "api_key": first_key["value"] if first_key else None,
+            "api_key_id": first_key["id"] if first_key else None,
+            "api_keys": {api: dict(key) for api, key in api_keys.items()},
+            "model_bucket": resources.get(MODEL_BUCKET),
+            "signing_key_id": arn_of(SIGNING_KEY),
+            "data_key_id": arn_of(DATA_KEY),
+            "resources": resources,
+            "arns": arns,
+            "resource_types": dict(p.types),
+            "buckets": {k: v for k, v in resources.items() if p.types.get(k) == "AWS::S3::Bucket"},
+            "kms_keys": {
+                k: {"key_id": v, "arn": arns[k]} for k, v in resources.items() if p.types.get(k) == "AWS::KMS::Key"
+            },
+            "functions": {
+                logical_id: {
+                    "name": spec.name,
+                    "handler": spec.handler,
+                    "code_dir": str(spec.code_dir),
+                    "timeout_s": spec.timeout_s,
+                    "memory_mb": spec.memory_mb,
+                    "environment": spec.environment,
+                    "python_path": [str(path) for path in spec.python_path],
+                    "notes": list(spec.notes),
+                }
+                for logical_id, spec in self.functions.items()
+            },
+            "routes": [
+                {
+                    "method": r.method,
+                    "path": r.resource,
+                    "function": r.function,
+                    "api": r.api.logical_id,
+                    "stage": r.api.stage,
+                    "api_key_required": r.api_key_required,
+                    "authorizer": r.authorizer,
+                }
+                for r in self.routes
+            ],
+            "local_equivalents": dict(p.local),
+            "cloud_only": dict(p.cloud_only),
+            "skipped_by_condition": dict(p.skipped),
+            "placeholders": dict(p.placeholders),
+            "notes": {k: list(v) for k, v in p.notes.items()},
+            "project_root": str(self.project_root),
+            "template": str(self.template_path),
+            "pid": os.getpid(),
+            "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+
+
+def summary(details: Mapping[str, Any]) -> str:
+    """What `sklambda local up` prints: where things are and what to try."""
+    endpoint = details["aws_endpoint_url"]
+    lines = [
+        f"sklambda local stack '{details['stack_name']}' is up (pid {details['pid']})",
+        "",
+        f"  API URL          {details['api_url']}",
+        f"  API key          {details['api_key'] or '(no route requires one)'}",
+        f"  AWS endpoint     {endpoint}   region {details['region']}",
+        f"  credentials      AWS_ACCESS_KEY_ID={details['access_key_id']} "
+        f"AWS_SECRET_ACCESS_KEY={details['secret_access_key']}",
+    ]
+    if details.get("model_bucket"):
+        lines.append(f"  model bucket     {details['model_bucket']}")
+    for logical_id, bucket in details["buckets"].items():
+        if logical_id != MODEL_BUCKET:
+            lines.append(f"  bucket {logical_id:<10}{bucket}")
+    for logical_id, key in details["kms_keys"].items():
+        lines.append(f"  KMS {logical_id:<13}{key['arn']}")
+    lines += ["", "  Routes:"]
+    for route in details["routes"]:
+        key = "  (x-api-key)" if route["api_key_required"] else ""
+        lines.append(f"    {route['method']:<7} {route['path']:<32} -> {route['function']}{key}")
+    if details["local_equivalents"]:
+        lines += ["", "  Run locally:"]
+        lines += [f"    {k}: {v}" for k, v in details["local_equivalents"].items()]
+    created = [k for k in details["resources"]]
+    lines += ["", f"  Created in moto: {', '.join(created) or '(nothing)'}"]
+    if details["cloud_only"]:
+        lines.append("  Cloud-only (not emulated):")
+        lines += [f"    {k} ({v})" for k, v in details["cloud_only"].items()]
+    if details["skipped_by_condition"]:
+        lines.append("  Skipped, condition false: " + ", ".join(details["skipped_by_condition"]))
+    notes = [f"    {k}: {n}" for k, ns in details["notes"].items() for n in ns]
+    notes += [f"    {k}: {n}" for k, f in details["functions"].items() for n in f["notes"]]
+    authorizers = sorted({r["authorizer"] for r in details["routes"] if r["authorizer"]})
+    if authorizers:
+        notes.append(f"    authorizer {', '.join(authorizers)} is NOT enforced locally: those routes are open")
+    if notes:
+        lines += ["  Notes:", *notes]
+    env = f"AWS_ACCESS_KEY_ID={details['access_key_id']} AWS_SECRET_ACCESS_KEY={details['secret_access_key']}"
+    lines += ["", "  Try:", f"    {env} aws --endpoint-url {endpoint} --region {details['region']} s3 ls"]
+    first_get = next((r for r in details["routes"] if r["method"] in ("GET", "ANY") and "{" not in r["path"]), None)
+    if first_get is not None:
+        header = f" -H 'x-api-key: {details['api_key']}'" if first_get["api_key_required"] else ""
+        lines.append(f"    curl -s{header} {details['api_url']}{first_get['path']}")
+    lines += ["", "  Details: .sklambda/local.json   Stop: Ctrl-C or `sklambda local down`"]
+    return "\n".join(lines)
+
+
+def wait_until_stopped(pid: int, timeout_s: float, details_file: Path | None = None) -> bool:
+    """True once `pid` has exited (a zombie counts) or has removed its details file, within `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if details_file is not None and not details_file.exists():
+            return True
+        if not _process_running(pid):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _process_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state != "Z"

@@ -1,0 +1,646 @@
+"""The local stack: template resources in moto, a local API Gateway, one worker process per function.
+
+Most tests share one stack started from tests/fixtures/local_stack/template.yaml on free ports; the fixture's
+functions are stdlib-only so workers start in milliseconds. The e2e ones drive real clients (aws CLI, curl,
+`python -m sklambda_infra.local up/down`) and the project's own template.yaml.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from sklambda_infra.local import FunctionCrashed, FunctionError, FunctionTimeout, LocalStack
+from sklambda_infra.local.functions import FunctionSpec, worker_environment
+from sklambda_infra.local.gateway import (
+    ApiSettings,
+    BadProxyResponse,
+    Route,
+    RouteTable,
+    http_response,
+    proxy_event,
+)
+from sklambda_infra.local.provision import local_bucket_policy
+from sklambda_infra.template import Pseudo
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "local_stack"
+# What the local stack adds to a function's environment, and nothing else.
+PLUMBING = {
+    "AWS_ENDPOINT_URL",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_LAMBDA_FUNCTION_VERSION",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+    "AWS_LAMBDA_FUNCTION_TIMEOUT",
+    "AWS_LAMBDA_FUNCTION_HANDLER",
+    "AWS_LAMBDA_LOG_GROUP_NAME",
+    "AWS_LAMBDA_LOG_STREAM_NAME",
+    "AWS_EXECUTION_ENV",
+    "LAMBDA_TASK_ROOT",
+    "_HANDLER",
+    "TZ",
+    "POWERTOOLS_TRACE_DISABLED",
+    "PATH",
+    "HOME",
+    "LANG",
+}
+# Keys of a REST API (v1) Lambda proxy event, as API Gateway sends them.
+PROXY_EVENT_KEYS = {
+    "resource",
+    "path",
+    "httpMethod",
+    "headers",
+    "multiValueHeaders",
+    "queryStringParameters",
+    "multiValueQueryStringParameters",
+    "pathParameters",
+    "stageVariables",
+    "requestContext",
+    "body",
+    "isBase64Encoded",
+}
+
+
+class Log(list):
+    def __call__(self, line: str) -> None:
+        self.append(line)
+
+
+@pytest.fixture(scope="module")
+def log() -> Log:
+    return Log()
+
+
+@pytest.fixture(scope="module")
+def stack(log: Log):
+    with LocalStack(FIXTURE, aws_port=0, api_port=0, log=log) as running:
+        yield running
+
+
+def request(url: str, method: str = "GET", headers: dict | None = None, body: bytes | None = None):
+    """(status, headers, body bytes) without raising on 4xx/5xx."""
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, resp.headers, resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+def keyed(stack: LocalStack) -> dict:
+    return {"x-api-key": stack.api_key}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Pure pieces: routes, events, responses, policies, environment
+
+
+def _route(method: str, resource: str, function: str = "Fn") -> Route:
+    return Route(method, resource, function, ApiSettings("Api", stage="v1"), api_key_required=False)
+
+
+def test_route_table_prefers_literal_segments_over_parameters_over_greedy_paths():
+    # GIVEN overlapping resources
+    table = RouteTable(
+        [
+            _route("GET", "/models/{name}", "ByName"),
+            _route("GET", "/models/latest", "Latest"),
+            _route("ANY", "/{proxy+}", "CatchAll"),
+        ]
+    )
+    # WHEN paths are matched THEN the most specific resource wins and path parameters are decoded
+    assert table.match("GET", "/models/latest")[0].function == "Latest"
+    route, params = table.match("GET", "/models/churn%20v2")
+    assert (route.function, params) == ("ByName", {"name": "churn v2"})
+    route, params = table.match("DELETE", "/a/b/c")
+    assert (route.function, params) == ("CatchAll", {"proxy": "a/b/c"})
+
+
+def test_route_table_has_no_match_for_a_missing_method_on_a_known_resource():
+    table = RouteTable([_route("GET", "/health")])
+    assert table.match("POST", "/health") is None
+    assert table.match("GET", "/health/") is not None
+
+
+def test_proxy_event_has_the_rest_api_v1_shape():
+    # GIVEN a request with repeated headers and query parameters
+    route = Route("POST", "/models/{name}/predict", "Predict", ApiSettings("Api", stage="v1"), True)
+    event = proxy_event(
+        route,
+        method="POST",
+        raw_path="/models/churn/predict?alias=production&tag=a&tag=b",
+        headers=[("Content-Type", "application/json"), ("X-Multi", "1"), ("X-Multi", "2"), ("Host", "h:3000")],
+        body=b'{"instances": []}',
+        path_parameters={"name": "churn"},
+        request_id="req-1",
+        api_key="secret",
+        api_key_id="key-1",
+    )
+    # THEN it has exactly API Gateway's keys, single values are the last ones and multi values keep all
+    assert set(event) == PROXY_EVENT_KEYS
+    assert event["resource"] == "/models/{name}/predict"
+    assert event["path"] == "/models/churn/predict"
+    assert event["httpMethod"] == "POST"
+    assert event["headers"]["X-Multi"] == "2" and event["multiValueHeaders"]["X-Multi"] == ["1", "2"]
+    assert event["queryStringParameters"] == {"alias": "production", "tag": "b"}
+    assert event["multiValueQueryStringParameters"]["tag"] == ["a", "b"]
+    assert event["pathParameters"] == {"name": "churn"}
+    assert event["stageVariables"] is None
+    assert event["body"] == '{"instances": []}' and event["isBase64Encoded"] is False
+    context = event["requestContext"]
+    assert context["requestId"] == "req-1" and context["stage"] == "v1"
+    assert context["resourcePath"] == "/models/{name}/predict" and context["httpMethod"] == "POST"
+    assert context["path"] == "/v1/models/churn/predict"
+    assert context["identity"]["apiKey"] == "secret" and context["identity"]["apiKeyId"] == "key-1"
+
+
+def test_proxy_event_without_query_or_body_uses_nulls_like_api_gateway():
+    event = proxy_event(
+        _route("GET", "/health"), method="GET", raw_path="/health", headers=[], body=b"", path_parameters={}
+    )
+    assert event["queryStringParameters"] is None and event["multiValueQueryStringParameters"] is None
+    assert event["pathParameters"] is None and event["body"] is None
+
+
+def test_proxy_event_base64_encodes_binary_media_types():
+    route = Route("POST", "/upload", "Fn", ApiSettings("Api", binary_media_types=("application/octet-stream",)), False)
+    event = proxy_event(
+        route,
+        method="POST",
+        raw_path="/upload",
+        headers=[("Content-Type", "application/octet-stream")],
+        body=b"\x00\xff",
+        path_parameters={},
+    )
+    assert event["isBase64Encoded"] is True and event["body"] == "AP8="
+
+
+def test_http_response_merges_headers_and_decodes_base64_bodies():
+    # GIVEN a proxy response with both header maps and a base64 body
+    response = http_response(
+        {
+            "statusCode": 201,
+            "headers": {"X-One": "1", "Set-Cookie": "ignored"},
+            "multiValueHeaders": {"Set-Cookie": ["a=1", "b=2"]},
+            "body": "AP8=",
+            "isBase64Encoded": True,
+        },
+        "req-1",
+    )
+    # THEN multiValueHeaders win for the same name, the body is decoded, and API Gateway's defaults are added
+    assert response.status == 201 and response.body == b"\x00\xff"
+    assert [v for k, v in response.headers if k == "Set-Cookie"] == ["a=1", "b=2"]
+    assert response.header("X-One") == "1"
+    assert response.header("Content-Type") == "application/json"
+    assert response.header("x-amzn-RequestId") == "req-1"
+
+
+@pytest.mark.parametrize(
+    "result",
+    [None, "text", {"statusCode": "abc"}, {"statusCode": 200, "body": {"a": 1}}, {"statusCode": 200, "extra": 1}],
+)
+def test_http_response_refuses_malformed_proxy_responses(result):
+    with pytest.raises(BadProxyResponse):
+        http_response(result, "req-1")
+
+
+def test_bucket_policy_statements_with_conditions_are_left_out_locally():
+    # GIVEN a TLS-only deny (moto cannot evaluate aws:SecureTransport) and an unconditional deny
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "TlsOnly", "Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}}},
+            {"Sid": "NoDelete", "Effect": "Deny", "Action": "s3:DeleteBucket"},
+        ],
+    }
+    # WHEN it is prepared for moto THEN only the unconditional statement is kept, and the other is reported
+    kept, dropped = local_bucket_policy(policy)
+    assert [s["Sid"] for s in kept["Statement"]] == ["NoDelete"]
+    assert dropped == ["TlsOnly"]
+
+
+def test_worker_environment_is_the_templates_plus_local_plumbing(monkeypatch):
+    # GIVEN a variable in the parent's environment that the template does not give the function
+    monkeypatch.setenv("SKLAMBDA_SECRET_OF_THE_PARENT", "leak")
+    spec = FunctionSpec(
+        logical_id="Fn",
+        name="stack-fn",
+        arn="arn:aws:lambda:us-east-1:123456789012:function:stack-fn",
+        handler="app.handler",
+        runtime="python3.11",
+        code_dir=Path("/code"),
+        python_path=(Path("/code"),),
+        timeout_s=7,
+        memory_mb=512,
+        environment={"FROM_TEMPLATE": "1", "AWS_REGION": "template-cannot-move-the-region"},
+    )
+    # WHEN the worker's environment is built
+    env = worker_environment(spec, Pseudo(region="eu-west-1"), "http://127.0.0.1:4566")
+    # THEN it is the template's variables plus the plumbing only; the plumbing wins
+    assert set(env) == {"FROM_TEMPLATE"} | PLUMBING
+    assert env["AWS_REGION"] == "eu-west-1" and env["AWS_ENDPOINT_URL"] == "http://127.0.0.1:4566"
+    assert env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "512" and env["AWS_LAMBDA_FUNCTION_TIMEOUT"] == "7"
+    assert env["POWERTOOLS_TRACE_DISABLED"] == "true"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Provisioning
+
+
+def test_provisioner_creates_the_bucket_with_sse_kms_public_access_block_versioning_and_ownership(stack):
+    # GIVEN the fixture's ModelBucket encrypted with DataKey
+    s3, details = stack.client("s3"), stack.details
+    bucket = details["model_bucket"]
+    # THEN the bucket has a generated lowercase name and every configured property
+    assert bucket.startswith("sklambda-local-modelbucket-") and bucket == bucket.lower()
+    rule = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"][0]
+    assert rule["ApplyServerSideEncryptionByDefault"] == {
+        "SSEAlgorithm": "aws:kms",
+        "KMSMasterKeyID": details["data_key_id"],
+    }
+    assert rule["BucketKeyEnabled"] is True
+    assert all(s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"].values())
+    assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+    ownership = s3.get_bucket_ownership_controls(Bucket=bucket)["OwnershipControls"]["Rules"]
+    assert ownership == [{"ObjectOwnership": "BucketOwnerEnforced"}]
+    # AND objects written without headers get SSE-KMS with the data key (the bucket policy does not block them)
+    s3.put_object(Bucket=bucket, Key="models/x.txt", Body=b"hello")
+    head = s3.head_object(Bucket=bucket, Key="models/x.txt")
+    assert head["ServerSideEncryption"] == "aws:kms" and head["SSEKMSKeyId"] == details["data_key_id"]
+    policy = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
+    assert [s["Sid"] for s in policy["Statement"]] == ["DenyDeletingTheBucket"]
+    assert "DenyInsecureTransport" in details["notes"]["ModelBucketPolicy"][0]
+
+
+def test_provisioner_creates_kms_keys_with_their_spec_usage_rotation_and_alias(stack):
+    kms, details = stack.client("kms"), stack.details
+    signing = kms.describe_key(KeyId=details["signing_key_id"])["KeyMetadata"]
+    assert (signing["KeySpec"], signing["KeyUsage"]) == ("ECC_NIST_P256", "SIGN_VERIFY")
+    data = kms.describe_key(KeyId=details["data_key_id"])["KeyMetadata"]
+    assert (data["KeySpec"], data["KeyUsage"]) == ("SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT")
+    assert kms.get_key_rotation_status(KeyId=details["data_key_id"])["KeyRotationEnabled"] is True
+    aliases = {a["AliasName"]: a.get("TargetKeyId") for a in kms.list_aliases()["Aliases"]}
+    assert aliases["alias/sklambda-local-data"] == details["resources"]["DataKey"]
+    # AND the signing key really signs (what publishing model cards needs)
+    signature = kms.sign(KeyId=details["signing_key_id"], Message=b"m", SigningAlgorithm="ECDSA_SHA_256")
+    assert kms.verify(
+        KeyId=details["signing_key_id"],
+        Message=b"m",
+        Signature=signature["Signature"],
+        SigningAlgorithm="ECDSA_SHA_256",
+    )["SignatureValid"]
+
+
+def test_provisioner_resolves_references_between_resources(stack):
+    # GIVEN the log group and alarm name the probe function through !Sub / !Ref
+    details = stack.details
+    function_name = details["functions"]["ProbeFunction"]["name"]
+    log_group = details["resources"]["ProbeLogGroup"]
+    # THEN they use the function's local name, and parameters reach typed properties
+    assert log_group == f"/aws/lambda/{function_name}"
+    groups = stack.client("logs").describe_log_groups(logGroupNamePrefix=log_group)["logGroups"]
+    assert groups[0]["retentionInDays"] == 7
+    alarm = stack.client("cloudwatch").describe_alarms(AlarmNames=[details["resources"]["ProbeErrorsAlarm"]])
+    alarm = alarm["MetricAlarms"][0]
+    assert alarm["Dimensions"] == [{"Name": "FunctionName", "Value": function_name}]
+    assert alarm["AlarmActions"] == [details["resources"]["AlarmTopic"]]
+    table = stack.client("dynamodb").describe_table(TableName=details["resources"]["Table"])["Table"]
+    assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+
+
+def test_provisioner_honours_conditions_and_lists_cloud_only_resources(stack):
+    details = stack.details
+    # THEN the queue (WithQueue=no) is skipped, and resources without a local equivalent are listed, not dropped
+    assert details["skipped_by_condition"] == {"Jobs": "MakeQueue"}
+    assert details["cloud_only"] == {"Dashboard": "AWS::CloudWatch::Dashboard", "ProbeRole": "AWS::IAM::Role"}
+    assert set(details["local_equivalents"]) == {
+        "SharedLayer",
+        "FixtureApi",
+        "ProbeFunction",
+        "SlowFunction",
+        "OtherFunction",
+    }
+    assert set(details["resources"]) | set(details["cloud_only"]) | set(details["local_equivalents"]) | {"Jobs"} == set(
+        details["resource_types"]
+    )
+
+
+def test_parameter_overrides_change_conditions_auth_and_environment(log):
+    # GIVEN the fixture started with the queue on and API keys off
+    parameters = {"WithQueue": "yes", "AuthMode": "NONE"}
+    with LocalStack(FIXTURE, stack_name="overrides", aws_port=0, api_port=0, parameters=parameters, log=log) as stack:
+        # THEN the queue exists and the probe's !If picks its URL
+        queue_url = stack.details["resources"]["Jobs"]
+        attributes = stack.client("sqs").get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])
+        assert attributes["Attributes"]["VisibilityTimeout"] == "60"
+        assert stack.details["functions"]["ProbeFunction"]["environment"]["QUEUE_URL"] == queue_url
+        # AND no route needs a key, so no key is created
+        assert stack.api_key is None
+        status, _, _ = request(f"{stack.api_url}/probe")
+        assert status == 200
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Gateway
+
+
+def test_gateway_refuses_a_request_without_api_key_with_403_forbidden(stack):
+    status, headers, body = request(f"{stack.api_url}/probe")
+    assert status == 403
+    assert json.loads(body) == {"message": "Forbidden"}
+    assert headers["x-amzn-ErrorType"] == "ForbiddenException"
+
+
+def test_gateway_refuses_a_wrong_api_key(stack):
+    status, _, body = request(f"{stack.api_url}/probe", headers={"x-api-key": "not-the-key"})
+    assert (status, json.loads(body)) == (403, {"message": "Forbidden"})
+
+
+def test_gateway_passes_a_request_with_the_api_key_as_a_proxy_event(stack):
+    # WHEN the probe is called with the key, a query string and a body
+    status, headers, body = request(
+        f"{stack.api_url}/probe/report?x=1&x=2", method="POST", headers={**keyed(stack), "X-Test": "t"}, body=b"{}"
+    )
+    # THEN the function got a REST API proxy event for its route, and its response headers come back
+    assert status == 200
+    assert headers.get_all("Set-Cookie") == ["a=1", "b=2"] and headers["X-Probe"] == "single"
+    event = json.loads(body)["event"]
+    assert set(event) == PROXY_EVENT_KEYS
+    assert (event["resource"], event["path"], event["httpMethod"]) == ("/probe/{action}", "/probe/report", "POST")
+    assert event["pathParameters"] == {"action": "report"}
+    assert event["multiValueQueryStringParameters"] == {"x": ["1", "2"]}
+    assert event["body"] == "{}"
+    assert event["requestContext"]["stage"] == "test"
+    assert event["requestContext"]["identity"]["apiKey"] == stack.api_key
+    assert event["requestContext"]["identity"]["apiKeyId"] == stack.details["api_key_id"]
+
+
+def test_api_key_is_a_real_key_in_moto_and_keys_created_later_work_too(stack):
+    # GIVEN the key the stack created is in moto's API Gateway
+    apigateway = stack.client("apigateway")
+    key = apigateway.get_api_key(apiKey=stack.details["api_key_id"], includeValue=True)
+    assert key["value"] == stack.api_key and key["enabled"]
+    # WHEN someone creates another key through the AWS API THEN the gateway accepts it
+    other = apigateway.create_api_key(name="another", enabled=True)
+    assert request(f"{stack.api_url}/probe", headers={"x-api-key": other["value"]})[0] == 200
+    # AND a disabled key is refused
+    apigateway.update_api_key(
+        apiKey=other["id"], patchOperations=[{"op": "replace", "path": "/enabled", "value": "false"}]
+    )
+    assert request(f"{stack.api_url}/probe", headers={"x-api-key": other["value"]})[0] == 403
+
+
+def test_route_with_api_key_required_false_is_public(stack):
+    status, _, body = request(f"{stack.api_url}/other")
+    assert status == 200 and "env" in json.loads(body)
+
+
+@pytest.mark.parametrize(("method", "path"), [("GET", "/nowhere"), ("POST", "/probe"), ("GET", "/other/deeper")])
+def test_unknown_route_is_403_missing_authentication_token(stack, method, path):
+    status, headers, body = request(f"{stack.api_url}{path}", method=method, headers=keyed(stack))
+    assert (status, json.loads(body)) == (403, {"message": "Missing Authentication Token"})
+    assert headers["x-amzn-ErrorType"] == "MissingAuthenticationTokenException"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Workers
+
+
+def test_worker_runs_with_only_the_templates_environment_and_its_own_sys_path(stack, monkeypatch):
+    # GIVEN a variable only in the local stack's own environment
+    monkeypatch.setenv("SKLAMBDA_SECRET_OF_THE_PARENT", "leak")
+    stack.runners["ProbeFunction"].recycle()  # the next call starts a fresh worker, after the variable was set
+    # WHEN the probe reports what it sees
+    report = json.loads(stack.invoke("ProbeFunction", {"action": "report"})["body"])
+    env, details = report["env"], stack.details
+    # THEN its environment is Globals + its own variables (resolved to the local physical ids) + plumbing only
+    template_env = {
+        "SHARED_SETTING": "from-globals",
+        "OVERRIDDEN": "local",
+        "MODEL_BUCKET": details["model_bucket"],
+        "SIGNING_KEY_ID": details["arns"]["SigningKey"],
+        "TABLE_NAME": details["resources"]["Table"],
+        "QUEUE_URL": "none",
+    }
+    assert set(env) == set(template_env) | PLUMBING
+    assert {k: env[k] for k in template_env} == template_env
+    assert env["AWS_ENDPOINT_URL"] == details["aws_endpoint_url"]
+    assert env["AWS_LAMBDA_FUNCTION_NAME"] == details["functions"]["ProbeFunction"]["name"]
+    assert env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "256"
+    # AND sys.path is the code, then the layer, then the standard library: no venv, no project
+    code, layer = str(FIXTURE / "functions" / "probe"), str(FIXTURE / "layers" / "common" / "python")
+    assert report["sys_path"][:2] == [code, layer]
+    assert not any("site-packages" in p or p.startswith(str(ROOT / "infra")) for p in report["sys_path"])
+    assert report["layer"] == "shared-layer"
+    # AND the context object looks like Lambda's
+    context = report["context"]
+    assert context["function_name"] == env["AWS_LAMBDA_FUNCTION_NAME"]
+    assert context["invoked_function_arn"].endswith(f":function:{context['function_name']}")
+    assert context["memory_limit_in_mb"] == 256 and 0 < context["remaining_ms"] <= 3000
+
+
+def test_two_functions_do_not_share_environment_path_or_process(stack):
+    probe = json.loads(stack.invoke("ProbeFunction", {"action": "report"})["body"])
+    other = json.loads(stack.invoke("OtherFunction", {})["body"])
+    assert probe["pid"] != other["pid"]
+    assert other["env"]["OTHER_ONLY"] == "yes" and "OTHER_ONLY" not in probe["env"]
+    assert "MODEL_BUCKET" not in other["env"] and other["env"]["OVERRIDDEN"] == "global"
+    assert other["sys_path"][0] == str(FIXTURE / "functions" / "other")
+    assert str(FIXTURE / "layers" / "common" / "python") not in other["sys_path"]
+
+
+def test_worker_stays_warm_between_invocations(stack):
+    first = json.loads(stack.invoke("ProbeFunction", {"action": "report"})["body"])
+    second = json.loads(stack.invoke("ProbeFunction", {"action": "report"})["body"])
+    assert (first["pid"], first["started"]) == (second["pid"], second["started"])
+
+
+def test_handler_output_goes_to_the_stack_log_not_the_protocol(stack, log):
+    stack.invoke("ProbeFunction", {"action": "report"})
+    assert "[ProbeFunction] probe action=report" in log
+    assert any(line.startswith("[ProbeFunction] REPORT RequestId: ") for line in log)
+
+
+def test_integration_timeout_answers_504_and_the_worker_is_replaced(stack):
+    # GIVEN a route whose TimeoutInMillis (700 ms) is shorter than the call
+    pid_before = json.loads(stack.invoke("ProbeFunction", {"action": "report"})["body"])["pid"]
+    started = time.monotonic()
+    status, _, body = request(f"{stack.api_url}/impatient/sleep?seconds=5", headers=keyed(stack))
+    # THEN API Gateway's 504 comes back after the integration timeout, not after the sleep
+    assert (status, json.loads(body)) == (504, {"message": "Endpoint request timed out"})
+    assert time.monotonic() - started < 3
+    # AND the next call gets a fresh worker
+    assert json.loads(stack.invoke("ProbeFunction", {"action": "report"})["body"])["pid"] != pid_before
+
+
+def test_function_timeout_answers_502_and_direct_invoke_raises(stack, log):
+    # GIVEN SlowFunction with Timeout: 1
+    status, _, body = request(f"{stack.api_url}/slow/sleep?seconds=5", headers=keyed(stack))
+    # THEN Lambda's timeout reaches the client as API Gateway's 502, and the log says why
+    assert (status, json.loads(body)) == (502, {"message": "Internal server error"})
+    assert any("Task timed out after 1.00 seconds" in line for line in log)
+    with pytest.raises(FunctionTimeout):
+        stack.invoke("SlowFunction", {"action": "sleep", "seconds": 5})
+    assert stack.invoke("SlowFunction", {"action": "report"})["statusCode"] == 200
+
+
+def test_crashing_worker_answers_502_then_recovers(stack):
+    # WHEN the handler kills its own process
+    status, _, body = request(f"{stack.api_url}/probe/crash", headers=keyed(stack))
+    # THEN the client sees 502, and the next request is served by a new worker
+    assert (status, json.loads(body)) == (502, {"message": "Internal server error"})
+    status, _, _ = request(f"{stack.api_url}/probe/report", headers=keyed(stack))
+    assert status == 200
+    with pytest.raises(FunctionCrashed):
+        stack.invoke("ProbeFunction", {"action": "crash"})
+
+
+def test_handler_exception_answers_502_and_the_worker_stays_warm(stack):
+    pid = json.loads(stack.invoke("ProbeFunction", {"action": "report"})["body"])["pid"]
+    status, _, body = request(f"{stack.api_url}/probe/raise", headers=keyed(stack))
+    assert (status, json.loads(body)) == (502, {"message": "Internal server error"})
+    with pytest.raises(FunctionError) as caught:
+        stack.invoke("ProbeFunction", {"action": "raise"})
+    assert caught.value.error["errorType"] == "RuntimeError"
+    assert json.loads(stack.invoke("ProbeFunction", {"action": "report"})["body"])["pid"] == pid
+
+
+def test_malformed_proxy_response_answers_502(stack):
+    status, _, body = request(f"{stack.api_url}/probe/malformed", headers=keyed(stack))
+    assert (status, json.loads(body)) == (502, {"message": "Internal server error"})
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Real clients (e2e)
+
+
+def _aws_env(stack: LocalStack) -> dict:
+    return {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "AWS_ACCESS_KEY_ID": stack.details["access_key_id"],
+        "AWS_SECRET_ACCESS_KEY": stack.details["secret_access_key"],
+        "AWS_DEFAULT_REGION": stack.details["region"],
+        "AWS_CONFIG_FILE": "/dev/null",
+        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+    }
+
+
+@pytest.mark.e2e
+def test_aws_cli_lists_the_model_bucket(stack):
+    aws = Path(sys.executable).parent / "aws"
+    out = subprocess.run(
+        [str(aws), "--endpoint-url", stack.aws_endpoint_url, "s3", "ls"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_aws_env(stack),
+        check=True,
+    )
+    assert stack.details["model_bucket"] in out.stdout
+
+
+@pytest.mark.e2e
+def test_curl_reaches_the_api_with_the_key_and_is_refused_without(stack):
+    url = f"{stack.api_url}/probe/report"
+    curl = shutil.which("curl")
+    if curl is None:  # the same requests through urllib
+        assert request(url)[0] == 403
+        assert request(url, headers=keyed(stack))[0] == 200
+        return
+    without = subprocess.run([curl, "-s", "-o", "/dev/null", "-w", "%{http_code}", url], capture_output=True, text=True)
+    assert without.stdout == "403"
+    with_key = subprocess.run(
+        [curl, "-s", "-H", f"x-api-key: {stack.api_key}", url], capture_output=True, text=True, timeout=30
+    )
+    assert json.loads(with_key.stdout)["event"]["path"] == "/probe/report"
+
+
+@pytest.mark.e2e
+def test_cli_up_writes_local_json_status_reports_it_and_down_stops_it(tmp_path):
+    # GIVEN a copy of the fixture project
+    project = tmp_path / "project"
+    shutil.copytree(FIXTURE, project)
+    command = [sys.executable, "-m", "sklambda_infra.local"]
+    up = subprocess.Popen(
+        [*command, "up", "--project-root", str(project), "--aws-port", "0", "--api-port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    details_file = project / ".sklambda" / "local.json"
+    try:
+        # WHEN `up` has started
+        deadline = time.monotonic() + 30
+        while not details_file.exists():
+            assert up.poll() is None, up.communicate()
+            assert time.monotonic() < deadline, "local.json did not appear"
+            time.sleep(0.1)
+        details = json.loads(details_file.read_text())
+        # THEN the details have what clients need and point at live servers
+        for key in (
+            "api_url",
+            "api_key",
+            "aws_endpoint_url",
+            "region",
+            "access_key_id",
+            "secret_access_key",
+            "stack_name",
+            "resources",
+            "model_bucket",
+            "signing_key_id",
+            "data_key_id",
+            "pid",
+        ):
+            assert details[key], key
+        assert details["pid"] == up.pid
+        assert request(f"{details['api_url']}/probe", headers={"x-api-key": details["api_key"]})[0] == 200
+        status = subprocess.run([*command, "status", "--project-root", str(project)], capture_output=True, text=True)
+        assert status.returncode == 0 and details["api_url"] in status.stdout
+        # WHEN `down` runs THEN the stack stops and removes its file
+        down = subprocess.run([*command, "down", "--project-root", str(project)], capture_output=True, text=True)
+        assert down.returncode == 0, down.stderr
+        up.wait(timeout=20)
+        assert up.returncode == 0
+        assert not details_file.exists()
+        assert "curl -s -H 'x-api-key:" in up.stdout.read()
+        status = subprocess.run([*command, "status", "--project-root", str(project)], capture_output=True, text=True)
+        assert status.returncode == 3
+    finally:
+        if up.poll() is None:
+            up.send_signal(signal.SIGTERM)
+            up.wait(timeout=20)
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(
+    not (ROOT / "template.yaml").exists() or not (ROOT / "functions" / "predict" / "app.py").exists(),
+    reason="needs the project's template.yaml and predict function",
+)
+def test_project_template_serves_health_with_the_api_key_only(log):
+    # GIVEN the project's own template and predict function
+    with LocalStack(ROOT, stack_name="project", aws_port=0, api_port=0, log=log) as stack:
+        details = stack.details
+        env = details["functions"]["PredictFunction"]["environment"]
+        # THEN the function is wired to the local bucket and signing key
+        assert env["SKLAMBDA_MODEL_BUCKET"] == details["model_bucket"]
+        assert env["SKLAMBDA_SIGNING_KEY_ID"] == details["signing_key_id"]
+        # AND /health answers with the key and is refused without
+        assert request(f"{stack.api_url}/health")[0] == 403
+        status, _, body = request(f"{stack.api_url}/health", headers=keyed(stack))
+        assert status == 200, body
+        assert json.loads(body)["status"] == "ok"
