@@ -1,7 +1,8 @@
 """The `sklambda` command: publish, promote, rollback, inspect models; run the local stack.
 
 Where the registry lives: --bucket/--signing-key/--endpoint-url, else SKLAMBDA_MODEL_BUCKET,
-SKLAMBDA_SIGNING_KEY_ID and AWS_ENDPOINT_URL, else a running local stack's .sklambda/local.json.
+SKLAMBDA_SIGNING_KEY_ID and AWS_ENDPOINT_URL, else a running local stack's .sklambda/local.json
+(beside the nearest template.yaml).
 """
 
 from __future__ import annotations
@@ -18,15 +19,19 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from sklambda import config
 from sklambda.errors import SklambdaError
+from sklambda_infra.local.cli import project_root
+from sklambda_infra.local.cli import register as register_local
+from sklambda_infra.local.stack import details_path
 
-LOCAL_FILE = Path(".sklambda") / "local.json"
 
-
-def _local_details() -> dict[str, Any] | None:
-    path = Path(os.environ.get("SKLAMBDA_LOCAL_FILE", LOCAL_FILE))
-    if path.is_file():
-        return json.loads(path.read_text())
-    return None
+def _local_details() -> tuple[dict[str, Any] | None, Path]:
+    """The running local stack's details: $SKLAMBDA_LOCAL_FILE, else the one beside the nearest template.yaml."""
+    given = os.environ.get("SKLAMBDA_LOCAL_FILE")
+    path = Path(given) if given else details_path(project_root(None))
+    try:
+        return json.loads(path.read_text()), path
+    except (OSError, ValueError):
+        return None, path
 
 
 def _connect(args: argparse.Namespace, *, need_signer: bool = False):
@@ -39,14 +44,14 @@ def _connect(args: argparse.Namespace, *, need_signer: bool = False):
     key = args.signing_key or os.environ.get(config.SIGNING_KEY_ID)
     endpoint = args.endpoint_url or os.environ.get(config.AWS_ENDPOINT_URL)
     if not bucket or (need_signer and not key):
-        local = _local_details()
+        local, path = _local_details()
         if local is None:
             missing = "model bucket" if not bucket else "signing key"
             raise SklambdaError(
                 f"no {missing} configured: pass --bucket/--signing-key, set {config.MODEL_BUCKET}/"
                 f"{config.SIGNING_KEY_ID}, or start the local stack with `make local`"
             )
-        print(f"using the local stack from {LOCAL_FILE}", file=sys.stderr)
+        print(f"using the local stack from {path}", file=sys.stderr)
         bucket = bucket or local["model_bucket"]
         key = key or local["signing_key_id"]
         endpoint = endpoint or local["aws_endpoint_url"]
@@ -209,12 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_models_show)
 
-    try:
-        from sklambda_infra.local.cli import register as register_local
-    except ImportError:  # the local stack is optional tooling
-        pass
-    else:
-        register_local(sub)
+    register_local(sub)
     return parser
 
 

@@ -59,7 +59,7 @@ def run() -> int:
         d = stack.details
         print(f"  API:          {d['api_url']}  (x-api-key: {d['api_key']})")
         print(f"  AWS endpoint: {d['aws_endpoint_url']}")
-        print(f"  model bucket: {d['model_bucket']}  (SSE-KMS, versioned, TLS-only policy)")
+        print(f"  model bucket: {d['model_bucket']}  (SSE-KMS with the template's DataKey, versioned)")
         os.environ.update(
             AWS_ENDPOINT_URL=d["aws_endpoint_url"],
             AWS_ACCESS_KEY_ID=d["access_key_id"],
