@@ -19,6 +19,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 # A short alias TTL so the promote step shows up within seconds; production keeps the template's 60 s.
 DEMO_PARAMETERS = {"AliasTtlSeconds": "2"}
+LOG_FILE = ROOT / ".sklambda" / "demo.log"
 
 
 def say(text: str) -> None:
@@ -55,7 +56,14 @@ def run() -> int:
 
     started = time.perf_counter()
     say("Starting the local stack from template.yaml (moto + API gateway on 127.0.0.1)")
-    with LocalStack(ROOT, aws_port=0, api_port=0, parameters=DEMO_PARAMETERS) as stack:
+    # The function's own logs (JSON lines, EMF metrics) go to a file so the demo output stays readable.
+    LOG_FILE.parent.mkdir(parents=True, exist_ok=True)
+    with (
+        LOG_FILE.open("w") as log,
+        LocalStack(
+            ROOT, aws_port=0, api_port=0, parameters=DEMO_PARAMETERS, log=lambda line: print(line, file=log, flush=True)
+        ) as stack,
+    ):
         d = stack.details
         print(f"  API:          {d['api_url']}  (x-api-key: {d['api_key']})")
         print(f"  AWS endpoint: {d['aws_endpoint_url']}")
@@ -96,7 +104,9 @@ def run() -> int:
               f"signed with {card.signature.algorithm}")  # fmt: skip
 
         say("Predicting over HTTP: POST /models/churn/predict")
-        customers = to_records(X_hold.head(5))
+        # Five customers spread from the least to the most likely to churn, so the table shows a range.
+        risk_order = logistic.predict_proba(X_hold)[:, 1].argsort()
+        customers = to_records(X_hold.iloc[risk_order[[0, len(risk_order) // 2, -60, -20, -1]]])
         status, body = http("POST", f"{api}/models/churn/predict", api_key=key, body={"instances": customers})
         assert status == 200, body
         print(table(
@@ -155,7 +165,8 @@ def run() -> int:
         print(f"  production (version {body['model_version']}) is unaffected: {status}")
 
         say("Shutting down the local stack")
-    print(f"  done in {time.perf_counter() - started:.1f} s. Next: `make local`, then curl it (see README).")
+    print(f"  done in {time.perf_counter() - started:.1f} s. Function logs and metrics: {LOG_FILE.relative_to(ROOT)}")
+    print("  Next: `make local`, then curl it (see README).")
     return 0
 
 
