@@ -86,3 +86,44 @@ def test_schema_round_trips_through_its_dict():
     assert InputSchema.from_dict(schema.to_dict()) == schema
     with pytest.raises(ValueError, match="unknown type"):
         FeatureSpec.from_dict({"name": "b", "type": "complex"})
+
+
+def test_request_frame_matches_pandas_own_conversion_of_each_column():
+    # GIVEN a schema with every column kind, nullable ones included
+    schema = InputSchema(
+        (
+            FeatureSpec("id", "category"),
+            FeatureSpec("age", "integer"),
+            FeatureSpec("visits", "integer", nullable=True),
+            FeatureSpec("score", "number", nullable=True),
+            FeatureSpec("active", "boolean"),
+            FeatureSpec("opted_in", "boolean", nullable=True),
+            FeatureSpec("plan", "category", nullable=True),
+        )
+    )
+    rows = [
+        {"id": "a", "age": 30.0, "visits": None, "score": 1, "active": True, "opted_in": None, "plan": None},
+        {"id": "b", "age": 2**40, "visits": 3, "score": None, "active": False, "opted_in": True, "plan": "plus"},
+    ]
+    # WHEN the rows become the frame the model sees
+    out = schema.frame(rows)
+    # THEN it equals one pd.Series per column (nulls as NaN outside categories), dtypes and block layout included
+    expected = pd.DataFrame(
+        {
+            f.name: pd.Series([r[f.name] if r[f.name] is not None else np.nan for r in rows], dtype=f.dtype)
+            if f.type != "category"
+            else pd.Series([r[f.name] for r in rows], dtype=object)
+            for f in schema.features
+        }
+    )
+    pd.testing.assert_frame_equal(out, expected, check_exact=True)
+    assert [b.dtype for b in out._mgr.blocks] == [b.dtype for b in expected._mgr.blocks]
+    assert out["id"].dtype == object and out.loc[1, "plan"] == "plus" and out.loc[0, "plan"] is None
+
+
+def test_an_integer_too_large_for_int64_fails_as_pandas_fails():
+    schema = InputSchema((FeatureSpec("n", "integer"),))
+    with pytest.raises(OverflowError):
+        pd.Series([2**70], dtype="int64")
+    with pytest.raises(OverflowError):
+        schema.frame([{"n": 2**70}])

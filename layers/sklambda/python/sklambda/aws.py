@@ -10,17 +10,27 @@ from botocore.config import Config
 
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=30)
 _clients: dict[str, Any] = {}
+# One session for all clients: creating a boto3 Session registers ~250 botocore event handlers (each checked with
+# inspect.signature) and starts an empty data loader, ~70 ms per session on a cold start; a shared session pays that
+# once and lets the KMS client reuse the endpoint and partition data the S3 client loaded. Sessions are not
+# thread-safe, but clients are only created under _lock (the clients themselves are thread-safe).
+_session: boto3.session.Session | None = None
 _lock = threading.Lock()
 
 
 def client(service: str) -> Any:
+    global _session
     with _lock:
         if service not in _clients:
-            _clients[service] = boto3.session.Session().client(service, config=_CONFIG)
+            if _session is None:
+                _session = boto3.session.Session()
+            _clients[service] = _session.client(service, config=_CONFIG)
         return _clients[service]
 
 
 def reset_clients() -> None:
-    """Forget cached clients (tests switch between moto backends)."""
+    """Forget cached clients and their session (tests switch between moto backends and credentials)."""
+    global _session
     with _lock:
         _clients.clear()
+        _session = None

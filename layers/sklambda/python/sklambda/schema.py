@@ -152,13 +152,35 @@ class InputSchema:
         return self.frame(rows)
 
     def frame(self, rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-        columns = {
-            f.name: pd.Series([r[f.name] if r[f.name] is not None else np.nan for r in rows], dtype=f.dtype)
-            if f.type != CATEGORY
-            else pd.Series([r[f.name] for r in rows], dtype=object)
-            for f in self.features
-        }
-        return pd.DataFrame(columns)
+        # Hot path: one DataFrame per request. A dict of one pd.Series per column cost ~0.6 ms for one row
+        # (pandas builds, aligns and reindexes every Series); numpy arrays on one shared RangeIndex give the
+        # same frame (columns, dtypes, values, block layout) in ~0.2 ms. See infra/sklambda_infra/bench.
+        rows = rows if isinstance(rows, Sequence) else list(rows)
+        index = pd.RangeIndex(len(rows))
+        columns = {f.name: _column(f, [r[f.name] for r in rows], index) for f in self.features}
+        return pd.DataFrame(columns, index=index)
+
+
+def _column(spec: FeatureSpec, values: list[Any], index: pd.RangeIndex) -> np.ndarray | pd.Series:
+    """One validated column as pd.Series(values, dtype=spec.dtype) would hold it (nulls as NaN outside categories).
+
+    Fast paths build the numpy array directly; any value numpy would convert differently from pandas (an
+    integer-valued float or a huge integer in an int64 column) takes pandas' own conversion, with its errors.
+    """
+    dtype = spec.dtype
+    if spec.type != CATEGORY:
+        values = [v if v is not None else np.nan for v in values]
+    if dtype == "float64":
+        return np.array(values, dtype=np.float64)
+    if dtype == "int64":
+        inferred = np.array(values)
+        return inferred if inferred.dtype == np.int64 else pd.Series(values, dtype="int64").to_numpy()
+    if dtype == "bool":
+        return np.array(values, dtype=bool)
+    # Object columns go in as Series: pandas 3 would infer its "str" dtype from a bare object array.
+    array = np.empty(len(values), dtype=object)
+    array[:] = values
+    return pd.Series(array, index=index, dtype=object, copy=False)
 
 
 def infer_schema(

@@ -1,0 +1,69 @@
+"""python -m sklambda_infra.bench [--quick] [--only warm|cold|bundle ...] [--out PATH] [--layer-report PATH]"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from sklambda_infra.bench import bundle, cold, common, machine, report, warm
+
+KINDS = ("warm", "cold", "bundle")
+DEFAULT_OUT = common.ROOT / "BENCHMARKS.md"
+PARTIAL_OUT = common.BUILD / "BENCHMARKS.md"
+RESULTS = common.BUILD / "results.json"
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m sklambda_infra.bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer samples (a smoke run, not for BENCHMARKS.md)")
+    parser.add_argument("--only", action="append", choices=KINDS, help="run only this benchmark (repeatable)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help=f"markdown report (default: {DEFAULT_OUT.name} for a full run, build/bench/BENCHMARKS.md otherwise)",
+    )
+    parser.add_argument("--layer-report", type=Path, help="read this layer-report.json instead of building the layers")
+    parser.add_argument("--verify-layer", action="store_true", help="let the layer build verify under Python 3.12")
+    return parser.parse_args(argv)
+
+
+def output_path(ns: argparse.Namespace) -> Path:
+    """A full run rewrites BENCHMARKS.md; a quick or partial one must not replace it by accident."""
+    if ns.out is not None:
+        return ns.out
+    return PARTIAL_OUT if ns.quick or ns.only else DEFAULT_OUT
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ns = parse_args(argv)
+    kinds = tuple(k for k in KINDS if not ns.only or k in ns.only)
+    started = time.perf_counter()
+    results: dict = {"machine": machine.describe(), "quick": ns.quick, "only": ns.only or []}
+    models = common.fit_models() if {"warm", "cold"} & set(kinds) else None
+    if "warm" in kinds:
+        plan = warm.QUICK if ns.quick else warm.FULL
+        results["warm"] = [r.to_dict() for r in warm.run(plan, models)]
+        results["frame"] = warm.frame_comparison(plan).to_dict()
+    if "cold" in kinds:
+        results["cold"] = [r.to_dict() for r in cold.run(cold.QUICK if ns.quick else cold.FULL, models)]
+    if "bundle" in kinds:
+        results["bundle"] = bundle.run(report=ns.layer_report, verify=ns.verify_layer).to_dict()
+    results["load_average_end"] = machine.load_average()
+    results["elapsed_s"] = time.perf_counter() - started
+
+    out = output_path(ns)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(report.render(results))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=1, default=str) + "\n")
+    print(report.table(["benchmark", "measured", "target", "verdict"], report.summary_rows(results)))
+    print(f"\nwrote {out} and {RESULTS} in {results['elapsed_s']:.0f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
