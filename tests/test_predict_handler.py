@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import sys
 import types
@@ -334,3 +336,36 @@ def test_no_snapstart_hook_without_models_to_preload(function_env, monkeypatch):
     monkeypatch.setitem(sys.modules, "snapshot_restore_py", fake)
     import_predict_app()
     assert hooks == []
+
+
+def test_binary_body_that_is_not_utf8_is_a_400(predict_app, published, lambda_context):
+    event = load_event("predict.json", raw_body=base64.b64encode(b"\xff\xfe\x00garbage").decode())
+    event["isBase64Encoded"] = True
+    status, body = call(predict_app, event, lambda_context)
+    assert status == 400 and "not UTF-8" in body["error"]["message"]
+
+
+def test_deeply_nested_json_is_a_400_not_a_crash(predict_app, published, lambda_context):
+    status, body = call(predict_app, load_event("predict.json", raw_body="[" * 100_000 + "]" * 100_000), lambda_context)
+    assert status == 400 and "nested too deeply" in body["error"]["message"]
+
+
+def test_an_over_long_alias_is_a_400_naming_the_parameter(predict_app, published, lambda_context):
+    status, body = call(predict_app, load_event("predict.json", query={"alias": "a" * 80}), lambda_context)
+    assert status == 400
+    assert body["error"]["details"][0]["field"] == "alias"
+
+
+def test_log_keys_of_one_request_do_not_leak_into_the_next(predict_app, published, lambda_context):
+    # GIVEN a request whose logs are tagged with the model version
+    stream = io.StringIO()
+    predict_app.logger.registered_handler.setStream(stream)
+    call(predict_app, load_event("predict_invalid.json"), lambda_context)
+    assert '"model_version":"1"' in stream.getvalue()
+    stream.truncate(0)
+    stream.seek(0)
+    # WHEN the next request fails before any model is chosen
+    call(predict_app, load_event("predict.json", raw_body="{"), lambda_context)
+    logs = [json.loads(line) for line in stream.getvalue().splitlines()]
+    # THEN its log lines carry no stale model keys
+    assert logs and all("model_version" not in line for line in logs)

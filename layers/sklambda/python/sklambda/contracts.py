@@ -6,13 +6,56 @@ parsed, and so that every client mistake comes back as one of our own errors wit
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sklambda.errors import FieldError, MalformedRequest, PayloadTooLarge
 from sklambda.scoring import Scored
+
+
+class ModelSelector(BaseModel):
+    """The query string: which version answers (an explicit version wins over the default alias)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    alias: str | None = Field(None, min_length=1, max_length=63)
+    version: str | None = Field(None, min_length=1, max_length=64)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> ModelSelector:
+        if self.alias and self.version:
+            raise ValueError("give either ?alias= or ?version=, not both")
+        return self
+
+
+def parse_selector(query: Mapping[str, str] | None) -> ModelSelector:
+    try:
+        return ModelSelector.model_validate(dict(query or {}))
+    except ValidationError as e:
+        errors = _field_errors(e)
+        raise MalformedRequest(f"invalid query string: {errors[0]}", errors=errors) from None
+
+
+def decode_body(body: str | None, *, is_base64: bool) -> str | None:
+    """The body as text; API Gateway base64-encodes binary bodies."""
+    if not body or not is_base64:
+        return body
+    try:
+        return base64.b64decode(body, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise MalformedRequest("request body is not UTF-8 encoded JSON") from None
+
+
+def _field_errors(e: ValidationError) -> list[FieldError]:
+    return [
+        FieldError(err["msg"].removeprefix("Value error, "), field=".".join(str(p) for p in err["loc"]) or None)
+        for err in e.errors(include_url=False)
+    ]
 
 
 class PredictRequest(BaseModel):
@@ -77,10 +120,7 @@ def parse_body(raw: str | None, model: type[BaseModel], *, max_bytes: int) -> An
     try:
         return model.model_validate(obj)
     except ValidationError as e:
-        errors = [
-            FieldError(err["msg"], field=".".join(str(p) for p in err["loc"]) or None)
-            for err in e.errors(include_url=False)
-        ]
+        errors = _field_errors(e)
         raise MalformedRequest(f"request body does not have the expected shape: {errors[0]}", errors=errors) from None
 
 
