@@ -78,3 +78,65 @@ class ServingSettings:
             model_cache_size=int(_number(env, MODEL_CACHE_SIZE, int, 1)),
             preload_models=tuple(n.strip() for n in preload.split(",") if n.strip()),
         )
+
+
+# Batch scoring of files uploaded to S3 (sklambda.batch). Added after the serving settings so the names above
+# stay untouched; the defaults join the same DEFAULTS table.
+BATCH_DATA_BUCKET = "SKLAMBDA_BATCH_DATA_BUCKET"
+BATCH_CHUNK_ROWS = "SKLAMBDA_BATCH_CHUNK_ROWS"
+BATCH_MAX_LINE_BYTES = "SKLAMBDA_BATCH_MAX_LINE_BYTES"
+BATCH_REJECT_THRESHOLD = "SKLAMBDA_BATCH_REJECT_THRESHOLD"
+BATCH_PART_BYTES = "SKLAMBDA_BATCH_PART_BYTES"
+BATCH_CHUNK_BYTES = "SKLAMBDA_BATCH_CHUNK_BYTES"
+
+DEFAULTS.update(
+    {
+        BATCH_DATA_BUCKET: "",
+        BATCH_CHUNK_ROWS: "50000",
+        BATCH_MAX_LINE_BYTES: str(1024 * 1024),
+        BATCH_REJECT_THRESHOLD: "0.10",
+        BATCH_PART_BYTES: str(8 * 1024 * 1024),
+        BATCH_CHUNK_BYTES: str(256 * 1024 * 1024),
+    }
+)
+# S3 multipart uploads: every part but the last must be at least 5 MiB.
+MIN_PART_BYTES = 5 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """What the batch engine needs; read once per container.
+
+    data_bucket: where scored/, errors/ and tmp/ go; None means the bucket the input came from.
+    chunk_rows: rows validated and scored together (bounds memory, not output).
+    max_line_bytes: a row longer than this is rejected without being read into memory beyond it.
+    reject_threshold: a job whose share of rejected rows is above this fails (a model card tag
+        `batch_reject_threshold` overrides it per model).
+    part_bytes: size of the multipart-upload parts written (at least 5 MiB).
+    chunk_bytes: target size of the byte ranges plan_chunks cuts a large uncompressed file into.
+    """
+
+    data_bucket: str | None = None
+    default_alias: str = "production"
+    chunk_rows: int = 50_000
+    max_line_bytes: int = 1024 * 1024
+    reject_threshold: float = 0.10
+    part_bytes: int = 8 * 1024 * 1024
+    chunk_bytes: int = 256 * 1024 * 1024
+    max_raw_bytes: int = 10 * 1024
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> BatchSettings:
+        env = os.environ if env is None else env
+        threshold = float(_number(env, BATCH_REJECT_THRESHOLD, float, 0))
+        if threshold > 1:
+            raise ConfigurationError(f"environment variable {BATCH_REJECT_THRESHOLD}={threshold} must be at most 1")
+        return cls(
+            data_bucket=env.get(BATCH_DATA_BUCKET, "").strip() or None,
+            default_alias=env.get(DEFAULT_ALIAS, "").strip() or DEFAULTS[DEFAULT_ALIAS],
+            chunk_rows=int(_number(env, BATCH_CHUNK_ROWS, int, 1)),
+            max_line_bytes=int(_number(env, BATCH_MAX_LINE_BYTES, int, 1024)),
+            reject_threshold=threshold,
+            part_bytes=int(_number(env, BATCH_PART_BYTES, int, MIN_PART_BYTES)),
+            chunk_bytes=int(_number(env, BATCH_CHUNK_BYTES, int, MIN_PART_BYTES)),
+        )

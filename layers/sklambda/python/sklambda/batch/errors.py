@@ -1,0 +1,44 @@
+"""Errors of the batch engine, and which of them a retry can fix.
+
+- BatchInputError: the S3 key itself cannot be a batch job (outside incoming/, no file, unknown suffix).
+  Raised before anything is read or written. Not retryable.
+- BatchJobFailed: the job ran and failed for a reason in the input or the registry (header mismatch,
+  reject rate over the threshold, unreadable or deleted object, unknown model). The failed summary and the
+  errors file are already written when it is raised. Not retryable: the same input gives the same result.
+- ChunkingUnsafe: a byte range given to score_chunk holds a quoted newline, so ranges cut on newlines may
+  split a row; the caller scores the whole object with score_object instead.
+- Anything else (botocore ClientError for throttling, network errors, ...) is transient and propagates
+  unchanged; a retry is safe (deterministic keys, multipart uploads aborted).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sklambda.errors import SklambdaError
+
+if TYPE_CHECKING:
+    from sklambda.batch.engine import JobSummary
+
+
+class BatchInputError(SklambdaError):
+    """The object key cannot be scored as a batch job."""
+
+    code = "batch_input"
+
+
+class ChunkingUnsafe(BatchInputError):
+    """A byte range cannot be scored on its own (quoted newlines); score the whole object instead."""
+
+    code = "batch_chunking_unsafe"
+
+
+class BatchJobFailed(SklambdaError):
+    """The job failed for a reason a retry cannot fix; `summary` is the failed job summary (already written)."""
+
+    code = "batch_job_failed"
+    retryable = False
+
+    def __init__(self, summary: JobSummary) -> None:
+        super().__init__(f"batch job for s3://{summary.input_bucket}/{summary.input_key} failed: {summary.failure}")
+        self.summary = summary

@@ -1,0 +1,271 @@
+"""Validating a batch of records against the model's schema and building the frame the model scores.
+
+CSV cells are text, so each feature type has a parser with the semantics of FeatureSpec.check:
+- number / integer: what float() reads, finite (text, 'nan' and 'inf' are rejected); an integer feature also
+  rejects a fractional value ('3.0' is accepted, like 3.0 in JSON);
+- boolean: true/false/1/0, case-insensitive;
+- category: the cell's text;
+- an empty cell is null, allowed only for nullable features (CSV has no other way to say null).
+Numeric columns are parsed by pandas' C reader; only a column holding a bad cell falls back to per-cell checks.
+JSONL values go through FeatureSpec.check unchanged. Columns or keys that are not features are carried
+through to the output but never reach the model.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from sklambda.batch.reader import RecordBatch
+from sklambda.schema import BOOLEAN, CATEGORY, INTEGER, NUMBER, FeatureSpec, InputSchema
+
+Reasons = list[tuple[str | None, str]]
+_TRUE = {"true": True, "1": True, "false": False, "0": False}
+
+
+class HeaderProblem(Exception):
+    """The header cannot be scored with this model: the whole file fails, nothing is scored."""
+
+
+@dataclass
+class Parsed:
+    ok: list[int]  # indices (in the batch) of the rows in `frame`, in order
+    frame: pd.DataFrame
+    bad: dict[int, Reasons]
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _utf8_problem(record: bytes) -> str | None:
+    try:
+        record.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return f"invalid UTF-8 (byte 0x{record[e.start]:02x} at byte {e.start + 1} of the row)"
+    return None
+
+
+# -- CSV -------------------------------------------------------------------------------------------------
+class CsvLayout:
+    """The header of a CSV file, checked against the schema."""
+
+    def __init__(self, header: bytes, schema: InputSchema, output_columns: Sequence[str]) -> None:
+        try:
+            text = header.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise HeaderProblem("the header line is not valid UTF-8") from None
+        names = next(csv.reader([text]), [])
+        names = [n.strip() for n in names]
+        features = schema.names
+        if len(names) == 1 and len(features) > 1:
+            for sep, label in ((";", "';'"), ("\t", "tab"), ("|", "'|'")):
+                if sep in names[0]:
+                    raise HeaderProblem(
+                        f"the header has one column {_short(names[0])!r}: the file looks {label}-delimited; "
+                        "sklambda reads comma-separated CSV"
+                    )
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise HeaderProblem(f"the header repeats column(s): {', '.join(dupes)}")
+        missing = [f for f in features if f not in names]
+        if missing:
+            raise HeaderProblem(
+                f"the header lacks feature column(s) {', '.join(missing)} that model needs; "
+                f"expected columns: {', '.join(features)}"
+            )
+        clash = [c for c in output_columns if c in names]
+        if clash:
+            raise HeaderProblem(f"the header already has output column(s) {', '.join(clash)}; rename them")
+        self.names = names
+        self.ncols = len(names)
+        self.extra = [n for n in names if n not in set(features)]
+        self.specs = [schema.feature(f) for f in features]
+        self.positions = [names.index(f) for f in features]
+        self.header_bytes = header[3:] if header.startswith(b"\xef\xbb\xbf") else header
+
+
+def parse_csv(batch: RecordBatch, layout: CsvLayout) -> Parsed:
+    records = batch.records
+    bad: dict[int, Reasons] = {i: [(None, r)] for i, r in batch.rejected.items()}
+    candidates = [i for i in range(len(records)) if i not in bad] if bad else range(len(records))
+    joined = b"\n".join([records[i] for i in candidates]) if bad else b"\n".join(records)
+    try:
+        joined.decode("utf-8")
+    except UnicodeDecodeError:
+        for i in candidates:
+            problem = _utf8_problem(records[i])
+            if problem:
+                bad[i] = [(None, problem)]
+        candidates = [i for i in candidates if i not in bad]
+    quoted = b'"' in joined
+    expected = layout.ncols
+    good: list[int] = []
+    for i in candidates:
+        r = records[i]
+        n = len(next(csv.reader([r.decode("utf-8")]))) if quoted and b'"' in r else r.count(b",") + 1
+        if n == expected:
+            good.append(i)
+        else:
+            bad[i] = [(None, f"expected {expected} fields (as in the header), got {n}")]
+    columns = _read_columns([records[i] for i in good], layout)
+    keep = np.ones(len(good), dtype=bool)
+    values = {}
+    for spec, column in zip(layout.specs, columns, strict=True):
+        parsed, problems = _parse_column(spec, column)
+        values[spec.name] = parsed
+        for j, message in problems:
+            keep[j] = False
+            bad.setdefault(good[j], []).append((spec.name, message))
+    ok = [i for i, k in zip(good, keep, strict=True) if k]
+    return Parsed(ok, _frame(layout.specs, values, keep), bad)
+
+
+def _read_columns(records: list[bytes], layout: CsvLayout) -> list[np.ndarray]:
+    """The feature columns of well-formed rows: numeric arrays where every cell parsed, else arrays of str."""
+    if not records:
+        return [np.empty(0, dtype=object) for _ in layout.specs]
+    dtypes = {p: object for p, s in zip(layout.positions, layout.specs, strict=True) if s.type not in (NUMBER, INTEGER)}
+    try:
+        df = pd.read_csv(
+            io.BytesIO(b"\n".join(records)),
+            header=None,
+            usecols=layout.positions,
+            dtype=dtypes,
+            na_filter=False,
+            skip_blank_lines=False,
+            engine="c",
+            encoding="utf-8",
+        )
+        if len(df) == len(records):
+            return [df[p].to_numpy() for p in layout.positions]
+    except (ValueError, pd.errors.ParserError):
+        pass
+    # The C reader disagreed with the csv module on some row: read with the csv module, row by row.
+    rows = [next(csv.reader([r.decode("utf-8")])) for r in records]
+    return [np.array([row[p] for row in rows], dtype=object) for p in layout.positions]
+
+
+def _parse_column(spec: FeatureSpec, column: np.ndarray) -> tuple[np.ndarray, list[tuple[int, str]]]:
+    problems: list[tuple[int, str]] = []
+    if spec.type in (NUMBER, INTEGER):
+        if column.dtype.kind in "iuf":
+            values = column.astype(np.float64, copy=False)
+            if column.dtype.kind == "f" and not np.isfinite(values).all():  # the C reader parsed 'inf'
+                values = values.copy()
+                for j in np.flatnonzero(~np.isfinite(values)):
+                    problems.append((int(j), f"expected a finite {spec.type}, got {float(values[j])!r}"))
+        else:
+            values = pd.to_numeric(pd.Series(column, dtype=object), errors="coerce").to_numpy(np.float64, copy=True)
+            for j in np.flatnonzero(~np.isfinite(values)):
+                cell = column[j]
+                if not cell.strip():
+                    if not spec.nullable:
+                        problems.append((int(j), "is empty but the feature is not nullable"))
+                    values[j] = np.nan
+                    continue
+                try:
+                    number = float(cell)
+                except ValueError:
+                    problems.append((int(j), f"expected {_article(spec.type)}, got string {_short(cell)!r}"))
+                else:
+                    if math.isfinite(number):  # float() reads it though pandas did not: accept
+                        values[j] = number
+                    else:
+                        problems.append((int(j), f"expected a finite {spec.type}, got {_short(cell)!r}"))
+        if spec.type == INTEGER and column.dtype.kind != "i":
+            fractional = np.isfinite(values) & (values != np.floor(values))
+            problems.extend(
+                (int(j), f"expected an integer, got {float(values[j])!r}") for j in np.flatnonzero(fractional)
+            )
+        if spec.type == INTEGER and column.dtype.kind == "i":
+            return column, problems
+        return values, problems
+    cells = column.astype(object, copy=False)
+    empty = np.flatnonzero(cells == "")
+    if spec.type == BOOLEAN:
+        out = np.empty(len(cells), dtype=object)
+        for j, cell in enumerate(cells):
+            v = _TRUE.get(cell.strip().lower())
+            if v is None and cell != "":
+                problems.append((j, f"expected true or false (or 1/0), got string {_short(cell)!r}"))
+            out[j] = v
+    else:
+        out = cells.copy() if len(empty) else cells
+    for j in empty:
+        if not spec.nullable:
+            problems.append((int(j), "is empty but the feature is not nullable"))
+        out[j] = None
+    return out, problems
+
+
+def _article(word: str) -> str:
+    return f"an {word}" if word[:1] in "aeiou" else f"a {word}"
+
+
+def _frame(specs: Sequence[FeatureSpec], values: dict[str, np.ndarray], keep: np.ndarray) -> pd.DataFrame:
+    """The frame InputSchema.frame would build for these rows (same columns, dtypes and values)."""
+    n = int(keep.sum())
+    index = pd.RangeIndex(n)
+    all_kept = n == len(keep)
+    columns = {}
+    for spec in specs:
+        v = values[spec.name] if all_kept else values[spec.name][keep]
+        dtype = spec.dtype
+        if dtype == "float64":
+            columns[spec.name] = np.asarray(v, dtype=np.float64)
+        elif dtype == "int64":
+            columns[spec.name] = np.asarray(v).astype(np.int64)
+        elif dtype == "bool":
+            columns[spec.name] = np.asarray(v, dtype=bool)
+        else:
+            arr = np.asarray(v, dtype=object)
+            if spec.type != CATEGORY:  # nullable boolean: nulls as NaN, like InputSchema.frame
+                arr = np.array([np.nan if x is None else x for x in arr], dtype=object)
+            columns[spec.name] = pd.Series(arr, index=index, dtype=object, copy=False)
+    return pd.DataFrame(columns, index=index)
+
+
+# -- JSONL -----------------------------------------------------------------------------------------------
+def parse_jsonl(batch: RecordBatch, schema: InputSchema, output_columns: Sequence[str]) -> Parsed:
+    bad: dict[int, Reasons] = {i: [(None, r)] for i, r in batch.rejected.items()}
+    rows: list[dict] = []
+    ok: list[int] = []
+    for i, record in enumerate(batch.records):
+        if i in bad:
+            continue
+        problem = _utf8_problem(record)
+        if problem:
+            bad[i] = [(None, problem)]
+            continue
+        try:
+            row = json.loads(record)
+        except ValueError as e:
+            bad[i] = [(None, f"not valid JSON: {e}")]
+            continue
+        if not isinstance(row, dict):
+            bad[i] = [(None, "expected a JSON object of feature values")]
+            continue
+        reasons: Reasons = []
+        for spec in schema.features:
+            if spec.name not in row:
+                reasons.append((spec.name, "missing feature"))
+                continue
+            problem = spec.check(row[spec.name])
+            if problem:
+                reasons.append((spec.name, problem))
+        reasons.extend((c, "the row already has this output field; rename it") for c in output_columns if c in row)
+        if reasons:
+            bad[i] = reasons
+        else:
+            ok.append(i)
+            rows.append(row)
+    frame = schema.frame(rows) if rows else pd.DataFrame({f.name: [] for f in schema.features})
+    return Parsed(ok, frame, bad)

@@ -1,0 +1,401 @@
+"""Batch scoring engine: files in incoming/ → scored/, errors/ and a summary, atomically (moto S3)."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import itertools
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import publish_churn
+
+from sklambda.batch import (
+    BatchInputError,
+    BatchJobFailed,
+    ChunkingUnsafe,
+    ObjectRef,
+    decode_s3_key,
+    engine,
+    merge_chunks,
+    parse_incoming_key,
+    plan_chunks,
+    score_chunk,
+    score_object,
+    writer,
+)
+from sklambda.config import BatchSettings
+from sklambda.scoring import Scorer
+from sklambda.serving import ModelServer
+
+DATA = "sklambda-data-test"
+PROBA = ["proba_no", "proba_yes"]
+
+
+@pytest.fixture
+def server(registry_env, published) -> ModelServer:
+    registry_env.s3().create_bucket(Bucket=DATA)
+    return ModelServer(registry_env.registry, registry_env.verifier)
+
+
+@pytest.fixture
+def s3(registry_env):
+    return registry_env.s3()
+
+
+def put(s3, key: str, body: bytes) -> ObjectRef:
+    s3.put_object(Bucket=DATA, Key=key, Body=body)
+    return ObjectRef(DATA, key, None, None, len(body))
+
+
+def get(s3, key: str) -> bytes:
+    return s3.get_object(Bucket=DATA, Key=key)["Body"].read()
+
+
+def exists(s3, key: str) -> bool:
+    return s3.list_objects_v2(Bucket=DATA, Prefix=key).get("KeyCount", 0) > 0 and any(
+        o["Key"] == key for o in s3.list_objects_v2(Bucket=DATA, Prefix=key)["Contents"]
+    )
+
+
+def summary_of(s3, relative: str) -> dict:
+    return json.loads(get(s3, f"scored/{relative}.summary.json"))
+
+
+def errors_of(s3, relative: str) -> list[dict]:
+    return [json.loads(line) for line in get(s3, f"errors/{relative}.jsonl").splitlines()]
+
+
+def holdout_csv(churn, n: int = 200, **extra) -> bytes:
+    frame = churn.X_holdout.iloc[:n].copy()
+    for name, value in extra.items():
+        frame[name] = value
+    return frame.to_csv(index=False).encode()
+
+
+def failed(call) -> dict:
+    with pytest.raises(BatchJobFailed) as caught:
+        call()
+    assert caught.value.retryable is False
+    return caught.value.summary.to_dict()
+
+
+SETTINGS = BatchSettings(chunk_rows=64)
+
+
+# -- keys -------------------------------------------------------------------------------------------------
+def test_incoming_key_names_model_alias_or_version_and_relative_path():
+    assert parse_incoming_key("incoming/churn/2024/day.csv").model == "churn"
+    assert parse_incoming_key("incoming/churn/2024/day.csv").relative_path == "2024/day.csv"
+    assert parse_incoming_key("incoming/churn@staging/a.csv").alias == "staging"
+    assert parse_incoming_key("incoming/churn@3/a.csv").version == "3"
+    assert parse_incoming_key("incoming/churn@1.2/a.jsonl.gz").version == "1.2"
+    assert decode_s3_key("incoming/churn/my+file%40x.csv") == "incoming/churn/my file@x.csv"
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["scored/churn/a.csv", "incoming/churn.csv", "incoming/churn/", "incoming/churn/a.parquet", "incoming//a.csv"],
+)
+def test_key_that_is_not_a_batch_input_is_refused_naming_it(key):
+    with pytest.raises(BatchInputError, match="cannot score"):
+        parse_incoming_key(key)
+
+
+def test_batch_settings_read_from_environment():
+    settings = BatchSettings.from_env({"SKLAMBDA_BATCH_REJECT_THRESHOLD": "0.25", "SKLAMBDA_BATCH_CHUNK_ROWS": "10"})
+    assert (settings.reject_threshold, settings.chunk_rows, settings.data_bucket) == (0.25, 10, None)
+
+
+# -- happy paths ------------------------------------------------------------------------------------------
+def test_csv_output_is_input_columns_plus_prediction_probabilities_and_version(server, s3, churn, logistic_model):
+    # GIVEN a CSV with every feature plus an id column the model does not know
+    body = holdout_csv(churn, 192, batch_ref=[f"R{i}" for i in range(192)])
+    ref = put(s3, "incoming/churn/2024/day.csv", body)
+
+    # WHEN it is scored
+    summary = score_object(ref, server=server, settings=SETTINGS, s3=s3)
+
+    # THEN every row is scored; the output keeps each input row's text and appends the model's columns
+    assert (summary.status, summary.rows_read, summary.rows_scored, summary.rows_rejected) == ("succeeded", 192, 192, 0)
+    out = get(s3, "scored/2024/day.csv")
+    in_lines, out_lines = body.decode().splitlines(), out.decode().splitlines()
+    assert out_lines[0] == in_lines[0] + ",prediction,proba_no,proba_yes,model_version"
+    assert all(o.startswith(i + ",") for i, o in zip(in_lines[1:], out_lines[1:], strict=True))
+    scored = pd.read_csv(io.BytesIO(out))
+    expected = logistic_model.predict_proba(churn.X_holdout.iloc[:192])
+    assert np.array_equal(scored[PROBA].to_numpy(), expected)  # repr round-trips: identical floats
+    assert scored["prediction"].tolist() == logistic_model.predict(churn.X_holdout.iloc[:192]).tolist()
+    assert set(scored["model_version"].astype(str)) == {"1"}
+    assert scored["batch_ref"].tolist() == [f"R{i}" for i in range(192)]
+    assert summary_of(s3, "2024/day.csv")["status"] == "succeeded"
+    assert not exists(s3, "errors/2024/day.csv.jsonl")
+
+
+@pytest.mark.parametrize("suffix", ["csv.gz", "jsonl", "jsonl.gz"])
+def test_each_format_is_scored_into_the_same_format(server, s3, churn, logistic_model, suffix):
+    # GIVEN the same 150 rows as CSV.gz, JSONL or JSONL.gz
+    frame = churn.X_holdout.iloc[:150]
+    if suffix.startswith("csv"):
+        body = frame.to_csv(index=False).encode()
+    else:
+        body = frame.to_json(orient="records", lines=True).encode()
+    if suffix.endswith(".gz"):
+        body = gzip.compress(body)
+    ref = put(s3, f"incoming/churn/day.{suffix}", body)
+
+    # WHEN scored
+    summary = score_object(ref, server=server, settings=SETTINGS, s3=s3)
+
+    # THEN the output has the input's format (gz in, gz out) and the model's probabilities
+    out = get(s3, f"scored/day.{suffix}")
+    if suffix.endswith(".gz"):
+        out = gzip.decompress(out)
+    scored = pd.read_csv(io.BytesIO(out)) if suffix.startswith("csv") else pd.read_json(io.BytesIO(out), lines=True)
+    assert summary.rows_scored == 150 and summary.format == suffix
+    assert np.allclose(scored[PROBA].to_numpy(), logistic_model.predict_proba(frame), rtol=0, atol=1e-15)
+    assert list(scored.columns) == [*frame.columns, "prediction", *PROBA, "model_version"]
+
+
+# -- bad input --------------------------------------------------------------------------------------------
+def test_empty_object_fails_with_a_report_and_no_scored_file(server, s3):
+    summary = failed(
+        lambda: score_object(put(s3, "incoming/churn/e.csv", b""), server=server, settings=SETTINGS, s3=s3)
+    )
+    assert summary["failure"]["reason"] == "empty" and "empty" in summary["failure"]["report"]
+    assert summary_of(s3, "e.csv")["status"] == "failed"
+    assert not exists(s3, "scored/e.csv")
+
+
+def test_header_only_fails_as_nothing_to_score(server, s3, churn):
+    ref = put(s3, "incoming/churn/h.csv", holdout_csv(churn, 0))
+    summary = failed(lambda: score_object(ref, server=server, settings=SETTINGS, s3=s3))
+    assert summary["failure"]["reason"] == "no_rows" and "header but no data rows" in summary["failure"]["report"]
+
+
+def test_semicolon_delimited_file_is_named_as_such(server, s3, churn):
+    ref = put(s3, "incoming/churn/s.csv", churn.X_holdout.iloc[:5].to_csv(index=False, sep=";").encode())
+    summary = failed(lambda: score_object(ref, server=server, settings=SETTINGS, s3=s3))
+    assert "looks ';'-delimited" in summary["failure"]["report"]
+
+
+def test_missing_feature_column_fails_the_whole_file_before_scoring(server, s3, churn):
+    body = churn.X_holdout.iloc[:20].drop(columns=["age", "plan"]).to_csv(index=False).encode()
+    summary = failed(
+        lambda: score_object(put(s3, "incoming/churn/m.csv", body), server=server, settings=SETTINGS, s3=s3)
+    )
+    assert summary["failure"]["reason"] == "bad_header"
+    assert "age, plan" in summary["failure"]["report"] and summary["rows_scored"] == 0
+    assert not exists(s3, "scored/m.csv")
+
+
+def test_bad_cells_are_rejected_row_by_row_with_line_and_field(server, s3, churn):
+    # GIVEN 100 rows where a few cells are text, NaN, infinite, empty or fractional
+    frame = churn.X_holdout.iloc[:100].astype(object)
+    frame.loc[3, "age"] = "forty"
+    frame.loc[5, "monthly_charges"] = "NaN"
+    frame.loc[7, "tenure_months"] = "inf"
+    frame.loc[9, "age"] = ""  # not nullable
+    frame.loc[11, "monthly_income"] = ""  # nullable: fine
+    frame.loc[13, "support_calls"] = "1.5"  # integer feature
+    frame.loc[15, "plan"] = ""  # category, not nullable
+    ref = put(s3, "incoming/churn/b.csv", frame.to_csv(index=False).encode())
+
+    # WHEN scored
+    summary = score_object(ref, server=server, settings=SETTINGS, s3=s3)
+
+    # THEN exactly the bad rows are rejected, each with its physical line (header is line 1) and reason
+    errors = errors_of(s3, "b.csv")
+    assert summary.rows_scored == 94 and summary.rows_rejected == 6
+    got = {e["line"]: (e["reasons"][0]["field"], e["reasons"][0]["message"]) for e in errors}
+    assert got == {
+        5: ("age", "expected an integer, got string 'forty'"),
+        7: ("monthly_charges", "expected a finite number, got 'NaN'"),
+        9: ("tenure_months", "expected a finite integer, got inf"),
+        11: ("age", "is empty but the feature is not nullable"),
+        15: ("support_calls", "expected an integer, got 1.5"),
+        17: ("plan", "is empty but the feature is not nullable"),
+    }
+    assert errors[0]["raw"] == frame.to_csv(index=False).splitlines()[4]
+
+
+def test_quoted_newlines_keep_rows_whole_and_line_numbers_physical(server, s3, churn):
+    # GIVEN a CSV whose id column holds quoted newlines, then a bad row after them
+    frame = churn.X_holdout.iloc[:10].astype(object)
+    frame.loc[1, "customer_id"] = "C1\nsecond line\nthird"
+    frame.loc[2, "customer_id"] = 'say "hi"'
+    frame.loc[4, "age"] = "old"
+    body = frame.to_csv(index=False).encode()
+    ref = put(s3, "incoming/churn/q.csv", body)
+
+    summary = score_object(ref, server=server, settings=SETTINGS, s3=s3)
+
+    # THEN the multi-line row is one row, carried through intact, and the bad row's line counts physical lines
+    assert (summary.rows_read, summary.rows_rejected) == (10, 1)
+    assert errors_of(s3, "q.csv")[0]["line"] == 8  # header 1, rows 2,3-5,6,7, bad row on 8
+    scored = pd.read_csv(io.BytesIO(get(s3, "scored/q.csv")))
+    assert scored["customer_id"].iloc[1] == "C1\nsecond line\nthird"
+    assert scored["customer_id"].iloc[2] == 'say "hi"'
+
+
+def test_invalid_utf8_row_is_rejected_and_the_rest_scored(server, s3, churn):
+    lines = holdout_csv(churn, 50).split(b"\n")
+    lines[10] = lines[10].replace(b"C", b"\xff\xfe", 1)
+    summary = score_object(put(s3, "incoming/churn/u.csv", b"\n".join(lines)), server=server, settings=SETTINGS, s3=s3)
+    errors = errors_of(s3, "u.csv")
+    assert (summary.rows_scored, summary.rows_rejected) == (49, 1)
+    assert errors[0]["line"] == 11 and "invalid UTF-8" in errors[0]["reasons"][0]["message"]
+
+
+def test_enormous_line_is_rejected_without_reading_it_whole(server, s3, churn):
+    # GIVEN a 3 MiB line among normal rows, with a 64 KiB row limit
+    lines = holdout_csv(churn, 30).split(b"\n")
+    lines[5] = b"x" * (3 * 1024 * 1024)
+    settings = BatchSettings(chunk_rows=64, max_line_bytes=64 * 1024)
+    summary = score_object(
+        put(s3, "incoming/churn/big.csv", b"\n".join(lines)), server=server, settings=settings, s3=s3
+    )
+    (error,) = errors_of(s3, "big.csv")
+    assert (summary.rows_scored, summary.rows_rejected) == (29, 1)
+    assert error["line"] == 6 and error["raw_truncated"] is True and len(error["raw"]) == settings.max_raw_bytes
+    assert "longer than 65536 bytes" in error["reasons"][0]["message"]
+
+
+def test_truncated_gzip_fails_reporting_the_rows_already_read(server, s3, churn):
+    body = gzip.compress(holdout_csv(churn, 400))
+    ref = put(s3, "incoming/churn/t.csv.gz", body[: len(body) * 2 // 3])
+    summary = failed(lambda: score_object(ref, server=server, settings=SETTINGS, s3=s3))
+    assert summary["failure"]["reason"] == "unreadable" and "truncated" in summary["failure"]["report"]
+    assert summary["rows_read"] > 0 and f"{summary['rows_read']} row(s)" in summary["failure"]["report"]
+    assert not exists(s3, "scored/t.csv.gz")
+
+
+def test_corrupt_gzip_fails_with_the_report(server, s3, churn):
+    body = bytearray(gzip.compress(holdout_csv(churn, 400)))
+    body[len(body) // 2 : len(body) // 2 + 50] = b"\x00" * 50
+    summary = failed(
+        lambda: score_object(put(s3, "incoming/churn/c.csv.gz", bytes(body)), server=server, settings=SETTINGS, s3=s3)
+    )
+    assert summary["failure"]["reason"] == "unreadable"
+
+
+@pytest.mark.parametrize("key", ["incoming/nosuch/a.csv", "incoming/churn@nosuch/a.csv", "incoming/churn@9/a.csv"])
+def test_unknown_model_alias_or_version_fails_without_retry(server, s3, churn, key):
+    summary = failed(lambda: score_object(put(s3, key, holdout_csv(churn, 5)), server=server, settings=SETTINGS, s3=s3))
+    assert summary["failure"]["reason"] == "model_not_found"
+    assert summary_of(s3, "a.csv")["failure"]["reason"] == "model_not_found"
+
+
+def test_object_deleted_before_it_is_read_is_reported(server, s3):
+    summary = failed(
+        lambda: score_object(ObjectRef(DATA, "incoming/churn/gone.csv", None), server=server, settings=SETTINGS, s3=s3)
+    )
+    assert summary["failure"]["reason"] == "input_missing" and "deleted" in summary["failure"]["report"]
+
+
+def test_reject_rate_above_threshold_fails_and_keeps_the_errors(server, s3, churn):
+    # GIVEN 30 of 100 rows with text in a numeric column (threshold 10%)
+    frame = churn.X_holdout.iloc[:100].astype(object)
+    frame.loc[:29, "age"] = "n/a"
+    ref = put(s3, "incoming/churn/r.csv", frame.to_csv(index=False).encode())
+
+    summary = failed(lambda: score_object(ref, server=server, settings=SETTINGS, s3=s3))
+
+    # THEN nothing is published, the errors file lists the 30 rows and the summary says why
+    assert summary["failure"]["reason"] == "reject_threshold" and "30 of 100" in summary["failure"]["report"]
+    assert summary["rows_scored"] == 0 and summary["outputs"]["scored"] is None
+    assert len(errors_of(s3, "r.csv")) == 30 and not exists(s3, "scored/r.csv")
+
+
+def test_model_card_tag_overrides_the_reject_threshold(registry_env, server, s3, churn, logistic_model):
+    # GIVEN version 2 published with a 50% batch reject threshold in its card
+    publish_churn(registry_env, churn, logistic_model, alias="tolerant", tags={"batch_reject_threshold": "0.5"})
+    frame = churn.X_holdout.iloc[:100].astype(object)
+    frame.loc[:29, "age"] = "n/a"
+    ref = put(s3, "incoming/churn@tolerant/r.csv", frame.to_csv(index=False).encode())
+
+    summary = score_object(ref, server=server, settings=SETTINGS, s3=s3)
+
+    assert (summary.status, summary.model_version, summary.reject_threshold) == ("succeeded", "2", 0.5)
+    assert summary.rows_scored == 70
+
+
+# -- atomicity and retries --------------------------------------------------------------------------------
+def test_crash_mid_file_leaves_nothing_and_a_retry_publishes_one_complete_file(server, s3, churn, monkeypatch):
+    # GIVEN tiny upload parts so the output is mid multipart upload when scoring crashes on the second chunk
+    body = holdout_csv(churn, 400)
+    ref = put(s3, "incoming/churn/crash.csv", body)
+    monkeypatch.setattr(writer, "MIN_PART_BYTES", 1024)
+    calls = {"n": 0}
+    real = Scorer.score_frame
+
+    def flaky(self, frame):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("container killed")
+        return real(self, frame)
+
+    monkeypatch.setattr(Scorer, "score_frame", flaky)
+    with pytest.raises(RuntimeError):
+        score_object(ref, server=server, settings=BatchSettings(chunk_rows=64, part_bytes=1024), s3=s3)
+
+    # THEN no scored object, no summary and no incomplete multipart upload remain
+    assert not exists(s3, "scored/crash.csv") and not exists(s3, "scored/crash.csv.summary.json")
+    assert not s3.list_multipart_uploads(Bucket=DATA).get("Uploads")
+
+    # WHEN retried (the crash is gone)
+    monkeypatch.undo()
+    summary = score_object(ref, server=server, settings=SETTINGS, s3=s3)
+    assert summary.rows_scored == 400
+    assert len(get(s3, "scored/crash.csv").decode().splitlines()) == 401
+
+
+# -- fan-out ----------------------------------------------------------------------------------------------
+def test_chunk_plan_and_merge_equal_the_single_pass_byte_for_byte(server, s3, churn):
+    # GIVEN a 400-row CSV with rejected rows scattered through it
+    frame = churn.X_holdout.iloc[:400].astype(object)
+    frame.loc[[3, 150, 390], "age"] = "bad"
+    ref = put(s3, "incoming/churn/f.csv", frame.to_csv(index=False).encode())
+    single = score_object(ref, server=server, settings=SETTINGS, s3=s3)
+    one_pass = (get(s3, "scored/f.csv"), get(s3, "errors/f.csv.jsonl"))
+
+    # WHEN planned in ~6 KiB ranges, scored per range and merged
+    ranges = plan_chunks(ref, chunk_bytes=6 * 1024, s3=s3)
+    results = [
+        score_chunk(ref, r, chunk_index=i, server=server, settings=SETTINGS, s3=s3, job_id="job1")
+        for i, r in enumerate(ranges)
+    ]
+    merged = merge_chunks(ref, list(reversed(results)), settings=SETTINGS, s3=s3, job_id="job1")
+
+    # THEN the outputs are identical, counts agree, and tmp/ is cleaned up
+    assert len(ranges) > 3 and ranges[0].start == 0 and ranges[-1].end == ref.size
+    assert all(a.end == b.start for a, b in itertools.pairwise(ranges))
+    assert (get(s3, "scored/f.csv"), get(s3, "errors/f.csv.jsonl")) == one_pass
+    assert (
+        (merged.rows_read, merged.rows_scored, merged.rows_rejected)
+        == (400, 397, 3)
+        == (
+            single.rows_read,
+            single.rows_scored,
+            single.rows_rejected,
+        )
+    )
+    assert merged.chunks == len(ranges)
+    assert not s3.list_objects_v2(Bucket=DATA, Prefix="tmp/").get("KeyCount")
+
+
+def test_chunk_with_quoted_newline_asks_for_a_single_pass(server, s3, churn):
+    frame = churn.X_holdout.iloc[:200].astype(object)
+    frame.loc[150, "customer_id"] = "two\nlines"
+    ref = put(s3, "incoming/churn/qq.csv", frame.to_csv(index=False).encode())
+    ranges = plan_chunks(ref, chunk_bytes=4 * 1024, s3=s3)
+    with pytest.raises(ChunkingUnsafe):
+        for i, r in enumerate(ranges):
+            score_chunk(ref, r, chunk_index=i, server=server, settings=SETTINGS, s3=s3, job_id="job2")
+
+
+def test_gzip_objects_are_never_split(server, s3, churn):
+    ref = put(s3, "incoming/churn/z.csv.gz", gzip.compress(holdout_csv(churn, 400)))
+    assert plan_chunks(ref, chunk_bytes=1024, s3=s3) == [engine.ByteRange(0, ref.size)]
