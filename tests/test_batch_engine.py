@@ -329,7 +329,7 @@ def test_crash_mid_file_leaves_nothing_and_a_retry_publishes_one_complete_file(s
     ref = put(s3, "incoming/churn/crash.csv", body)
     monkeypatch.setattr(writer, "MIN_PART_BYTES", 1024)
     calls = {"n": 0}
-    real = Scorer.score_frame
+    real = Scorer.score_arrays
 
     def flaky(self, frame):
         calls["n"] += 1
@@ -337,7 +337,7 @@ def test_crash_mid_file_leaves_nothing_and_a_retry_publishes_one_complete_file(s
             raise RuntimeError("container killed")
         return real(self, frame)
 
-    monkeypatch.setattr(Scorer, "score_frame", flaky)
+    monkeypatch.setattr(Scorer, "score_arrays", flaky)
     with pytest.raises(RuntimeError):
         score_object(ref, server=server, settings=BatchSettings(chunk_rows=64, part_bytes=1024), s3=s3)
 

@@ -24,6 +24,14 @@ class Scored:
     probabilities: list[dict[str, float]] | None
 
 
+@dataclass(frozen=True)
+class ScoredArrays:
+    """Scores as arrays, for callers that format many rows at once (batch scoring)."""
+
+    predictions: list
+    probabilities: np.ndarray | None  # shape [rows, classes], columns in `Scorer.class_keys` order
+
+
 def _final_step(estimator: Any) -> Any:
     steps = getattr(estimator, "steps", None)
     return steps[-1][1] if steps else estimator
@@ -39,17 +47,36 @@ class Scorer:
         self._class_keys = [str(c) for c in self._classes]
         self._argmax_is_predict = type(_final_step(estimator)).__name__ not in _PREDICT_DIFFERS_FROM_PROBA
 
+    @property
+    def has_probabilities(self) -> bool:
+        return self._proba
+
+    @property
+    def classes(self) -> list:
+        return self._classes.tolist()
+
+    @property
+    def class_keys(self) -> list[str]:
+        return list(self._class_keys)
+
     def score(self, rows: Sequence[Mapping[str, Any]]) -> Scored:
         return self.score_frame(self.schema.validate(rows))
 
     def score_frame(self, X: pd.DataFrame) -> Scored:
+        arrays = self.score_arrays(X)
+        probabilities = None
+        if arrays.probabilities is not None:
+            keys = self._class_keys
+            probabilities = [dict(zip(keys, row, strict=True)) for row in arrays.probabilities.tolist()]
+        return Scored(self.card.name, self.card.version, arrays.predictions, probabilities)
+
+    def score_arrays(self, X: pd.DataFrame) -> ScoredArrays:
         try:
             return self._score(X)
         except (ValueError, TypeError, KeyError) as e:
             raise self._explain_failure(X, e) from None
 
-    def _score(self, X: pd.DataFrame) -> Scored:
-        probabilities = None
+    def _score(self, X: pd.DataFrame) -> ScoredArrays:
         if self._proba:
             proba = np.asarray(self.estimator.predict_proba(X), dtype=float)
             # One pass through the pipeline instead of two: predict is argmax of the probabilities here.
@@ -57,11 +84,8 @@ class Scorer:
                 predictions = self._classes[proba.argmax(axis=1)].tolist()
             else:
                 predictions = np.asarray(self.estimator.predict(X)).tolist()
-            keys = self._class_keys
-            probabilities = [dict(zip(keys, row, strict=True)) for row in proba.tolist()]
-        else:
-            predictions = [_json_number(v) for v in np.asarray(self.estimator.predict(X)).tolist()]
-        return Scored(self.card.name, self.card.version, predictions, probabilities)
+            return ScoredArrays(predictions, proba)
+        return ScoredArrays([_json_number(v) for v in np.asarray(self.estimator.predict(X)).tolist()], None)
 
     def _explain_failure(self, X: pd.DataFrame, error: Exception) -> InvalidInput:
         """The model rejected the batch: find which rows it rejects, so the caller can fix them."""

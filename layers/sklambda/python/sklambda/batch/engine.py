@@ -162,7 +162,7 @@ def job_id_for(ref: ObjectRef) -> str:
 
 def output_columns(loaded: LoadedModel) -> list[str]:
     scorer = loaded.scorer
-    probas = [f"proba_{k}" for k in scorer._class_keys] if scorer._proba else []
+    probas = [f"proba_{k}" for k in scorer.class_keys] if scorer.has_probabilities else []
     return ["prediction", *probas, "model_version"]
 
 
@@ -189,10 +189,10 @@ class _Formatter:
         self.version = loaded.card.version
         self.columns = output_columns(loaded)
         if self.csv:
-            self.class_text = {c: _csv_cell(str(c)) for c in self.scorer._classes.tolist()}
+            self.class_text = {c: _csv_cell(str(c)) for c in self.scorer.classes}
             self.tail = "," + _csv_cell(self.version)
         else:
-            self.class_text = {c: json.dumps(c) for c in self.scorer._classes.tolist()}
+            self.class_text = {c: json.dumps(c) for c in self.scorer.classes}
             self.tail = ',"model_version":' + json.dumps(self.version) + "}"
             self.keys = [json.dumps(c) for c in self.columns]
 
@@ -204,8 +204,7 @@ class _Formatter:
         ctext = self.class_text
         if scored.probabilities is not None:
             pred_s = [ctext.get(p) or self._value(p) for p in preds]
-            keys = self.scorer._class_keys
-            cols = [list(map(float.__repr__, [d[k] for d in scored.probabilities])) for k in keys]
+            cols = [list(map(float.__repr__, column)) for column in scored.probabilities.T.tolist()]
         else:
             pred_s = [self._value(p) for p in preds]
             cols = []
@@ -257,7 +256,7 @@ def _score_padded(loaded: LoadedModel, frame: pd.DataFrame):
     if pad:
         frame = pd.concat([frame, frame.iloc[[n - 1] * pad]], ignore_index=True)
     try:
-        scored = loaded.scorer.score_frame(frame)
+        scored = loaded.scorer.score_arrays(frame)
     except InvalidInput as e:
         errors = [replace(err, row=min(err.row, n - 1)) if err.row is not None else err for err in e.errors]
         raise InvalidInput(e.message, errors=errors) from None
