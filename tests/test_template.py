@@ -456,11 +456,14 @@ def test_every_function_logs_to_its_own_log_group_with_retention(template: dict)
         assert "RetentionInDays" in group["Properties"], name
 
 
-def alarm_on(template: dict, namespace: str, metric: str) -> dict:
+def alarm_on(template: dict, namespace: str, metric: str, dimension_value: Any = None) -> dict:
+    """The one alarm on `metric` (whose dimension value is `dimension_value`, when given)."""
     (alarm,) = [
         a["Properties"]
         for a in resources_of_type(template, "AWS::CloudWatch::Alarm").values()
-        if a["Properties"].get("Namespace") == namespace and a["Properties"].get("MetricName") == metric
+        if a["Properties"].get("Namespace") == namespace
+        and a["Properties"].get("MetricName") == metric
+        and (dimension_value is None or [d["Value"] for d in a["Properties"]["Dimensions"]] == [dimension_value])
     ]
     return alarm
 
@@ -468,7 +471,7 @@ def alarm_on(template: dict, namespace: str, metric: str) -> dict:
 @pytest.mark.parametrize(("namespace", "metric"), [("AWS/Lambda", "Errors"), ("AWS/Lambda", "Throttles")])
 def test_alarms_fire_on_any_function_error_or_throttle_in_five_minutes(template: dict, namespace, metric) -> None:
     # GIVEN the alarm on the predict function's metric
-    alarm = alarm_on(template, namespace, metric)
+    alarm = alarm_on(template, namespace, metric, {"Ref": "PredictFunction"})
     # THEN one occurrence in a 5-minute period notifies the alarm topic
     assert alarm["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "PredictFunction"}}]
     assert (alarm["Statistic"], alarm["Period"], alarm["EvaluationPeriods"]) == ("Sum", 300, 1)
@@ -576,3 +579,193 @@ def test_template_defaults_match_the_runtime_defaults(template: dict) -> None:
         if isinstance(value, dict):
             value = template["Parameters"][value["Ref"]]["Default"]
         assert str(value) == default, name
+
+
+# --- batch scoring -------------------------------------------------------------------------------------------------
+BATCH_DIR = ROOT / "functions" / "batch_score"
+
+
+def references_in(node: Any) -> set[str]:
+    """Logical ids named by Ref / Fn::GetAtt anywhere in `node`."""
+    found: set[str] = set()
+    if isinstance(node, dict):
+        if set(node) == {"Ref"}:
+            found.add(node["Ref"])
+        if set(node) == {"Fn::GetAtt"}:
+            found.add(node["Fn::GetAtt"][0])
+        for value in node.values():
+            found |= references_in(value)
+    elif isinstance(node, list):
+        for value in node:
+            found |= references_in(value)
+    return found
+
+
+def _batch_shared_names() -> set[str]:
+    """The variable names functions/batch_score/batch_shared.py defines (read without importing it)."""
+    source = (BATCH_DIR / "batch_shared.py").read_text(encoding="utf-8")
+    return set(re.findall(r'^[A-Z_]+ = "(SKLAMBDA_[A-Z_]+)"$', source, flags=re.MULTILINE))
+
+
+def test_batch_queue_outlasts_six_function_timeouts_and_redrives_after_five_receives(template: dict) -> None:
+    resources = template["Resources"]
+    # GIVEN the batch queue and the function its SQS event invokes
+    queue = resources["BatchQueue"]["Properties"]
+    function = resources["BatchScoreFunction"]["Properties"]
+    (event,) = function["Events"].values()
+    assert event["Type"] == "SQS" and event["Properties"]["Queue"] == {"Fn::GetAtt": ["BatchQueue", "Arn"]}
+    # THEN a message stays invisible for at least 6x the function timeout (Lambda's guidance for SQS sources)
+    assert queue["VisibilityTimeout"] >= 6 * function["Timeout"]
+    # AND after 5 receives it moves to the dead-letter queue; both queues are encrypted
+    assert queue["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": ["BatchDeadLetterQueue", "Arn"]},
+        "maxReceiveCount": 5,
+    }
+    for name in ("BatchQueue", "BatchDeadLetterQueue"):
+        assert resources[name]["Properties"]["SqsManagedSseEnabled"] is True, name
+    # AND the handler reports partial failures, so one bad file does not send the others back
+    assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+
+
+def test_dead_letter_queue_depth_is_alarmed(template: dict) -> None:
+    alarm = alarm_on(template, "AWS/SQS", "ApproximateNumberOfMessagesVisible")
+    assert alarm["Dimensions"] == [
+        {"Name": "QueueName", "Value": {"Fn::GetAtt": ["BatchDeadLetterQueue", "QueueName"]}}
+    ]
+    assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 0)
+    assert {"Ref": "AlarmTopic"} in alarm["AlarmActions"]
+    # AND the batch function's errors are alarmed like the predict function's
+    errors = alarm_on(template, "AWS/Lambda", "Errors", {"Ref": "BatchScoreFunction"})
+    assert {"Ref": "AlarmTopic"} in errors["AlarmActions"]
+
+
+def test_data_bucket_notifies_the_queue_of_new_files_under_incoming_only(template: dict) -> None:
+    resources = template["Resources"]
+    bucket = resources["DataBucket"]
+    # GIVEN the data bucket's notification
+    (config,) = bucket["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
+    # THEN every ObjectCreated under incoming/ (and nothing the function writes) goes to the batch queue
+    assert config["Event"] == "s3:ObjectCreated:*"
+    assert config["Queue"] == {"Fn::GetAtt": ["BatchQueue", "Arn"]}
+    assert config["Filter"]["S3Key"]["Rules"] == [{"Name": "prefix", "Value": "incoming/"}]
+    # AND the queue policy exists before the bucket (S3 checks it) and names the bucket without a Ref (no cycle)
+    assert bucket["DependsOn"] == "BatchQueuePolicy"
+    (statement,) = resources["BatchQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "s3.amazonaws.com"} and statement["Action"] == "sqs:SendMessage"
+    source_arn = statement["Condition"]["ArnEquals"]["aws:SourceArn"]["Fn::Sub"]
+    bucket_name = bucket["Properties"]["BucketName"]["Fn::Sub"]
+    assert source_arn[0] == "arn:${AWS::Partition}:s3:::" + bucket_name[0]
+    assert source_arn[1] == bucket_name[1]
+    assert "DataBucket" not in references_in(resources["BatchQueuePolicy"])
+
+
+def test_data_bucket_is_encrypted_private_versioned_and_cleans_up_after_itself(template: dict) -> None:
+    props = template["Resources"]["DataBucket"]["Properties"]
+    model_bucket = template["Resources"]["ModelBucket"]["Properties"]
+    # THEN it has the model bucket's encryption, public access block, versioning and ownership
+    for key in ("BucketEncryption", "PublicAccessBlockConfiguration", "VersioningConfiguration", "OwnershipControls"):
+        assert props[key] == model_bucket[key], key
+    # AND temporary chunks expire after a day, old versions after DataNoncurrentVersionDays, stale uploads abort
+    rules = {r["Id"]: r for r in props["LifecycleConfiguration"]["Rules"]}
+    assert (rules["ExpireTemporaryChunks"]["Prefix"], rules["ExpireTemporaryChunks"]["ExpirationInDays"]) == ("tmp/", 1)
+    assert rules["ExpireNoncurrentVersions"]["NoncurrentVersionExpiration"] == {
+        "NoncurrentDays": {"Ref": "DataNoncurrentVersionDays"}
+    }
+    assert rules["AbortIncompleteUploads"]["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
+    # AND its policy refuses plain HTTP
+    statements = template["Resources"]["DataBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert any(s.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}} for s in statements)
+
+
+def test_idempotency_table_expires_records_by_ttl(template: dict) -> None:
+    table = template["Resources"]["IdempotencyTable"]["Properties"]
+    # THEN it has powertools' key (id) and TTL attribute (expiration), on demand and encrypted
+    assert table["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
+    assert (table["BillingMode"], table["SSESpecification"]) == ("PAY_PER_REQUEST", {"SSEEnabled": True})
+
+
+def _statements_by_sid(template: dict, function: str) -> dict[str, dict]:
+    return {s["Sid"]: s for s in function_statements(template, function)}
+
+
+def test_batch_roles_are_least_privilege(template: dict) -> None:
+    score = _statements_by_sid(template, "BatchScoreFunction")
+    chunk = _statements_by_sid(template, "BatchChunkFunction")
+    for statements in (score, chunk):
+        # THEN neither can sign, both verify only with the signing key and use the data key only through S3
+        assert grants_kms_sign(list(statements.values())) == []
+        assert statements["VerifyModelCards"]["Resource"] == {"Fn::GetAtt": ["SigningKey", "Arn"]}
+        assert "kms:ViaService" in statements["UseDataKeyThroughS3"]["Condition"]["StringEquals"]
+        # AND they read inputs under incoming/ only, write only scored/, errors/ and tmp/, read models/ only
+        assert statements["ReadIncomingFiles"]["Resource"] == {"Fn::Sub": "${DataBucket.Arn}/incoming/*"}
+        assert statements["WriteResults"]["Resource"] == [
+            {"Fn::Sub": "${DataBucket.Arn}/scored/*"},
+            {"Fn::Sub": "${DataBucket.Arn}/errors/*"},
+            {"Fn::Sub": "${DataBucket.Arn}/tmp/*"},
+        ]
+        assert "s3:PutObject" not in json.dumps(statements["ReadModels"])
+        # AND no statement uses a wildcard resource or action
+        for sid, statement in statements.items():
+            assert "*" not in as_list(statement["Resource"]), sid
+            assert not any(a.endswith(":*") for a in as_list(statement["Action"])), sid
+    # AND only the SQS side touches the idempotency table and starts executions, on those resources only
+    assert score["IdempotencyRecords"]["Resource"] == {"Fn::GetAtt": ["IdempotencyTable", "Arn"]}
+    assert score["FanOutLargeFiles"] == {
+        "Sid": "FanOutLargeFiles",
+        "Effect": "Allow",
+        "Action": "states:StartExecution",
+        "Resource": {"Ref": "BatchFanOutStateMachine"},
+    }
+    assert not {"IdempotencyRecords", "FanOutLargeFiles"} & set(chunk)
+
+
+def test_fan_out_state_machine_is_a_distributed_map_then_a_merge_with_a_failure_report(template: dict) -> None:
+    machine = template["Resources"]["BatchFanOutStateMachine"]["Properties"]
+    states = machine["Definition"]["States"]
+    # GIVEN the fan-out state machine (STANDARD: a chunk can take longer than an express workflow's 5 minutes)
+    assert machine["Type"] == "STANDARD"
+    score = states[machine["Definition"]["StartAt"]]
+    # THEN it starts with a Distributed Map over the chunk list in its input, concurrency from the input
+    assert score["Type"] == "Map" and score["ItemsPath"] == "$.chunks"
+    assert score["ItemProcessor"]["ProcessorConfig"] == {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}
+    assert score["MaxConcurrencyPath"] == "$.max_concurrency"
+    assert score["ItemSelector"]["action"] == "chunk"
+    # AND then merges; any failure of the map ends in the failure report, then the Fail state
+    merge = states[score["Next"]]
+    assert merge["Parameters"]["Payload"]["action"] == "merge"
+    assert score["Catch"][0]["Next"] == "ReportFailure"
+    assert states["ReportFailure"]["Parameters"]["Payload"]["action"] == "fail"
+    assert states[states["ReportFailure"]["Next"]]["Type"] == "Fail"
+    # AND every task invokes the chunk function, which the state machine may invoke and nothing else
+    assert machine["DefinitionSubstitutions"] == {"ChunkFunctionArn": {"Fn::GetAtt": ["BatchChunkFunction", "Arn"]}}
+    assert {"LambdaInvokePolicy": {"FunctionName": {"Ref": "BatchChunkFunction"}}} in machine["Policies"]
+    # AND the handler knows every action the definition sends
+    fanout_source = (BATCH_DIR / "fanout.py").read_text(encoding="utf-8")
+    for action in ("chunk", "merge", "fail"):
+        assert f'"{action}": {action}' in fanout_source
+
+
+BATCH_ENGINE_SETTINGS = {
+    config.MODEL_BUCKET,
+    config.SIGNING_KEY_ID,
+    config.BATCH_DATA_BUCKET,
+    config.BATCH_REJECT_THRESHOLD,
+    config.BATCH_CHUNK_ROWS,
+    config.BATCH_CHUNK_BYTES,
+}
+
+
+def test_batch_environments_are_exactly_the_settings_the_code_reads(template: dict) -> None:
+    resources = template["Resources"]
+    score_env = resources["BatchScoreFunction"]["Properties"]["Environment"]["Variables"]
+    chunk_env = resources["BatchChunkFunction"]["Properties"]["Environment"]["Variables"]
+    # THEN the chunk function gets the engine's settings, the SQS one also the handler's own (batch_shared.py)
+    assert set(chunk_env) == BATCH_ENGINE_SETTINGS
+    assert set(score_env) == BATCH_ENGINE_SETTINGS | _batch_shared_names()
+    assert score_env[config.BATCH_DATA_BUCKET] == {"Ref": "DataBucket"}
+    assert score_env["SKLAMBDA_BATCH_STATE_MACHINE_ARN"] == {"Ref": "BatchFanOutStateMachine"}
+    # AND the reject threshold and chunk rows default to the runtime's defaults
+    for name in (config.BATCH_REJECT_THRESHOLD, config.BATCH_CHUNK_ROWS):
+        parameter = template["Parameters"][score_env[name]["Ref"]]
+        assert float(parameter["Default"]) == float(config.DEFAULTS[name]), name

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,10 +127,12 @@ class Pseudo:
 
     @property
     def stack_id(self) -> str:
-        return (
-            f"arn:{self.partition}:cloudformation:{self.region}:{self.account_id}:stack/{self.stack_name}/"
-            "00000000-0000-0000-0000-000000000000"
-        )
+        # Like CloudFormation's, a UUID per stack (derived from the name, so stable across restarts): templates
+        # build unique names from it (e.g. a bucket named with the UUID's first group).
+        seed = f"sklambda-local/{self.account_id}/{self.region}/{self.stack_name}"
+        stack_uuid = uuid.uuid5(uuid.NAMESPACE_URL, seed)
+        stack = f"stack/{self.stack_name}/{stack_uuid}"
+        return f"arn:{self.partition}:cloudformation:{self.region}:{self.account_id}:{stack}"
 
     def value(self, name: str) -> Any:
         values = {

@@ -246,6 +246,12 @@ def _lifecycle_rule(rule: Mapping[str, Any]) -> dict[str, Any]:
         expiration["ExpiredObjectDeleteMarker"] = _bool(rule["ExpiredObjectDeleteMarker"])
     if expiration:
         out["Expiration"] = expiration
+    # Parameters resolve to strings; the S3 API wants integers.
+    if "NoncurrentVersionExpiration" in rule:
+        out["NoncurrentVersionExpiration"] = {k: int(v) for k, v in rule["NoncurrentVersionExpiration"].items()}
+    if "AbortIncompleteMultipartUpload" in rule:
+        days = rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"]
+        out["AbortIncompleteMultipartUpload"] = {"DaysAfterInitiation": int(days)}
     if "NoncurrentVersionExpirationInDays" in rule:
         out["NoncurrentVersionExpiration"] = {"NoncurrentDays": int(rule["NoncurrentVersionExpirationInDays"])}
     if "Transitions" in rule:
@@ -263,6 +269,34 @@ def _encryption_rule(rule: Mapping[str, Any]) -> dict[str, Any]:
     if "BucketKeyEnabled" in rule:
         out["BucketKeyEnabled"] = _bool(rule["BucketKeyEnabled"])
     return out
+
+
+def _key_filter(cfn_filter: Mapping[str, Any] | None) -> dict[str, Any]:
+    rules = ((cfn_filter or {}).get("S3Key") or {}).get("Rules") or []
+    if not rules:
+        return {}
+    return {"Filter": {"Key": {"FilterRules": [{"Name": r["Name"], "Value": r["Value"]} for r in rules]}}}
+
+
+def _notification_configuration(config: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """CloudFormation's NotificationConfiguration -> the S3 API's (one event per configuration there)."""
+    out: dict[str, Any] = {}
+    notes: list[str] = []
+    for cfn_key, api_key, target, api_target in (
+        ("QueueConfigurations", "QueueConfigurations", "Queue", "QueueArn"),
+        ("TopicConfigurations", "TopicConfigurations", "Topic", "TopicArn"),
+    ):
+        configs = [
+            {api_target: str(c[target]), "Events": [str(c["Event"])], **_key_filter(c.get("Filter"))}
+            for c in config.get(cfn_key) or []
+        ]
+        if configs:
+            out[api_key] = configs
+    if config.get("LambdaConfigurations"):
+        notes.append("LambdaConfigurations are not delivered locally (functions are not in moto); use a queue")
+    if config.get("EventBridgeConfiguration"):
+        out["EventBridgeConfiguration"] = {}
+    return out, notes
 
 
 def _s3_bucket(p: Provisioner, logical_id: str, props: dict[str, Any]) -> Created:
@@ -290,9 +324,15 @@ def _s3_bucket(p: Provisioner, logical_id: str, props: dict[str, Any]) -> Create
         s3.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration={"Rules": rules})
     if props.get("Tags"):
         s3.put_bucket_tagging(Bucket=name, Tagging={"TagSet": _tags(props["Tags"])})
-    notes = _ignored(
+    extra_notes: list[str] = []
+    if "NotificationConfiguration" in props:
+        notification, extra_notes = _notification_configuration(props["NotificationConfiguration"])
+        # moto sends s3:TestEvent to each queue, as S3 does, and delivers ObjectCreated events to moto's queues.
+        s3.put_bucket_notification_configuration(Bucket=name, NotificationConfiguration=notification)
+    notes = extra_notes + _ignored(
         props,
         {
+            "NotificationConfiguration",
             "BucketName",
             "ObjectLockEnabled",
             "OwnershipControls",
@@ -558,6 +598,48 @@ def _apigateway_api_key(p: Provisioner, logical_id: str, props: dict[str, Any]) 
     return Created(key["id"], {"APIKeyId": key["id"]}, _ignored(props, {"Name", "Enabled", "Value", "Description"}))
 
 
+def _substitute(definition: str, substitutions: Mapping[str, Any]) -> str:
+    for key, value in substitutions.items():
+        definition = definition.replace("${" + key + "}", str(value))
+    return definition
+
+
+def _state_machine(p: Provisioner, logical_id: str, props: dict[str, Any]) -> Created:
+    """AWS::Serverless::StateMachine or AWS::StepFunctions::StateMachine, stored in moto (the local stack runs
+    its executions, see events.ExecutionWatcher)."""
+    if "Definition" in props:
+        definition = json.dumps(props["Definition"])
+    elif "DefinitionString" in props:
+        definition = str(props["DefinitionString"])
+    else:
+        raise ProvisionError(f"{logical_id}: only an inline Definition or DefinitionString runs locally")
+    definition = _substitute(definition, props.get("DefinitionSubstitutions") or {})
+    name_key = "Name" if "Name" in props else "StateMachineName"
+    name = p.name_for(logical_id, props, name_key, max_length=80)
+    kind = str(props.get("Type", props.get("StateMachineType", "STANDARD")))
+    pp = p.pseudo
+    role = str(props.get("RoleArn") or props.get("Role") or f"arn:{pp.partition}:iam::{pp.account_id}:role/{name}-role")
+    arn = p.clients("stepfunctions").create_state_machine(name=name, definition=definition, roleArn=role, type=kind)[
+        "stateMachineArn"
+    ]
+    notes = _ignored(
+        props,
+        {
+            "Definition",
+            "DefinitionString",
+            "DefinitionSubstitutions",
+            "Name",
+            "StateMachineName",
+            "Type",
+            "StateMachineType",
+            "RoleArn",
+            "Role",
+        },
+    )
+    notes.append("executions are run by the local stack's interpreter (Task on Lambda, Map, Pass, Choice, Fail...)")
+    return Created(arn, {"Arn": arn, "Name": name}, notes)
+
+
 HANDLERS: dict[str, _Handler] = {
     "AWS::KMS::Key": _kms_key,
     "AWS::KMS::Alias": _kms_alias,
@@ -572,5 +654,7 @@ HANDLERS: dict[str, _Handler] = {
     "AWS::SQS::QueuePolicy": _sqs_queue_policy,
     "AWS::DynamoDB::Table": _dynamodb_table,
     "AWS::ApiGateway::ApiKey": _apigateway_api_key,
+    "AWS::Serverless::StateMachine": _state_machine,
+    "AWS::StepFunctions::StateMachine": _state_machine,
 }
 SUPPORTED_TYPES = tuple(HANDLERS)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import socket
 import sys
 import threading
@@ -23,6 +24,12 @@ from typing import Any, ClassVar
 import boto3
 from botocore.config import Config
 
+from sklambda_infra.local.events import (
+    ExecutionWatcher,
+    SqsPoller,
+    enrich_moto_s3_events,
+    sqs_event_sources,
+)
 from sklambda_infra.local.functions import (
     FAKE_ACCESS_KEY_ID,
     FAKE_SECRET_ACCESS_KEY,
@@ -50,6 +57,9 @@ DETAILS_FILE = "local.json"
 MODEL_BUCKET = "ModelBucket"
 SIGNING_KEY = "SigningKey"
 DATA_KEY = "DataKey"
+STATE_MACHINE_TYPES = ("AWS::Serverless::StateMachine", "AWS::StepFunctions::StateMachine")
+# Workers one function may run at once for a state machine's Map (like Lambda containers; each is a process).
+DEFAULT_MAX_PARALLEL_WORKERS = 4
 
 
 class LocalStackError(Exception):
@@ -99,6 +109,7 @@ class LocalStack:
         parameters: Mapping[str, Any] | None = None,
         log: Callable[[str], None] | None = None,
         write_details: bool = False,
+        max_parallel_workers: int = DEFAULT_MAX_PARALLEL_WORKERS,
     ) -> None:
         self.project_root = Path(project_root).resolve()
         self.template_path = self.project_root / template
@@ -113,6 +124,12 @@ class LocalStack:
         self.functions: dict[str, FunctionSpec] = {}
         self.routes: list[Route] = []
         self.runners: dict[str, FunctionRunner] = {}
+        self.max_parallel_workers = max(1, max_parallel_workers)
+        self.pollers: list[SqsPoller] = []
+        self.watcher: ExecutionWatcher | None = None
+        self._pools: dict[str, queue.LifoQueue[FunctionRunner]] = {}
+        self._pool_runners: dict[str, list[FunctionRunner]] = {}
+        self._pool_lock = threading.Lock()
         self._moto: Any = None
         self._gateway: GatewayServer | None = None
         self._endpoint = ""
@@ -155,6 +172,7 @@ class LocalStack:
         for logical_id, spec in self.functions.items():
             env = worker_environment(spec, self.pseudo, self._endpoint)
             self.runners[logical_id] = FunctionRunner(spec, env, self.log)
+        self._start_event_sources(resolver)
         gateway = Gateway(self.routes, self._invoke_for_gateway, self._enabled_api_keys, self.log)
         try:
             self._gateway = GatewayServer(gateway, HOST, self.api_port)
@@ -169,6 +187,60 @@ class LocalStack:
             tmp.write_text(json.dumps(self.details, indent=2) + "\n")
             tmp.replace(path)
 
+    def _start_event_sources(self, resolver: Resolver) -> None:
+        """SQS event source mappings and the state machines' executions (see events.py)."""
+        assert self.provisioned is not None
+        region = self.pseudo.region
+        for source in sqs_event_sources(resolver):
+            poller = SqsPoller(source, self.client("sqs"), self._invoke_pooled, region, self.log)
+            self.pollers.append(poller)
+            poller.start()
+        machines = {
+            created.physical_id: logical_id
+            for logical_id, created in self.provisioned.created.items()
+            if self.provisioned.types.get(logical_id) in STATE_MACHINE_TYPES
+        }
+        self.watcher = ExecutionWatcher(
+            machines,
+            self.client("stepfunctions"),
+            self._invoke_arn,
+            self.log,
+            account_id=self.pseudo.account_id,
+            region=region,
+        )
+        self.watcher.start()
+
+    def _invoke_pooled(self, logical_id: str, event: Any) -> Any:
+        """Invoke on an idle worker of the function, starting another one (up to max_parallel_workers) when all
+        are busy: concurrent callers (a Map's items) run in parallel processes, like Lambda containers."""
+        with self._pool_lock:
+            if logical_id not in self._pools:
+                self._pools[logical_id] = queue.LifoQueue()
+                self._pools[logical_id].put(self.runners[logical_id])
+                self._pool_runners[logical_id] = [self.runners[logical_id]]
+            pool = self._pools[logical_id]
+            try:
+                runner = pool.get_nowait()
+            except queue.Empty:
+                runner = None
+                if len(self._pool_runners[logical_id]) < self.max_parallel_workers:
+                    spec = self.functions[logical_id]
+                    runner = FunctionRunner(spec, self.runners[logical_id].env, self.log)
+                    self._pool_runners[logical_id].append(runner)
+        if runner is None:
+            runner = pool.get()
+        try:
+            return runner.invoke(event).result
+        finally:
+            pool.put(runner)
+
+    def _invoke_arn(self, function: str, event: Any) -> Any:
+        """Invoke a template function by ARN (optionally qualified), name or logical id."""
+        for logical_id, spec in self.functions.items():
+            if function in (logical_id, spec.name, spec.arn) or function.startswith(spec.arn + ":"):
+                return self._invoke_pooled(logical_id, event)
+        raise KeyError(f"no local function {function!r}; functions: {sorted(self.functions)}")
+
     def _start_moto(self) -> None:
         from moto.server import ThreadedMotoServer
 
@@ -182,12 +254,23 @@ class LocalStack:
                     raise LocalStackError(f"cannot listen on {HOST}:{self.aws_port} for moto: {e}") from None
         # One line per moto request would drown the functions' logs.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        enrich_moto_s3_events()  # versionId and sequencer in S3 notifications, as S3 sends them
         self._moto = ThreadedMotoServer(ip_address=HOST, port=self.aws_port, verbose=False)
         self._moto.start()
         host, port = self._moto.get_host_and_port()
         self._endpoint = f"http://{host}:{port}"
 
     def stop(self) -> None:
+        for poller in self.pollers:
+            poller.stop()
+        self.pollers = []
+        if self.watcher is not None:
+            self.watcher.stop()
+            self.watcher = None
+        for runners in self._pool_runners.values():
+            for runner in runners:
+                runner.stop()
+        self._pools, self._pool_runners = {}, {}
         for runner in self.runners.values():
             runner.stop()
         self.runners = {}
@@ -338,6 +421,21 @@ class LocalStack:
                 }
                 for logical_id, spec in self.functions.items()
             },
+            "sqs_event_sources": [
+                {
+                    "function": poller.source.function,
+                    "event": poller.source.event,
+                    "queue_url": poller.queue_url,
+                    "batch_size": poller.source.batch_size,
+                    "report_batch_item_failures": poller.source.report_batch_item_failures,
+                }
+                for poller in self.pollers
+            ],
+            "state_machines": {
+                logical_id: created.physical_id
+                for logical_id, created in p.created.items()
+                if p.types.get(logical_id) in STATE_MACHINE_TYPES
+            },
             "routes": [
                 {
                     "method": r.method,
@@ -385,6 +483,10 @@ def summary(details: Mapping[str, Any]) -> str:
     for route in details["routes"]:
         key = "  (x-api-key)" if route["api_key_required"] else ""
         lines.append(f"    {route['method']:<7} {route['path']:<32} -> {route['function']}{key}")
+    for source in details.get("sqs_event_sources", []):
+        lines.append(f"  SQS {source['queue_url']} -> {source['function']} (batch size {source['batch_size']})")
+    for logical_id, arn in details.get("state_machines", {}).items():
+        lines.append(f"  state machine {logical_id}: {arn} (run by the local interpreter)")
     if details["local_equivalents"]:
         lines += ["", "  Run locally:"]
         lines += [f"    {k}: {v}" for k, v in details["local_equivalents"].items()]
