@@ -601,10 +601,12 @@ def references_in(node: Any) -> set[str]:
     return found
 
 
-def _batch_shared_names() -> set[str]:
-    """The variable names functions/batch_score/batch_shared.py defines (read without importing it)."""
-    source = (BATCH_DIR / "batch_shared.py").read_text(encoding="utf-8")
-    return set(re.findall(r'^[A-Z_]+ = "(SKLAMBDA_[A-Z_]+)"$', source, flags=re.MULTILINE))
+BATCH_FANOUT_SETTINGS = {
+    config.BATCH_FANOUT_BYTES,
+    config.BATCH_FANOUT_MAX_CONCURRENCY,
+    config.BATCH_IDEMPOTENCY_TABLE,
+    config.BATCH_STATE_MACHINE_ARN,
+}
 
 
 def test_batch_queue_outlasts_six_function_timeouts_and_redrives_after_five_receives(template: dict) -> None:
@@ -760,11 +762,11 @@ def test_batch_environments_are_exactly_the_settings_the_code_reads(template: di
     resources = template["Resources"]
     score_env = resources["BatchScoreFunction"]["Properties"]["Environment"]["Variables"]
     chunk_env = resources["BatchChunkFunction"]["Properties"]["Environment"]["Variables"]
-    # THEN the chunk function gets the engine's settings, the SQS one also the handler's own (batch_shared.py)
+    # THEN the chunk function gets the engine's settings, the SQS one also the fan-out settings
     assert set(chunk_env) == BATCH_ENGINE_SETTINGS
-    assert set(score_env) == BATCH_ENGINE_SETTINGS | _batch_shared_names()
+    assert set(score_env) == BATCH_ENGINE_SETTINGS | BATCH_FANOUT_SETTINGS
     assert score_env[config.BATCH_DATA_BUCKET] == {"Ref": "DataBucket"}
-    assert score_env["SKLAMBDA_BATCH_STATE_MACHINE_ARN"] == {"Ref": "BatchFanOutStateMachine"}
+    assert score_env[config.BATCH_STATE_MACHINE_ARN] == {"Ref": "BatchFanOutStateMachine"}
     # AND the reject threshold and chunk rows default to the runtime's defaults
     for name in (config.BATCH_REJECT_THRESHOLD, config.BATCH_CHUNK_ROWS):
         parameter = template["Parameters"][score_env[name]["Ref"]]

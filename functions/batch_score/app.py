@@ -33,7 +33,7 @@ from aws_lambda_powertools.utilities.idempotency import (
     idempotent_function,
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from batch_shared import FanOutSettings, record_job, server
+from batch_shared import record_job, server
 from botocore.exceptions import ClientError
 
 from sklambda import aws
@@ -48,7 +48,7 @@ from sklambda.batch import (
     plan_chunks,
     score_object,
 )
-from sklambda.config import BatchSettings
+from sklambda.config import BatchSettings, FanOutSettings
 
 logger = Logger()
 tracer = Tracer()

@@ -140,3 +140,31 @@ class BatchSettings:
             part_bytes=int(_number(env, BATCH_PART_BYTES, int, MIN_PART_BYTES)),
             chunk_bytes=int(_number(env, BATCH_CHUNK_BYTES, int, MIN_PART_BYTES)),
         )
+
+
+# Read only by the batch handlers (fan-out and idempotency are AWS plumbing, not scoring).
+BATCH_FANOUT_BYTES = "SKLAMBDA_BATCH_FANOUT_BYTES"
+BATCH_FANOUT_MAX_CONCURRENCY = "SKLAMBDA_BATCH_FANOUT_MAX_CONCURRENCY"
+BATCH_IDEMPOTENCY_TABLE = "SKLAMBDA_BATCH_IDEMPOTENCY_TABLE"
+BATCH_STATE_MACHINE_ARN = "SKLAMBDA_BATCH_STATE_MACHINE_ARN"
+DEFAULTS.update({BATCH_FANOUT_BYTES: str(256 * 1024 * 1024), BATCH_FANOUT_MAX_CONCURRENCY: "20"})
+
+
+@dataclass(frozen=True)
+class FanOutSettings:
+    """What the SQS handler needs besides BatchSettings; read once per container."""
+
+    idempotency_table: str
+    state_machine_arn: str
+    threshold_bytes: int = 256 * 1024 * 1024
+    max_concurrency: int = 20
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> FanOutSettings:
+        env = os.environ if env is None else env
+        return cls(
+            idempotency_table=_required(env, BATCH_IDEMPOTENCY_TABLE),
+            state_machine_arn=_required(env, BATCH_STATE_MACHINE_ARN),
+            threshold_bytes=int(_number(env, BATCH_FANOUT_BYTES, int, 1)),
+            max_concurrency=int(_number(env, BATCH_FANOUT_MAX_CONCURRENCY, int, 1)),
+        )
