@@ -13,7 +13,6 @@ retrying. `fail` writes the failed summary when the map itself failed (a chunk k
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -21,16 +20,14 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from batch_shared import record_job, server
 
-from sklambda import aws
 from sklambda.batch import (
     BatchJobFailed,
     ByteRange,
     ChunkingUnsafe,
     ChunkResult,
-    JobSummary,
     ObjectRef,
     merge_chunks,
-    parse_incoming_key,
+    record_fan_out_failure,
     score_chunk,
     score_object,
 )
@@ -39,7 +36,6 @@ from sklambda.config import BatchSettings
 logger = Logger()
 tracer = Tracer()
 settings = BatchSettings.from_env()
-MAX_REPORT_CHARS = 4000
 
 
 def _ref(event: dict[str, Any]) -> ObjectRef:
@@ -84,35 +80,14 @@ def merge(event: dict[str, Any]) -> dict[str, Any]:
 
 def fail(event: dict[str, Any]) -> dict[str, Any]:
     """The failed summary of a job whose map could not finish (no chunk results to merge)."""
-    ref, error = _ref(event), event.get("error") or {}
-    target = parse_incoming_key(ref.key)
-    bucket = settings.data_bucket or ref.bucket
-    cause = str(error.get("Cause", ""))[:MAX_REPORT_CHARS]
-    summary = JobSummary(
+    error = event.get("error") or {}
+    summary = record_fan_out_failure(
+        _ref(event),
         job_id=event["job_id"],
-        status="failed",
-        input_bucket=ref.bucket,
-        input_key=ref.key,
-        input_version_id=ref.version_id,
-        input_etag=ref.etag,
-        model_name=target.model,
-        model_alias=None if target.version else (target.alias or settings.default_alias),
-        model_version=target.version,
-        format=target.format,
-        rows_read=0,
-        rows_scored=0,
-        rows_rejected=0,
-        reject_threshold=settings.reject_threshold,
-        duration_seconds=0.0,
-        output_bucket=bucket,
-        scored_key=None,
-        errors_key=None,
-        summary_key=target.summary_key,
-        failure_reason="fan_out_failed",
-        report=f"{error.get('Error', 'States.Runtime')}: {cause}",
+        error=str(error.get("Error", "States.Runtime")),
+        cause=str(error.get("Cause", "")),
+        settings=settings,
     )
-    body = json.dumps(summary.to_dict(), indent=2).encode()
-    aws.client("s3").put_object(Bucket=bucket, Key=summary.summary_key, Body=body, ContentType="application/json")
     record_job(summary)
     return summary.to_dict()
 

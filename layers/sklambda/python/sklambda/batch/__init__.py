@@ -13,6 +13,7 @@ from sklambda.batch.engine import (
     job_id_for,
     merge_chunks,
     plan_chunks,
+    record_fan_out_failure,
     score_chunk,
     score_object,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "merge_chunks",
     "parse_incoming_key",
     "plan_chunks",
+    "record_fan_out_failure",
     "score_chunk",
     "score_object",
 ]

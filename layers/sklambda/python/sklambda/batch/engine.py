@@ -511,6 +511,44 @@ def _put_summary(s3: Any, bucket: str, summary: JobSummary) -> None:
 
 
 # -- fan-out ---------------------------------------------------------------------------------------------
+# A Step Functions error Cause can be a whole stack trace; the summary keeps its start.
+MAX_REPORT_CHARS = 4000
+
+
+def record_fan_out_failure(
+    ref: ObjectRef, *, job_id: str, error: str, cause: str, settings: BatchSettings, s3: Any = None
+) -> JobSummary:
+    """Write the failed summary of a fanned-out job whose map could not finish (no chunk results to merge)."""
+    s3 = s3 or aws.client("s3")
+    target = parse_incoming_key(ref.key)
+    bucket = settings.data_bucket or ref.bucket
+    summary = JobSummary(
+        job_id=job_id,
+        status="failed",
+        input_bucket=ref.bucket,
+        input_key=ref.key,
+        input_version_id=ref.version_id,
+        input_etag=ref.etag,
+        model_name=target.model,
+        model_alias=None if target.version else (target.alias or settings.default_alias),
+        model_version=target.version,
+        format=target.format,
+        rows_read=0,
+        rows_scored=0,
+        rows_rejected=0,
+        reject_threshold=settings.reject_threshold,
+        duration_seconds=0.0,
+        output_bucket=bucket,
+        scored_key=None,
+        errors_key=None,
+        summary_key=target.summary_key,
+        failure_reason="fan_out_failed",
+        report=f"{error}: {cause[:MAX_REPORT_CHARS]}",
+    )
+    _put_summary(s3, bucket, summary)
+    return summary
+
+
 def plan_chunks(ref: ObjectRef, *, chunk_bytes: int, s3: Any = None) -> list[ByteRange]:
     """Byte ranges that each end just after a newline, about chunk_bytes long.
 
