@@ -18,7 +18,7 @@ def test_demo_runs_end_to_end_on_the_local_stack():
         [sys.executable, "-m", "sklambda_infra.demo"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=240
     )
     # THEN it exits 0 after predicting, refusing the unauthenticated and malformed calls, following the alias,
-    # refusing the tampered artifact, and shutting down
+    # refusing the tampered artifact, scoring an uploaded file with its bad rows quarantined, and shutting down
     out = result.stdout
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "answered by churn version 1" in out
@@ -27,4 +27,6 @@ def test_demo_runs_end_to_end_on_the_local_stack():
     assert "now answered by version 2" in out and "after `sklambda rollback churn`: answered by version 1" in out
     assert "503: artifact of model 'churn' version '3' does not match the signed sha256" in out
     assert "production (version 1) is unaffected: 200" in out
+    assert "succeeded: 4000 rows read, 3996 scored, 4 rejected" in out
+    assert "line 11: age: expected an integer, got string 'forty'" in out
     assert "Shutting down" in out

@@ -38,6 +38,18 @@ def http(method: str, url: str, *, api_key: str | None, body: Any = None) -> tup
         return e.code, json.loads(e.read() or b"{}")
 
 
+def wait_for_summary(s3: Any, bucket: str, key: str, timeout: float = 60.0) -> dict:
+    """The local stack's SQS poller runs the batch function; its summary appears when the job is done."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        except s3.exceptions.NoSuchKey:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no s3://{bucket}/{key} after {timeout:.0f} s; see .sklambda/demo.log") from None
+            time.sleep(0.2)
+
+
 def table(rows: list[dict], columns: list[str]) -> str:
     widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in columns}
     lines = ["  " + "  ".join(c.ljust(widths[c]) for c in columns)]
@@ -163,6 +175,30 @@ def run() -> int:
         assert status == 503, body
         status, body = http("POST", f"{api}/models/churn/predict", api_key=key, body={"instances": customers[:1]})
         print(f"  production (version {body['model_version']}) is unaffected: {status}")
+
+        say("Batch scoring: a CSV of 4,000 customers uploaded to incoming/churn/ (4 rows are broken)")
+        data_bucket = d["buckets"]["DataBucket"]
+        batch = X_hold.astype(object)
+        batch.loc[9, "age"] = "forty"  # text in a numeric column
+        batch.loc[19, "tenure_months"] = None  # empty cell, the feature is not nullable
+        batch.loc[29, "monthly_charges"] = "NaN"
+        text = batch.to_csv(index=False).splitlines()
+        text[40] = text[40].replace(",", ";")  # one line with the wrong delimiter
+        s3.put_object(Bucket=data_bucket, Key="incoming/churn/2026-11-27/customers.csv",
+                      Body=("\n".join(text) + "\n").encode())  # fmt: skip
+        summary = wait_for_summary(s3, data_bucket, "scored/2026-11-27/customers.csv.summary.json")
+        print(f"  {summary['status']}: {summary['rows_read']} rows read, {summary['rows_scored']} scored, "
+              f"{summary['rows_rejected']} rejected, model {summary['model']['name']} v{summary['model']['version']}, "
+              f"{summary['duration_seconds']:.2f} s")  # fmt: skip
+        errors = s3.get_object(Bucket=data_bucket, Key=summary["outputs"]["errors"])["Body"].read().decode()
+        for line in errors.splitlines():
+            entry = json.loads(line)
+            reasons = "; ".join(f"{r['field'] or 'row'}: {r['message']}" for r in entry["reasons"])
+            print(f"    line {entry['line']}: {reasons}")
+        scored = s3.get_object(Bucket=data_bucket, Key=summary["outputs"]["scored"])["Body"].read().decode()
+        header, first = scored.splitlines()[:2]
+        print(f"  s3://{data_bucket}/{summary['outputs']['scored']} starts with:")
+        print(f"    {header}\n    {first}")
 
         say("Shutting down the local stack")
     print(f"  done in {time.perf_counter() - started:.1f} s. Function logs and metrics: {LOG_FILE.relative_to(ROOT)}")
