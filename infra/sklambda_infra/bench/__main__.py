@@ -1,4 +1,4 @@
-"""python -m sklambda_infra.bench [--quick] [--only warm|cold|bundle ...] [--out PATH] [--layer-report PATH]"""
+"""python -m sklambda_infra.bench [--quick] [--only warm|cold|bundle|batch ...] [--out PATH] [--layer-report PATH]"""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from sklambda_infra import batch_bench
 from sklambda_infra.bench import bundle, cold, common, machine, report, warm
 
-KINDS = ("warm", "cold", "bundle")
+KINDS = ("warm", "cold", "bundle", "batch")
 DEFAULT_OUT = common.ROOT / "BENCHMARKS.md"
 PARTIAL_OUT = common.BUILD / "BENCHMARKS.md"
 RESULTS = common.BUILD / "results.json"
@@ -52,6 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         results["cold"] = [r.to_dict() for r in cold.run(cold.QUICK if ns.quick else cold.FULL, models)]
     if "bundle" in kinds:
         results["bundle"] = bundle.run(report=ns.layer_report, verify=ns.verify_layer).to_dict()
+    if "batch" in kinds:
+        rows, memory_rows = (200_000, [200_000]) if ns.quick else (1_000_000, [1_000_000, 5_000_000])
+        results["batch"] = batch_bench.run(rows, memory_rows, repeats=1 if ns.quick else 3)
     results["load_average_end"] = machine.load_average()
     results["elapsed_s"] = time.perf_counter() - started
 

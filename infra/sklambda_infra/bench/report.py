@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from sklambda_infra.batch_bench import report as render_batch
+
 MIB = 1024 * 1024
 # A ratio this close to its target (relative) gets a note: one more noisy run could flip its verdict.
 NEAR = 0.05
@@ -80,6 +82,8 @@ def render(results: Mapping[str, Any]) -> str:
         parts += ["", render_cold(results["cold"])]
     if results.get("bundle") is not None:
         parts += ["", render_bundle(results["bundle"])]
+    if results.get("batch") is not None:
+        parts += ["", render_batch(results["batch"]).rstrip()]
     parts += ["", render_reproduce(), "", render_caveats()]
     return "\n".join(parts).rstrip() + "\n"
 
@@ -130,6 +134,28 @@ def summary_rows(results: Mapping[str, Any]) -> list[list[str]]:
             )
         else:
             rows.append(["bundle size", "not measured (TODO)", "< 250 MiB / 200 MiB", "TODO"])
+    batch = results.get("batch")
+    if batch is not None:
+        rows.append(
+            [
+                f"batch, {batch['rows']:,} rows x 20 columns S3 -> S3: sklambda / pandas throughput",
+                f"{batch['ratio']:.2f}x",
+                ">= 1.0x",
+                "PASS" if batch["ratio"] >= 1.0 else "MISS",
+            ]
+        )
+        peaks = {m["rows"]: m["peak_mib"] for m in batch["memory"]}
+        if len(peaks) >= 2:
+            small, large = min(peaks), max(peaks)
+            growth = peaks[large] / peaks[small]
+            rows.append(
+                [
+                    f"batch peak memory, {large:,} / {small:,} rows",
+                    f"{growth:.2f}x ({peaks[small]:.0f} -> {peaks[large]:.0f} MiB)",
+                    "<= 1.1x (flat)",
+                    "PASS" if growth <= 1.1 else "MISS",
+                ]
+            )
     return rows
 
 
