@@ -147,7 +147,7 @@ def record_handler(record: SQSRecord) -> list[dict[str, Any]]:
     return outcomes
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict, context: LambdaContext) -> dict:

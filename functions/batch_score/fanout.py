@@ -95,7 +95,7 @@ def fail(event: dict[str, Any]) -> dict[str, Any]:
 ACTIONS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {"chunk": chunk, "merge": merge, "fail": fail}
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 def handler(event: dict, context: LambdaContext) -> dict:
     logger.append_keys(job_id=event.get("job_id"), action=event.get("action"))
