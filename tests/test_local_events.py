@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
+import boto3
 import pytest
 
+from sklambda_infra.local import events
 from sklambda_infra.local.events import SqsEventSource, SqsPoller, sqs_event
 from sklambda_infra.local.functions import FunctionError
 from sklambda_infra.local.states import StateMachineRunner, StatesError, TaskFailed, UnsupportedState
@@ -204,3 +207,33 @@ def test_sqs_event_defaults_missing_attributes():
     (record,) = sqs_event([{"MessageId": "m", "ReceiptHandle": "r", "Body": "x"}], "arn:q", "eu-west-1")["Records"]
     assert record["awsRegion"] == "eu-west-1" and record["attributes"]["ApproximateReceiveCount"] == "1"
     assert record["md5OfBody"] == "9dd4e461268c8034f5c8564e155c67a6"
+
+
+def test_a_poison_message_ends_in_the_dead_letter_queue_after_max_receives(mocked_aws, monkeypatch):
+    # GIVEN a queue redriving to a DLQ after 3 receives (visibility 1 s so redelivery is quick), in moto
+    monkeypatch.setattr(events, "POLL_WAIT_S", 1)
+    sqs = boto3.client("sqs")
+    dlq = sqs.create_queue(QueueName="dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 3})
+    queue = sqs.create_queue(QueueName="Queue", Attributes={"VisibilityTimeout": "1", "RedrivePolicy": redrive})
+    sqs.send_message(QueueUrl=queue["QueueUrl"], MessageBody='{"poison": true}')
+    calls = []
+
+    def always_fails(function, event):
+        calls.append(event["Records"][0]["attributes"]["ApproximateReceiveCount"])
+        return {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
+
+    source = SqsEventSource("Fn", "Queue", "arn:aws:sqs:us-east-1:123456789012:Queue", 10, True)
+    poller = SqsPoller(source, sqs, always_fails, "us-east-1", lambda line: None)
+    # WHEN the poller keeps polling past the visibility timeouts
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        poller.poll_once()
+        moved = sqs.receive_message(QueueUrl=dlq, WaitTimeSeconds=0).get("Messages", [])
+        if moved:
+            break
+        time.sleep(0.5)
+    # THEN the function saw it 3 times, and the message now sits in the DLQ, not lost
+    assert calls == ["1", "2", "3"]
+    assert [m["Body"] for m in moved] == ['{"poison": true}']
