@@ -437,12 +437,7 @@ def score_object(
         return JobSummary(
             job_id=job_id,
             status=status,
-            input_bucket=ref.bucket,
-            input_key=ref.key,
-            input_version_id=ref.version_id,
-            input_etag=ref.etag,
-            model_name=target.model,
-            model_alias=None if target.version else (target.alias or settings.default_alias),
+            **_identity(ref, target, settings),
             model_version=loaded.card.version if loaded else None,
             format=fmt,
             rows_read=counts.rows_read,
@@ -505,6 +500,18 @@ def _finish_errors(s3: Any, errors_out: MultipartWriter, bucket: str, target: Ta
         _delete_quietly(s3, bucket, target.errors_key)  # an old errors file would describe another upload
 
 
+def _identity(ref: ObjectRef, target: Target, settings: BatchSettings) -> dict[str, Any]:
+    """The summary fields that name the input and the model asked for (the same in every summary of a job)."""
+    return {
+        "input_bucket": ref.bucket,
+        "input_key": ref.key,
+        "input_version_id": ref.version_id,
+        "input_etag": ref.etag,
+        "model_name": target.model,
+        "model_alias": None if target.version else (target.alias or settings.default_alias),
+    }
+
+
 def _put_summary(s3: Any, bucket: str, summary: JobSummary) -> None:
     body = json.dumps(summary.to_dict(), indent=2, sort_keys=False).encode()
     s3.put_object(Bucket=bucket, Key=summary.summary_key, Body=body, ContentType="application/json")
@@ -525,12 +532,7 @@ def record_fan_out_failure(
     summary = JobSummary(
         job_id=job_id,
         status="failed",
-        input_bucket=ref.bucket,
-        input_key=ref.key,
-        input_version_id=ref.version_id,
-        input_etag=ref.etag,
-        model_name=target.model,
-        model_alias=None if target.version else (target.alias or settings.default_alias),
+        **_identity(ref, target, settings),
         model_version=target.version,
         format=target.format,
         rows_read=0,
@@ -723,12 +725,7 @@ def merge_chunks(
     summary = JobSummary(
         job_id=job_id,
         status=FAILED if failure else SUCCEEDED,
-        input_bucket=ref.bucket,
-        input_key=ref.key,
-        input_version_id=ref.version_id,
-        input_etag=ref.etag,
-        model_name=target.model,
-        model_alias=None if target.version else (target.alias or settings.default_alias),
+        **_identity(ref, target, settings),
         model_version=next((r.model_version for r in results if r.model_version), None),
         format=target.format,
         rows_read=rows_read,
