@@ -476,9 +476,9 @@ def summary(details: Mapping[str, Any]) -> str:
         lines.append(f"  model bucket     {details['model_bucket']}")
     for logical_id, bucket in details["buckets"].items():
         if logical_id != MODEL_BUCKET:
-            lines.append(f"  bucket {logical_id:<10}{bucket}")
+            lines.append(f"  {logical_id:<16} {bucket}")
     for logical_id, key in details["kms_keys"].items():
-        lines.append(f"  KMS {logical_id:<13}{key['arn']}")
+        lines.append(f"  KMS {logical_id:<12} {key['arn']}")
     lines += ["", "  Routes:"]
     for route in details["routes"]:
         key = "  (x-api-key)" if route["api_key_required"] else ""
