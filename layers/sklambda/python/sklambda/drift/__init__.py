@@ -1,0 +1,35 @@
+"""Drift statistics: compare a window of live rows and predictions with a model card's baseline.
+
+    report = check_drift(card.baseline, card.input_schema, window, predictions=pred, probabilities=proba,
+                         config=DriftConfig.from_card_tags(card.tags))
+    state, model_drifted = update_state(previous_state, report)
+    html = render_html(report, card.baseline)
+
+Domain only: no S3, no Lambda event shapes.
+"""
+
+from sklambda.drift.check import (
+    DRIFT,
+    INSUFFICIENT_DATA,
+    NO_DRIFT,
+    ColumnDrift,
+    DriftReport,
+    check_card,
+    check_drift,
+)
+from sklambda.drift.config import DriftConfig
+from sklambda.drift.html import render_html
+from sklambda.drift.state import update_state
+
+__all__ = [
+    "DRIFT",
+    "INSUFFICIENT_DATA",
+    "NO_DRIFT",
+    "ColumnDrift",
+    "DriftConfig",
+    "DriftReport",
+    "check_card",
+    "check_drift",
+    "render_html",
+    "update_state",
+]

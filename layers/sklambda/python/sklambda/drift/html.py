@@ -1,0 +1,137 @@
+"""A drift report as one self-contained HTML page: inline CSS and SVG, no scripts, no external assets."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from html import escape
+from typing import Any
+
+from sklambda.drift.check import DRIFT, INSUFFICIENT_DATA, OTHER, ColumnDrift, DriftReport
+
+BASE_COLOUR, LIVE_COLOUR = "#8da0cb", "#fc8d62"
+VERDICT_COLOUR = {DRIFT: "#c0392b", INSUFFICIENT_DATA: "#7f8c8d"}
+CSS = """
+body{font-family:system-ui,sans-serif;margin:2rem;color:#222;max-width:1100px}
+h1{font-size:1.4rem}h2{font-size:1.1rem;margin:0 0 .3rem}
+.verdict{display:inline-block;padding:.2rem .6rem;border-radius:4px;color:#fff;font-weight:600}
+.col{border:1px solid #ddd;border-radius:6px;padding:1rem;margin:1rem 0}
+.col.drifted{border-color:#c0392b;border-width:2px}
+table{border-collapse:collapse;font-size:.85rem}td,th{padding:.15rem .6rem;text-align:left;border-bottom:1px solid #eee}
+.reasons{color:#c0392b}.muted{color:#777;font-size:.85rem}
+.flex{display:flex;gap:1.5rem;flex-wrap:wrap;align-items:flex-start}
+.key span{display:inline-block;width:.8rem;height:.8rem;margin:0 .3rem 0 .8rem;vertical-align:middle}
+"""
+
+
+def render_html(report: DriftReport, baseline: Mapping[str, Any]) -> str:
+    """The report as a page a person can read: verdict, then per feature the two distributions and the scores."""
+    model = report.model
+    title = f"Drift report{' — ' + escape(model.get('name', '')) if model.get('name') else ''}"
+    if model.get("version"):
+        title += f" v{escape(str(model['version']))}"
+    colour = VERDICT_COLOUR.get(report.verdict, "#27ae60")
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>{title}</title><style>{CSS}</style></head><body>",
+        f"<h1>{title}</h1>",
+        f"<p><span class='verdict' style='background:{colour}'>{escape(report.verdict)}</span> "
+        f"{report.rows:,} rows in the window; {report.tests_in_family} tests, "
+        f"{escape(report.config.correction)}-adjusted at alpha={report.config.alpha}; "
+        f"minimum {report.config.min_rows:,} rows.</p>",
+        "<p>Drifted features: "
+        + (escape(", ".join(report.drifted_features)) if report.drifted_features else "none")
+        + f". Prediction drift: {'yes' if report.prediction_drifted else 'no'}.</p>",
+        "<p class='key'>Bars:<span style='background:" + BASE_COLOUR + "'></span>baseline (training)"
+        "<span style='background:" + LIVE_COLOUR + "'></span>this window</p>",
+    ]
+    feature_base = baseline.get("features", {})
+    for col in report.features:
+        parts.append(_column(col, feature_base.get(col.name, {})))
+    pred_base = baseline.get("predictions") or {}
+    if report.predictions:
+        parts.append("<h1>Predictions</h1>")
+    for col in report.predictions:
+        if col.name == "predicted_class":
+            base = {"frequencies": pred_base.get("class_frequencies", {})}
+        elif col.name.startswith("probability["):
+            base = (pred_base.get("probability") or {}).get(col.name[len("probability[") : -1], {})
+        else:
+            base = pred_base
+        parts.append(_column(col, base))
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _column(col: ColumnDrift, base: Mapping[str, Any]) -> str:
+    cls = "col drifted" if col.drifted else "col"
+    status = "drifted" if col.drifted else "no drift"
+    head = f"<div class='{cls}'><h2>{escape(col.name)} <span class='muted'>({escape(col.kind)}, {status})</span></h2>"
+    reasons = "".join(f"<li>{escape(r)}</li>" for r in col.reasons)
+    chart = _chart(col, base)
+    rows = []
+    for key, value in col.tests.items():
+        rows.append(f"<tr><td>{escape(key)}</td><td>{escape(_fmt(value))}</td></tr>")
+    for key, value in col.p_values.items():
+        rows.append(
+            f"<tr><td>p[{escape(key)}]</td><td>{escape(_fmt(value))} "
+            f"<span class='muted'>adjusted {escape(_fmt(col.p_adjusted.get(key)))}</span></td></tr>"
+        )
+    table = f"<table><tr><th>score</th><th>value</th></tr>{''.join(rows)}</table>"
+    unseen = (col.current or {}).get("unseen_examples")
+    if unseen:
+        table += f"<p class='muted'>Most frequent unseen categories: {escape(', '.join(map(str, unseen)))}</p>"
+    return (
+        f"{head}{'<ul class=reasons>' + reasons + '</ul>' if reasons else ''}"
+        f"<div class='flex'>{chart}{table}</div></div>"
+    )
+
+
+def _chart(col: ColumnDrift, base: Mapping[str, Any]) -> str:
+    current = col.current or {}
+    if "histogram" in current and base.get("histogram"):
+        edges = base["histogram"]["bin_edges"]
+        counts = base["histogram"]["counts"]
+        total = sum(counts) or 1
+        live_total = sum(current["histogram"]) or 1
+        labels = [f"{_short(edges[i])} to {_short(edges[i + 1])}" for i in range(len(counts))]
+        return _bars(labels, [c / total for c in counts], [c / live_total for c in current["histogram"]])
+    if "frequencies" in current:
+        freqs = base.get("frequencies", {})
+        other = max(0.0, 1.0 - sum(freqs.values())) if "other_share" not in base else base["other_share"]
+        labels = [*freqs, OTHER]
+        live = current["frequencies"]
+        return _bars(labels, [*freqs.values(), other], [live.get(c, 0.0) for c in labels])
+    return "<p class='muted'>No distribution shown: pii feature (null rate only) or no values.</p>"
+
+
+def _bars(labels: list[str], base: list[float], live: list[float]) -> str:
+    """Horizontal grouped bars, one group per bin/category: baseline share over live share."""
+    top = max([*base, *live, 1e-9])
+    row_h, label_w, bar_w = 26, 150, 260
+    height = row_h * len(labels) + 10
+    out = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{label_w + bar_w + 60}' height='{height}' role='img'>"]
+    for i, (label, b, v) in enumerate(zip(labels, base, live, strict=True)):
+        y = 5 + i * row_h
+        text = escape(label if len(label) <= 22 else label[:21] + "…")
+        out.append(f"<text x='{label_w - 6}' y='{y + 15}' font-size='11' text-anchor='end'>{text}</text>")
+        for j, (share, colour) in enumerate(((b, BASE_COLOUR), (v, LIVE_COLOUR))):
+            w = bar_w * share / top
+            out.append(
+                f"<rect x='{label_w}' y='{y + j * 11}' width='{w:.1f}' height='10' fill='{colour}'>"
+                f"<title>{'baseline' if j == 0 else 'window'} {share:.1%}</title></rect>"
+            )
+            out.append(f"<text x='{label_w + w + 4:.1f}' y='{y + j * 11 + 9}' font-size='9'>{share:.1%}</text>")
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _short(x: float) -> str:
+    return f"{x:.3g}"
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.2e}"
+    return str(v)
