@@ -1,0 +1,207 @@
+"""The scheduled drift check, minus its Lambda: read a window of captured predictions from S3, compare it with
+the production model's baseline, keep the consecutive-window state, and write the JSON and HTML reports.
+
+Layout in the data bucket (the capture layout is written by Firehose, see sklambda.capture):
+    capture/model=<name>/dt=<yyyy-mm-dd>/...            JSON lines, one CaptureRecord each
+    reports/drift/<name>/<window end>.json | .html       one report per check
+    reports/drift/<name>/state.json                      the run of drifted windows (sklambda.drift.update_state)
+Only records of the version under check are compared: the baseline belongs to that version.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from botocore.exceptions import ClientError
+
+from sklambda import aws
+from sklambda.card import ModelCard
+from sklambda.drift import DriftConfig, DriftReport, check_card, render_html, update_state
+from sklambda.registry import Registry
+from sklambda.signing import CardVerifier
+
+CAPTURE_PREFIX = "capture/"
+REPORT_PREFIX = "reports/drift/"
+
+
+@dataclass(frozen=True)
+class Window:
+    start: datetime
+    end: datetime
+
+    @classmethod
+    def ending(cls, end: datetime, hours: float) -> Window:
+        return cls(end - timedelta(hours=hours), end)
+
+    def days(self) -> Iterator[date]:
+        day = self.start.date()
+        while day <= self.end.date():
+            yield day
+            day += timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class CapturedWindow:
+    features: pd.DataFrame
+    predictions: list
+    probabilities: pd.DataFrame | None
+    rows: int
+    objects: int
+
+
+@dataclass(frozen=True)
+class DriftCheckResult:
+    model: str
+    version: str
+    window: Window
+    report: DriftReport
+    model_drifted: bool
+    state: dict
+    report_keys: dict[str, str]
+
+    def to_dict(self) -> dict:
+        return {
+            "model": self.model,
+            "version": self.version,
+            "window": {"start": self.window.start.isoformat(), "end": self.window.end.isoformat()},
+            "verdict": self.report.verdict,
+            "model_drifted": self.model_drifted,
+            "drifted_features": list(self.report.drifted_features),
+            "rows": self.report.rows,
+            "state": self.state,
+            "reports": self.report_keys,
+        }
+
+
+def capture_prefix(model: str, day: date) -> str:
+    return f"{CAPTURE_PREFIX}model={model}/dt={day.isoformat()}/"
+
+
+def _objects(s3: Any, bucket: str, prefix: str) -> Iterator[str]:
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            yield obj["Key"]
+
+
+def read_capture(s3: Any, bucket: str, card: ModelCard, window: Window) -> CapturedWindow:
+    """The captured rows of `card`'s model and version whose timestamp falls in [start, end)."""
+    names = list(card.input_schema.names)
+    columns: dict[str, list] = {n: [] for n in names}
+    predictions: list = []
+    probabilities: list[dict] = []
+    objects = 0
+    start, end = window.start.isoformat(), window.end.isoformat()
+    for day in window.days():
+        for key in _objects(s3, bucket, capture_prefix(card.name, day)):
+            objects += 1
+            body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            if key.endswith(".gz"):
+                body = gzip.decompress(body)
+            for line in body.splitlines():
+                if not line.strip():
+                    continue
+                record = json.loads(line)
+                # ISO timestamps in UTC compare correctly as text.
+                if record.get("version") != card.version or not (start <= _utc(record["timestamp"]) < end):
+                    continue
+                features = record.get("features") or {}
+                for n in names:
+                    columns[n].append(features.get(n))
+                predictions.append(record.get("prediction"))
+                if record.get("probabilities") is not None:
+                    probabilities.append(record["probabilities"])
+    frame = pd.DataFrame({n: pd.Series(v, dtype=_dtype(card, n)) for n, v in columns.items()})
+    proba = None
+    if probabilities and len(probabilities) == len(predictions):
+        proba = pd.DataFrame(probabilities, columns=[str(c) for c in card.classes or ()])
+    return CapturedWindow(frame, predictions, proba, len(predictions), objects)
+
+
+def _utc(stamp: str) -> str:
+    return datetime.fromisoformat(stamp).astimezone(UTC).isoformat()
+
+
+def _dtype(card: ModelCard, name: str) -> Any:
+    spec = card.input_schema.feature(name)
+    return "float64" if spec.type in ("number", "integer") else object
+
+
+class StateStore:
+    """The consecutive-window state of each model, one JSON object in S3."""
+
+    def __init__(self, s3: Any, bucket: str) -> None:
+        self.s3, self.bucket = s3, bucket
+
+    @staticmethod
+    def key(model: str) -> str:
+        return f"{REPORT_PREFIX}{model}/state.json"
+
+    def load(self, model: str) -> dict | None:
+        try:
+            return json.loads(self.s3.get_object(Bucket=self.bucket, Key=self.key(model))["Body"].read())
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise
+
+    def save(self, model: str, state: dict) -> None:
+        body = json.dumps(state, indent=2, allow_nan=False).encode()
+        self.s3.put_object(Bucket=self.bucket, Key=self.key(model), Body=body, ContentType="application/json")
+
+
+def run_drift_check(
+    model: str,
+    *,
+    registry: Registry,
+    data_bucket: str,
+    window: Window,
+    alias: str = "production",
+    verifier: CardVerifier | None = None,
+    config: DriftConfig | None = None,
+    s3: Any = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> DriftCheckResult:
+    """Check one model's window, update its state, write the reports. Raises ModelNotFound for unknown models."""
+    s3 = s3 or aws.client("s3")
+    version = registry.resolve(model, alias=alias)
+    card = registry.get_card(model, version)
+    if verifier is not None:
+        verifier.verify(card)  # the baseline is part of the signed card
+    captured = read_capture(s3, data_bucket, card, window)
+    report = check_card(
+        card,
+        captured.features,
+        config=config,
+        predictions=np.asarray(captured.predictions, dtype=object) if captured.rows else None,
+        probabilities=captured.probabilities,
+    )
+    store = StateStore(s3, data_bucket)
+    state, drifted = update_state(store.load(model), report)
+    stamp = window.end.astimezone(UTC).strftime("%Y-%m-%dT%H-%M-%SZ")
+    keys = {
+        "json": f"{REPORT_PREFIX}{model}/{stamp}.json",
+        "html": f"{REPORT_PREFIX}{model}/{stamp}.html",
+        "state": store.key(model),
+    }
+    document = {**report.to_dict(), "model_drifted": drifted, "checked_at": clock().isoformat()}
+    s3.put_object(
+        Bucket=data_bucket,
+        Key=keys["json"],
+        Body=json.dumps(document, indent=2, allow_nan=False).encode(),
+        ContentType="application/json",
+    )
+    s3.put_object(
+        Bucket=data_bucket,
+        Key=keys["html"],
+        Body=render_html(report, card.baseline).encode(),
+        ContentType="text/html; charset=utf-8",
+    )
+    store.save(model, state)
+    return DriftCheckResult(model, version, window, report, drifted, state, keys)

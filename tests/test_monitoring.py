@@ -1,0 +1,98 @@
+"""The drift check over captured predictions in S3: window selection, reports, consecutive-window state."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from sklambda.capture import Pseudonymizer, build_records
+from sklambda.monitoring import StateStore, Window, capture_prefix, run_drift_check
+from sklambda.publish import to_records
+from sklambda_infra import sample
+
+DATA_BUCKET = "sklambda-data-test"
+END = datetime(2026, 11, 27, 6, 0, tzinfo=UTC)
+WINDOW = Window.ending(END, hours=24)
+
+
+@pytest.fixture
+def data_bucket(registry_env):
+    registry_env.s3().create_bucket(Bucket=DATA_BUCKET)
+    return registry_env.s3()
+
+
+def capture(s3, model, X, *, version="1", at=END - timedelta(hours=1), name="part-0"):
+    """Write captured records the way Firehose delivers them (JSON lines under capture/model=/dt=/)."""
+    rows = to_records(X)
+    proba = model.predict_proba(X)
+    records = build_records(
+        model="churn",
+        version=version,
+        request_id="req",
+        rows=rows,
+        predictions=model.classes_[proba.argmax(axis=1)].tolist(),
+        probabilities=[dict(zip(map(str, model.classes_), p, strict=True)) for p in proba.tolist()],
+        feature_names=list(X.columns),
+        pii=sample.PII,
+        pseudonymizer=Pseudonymizer(b"k" * 32),
+        now=at,
+    )
+    key = capture_prefix("churn", at.date()) + name
+    s3.put_object(Bucket=DATA_BUCKET, Key=key, Body=b"".join(r.to_json_line() for r in records))
+
+
+def check(registry_env):
+    return run_drift_check("churn", registry=registry_env.registry, data_bucket=DATA_BUCKET, window=WINDOW,
+                           verifier=registry_env.verifier)  # fmt: skip
+
+
+def test_clean_window_is_no_drift_with_json_and_html_reports(registry_env, published, data_bucket, logistic_model):
+    # GIVEN a day of captured predictions drawn like the training data
+    X, _ = sample.churn_data(3000, seed=11)
+    capture(data_bucket, logistic_model, X)
+    # WHEN the drift check runs over that day
+    result = check(registry_env)
+    # THEN there is no drift, and both reports and the state are in S3
+    assert result.report.verdict == "no_drift" and not result.model_drifted
+    assert result.report.rows == 3000
+    doc = json.loads(data_bucket.get_object(Bucket=DATA_BUCKET, Key=result.report_keys["json"])["Body"].read())
+    assert doc["verdict"] == "no_drift" and doc["model"] == {"name": "churn", "version": "1"}
+    html = data_bucket.get_object(Bucket=DATA_BUCKET, Key=result.report_keys["html"])["Body"].read().decode()
+    assert "monthly_charges" in html and "no_drift" in html
+    assert StateStore(data_bucket, DATA_BUCKET).load("churn") == result.state
+
+
+def test_a_shift_must_persist_for_consecutive_windows_before_the_model_is_drifted(
+    registry_env, published, data_bucket, logistic_model
+):
+    # GIVEN captured rows whose monthly charges rose by 15 (plans got dearer)
+    X, _ = sample.churn_data(3000, seed=12)
+    X["monthly_charges"] = X["monthly_charges"] + 15
+    capture(data_bucket, logistic_model, X)
+    # WHEN two consecutive checks see it
+    first, second = check(registry_env), check(registry_env)
+    # THEN each window is drifted on that feature, but only the second declares the model drifted
+    assert first.report.verdict == "drift" and "monthly_charges" in first.report.drifted_features
+    assert (first.model_drifted, second.model_drifted) == (False, True)
+
+
+def test_records_of_other_versions_or_outside_the_window_are_ignored(
+    registry_env, published, data_bucket, logistic_model
+):
+    X, _ = sample.churn_data(1000, seed=13)
+    capture(data_bucket, logistic_model, X, version="2", name="other-version")
+    capture(data_bucket, logistic_model, X, at=END + timedelta(minutes=5), name="after-window")
+    capture(data_bucket, logistic_model, X.head(200), name="in-window")
+    result = check(registry_env)
+    # THEN only the 200 in-window rows of version 1 count: too few to judge
+    assert result.report.rows == 200
+    assert result.report.verdict == "insufficient_data" and not result.model_drifted
+
+
+def test_no_raw_identifier_is_read_back_from_the_capture(registry_env, published, data_bucket, logistic_model):
+    X, _ = sample.churn_data(600, seed=14)
+    capture(data_bucket, logistic_model, X)
+    result = check(registry_env)
+    assert json.dumps(result.report.to_dict()).count("C01") == 0
