@@ -267,9 +267,16 @@ def test_sign_check_catches_a_wildcard_grant(template: dict) -> None:
 def test_predict_role_reads_only_the_models_prefix_and_decrypts_only_through_s3(template: dict) -> None:
     # GIVEN the predict function's hand-written policies
     statements = {s["Sid"]: s for s in function_statements(template)}
-    # THEN they grant exactly four read-only permissions, each on one resource
+    # THEN they grant exactly these permissions (reads, plus sending captures), each on one resource
     granted = sorted(action for action, _ in allowed_actions(list(statements.values())))
-    assert granted == ["kms:decrypt", "kms:verify", "s3:getobject", "s3:listbucket"]
+    assert granted == [
+        "firehose:putrecordbatch",
+        "kms:decrypt",
+        "kms:decrypt",
+        "kms:verify",
+        "s3:getobject",
+        "s3:listbucket",
+    ]
     assert all(s["Effect"] == "Allow" and not isinstance(s["Resource"], list) for s in statements.values())
     assert statements["ReadModels"]["Resource"] == {"Fn::Sub": "${ModelBucket.Arn}/models/*"}
     assert statements["ListModels"]["Resource"] == {"Fn::GetAtt": ["ModelBucket", "Arn"]}
@@ -307,12 +314,20 @@ def test_signing_key_is_an_asymmetric_sign_verify_key_and_data_key_rotates(templ
     }
 
 
-def test_data_key_is_used_only_through_s3(template: dict) -> None:
+PSEUDONYM_CONTEXT = {"kms:EncryptionContext:sklambda:purpose": "pseudonymization"}
+
+
+def test_data_key_is_used_only_through_s3_or_to_wrap_the_pseudonymization_key(template: dict) -> None:
     # GIVEN the data key's policy
     statements = template["Resources"]["DataKey"]["Properties"]["KeyPolicy"]["Statement"]
-    # THEN every statement allowing a cryptographic operation is limited to S3 in this region
+    # THEN outside S3 it only wraps/unwraps the pseudonymization data key, under its encryption context
+    (wrap,) = [s for s in statements if s["Sid"] == "WrapPseudonymizationKeyOnly"]
+    assert sorted(wrap["Action"]) == ["kms:Decrypt", "kms:GenerateDataKeyWithoutPlaintext"]
+    assert wrap["Condition"]["StringEquals"] == {**PSEUDONYM_CONTEXT, "kms:CallerAccount": {"Ref": "AWS::AccountId"}}
+    assert config.PSEUDONYM_KEY_CONTEXT == {"sklambda:purpose": "pseudonymization"}
+    # AND every other statement allowing a cryptographic operation is limited to S3 in this region
     crypto = {"kms:decrypt", "kms:encrypt", "kms:generatedatakey*", "kms:reencrypt*"}
-    using = [s for action, s in allowed_actions(statements) if action in crypto]
+    using = [s for action, s in allowed_actions(statements) if action in crypto and s is not wrap]
     assert using
     for statement in using:
         assert statement["Condition"]["StringEquals"]["kms:ViaService"] == {
@@ -543,6 +558,9 @@ PREDICT_SETTINGS = {
     config.MAX_ROWS,
     config.MAX_BODY_BYTES,
     config.PRELOAD_MODELS,
+    config.CAPTURE_STREAM,
+    config.CAPTURE_SAMPLE_RATE,
+    config.PSEUDONYM_KEY_CIPHERTEXT,
 }
 
 
@@ -576,6 +594,8 @@ def test_template_defaults_match_the_runtime_defaults(template: dict) -> None:
             continue
         value = variables[name]
         # THEN the template sets the same value, literally or as the default of the parameter it comes from
+        if isinstance(value, dict) and "Fn::If" in value:
+            continue  # set only when a condition holds (capture): no runtime default to compare
         if isinstance(value, dict):
             value = template["Parameters"][value["Ref"]]["Default"]
         assert str(value) == default, name
@@ -771,3 +791,83 @@ def test_batch_environments_are_exactly_the_settings_the_code_reads(template: di
     for name in (config.BATCH_REJECT_THRESHOLD, config.BATCH_CHUNK_ROWS):
         parameter = template["Parameters"][score_env[name]["Ref"]]
         assert float(parameter["Default"]) == float(config.DEFAULTS[name]), name
+
+
+# --- prediction capture --------------------------------------------------------------------------------------------
+def test_capture_stream_partitions_by_model_and_day_into_the_data_bucket_encrypted(template: dict) -> None:
+    # GIVEN the capture stream
+    stream = template["Resources"]["CaptureStream"]["Properties"]
+    s3 = stream["ExtendedS3DestinationConfiguration"]
+    # THEN the function puts records directly and Firehose writes them under capture/model=<model>/dt=<day>/
+    assert stream["DeliveryStreamType"] == "DirectPut"
+    assert s3["BucketARN"] == {"Fn::GetAtt": ["DataBucket", "Arn"]}
+    assert s3["Prefix"] == "capture/model=!{partitionKeyFromQuery:model}/dt=!{timestamp:yyyy-MM-dd}/"
+    assert s3["Prefix"].startswith(config.CAPTURE_PREFIX)
+    assert s3["ErrorOutputPrefix"].startswith("capture-errors/")
+    assert s3["DynamicPartitioningConfiguration"]["Enabled"] is True
+    (processor,) = s3["ProcessingConfiguration"]["Processors"]
+    parameters = {p["ParameterName"]: p["ParameterValue"] for p in processor["Parameters"]}
+    assert processor["Type"] == "MetadataExtraction"
+    assert parameters == {"MetadataExtractionQuery": "{model: .model}", "JsonParsingEngine": "JQ-1.6"}
+    # AND objects are SSE-KMS with the stack's data key, buffered for CaptureBufferSeconds
+    assert s3["EncryptionConfiguration"] == {
+        "KMSEncryptionConfig": {"AWSKMSKeyARN": {"Fn::GetAtt": ["DataKey", "Arn"]}}
+    }
+    assert s3["BufferingHints"] == {"SizeInMBs": 64, "IntervalInSeconds": {"Ref": "CaptureBufferSeconds"}}
+
+
+def test_captures_expire_after_the_retention_parameter(template: dict) -> None:
+    rules = template["Resources"]["DataBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    by_prefix = {r.get("Prefix"): r for r in rules}
+    for prefix in ("capture/", "capture-errors/"):
+        assert by_prefix[prefix]["ExpirationInDays"] == {"Ref": "CaptureRetentionDays"}
+        assert by_prefix[prefix]["Status"] == "Enabled"
+
+
+def test_capture_stream_role_writes_only_captures_and_never_uses_the_key_outside_s3(template: dict) -> None:
+    # GIVEN the role Firehose assumes
+    role = template["Resources"]["CaptureStreamRole"]["Properties"]
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "firehose.amazonaws.com"}
+    assert trust["Condition"]["StringEquals"]["aws:SourceAccount"] == {"Ref": "AWS::AccountId"}
+    statements = [s for p in role["Policies"] for s in as_list(p["PolicyDocument"]["Statement"])]
+    # THEN objects can be written only under capture/ and capture-errors/, and nothing can be read or deleted
+    writes = [s for action, s in allowed_actions(statements) if action == "s3:putobject"]
+    assert [s["Resource"] for s in writes] == [
+        [{"Fn::Sub": "${DataBucket.Arn}/capture/*"}, {"Fn::Sub": "${DataBucket.Arn}/capture-errors/*"}]
+    ]
+    actions = {action for action, _ in allowed_actions(statements)}
+    assert not actions & {"s3:getobject", "s3:deleteobject", "kms:encrypt", "s3:*", "kms:*"}
+    # AND the data key is used only through S3
+    for action, statement in allowed_actions(statements):
+        if action.startswith("kms:"):
+            assert statement["Condition"]["StringEquals"]["kms:ViaService"] == {
+                "Fn::Sub": "s3.${AWS::Region}.amazonaws.com"
+            }
+
+
+def test_predict_role_sends_captures_to_its_stream_and_only_unwraps_the_pseudonymization_key(template: dict) -> None:
+    statements = {s["Sid"]: s for s in function_statements(template)}
+    assert statements["CapturePredictions"]["Action"] == "firehose:PutRecordBatch"
+    assert statements["CapturePredictions"]["Resource"] == {"Fn::GetAtt": ["CaptureStream", "Arn"]}
+    unwrap = statements["UnwrapPseudonymizationKey"]
+    assert unwrap["Action"] == "kms:Decrypt" and unwrap["Resource"] == {"Fn::GetAtt": ["DataKey", "Arn"]}
+    assert unwrap["Condition"] == {"StringEquals": PSEUDONYM_CONTEXT}
+    # AND the role can neither create or encrypt keys nor read captures
+    actions = {action for action, _ in allowed_actions(list(statements.values()))}
+    assert not {a for a in actions if a.startswith("kms:") and a not in {"kms:decrypt", "kms:verify"}}
+    assert not {a for a in actions if a.startswith("firehose:") and a != "firehose:putrecordbatch"}
+
+
+@pytest.mark.parametrize(("ciphertext", "capturing"), [("", False), ("AQIDBAU=", True)])
+def test_capture_is_configured_only_when_a_wrapped_key_is_given(template: dict, ciphertext, capturing) -> None:
+    # GIVEN the template resolved with or without PseudonymKeyCiphertext
+    params = parameter_values(template, {"PseudonymKeyCiphertext": ciphertext})
+    variables = sklambda_variables(resolve_language_extensions(template, params))
+    # THEN the function gets the stream and the key together, or neither (capture off)
+    assert (config.CAPTURE_STREAM in variables) is capturing
+    assert (config.PSEUDONYM_KEY_CIPHERTEXT in variables) is capturing
+    if capturing:
+        assert variables[config.CAPTURE_STREAM] == {"Ref": "CaptureStream"}
+        assert variables[config.PSEUDONYM_KEY_CIPHERTEXT] == {"Ref": "PseudonymKeyCiphertext"}
+    assert template["Parameters"]["PseudonymKeyCiphertext"]["NoEcho"] is True

@@ -17,7 +17,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 import sklambda
 from sklambda import oip
-from sklambda.config import ServingSettings
+from sklambda.capture import Capturer
+from sklambda.config import CaptureSettings, ServingSettings
 from sklambda.contracts import (
     InferRequest,
     PredictRequest,
@@ -45,6 +46,7 @@ warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 # Read at import so a missing variable fails the cold start loudly instead of the first request.
 settings = ServingSettings.from_env()
+capturer = Capturer(CaptureSettings.from_env())
 _server: ModelServer | None = None
 
 
@@ -104,7 +106,30 @@ def _score(loaded: LoadedModel, rows: list[Any]) -> Scored:
     scored = loaded.scorer.score(rows)
     metrics.add_metric(name="PredictLatency", unit=MetricUnit.Milliseconds, value=(time.perf_counter() - started) * 1e3)
     metrics.add_metric(name="Predictions", unit=MetricUnit.Count, value=len(rows))
+    _capture(loaded, rows, scored)
     return scored
+
+
+def _capture(loaded: LoadedModel, rows: list[Any], scored: Scored) -> None:
+    """Send the scored rows (pii pseudonymized) to the capture stream; a failure is counted, never raised."""
+    if not capturer.enabled:
+        return
+    schema = loaded.card.input_schema
+    outcome = capturer.capture(
+        model=scored.model_name,
+        version=scored.model_version,
+        request_id=app.current_event.request_context.request_id,
+        rows=rows,
+        predictions=scored.predictions,
+        probabilities=scored.probabilities,
+        feature_names=schema.names,
+        pii=schema.pii_features,
+    )
+    if outcome.sent:
+        metrics.add_metric(name="CapturedRecords", unit=MetricUnit.Count, value=outcome.sent)
+    if outcome.failed:
+        metrics.add_metric(name="CaptureFailures", unit=MetricUnit.Count, value=outcome.failed)
+        logger.warning("capture failed", extra={"records": outcome.failed, "errors": outcome.errors[:3]})
 
 
 @app.post("/models/<name>/predict")

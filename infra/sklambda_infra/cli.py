@@ -168,6 +168,94 @@ def _models_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _privacy_connection(args: argparse.Namespace) -> dict[str, Any]:
+    """Endpoint, data bucket, capture prefix and key ciphertexts: options, else environment, else the local stack."""
+    from sklambda import aws
+
+    endpoint = args.endpoint_url or os.environ.get(config.AWS_ENDPOINT_URL)
+    ciphertexts = list(getattr(args, "key_ciphertext", None) or [])
+    if not ciphertexts and os.environ.get(config.PSEUDONYM_KEY_CIPHERTEXT):
+        ciphertexts = [os.environ[config.PSEUDONYM_KEY_CIPHERTEXT]]
+    bucket, prefix = getattr(args, "data_bucket", None), getattr(args, "prefix", None)
+    need_local = (hasattr(args, "data_bucket") and not (bucket and ciphertexts)) or (
+        not hasattr(args, "data_bucket") and not args.kms_key
+    )
+    if need_local:
+        local, path = _local_details()
+        if local is None:
+            raise SklambdaError(
+                "no capture bucket/key configured: pass --data-bucket and --key-ciphertext (or set "
+                f"{config.PSEUDONYM_KEY_CIPHERTEXT}), or start the local stack with `make local`"
+            )
+        print(f"using the local stack from {path}", file=sys.stderr)
+        capture = (local.get("captures") or [{}])[0]
+        bucket = bucket or capture.get("bucket")
+        # moto does not partition by model: locally every model's records are under the stream's plain prefix.
+        prefix = prefix or capture.get("prefix")
+        generated = local.get("generated_parameters", {}).get("PseudonymKeyCiphertext")
+        ciphertexts = ciphertexts or ([generated] if generated else [])
+        endpoint = endpoint or local["aws_endpoint_url"]
+        args.kms_key = getattr(args, "kms_key", None) or local.get("data_key_id")
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", local.get("access_key_id", "testing"))
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", local.get("secret_access_key", "testing"))
+        os.environ.setdefault("AWS_DEFAULT_REGION", local.get("region", "us-east-1"))
+    if endpoint:
+        os.environ[config.AWS_ENDPOINT_URL] = endpoint
+        aws.reset_clients()
+    return {"bucket": bucket, "prefix": prefix, "ciphertexts": ciphertexts}
+
+
+def _privacy_create_key(args: argparse.Namespace) -> int:
+    from sklambda.capture import create_key_ciphertext
+
+    _privacy_connection(args)
+    if not args.kms_key:
+        raise SklambdaError("pass --kms-key (the stack's DataKeyArn output)")
+    print(create_key_ciphertext(args.kms_key))
+    return 0
+
+
+def _privacy_erase(args: argparse.Namespace) -> int:
+    from sklambda.capture import Pseudonymizer
+    from sklambda.privacy import erase_subject
+
+    where = _privacy_connection(args)
+    if not where["bucket"] or not where["ciphertexts"]:
+        raise SklambdaError("no capture bucket or pseudonymization key found (see --data-bucket, --key-ciphertext)")
+    keys = [Pseudonymizer.from_ciphertext(c) for c in where["ciphertexts"]]
+    report = erase_subject(where["bucket"], args.model, args.subject, keys, prefix=where["prefix"])
+    if args.json:
+        print(json.dumps(report.to_dict()))
+    else:
+        print(
+            f"removed {report.records_removed} record(s) of the subject from {len(report.keys)} object(s) of "
+            f"model {args.model} ({report.objects_rewritten} rewritten, {report.objects_deleted} deleted, "
+            f"{report.versions_deleted} old version(s) purged; {report.objects_scanned} scanned)"
+        )
+    return 0
+
+
+def _register_privacy(sub: Any) -> None:
+    privacy = sub.add_parser("privacy", help="pseudonymization key and right to erasure of captured predictions")
+    commands = privacy.add_subparsers(dest="privacy_command", required=True)
+    p = commands.add_parser("create-key", help="print a new pseudonymization key, wrapped by KMS (base64)")
+    p.add_argument("--kms-key", help="KMS key that wraps it: the stack's DataKeyArn output (default: local stack)")
+    p.set_defaults(func=_privacy_create_key)
+    p = commands.add_parser("erase", help="remove every captured record of one data subject")
+    p.add_argument("--model", required=True)
+    p.add_argument("--subject", required=True, help="the subject's raw identifier (the value of a pii feature)")
+    p.add_argument("--data-bucket", help="bucket holding capture/ (the DataBucketName output)")
+    p.add_argument(
+        "--key-ciphertext",
+        action="append",
+        help=f"wrapped pseudonymization key; repeat for every key still in retained captures "
+        f"(default: ${config.PSEUDONYM_KEY_CIPHERTEXT})",
+    )
+    p.add_argument("--prefix", help="where the model's captures are (default: capture/model=<model>/)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_privacy_erase)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sklambda", description=__doc__.splitlines()[0])
     parser.add_argument("--bucket", help=f"model bucket (default: ${config.MODEL_BUCKET})")
@@ -214,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_models_show)
 
+    _register_privacy(sub)
     register_local(sub)
     return parser
 

@@ -255,6 +255,13 @@ class Resolver:
         self._conditions[name] = value
         return value
 
+    def set_parameter(self, name: str, value: Any) -> None:
+        """Give a parameter a value after the fact (the local stack generates some); conditions are re-evaluated."""
+        if name not in self.parameters:
+            raise TemplateError(f"unknown parameter {name}")
+        self.parameters[name] = value
+        self._conditions.clear()
+
     def enabled(self, logical_id: str) -> bool:
         """False when the resource's Condition is false."""
         resource = self.template["Resources"][logical_id]

@@ -8,6 +8,7 @@ gateway runs them, so they only get a name and an ARN here.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import secrets
@@ -52,6 +53,7 @@ class ProvisionResult:
     skipped: dict[str, str] = field(default_factory=dict)  # logical id -> the false Condition
     placeholders: dict[str, str] = field(default_factory=dict)  # "Id" / "Id.Attr" -> placeholder value used
     notes: dict[str, list[str]] = field(default_factory=dict)
+    generated: dict[str, str] = field(default_factory=dict)  # parameter -> the resource it was generated with
 
 
 Clients = Callable[[str], Any]
@@ -146,6 +148,16 @@ class Provisioner:
             raise ProvisionError(f"{logical_id} ({kind}) could not be created locally: {e}") from e
         self._record(logical_id, created)
         self.result.created[logical_id] = created
+        self._generate_parameters(logical_id)
+
+    def _generate_parameters(self, logical_id: str) -> None:
+        """Parameters an operator creates with a resource of the stack (GENERATED_PARAMETERS), made locally as
+        soon as that resource exists when no value was given."""
+        for name, (source, generate) in GENERATED_PARAMETERS.items():
+            if source != logical_id or name not in self.resolver.parameters or self.resolver.parameters[name]:
+                continue
+            self.resolver.set_parameter(name, generate(self, self.refs[logical_id]))
+            self.result.generated[name] = source
 
     def _record(self, logical_id: str, created: Created) -> None:
         self.refs[logical_id] = created.physical_id
@@ -640,6 +652,53 @@ def _state_machine(p: Provisioner, logical_id: str, props: dict[str, Any]) -> Cr
     return Created(arn, {"Arn": arn, "Name": name}, notes)
 
 
+def _firehose_delivery_stream(p: Provisioner, logical_id: str, props: dict[str, Any]) -> Created:
+    """A DirectPut stream to S3. moto writes each PutRecord(Batch) call at once as one object under
+    `<prefix>YYYY/MM/DD/HH/`, and evaluates no `!{...}` expression: the prefix is cut before the first one, so
+    dynamically partitioned records land under e.g. `capture/2026/11/27/06/...` (each record names its partition
+    key, e.g. `model`). Buffering, compression and the processors do not apply locally."""
+    kind = str(props.get("DeliveryStreamType", "DirectPut"))
+    if kind != "DirectPut":
+        raise ProvisionError(f"{logical_id}: only DirectPut delivery streams run locally, not {kind}")
+    destination = props.get("ExtendedS3DestinationConfiguration") or props.get("S3DestinationConfiguration")
+    if not destination:
+        raise ProvisionError(f"{logical_id}: only S3 destinations run locally")
+    name = p.name_for(logical_id, props, "DeliveryStreamName", max_length=64)
+    prefix = str(destination.get("Prefix", ""))
+    local_prefix = prefix[: prefix.rfind("/", 0, prefix.find("!{")) + 1] if "!{" in prefix else prefix
+    pp = p.pseudo
+    config = {
+        "BucketARN": str(destination["BucketARN"]),
+        "RoleARN": str(destination.get("RoleARN") or f"arn:{pp.partition}:iam::{pp.account_id}:role/{name}"),
+        "Prefix": local_prefix,
+    }
+    arn = p.clients("firehose").create_delivery_stream(
+        DeliveryStreamName=name, DeliveryStreamType=kind, ExtendedS3DestinationConfiguration=config
+    )["DeliveryStreamARN"]
+    notes = _ignored(props, {"DeliveryStreamType", "DeliveryStreamName", "ExtendedS3DestinationConfiguration"})
+    notes.append(f"records are written at once, one object per call, under {local_prefix or '/'}YYYY/MM/DD/HH/")
+    if local_prefix != prefix:
+        notes.append(f"dynamic partitioning is not emulated (template prefix {prefix})")
+    bucket = config["BucketARN"].split(":")[-1]
+    return Created(name, {"Arn": arn, "LocalPrefix": local_prefix, "BucketName": bucket}, notes)
+
+
+def _pseudonym_key(p: Provisioner, kms_key_id: str) -> str:
+    from sklambda import config
+
+    blob = p.clients("kms").generate_data_key_without_plaintext(
+        KeyId=kms_key_id, KeySpec="AES_256", EncryptionContext=config.PSEUDONYM_KEY_CONTEXT
+    )["CiphertextBlob"]
+    return base64.b64encode(blob).decode("ascii")
+
+
+# Parameter -> (the resource it is made with, how): what an operator does between the first deploy and the next
+# (`sklambda privacy create-key`), done locally when the resource is created.
+GENERATED_PARAMETERS: dict[str, tuple[str, Callable[[Provisioner, str], str]]] = {
+    "PseudonymKeyCiphertext": ("DataKey", _pseudonym_key),
+}
+
+
 HANDLERS: dict[str, _Handler] = {
     "AWS::KMS::Key": _kms_key,
     "AWS::KMS::Alias": _kms_alias,
@@ -656,5 +715,6 @@ HANDLERS: dict[str, _Handler] = {
     "AWS::ApiGateway::ApiKey": _apigateway_api_key,
     "AWS::Serverless::StateMachine": _state_machine,
     "AWS::StepFunctions::StateMachine": _state_machine,
+    "AWS::KinesisFirehose::DeliveryStream": _firehose_delivery_stream,
 }
 SUPPORTED_TYPES = tuple(HANDLERS)

@@ -121,6 +121,7 @@ class LocalStack:
         self.write_details = write_details
         self.details: dict[str, Any] = {}
         self.provisioned: ProvisionResult | None = None
+        self.generated_parameters: dict[str, Any] = {}
         self.functions: dict[str, FunctionSpec] = {}
         self.routes: list[Route] = []
         self.runners: dict[str, FunctionRunner] = {}
@@ -166,6 +167,7 @@ class LocalStack:
         self._start_moto()
         resolver = Resolver(template, parameters=self.parameters, pseudo=self.pseudo)
         self.provisioned = Provisioner(resolver, self.client).provision()
+        self.generated_parameters = {name: resolver.parameters[name] for name in self.provisioned.generated}
         self.routes = api_routes(resolver)
         api_keys = self._create_api_keys(resolver)
         self.functions = function_specs(resolver, self.project_root)
@@ -403,6 +405,18 @@ class LocalStack:
             "data_key_id": arn_of(DATA_KEY),
             "resources": resources,
             "arns": arns,
+            # Parameters the local stack generated (e.g. the wrapped pseudonymization key) and where captured
+            # predictions land locally (moto does not emulate Firehose's dynamic partitioning).
+            "generated_parameters": dict(self.generated_parameters),
+            "captures": [
+                {
+                    "stream": created.physical_id,
+                    "prefix": created.attributes.get("LocalPrefix", ""),
+                    "bucket": created.attributes.get("BucketName"),
+                }
+                for logical_id, created in p.created.items()
+                if p.types.get(logical_id) == "AWS::KinesisFirehose::DeliveryStream"
+            ],
             "resource_types": dict(p.types),
             "buckets": {k: v for k, v in resources.items() if p.types.get(k) == "AWS::S3::Bucket"},
             "kms_keys": {

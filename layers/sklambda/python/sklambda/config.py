@@ -168,3 +168,44 @@ class FanOutSettings:
             threshold_bytes=int(_number(env, BATCH_FANOUT_BYTES, int, 1)),
             max_concurrency=int(_number(env, BATCH_FANOUT_MAX_CONCURRENCY, int, 1)),
         )
+
+
+# Prediction capture (sklambda.capture). Capture is on when the stream is named; then the wrapped pseudonymization
+# key is required (a capture that could write raw identifiers is never started).
+CAPTURE_STREAM = "SKLAMBDA_CAPTURE_STREAM"
+CAPTURE_SAMPLE_RATE = "SKLAMBDA_CAPTURE_SAMPLE_RATE"
+PSEUDONYM_KEY_CIPHERTEXT = "SKLAMBDA_PSEUDONYM_KEY_CIPHERTEXT"
+DEFAULTS.update({CAPTURE_SAMPLE_RATE: "1.0"})
+# The KMS encryption context the pseudonymization data key is wrapped under; the key policy and the function's IAM
+# policy allow kms:Decrypt on the DataKey outside S3 only with this context.
+PSEUDONYM_KEY_CONTEXT = {"sklambda:purpose": "pseudonymization"}
+# Where Firehose delivers captured predictions (in the data bucket): capture/model=<name>/dt=<yyyy-MM-dd>/...
+CAPTURE_PREFIX = "capture/"
+
+
+@dataclass(frozen=True)
+class CaptureSettings:
+    """Prediction capture; read once per container. `stream` None means capture is off."""
+
+    stream: str | None = None
+    sample_rate: float = 1.0
+    key_ciphertext: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.stream is not None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> CaptureSettings:
+        env = os.environ if env is None else env
+        stream = env.get(CAPTURE_STREAM, "").strip() or None
+        rate = float(_number(env, CAPTURE_SAMPLE_RATE, float, 0))
+        if rate > 1:
+            raise ConfigurationError(f"environment variable {CAPTURE_SAMPLE_RATE}={rate} must be at most 1")
+        ciphertext = env.get(PSEUDONYM_KEY_CIPHERTEXT, "").strip() or None
+        if stream is not None and ciphertext is None:
+            raise ConfigurationError(
+                f"{CAPTURE_STREAM} is set but {PSEUDONYM_KEY_CIPHERTEXT} is not: capture needs the wrapped "
+                "pseudonymization key (sklambda privacy create-key)"
+            )
+        return cls(stream=stream, sample_rate=rate, key_ciphertext=ciphertext)

@@ -1,0 +1,324 @@
+"""Prediction capture (pseudonymized, sampled, never failing a prediction) and the right to erasure."""
+
+from __future__ import annotations
+
+import base64
+import json
+from types import SimpleNamespace
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from conftest import call, event_body, import_predict_app, load_event
+
+from sklambda import config
+from sklambda.capture import Capturer, Pseudonymizer, batches, create_key_ciphertext
+from sklambda.config import CaptureSettings
+from sklambda.errors import ConfigurationError
+from sklambda.privacy import erase_subject
+
+CAPTURE_BUCKET = "sklambda-data-test"
+STREAM = "sklambda-capture-test"
+
+
+@pytest.fixture
+def capture_env(function_env, monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
+    """A data bucket, a Firehose stream delivering into capture/ and a wrapped pseudonymization key."""
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=CAPTURE_BUCKET)
+    boto3.client("firehose").create_delivery_stream(
+        DeliveryStreamName=STREAM,
+        DeliveryStreamType="DirectPut",
+        ExtendedS3DestinationConfiguration={
+            "RoleARN": "arn:aws:iam::123456789012:role/firehose",
+            "BucketARN": f"arn:aws:s3:::{CAPTURE_BUCKET}",
+            "Prefix": "capture/model=churn/",
+        },
+    )
+    data_key = boto3.client("kms").create_key()["KeyMetadata"]["Arn"]
+    ciphertext = create_key_ciphertext(data_key)
+    monkeypatch.setenv(config.CAPTURE_STREAM, STREAM)
+    monkeypatch.setenv(config.PSEUDONYM_KEY_CIPHERTEXT, ciphertext)
+    return SimpleNamespace(s3=s3, data_key=data_key, ciphertext=ciphertext)
+
+
+@pytest.fixture
+def capturing_app(capture_env):
+    module = import_predict_app()
+    yield module
+    module.metrics.clear_metrics()
+
+
+def captured_objects(s3) -> dict[str, bytes]:
+    listing = s3.list_objects_v2(Bucket=CAPTURE_BUCKET, Prefix=config.CAPTURE_PREFIX).get("Contents", [])
+    return {o["Key"]: s3.get_object(Bucket=CAPTURE_BUCKET, Key=o["Key"])["Body"].read() for o in listing}
+
+
+def captured_records(s3) -> list[dict]:
+    return [json.loads(line) for body in captured_objects(s3).values() for line in body.splitlines() if line]
+
+
+def emitted_metrics(capsys) -> dict[str, float]:
+    found: dict[str, float] = {}
+    for line in capsys.readouterr().out.splitlines():
+        try:
+            blob = json.loads(line)
+        except ValueError:
+            continue
+        for directive in blob.get("_aws", {}).get("CloudWatchMetrics", []):
+            for metric in directive["Metrics"]:
+                value = blob[metric["Name"]]
+                found[metric["Name"]] = sum(value) if isinstance(value, list) else value
+    return found
+
+
+# --- pseudonyms ----------------------------------------------------------------------------------------------------
+def test_pseudonyms_are_stable_per_key_and_differ_across_keys() -> None:
+    # GIVEN two pseudonymizers with the same key and one with another key
+    a, a_again, b = Pseudonymizer(b"k" * 32), Pseudonymizer(b"k" * 32), Pseudonymizer(b"j" * 32)
+    # THEN the same id maps to the same pseudonym under one key, to another one under another key
+    assert a.pseudonym("C0100042") == a_again.pseudonym("C0100042")
+    assert a.pseudonym("C0100042") != b.pseudonym("C0100042")
+    assert a.pseudonym("C0100042") != a.pseudonym("C0100043")
+    # AND the pseudonym does not contain the identifier, and the key is never shown
+    assert "C0100042" not in a.pseudonym("C0100042")
+    assert a.key_id == a_again.key_id != b.key_id and "k" * 16 not in repr(a)
+
+
+def test_wrapped_key_unwraps_to_the_same_pseudonyms_in_every_container(mocked_aws) -> None:
+    # GIVEN a data key wrapped by KMS under the pseudonymization context
+    kms_key = boto3.client("kms").create_key()["KeyMetadata"]["Arn"]
+    ciphertext = create_key_ciphertext(kms_key)
+    # WHEN two containers unwrap it
+    first, second = Pseudonymizer.from_ciphertext(ciphertext), Pseudonymizer.from_ciphertext(ciphertext)
+    # THEN they agree, and a second key (a rotation) gives other pseudonyms
+    assert first.pseudonym("C1") == second.pseudonym("C1")
+    assert Pseudonymizer.from_ciphertext(create_key_ciphertext(kms_key)).pseudonym("C1") != first.pseudonym("C1")
+    # AND the key cannot be unwrapped without the encryption context
+    with pytest.raises(ClientError):
+        boto3.client("kms").decrypt(CiphertextBlob=base64.b64decode(ciphertext))
+
+
+# --- settings ------------------------------------------------------------------------------------------------------
+def test_capture_is_off_without_a_stream_and_refuses_to_start_without_a_key() -> None:
+    assert not CaptureSettings.from_env({}).enabled
+    assert CaptureSettings.from_env({}).sample_rate == 1.0
+    with pytest.raises(ConfigurationError, match=config.PSEUDONYM_KEY_CIPHERTEXT):
+        CaptureSettings.from_env({config.CAPTURE_STREAM: "s"})
+    with pytest.raises(ConfigurationError, match=config.CAPTURE_SAMPLE_RATE):
+        CaptureSettings.from_env({config.CAPTURE_SAMPLE_RATE: "1.5"})
+
+
+def test_batches_stay_within_put_record_batch_limits() -> None:
+    assert [len(b) for b in batches([b"x"] * 1001)] == [500, 500, 1]
+    assert [len(b) for b in batches([b"x" * (900 * 1024)] * 6)] == [4, 2]
+
+
+# --- through the handler -------------------------------------------------------------------------------------------
+def test_no_raw_pii_value_is_ever_captured(capturing_app, capture_env, published, lambda_context) -> None:
+    # GIVEN the sample predict event, whose rows carry customer ids (a pii feature of the churn model)
+    event = load_event("predict.json")
+    rows = event_body("predict.json")["instances"]
+    # WHEN it is scored through the handler
+    status, body = call(capturing_app, event, lambda_context)
+    assert status == 200
+    # THEN every capture object is free of every raw pii value
+    objects = captured_objects(capture_env.s3)
+    assert objects
+    pii = published.input_schema.pii_features
+    raw_values = {str(row[name]) for row in rows for name in pii}
+    assert raw_values == {"C0100042", "C0100043"}
+    for data in objects.values():
+        for raw in raw_values:
+            assert raw.encode() not in data
+    # AND it holds one record per row with the pseudonym, the request id, the prediction and probabilities
+    pseudonymizer = Pseudonymizer.from_ciphertext(capture_env.ciphertext)
+    records = sorted(captured_records(capture_env.s3), key=lambda r: r["row"])
+    assert [r["features"]["customer_id"] for r in records] == [pseudonymizer.pseudonym(r["customer_id"]) for r in rows]
+    assert {r["request_id"] for r in records} == {event["requestContext"]["requestId"]}
+    assert [r["prediction"] for r in records] == body["predictions"]
+    assert [r["probabilities"] for r in records] == body["probabilities"]
+    assert records[0]["features"]["age"] == rows[0]["age"]
+    assert {(r["model"], r["version"], r["key_id"]) for r in records} == {
+        ("churn", published.version, pseudonymizer.key_id)
+    }
+
+
+@pytest.mark.parametrize(("rate", "expected"), [("0", 0), ("1", 2)])
+def test_sampling_rate_zero_captures_nothing_and_one_captures_all(
+    capture_env, published, lambda_context, monkeypatch, rate, expected
+) -> None:
+    # GIVEN a function whose capture sample rate is 0 or 1
+    monkeypatch.setenv(config.CAPTURE_SAMPLE_RATE, rate)
+    app = import_predict_app()
+    # WHEN 5 requests of 2 rows are scored
+    for _ in range(5):
+        assert call(app, load_event("predict.json"), lambda_context)[0] == 200
+    app.metrics.clear_metrics()
+    # THEN nothing or everything was captured
+    assert len(captured_records(capture_env.s3)) == 5 * expected
+
+
+def test_sampling_is_per_request(mocked_aws) -> None:
+    # GIVEN a rate of 0.5 and a random source below, then above, it
+    draws = iter([0.1, 0.9])
+    capturer = Capturer(
+        CaptureSettings(stream="s", sample_rate=0.5, key_ciphertext="x"),
+        pseudonymizer=Pseudonymizer(b"k" * 32),
+        firehose=lambda: SimpleNamespace(put_record_batch=lambda **kw: {"FailedPutCount": 0}),
+        rng=lambda: next(draws),
+    )
+    args = dict(model="m", version="1", request_id="r", rows=[{"a": 1}], predictions=[0], probabilities=None)
+    # THEN the first request is captured and the second is not
+    assert capturer.capture(**args, feature_names=["a"], pii=[]).sent == 1
+    assert capturer.capture(**args, feature_names=["a"], pii=[]).sampled is False
+
+
+def test_failing_firehose_does_not_fail_predictions_and_is_counted(
+    capturing_app, capture_env, published, lambda_context, capsys, monkeypatch
+) -> None:
+    # GIVEN a Firehose that refuses every call
+    def refuse(**_):
+        raise ClientError({"Error": {"Code": "ServiceUnavailableException", "Message": "down"}}, "PutRecordBatch")
+
+    monkeypatch.setattr(capturing_app.capturer, "_firehose", lambda: SimpleNamespace(put_record_batch=refuse))
+    capsys.readouterr()
+    # WHEN the sample event is scored
+    status, body = call(capturing_app, load_event("predict.json"), lambda_context)
+    # THEN the prediction succeeds and the lost records are counted in CaptureFailures
+    assert status == 200 and len(body["predictions"]) == 2
+    metrics = emitted_metrics(capsys)
+    assert metrics["CaptureFailures"] == 2
+    assert "CapturedRecords" not in metrics
+
+
+def test_partially_refused_batches_and_an_unusable_key_are_counted_not_raised(mocked_aws) -> None:
+    # GIVEN a stream that refuses one record of two, and a capturer whose key cannot be unwrapped
+    partial = Capturer(
+        CaptureSettings(stream="s", key_ciphertext="x"),
+        pseudonymizer=Pseudonymizer(b"k" * 32),
+        firehose=lambda: SimpleNamespace(
+            put_record_batch=lambda **kw: {
+                "FailedPutCount": 1,
+                "RequestResponses": [{"RecordId": "1"}, {"ErrorCode": "ServiceUnavailableException"}],
+            }
+        ),
+    )
+    broken_key = Capturer(CaptureSettings(stream="s", key_ciphertext=base64.b64encode(b"junk").decode()))
+    args = dict(model="m", version="1", request_id="r", rows=[{"a": 1}, {"a": 2}], predictions=[0, 1])
+    # WHEN both capture two rows
+    first = partial.capture(**args, probabilities=None, feature_names=["a"], pii=["a"])
+    second = broken_key.capture(**args, probabilities=None, feature_names=["a"], pii=["a"])
+    # THEN the outcomes say what was lost
+    assert (first.sent, first.failed) == (1, 1)
+    assert (second.sent, second.failed) == (0, 2)
+
+
+def test_capture_reaches_the_stream_from_the_v2_route(capturing_app, capture_env, published, lambda_context) -> None:
+    status, _ = call(capturing_app, load_event("v2_infer.json"), lambda_context)
+    assert status == 200
+    assert captured_records(capture_env.s3)
+
+
+# --- erasure -------------------------------------------------------------------------------------------------------
+def put_lines(s3, key: str, records: list[dict]) -> None:
+    s3.put_object(Bucket=CAPTURE_BUCKET, Key=key, Body=b"".join(json.dumps(r).encode() + b"\n" for r in records))
+
+
+def record(p: Pseudonymizer, subject: str, model: str = "churn", row: int = 0) -> dict:
+    return {"model": model, "row": row, "features": {"customer_id": p.pseudonym(subject), "age": 3}, "prediction": 1}
+
+
+@pytest.mark.parametrize("versioned", [False, True])
+def test_erase_removes_exactly_one_subjects_records_and_reports_the_count(mocked_aws, versioned) -> None:
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=CAPTURE_BUCKET)
+    if versioned:
+        s3.put_bucket_versioning(Bucket=CAPTURE_BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    old, new = Pseudonymizer(b"o" * 32), Pseudonymizer(b"n" * 32)
+    # GIVEN captures of two models where subject C1 appears under two keys (a rotation) next to C2's records
+    put_lines(s3, "capture/model=churn/dt=2026-11-01/a", [record(old, "C1"), record(old, "C2", row=1)])
+    put_lines(s3, "capture/model=churn/dt=2026-11-02/b", [record(new, "C1"), record(new, "C1", row=1)])
+    put_lines(s3, "capture/model=churn/dt=2026-11-02/c", [record(new, "C2")])
+    put_lines(s3, "capture/model=other/dt=2026-11-02/d", [record(new, "C1", model="other")])
+    if versioned:  # an older version of a that also held C1
+        put_lines(s3, "capture/model=churn/dt=2026-11-01/a", [record(old, "C1"), record(old, "C2", row=1)])
+    # WHEN C1 is erased from churn with both keys
+    report = erase_subject(CAPTURE_BUCKET, "churn", "C1", [old, new])
+    # THEN its three current records are gone from two objects, and everything else is untouched
+    assert (report.records_removed, report.objects_rewritten, report.objects_deleted) == (3, 1, 1)
+    remaining = captured_records(s3)
+    c2 = [old.pseudonym("C2"), new.pseudonym("C2")]
+    churn = [r for r in remaining if r["model"] == "churn"]
+    assert sorted(r["features"]["customer_id"] for r in churn) == sorted(c2)
+    assert [r["model"] for r in remaining if r["features"]["customer_id"] == new.pseudonym("C1")] == ["other"]
+    # AND on a versioned bucket no version anywhere under the model still holds C1
+    if versioned:
+        assert report.versions_deleted == 3
+        versions = s3.list_object_versions(Bucket=CAPTURE_BUCKET, Prefix="capture/model=churn/")
+        for v in versions.get("Versions", []):
+            body = s3.get_object(Bucket=CAPTURE_BUCKET, Key=v["Key"], VersionId=v["VersionId"])["Body"].read()
+            assert old.pseudonym("C1").encode() not in body and new.pseudonym("C1").encode() not in body
+        assert not versions.get("DeleteMarkers")
+    # AND a second erase finds nothing
+    assert erase_subject(CAPTURE_BUCKET, "churn", "C1", [old, new]).records_removed == 0
+
+
+def test_cli_creates_a_wrapped_key_and_erases_with_it(mocked_aws, capsys) -> None:
+    from sklambda_infra import cli
+
+    # GIVEN a KMS key and a bucket with one subject's capture
+    kms_key = boto3.client("kms").create_key()["KeyMetadata"]["Arn"]
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=CAPTURE_BUCKET)
+    # WHEN the operator creates the pseudonymization key with the CLI
+    assert cli.main(["privacy", "create-key", "--kms-key", kms_key]) == 0
+    ciphertext = capsys.readouterr().out.strip()
+    p = Pseudonymizer.from_ciphertext(ciphertext)
+    put_lines(s3, "capture/model=churn/dt=2026-11-01/a", [record(p, "C1"), record(p, "C2", row=1)])
+    # AND erases C1
+    args = ["privacy", "erase", "--model", "churn", "--subject", "C1", "--data-bucket", CAPTURE_BUCKET]
+    assert cli.main([*args, "--key-ciphertext", ciphertext, "--json"]) == 0
+    # THEN the report counts one record from one object, and C2 stays
+    assert json.loads(capsys.readouterr().out)["records_removed"] == 1
+    assert [r["features"]["customer_id"] for r in captured_records(s3)] == [p.pseudonym("C2")]
+
+
+def test_capture_benchmark_runs_both_arms_and_reports_the_ratio(aws_credentials) -> None:
+    from sklambda_infra import capture_bench
+    from sklambda_infra.bench import common
+
+    # GIVEN tiny models and a one-round plan
+    models = common.fit_models(rows=400, trees=3)
+    # WHEN the benchmark runs
+    results = capture_bench.run(rounds=2, block=2, rows=1, models=models)
+    # THEN each model has a p50 ratio for moto's Firehose and for the function side alone, and a report row each
+    for r in results["models"].values():
+        assert r["ratio_p50"] > 0 and r["function_side"]["ratio_p50"] > 0
+    assert capture_bench.report(results).count("| churn-") == 4
+
+
+def test_cli_erase_finds_bucket_prefix_and_key_in_the_local_stack_details(mocked_aws, tmp_path, monkeypatch, capsys):
+    from sklambda_infra import cli
+
+    # GIVEN local stack details naming the capture bucket, moto's plain prefix and the generated key
+    kms_key = boto3.client("kms").create_key()["KeyMetadata"]["Arn"]
+    ciphertext = create_key_ciphertext(kms_key)
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=CAPTURE_BUCKET)
+    p = Pseudonymizer.from_ciphertext(ciphertext)
+    put_lines(s3, "capture/2026/11/27/06/stream-1", [record(p, "C1"), record(p, "C1", model="other", row=1)])
+    details = {
+        "aws_endpoint_url": "",
+        "data_key_id": kms_key,
+        "captures": [{"stream": "s", "bucket": CAPTURE_BUCKET, "prefix": "capture/"}],
+        "generated_parameters": {"PseudonymKeyCiphertext": ciphertext},
+    }
+    (tmp_path / "local.json").write_text(json.dumps(details))
+    monkeypatch.setenv("SKLAMBDA_LOCAL_FILE", str(tmp_path / "local.json"))
+    monkeypatch.delenv(config.PSEUDONYM_KEY_CIPHERTEXT, raising=False)
+    # WHEN erase is called with only the model and the subject
+    assert cli.main(["privacy", "erase", "--model", "churn", "--subject", "C1", "--json"]) == 0
+    # THEN the churn record is gone and the other model's record of the same subject stays
+    assert json.loads(capsys.readouterr().out)["records_removed"] == 1
+    assert [r["model"] for r in captured_records(s3)] == ["other"]
