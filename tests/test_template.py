@@ -871,3 +871,89 @@ def test_capture_is_configured_only_when_a_wrapped_key_is_given(template: dict, 
         assert variables[config.CAPTURE_STREAM] == {"Ref": "CaptureStream"}
         assert variables[config.PSEUDONYM_KEY_CIPHERTEXT] == {"Ref": "PseudonymKeyCiphertext"}
     assert template["Parameters"]["PseudonymKeyCiphertext"]["NoEcho"] is True
+
+
+# --- drift check ---------------------------------------------------------------------------------------------------
+DRIFT_APP = ROOT / "functions" / "drift_check" / "app.py"
+DRIFT_CHECK_SETTINGS = {
+    config.MODEL_BUCKET,
+    config.SIGNING_KEY_ID,
+    config.MONITORING_BUCKET,
+    config.DRIFT_WINDOW_HOURS,
+    config.DRIFT_EVENT_BUS,
+}
+
+
+def test_drift_check_runs_on_the_schedule_parameter_without_retries(template: dict) -> None:
+    # GIVEN the function translated by SAM
+    resources = translate()["Resources"]
+    rules = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Events::Rule"]
+    (rule,) = [r for r in rules if any(t["Arn"] == {"Fn::GetAtt": ["DriftCheckFunction", "Arn"]} for t in r["Targets"])]
+    # THEN an enabled EventBridge rule invokes it on that schedule, once per firing (a retry would count a window
+    # twice in the consecutive-window state)
+    assert rule["ScheduleExpression"] == {"Ref": "DriftCheckSchedule"} and rule["State"] == "ENABLED"
+    (target,) = rule["Targets"]
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] == 0
+    # AND the default schedule's period is the default window, so consecutive windows neither overlap nor gap
+    parameters = template["Parameters"]
+    assert parameters["DriftCheckSchedule"]["Default"] == "rate(1 day)"
+    assert float(parameters["DriftWindowHours"]["Default"]) == 24
+
+
+def test_drift_check_environment_is_exactly_the_settings_the_code_reads(template: dict) -> None:
+    props = template["Resources"]["DriftCheckFunction"]["Properties"]
+    variables = props["Environment"]["Variables"]
+    # THEN the names are sklambda.config's, the captures and reports live in the data bucket
+    assert set(variables) == DRIFT_CHECK_SETTINGS
+    assert variables[config.MONITORING_BUCKET] == {"Ref": "DataBucket"}
+    assert variables[config.MODEL_BUCKET] == {"Ref": "ModelBucket"}
+    # AND the defaults agree with the runtime's
+    assert variables[config.DRIFT_EVENT_BUS] == config.DEFAULTS[config.DRIFT_EVENT_BUS]
+    window = template["Parameters"][variables[config.DRIFT_WINDOW_HOURS]["Ref"]]
+    assert float(window["Default"]) == float(config.DEFAULTS[config.DRIFT_WINDOW_HOURS])
+    assert (props["CodeUri"], props["Handler"], props["Timeout"]) == ("functions/drift_check/", "app.handler", 300)
+
+
+def test_drift_check_role_is_least_privilege(template: dict) -> None:
+    statements = _statements_by_sid(template, "DriftCheckFunction")
+    # THEN it cannot sign, verifies with the signing key only and uses the data key only through S3
+    assert grants_kms_sign(list(statements.values())) == []
+    assert statements["VerifyModelCards"]["Resource"] == {"Fn::GetAtt": ["SigningKey", "Arn"]}
+    assert "kms:ViaService" in statements["UseDataKeyThroughS3"]["Condition"]["StringEquals"]
+    # AND it reads captures, lists only capture/ and models/, and writes nothing outside reports/drift/
+    assert statements["ReadCaptures"]["Resource"] == {"Fn::Sub": "${DataBucket.Arn}/capture/*"}
+    assert statements["ListCaptures"]["Condition"] == {"StringLike": {"s3:prefix": "capture/*"}}
+    assert statements["ListModels"]["Condition"] == {"StringLike": {"s3:prefix": "models/*"}}
+    writers = [s for action, s in allowed_actions(list(statements.values())) if action == "s3:putobject"]
+    assert [s["Resource"] for s in writers] == [{"Fn::Sub": "${DataBucket.Arn}/reports/drift/*"}]
+    # AND it puts events on the default bus only
+    assert statements["PutDriftEvents"]["Action"] == "events:PutEvents"
+    assert statements["PutDriftEvents"]["Resource"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/default"
+    }
+    # AND no statement uses a wildcard resource or action
+    for sid, statement in statements.items():
+        assert "*" not in as_list(statement["Resource"]), sid
+        assert not any(a.endswith(":*") for a in as_list(statement["Action"])), sid
+
+
+def test_drift_is_alarmed_and_on_the_dashboard(template: dict) -> None:
+    resources = template["Resources"]
+    # GIVEN the alarm on drifted models
+    alarm = resources["ModelDriftAlarm"]["Properties"]
+    (query,) = [m for m in alarm["Metrics"] if m.get("ReturnData")]
+    # THEN it watches ModelDrifted of every model of the service and notifies the alarm topic
+    assert query["Expression"] == "SELECT MAX(ModelDrifted) FROM sklambda WHERE service = 'sklambda'"
+    assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 0)
+    assert {"Ref": "AlarmTopic"} in alarm["AlarmActions"]
+    # AND the function's errors are alarmed too
+    errors = alarm_on(template, "AWS/Lambda", "Errors", {"Ref": "DriftCheckFunction"})
+    assert {"Ref": "AlarmTopic"} in errors["AlarmActions"]
+    # AND the dashboard shows drifted features and ModelDrifted per model
+    body = resources["OperationsDashboard"]["Properties"]["DashboardBody"]["Fn::Sub"][0]
+    assert "SELECT MAX(DriftedFeatures) FROM sklambda WHERE service = 'sklambda' GROUP BY model" in body
+    assert "SELECT MAX(ModelDrifted) FROM sklambda WHERE service = 'sklambda' GROUP BY model" in body
+    # AND the function really emits those metric names
+    source = DRIFT_APP.read_text(encoding="utf-8")
+    for metric in ("ModelDrifted", "DriftedFeatures", "DriftCheckFailed"):
+        assert f'"{metric}"' in source

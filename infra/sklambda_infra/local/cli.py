@@ -1,4 +1,4 @@
-"""`sklambda local up|down|status`.
+"""`sklambda local up|down|status|invoke`.
 
 The main CLI calls `register(sub)` with its `add_subparsers(dest="command")` result; each subcommand sets
 `func`, called as `args.func(args)` and returning the exit code.
@@ -18,6 +18,13 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
+from sklambda_infra.local.functions import (
+    LOCAL_RUNTIME,
+    FunctionRunner,
+    FunctionSpec,
+    InvocationError,
+    worker_environment,
+)
 from sklambda_infra.local.provision import ProvisionError
 from sklambda_infra.local.stack import (
     DEFAULT_API_PORT,
@@ -31,10 +38,12 @@ from sklambda_infra.local.stack import (
     summary,
     wait_until_stopped,
 )
-from sklambda_infra.template import DEFAULT_REGION, DEFAULT_STACK_NAME, TemplateError
+from sklambda_infra.template import DEFAULT_REGION, DEFAULT_STACK_NAME, Pseudo, TemplateError
 
 EXIT_NOT_RUNNING = 3  # as `systemctl status` / LSB init scripts say "not running"
 TEMPLATE = "template.yaml"
+# `sklambda local invoke <name>`: the template function and the event file (in the project) it is invoked with.
+INVOCABLE = {"drift-check": ("DriftCheckFunction", Path("events") / "drift_check_on_demand.json")}
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
@@ -68,6 +77,15 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     _root_option(status)
     status.add_argument("--json", action="store_true", help="print the details file")
     status.set_defaults(func=cmd_status)
+
+    invoke = commands.add_parser("invoke", help="invoke a function of the running local stack with its event")
+    _root_option(invoke)
+    invoke.add_argument("function", choices=sorted(INVOCABLE))
+    invoke.add_argument("--model", help="model to check (default: the event file's)")
+    invoke.add_argument("--window-hours", type=float, help="window length (default: the function's setting)")
+    invoke.add_argument("--end", help="ISO time the window ends (default: now)")
+    invoke.add_argument("--event", type=Path, help="another event file (used as given)")
+    invoke.set_defaults(func=cmd_invoke)
     return local
 
 
@@ -216,3 +234,62 @@ def cmd_status(args: argparse.Namespace) -> int:
     if details.get("signing_key_id"):
         print(f"  signing key   {details['signing_key_id']}")
     return 0 if api == aws == "up" else 1
+
+
+def _spec_from_details(details: dict[str, Any], logical_id: str) -> FunctionSpec:
+    """The function as the running stack runs it (code, layers, environment), from .sklambda/local.json."""
+    function = details["functions"][logical_id]
+    return FunctionSpec(
+        logical_id=logical_id,
+        name=function["name"],
+        arn=details.get("arns", {}).get(logical_id, ""),
+        handler=function["handler"],
+        runtime=LOCAL_RUNTIME,
+        code_dir=Path(function["code_dir"]),
+        python_path=tuple(Path(p) for p in function["python_path"]),
+        timeout_s=int(function["timeout_s"]),
+        memory_mb=int(function["memory_mb"]),
+        environment=dict(function["environment"]),
+    )
+
+
+def _invoke_event(args: argparse.Namespace, root: Path, default_event: Path) -> Any:
+    if args.event is not None:
+        return json.loads(args.event.read_text(encoding="utf-8"))
+    event = json.loads((root / default_event).read_text(encoding="utf-8"))
+    event.pop("end", None)  # the file's end is fixed for tests; by default the window ends now
+    for key, value in {"model": args.model, "window_hours": args.window_hours, "end": args.end}.items():
+        if value is not None:
+            event[key] = value
+    return event
+
+
+def cmd_invoke(args: argparse.Namespace) -> int:
+    """Run the function once in a worker process of its own, with the running stack's configuration and AWS
+    endpoint (the stack's resources and data), and print its result."""
+    root = project_root(args.project_root)
+    details = read_details(root)
+    if details is None or not _alive(int(details.get("pid", 0))):
+        print("the local stack is not running (start it with `sklambda local up`)", file=sys.stderr)
+        return EXIT_NOT_RUNNING
+    logical_id, default_event = INVOCABLE[args.function]
+    if logical_id not in details.get("functions", {}):
+        print(f"the running local stack has no {logical_id}; restart it with the current template", file=sys.stderr)
+        return 1
+    spec = _spec_from_details(details, logical_id)
+    pseudo = Pseudo(region=details["region"], account_id=details["account_id"], stack_name=details["stack_name"])
+    runner = FunctionRunner(spec, worker_environment(spec, pseudo, details["aws_endpoint_url"]), _stderr_line)
+    try:
+        result = runner.invoke(_invoke_event(args, root, default_event)).result
+    except InvocationError as e:
+        print(f"{logical_id} failed: {e}", file=sys.stderr)
+        return 1
+    finally:
+        runner.stop()
+    print(json.dumps(result, indent=2))
+    return 0 if isinstance(result, dict) and result.get("status") == "ok" else 1
+
+
+def _stderr_line(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()

@@ -209,3 +209,43 @@ class CaptureSettings:
                 "pseudonymization key (sklambda privacy create-key)"
             )
         return cls(stream=stream, sample_rate=rate, key_ciphertext=ciphertext)
+
+
+# The scheduled drift check (sklambda.monitoring). The registry settings (MODEL_BUCKET, SIGNING_KEY_ID,
+# DEFAULT_ALIAS) are shared with serving; these name where captures and reports live and where alerts go.
+MONITORING_BUCKET = "SKLAMBDA_MONITORING_BUCKET"
+DRIFT_WINDOW_HOURS = "SKLAMBDA_DRIFT_WINDOW_HOURS"
+DRIFT_EVENT_BUS = "SKLAMBDA_DRIFT_EVENT_BUS"
+DEFAULTS.update({DRIFT_WINDOW_HOURS: "24", DRIFT_EVENT_BUS: "default"})
+
+
+@dataclass(frozen=True)
+class DriftCheckSettings:
+    """What the drift check function needs; read once per container.
+
+    monitoring_bucket: the data bucket holding capture/ (read) and reports/drift/ (written).
+    window_hours: length of the window of captured predictions each check compares with the baseline.
+    event_bus: name or ARN of the EventBridge bus a DriftDetected event is put on.
+    """
+
+    model_bucket: str
+    signing_key_id: str
+    monitoring_bucket: str
+    default_alias: str = "production"
+    window_hours: float = 24.0
+    event_bus: str = "default"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> DriftCheckSettings:
+        env = os.environ if env is None else env
+        hours = float(_number(env, DRIFT_WINDOW_HOURS, float, 0))
+        if hours <= 0:
+            raise ConfigurationError(f"environment variable {DRIFT_WINDOW_HOURS}={hours} must be above 0")
+        return cls(
+            model_bucket=_required(env, MODEL_BUCKET),
+            signing_key_id=_required(env, SIGNING_KEY_ID),
+            monitoring_bucket=_required(env, MONITORING_BUCKET),
+            default_alias=env.get(DEFAULT_ALIAS, "").strip() or DEFAULTS[DEFAULT_ALIAS],
+            window_hours=hours,
+            event_bus=env.get(DRIFT_EVENT_BUS, "").strip() or DEFAULTS[DRIFT_EVENT_BUS],
+        )
