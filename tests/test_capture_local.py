@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 
 import boto3
@@ -13,6 +14,7 @@ from conftest import event_body
 
 from sklambda import aws, config
 from sklambda.capture import Pseudonymizer
+from sklambda.monitoring import capture_prefix
 from sklambda.publish import publish
 from sklambda.registry import Registry
 from sklambda.signing import CardSigner
@@ -71,6 +73,9 @@ def test_prediction_over_the_local_api_is_captured_pseudonymized_and_erasable(ch
         data = b"".join(s3.get_object(Bucket=capture["bucket"], Key=o["Key"])["Body"].read() for o in listing)
         records = [json.loads(line) for line in data.splitlines()]
         assert len(records) == 2
+        # AND it is partitioned per model and day, as Firehose's dynamic partitioning does in the cloud
+        day = datetime.now(UTC).date()
+        assert [o["Key"].startswith(capture_prefix("churn", day)) for o in listing] == [True] * len(listing)
         assert b"C0100042" not in data and b"C0100043" not in data
         pseudonymizer = Pseudonymizer.from_ciphertext(ciphertext)
         assert records[0]["features"]["customer_id"] == pseudonymizer.pseudonym("C0100042")

@@ -190,7 +190,7 @@ def _privacy_connection(args: argparse.Namespace) -> dict[str, Any]:
         print(f"using the local stack from {path}", file=sys.stderr)
         capture = (local.get("captures") or [{}])[0]
         bucket = bucket or capture.get("bucket")
-        # moto does not partition by model: locally every model's records are under the stream's plain prefix.
+        # Empty when the local stack partitions by model as Firehose does; else the stream's plain local prefix.
         prefix = prefix or capture.get("prefix")
         generated = local.get("generated_parameters", {}).get("PseudonymKeyCiphertext")
         ciphertexts = ciphertexts or ([generated] if generated else [])

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from sklambda_infra.local import firehose
 from sklambda_infra.template import (
     NO_VALUE,
     SERVERLESS_FUNCTION,
@@ -653,10 +654,10 @@ def _state_machine(p: Provisioner, logical_id: str, props: dict[str, Any]) -> Cr
 
 
 def _firehose_delivery_stream(p: Provisioner, logical_id: str, props: dict[str, Any]) -> Created:
-    """A DirectPut stream to S3. moto writes each PutRecord(Batch) call at once as one object under
-    `<prefix>YYYY/MM/DD/HH/`, and evaluates no `!{...}` expression: the prefix is cut before the first one, so
-    dynamically partitioned records land under e.g. `capture/2026/11/27/06/...` (each record names its partition
-    key, e.g. `model`). Buffering, compression and the processors do not apply locally."""
+    """A DirectPut stream to S3. Records are written at once, one object per call (no buffering, compression or
+    processors). A dynamically partitioned prefix (`!{partitionKeyFromQuery:..}`, `!{timestamp:..}` with a
+    `{key: .field}` MetadataExtraction query) is evaluated per record by sklambda_infra.local.firehose; any other
+    `!{...}` prefix is cut before its first expression and moto's `YYYY/MM/DD/HH/` layout applies."""
     kind = str(props.get("DeliveryStreamType", "DirectPut"))
     if kind != "DirectPut":
         raise ProvisionError(f"{logical_id}: only DirectPut delivery streams run locally, not {kind}")
@@ -665,7 +666,9 @@ def _firehose_delivery_stream(p: Provisioner, logical_id: str, props: dict[str, 
         raise ProvisionError(f"{logical_id}: only S3 destinations run locally")
     name = p.name_for(logical_id, props, "DeliveryStreamName", max_length=64)
     prefix = str(destination.get("Prefix", ""))
-    local_prefix = prefix[: prefix.rfind("/", 0, prefix.find("!{")) + 1] if "!{" in prefix else prefix
+    emulated = firehose.partitioning(prefix, _metadata_query(destination))
+    cut = prefix[: prefix.rfind("/", 0, prefix.find("!{")) + 1] if "!{" in prefix else prefix
+    local_prefix = "" if emulated else cut
     pp = p.pseudo
     config = {
         "BucketARN": str(destination["BucketARN"]),
@@ -676,11 +679,25 @@ def _firehose_delivery_stream(p: Provisioner, logical_id: str, props: dict[str, 
         DeliveryStreamName=name, DeliveryStreamType=kind, ExtendedS3DestinationConfiguration=config
     )["DeliveryStreamARN"]
     notes = _ignored(props, {"DeliveryStreamType", "DeliveryStreamName", "ExtendedS3DestinationConfiguration"})
-    notes.append(f"records are written at once, one object per call, under {local_prefix or '/'}YYYY/MM/DD/HH/")
-    if local_prefix != prefix:
-        notes.append(f"dynamic partitioning is not emulated (template prefix {prefix})")
+    if emulated:
+        firehose.register(name, emulated)
+        notes.append(f"records are written at once, one object per call, partitioned as in the cloud: {prefix}")
+    else:
+        notes.append(f"records are written at once, one object per call, under {cut or '/'}YYYY/MM/DD/HH/")
+        if cut != prefix:
+            notes.append(f"dynamic partitioning is not emulated (template prefix {prefix})")
     bucket = config["BucketARN"].split(":")[-1]
     return Created(name, {"Arn": arn, "LocalPrefix": local_prefix, "BucketName": bucket}, notes)
+
+
+def _metadata_query(destination: dict[str, Any]) -> str | None:
+    processing = destination.get("ProcessingConfiguration") or {}
+    for processor in processing.get("Processors") or []:
+        if processor.get("Type") == "MetadataExtraction":
+            for parameter in processor.get("Parameters") or []:
+                if parameter.get("ParameterName") == "MetadataExtractionQuery":
+                    return str(parameter.get("ParameterValue"))
+    return None
 
 
 def _pseudonym_key(p: Provisioner, kms_key_id: str) -> str:

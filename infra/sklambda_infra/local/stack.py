@@ -406,7 +406,7 @@ class LocalStack:
             "resources": resources,
             "arns": arns,
             # Parameters the local stack generated (e.g. the wrapped pseudonymization key) and where captured
-            # predictions land locally (moto does not emulate Firehose's dynamic partitioning).
+            # predictions land locally (prefix empty: partitioned per model as in the cloud).
             "generated_parameters": dict(self.generated_parameters),
             "captures": [
                 {
