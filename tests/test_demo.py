@@ -29,4 +29,6 @@ def test_demo_runs_end_to_end_on_the_local_stack():
     assert "production (version 1) is unaffected: 200" in out
     assert "succeeded: 4000 rows read, 3996 scored, 4 rejected" in out
     assert "line 11: age: expected an integer, got string 'forty'" in out
+    assert "unshifted                      4000 rows: no_drift" in out
+    assert "4000 rows: drift; drifted features: monthly_charges" in out
     assert "Shutting down" in out

@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,7 @@ def table(rows: list[dict], columns: list[str]) -> str:
 
 def run() -> int:
     from sklambda import aws
+    from sklambda.monitoring import Window, run_drift_check
     from sklambda.publish import publish, to_records
     from sklambda.registry import Registry
     from sklambda.signing import CardSigner
@@ -199,6 +201,26 @@ def run() -> int:
         header, first = scored.splitlines()[:2]
         print(f"  s3://{data_bucket}/{summary['outputs']['scored']} starts with:")
         print(f"    {header}\n    {first}")
+
+        say("Monitoring: predictions are captured (customer_id pseudonymized), then checked for drift")
+        fresh, _ = sample.churn_data(4000, seed=21)  # new customers from the same population
+        shifted = fresh.copy()
+        shifted["monthly_charges"] = shifted["monthly_charges"] + 12  # a price rise
+        for label, frame in (("unshifted", fresh), ("shifted (monthly_charges +12)", shifted)):
+            window_start = datetime.now(UTC)
+            rows = to_records(frame)
+            for i in range(0, len(rows), 1000):
+                status, body = http("POST", f"{api}/models/churn/predict", api_key=key,
+                                    body={"instances": rows[i : i + 1000]})  # fmt: skip
+                assert status == 200, body
+            window = Window(window_start, datetime.now(UTC) + timedelta(seconds=1))
+            result = run_drift_check("churn", registry=registry, data_bucket=data_bucket, window=window)
+            drifted = ", ".join(result.report.drifted_features) or "none"
+            print(f"  {label:<30} {result.report.rows} rows: {result.report.verdict}; drifted features: {drifted}")
+            print(f"  {'':<30} report: s3://{data_bucket}/{result.report_keys['html']}")
+        local_report = ROOT / ".sklambda" / "drift-report.html"
+        local_report.write_bytes(s3.get_object(Bucket=data_bucket, Key=result.report_keys["html"])["Body"].read())
+        print(f"  the shifted window's report, to open in a browser: {local_report.relative_to(ROOT)}")
 
         say("Shutting down the local stack")
     print(f"  done in {time.perf_counter() - started:.1f} s. Function logs and metrics: {LOG_FILE.relative_to(ROOT)}")
