@@ -1,4 +1,7 @@
-"""python -m sklambda_infra.bench [--quick] [--only warm|cold|bundle|batch ...] [--out PATH] [--layer-report PATH]"""
+"""python -m sklambda_infra.bench [--quick] [--only warm|cold|bundle|batch|drift|capture ...] [--out PATH]
+
+[--layer-report PATH] reads an existing layer build instead of building one.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +12,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from sklambda_infra import batch_bench
+from sklambda_infra import batch_bench, capture_bench, drift_bench
 from sklambda_infra.bench import bundle, cold, common, machine, report, warm
 
-KINDS = ("warm", "cold", "bundle", "batch")
+KINDS = ("warm", "cold", "bundle", "batch", "drift", "capture")
 DEFAULT_OUT = common.ROOT / "BENCHMARKS.md"
 PARTIAL_OUT = common.BUILD / "BENCHMARKS.md"
 RESULTS = common.BUILD / "results.json"
@@ -56,6 +59,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "batch" in kinds:
         rows, memory_rows = (200_000, [200_000]) if ns.quick else (1_000_000, [1_000_000, 5_000_000])
         results["batch"] = batch_bench.run(rows, memory_rows, repeats=1 if ns.quick else 3)
+    if "drift" in kinds:
+        drift = {"machine": drift_bench.machine()}
+        drift["speed"] = drift_bench.speed(200_000 if ns.quick else 1_000_000, 2 if ns.quick else 5)
+        drift["rates"] = drift_bench.rates(*((100, 10) if ns.quick else (800, 50)))
+        results["drift"] = drift
+    if "capture" in kinds:
+        capture_models = common.fit_models(rows=5000, trees=50)
+        results["capture"] = capture_bench.run(10 if ns.quick else 40, 25, 1, capture_models)
     results["load_average_end"] = machine.load_average()
     results["elapsed_s"] = time.perf_counter() - started
 

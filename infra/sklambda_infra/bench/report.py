@@ -6,6 +6,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sklambda_infra.batch_bench import report as render_batch
+from sklambda_infra.capture_bench import report as capture_report
+from sklambda_infra.drift_bench import markdown as drift_markdown
 
 MIB = 1024 * 1024
 # A ratio this close to its target (relative) gets a note: one more noisy run could flip its verdict.
@@ -84,8 +86,24 @@ def render(results: Mapping[str, Any]) -> str:
         parts += ["", render_bundle(results["bundle"])]
     if results.get("batch") is not None:
         parts += ["", render_batch(results["batch"]).rstrip()]
+    if results.get("drift") is not None:
+        parts += ["", _demote(drift_markdown(results["drift"]), "5. ")]
+    if results.get("capture") is not None:
+        parts += ["", _demote(capture_report(results["capture"]), "6. ")]
     parts += ["", render_reproduce(), "", render_caveats()]
     return "\n".join(parts).rstrip() + "\n"
+
+
+def _demote(markdown: str, number: str) -> str:
+    """A standalone benchmark's report as a numbered section of BENCHMARKS.md (its headings one level down)."""
+    lines = []
+    for line in markdown.rstrip().splitlines():
+        if line.startswith("# "):
+            line = "## " + number + line[2:]
+        elif line.startswith("#"):
+            line = "#" + line
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def _flags(results: Mapping[str, Any]) -> str:
@@ -156,6 +174,38 @@ def summary_rows(results: Mapping[str, Any]) -> list[list[str]]:
                     "PASS" if growth <= 1.1 else "MISS",
                 ]
             )
+    drift = results.get("drift")
+    if drift is not None:
+        speed, rates = drift["speed"], drift["rates"]
+        rows.append(
+            [
+                f"drift check, {speed['rows']:,} rows x {speed['features']} features (median)",
+                f"{speed['check_seconds']['median']:.2f} s",
+                f"<= {speed['target_seconds']} s",
+                "PASS" if speed["meets_target"] else "MISS",
+            ]
+        )
+        false_alarms = rates["false_alarm_rate_min_rows_100"]
+        rows.append(
+            [
+                "drift false alarms on clean windows of 100-50,000 rows (min_rows 100)",
+                f"{false_alarms:.2%}",
+                "<= 1%",
+                "PASS" if false_alarms <= 0.01 else "MISS",
+            ]
+        )
+    capture = results.get("capture")
+    if capture is not None:
+        for name, model in capture["models"].items():
+            for label, r in (("Firehose in moto", model), ("function side only", model["function_side"])):
+                rows.append(
+                    [
+                        f"capture overhead, warm p50, {name} ({label})",
+                        f"{r['ratio_p50']:.2f}x",
+                        "< 1.10x",
+                        "PASS" if r["ratio_p50"] < 1.10 else "MISS",
+                    ]
+                )
     return rows
 
 
