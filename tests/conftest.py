@@ -169,3 +169,54 @@ def lambda_context() -> SimpleNamespace:
 def call(app: ModuleType, event: dict, context) -> tuple[int, dict]:
     response = app.handler(event, context)
     return response["statusCode"], json.loads(response["body"]) if response.get("body") else {}
+
+
+def write_capture(s3, bucket: str, model, X, *, at, name: str = "churn", version: str = "1", part: str = "part-0"):
+    """Captured records of `name` under capture/model=<name>/dt=<day>/, as Firehose partitions them."""
+    from sklambda.capture import Pseudonymizer, build_records
+    from sklambda.monitoring import capture_prefix
+    from sklambda.publish import to_records
+
+    proba = model.predict_proba(X)
+    records = build_records(
+        model=name,
+        version=version,
+        request_id="req",
+        rows=to_records(X),
+        predictions=model.classes_[proba.argmax(axis=1)].tolist(),
+        probabilities=[dict(zip(map(str, model.classes_), p, strict=True)) for p in proba.tolist()],
+        feature_names=list(X.columns),
+        pii=sample.PII,
+        pseudonymizer=Pseudonymizer(b"k" * 32),
+        now=at,
+    )
+    key = capture_prefix(name, at.date()) + part
+    s3.put_object(Bucket=bucket, Key=key, Body=b"".join(r.to_json_line() for r in records))
+
+
+def point_at_stack(stack, patch: pytest.MonkeyPatch) -> None:
+    """Make this process's boto3 clients talk to a running local stack."""
+    details = stack.details
+    for name, value in {
+        "AWS_ENDPOINT_URL": stack.aws_endpoint_url,
+        "AWS_ACCESS_KEY_ID": details["access_key_id"],
+        "AWS_SECRET_ACCESS_KEY": details["secret_access_key"],
+        "AWS_DEFAULT_REGION": details["region"],
+    }.items():
+        patch.setenv(name, value)
+    aws.reset_clients()
+
+
+def publish_to_stack(stack, churn: SimpleNamespace, model) -> ModelCard:
+    """Publish the churn model into a running local stack's registry, promoted to production."""
+    details = stack.details
+    return publish(
+        model,
+        churn.X,
+        churn.y,
+        name="churn",
+        alias="production",
+        pii=sample.PII,
+        registry=Registry(details["model_bucket"]),
+        signer=CardSigner(details["signing_key_id"]),
+    )

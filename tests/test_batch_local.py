@@ -13,11 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import point_at_stack, publish_to_stack
 
 from sklambda import aws
-from sklambda.publish import publish
-from sklambda.registry import Registry
-from sklambda.signing import CardSigner
 from sklambda_infra import sample
 from sklambda_infra.local import LocalStack
 
@@ -41,27 +39,9 @@ def log() -> Log:
 def stack(log: Log, churn, logistic_model):
     parameters = {"FanOutThresholdBytes": FANOUT_BYTES, "BatchChunkBytes": CHUNK_BYTES}
     with LocalStack(ROOT, stack_name="batch-e2e", aws_port=0, api_port=0, parameters=parameters, log=log) as running:
-        details = running.details
-        env = {
-            "AWS_ENDPOINT_URL": running.aws_endpoint_url,
-            "AWS_ACCESS_KEY_ID": details["access_key_id"],
-            "AWS_SECRET_ACCESS_KEY": details["secret_access_key"],
-            "AWS_DEFAULT_REGION": details["region"],
-        }
         with pytest.MonkeyPatch.context() as patch:
-            for name, value in env.items():
-                patch.setenv(name, value)
-            aws.reset_clients()
-            publish(
-                logistic_model,
-                churn.X,
-                churn.y,
-                name="churn",
-                alias="production",
-                pii=sample.PII,
-                registry=Registry(details["model_bucket"]),
-                signer=CardSigner(details["signing_key_id"]),
-            )
+            point_at_stack(running, patch)
+            publish_to_stack(running, churn, logistic_model)
         aws.reset_clients()
         yield running
 

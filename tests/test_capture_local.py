@@ -10,15 +10,12 @@ from pathlib import Path
 
 import boto3
 import pytest
-from conftest import event_body
+from conftest import event_body, point_at_stack, publish_to_stack
 
 from sklambda import aws, config
 from sklambda.capture import Pseudonymizer
 from sklambda.monitoring import capture_prefix
-from sklambda.publish import publish
-from sklambda.registry import Registry
-from sklambda.signing import CardSigner
-from sklambda_infra import cli, sample
+from sklambda_infra import cli
 from sklambda_infra.local import LocalStack
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,24 +36,8 @@ def test_prediction_over_the_local_api_is_captured_pseudonymized_and_erasable(ch
         env = details["functions"]["PredictFunction"]["environment"]
         assert env[config.CAPTURE_STREAM] == capture["stream"]
         assert env[config.PSEUDONYM_KEY_CIPHERTEXT] == ciphertext
-        for name, value in {
-            "AWS_ENDPOINT_URL": stack.aws_endpoint_url,
-            "AWS_ACCESS_KEY_ID": details["access_key_id"],
-            "AWS_SECRET_ACCESS_KEY": details["secret_access_key"],
-            "AWS_DEFAULT_REGION": details["region"],
-        }.items():
-            monkeypatch.setenv(name, value)
-        aws.reset_clients()
-        publish(
-            logistic_model,
-            churn.X,
-            churn.y,
-            name="churn",
-            alias="production",
-            pii=sample.PII,
-            registry=Registry(details["model_bucket"]),
-            signer=CardSigner(details["signing_key_id"]),
-        )
+        point_at_stack(stack, monkeypatch)
+        publish_to_stack(stack, churn, logistic_model)
         # WHEN the sample rows are predicted through the local API
         body = event_body("predict.json")
         request = urllib.request.Request(

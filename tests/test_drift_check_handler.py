@@ -16,14 +16,11 @@ from types import ModuleType, SimpleNamespace
 
 import boto3
 import pytest
-from conftest import publish_churn
+from conftest import publish_churn, write_capture
 
 from sklambda import config
-from sklambda.capture import Pseudonymizer, build_records
 from sklambda.config import DriftCheckSettings
 from sklambda.errors import ConfigurationError
-from sklambda.monitoring import capture_prefix
-from sklambda.publish import to_records
 from sklambda_infra import sample
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,22 +36,7 @@ def load_event(name: str, **changes) -> dict:
 
 
 def capture(model, X, *, name: str = "churn", at: datetime, part: str = "part-0") -> None:
-    """Write captured records of `name` version 1 under capture/model=<name>/dt=<day>/, as Firehose does."""
-    proba = model.predict_proba(X)
-    records = build_records(
-        model=name,
-        version="1",
-        request_id="req",
-        rows=to_records(X),
-        predictions=model.classes_[proba.argmax(axis=1)].tolist(),
-        probabilities=[dict(zip(map(str, model.classes_), p, strict=True)) for p in proba.tolist()],
-        feature_names=list(X.columns),
-        pii=sample.PII,
-        pseudonymizer=Pseudonymizer(b"k" * 32),
-        now=at,
-    )
-    key = capture_prefix(name, at.date()) + part
-    boto3.client("s3").put_object(Bucket=DATA_BUCKET, Key=key, Body=b"".join(r.to_json_line() for r in records))
+    write_capture(boto3.client("s3"), DATA_BUCKET, model, X, at=at, name=name, part=part)
 
 
 def shifted(rows: int, seed: int):

@@ -6,10 +6,9 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from conftest import write_capture
 
-from sklambda.capture import Pseudonymizer, build_records
-from sklambda.monitoring import StateStore, Window, capture_prefix, run_drift_check
-from sklambda.publish import to_records
+from sklambda.monitoring import StateStore, Window, run_drift_check
 from sklambda_infra import sample
 
 DATA_BUCKET = "sklambda-data-test"
@@ -24,23 +23,7 @@ def data_bucket(registry_env):
 
 
 def capture(s3, model, X, *, version="1", at=END - timedelta(hours=1), name="part-0"):
-    """Write captured records the way Firehose delivers them (JSON lines under capture/model=/dt=/)."""
-    rows = to_records(X)
-    proba = model.predict_proba(X)
-    records = build_records(
-        model="churn",
-        version=version,
-        request_id="req",
-        rows=rows,
-        predictions=model.classes_[proba.argmax(axis=1)].tolist(),
-        probabilities=[dict(zip(map(str, model.classes_), p, strict=True)) for p in proba.tolist()],
-        feature_names=list(X.columns),
-        pii=sample.PII,
-        pseudonymizer=Pseudonymizer(b"k" * 32),
-        now=at,
-    )
-    key = capture_prefix("churn", at.date()) + name
-    s3.put_object(Bucket=DATA_BUCKET, Key=key, Body=b"".join(r.to_json_line() for r in records))
+    write_capture(s3, DATA_BUCKET, model, X, at=at, version=version, part=name)
 
 
 def check(registry_env):

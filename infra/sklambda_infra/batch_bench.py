@@ -30,23 +30,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sklambda_infra.bench.common import FAKE_AWS, log
+
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / "build" / "bench"
 BATCH_FUNCTION = ROOT / "functions" / "batch_score"
 NUMERIC = [f"x{i:02d}" for i in range(14)]
 CATEGORICAL = [f"c{i}" for i in range(6)]
 LEVELS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
-FAKE_AWS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_REGION": "us-east-1",
-}
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def frame(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
