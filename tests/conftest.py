@@ -191,7 +191,7 @@ def write_capture(s3, bucket: str, model, X, *, at, name: str = "churn", version
         now=at,
     )
     key = capture_prefix(name, at.date()) + part
-    s3.put_object(Bucket=bucket, Key=key, Body=b"".join(r.to_json_line() for r in records))
+    s3.put_object(Bucket=bucket, Key=key, Body="".join(r.to_json_line() for r in records).encode())
 
 
 def point_at_stack(stack, patch: pytest.MonkeyPatch) -> None:

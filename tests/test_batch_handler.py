@@ -284,3 +284,43 @@ def test_fail_task_writes_the_failed_summary(fanout_app, batch_env, lambda_conte
 def test_unknown_action_is_an_error(fanout_app, lambda_context):
     with pytest.raises(ValueError, match="unknown action"):
         fanout_app.handler({"action": "explode"}, lambda_context)
+
+
+def capture_lines(text: str) -> list[dict]:
+    out = []
+    for line in text.splitlines():
+        if line.startswith('{"capture":'):
+            out.append(json.loads(line))
+    return out
+
+
+@pytest.mark.parametrize(("rate", "max_rows", "expected"), [("1", "1000", 40), ("1", "7", 7), ("0", "1000", 0)])
+def test_batch_job_captures_a_capped_sample_of_its_scored_rows_pseudonymized(
+    batch_env, lambda_context, monkeypatch, capsys, rate, max_rows, expected
+):
+    from sklambda.capture import Pseudonymizer, create_key_ciphertext
+
+    # GIVEN batch capture on with a sample rate and a per-job cap, and a 40-row file with customer ids
+    ciphertext = create_key_ciphertext(boto3.client("kms").create_key()["KeyMetadata"]["Arn"])
+    monkeypatch.setenv("SKLAMBDA_PSEUDONYM_KEY_CIPHERTEXT", ciphertext)
+    monkeypatch.setenv("SKLAMBDA_BATCH_CAPTURE_SAMPLE_RATE", rate)
+    monkeypatch.setenv("SKLAMBDA_BATCH_CAPTURE_MAX_ROWS", max_rows)
+    app = _import("app")
+    X, _ = sample.churn_data(40, seed=3)
+    notification = upload(batch_env.s3, "incoming/churn/sampled.csv", X.to_csv(index=False).encode())
+    capsys.readouterr()
+    # WHEN the job runs
+    assert app.handler(sqs_event({"Records": [notification]}), lambda_context) == {"batchItemFailures": []}
+    app.metrics.clear_metrics()
+    # THEN the sample (capped) was written as capture lines under the job id, with pseudonyms only
+    out = capsys.readouterr().out
+    records = capture_lines(out)
+    assert len(records) == expected
+    assert not any(customer in out for customer in X["customer_id"])
+    if records:
+        job = summary(batch_env.s3, "sampled.csv")["job_id"]
+        assert {r["request_id"] for r in records} == {job}
+        p = Pseudonymizer.from_ciphertext(ciphertext)
+        by_id = {p.pseudonym(c): c for c in X["customer_id"]}
+        assert all(r["features"]["customer_id"] in by_id for r in records)
+        assert all(set(r["probabilities"]) == {"no", "yes"} for r in records)

@@ -12,32 +12,21 @@ from botocore.exceptions import ClientError
 from conftest import call, event_body, import_predict_app, load_event
 
 from sklambda import config
-from sklambda.capture import Capturer, Pseudonymizer, batches, create_key_ciphertext
+from sklambda.capture import CAPTURE_MARKER, MAX_RECORD_BYTES, Capturer, Pseudonymizer, create_key_ciphertext
 from sklambda.config import CaptureSettings
 from sklambda.errors import ConfigurationError
 from sklambda.privacy import erase_subject
 
 CAPTURE_BUCKET = "sklambda-data-test"
-STREAM = "sklambda-capture-test"
 
 
 @pytest.fixture
 def capture_env(function_env, monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
-    """A data bucket, a Firehose stream delivering into capture/ and a wrapped pseudonymization key."""
+    """A data bucket (for erasure) and a wrapped pseudonymization key: capture is on."""
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket=CAPTURE_BUCKET)
-    boto3.client("firehose").create_delivery_stream(
-        DeliveryStreamName=STREAM,
-        DeliveryStreamType="DirectPut",
-        ExtendedS3DestinationConfiguration={
-            "RoleARN": "arn:aws:iam::123456789012:role/firehose",
-            "BucketARN": f"arn:aws:s3:::{CAPTURE_BUCKET}",
-            "Prefix": "capture/model=churn/",
-        },
-    )
     data_key = boto3.client("kms").create_key()["KeyMetadata"]["Arn"]
     ciphertext = create_key_ciphertext(data_key)
-    monkeypatch.setenv(config.CAPTURE_STREAM, STREAM)
     monkeypatch.setenv(config.PSEUDONYM_KEY_CIPHERTEXT, ciphertext)
     return SimpleNamespace(s3=s3, data_key=data_key, ciphertext=ciphertext)
 
@@ -58,13 +47,24 @@ def captured_records(s3) -> list[dict]:
     return [json.loads(line) for body in captured_objects(s3).values() for line in body.splitlines() if line]
 
 
-def emitted_metrics(capsys) -> dict[str, float]:
-    found: dict[str, float] = {}
-    for line in capsys.readouterr().out.splitlines():
+def log_lines(text: str) -> list[dict]:
+    found = []
+    for line in text.splitlines():
         try:
-            blob = json.loads(line)
+            found.append(json.loads(line))
         except ValueError:
             continue
+    return found
+
+
+def capture_lines(text: str) -> list[dict]:
+    """The records the subscription filter { $.capture = "sklambda/v1" } would select from the function's log."""
+    return [r for r in log_lines(text) if r.get("capture") == CAPTURE_MARKER]
+
+
+def emitted_metrics(text: str) -> dict[str, float]:
+    found: dict[str, float] = {}
+    for blob in log_lines(text):
         for directive in blob.get("_aws", {}).get("CloudWatchMetrics", []):
             for metric in directive["Metrics"]:
                 value = blob[metric["Name"]]
@@ -100,40 +100,36 @@ def test_wrapped_key_unwraps_to_the_same_pseudonyms_in_every_container(mocked_aw
 
 
 # --- settings ------------------------------------------------------------------------------------------------------
-def test_capture_is_off_without_a_stream_and_refuses_to_start_without_a_key() -> None:
+def test_capture_is_off_without_a_key_or_with_a_zero_rate_and_refuses_bad_rates() -> None:
     assert not CaptureSettings.from_env({}).enabled
     assert CaptureSettings.from_env({}).sample_rate == 1.0
-    with pytest.raises(ConfigurationError, match=config.PSEUDONYM_KEY_CIPHERTEXT):
-        CaptureSettings.from_env({config.CAPTURE_STREAM: "s"})
+    assert CaptureSettings.from_env({config.PSEUDONYM_KEY_CIPHERTEXT: "x"}).enabled
+    assert not CaptureSettings.from_env({config.PSEUDONYM_KEY_CIPHERTEXT: "x", config.CAPTURE_SAMPLE_RATE: "0"}).enabled
     with pytest.raises(ConfigurationError, match=config.CAPTURE_SAMPLE_RATE):
         CaptureSettings.from_env({config.CAPTURE_SAMPLE_RATE: "1.5"})
-
-
-def test_batches_stay_within_put_record_batch_limits() -> None:
-    assert [len(b) for b in batches([b"x"] * 1001)] == [500, 500, 1]
-    assert [len(b) for b in batches([b"x" * (900 * 1024)] * 6)] == [4, 2]
+    batch = CaptureSettings.batch_from_env({config.PSEUDONYM_KEY_CIPHERTEXT: "x"})
+    assert (batch.sample_rate, batch.max_rows) == (0.01, 10000)
 
 
 # --- through the handler -------------------------------------------------------------------------------------------
-def test_no_raw_pii_value_is_ever_captured(capturing_app, capture_env, published, lambda_context) -> None:
+def test_no_raw_pii_value_is_ever_captured(capturing_app, capture_env, published, lambda_context, capsys) -> None:
     # GIVEN the sample predict event, whose rows carry customer ids (a pii feature of the churn model)
     event = load_event("predict.json")
     rows = event_body("predict.json")["instances"]
+    capsys.readouterr()
     # WHEN it is scored through the handler
     status, body = call(capturing_app, event, lambda_context)
     assert status == 200
-    # THEN every capture object is free of every raw pii value
-    objects = captured_objects(capture_env.s3)
-    assert objects
+    # THEN nothing the function logged (capture lines, logs, metrics) holds a raw pii value
+    out = capsys.readouterr().out
     pii = published.input_schema.pii_features
     raw_values = {str(row[name]) for row in rows for name in pii}
     assert raw_values == {"C0100042", "C0100043"}
-    for data in objects.values():
-        for raw in raw_values:
-            assert raw.encode() not in data
-    # AND it holds one record per row with the pseudonym, the request id, the prediction and probabilities
+    for raw in raw_values:
+        assert raw not in out
+    # AND one capture line per row holds the pseudonym, the request id, the prediction and probabilities
     pseudonymizer = Pseudonymizer.from_ciphertext(capture_env.ciphertext)
-    records = sorted(captured_records(capture_env.s3), key=lambda r: r["row"])
+    records = sorted(capture_lines(out), key=lambda r: r["row"])
     assert [r["features"]["customer_id"] for r in records] == [pseudonymizer.pseudonym(r["customer_id"]) for r in rows]
     assert {r["request_id"] for r in records} == {event["requestContext"]["requestId"]}
     assert [r["prediction"] for r in records] == body["predictions"]
@@ -142,82 +138,106 @@ def test_no_raw_pii_value_is_ever_captured(capturing_app, capture_env, published
     assert {(r["model"], r["version"], r["key_id"]) for r in records} == {
         ("churn", published.version, pseudonymizer.key_id)
     }
+    assert emitted_metrics(out)["CapturedRecords"] == 2
 
 
 @pytest.mark.parametrize(("rate", "expected"), [("0", 0), ("1", 2)])
 def test_sampling_rate_zero_captures_nothing_and_one_captures_all(
-    capture_env, published, lambda_context, monkeypatch, rate, expected
+    capture_env, published, lambda_context, monkeypatch, capsys, rate, expected
 ) -> None:
     # GIVEN a function whose capture sample rate is 0 or 1
     monkeypatch.setenv(config.CAPTURE_SAMPLE_RATE, rate)
     app = import_predict_app()
+    capsys.readouterr()
     # WHEN 5 requests of 2 rows are scored
     for _ in range(5):
         assert call(app, load_event("predict.json"), lambda_context)[0] == 200
     app.metrics.clear_metrics()
     # THEN nothing or everything was captured
-    assert len(captured_records(capture_env.s3)) == 5 * expected
+    assert len(capture_lines(capsys.readouterr().out)) == 5 * expected
 
 
-def test_sampling_is_per_request(mocked_aws) -> None:
+def test_sampling_is_per_request() -> None:
     # GIVEN a rate of 0.5 and a random source below, then above, it
     draws = iter([0.1, 0.9])
+    written: list[str] = []
     capturer = Capturer(
-        CaptureSettings(stream="s", sample_rate=0.5, key_ciphertext="x"),
+        CaptureSettings(sample_rate=0.5, key_ciphertext="x"),
         pseudonymizer=Pseudonymizer(b"k" * 32),
-        firehose=lambda: SimpleNamespace(put_record_batch=lambda **kw: {"FailedPutCount": 0}),
+        write=written.append,
         rng=lambda: next(draws),
     )
     args = dict(model="m", version="1", request_id="r", rows=[{"a": 1}], predictions=[0], probabilities=None)
     # THEN the first request is captured and the second is not
     assert capturer.capture(**args, feature_names=["a"], pii=[]).sent == 1
     assert capturer.capture(**args, feature_names=["a"], pii=[]).sampled is False
+    assert len(written) == 1 and json.loads(written[0])["capture"] == CAPTURE_MARKER
 
 
-def test_failing_firehose_does_not_fail_predictions_and_is_counted(
+def test_rows_of_one_request_are_written_at_once_one_line_each() -> None:
+    # GIVEN a capturer writing to a list
+    written: list[str] = []
+    capturer = Capturer(
+        CaptureSettings(key_ciphertext="x"), pseudonymizer=Pseudonymizer(b"k" * 32), write=written.append
+    )
+    # WHEN three rows are captured
+    rows = [{"a": i, "who": f"C{i}"} for i in range(3)]
+    outcome = capturer.capture(
+        model="m",
+        version="1",
+        request_id="r",
+        rows=rows,
+        predictions=[0, 1, 0],
+        probabilities=None,
+        feature_names=["a", "who"],
+        pii=["who"],
+    )
+    # THEN one write holds three newline-terminated JSON lines (one CloudWatch Logs event each), pii pseudonymized
+    assert outcome.sent == 3 and len(written) == 1
+    lines = written[0].splitlines()
+    assert len(lines) == 3 and written[0].endswith("\n")
+    assert [json.loads(line)["row"] for line in lines] == [0, 1, 2]
+    assert all(json.loads(line)["features"]["who"].startswith("h1:") for line in lines)
+
+
+def test_failing_capture_does_not_fail_predictions_and_is_counted(
     capturing_app, capture_env, published, lambda_context, capsys, monkeypatch
 ) -> None:
-    # GIVEN a Firehose that refuses every call
-    def refuse(**_):
-        raise ClientError({"Error": {"Code": "ServiceUnavailableException", "Message": "down"}}, "PutRecordBatch")
+    # GIVEN a capture whose log write fails (a closed stream)
+    def broken(_: str) -> None:
+        raise OSError("stream closed")
 
-    monkeypatch.setattr(capturing_app.capturer, "_firehose", lambda: SimpleNamespace(put_record_batch=refuse))
+    monkeypatch.setattr(capturing_app.capturer, "_write", broken)
     capsys.readouterr()
     # WHEN the sample event is scored
     status, body = call(capturing_app, load_event("predict.json"), lambda_context)
     # THEN the prediction succeeds and the lost records are counted in CaptureFailures
     assert status == 200 and len(body["predictions"]) == 2
-    metrics = emitted_metrics(capsys)
+    metrics = emitted_metrics(capsys.readouterr().out)
     assert metrics["CaptureFailures"] == 2
     assert "CapturedRecords" not in metrics
 
 
-def test_partially_refused_batches_and_an_unusable_key_are_counted_not_raised(mocked_aws) -> None:
-    # GIVEN a stream that refuses one record of two, and a capturer whose key cannot be unwrapped
-    partial = Capturer(
-        CaptureSettings(stream="s", key_ciphertext="x"),
-        pseudonymizer=Pseudonymizer(b"k" * 32),
-        firehose=lambda: SimpleNamespace(
-            put_record_batch=lambda **kw: {
-                "FailedPutCount": 1,
-                "RequestResponses": [{"RecordId": "1"}, {"ErrorCode": "ServiceUnavailableException"}],
-            }
-        ),
-    )
-    broken_key = Capturer(CaptureSettings(stream="s", key_ciphertext=base64.b64encode(b"junk").decode()))
-    args = dict(model="m", version="1", request_id="r", rows=[{"a": 1}, {"a": 2}], predictions=[0, 1])
+def test_an_unusable_key_and_an_oversized_record_are_counted_not_raised() -> None:
+    # GIVEN a capturer whose key cannot be unwrapped, and one given a row too large for a log event
+    written: list[str] = []
+    broken_key = Capturer(CaptureSettings(key_ciphertext=base64.b64encode(b"junk").decode()), write=written.append)
+    fine = Capturer(CaptureSettings(key_ciphertext="x"), pseudonymizer=Pseudonymizer(b"k" * 32), write=written.append)
+    args = dict(model="m", version="1", request_id="r", predictions=[0, 1], probabilities=None, feature_names=["a"])
     # WHEN both capture two rows
-    first = partial.capture(**args, probabilities=None, feature_names=["a"], pii=["a"])
-    second = broken_key.capture(**args, probabilities=None, feature_names=["a"], pii=["a"])
-    # THEN the outcomes say what was lost
-    assert (first.sent, first.failed) == (1, 1)
-    assert (second.sent, second.failed) == (0, 2)
+    first = broken_key.capture(**args, rows=[{"a": 1}, {"a": 2}], pii=["a"])
+    second = fine.capture(**args, rows=[{"a": 1}, {"a": "x" * MAX_RECORD_BYTES}], pii=[])
+    # THEN the outcomes say what was lost, and only the row that fits was written
+    assert (first.sent, first.failed) == (0, 2)
+    assert (second.sent, second.failed) == (1, 1)
+    assert len(written) == 1 and len(written[0].splitlines()) == 1
 
 
-def test_capture_reaches_the_stream_from_the_v2_route(capturing_app, capture_env, published, lambda_context) -> None:
+def test_capture_lines_come_from_the_v2_route_too(capturing_app, capture_env, published, lambda_context, capsys):
+    capsys.readouterr()
     status, _ = call(capturing_app, load_event("v2_infer.json"), lambda_context)
     assert status == 200
-    assert captured_records(capture_env.s3)
+    assert capture_lines(capsys.readouterr().out)
 
 
 # --- erasure -------------------------------------------------------------------------------------------------------
@@ -292,10 +312,10 @@ def test_capture_benchmark_runs_both_arms_and_reports_the_ratio(aws_credentials)
     models = common.fit_models(rows=400, trees=3)
     # WHEN the benchmark runs
     results = capture_bench.run(rounds=2, block=2, rows=1, models=models)
-    # THEN each model has a p50 ratio for moto's Firehose and for the function side alone, and a report row each
+    # THEN each model has a p50 ratio and a report row
     for r in results["models"].values():
-        assert r["ratio_p50"] > 0 and r["function_side"]["ratio_p50"] > 0
-    assert capture_bench.report(results).count("| churn-") == 4
+        assert r["ratio_p50"] > 0 and r["p50_ms_with_capture"] > 0
+    assert capture_bench.report(results).count("| churn-") == 2
 
 
 def test_cli_erase_finds_bucket_prefix_and_key_in_the_local_stack_details(mocked_aws, tmp_path, monkeypatch, capsys):

@@ -1,9 +1,11 @@
 """Prediction capture on the local stack: a prediction over the local API becomes a pseudonymized capture object
-in moto S3 (through moto's Firehose), and `sklambda privacy erase` removes the subject from it."""
+in moto S3 (function log line -> the template's subscription filter -> moto's Firehose), and `sklambda privacy
+erase` removes the subject from it."""
 
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,31 +28,46 @@ class Log(list):
         self.append(line)
 
 
+def predict(stack, details) -> int:
+    request = urllib.request.Request(
+        f"{stack.api_url}/models/churn/predict",
+        data=json.dumps(event_body("predict.json")).encode(),
+        headers={"x-api-key": details["api_key"], "content-type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return response.status
+
+
+def wait_for_objects(s3, bucket: str, timeout_s: float = 10.0) -> list[dict]:
+    """Capture lines leave through the worker's log and the subscription forwarder, after the response."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        listing = s3.list_objects_v2(Bucket=bucket, Prefix=config.CAPTURE_PREFIX).get("Contents", [])
+        if listing:
+            return listing
+        time.sleep(0.1)
+    return []
+
+
 @pytest.mark.e2e
 def test_prediction_over_the_local_api_is_captured_pseudonymized_and_erasable(churn, logistic_model, monkeypatch):
     with LocalStack(ROOT, stack_name="capture-e2e", aws_port=0, api_port=0, log=Log()) as stack:
         details = stack.details
-        # GIVEN the local stack generated the wrapped key and gave the function the stream
+        # GIVEN the local stack generated the wrapped key, gave it to the function, and subscribed its log group
         ciphertext = details["generated_parameters"]["PseudonymKeyCiphertext"]
         (capture,) = details["captures"]
         env = details["functions"]["PredictFunction"]["environment"]
-        assert env[config.CAPTURE_STREAM] == capture["stream"]
         assert env[config.PSEUDONYM_KEY_CIPHERTEXT] == ciphertext
+        subscribed = {(s["filter"], s["stream"]) for s in details["log_subscriptions"]}
+        assert ("PredictCaptureSubscription", capture["stream"]) in subscribed
         point_at_stack(stack, monkeypatch)
         publish_to_stack(stack, churn, logistic_model)
         # WHEN the sample rows are predicted through the local API
-        body = event_body("predict.json")
-        request = urllib.request.Request(
-            f"{stack.api_url}/models/churn/predict",
-            data=json.dumps(body).encode(),
-            headers={"x-api-key": details["api_key"], "content-type": "application/json"},
-            method="POST",
-        )
-        with urllib.request.urlopen(request, timeout=60) as response:
-            assert response.status == 200
+        assert predict(stack, details) == 200
         # THEN a capture object holds one record per row, with pseudonyms and no raw customer id
         s3 = boto3.client("s3", endpoint_url=stack.aws_endpoint_url)
-        listing = s3.list_objects_v2(Bucket=capture["bucket"], Prefix=config.CAPTURE_PREFIX)["Contents"]
+        listing = wait_for_objects(s3, capture["bucket"])
         data = b"".join(s3.get_object(Bucket=capture["bucket"], Key=o["Key"])["Body"].read() for o in listing)
         records = [json.loads(line) for line in data.splitlines()]
         assert len(records) == 2
@@ -86,4 +103,25 @@ def test_prediction_over_the_local_api_is_captured_pseudonymized_and_erasable(ch
         )
         left = [json.loads(line) for line in after.splitlines()]
         assert [r["features"]["customer_id"] for r in left] == [pseudonymizer.pseudonym("C0100043")]
+    aws.reset_clients()
+
+
+@pytest.mark.e2e
+def test_a_failing_capture_stream_does_not_fail_predictions(churn, logistic_model, monkeypatch):
+    log = Log()
+    with LocalStack(ROOT, stack_name="capture-down", aws_port=0, api_port=0, log=log) as stack:
+        details = stack.details
+        point_at_stack(stack, monkeypatch)
+        publish_to_stack(stack, churn, logistic_model)
+        # GIVEN the capture stream is gone (deleted, throttled: Firehose does not take the records)
+        (capture,) = details["captures"]
+        boto3.client("firehose", endpoint_url=stack.aws_endpoint_url).delete_delivery_stream(
+            DeliveryStreamName=capture["stream"]
+        )
+        # WHEN predictions are made
+        statuses = [predict(stack, details) for _ in range(3)]
+        stack.forwarder.flush()
+        # THEN every prediction succeeds, and the undelivered records are reported by the log delivery
+        assert statuses == [200, 200, 200]
+        assert any("records not delivered" in line for line in log)
     aws.reset_clients()

@@ -267,10 +267,9 @@ def test_sign_check_catches_a_wildcard_grant(template: dict) -> None:
 def test_predict_role_reads_only_the_models_prefix_and_decrypts_only_through_s3(template: dict) -> None:
     # GIVEN the predict function's hand-written policies
     statements = {s["Sid"]: s for s in function_statements(template)}
-    # THEN they grant exactly these permissions (reads, plus sending captures), each on one resource
+    # THEN they grant exactly these permissions (reads only: captures leave through the log), each on one resource
     granted = sorted(action for action, _ in allowed_actions(list(statements.values())))
     assert granted == [
-        "firehose:putrecordbatch",
         "kms:decrypt",
         "kms:decrypt",
         "kms:verify",
@@ -558,7 +557,6 @@ PREDICT_SETTINGS = {
     config.MAX_ROWS,
     config.MAX_BODY_BYTES,
     config.PRELOAD_MODELS,
-    config.CAPTURE_STREAM,
     config.CAPTURE_SAMPLE_RATE,
     config.PSEUDONYM_KEY_CIPHERTEXT,
 }
@@ -775,6 +773,9 @@ BATCH_ENGINE_SETTINGS = {
     config.BATCH_REJECT_THRESHOLD,
     config.BATCH_CHUNK_ROWS,
     config.BATCH_CHUNK_BYTES,
+    config.BATCH_CAPTURE_SAMPLE_RATE,
+    config.BATCH_CAPTURE_MAX_ROWS,
+    config.PSEUDONYM_KEY_CIPHERTEXT,
 }
 
 
@@ -788,7 +789,12 @@ def test_batch_environments_are_exactly_the_settings_the_code_reads(template: di
     assert score_env[config.BATCH_DATA_BUCKET] == {"Ref": "DataBucket"}
     assert score_env[config.BATCH_STATE_MACHINE_ARN] == {"Ref": "BatchFanOutStateMachine"}
     # AND the reject threshold and chunk rows default to the runtime's defaults
-    for name in (config.BATCH_REJECT_THRESHOLD, config.BATCH_CHUNK_ROWS):
+    for name in (
+        config.BATCH_REJECT_THRESHOLD,
+        config.BATCH_CHUNK_ROWS,
+        config.BATCH_CAPTURE_SAMPLE_RATE,
+        config.BATCH_CAPTURE_MAX_ROWS,
+    ):
         parameter = template["Parameters"][score_env[name]["Ref"]]
         assert float(parameter["Default"]) == float(config.DEFAULTS[name]), name
 
@@ -798,14 +804,15 @@ def test_capture_stream_partitions_by_model_and_day_into_the_data_bucket_encrypt
     # GIVEN the capture stream
     stream = template["Resources"]["CaptureStream"]["Properties"]
     s3 = stream["ExtendedS3DestinationConfiguration"]
-    # THEN the function puts records directly and Firehose writes them under capture/model=<model>/dt=<day>/
+    # THEN it takes records from the subscription filters (DirectPut) and writes them under
+    # capture/model=<model>/dt=<day>/
     assert stream["DeliveryStreamType"] == "DirectPut"
     assert s3["BucketARN"] == {"Fn::GetAtt": ["DataBucket", "Arn"]}
     assert s3["Prefix"] == "capture/model=!{partitionKeyFromQuery:model}/dt=!{timestamp:yyyy-MM-dd}/"
     assert s3["Prefix"].startswith(config.CAPTURE_PREFIX)
     assert s3["ErrorOutputPrefix"].startswith("capture-errors/")
     assert s3["DynamicPartitioningConfiguration"]["Enabled"] is True
-    (processor,) = s3["ProcessingConfiguration"]["Processors"]
+    processor = s3["ProcessingConfiguration"]["Processors"][-1]
     parameters = {p["ParameterName"]: p["ParameterValue"] for p in processor["Parameters"]}
     assert processor["Type"] == "MetadataExtraction"
     assert parameters == {"MetadataExtractionQuery": "{model: .model}", "JsonParsingEngine": "JQ-1.6"}
@@ -846,17 +853,50 @@ def test_capture_stream_role_writes_only_captures_and_never_uses_the_key_outside
             }
 
 
-def test_predict_role_sends_captures_to_its_stream_and_only_unwraps_the_pseudonymization_key(template: dict) -> None:
-    statements = {s["Sid"]: s for s in function_statements(template)}
-    assert statements["CapturePredictions"]["Action"] == "firehose:PutRecordBatch"
-    assert statements["CapturePredictions"]["Resource"] == {"Fn::GetAtt": ["CaptureStream", "Arn"]}
+@pytest.mark.parametrize("function", ["PredictFunction", "BatchScoreFunction", "BatchChunkFunction"])
+def test_capturing_functions_only_unwrap_the_pseudonymization_key_and_call_no_firehose(
+    template: dict, function: str
+) -> None:
+    # GIVEN the policies of a function that captures rows
+    statements = {s["Sid"]: s for s in function_statements(template, function)}
+    # THEN the pseudonymization key is unwrapped only under its encryption context
     unwrap = statements["UnwrapPseudonymizationKey"]
     assert unwrap["Action"] == "kms:Decrypt" and unwrap["Resource"] == {"Fn::GetAtt": ["DataKey", "Arn"]}
     assert unwrap["Condition"] == {"StringEquals": PSEUDONYM_CONTEXT}
-    # AND the role can neither create or encrypt keys nor read captures
+    # AND the role can neither create nor encrypt with keys, and has no Firehose permission (captures go via logs)
     actions = {action for action, _ in allowed_actions(list(statements.values()))}
-    assert not {a for a in actions if a.startswith("kms:") and a not in {"kms:decrypt", "kms:verify"}}
-    assert not {a for a in actions if a.startswith("firehose:") and a != "firehose:putrecordbatch"}
+    assert not {
+        a for a in actions if a.startswith("kms:") and a not in {"kms:decrypt", "kms:verify", "kms:generatedatakey"}
+    }
+    assert not {a for a in actions if a.startswith("firehose:")}
+
+
+def test_capture_lines_of_every_capturing_function_reach_the_stream_through_a_subscription(template: dict) -> None:
+    # GIVEN the subscription filters
+    resources = template["Resources"]
+    subs = {k: r["Properties"] for k, r in resources.items() if r["Type"] == "AWS::Logs::SubscriptionFilter"}
+    # THEN the predict and both batch log groups send exactly the marked lines to the capture stream
+    assert sorted(p["LogGroupName"]["Ref"] for p in subs.values()) == [
+        "BatchChunkFunctionLogGroup",
+        "BatchScoreFunctionLogGroup",
+        "PredictFunctionLogGroup",
+    ]
+    for props in subs.values():
+        assert props["FilterPattern"] == '{ $.capture = "sklambda/v1" }'
+        assert props["DestinationArn"] == {"Fn::GetAtt": ["CaptureStream", "Arn"]}
+    assert all(resources[k].get("Condition") == "CaptureEnabled" for k in subs)
+    # AND CloudWatch Logs may only put records into that stream
+    role = resources["CaptureLogsRole"]["Properties"]
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "logs.amazonaws.com"}
+    statements = [s for p in role["Policies"] for s in as_list(p["PolicyDocument"]["Statement"])]
+    assert {a for a, _ in allowed_actions(statements)} == {"firehose:putrecord", "firehose:putrecordbatch"}
+    assert all(s["Resource"] == {"Fn::GetAtt": ["CaptureStream", "Arn"]} for s in statements)
+    # AND the stream unzips CloudWatch Logs batches and keeps only the messages before partitioning by model
+    processors = resources["CaptureStream"]["Properties"]["ExtendedS3DestinationConfiguration"][
+        "ProcessingConfiguration"
+    ]["Processors"]
+    assert [p["Type"] for p in processors] == ["Decompression", "CloudWatchLogProcessing", "MetadataExtraction"]
 
 
 @pytest.mark.parametrize(("ciphertext", "capturing"), [("", False), ("AQIDBAU=", True)])
@@ -864,11 +904,9 @@ def test_capture_is_configured_only_when_a_wrapped_key_is_given(template: dict, 
     # GIVEN the template resolved with or without PseudonymKeyCiphertext
     params = parameter_values(template, {"PseudonymKeyCiphertext": ciphertext})
     variables = sklambda_variables(resolve_language_extensions(template, params))
-    # THEN the function gets the stream and the key together, or neither (capture off)
-    assert (config.CAPTURE_STREAM in variables) is capturing
+    # THEN the function gets the key, or no key (capture off)
     assert (config.PSEUDONYM_KEY_CIPHERTEXT in variables) is capturing
     if capturing:
-        assert variables[config.CAPTURE_STREAM] == {"Ref": "CaptureStream"}
         assert variables[config.PSEUDONYM_KEY_CIPHERTEXT] == {"Ref": "PseudonymKeyCiphertext"}
     assert template["Parameters"]["PseudonymKeyCiphertext"]["NoEcho"] is True
 

@@ -33,7 +33,7 @@ from aws_lambda_powertools.utilities.idempotency import (
     idempotent_function,
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from batch_shared import record_job, server
+from batch_shared import job_capture, record_capture, record_job, server
 from botocore.exceptions import ClientError
 
 from sklambda import aws
@@ -115,11 +115,14 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         chunks = plan_chunks(ref, chunk_bytes=settings.chunk_bytes)
         if len(chunks) > 1:  # a gzip file cannot be split: it is scored in one pass below
             return _start_fan_out(ref, job_id, chunks)
+    capture = job_capture(job_id)
     try:
-        summary = score_object(ref, server=server(), settings=settings, job_id=job_id)
+        summary = score_object(ref, server=server(), settings=settings, job_id=job_id, observer=capture)
     except BatchJobFailed as e:
+        record_capture(capture)
         record_job(e.summary)
         raise
+    record_capture(capture)
     record_job(summary)
     return {"status": summary.status, "job_id": job_id, "summary_key": summary.summary_key}
 

@@ -10,13 +10,16 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 from sklambda.batch import JobSummary
-from sklambda.config import ServingSettings
+from sklambda.capture import Capturer, JobCapture
+from sklambda.config import CaptureSettings, ServingSettings
 from sklambda.registry import Registry
 from sklambda.serving import ModelServer
 from sklambda.signing import CardVerifier
 
 logger = Logger()
 _server: ModelServer | None = None
+# Read at import so a bad capture setting fails the cold start; off without the pseudonymization key.
+capturer = Capturer(CaptureSettings.batch_from_env())
 
 
 def server() -> ModelServer:
@@ -61,3 +64,24 @@ def record_job(summary: JobSummary) -> None:
         logger.info("batch job scored", extra=extra)
     else:
         logger.warning("batch job failed", extra={**extra, "reason": summary.failure_reason, "report": summary.report})
+
+
+def job_capture(job_id: str) -> JobCapture | None:
+    """The observer that captures a sample of this job's scored rows, or None when capture is off."""
+    return JobCapture(capturer, job_id) if capturer.enabled else None
+
+
+def record_capture(capture: JobCapture | None) -> None:
+    """CapturedRecords / CaptureFailures of one job or chunk (a capture failure never fails the job)."""
+    if capture is None or not capture.outcome.sampled:
+        return
+    metrics = EphemeralMetrics()
+    metrics.add_dimension(name="model", value=capture.model or "unknown")
+    metrics.add_dimension(name="version", value=capture.version or "unknown")
+    metrics.add_metric(name="CapturedRecords", unit=MetricUnit.Count, value=capture.outcome.sent)
+    if capture.outcome.failed:
+        metrics.add_metric(name="CaptureFailures", unit=MetricUnit.Count, value=capture.outcome.failed)
+        logger.warning(
+            "capture failed", extra={"records": capture.outcome.failed, "errors": capture.outcome.errors[:3]}
+        )
+    metrics.flush_metrics()

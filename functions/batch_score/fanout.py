@@ -18,7 +18,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from batch_shared import record_job, server
+from batch_shared import job_capture, record_capture, record_job, server
 
 from sklambda.batch import (
     BatchJobFailed,
@@ -44,6 +44,7 @@ def _ref(event: dict[str, Any]) -> ObjectRef:
 
 def chunk(event: dict[str, Any]) -> dict[str, Any]:
     index = int(event["chunk_index"])
+    capture = job_capture(event["job_id"])
     try:
         result = score_chunk(
             _ref(event),
@@ -52,10 +53,12 @@ def chunk(event: dict[str, Any]) -> dict[str, Any]:
             server=server(),
             settings=settings,
             job_id=event["job_id"],
+            observer=capture,
         )
     except ChunkingUnsafe as e:
         logger.info("chunk cannot be scored alone; the merge scores the whole object", extra={"reason": e.message})
         return {"index": index, "chunking_unsafe": True}
+    record_capture(capture)
     logger.info("chunk scored", extra={"chunk": index, "status": result.status, "rows_read": result.rows_read})
     return dataclasses.asdict(result)
 

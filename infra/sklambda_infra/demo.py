@@ -61,7 +61,7 @@ def table(rows: list[dict], columns: list[str]) -> str:
 
 def run() -> int:
     from sklambda import aws
-    from sklambda.monitoring import Window, run_drift_check
+    from sklambda.monitoring import Window, read_capture, run_drift_check
     from sklambda.publish import publish, to_records
     from sklambda.registry import Registry
     from sklambda.signing import CardSigner
@@ -214,6 +214,11 @@ def run() -> int:
                                     body={"instances": rows[i : i + 1000]})  # fmt: skip
                 assert status == 200, body
             window = Window(window_start, datetime.now(UTC) + timedelta(seconds=1))
+            # Capture lines leave through the function's log and the subscription after each response.
+            card = registry.get_card("churn", registry.resolve("churn", alias="production"))
+            deadline = time.monotonic() + 30
+            while read_capture(s3, data_bucket, card, window).rows < len(rows) and time.monotonic() < deadline:
+                time.sleep(0.2)
             result = run_drift_check("churn", registry=registry, data_bucket=data_bucket, window=window)
             drifted = ", ".join(result.report.drifted_features) or "none"
             print(f"  {label:<30} {result.report.rows} rows: {result.report.verdict}; drifted features: {drifted}")

@@ -212,9 +212,10 @@ _EOF = object()
 class Worker:
     """One worker process: JSON lines on stdin/stdout, the handler's output on stderr (sent to `log`)."""
 
-    def __init__(self, spec: FunctionSpec, env: Mapping[str, str], log: Log) -> None:
+    def __init__(self, spec: FunctionSpec, env: Mapping[str, str], log: Log, output: Log | None = None) -> None:
         self.spec = spec
         self._log = log
+        self._output = output
         self._replies: queue.Queue[Any] = queue.Queue()
         self.process = subprocess.Popen(
             [sys.executable, "-I", "-S", "-B", str(WORKER_SCRIPT), spec.handler, *map(str, spec.python_path)],
@@ -252,6 +253,8 @@ class Worker:
         assert self.process.stderr is not None
         for line in self.process.stderr:
             self._log(f"[{self.spec.logical_id}] {line.rstrip()}")
+            if self._output is not None:
+                self._output(line.rstrip("\r\n"))
 
     def wait_reply(self, timeout: float) -> Any:
         """The next message, `_EOF` if the worker exited, or raises queue.Empty after `timeout` seconds."""
@@ -299,10 +302,11 @@ class FunctionRunner:
     Invocations are serialised (a Lambda container handles one request at a time).
     """
 
-    def __init__(self, spec: FunctionSpec, env: Mapping[str, str], log: Log) -> None:
+    def __init__(self, spec: FunctionSpec, env: Mapping[str, str], log: Log, output: Log | None = None) -> None:
         self.spec = spec
         self.env = dict(env)
         self._log = log
+        self.output = output  # receives the function's raw log lines (CloudWatch Logs subscriptions)
         self._lock = threading.Lock()
         self._worker: Worker | None = None
         self._closed = False
@@ -340,7 +344,7 @@ class FunctionRunner:
             self._worker.kill()
             self._worker = None
         t0 = time.monotonic()
-        worker = Worker(self.spec, self.env, self._log)
+        worker = Worker(self.spec, self.env, self._log, self.output)
         self.cold_starts += 1
         limit = max(INIT_TIMEOUT_S, float(self.spec.timeout_s))
         deadline = t0 + limit if caller_deadline is None else min(t0 + limit, caller_deadline)

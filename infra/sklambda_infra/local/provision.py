@@ -31,6 +31,7 @@ GATEWAY_RUN = {SERVERLESS_FUNCTION: "run by the local gateway in a worker proces
 LOCAL_EQUIVALENT = {
     SERVERLESS_LAYER: "put on the functions' sys.path",
     "AWS::Serverless::Api": "emulated by the local gateway",
+    "AWS::Logs::SubscriptionFilter": "matching function log lines are forwarded by the local stack",
 }
 
 

@@ -40,12 +40,15 @@ from sklambda_infra.local.functions import (
 )
 from sklambda_infra.local.gateway import IMPLICIT_API, Gateway, GatewayServer, Route, api_routes
 from sklambda_infra.local.provision import Provisioner, ProvisionResult
+from sklambda_infra.local.scheduler import Scheduler, schedule_every_from_env, schedule_sources
+from sklambda_infra.local.subscriptions import LogForwarder, subscriptions
 from sklambda_infra.template import (
     DEFAULT_REGION,
     DEFAULT_STACK_NAME,
     Pseudo,
     Resolver,
     load_template,
+    merged_properties,
 )
 
 HOST = "127.0.0.1"
@@ -128,6 +131,8 @@ class LocalStack:
         self.max_parallel_workers = max(1, max_parallel_workers)
         self.pollers: list[SqsPoller] = []
         self.watcher: ExecutionWatcher | None = None
+        self.forwarder: LogForwarder | None = None
+        self.scheduler: Scheduler | None = None
         self._pools: dict[str, queue.LifoQueue[FunctionRunner]] = {}
         self._pool_runners: dict[str, list[FunctionRunner]] = {}
         self._pool_lock = threading.Lock()
@@ -171,9 +176,12 @@ class LocalStack:
         self.routes = api_routes(resolver)
         api_keys = self._create_api_keys(resolver)
         self.functions = function_specs(resolver, self.project_root)
+        self.forwarder = LogForwarder(subscriptions(resolver, self.log), self.client("firehose"), self.log)
+        self.forwarder.start()
         for logical_id, spec in self.functions.items():
             env = worker_environment(spec, self.pseudo, self._endpoint)
-            self.runners[logical_id] = FunctionRunner(spec, env, self.log)
+            output = self.forwarder.sink(log_group_of(resolver, logical_id, spec))
+            self.runners[logical_id] = FunctionRunner(spec, env, self.log, output)
         self._start_event_sources(resolver)
         gateway = Gateway(self.routes, self._invoke_for_gateway, self._enabled_api_keys, self.log)
         try:
@@ -211,6 +219,11 @@ class LocalStack:
             region=region,
         )
         self.watcher.start()
+        # EventBridge schedules (the drift check); SKLAMBDA_LOCAL_SCHEDULE_EVERY=<seconds> speeds them up.
+        self.scheduler = Scheduler(
+            schedule_sources(resolver), self._invoke_pooled, self.log, every_s=schedule_every_from_env()
+        )
+        self.scheduler.start()
 
     def _invoke_pooled(self, logical_id: str, event: Any) -> Any:
         """Invoke on an idle worker of the function, starting another one (up to max_parallel_workers) when all
@@ -227,7 +240,8 @@ class LocalStack:
                 runner = None
                 if len(self._pool_runners[logical_id]) < self.max_parallel_workers:
                     spec = self.functions[logical_id]
-                    runner = FunctionRunner(spec, self.runners[logical_id].env, self.log)
+                    first = self.runners[logical_id]
+                    runner = FunctionRunner(spec, first.env, self.log, first.output)
                     self._pool_runners[logical_id].append(runner)
         if runner is None:
             runner = pool.get()
@@ -263,6 +277,9 @@ class LocalStack:
         self._endpoint = f"http://{host}:{port}"
 
     def stop(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.stop()
+            self.scheduler = None
         for poller in self.pollers:
             poller.stop()
         self.pollers = []
@@ -276,6 +293,9 @@ class LocalStack:
         for runner in self.runners.values():
             runner.stop()
         self.runners = {}
+        if self.forwarder is not None:  # after the workers: their last lines are still delivered
+            self.forwarder.stop()
+            self.forwarder = None
         if self._gateway is not None:
             self._gateway.stop()
             self._gateway = None
@@ -462,6 +482,8 @@ class LocalStack:
                 }
                 for r in self.routes
             ],
+            "log_subscriptions": self.forwarder.describe() if self.forwarder else [],
+            "schedules": self.scheduler.describe() if self.scheduler else [],
             "local_equivalents": dict(p.local),
             "cloud_only": dict(p.cloud_only),
             "skipped_by_condition": dict(p.skipped),
@@ -501,6 +523,11 @@ def summary(details: Mapping[str, Any]) -> str:
         lines.append(f"  SQS {source['queue_url']} -> {source['function']} (batch size {source['batch_size']})")
     for logical_id, arn in details.get("state_machines", {}).items():
         lines.append(f"  state machine {logical_id}: {arn} (run by the local interpreter)")
+    for sub in details.get("log_subscriptions", []):
+        lines.append(f"  log {sub['log_group']} -> Firehose {sub['stream']} ({sub['filter']})")
+    for sched in details.get("schedules", []):
+        when = sched["local_schedule"] or "disabled"
+        lines.append(f"  schedule {sched['expression']} -> {sched['function']} ({when}; next {sched['next']})")
     if details["local_equivalents"]:
         lines += ["", "  Run locally:"]
         lines += [f"    {k}: {v}" for k, v in details["local_equivalents"].items()]
@@ -552,3 +579,10 @@ def _process_running(pid: int) -> bool:
     except (OSError, IndexError):
         return True
     return state != "Z"
+
+
+def log_group_of(resolver: Resolver, logical_id: str, spec: FunctionSpec) -> str:
+    """The function's log group: LoggingConfig.LogGroup, else Lambda's default /aws/lambda/<name>."""
+    logging_config = merged_properties(resolver.template, logical_id).get("LoggingConfig") or {}
+    group = resolver.resolve(logging_config.get("LogGroup")) if logging_config.get("LogGroup") else None
+    return str(group) if group else f"/aws/lambda/{spec.name}"

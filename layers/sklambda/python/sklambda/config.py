@@ -170,12 +170,15 @@ class FanOutSettings:
         )
 
 
-# Prediction capture (sklambda.capture). Capture is on when the stream is named; then the wrapped pseudonymization
-# key is required (a capture that could write raw identifiers is never started).
-CAPTURE_STREAM = "SKLAMBDA_CAPTURE_STREAM"
+# Prediction capture (sklambda.capture). Capture is on when the wrapped pseudonymization key is given (a capture
+# that could write raw identifiers is never started) and the sample rate is above 0. Records are written to the
+# function's log as JSON lines; a CloudWatch Logs subscription filter sends them to the capture Firehose stream.
 CAPTURE_SAMPLE_RATE = "SKLAMBDA_CAPTURE_SAMPLE_RATE"
 PSEUDONYM_KEY_CIPHERTEXT = "SKLAMBDA_PSEUDONYM_KEY_CIPHERTEXT"
-DEFAULTS.update({CAPTURE_SAMPLE_RATE: "1.0"})
+# Batch scoring captures a sample of rows (not of jobs): this share of each job's scored rows, at most this many.
+BATCH_CAPTURE_SAMPLE_RATE = "SKLAMBDA_BATCH_CAPTURE_SAMPLE_RATE"
+BATCH_CAPTURE_MAX_ROWS = "SKLAMBDA_BATCH_CAPTURE_MAX_ROWS"
+DEFAULTS.update({CAPTURE_SAMPLE_RATE: "1.0", BATCH_CAPTURE_SAMPLE_RATE: "0.01", BATCH_CAPTURE_MAX_ROWS: "10000"})
 # The KMS encryption context the pseudonymization data key is wrapped under; the key policy and the function's IAM
 # policy allow kms:Decrypt on the DataKey outside S3 only with this context.
 PSEUDONYM_KEY_CONTEXT = {"sklambda:purpose": "pseudonymization"}
@@ -185,30 +188,46 @@ CAPTURE_PREFIX = "capture/"
 
 @dataclass(frozen=True)
 class CaptureSettings:
-    """Prediction capture; read once per container. `stream` None means capture is off."""
+    """Prediction capture; read once per container. `key_ciphertext` None means capture is off.
 
-    stream: str | None = None
+    sample_rate: share of requests (predict) or rows (batch) captured. max_rows: at most this many rows per call
+    (per batch job), None for no limit.
+    """
+
     sample_rate: float = 1.0
     key_ciphertext: str | None = None
+    max_rows: int | None = None
 
     @property
     def enabled(self) -> bool:
-        return self.stream is not None
+        return self.key_ciphertext is not None and self.sample_rate > 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> CaptureSettings:
+        """The predict function's capture: a share of requests, every row of a sampled request."""
         env = os.environ if env is None else env
-        stream = env.get(CAPTURE_STREAM, "").strip() or None
-        rate = float(_number(env, CAPTURE_SAMPLE_RATE, float, 0))
-        if rate > 1:
-            raise ConfigurationError(f"environment variable {CAPTURE_SAMPLE_RATE}={rate} must be at most 1")
-        ciphertext = env.get(PSEUDONYM_KEY_CIPHERTEXT, "").strip() or None
-        if stream is not None and ciphertext is None:
-            raise ConfigurationError(
-                f"{CAPTURE_STREAM} is set but {PSEUDONYM_KEY_CIPHERTEXT} is not: capture needs the wrapped "
-                "pseudonymization key (sklambda privacy create-key)"
-            )
-        return cls(stream=stream, sample_rate=rate, key_ciphertext=ciphertext)
+        return cls(sample_rate=_rate(env, CAPTURE_SAMPLE_RATE), key_ciphertext=_ciphertext(env))
+
+    @classmethod
+    def batch_from_env(cls, env: Mapping[str, str] | None = None) -> CaptureSettings:
+        """Batch scoring's capture: a share of each job's rows, capped."""
+        env = os.environ if env is None else env
+        return cls(
+            sample_rate=_rate(env, BATCH_CAPTURE_SAMPLE_RATE),
+            key_ciphertext=_ciphertext(env),
+            max_rows=int(_number(env, BATCH_CAPTURE_MAX_ROWS, int, 0)),
+        )
+
+
+def _rate(env: Mapping[str, str], name: str) -> float:
+    rate = float(_number(env, name, float, 0))
+    if rate > 1:
+        raise ConfigurationError(f"environment variable {name}={rate} must be at most 1")
+    return rate
+
+
+def _ciphertext(env: Mapping[str, str]) -> str | None:
+    return env.get(PSEUDONYM_KEY_CIPHERTEXT, "").strip() or None
 
 
 # The scheduled drift check (sklambda.monitoring). The registry settings (MODEL_BUCKET, SIGNING_KEY_ID,

@@ -109,7 +109,10 @@ def read_capture(s3: Any, bucket: str, card: ModelCard, window: Window) -> Captu
                     continue
                 record = json.loads(line)
                 # ISO timestamps in UTC compare correctly as text.
-                if record.get("version") != card.version or not (start <= _utc(record["timestamp"]) < end):
+                # The model is checked too: partitioning is Firehose's, the record is the authority.
+                if record.get("model") != card.name or record.get("version") != card.version:
+                    continue
+                if not (start <= _utc(record["timestamp"]) < end):
                     continue
                 features = record.get("features") or {}
                 for n in names:

@@ -15,6 +15,7 @@ import itertools
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -33,6 +34,9 @@ from sklambda.serving import LoadedModel, ModelServer
 
 THRESHOLD_TAG = "batch_reject_threshold"
 SUCCEEDED, FAILED = "succeeded", "failed"
+# Called with (model, frame of the scored rows, their ScoredArrays) after each scored batch of rows: how the
+# handler captures a sample for monitoring without the engine knowing about capture.
+ScoredObserver = Callable[[LoadedModel, pd.DataFrame, Any], None]
 
 
 @dataclass(frozen=True)
@@ -267,9 +271,10 @@ def _score_padded(loaded: LoadedModel, frame: pd.DataFrame):
 
 
 def _score(loaded: LoadedModel, parsed: Parsed):
-    """Score the parsed rows; rows the model itself refuses move to `bad` and the rest is scored again."""
+    """Score the parsed rows; rows the model itself refuses move to `bad` and the rest is scored again.
+    Returns the scored rows' indexes in the batch, their frame and their scores."""
     try:
-        return parsed.ok, _score_padded(loaded, parsed.frame)
+        return parsed.ok, parsed.frame, _score_padded(loaded, parsed.frame)
     except InvalidInput as e:
         refused = {err.row for err in e.errors if err.row is not None} or set(range(len(parsed.ok)))
         for err in e.errors:
@@ -278,9 +283,10 @@ def _score(loaded: LoadedModel, parsed: Parsed):
                     parsed.bad.setdefault(parsed.ok[j], []).append((None, err.message))
         keep = [j for j in range(len(parsed.ok)) if j not in refused]
         if not keep:
-            return [], None
+            return [], None, None
         ok = [parsed.ok[j] for j in keep]
-        return ok, _score_padded(loaded, parsed.frame.iloc[keep].reset_index(drop=True))
+        frame = parsed.frame.iloc[keep].reset_index(drop=True)
+        return ok, frame, _score_padded(loaded, frame)
 
 
 def _stream(
@@ -295,6 +301,7 @@ def _stream(
     header: bytes | None = None,
     write_header: bool = True,
     allow_multiline: bool = True,
+    observer: ScoredObserver | None = None,
 ) -> None:
     """Read records from `body`, write scored rows and rejected rows. Raises _Failed for a bad header/stream."""
     is_csv = fmt in (CSV, CSV_GZ)
@@ -317,7 +324,7 @@ def _stream(
                 if write_header:
                     scored_out.write(formatter.header(layout))
                 batch = RecordBatch(batch.records[1:], batch.lines[1:], {i - 1: r for i, r in batch.rejected.items()})
-            _process(batch, layout, schema, loaded, formatter, settings, scored_out, errors_out, counts)
+            _process(batch, layout, schema, loaded, formatter, settings, scored_out, errors_out, counts, observer)
     except CorruptInput as e:
         counts.physical_lines = reader.physical_lines
         raise _Failed(
@@ -342,13 +349,15 @@ def _layout(header: bytes, schema, columns) -> CsvLayout:
         raise _Failed("bad_header", f"{e}; no row was scored") from None
 
 
-def _process(batch, layout, schema, loaded, formatter, settings, scored_out, errors_out, counts) -> None:
+def _process(batch, layout, schema, loaded, formatter, settings, scored_out, errors_out, counts, observer) -> None:
     if not len(batch):
         return
     parsed = parse_csv(batch, layout) if layout is not None else parse_jsonl(batch, schema, formatter.columns)
-    ok, scored = _score(loaded, parsed) if parsed.ok else ([], None)
+    ok, frame, scored = _score(loaded, parsed) if parsed.ok else ([], None, None)
     if ok:
         scored_out.write(formatter.rows([batch.records[i] for i in ok], scored))
+        if observer is not None:
+            observer(loaded, frame, scored)
     if parsed.bad:
         lines = [
             _error_line(batch.lines[i], batch.records[i], parsed.bad[i], settings.max_raw_bytes, i in batch.rejected)
@@ -417,6 +426,7 @@ def score_object(
     settings: BatchSettings,
     s3: Any = None,
     job_id: str | None = None,
+    observer: ScoredObserver | None = None,
 ) -> JobSummary:
     """Score the whole object in one streaming pass. Raises BatchInputError (bad key), BatchJobFailed
     (failed summary written), or a transient S3 error (nothing published; safe to retry)."""
@@ -457,7 +467,14 @@ def score_object(
         loaded = _load(server, target, settings)
         body = _open(s3, ref)
         _stream(
-            body, fmt=fmt, loaded=loaded, settings=settings, scored_out=scored_out, errors_out=errors_out, counts=counts
+            body,
+            fmt=fmt,
+            loaded=loaded,
+            settings=settings,
+            scored_out=scored_out,
+            errors_out=errors_out,
+            counts=counts,
+            observer=observer,
         )
         _check_threshold(counts.rows_read, counts.rows_rejected, reject_threshold(loaded, settings))
     except _Failed as failure:
@@ -613,6 +630,7 @@ def score_chunk(
     settings: BatchSettings,
     s3: Any = None,
     job_id: str | None = None,
+    observer: ScoredObserver | None = None,
 ) -> ChunkResult:
     """Score one byte range into tmp/<job_id>/ parts. A failure of the input is returned as a failed
     ChunkResult (merge_chunks turns it into the failed job); ChunkingUnsafe and S3 errors are raised."""
@@ -646,6 +664,7 @@ def score_chunk(
             header=header,
             write_header=first,
             allow_multiline=False,
+            observer=observer,
         )
         scored_out.complete()
         errors_out.complete()
