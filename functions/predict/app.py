@@ -16,7 +16,7 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 import sklambda
-from sklambda import oip
+from sklambda import flags, oip
 from sklambda.capture import Capturer
 from sklambda.config import CaptureSettings, ServingSettings
 from sklambda.contracts import (
@@ -60,9 +60,9 @@ class _MetricEvents:
         logger.error("model refused", extra={"model": name, "version": version, "reason": reason})
 
 
-def _count(metric_name: str, **dimensions: str) -> None:
+def _count(metric_name: str, value: int = 1, **dimensions: str) -> None:
     """A metric with its own dimensions (reason), emitted at once rather than with the request's batch."""
-    with single_metric(name=metric_name, unit=MetricUnit.Count, value=1, namespace=metrics.namespace) as metric:
+    with single_metric(name=metric_name, unit=MetricUnit.Count, value=value, namespace=metrics.namespace) as metric:
         metric.add_dimension(name="service", value=metrics.service or "sklambda")
         for key, value in dimensions.items():
             metric.add_dimension(name=key, value=value)
@@ -106,6 +106,9 @@ def _score(loaded: LoadedModel, rows: list[Any]) -> Scored:
     scored = loaded.scorer.score(rows)
     metrics.add_metric(name="PredictLatency", unit=MetricUnit.Milliseconds, value=(time.perf_counter() - started) * 1e3)
     metrics.add_metric(name="Predictions", unit=MetricUnit.Count, value=len(rows))
+    if scored.flags:
+        for code, n in flags.counts(scored.flags).items():
+            _count("DataQualityWarnings", n, model=scored.model_name, check=code)
     _capture(loaded, rows, scored)
     return scored
 

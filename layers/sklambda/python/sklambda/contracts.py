@@ -69,6 +69,8 @@ class PredictResponse(BaseModel):
     model_version: str
     predictions: list[Any]
     probabilities: list[dict[str, float]] | None = None
+    # Values unlike the training data (scored anyway): {row, field, code, message}; empty when none.
+    warnings: list[dict[str, Any]] = Field(default_factory=list)
 
     @classmethod
     def from_scored(cls, scored: Scored) -> PredictResponse:
@@ -77,6 +79,7 @@ class PredictResponse(BaseModel):
             model_version=scored.model_version,
             predictions=scored.predictions,
             probabilities=scored.probabilities,
+            warnings=[f.to_dict() for f in scored.flags],
         )
 
 

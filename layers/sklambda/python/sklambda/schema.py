@@ -28,9 +28,12 @@ class FeatureSpec:
     minimum: float | None = None
     maximum: float | None = None
     categories: tuple[str, ...] | None = None
+    # Training had no null here, but publish proved the model scores one (an imputer): a null is scored and
+    # flagged instead of refused (sklambda.flags).
+    accepts_null: bool = False
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "name": self.name,
             "type": self.type,
             "nullable": self.nullable,
@@ -39,6 +42,9 @@ class FeatureSpec:
             "maximum": self.maximum,
             "categories": list(self.categories) if self.categories is not None else None,
         }
+        if self.accepts_null:  # only when set: cards signed before the field existed keep their canonical form
+            out["accepts_null"] = True
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> FeatureSpec:
@@ -53,12 +59,17 @@ class FeatureSpec:
             minimum=d.get("minimum"),
             maximum=d.get("maximum"),
             categories=tuple(cats) if cats is not None else None,
+            accepts_null=bool(d.get("accepts_null", False)),
         )
+
+    @property
+    def null_allowed(self) -> bool:
+        return self.nullable or self.accepts_null
 
     def check(self, value: Any) -> str | None:
         """Return a message saying what is wrong with `value` for this feature, or None if it is fine."""
         if value is None:
-            return None if self.nullable else "is null but the feature is not nullable"
+            return None if self.null_allowed else "is null but the feature is not nullable"
         if self.type in (NUMBER, INTEGER):
             if isinstance(value, bool) or not isinstance(value, int | float):
                 return f"expected {_article(self.type)}, got {_describe(value)}"
@@ -75,11 +86,11 @@ class FeatureSpec:
 
     @property
     def dtype(self) -> str:
-        if self.type == NUMBER or (self.type == INTEGER and self.nullable):
+        if self.type == NUMBER or (self.type == INTEGER and self.null_allowed):
             return "float64"
         if self.type == INTEGER:
             return "int64"
-        if self.type == BOOLEAN and not self.nullable:
+        if self.type == BOOLEAN and not self.null_allowed:
             return "bool"
         return "object"
 

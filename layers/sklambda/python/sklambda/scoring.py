@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -11,6 +11,7 @@ import pandas as pd
 
 from sklambda.card import CLASSIFICATION, ModelCard
 from sklambda.errors import FieldError, InvalidInput
+from sklambda.flags import Flag, Flagger
 
 # Classifiers whose predict() is not argmax(predict_proba()) (Platt scaling is fitted separately).
 _PREDICT_DIFFERS_FROM_PROBA = {"SVC", "NuSVC"}
@@ -22,6 +23,7 @@ class Scored:
     model_version: str
     predictions: list
     probabilities: list[dict[str, float]] | None
+    flags: list[Flag] = field(default_factory=list)  # data-quality warnings (sklambda.flags), never refusals
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class Scorer:
         self._classes = np.asarray(getattr(estimator, "classes_", card.classes or ()), dtype=object)
         self._class_keys = [str(c) for c in self._classes]
         self._argmax_is_predict = type(_final_step(estimator)).__name__ not in _PREDICT_DIFFERS_FROM_PROBA
+        self.flagger = Flagger(self.schema)
 
     @property
     def has_probabilities(self) -> bool:
@@ -60,7 +63,9 @@ class Scorer:
         return list(self._class_keys)
 
     def score(self, rows: Sequence[Mapping[str, Any]]) -> Scored:
-        return self.score_frame(self.schema.validate(rows))
+        scored = self.score_frame(self.schema.validate(rows))
+        flags = self.flagger.flag_rows(rows)
+        return replace(scored, flags=flags) if flags else scored
 
     def score_frame(self, X: pd.DataFrame) -> Scored:
         arrays = self.score_arrays(X)

@@ -15,6 +15,7 @@ import itertools
 import json
 import math
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -72,6 +73,7 @@ class ChunkResult:
     failure_reason: str | None = None
     report: str | None = None
     duration_seconds: float = 0.0
+    data_quality: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,8 @@ class JobSummary:
     chunks: int = 1
     failure_reason: str | None = None
     report: str | None = None
+    # Scored rows' values unlike the training data, per check (sklambda.flags): scored anyway, counted here.
+    data_quality: dict[str, int] = field(default_factory=dict)
 
     @property
     def reject_rate(self) -> float:
@@ -131,6 +135,7 @@ class JobSummary:
             "duration_seconds": round(self.duration_seconds, 3),
             "rows_per_second": round(self.rows_per_second, 1),
             "chunks": self.chunks,
+            "data_quality_warnings": dict(self.data_quality),
             "outputs": {
                 "bucket": self.output_bucket,
                 "scored": self.scored_key,
@@ -156,6 +161,7 @@ class _Counts:
     rows_rejected: int = 0
     physical_lines: int = 0
     raw_bytes: list[int] = field(default_factory=lambda: [0])
+    data_quality: Counter = field(default_factory=Counter)
 
 
 def job_id_for(ref: ObjectRef) -> str:
@@ -356,6 +362,7 @@ def _process(batch, layout, schema, loaded, formatter, settings, scored_out, err
     ok, frame, scored = _score(loaded, parsed) if parsed.ok else ([], None, None)
     if ok:
         scored_out.write(formatter.rows([batch.records[i] for i in ok], scored))
+        counts.data_quality.update(loaded.scorer.flagger.count(frame))
         if observer is not None:
             observer(loaded, frame, scored)
     if parsed.bad:
@@ -461,6 +468,7 @@ def score_object(
             summary_key=target.summary_key,
             failure_reason=failure.reason if failure else None,
             report=failure.report if failure else None,
+            data_quality=dict(counts.data_quality),
         )
 
     try:
@@ -691,6 +699,7 @@ def score_chunk(
         failure_reason=failure.reason if failure else None,
         report=failure.report if failure else None,
         duration_seconds=time.monotonic() - started,
+        data_quality=dict(counts.data_quality),
     )
 
 
@@ -759,6 +768,7 @@ def merge_chunks(
         chunks=len(results),
         failure_reason=failure.reason if failure else None,
         report=failure.report if failure else None,
+        data_quality=dict(sum((Counter(r.data_quality) for r in results), Counter())),
     )
     _put_summary(s3, bucket, summary)
     if failure is not None:
