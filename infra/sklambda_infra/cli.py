@@ -68,39 +68,80 @@ def _publish(args: argparse.Namespace) -> int:
     import joblib
     import pandas as pd
 
+    from sklambda.errors import PublishRejected
     from sklambda.publish import publish
 
     registry, signer = _connect(args, need_signer=True)
     model = joblib.load(args.model)  # the user's own file, trusted by definition
     data = pd.read_csv(args.data)
-    if args.target not in data.columns:
-        raise SklambdaError(f"target column {args.target!r} is not in {args.data} (columns: {', '.join(data.columns)})")
+    holdout = pd.read_csv(args.holdout) if args.holdout else None
+    missing = [
+        f"target column {args.target!r} is not in {path} (columns: {', '.join(map(str, frame.columns))})"
+        for path, frame in ((args.data, data), (args.holdout, holdout))
+        if frame is not None and args.target not in frame.columns
+    ]
+    if missing:
+        print("error: publish refused:\n" + "\n".join(f"  - [target] {m}" for m in missing), file=sys.stderr)
+        return 2
     options: dict[str, Any] = {}
-    if args.holdout:
-        holdout = pd.read_csv(args.holdout)
-        if args.target not in holdout.columns:
-            raise SklambdaError(f"target column {args.target!r} is not in {args.holdout}")
+    if holdout is not None:
         options.update(X_holdout=holdout.drop(columns=[args.target]), y_holdout=holdout[args.target])
-    card = publish(
-        model,
-        data.drop(columns=[args.target]),
-        data[args.target],
-        name=args.name,
-        registry=registry,
-        signer=signer,
-        version=args.version,
-        alias=args.promote,
-        pii=args.pii,
-        nullable=args.nullable,
-        categorical=args.categorical,
-        description=args.description,
-        **options,
-    )
+    if (args.cost_fp is None) != (args.cost_fn is None):
+        print(
+            "error: publish refused:\n  - [decision]: give both --cost-fp and --cost-fn (either may be 0)",
+            file=sys.stderr,
+        )
+        return 2
+    if args.cost_fp is not None:
+        options["costs"] = (args.cost_fp, args.cost_fn)
+    try:
+        card = publish(
+            model,
+            data.drop(columns=[args.target]),
+            data[args.target],
+            name=args.name,
+            registry=registry,
+            signer=signer,
+            version=args.version,
+            alias=args.promote,
+            pii=args.pii,
+            nullable=args.nullable,
+            categorical=args.categorical,
+            description=args.description,
+            owner=args.owner,
+            intended_use=args.intended_use,
+            limitations=args.limitation,
+            threshold=args.threshold,
+            positive_class=args.positive_class,
+            min_metrics=dict(args.min_metric) or None,
+            **options,
+        )
+    except PublishRejected as e:
+        # The message is already the report, one line per problem: no need to repeat e.errors.
+        print(f"error: {e.message}", file=sys.stderr)
+        return 2
     print(f"published {card.name} version {card.version} (sha256 {card.artifact.sha256[:12]}, signed)")
     _print_metrics(card.metrics)
+    if card.decision:
+        d = card.decision
+        print(f"  decision: {d['positive_class']} when P >= {d['threshold']:.4f} ({d['source']})")
+    for w in (card.quality or {}).get("warnings", []):
+        where = f" {w['feature']!r}" if w.get("feature") else ""
+        print(f"  warning [{w['check']}]{where}: {w['message']}")
     if args.promote:
         print(f"{args.promote} -> {card.version}")
     return 0
+
+
+def _metric_gate(text: str) -> tuple[str, float]:
+    """NAME=VALUE for --min-metric."""
+    name, sep, value = text.partition("=")
+    try:
+        if not sep or not name.strip():
+            raise ValueError
+        return name.strip(), float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, e.g. roc_auc=0.8, got {text!r}") from None
 
 
 def _print_metrics(metrics: dict) -> None:
@@ -165,6 +206,21 @@ def _models_show(args: argparse.Namespace) -> int:
             extra.append("PII")
         print(f"    {f.name:<20} {f.type:<9} {'; '.join(extra)}")
     print(f"  aliases: {registry.list_aliases(card.name)}")
+    return 0
+
+
+def _models_card(args: argparse.Namespace) -> int:
+    from sklambda_infra.modelcard import render
+
+    registry, _ = _connect(args)
+    version = args.version or registry.resolve(args.name, alias=args.alias)
+    card = registry.get_card(args.name, version)
+    text = render(card, args.format, aliases=registry.list_aliases(card.name))
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"wrote the {args.format} model card of {card.name} version {card.version} to {args.output}")
+    else:
+        sys.stdout.write(text)
     return 0
 
 
@@ -275,6 +331,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nullable", nargs="*", default=[], metavar="COLUMN", help="columns allowed to be null")
     p.add_argument("--categorical", nargs="*", default=[], metavar="COLUMN", help="treat these columns as categories")
     p.add_argument("--description", default="", help="what the model is for")
+    p.add_argument("--owner", default="", help="team or person answerable for the model (model card)")
+    p.add_argument("--intended-use", default="", help="what the model may be used for (model card)")
+    p.add_argument("--limitation", action="append", default=[], metavar="TEXT", help="a known limitation (repeatable)")
+    p.add_argument(
+        "--min-metric",
+        action="append",
+        default=[],
+        type=_metric_gate,
+        metavar="NAME=VALUE",
+        help="refuse to publish when this metric is below VALUE (above, for mae/rmse/log_loss); repeatable",
+    )
+    p.add_argument("--threshold", type=float, help="decision threshold on P(positive class), binary classifiers")
+    p.add_argument("--cost-fp", type=float, help="cost of a false positive: with --cost-fn, chooses the threshold")
+    p.add_argument("--cost-fn", type=float, help="cost of a false negative")
+    p.add_argument("--positive-class", help="the class the threshold is about (default: the model's second class)")
     p.set_defaults(func=_publish)
 
     p = sub.add_parser("promote", help="point an alias at a version")
@@ -301,6 +372,14 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--alias", default="production")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_models_show)
+    p = models.add_parser("card", help="render a readable model card (Markdown or self-contained HTML)")
+    p.add_argument("name")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--version", help="the version to show (default: the one --alias points at)")
+    which.add_argument("--alias", default="production", help="default: production")
+    p.add_argument("--format", choices=("markdown", "html"), default="markdown")
+    p.add_argument("--output", metavar="PATH", help="write to this file (default: standard output)")
+    p.set_defaults(func=_models_card)
 
     _register_privacy(sub)
     register_local(sub)

@@ -2,6 +2,22 @@
 
 The canonical JSON of the card, minus its signature, is what gets signed, so the signature covers the
 schema, metrics and the artifact's sha256 and size.
+
+Optional sections (`importance`, `explanation`, `decision`, `documentation`, `quality`) were added after the
+first cards were published. A section that is None is left out of `to_dict`, so a card written before it
+existed keeps the exact canonical JSON it was signed with and still verifies. The reverse does not hold: a
+runtime older than a section drops it when reading, so a card carrying it fails that runtime's signature check
+(deploy the layer before publishing with a newer publisher). Their shapes:
+
+    importance     {"method": "permutation", "split": "holdout"|"training", "scoring": "roc_auc"|"accuracy"|"r2",
+                    "n_repeats": int, "rows": int, "seed": int,
+                    "features": [{"name", "mean", "std"}, ...]}   mean score drop per original input, largest first
+    explanation    {"background": [records], "size": int, "pii_replaced": [names]}   not in `public_dict`
+    decision       {"positive_class", "threshold", "rule", "source": "default"|"user"|"costs",
+                    "costs": {"false_positive", "false_negative"} | None, ["holdout_expected_cost" |
+                    "training_expected_cost"]}   binary classifiers with predict_proba only
+    documentation  {"owner": str, "intended_use": str, "limitations": [str]}
+    quality        {"warnings": [{"check", "feature", "message"}], "checks_passed": [names]}
 """
 
 from __future__ import annotations
@@ -16,6 +32,8 @@ from sklambda.schema import InputSchema
 
 CARD_FORMAT = "sklambda.card/v1"
 CLASSIFICATION, REGRESSION = "classification", "regression"
+# Sections a card may lack (older cards): omitted from the signed JSON when None, see the module docstring.
+OPTIONAL_SECTIONS = ("importance", "explanation", "decision", "documentation", "quality")
 
 
 @dataclass(frozen=True)
@@ -56,6 +74,11 @@ class ModelCard:
     description: str = ""
     tags: Mapping[str, str] = field(default_factory=dict)
     signature: Signature | None = None
+    importance: Mapping[str, Any] | None = None
+    explanation: Mapping[str, Any] | None = None
+    decision: Mapping[str, Any] | None = None
+    documentation: Mapping[str, Any] | None = None
+    quality: Mapping[str, Any] | None = None
 
     @property
     def sklearn_version(self) -> str:
@@ -79,14 +102,19 @@ class ModelCard:
             "description": self.description,
             "tags": dict(self.tags),
         }
+        for section in OPTIONAL_SECTIONS:
+            value = getattr(self, section)
+            if value is not None:
+                out[section] = dict(value)
         if include_signature:
             out["signature"] = self.signature.to_dict() if self.signature else None
         return out
 
     def public_dict(self) -> dict:
-        """What the API shows: no baseline histograms, no storage keys, no signature bytes."""
+        """What the API shows: no baseline histograms, no background rows, no storage keys, no signature bytes."""
         d = self.to_dict(include_signature=False)
         d.pop("baseline")
+        d.pop("explanation", None)
         d["artifact"] = {"sha256": self.artifact.sha256, "size": self.artifact.size, "format": self.artifact.format}
         d["signed"] = self.signature is not None
         return d
@@ -124,6 +152,7 @@ class ModelCard:
             description=d.get("description", ""),
             tags=dict(d.get("tags") or {}),
             signature=Signature(**sig) if sig else None,
+            **{s: dict(d[s]) for s in OPTIONAL_SECTIONS if d.get(s) is not None},
         )
 
     @classmethod

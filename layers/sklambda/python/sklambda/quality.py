@@ -1,0 +1,398 @@
+"""Publish-time data quality: what makes a training set unfit to publish from, and what merely deserves a warning.
+
+Domain code: it knows data frames and targets, not CLIs or Lambda events. `check_training_data` runs every
+check and collects every problem, so one refused publish names all of them at once.
+
+Refusals (publish stops; `QualityReport.raise_if_refused` raises PublishRejected):
+    target              no target given, the target is all null, or it (or the holdout's) has some null values
+    rows                no rows, fewer than MIN_TRAINING_ROWS training rows, a row count differing from the
+                        target's (training or holdout), an empty holdout, or (classifiers) fewer than
+                        MIN_CLASS_ROWS rows of the rarest class
+    schema              the input schema cannot be inferred (the message of infer_schema)
+    constant_feature    a training column with a single value in every row (all null included)
+    missing_feature     a column the model expects (`feature_names_in_`) is not in the training data, or a
+                        training column is not in the holdout data (extra holdout columns are refused too)
+    holdout_overlap     more than MAX_HOLDOUT_OVERLAP of the holdout rows also appear, identical, in training
+    metric_gate         a metric below its minimum (`check_metric_gates`), or a gate on an unknown metric
+
+Warnings (stored in the card's `quality.warnings`, printed by the CLI):
+    class_imbalance     the rarest class is less than MIN_CLASS_SHARE of the training rows
+    null_rate           a feature is null in more than MAX_NULL_RATE of the training rows
+    leakage             one feature on its own almost determines the target: a numeric feature whose rank
+                        AUC (binary) or |Pearson correlation| (regression) is at least LEAKAGE_SCORE, or a
+                        categorical feature whose categories each hold one class for at least LEAKAGE_SCORE
+                        of the rows, getting at least LEAKAGE_GAIN of the non-majority rows right (identifier-like
+                        and pii columns are not judged: every id "predicts" its row)
+
+Leakage is measured on the holdout data when given, else on training. Multiclass targets get the categorical
+leakage check only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.stats import rankdata
+
+from sklambda.errors import FieldError, PublishRejected
+from sklambda.schema import infer_schema
+
+CLASSIFICATION, REGRESSION = "classification", "regression"  # as in sklambda.card (not imported: no cycle)
+
+MIN_TRAINING_ROWS = 50  # below this, metrics, baselines and importances are noise
+MIN_CLASS_ROWS = 10  # per class, for classifiers
+MAX_HOLDOUT_OVERLAP = 0.01  # share of holdout rows identical to a training row
+MIN_CLASS_SHARE = 0.05  # warn when the rarest class is rarer than this
+MAX_NULL_RATE = 0.30  # warn when a feature is null more often than this
+LEAKAGE_SCORE = 0.99  # single-feature AUC, |correlation| or category purity that looks like leakage
+# ... and for categorical purity, the share of the rows outside the majority class it gets right.
+LEAKAGE_GAIN = 0.9
+# A categorical column with more distinct values than this share of its rows is an identifier, not a feature
+# whose categories can "map to one class" in any meaningful way.
+MAX_IDENTIFIER_SHARE = 0.5
+
+# Metrics where lower is better: a gate on them is a ceiling, not a floor.
+LOWER_IS_BETTER = frozenset({"log_loss", "mae", "rmse"})
+ALL_CHECKS = (
+    "target",
+    "rows",
+    "schema",
+    "constant_feature",
+    "missing_feature",
+    "holdout_overlap",
+    "class_imbalance",
+    "null_rate",
+    "leakage",
+)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding: which check, which feature (None when it is about the whole data set), what is wrong."""
+
+    check: str
+    feature: str | None
+    message: str
+
+    def to_dict(self) -> dict:
+        return {"check": self.check, "feature": self.feature, "message": self.message}
+
+    def __str__(self) -> str:
+        where = f" {self.feature!r}" if self.feature is not None else ""
+        return f"[{self.check}]{where}: {self.message}"
+
+
+@dataclass(frozen=True)
+class QualityReport:
+    refusals: tuple[Problem, ...] = ()
+    warnings: tuple[Problem, ...] = ()
+    checks_passed: tuple[str, ...] = ()
+
+    @property
+    def refused(self) -> bool:
+        return bool(self.refusals)
+
+    def merge(self, other: QualityReport) -> QualityReport:
+        failed = {p.check for p in (*self.refusals, *other.refusals, *self.warnings, *other.warnings)}
+        passed = [c for c in dict.fromkeys((*self.checks_passed, *other.checks_passed)) if c not in failed]
+        return QualityReport((*self.refusals, *other.refusals), (*self.warnings, *other.warnings), tuple(passed))
+
+    def text(self) -> str:
+        """A multi-line report, one line per refusal."""
+        n = len(self.refusals)
+        lines = [f"publish refused: {n} problem{'s' if n != 1 else ''} with the model or its data"]
+        lines += [f"  - {p}" for p in self.refusals]
+        return "\n".join(lines)
+
+    def raise_if_refused(self) -> None:
+        if self.refusals:
+            raise PublishRejected(
+                self.text(), errors=[FieldError(f"[{p.check}] {p.message}", field=p.feature) for p in self.refusals]
+            )
+
+    def card_section(self) -> dict:
+        return {"warnings": [w.to_dict() for w in self.warnings], "checks_passed": list(self.checks_passed)}
+
+
+class _Collector:
+    def __init__(self) -> None:
+        self.refusals: list[Problem] = []
+        self.warnings: list[Problem] = []
+        self.run: list[str] = []
+
+    def ran(self, check: str) -> None:
+        self.run.append(check)
+
+    def refuse(self, check: str, message: str, feature: str | None = None) -> None:
+        self.refusals.append(Problem(check, feature, message))
+
+    def warn(self, check: str, message: str, feature: str | None = None) -> None:
+        self.warnings.append(Problem(check, feature, message))
+
+    def report(self) -> QualityReport:
+        failed = {p.check for p in (*self.refusals, *self.warnings)}
+        passed = tuple(c for c in dict.fromkeys(self.run) if c not in failed)
+        return QualityReport(tuple(self.refusals), tuple(self.warnings), passed)
+
+
+def check_training_data(
+    X: Any,
+    y: Any,
+    *,
+    task: str,
+    X_holdout: Any = None,
+    y_holdout: Any = None,
+    pii: Iterable[str] = (),
+    nullable: Iterable[str] = (),
+    categorical: Iterable[str] = (),
+    model_features: Sequence[str] | None = None,
+) -> QualityReport:
+    """Run every data check and return all refusals and warnings (never raises for bad data)."""
+    found = _Collector()
+    pii = {str(p) for p in pii}
+    frame = X if isinstance(X, pd.DataFrame) else None
+    target = _target(found, y, len(X) if hasattr(X, "__len__") else None)
+    _schema(found, X, pii, nullable, categorical)
+    if frame is not None:
+        _rows(found, frame, target, task)
+        _holdout_rows(found, X_holdout, y_holdout)
+        _constant(found, frame)
+        _missing(found, frame, X_holdout, model_features)
+        _overlap(found, frame, X_holdout)
+        _null_rate(found, frame)
+    if target is not None and task == CLASSIFICATION:
+        _imbalance(found, target)
+    if frame is not None and target is not None and len(frame) == len(target) and not found.refusals:
+        hold_target = _series(y_holdout)
+        use_holdout = (
+            isinstance(X_holdout, pd.DataFrame)
+            and hold_target is not None
+            and len(X_holdout) == len(hold_target)
+            and hold_target.notna().all()
+        )
+        data, labels = (X_holdout, hold_target) if use_holdout else (frame, target)
+        _leakage(found, data, labels, task, pii)
+    return found.report()
+
+
+def _series(y: Any) -> pd.Series | None:
+    if y is None:
+        return None
+    return y.reset_index(drop=True) if isinstance(y, pd.Series) else pd.Series(np.asarray(y, dtype=object))
+
+
+def _target(found: _Collector, y: Any, rows: int | None) -> pd.Series | None:
+    found.ran("target")
+    if y is None:
+        found.refuse("target", "no target values given")
+        return None
+    target = _series(y)
+    nulls = int(target.isna().sum())
+    if len(target) and nulls == len(target):
+        found.refuse("target", f"the target is null in all {len(target)} rows")
+        return None
+    if nulls:
+        found.refuse("target", f"the target is null in {nulls} of {len(target)} rows: drop or label them")
+        return None
+    return target
+
+
+def _schema(found: _Collector, X: Any, pii: set[str], nullable: Iterable[str], categorical: Iterable[str]) -> None:
+    found.ran("schema")
+    try:
+        infer_schema(X, pii=pii, nullable=nullable, categorical=categorical)
+    except PublishRejected as e:
+        found.refuse("schema", f"the input schema cannot be inferred: {e.message}")
+
+
+def _rows(found: _Collector, X: pd.DataFrame, target: pd.Series | None, task: str) -> None:
+    found.ran("rows")
+    if len(X) == 0:
+        found.refuse("rows", "the training data is empty")
+        return
+    if target is not None and len(target) != len(X):
+        found.refuse("rows", f"the training data has {len(X)} rows but the target has {len(target)}")
+        return
+    if len(X) < MIN_TRAINING_ROWS:
+        found.refuse("rows", f"the training data has {len(X)} rows; at least {MIN_TRAINING_ROWS} are needed")
+    if target is not None and task == CLASSIFICATION:
+        counts = target.astype(str).value_counts()
+        rare = counts[counts < MIN_CLASS_ROWS]
+        if len(rare):
+            listed = ", ".join(f"{k!r} ({v})" for k, v in rare.items())
+            found.refuse("rows", f"fewer than {MIN_CLASS_ROWS} training rows of class(es) {listed}")
+
+
+def _holdout_rows(found: _Collector, X_holdout: Any, y_holdout: Any) -> None:
+    if not isinstance(X_holdout, pd.DataFrame) or y_holdout is None:
+        return
+    target = _series(y_holdout)
+    if len(X_holdout) == 0:
+        found.refuse("rows", "the holdout data is empty")
+    elif len(target) != len(X_holdout):
+        found.refuse("rows", f"the holdout data has {len(X_holdout)} rows but its target has {len(target)}")
+    elif target.isna().any():
+        found.refuse("target", f"the holdout target is null in {int(target.isna().sum())} of {len(target)} rows")
+
+
+def _constant(found: _Collector, X: pd.DataFrame) -> None:
+    found.ran("constant_feature")
+    if len(X) < 2:  # one row is "constant" everywhere; the rows check already refuses it
+        return
+    for col in X.columns:
+        s = X[col]
+        if s.isna().all():
+            found.refuse("constant_feature", f"is null in all {len(s)} training rows", str(col))
+        elif s.nunique(dropna=False) == 1:
+            found.refuse("constant_feature", f"has the same value in all {len(s)} training rows", str(col))
+
+
+def _missing(found: _Collector, X: pd.DataFrame, X_holdout: Any, model_features: Sequence[str] | None) -> None:
+    found.ran("missing_feature")
+    have = {str(c) for c in X.columns}
+    for name in model_features or ():
+        if str(name) not in have:
+            found.refuse("missing_feature", "the model expects it but the training data has no such column", str(name))
+    if isinstance(X_holdout, pd.DataFrame):
+        hold = {str(c) for c in X_holdout.columns}
+        for col in X.columns:
+            if str(col) not in hold:
+                found.refuse("missing_feature", "is in the training data but not in the holdout data", str(col))
+        for col in X_holdout.columns:
+            if str(col) not in have:
+                found.refuse("missing_feature", "is in the holdout data but not in the training data", str(col))
+
+
+def _row_hashes(X: pd.DataFrame, columns: list) -> np.ndarray:
+    frame = X[columns].astype(object).where(X[columns].notna(), None).astype(str)
+    return pd.util.hash_pandas_object(frame, index=False).to_numpy()
+
+
+def _overlap(found: _Collector, X: pd.DataFrame, X_holdout: Any) -> None:
+    if not isinstance(X_holdout, pd.DataFrame) or not len(X_holdout) or not len(X):
+        return
+    found.ran("holdout_overlap")
+    common = [c for c in X.columns if c in set(X_holdout.columns)]
+    if not common:
+        return
+    seen = set(_row_hashes(X, common).tolist())
+    shared = sum(h in seen for h in _row_hashes(X_holdout, common).tolist())
+    if shared > MAX_HOLDOUT_OVERLAP * len(X_holdout):
+        found.refuse(
+            "holdout_overlap",
+            f"{shared} of {len(X_holdout)} holdout rows ({shared / len(X_holdout):.1%}) are identical to training "
+            f"rows (at most {MAX_HOLDOUT_OVERLAP:.0%} allowed): the holdout metrics would be optimistic",
+        )
+
+
+def _null_rate(found: _Collector, X: pd.DataFrame) -> None:
+    found.ran("null_rate")
+    if not len(X):
+        return
+    for col in X.columns:
+        rate = float(X[col].isna().mean())
+        if MAX_NULL_RATE < rate < 1.0:  # all null is refused as constant
+            found.warn("null_rate", f"is null in {rate:.0%} of the training rows (over {MAX_NULL_RATE:.0%})", str(col))
+
+
+def _imbalance(found: _Collector, target: pd.Series) -> None:
+    found.ran("class_imbalance")
+    shares = target.astype(str).value_counts(normalize=True)
+    if len(shares) > 1 and shares.iloc[-1] < MIN_CLASS_SHARE:
+        found.warn(
+            "class_imbalance",
+            f"class {shares.index[-1]!r} is only {shares.iloc[-1]:.1%} of the training rows (under "
+            f"{MIN_CLASS_SHARE:.0%}): accuracy says little, look at balanced accuracy and ROC AUC",
+        )
+
+
+def _leakage(found: _Collector, X: pd.DataFrame, y: pd.Series, task: str, pii: set[str]) -> None:
+    found.ran("leakage")
+    y = y.reset_index(drop=True)
+    X = X.reset_index(drop=True)
+    binary = task == CLASSIFICATION and y.astype(str).nunique() == 2
+    for col in X.columns:
+        name = str(col)
+        s = X[col]
+        present = s.notna().to_numpy()
+        if name in pii or present.sum() < MIN_CLASS_ROWS:
+            continue
+        numeric = pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
+        if numeric and task == REGRESSION:
+            values, target = s[present].astype(float), pd.to_numeric(y[present], errors="coerce")
+            if values.std() > 0 and target.std() > 0:
+                corr = float(np.corrcoef(values, target)[0, 1])
+                if np.isfinite(corr) and abs(corr) >= LEAKAGE_SCORE:
+                    found.warn(
+                        "leakage",
+                        f"alone correlates with the target at {corr:+.3f}: check it is known at prediction time",
+                        name,
+                    )
+        elif numeric and binary:
+            labels = y[present].astype(str)
+            if labels.nunique() == 2:
+                positive = labels == sorted(labels.unique())[1]
+                auc = rank_auc(positive.to_numpy(), s[present].astype(float).to_numpy())
+                auc = max(auc, 1 - auc)
+                if auc >= LEAKAGE_SCORE:
+                    found.warn(
+                        "leakage",
+                        f"alone separates the classes with AUC {auc:.3f}: check it is known at prediction time",
+                        name,
+                    )
+        elif not numeric and task == CLASSIFICATION:
+            values = s[present].astype(str)
+            if values.nunique() < 2 or values.nunique() > MAX_IDENTIFIER_SHARE * len(values):
+                continue
+            table = pd.crosstab(values, y[present].astype(str).to_numpy())
+            total = table.to_numpy().sum()
+            purity = float(table.max(axis=1).sum() / total)
+            majority = float(table.sum(axis=0).max() / total)
+            # With a 99.5% majority class any column is "99% pure": it must also explain the minority rows.
+            gain = (purity - majority) / (1 - majority) if majority < 1 else 0.0
+            if purity >= LEAKAGE_SCORE and gain >= LEAKAGE_GAIN:
+                found.warn(
+                    "leakage",
+                    f"each of its {values.nunique()} categories holds a single class ({purity:.1%} "
+                    "of rows): check it is known at prediction time",
+                    name,
+                )
+
+
+def rank_auc(is_positive: np.ndarray, score: np.ndarray) -> float:
+    """ROC AUC by the rank-sum (Mann-Whitney) formula, ties counted half: equal to sklearn's roc_auc_score
+    without its input validation, which costs more than the computation on these sizes. NaN with one class."""
+    pos = np.asarray(is_positive, dtype=bool)
+    n_pos = int(pos.sum())
+    n_neg = len(pos) - n_pos
+    if not n_pos or not n_neg:
+        return float("nan")
+    ranks = rankdata(score)
+    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def check_metric_gates(metrics: Mapping[str, Any], min_metrics: Mapping[str, float] | None) -> QualityReport:
+    """Refuse metrics below their gate (above it for error metrics such as mae, rmse and log_loss)."""
+    if not min_metrics:
+        return QualityReport()
+    found = _Collector()
+    found.ran("metric_gate")
+    available = {k: v for k, v in metrics.items() if isinstance(v, float)}
+    split = metrics.get("split", "training")
+    for name, gate in min_metrics.items():
+        if name not in available:
+            found.refuse(
+                "metric_gate",
+                f"unknown metric {name!r} for this model; available: {', '.join(sorted(available))}",
+            )
+            continue
+        value = available[name]
+        if name in LOWER_IS_BETTER and value > gate:
+            found.refuse("metric_gate", f"{split} {name} {value:.4f} is above the allowed maximum {gate:g}")
+        elif name not in LOWER_IS_BETTER and value < gate:
+            found.refuse("metric_gate", f"{split} {name} {value:.4f} is below the required minimum {gate:g}")
+    return found.report()
