@@ -133,6 +133,7 @@ def check_model(model: str, window: Window) -> dict[str, Any]:
             window=window,
             alias=settings.default_alias,
             verifier=CardVerifier(settings.signing_key_id),
+            max_rows=settings.max_rows,
         )
     except SklambdaError as e:
         logger.error("drift check failed", extra={"model": model, "code": e.code, "reason": e.message})

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -54,6 +55,7 @@ class CapturedWindow:
     probabilities: pd.DataFrame | None
     rows: int
     objects: int
+    rows_in_window: int = 0
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ class DriftCheckResult:
     model_drifted: bool
     state: dict
     report_keys: dict[str, str]
+    rows_in_window: int = 0
 
     def to_dict(self) -> dict:
         return {
@@ -75,6 +78,7 @@ class DriftCheckResult:
             "model_drifted": self.model_drifted,
             "drifted_features": list(self.report.drifted_features),
             "rows": self.report.rows,
+            "rows_in_window": self.rows_in_window,
             "state": self.state,
             "reports": self.report_keys,
         }
@@ -90,14 +94,28 @@ def _objects(s3: Any, bucket: str, prefix: str) -> Iterator[str]:
             yield obj["Key"]
 
 
-def read_capture(s3: Any, bucket: str, card: ModelCard, window: Window) -> CapturedWindow:
-    """The captured rows of `card`'s model and version whose timestamp falls in [start, end)."""
+# How CaptureRecord.to_json_line starts every line: the stamp and then model and version can be read without
+# decoding the JSON. Lines in any other form are decoded and filtered the slow way.
+_LINE_PREFIX = b'{"capture":"sklambda/v1","timestamp":"'
+_STAMP_LEN = len("2026-01-01T00:00:00.000+00:00")
+
+
+def read_capture(
+    s3: Any, bucket: str, card: ModelCard, window: Window, *, max_rows: int | None = None, seed: int = 0
+) -> CapturedWindow:
+    """The captured rows of `card`'s model and version whose timestamp falls in [start, end).
+
+    With `max_rows`, a window holding more matching rows is compared on a uniform random sample (seeded) of that
+    many: only the sampled lines are decoded. `rows_in_window` counts them all.
+    """
     names = list(card.input_schema.names)
-    columns: dict[str, list] = {n: [] for n in names}
-    predictions: list = []
-    probabilities: list[dict] = []
+    # Records carry UTC stamps with milliseconds: the window's bounds in that form compare correctly as bytes.
+    start, end = _stamp(window.start), _stamp(window.end)
+    start_b, end_b = start.encode(), end.encode()
+    identity = f'","model":{json.dumps(card.name)},"version":{json.dumps(card.version)},'.encode()
+    matched: list[bytes] = []  # lines known to match, still undecoded
+    decoded: list[dict] = []  # lines in another form, decoded to be filtered
     objects = 0
-    start, end = window.start.isoformat(), window.end.isoformat()
     for day in window.days():
         for key in _objects(s3, bucket, capture_prefix(card.name, day)):
             objects += 1
@@ -105,30 +123,61 @@ def read_capture(s3: Any, bucket: str, card: ModelCard, window: Window) -> Captu
             if key.endswith(".gz"):
                 body = gzip.decompress(body)
             for line in body.splitlines():
-                if not line.strip():
-                    continue
-                record = json.loads(line)
-                # ISO timestamps in UTC compare correctly as text.
-                # The model is checked too: partitioning is Firehose's, the record is the authority.
-                if record.get("model") != card.name or record.get("version") != card.version:
-                    continue
-                if not (start <= _utc(record["timestamp"]) < end):
-                    continue
-                features = record.get("features") or {}
-                for n in names:
-                    columns[n].append(features.get(n))
-                predictions.append(record.get("prediction"))
-                if record.get("probabilities") is not None:
-                    probabilities.append(record["probabilities"])
-    frame = pd.DataFrame({n: pd.Series(v, dtype=_dtype(card, n)) for n, v in columns.items()})
+                if line.startswith(_LINE_PREFIX):
+                    stamp = line[len(_LINE_PREFIX) : len(_LINE_PREFIX) + _STAMP_LEN]
+                    if stamp.endswith(b"+00:00") and line.startswith(identity, len(_LINE_PREFIX) + _STAMP_LEN):
+                        if start_b <= stamp < end_b:
+                            matched.append(line)
+                        continue
+                if line.strip():
+                    record = _decode(line)
+                    if record is not None and _in_window(record, card, start, end):
+                        decoded.append(record)
+    total = len(matched) + len(decoded)
+    if max_rows is not None and total > max_rows:
+        keep = sorted(random.Random(seed).sample(range(total), max_rows))
+        picked = [_decode(matched[i]) if i < len(matched) else decoded[i - len(matched)] for i in keep]
+    else:
+        picked = [_decode(line) for line in matched] + decoded
+    records = [r for r in picked if r is not None]
+    features = [r.get("features") or {} for r in records]
+    predictions = [r.get("prediction") for r in records]
+    probabilities = [r["probabilities"] for r in records if r.get("probabilities") is not None]
+    raw = pd.DataFrame.from_records(features, columns=names) if features else pd.DataFrame(columns=names)
+    frame = pd.DataFrame({n: _column(raw[n], _dtype(card, n)) for n in names})
     proba = None
     if probabilities and len(probabilities) == len(predictions):
-        proba = pd.DataFrame(probabilities, columns=[str(c) for c in card.classes or ()])
-    return CapturedWindow(frame, predictions, proba, len(predictions), objects)
+        proba = pd.DataFrame.from_records(probabilities, columns=[str(c) for c in card.classes or ()])
+    return CapturedWindow(frame, predictions, proba, len(predictions), objects, rows_in_window=total)
 
 
-def _utc(stamp: str) -> str:
-    return datetime.fromisoformat(stamp).astimezone(UTC).isoformat()
+def _decode(line: bytes) -> dict | None:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None  # a torn line (never written by sklambda) cannot be a record
+    return record if isinstance(record, dict) else None
+
+
+def _in_window(record: dict, card: ModelCard, start: str, end: str) -> bool:
+    # The model is checked too: partitioning is Firehose's, the record is the authority.
+    if record.get("model") != card.name or record.get("version") != card.version:
+        return False
+    try:
+        stamp = _stamp(datetime.fromisoformat(str(record["timestamp"])))
+    except (KeyError, ValueError, TypeError):
+        return False
+    return start <= stamp < end
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+def _column(values: pd.Series, dtype: Any) -> pd.Series:
+    if dtype == "float64":
+        return pd.to_numeric(values, errors="coerce").astype("float64")
+    return values.astype(object).where(values.notna(), None)
 
 
 def _dtype(card: ModelCard, name: str) -> Any:
@@ -170,6 +219,7 @@ def run_drift_check(
     config: DriftConfig | None = None,
     s3: Any = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    max_rows: int | None = None,
 ) -> DriftCheckResult:
     """Check one model's window, update its state, write the reports. Raises ModelNotFound for unknown models."""
     s3 = s3 or aws.client("s3")
@@ -177,7 +227,7 @@ def run_drift_check(
     card = registry.get_card(model, version)
     if verifier is not None:
         verifier.verify(card)  # the baseline is part of the signed card
-    captured = read_capture(s3, data_bucket, card, window)
+    captured = read_capture(s3, data_bucket, card, window, max_rows=max_rows)
     report = check_card(
         card,
         captured.features,
@@ -193,7 +243,12 @@ def run_drift_check(
         "html": f"{REPORT_PREFIX}{model}/{stamp}.html",
         "state": store.key(model),
     }
-    document = {**report.to_dict(), "model_drifted": drifted, "checked_at": clock().isoformat()}
+    document = {
+        **report.to_dict(),
+        "rows_in_window": captured.rows_in_window,  # `rows` were compared: a sample when above max_rows
+        "model_drifted": drifted,
+        "checked_at": clock().isoformat(),
+    }
     s3.put_object(
         Bucket=data_bucket,
         Key=keys["json"],
@@ -207,4 +262,4 @@ def run_drift_check(
         ContentType="text/html; charset=utf-8",
     )
     store.save(model, state)
-    return DriftCheckResult(model, version, window, report, drifted, state, keys)
+    return DriftCheckResult(model, version, window, report, drifted, state, keys, captured.rows_in_window)
