@@ -103,3 +103,15 @@ def test_prediction_with_unusual_values_is_scored_and_warned_about(predict_app, 
 def test_clean_prediction_has_an_empty_warning_list(predict_app, published, lambda_context):
     status, answer = call(predict_app, load_event("predict.json"), lambda_context)
     assert status == 200 and answer["warnings"] == []
+
+
+def test_a_null_the_pipeline_imputes_is_scored_and_flagged_not_refused(predict_app, published, lambda_context):
+    # GIVEN the published churn pipeline (training had no null tenure_months; publish proved it imputes one)
+    assert published.input_schema.feature("tenure_months").accepts_null
+    body = json.loads(load_event("predict.json")["body"])
+    body["instances"][0] = {**body["instances"][0], "tenure_months": None}
+    # WHEN a row with a null tenure_months is sent
+    status, answer = call(predict_app, load_event("predict.json", body=body), lambda_context)
+    # THEN it is scored, with an unexpected_null warning naming the row and field
+    assert status == 200 and len(answer["predictions"]) == 2
+    assert [(w["row"], w["field"], w["code"]) for w in answer["warnings"]] == [(0, "tenure_months", "unexpected_null")]

@@ -32,6 +32,7 @@ from sklambda.background import background_sample
 from sklambda.baseline import feature_baseline, prediction_baseline
 from sklambda.card import CLASSIFICATION, REGRESSION, ArtifactRef, ModelCard
 from sklambda.errors import ConfigurationError, InvalidInput, PublishRejected, RegistryConflict
+from sklambda.flags import probe_null_tolerance
 from sklambda.quality import Problem, QualityReport, check_metric_gates, check_training_data, rank_auc
 from sklambda.registry import Registry, check_name, check_version
 from sklambda.schema import infer_schema
@@ -172,6 +173,9 @@ def build_card(
         raise PublishRejected(f"training rows do not pass the inferred schema: {e.message}") from None
     except Exception as e:
         raise PublishRejected(f"the model cannot score rows rebuilt from its schema: {e}") from None
+    # Which features without nulls in training the model still scores a null for (an imputer): such a null is
+    # then scored and flagged at inference instead of refused (sklambda.flags).
+    schema = probe_null_tolerance(model, X, schema)
 
     if X_holdout is not None and y_holdout is not None:
         X_eval, y_eval, split = X_holdout[list(X.columns)], pd.Series(np.asarray(y_holdout)), "holdout"
