@@ -556,6 +556,7 @@ PREDICT_SETTINGS = {
     config.ALIAS_TTL_SECONDS,
     config.MAX_ROWS,
     config.MAX_BODY_BYTES,
+    config.MAX_EXPLAIN_ROWS,
     config.PRELOAD_MODELS,
     config.CAPTURE_SAMPLE_RATE,
     config.PSEUDONYM_KEY_CIPHERTEXT,

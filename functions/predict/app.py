@@ -21,6 +21,7 @@ from sklambda.capture import Capturer
 from sklambda.config import CaptureSettings, ServingSettings
 from sklambda.contracts import (
     InferRequest,
+    ModelSelector,
     PredictRequest,
     PredictResponse,
     check_row_count,
@@ -28,7 +29,7 @@ from sklambda.contracts import (
     parse_body,
     parse_selector,
 )
-from sklambda.errors import ModelRefused, SklambdaError, http_status
+from sklambda.errors import ModelRefused, PayloadTooLarge, SklambdaError, http_status
 from sklambda.registry import Registry
 from sklambda.scoring import Scored
 from sklambda.serving import LoadedModel, ModelServer
@@ -82,9 +83,9 @@ def server() -> ModelServer:
     return _server
 
 
-def _pick(version: str | None = None) -> dict[str, str | None]:
+def _pick(version: str | None = None, selector: ModelSelector | None = None) -> dict[str, str | None]:
     """Which model version a request means: a path version, else ?version=, else ?alias=, else the default."""
-    selector = parse_selector(app.current_event.query_string_parameters)
+    selector = selector or parse_selector(app.current_event.query_string_parameters)
     return {"alias": selector.alias or settings.default_alias, "version": version or selector.version}
 
 
@@ -99,12 +100,20 @@ def _tag(name: str, version: str) -> None:
     logger.append_keys(model=name, model_version=version)
 
 
-def _score(loaded: LoadedModel, rows: list[Any]) -> Scored:
+def _score(loaded: LoadedModel, rows: list[Any], *, explain: bool = False) -> Scored:
     check_row_count(len(rows), settings.max_rows)
+    if explain and len(rows) > settings.max_explain_rows:
+        raise PayloadTooLarge(
+            f"explain=true is limited to {settings.max_explain_rows} rows per request, got {len(rows)}: "
+            "split the request or score without explanations"
+        )
     _tag(loaded.card.name, loaded.card.version)
     started = time.perf_counter()
-    scored = loaded.scorer.score(rows)
-    metrics.add_metric(name="PredictLatency", unit=MetricUnit.Milliseconds, value=(time.perf_counter() - started) * 1e3)
+    scored = loaded.scorer.score(rows, explain=explain)
+    elapsed_ms = (time.perf_counter() - started) * 1e3
+    metrics.add_metric(
+        name="ExplainLatency" if explain else "PredictLatency", unit=MetricUnit.Milliseconds, value=elapsed_ms
+    )
     metrics.add_metric(name="Predictions", unit=MetricUnit.Count, value=len(rows))
     if scored.flags:
         for code, n in flags.counts(scored.flags).items():
@@ -140,8 +149,13 @@ def _capture(loaded: LoadedModel, rows: list[Any], scored: Scored) -> None:
 def predict(name: str) -> dict:
     body = parse_body(_body(), PredictRequest, max_bytes=settings.max_body_bytes)
     check_row_count(len(body.instances), settings.max_rows)
-    scored = _score(server().get(name, **_pick()), body.instances)
-    return PredictResponse.from_scored(scored).model_dump()
+    selector = parse_selector(app.current_event.query_string_parameters)
+    scored = _score(server().get(name, **_pick(selector=selector)), body.instances, explain=selector.explain)
+    answer = PredictResponse.from_scored(scored).model_dump()
+    for key in ("decisions", "decision_threshold", "explanations"):  # only when the model or request has them
+        if answer[key] is None:
+            del answer[key]
+    return answer
 
 
 @app.get("/models/<name>")

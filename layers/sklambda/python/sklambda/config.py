@@ -63,6 +63,7 @@ class ServingSettings:
     max_body_bytes: int = 1024 * 1024
     model_cache_size: int = 4
     preload_models: tuple[str, ...] = ()
+    max_explain_rows: int = 100
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServingSettings:
@@ -77,7 +78,14 @@ class ServingSettings:
             max_body_bytes=int(_number(env, MAX_BODY_BYTES, int, 1)),
             model_cache_size=int(_number(env, MODEL_CACHE_SIZE, int, 1)),
             preload_models=tuple(n.strip() for n in preload.split(",") if n.strip()),
+            max_explain_rows=int(_number(env, MAX_EXPLAIN_ROWS, int, 1)),
         )
+
+
+# ?explain=true costs up to ~20 ms per row (a 100-tree forest): fewer rows per request keep it inside API
+# Gateway's 29 s. Added after the serving settings so the names above stay untouched.
+MAX_EXPLAIN_ROWS = "SKLAMBDA_MAX_EXPLAIN_ROWS"
+DEFAULTS[MAX_EXPLAIN_ROWS] = "100"
 
 
 # Batch scoring of files uploaded to S3 (sklambda.batch). Added after the serving settings so the names above

@@ -25,6 +25,7 @@ class ModelSelector(BaseModel):
 
     alias: str | None = Field(None, min_length=1, max_length=63)
     version: str | None = Field(None, min_length=1, max_length=64)
+    explain: bool = Field(False, description="add per-row feature attributions (?explain=true)")
 
     @model_validator(mode="after")
     def _one_of(self) -> ModelSelector:
@@ -71,6 +72,11 @@ class PredictResponse(BaseModel):
     probabilities: list[dict[str, float]] | None = None
     # Values unlike the training data (scored anyway): {row, field, code, message}; empty when none.
     warnings: list[dict[str, Any]] = Field(default_factory=list)
+    # Binary classifiers: the class each row is decided as, from P(positive class) >= the card's threshold.
+    decisions: list[Any] | None = None
+    decision_threshold: dict[str, Any] | None = None
+    # ?explain=true: per row, base value + attributions per input feature (sklambda.explain).
+    explanations: list[dict[str, Any]] | None = None
 
     @classmethod
     def from_scored(cls, scored: Scored) -> PredictResponse:
@@ -80,6 +86,9 @@ class PredictResponse(BaseModel):
             predictions=scored.predictions,
             probabilities=scored.probabilities,
             warnings=[f.to_dict() for f in scored.flags],
+            decisions=scored.decisions,
+            decision_threshold=scored.decision_rule,
+            explanations=scored.explanations,
         )
 
 

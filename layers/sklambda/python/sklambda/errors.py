@@ -98,10 +98,17 @@ class PublishRejected(SklambdaError):
 
 
 # The one place that maps domain errors to HTTP statuses (most specific class first wins via MRO).
+class ExplanationUnavailable(SklambdaError):
+    """The model cannot be explained (its card has no background sample, or the explainer cannot run it)."""
+
+    code = "explanation_unavailable"
+
+
 HTTP_STATUS: dict[type[SklambdaError], int] = {
     MalformedRequest: 400,
     ModelNotFound: 404,
     RegistryConflict: 409,
+    ExplanationUnavailable: 409,
     PayloadTooLarge: 413,
     InvalidInput: 422,
     PublishRejected: 422,

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from sklambda.card import CLASSIFICATION, ModelCard
-from sklambda.errors import FieldError, InvalidInput
+from sklambda.errors import ExplanationUnavailable, FieldError, InvalidInput
 from sklambda.flags import Flag, Flagger
 
 # Classifiers whose predict() is not argmax(predict_proba()) (Platt scaling is fitted separately).
@@ -24,6 +24,9 @@ class Scored:
     predictions: list
     probabilities: list[dict[str, float]] | None
     flags: list[Flag] = field(default_factory=list)  # data-quality warnings (sklambda.flags), never refusals
+    decisions: list | None = None  # binary classifiers with a decision threshold in the card
+    decision_rule: dict | None = None  # {"positive_class", "threshold"} that made the decisions
+    explanations: list[dict] | None = None  # when asked: sklambda.explain, one dict per row
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,34 @@ class Scorer:
         self._class_keys = [str(c) for c in self._classes]
         self._argmax_is_predict = type(_final_step(estimator)).__name__ not in _PREDICT_DIFFERS_FROM_PROBA
         self.flagger = Flagger(self.schema)
+        self._explainer: Any = None
+        self._decision = self._decision_rule(card)
+
+    def _decision_rule(self, card: ModelCard) -> tuple[int, str, Any, Any, float] | None:
+        """(positive column, positive key, positive class, negative class, threshold) of a binary classifier."""
+        decision = card.decision or {}
+        if not self._proba or len(self._classes) != 2 or "threshold" not in decision:
+            return None
+        keys = self._class_keys
+        positive = str(decision.get("positive_class", keys[1]))
+        if positive not in keys:
+            return None
+        i = keys.index(positive)
+        return i, positive, _py(self._classes[i]), _py(self._classes[1 - i]), float(decision["threshold"])
+
+    def explainer(self) -> Any:
+        """Built on first use (explanations are opt-in); needs the background sample stored in the card."""
+        if self._explainer is None:
+            from sklambda.explain import Explainer  # only containers that explain pay for the import
+
+            try:
+                self._explainer = Explainer.from_card(self.estimator, self.card)
+            except ValueError as e:
+                raise ExplanationUnavailable(
+                    f"model {self.card.name} version {self.card.version} cannot be explained: {e}; "
+                    "republish it with this version of sklambda to store a background sample"
+                ) from None
+        return self._explainer
 
     @property
     def has_probabilities(self) -> bool:
@@ -62,10 +93,15 @@ class Scorer:
     def class_keys(self) -> list[str]:
         return list(self._class_keys)
 
-    def score(self, rows: Sequence[Mapping[str, Any]]) -> Scored:
-        scored = self.score_frame(self.schema.validate(rows))
+    def score(self, rows: Sequence[Mapping[str, Any]], *, explain: bool = False) -> Scored:
+        frame = self.schema.validate(rows)
+        scored = self.score_frame(frame)
         flags = self.flagger.flag_rows(rows)
-        return replace(scored, flags=flags) if flags else scored
+        if flags:
+            scored = replace(scored, flags=flags)
+        if explain:
+            scored = replace(scored, explanations=self.explainer().explain(frame).rows())
+        return scored
 
     def score_frame(self, X: pd.DataFrame) -> Scored:
         arrays = self.score_arrays(X)
@@ -73,7 +109,23 @@ class Scorer:
         if arrays.probabilities is not None:
             keys = self._class_keys
             probabilities = [dict(zip(keys, row, strict=True)) for row in arrays.probabilities.tolist()]
-        return Scored(self.card.name, self.card.version, arrays.predictions, probabilities)
+        scored = Scored(self.card.name, self.card.version, arrays.predictions, probabilities)
+        if self._decision is not None and arrays.probabilities is not None:
+            scored = replace(scored, decisions=self.decide(arrays.probabilities), decision_rule=self.decision_rule)
+        return scored
+
+    @property
+    def decision_rule(self) -> dict | None:
+        if self._decision is None:
+            return None
+        return {"positive_class": self._decision[2], "threshold": self._decision[4]}
+
+    def decide(self, probabilities: np.ndarray) -> list | None:
+        """The decided class per row: the positive class when its probability reaches the card's threshold."""
+        if self._decision is None:
+            return None
+        i, _, positive, negative, threshold = self._decision
+        return np.where(probabilities[:, i] >= threshold, positive, negative).tolist()
 
     def score_arrays(self, X: pd.DataFrame) -> ScoredArrays:
         try:
@@ -103,6 +155,10 @@ class Scorer:
         if not bad:
             bad = [FieldError(f"the model cannot score this batch: {_short(error)}")]
         return InvalidInput(f"{len(bad)} row(s) could not be scored: {bad[0]}", errors=bad)
+
+
+def _py(v: Any) -> Any:
+    return v.item() if isinstance(v, np.generic) else v
 
 
 def _short(e: Exception) -> str:
