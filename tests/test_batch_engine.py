@@ -122,12 +122,14 @@ def test_csv_output_is_input_columns_plus_prediction_probabilities_and_version(s
     assert (summary.status, summary.rows_read, summary.rows_scored, summary.rows_rejected) == ("succeeded", 192, 192, 0)
     out = get(s3, "scored/2024/day.csv")
     in_lines, out_lines = body.decode().splitlines(), out.decode().splitlines()
-    assert out_lines[0] == in_lines[0] + ",prediction,proba_no,proba_yes,model_version"
+    assert out_lines[0] == in_lines[0] + ",prediction,proba_no,proba_yes,decision,model_version"
     assert all(o.startswith(i + ",") for i, o in zip(in_lines[1:], out_lines[1:], strict=True))
     scored = pd.read_csv(io.BytesIO(out))
     expected = logistic_model.predict_proba(churn.X_holdout.iloc[:192])
     assert np.array_equal(scored[PROBA].to_numpy(), expected)  # repr round-trips: identical floats
     assert scored["prediction"].tolist() == logistic_model.predict(churn.X_holdout.iloc[:192]).tolist()
+    # AND the decision applies the card's threshold (default 0.5) to P(yes)
+    assert scored["decision"].tolist() == np.where(expected[:, 1] >= 0.5, "yes", "no").tolist()
     assert set(scored["model_version"].astype(str)) == {"1"}
     assert scored["batch_ref"].tolist() == [f"R{i}" for i in range(192)]
     assert summary_of(s3, "2024/day.csv")["status"] == "succeeded"
@@ -156,7 +158,7 @@ def test_each_format_is_scored_into_the_same_format(server, s3, churn, logistic_
     scored = pd.read_csv(io.BytesIO(out)) if suffix.startswith("csv") else pd.read_json(io.BytesIO(out), lines=True)
     assert summary.rows_scored == 150 and summary.format == suffix
     assert np.allclose(scored[PROBA].to_numpy(), logistic_model.predict_proba(frame), rtol=0, atol=1e-15)
-    assert list(scored.columns) == [*frame.columns, "prediction", *PROBA, "model_version"]
+    assert list(scored.columns) == [*frame.columns, "prediction", *PROBA, "decision", "model_version"]
 
 
 # -- bad input --------------------------------------------------------------------------------------------
@@ -399,3 +401,35 @@ def test_chunk_with_quoted_newline_asks_for_a_single_pass(server, s3, churn):
 def test_gzip_objects_are_never_split(server, s3, churn):
     ref = put(s3, "incoming/churn/z.csv.gz", gzip.compress(holdout_csv(churn, 400)))
     assert plan_chunks(ref, chunk_bytes=1024, s3=s3) == [engine.ByteRange(0, ref.size)]
+
+
+@pytest.mark.parametrize("suffix", ["csv", "jsonl"])
+def test_explanation_columns_are_added_when_the_upload_asks_and_add_up_to_the_probability(
+    server, s3, churn, logistic_model, suffix
+):
+    # GIVEN 40 rows uploaded with the metadata explain=true
+    frame = churn.X_holdout.iloc[:40]
+    body = (
+        frame.to_csv(index=False).encode() if suffix == "csv" else frame.to_json(orient="records", lines=True).encode()
+    )
+    s3.put_object(Bucket=DATA, Key=f"incoming/churn/explained.{suffix}", Body=body, Metadata={"explain": "true"})
+    ref = ObjectRef(DATA, f"incoming/churn/explained.{suffix}")
+    # WHEN scored
+    summary = score_object(ref, server=server, settings=SETTINGS, s3=s3)
+    # THEN after model_version come explain_base and one explain_<feature> per input feature, which add up to
+    # P(yes) on every row
+    out = get(s3, f"scored/explained.{suffix}")
+    scored = pd.read_csv(io.BytesIO(out)) if suffix == "csv" else pd.read_json(io.BytesIO(out), lines=True)
+    names = [f"explain_{c}" for c in frame.columns]
+    assert summary.rows_scored == 40
+    assert list(scored.columns)[-len(names) - 2 :] == ["model_version", "explain_base", *names]
+    total = scored["explain_base"] + scored[names].sum(axis=1)
+    assert np.allclose(total.to_numpy(), scored["proba_yes"].to_numpy(), atol=1e-9)
+    assert (scored["explain_customer_id"] == 0).all()
+
+
+def test_without_the_metadata_no_explanation_columns_are_written(server, s3, churn):
+    ref = put(s3, "incoming/churn/plain.csv", churn.X_holdout.iloc[:20].to_csv(index=False).encode())
+    score_object(ref, server=server, settings=SETTINGS, s3=s3)
+    header = get(s3, "scored/plain.csv").decode().splitlines()[0]
+    assert "explain_" not in header

@@ -16,7 +16,7 @@ import json
 import math
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -30,7 +30,7 @@ from sklambda.batch.parse import CsvLayout, HeaderProblem, Parsed, Reasons, pars
 from sklambda.batch.reader import CorruptInput, RecordBatch, RecordReader, raw_blocks
 from sklambda.batch.writer import MultipartWriter
 from sklambda.config import MIN_PART_BYTES, BatchSettings
-from sklambda.errors import InvalidInput, ModelNotFound, ModelRefused
+from sklambda.errors import ExplanationUnavailable, InvalidInput, ModelNotFound, ModelRefused
 from sklambda.serving import LoadedModel, ModelServer
 
 THRESHOLD_TAG = "batch_reject_threshold"
@@ -170,10 +170,33 @@ def job_id_for(ref: ObjectRef) -> str:
     return hashlib.sha256(ident.encode()).hexdigest()[:24]
 
 
-def output_columns(loaded: LoadedModel) -> list[str]:
+# Object metadata that asks for explanation columns: `aws s3 cp f.csv s3://.../incoming/m/ --metadata explain=true`.
+EXPLAIN_METADATA = "explain"
+
+
+def output_columns(loaded: LoadedModel, *, explain: bool = False) -> list[str]:
     scorer = loaded.scorer
     probas = [f"proba_{k}" for k in scorer.class_keys] if scorer.has_probabilities else []
-    return ["prediction", *probas, "model_version"]
+    decision = ["decision"] if scorer.decision_rule is not None else []
+    explained = ["explain_base", *(f"explain_{n}" for n in loaded.card.input_schema.names)] if explain else []
+    return ["prediction", *probas, *decision, "model_version", *explained]
+
+
+def _explained_output(loaded: LoadedModel) -> str:
+    """Which model output the explanation columns attribute: P(positive class) of a binary classifier, or the
+    prediction of a regressor. Multi-class models would need one column set per class: refused."""
+    scorer = loaded.scorer
+    if not scorer.has_probabilities:
+        return "prediction"
+    keys = scorer.class_keys
+    if len(keys) != 2:
+        raise _Failed(
+            "explain_unsupported",
+            f"explanation columns are written for binary classifiers and regressors; {loaded.card.name} has "
+            f"{len(keys)} classes (use the API's ?explain=true, which returns every class)",
+        )
+    rule = scorer.decision_rule
+    return str(rule["positive_class"]) if rule else keys[1]
 
 
 def reject_threshold(loaded: LoadedModel | None, settings: BatchSettings) -> float:
@@ -193,41 +216,57 @@ def reject_threshold(loaded: LoadedModel | None, settings: BatchSettings) -> flo
 class _Formatter:
     """Appends the prediction columns to each scored row's raw text."""
 
-    def __init__(self, loaded: LoadedModel, fmt: str) -> None:
+    def __init__(self, loaded: LoadedModel, fmt: str, *, explain: bool = False) -> None:
         self.csv = fmt in (CSV, CSV_GZ)
         self.scorer = loaded.scorer
         self.version = loaded.card.version
-        self.columns = output_columns(loaded)
+        self.columns = output_columns(loaded, explain=explain)
+        self.explain_output = _explained_output(loaded) if explain else None
+        self.decides = self.scorer.decision_rule is not None
         if self.csv:
             self.class_text = {c: _csv_cell(str(c)) for c in self.scorer.classes}
             self.tail = "," + _csv_cell(self.version)
         else:
             self.class_text = {c: json.dumps(c) for c in self.scorer.classes}
-            self.tail = ',"model_version":' + json.dumps(self.version) + "}"
+            self.tail = ',"model_version":' + json.dumps(self.version)
             self.keys = [json.dumps(c) for c in self.columns]
 
     def header(self, layout: CsvLayout) -> bytes:
         return layout.header_bytes + ("," + ",".join(_csv_cell(c) for c in self.columns)).encode() + b"\n"
 
-    def rows(self, raws: list[bytes], scored) -> bytes:
+    def rows(self, raws: list[bytes], scored, explanations: Any = None) -> bytes:
         preds = scored.predictions
         ctext = self.class_text
         if scored.probabilities is not None:
             pred_s = [ctext.get(p) or self._value(p) for p in preds]
             cols = [list(map(float.__repr__, column)) for column in scored.probabilities.T.tolist()]
+            if self.decides:
+                cols.append([ctext.get(d) or self._value(d) for d in self.scorer.decide(scored.probabilities)])
         else:
             pred_s = [self._value(p) for p in preds]
             cols = []
+        after: list[list[str]] = []  # columns after model_version
+        if explanations is not None:
+            j = list(explanations.outputs).index(self.explain_output)
+            after.append([float.__repr__(float(explanations.base_values[j]))] * len(raws))
+            after.extend(list(map(float.__repr__, c)) for c in explanations.values[:, :, j].T.tolist())
         if self.csv:
             tail = self.tail
-            suffixes = [("," + s + tail).encode() for s in map(",".join, zip(pred_s, *cols, strict=True))]
+            heads = map(",".join, zip(pred_s, *cols, strict=True))
+            if after:
+                rests = map(",".join, zip(*after, strict=True))
+                suffixes = [("," + h + tail + "," + r).encode() for h, r in zip(heads, rests, strict=True)]
+            else:
+                suffixes = [("," + h + tail).encode() for h in heads]
             return b"\n".join(map(bytes.__add__, raws, suffixes)) + b"\n"
         out = []
         k = self.keys
+        n_before = 1 + len(cols)
         for i, raw in enumerate(raws):
             body = raw.rstrip()[:-1]
             parts = [f",{k[0]}:{pred_s[i]}"] + [f",{k[j + 1]}:{cols[j][i]}" for j in range(len(cols))]
-            out.append(body + ("".join(parts) + self.tail).encode())
+            extra = [f",{k[n_before + 1 + j]}:{after[j][i]}" for j in range(len(after))]
+            out.append(body + ("".join(parts) + self.tail + "".join(extra) + "}").encode())
         return b"\n".join(out) + b"\n"
 
     def _value(self, v: Any) -> str:
@@ -308,10 +347,11 @@ def _stream(
     write_header: bool = True,
     allow_multiline: bool = True,
     observer: ScoredObserver | None = None,
+    explain: bool = False,
 ) -> None:
     """Read records from `body`, write scored rows and rejected rows. Raises _Failed for a bad header/stream."""
     is_csv = fmt in (CSV, CSV_GZ)
-    formatter = _Formatter(loaded, fmt)
+    formatter = _Formatter(loaded, fmt, explain=explain)
     schema = loaded.card.input_schema
     reader = RecordReader(
         raw_blocks(body, gzip=fmt.endswith(".gz"), counter=counts.raw_bytes),
@@ -361,7 +401,8 @@ def _process(batch, layout, schema, loaded, formatter, settings, scored_out, err
     parsed = parse_csv(batch, layout) if layout is not None else parse_jsonl(batch, schema, formatter.columns)
     ok, frame, scored = _score(loaded, parsed) if parsed.ok else ([], None, None)
     if ok:
-        scored_out.write(formatter.rows([batch.records[i] for i in ok], scored))
+        explanations = _explain(loaded, frame) if formatter.explain_output is not None else None
+        scored_out.write(formatter.rows([batch.records[i] for i in ok], scored, explanations))
         counts.data_quality.update(loaded.scorer.flagger.count(frame))
         if observer is not None:
             observer(loaded, frame, scored)
@@ -376,6 +417,18 @@ def _process(batch, layout, schema, loaded, formatter, settings, scored_out, err
     counts.rows_rejected += len(parsed.bad)
 
 
+def _explain(loaded: LoadedModel, frame: pd.DataFrame) -> Any:
+    try:
+        return loaded.scorer.explainer().explain(frame)
+    except ExplanationUnavailable as e:
+        raise _Failed("explain_unavailable", e.message) from None
+
+
+def _wants_explanations(response: Mapping[str, Any]) -> bool:
+    value = (response.get("Metadata") or {}).get(EXPLAIN_METADATA, "")
+    return str(value).strip().lower() in ("1", "true", "yes")
+
+
 # -- S3 helpers ------------------------------------------------------------------------------------------
 def _error_code(e: ClientError) -> str:
     return str(e.response.get("Error", {}).get("Code", ""))
@@ -385,15 +438,20 @@ _GONE = {"NoSuchKey", "NoSuchVersion", "404", "NotFound", "InvalidArgument"}
 
 
 def _open(s3: Any, ref: ObjectRef, byte_range: ByteRange | None = None) -> Any:
+    return _get(s3, ref, byte_range)["Body"]
+
+
+def _get(s3: Any, ref: ObjectRef, byte_range: ByteRange | None = None) -> Mapping[str, Any]:
+    """GetObject's response (Body and Metadata); an empty range gives an empty body and no metadata."""
     args: dict[str, Any] = {"Bucket": ref.bucket, "Key": ref.key}
     if ref.version_id:
         args["VersionId"] = ref.version_id
     if byte_range is not None:
         if byte_range.end <= byte_range.start:
-            return _EmptyBody()
+            return {"Body": _EmptyBody(), "Metadata": {}}
         args["Range"] = f"bytes={byte_range.start}-{byte_range.end - 1}"
     try:
-        return s3.get_object(**args)["Body"]
+        return s3.get_object(**args)
     except ClientError as e:
         if _error_code(e) in _GONE:
             raise _Failed(
@@ -473,9 +531,9 @@ def score_object(
 
     try:
         loaded = _load(server, target, settings)
-        body = _open(s3, ref)
+        response = _get(s3, ref)
         _stream(
-            body,
+            response["Body"],
             fmt=fmt,
             loaded=loaded,
             settings=settings,
@@ -483,6 +541,7 @@ def score_object(
             errors_out=errors_out,
             counts=counts,
             observer=observer,
+            explain=_wants_explanations(response),
         )
         _check_threshold(counts.rows_read, counts.rows_rejected, reject_threshold(loaded, settings))
     except _Failed as failure:
@@ -660,9 +719,9 @@ def score_chunk(
         header = None
         if not first and fmt in (CSV, CSV_GZ):
             header = _read_header(s3, ref, settings.max_line_bytes)
-        body = _open(s3, ref, byte_range)
+        response = _get(s3, ref, byte_range)
         _stream(
-            body,
+            response["Body"],
             fmt=fmt,
             loaded=loaded,
             settings=settings,
@@ -673,6 +732,7 @@ def score_chunk(
             write_header=first,
             allow_multiline=False,
             observer=observer,
+            explain=_wants_explanations(response),
         )
         scored_out.complete()
         errors_out.complete()
