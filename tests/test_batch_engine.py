@@ -199,10 +199,10 @@ def test_bad_cells_are_rejected_row_by_row_with_line_and_field(server, s3, churn
     frame.loc[3, "age"] = "forty"
     frame.loc[5, "monthly_charges"] = "NaN"
     frame.loc[7, "tenure_months"] = "inf"
-    frame.loc[9, "age"] = ""  # not nullable
+    frame.loc[9, "age"] = ""  # no nulls in training, but the pipeline imputes one: scored and counted
     frame.loc[11, "monthly_income"] = ""  # nullable: fine
     frame.loc[13, "support_calls"] = "1.5"  # integer feature
-    frame.loc[15, "plan"] = ""  # category, not nullable
+    frame.loc[15, "plan"] = ""  # category, imputed as unknown: scored and counted
     ref = put(s3, "incoming/churn/b.csv", frame.to_csv(index=False).encode())
 
     # WHEN scored
@@ -210,15 +210,14 @@ def test_bad_cells_are_rejected_row_by_row_with_line_and_field(server, s3, churn
 
     # THEN exactly the bad rows are rejected, each with its physical line (header is line 1) and reason
     errors = errors_of(s3, "b.csv")
-    assert summary.rows_scored == 94 and summary.rows_rejected == 6
+    assert summary.rows_scored == 96 and summary.rows_rejected == 4
+    assert summary.data_quality == {"unexpected_null": 2}
     got = {e["line"]: (e["reasons"][0]["field"], e["reasons"][0]["message"]) for e in errors}
     assert got == {
         5: ("age", "expected an integer, got string 'forty'"),
         7: ("monthly_charges", "expected a finite number, got 'NaN'"),
         9: ("tenure_months", "expected a finite integer, got inf"),
-        11: ("age", "is empty but the feature is not nullable"),
         15: ("support_calls", "expected an integer, got 1.5"),
-        17: ("plan", "is empty but the feature is not nullable"),
     }
     assert errors[0]["raw"] == frame.to_csv(index=False).splitlines()[4]
 

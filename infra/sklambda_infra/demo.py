@@ -61,11 +61,12 @@ def table(rows: list[dict], columns: list[str]) -> str:
 
 def run() -> int:
     from sklambda import aws
+    from sklambda.errors import PublishRejected
     from sklambda.monitoring import Window, read_capture, run_drift_check
     from sklambda.publish import publish, to_records
     from sklambda.registry import Registry
     from sklambda.signing import CardSigner
-    from sklambda_infra import sample
+    from sklambda_infra import modelcard, sample
     from sklambda_infra.local import LocalStack
 
     started = time.perf_counter()
@@ -111,11 +112,19 @@ def run() -> int:
             pii=sample.PII,
             alias="production",
             description="Probability that a customer cancels within 90 days (demo data).",
+            owner="retention-analytics@example.com",
+            intended_use="Rank customers for a retention call; not for pricing or credit decisions.",
+            limitations=["Synthetic demo data", "Not validated on customers younger than 18"],
+            costs=(1.0, 5.0),  # a missed churner costs 5 retention calls: publish picks the threshold
+            min_metrics={"roc_auc": 0.7},
         )
         m = card.metrics
         print(f"  churn v{card.version}: holdout AUC {m['roc_auc']:.3f}, accuracy {m['accuracy']:.3f}, "
               f"{card.artifact.size / 1024:.0f} KiB, sha256 {card.artifact.sha256[:12]}, "
               f"signed with {card.signature.algorithm}")  # fmt: skip
+        top = ", ".join(f"{f['name']} {f['mean']:.3f}" for f in card.importance["features"][:3])
+        print(f"  permutation importance (AUC drop on the holdout): {top}, ...")
+        print(f"  decision threshold {card.decision['threshold']:.3f}, chosen from costs FP=1, FN=5 on the holdout")
 
         say("Predicting over HTTP: POST /models/churn/predict")
         # Five customers spread from the least to the most likely to churn, so the table shows a range.
@@ -131,7 +140,46 @@ def run() -> int:
             ],
             ["customer", "plan", "tenure", "support calls", "prediction", "P(churn)"],
         ))  # fmt: skip
-        print(f"  answered by {body['model_name']} version {body['model_version']}")
+        print(f"  answered by {body['model_name']} version {body['model_version']}; decisions at threshold "
+              f"{body['decision_threshold']['threshold']:.3f}: {body['decisions']}")  # fmt: skip
+
+        say("Why? POST /models/churn/predict?explain=true for the riskiest customer")
+        status, body = http("POST", f"{api}/models/churn/predict?explain=true", api_key=key,
+                            body={"instances": customers[-1:]})  # fmt: skip
+        assert status == 200, body
+        why = body["explanations"][0]
+        ranked = sorted(why["attributions"].items(), key=lambda kv: -abs(kv[1]["yes"]))
+        for name, value in ranked[:5]:
+            print(f"  {name:<16} {customers[-1][name]!s:>10}  {value['yes']:+.3f}")
+        total = why["base_value"]["yes"] + sum(v["yes"] for v in why["attributions"].values())
+        print(f"  base {why['base_value']['yes']:.3f} + attributions = {total:.4f} = P(churn) "
+              f"{body['probabilities'][0]['yes']:.4f}  ({why['method']})")  # fmt: skip
+
+        say("Unusual values are scored but flagged (data quality at inference)")
+        odd = {**customers[0], "age": 140, "plan": "platinum", "tenure_months": None}
+        status, body = http("POST", f"{api}/models/churn/predict", api_key=key, body={"instances": [odd]})
+        print(f"  {status}: P(churn) {body['probabilities'][0]['yes']:.2f}, warnings:")
+        for w in body["warnings"]:
+            print(f"    row {w['row']}, {w['field']}: {w['code']}: {w['message']}")
+
+        say("A bad training set is refused with a report (constant column, holdout copied from training)")
+        broken = X_train.head(3000).assign(region="north")
+        try:
+            publish(logistic, broken, y_train.head(3000), name="churn", registry=registry, signer=signer,
+                    X_holdout=broken.head(500), y_holdout=y_train.head(500), pii=sample.PII)  # fmt: skip
+            raise AssertionError("the bad training set was published")
+        except PublishRejected as e:
+            for line in e.message.splitlines():
+                print(f"  {line}")
+
+        say("The model card: sklambda models card churn --format html")
+        card_file = ROOT / ".sklambda" / "model-card.html"
+        card_file.write_text(modelcard.render(card, "html", aliases=registry.list_aliases("churn")))
+        markdown = modelcard.render(card, "markdown").splitlines()
+        start = next(i for i, line in enumerate(markdown) if "importance" in line.lower())
+        for line in markdown[start : start + 8]:
+            print(f"  {line}")
+        print(f"  the whole card, to open in a browser: {card_file.relative_to(ROOT)}")
 
         say("The same call without the API key, and with a malformed row")
         status, body = http("POST", f"{api}/models/churn/predict", api_key=None, body={"instances": customers[:1]})
@@ -182,7 +230,7 @@ def run() -> int:
         data_bucket = d["buckets"]["DataBucket"]
         batch = X_hold.astype(object)
         batch.loc[9, "age"] = "forty"  # text in a numeric column
-        batch.loc[19, "tenure_months"] = None  # empty cell, the feature is not nullable
+        batch.loc[19, "tenure_months"] = 12.5  # a fraction in an integer column
         batch.loc[29, "monthly_charges"] = "NaN"
         text = batch.to_csv(index=False).splitlines()
         text[40] = text[40].replace(",", ";")  # one line with the wrong delimiter

@@ -5,7 +5,8 @@ CSV cells are text, so each feature type has a parser with the semantics of Feat
   rejects a fractional value ('3.0' is accepted, like 3.0 in JSON);
 - boolean: true/false/1/0, case-insensitive;
 - category: the cell's text;
-- an empty cell is null, allowed only for nullable features (CSV has no other way to say null).
+- an empty cell is null, allowed only for nullable features or those publish proved the model scores a null
+  for (CSV has no other way to say null; sklambda.flags counts those).
 Numeric columns are parsed by pandas' C reader; only a column holding a bad cell falls back to per-cell checks.
 JSONL values go through FeatureSpec.check unchanged. Columns or keys that are not features are carried
 through to the output but never reach the model.
@@ -167,7 +168,7 @@ def _parse_column(spec: FeatureSpec, column: np.ndarray) -> tuple[np.ndarray, li
             for j in np.flatnonzero(~np.isfinite(values)):
                 cell = column[j]
                 if not cell.strip():
-                    if not spec.nullable:
+                    if not spec.null_allowed:
                         problems.append((int(j), "is empty but the feature is not nullable"))
                     values[j] = np.nan
                     continue
@@ -200,7 +201,7 @@ def _parse_column(spec: FeatureSpec, column: np.ndarray) -> tuple[np.ndarray, li
     else:
         out = cells.copy() if len(empty) else cells
     for j in empty:
-        if not spec.nullable:
+        if not spec.null_allowed:
             problems.append((int(j), "is empty but the feature is not nullable"))
         out[j] = None
     return out, problems
