@@ -220,3 +220,17 @@ def publish_to_stack(stack, churn: SimpleNamespace, model) -> ModelCard:
         registry=Registry(details["model_bucket"]),
         signer=CardSigner(details["signing_key_id"]),
     )
+
+
+@pytest.fixture
+def files(tmp_path, churn, logistic_model) -> dict:
+    """The churn model as a joblib file and its training and holdout data as CSVs (target `churned`), for the CLI."""
+    import joblib
+
+    model = tmp_path / "model.joblib"
+    joblib.dump(logistic_model, model)
+    train = tmp_path / "train.csv"
+    churn.X.assign(churned=churn.y).to_csv(train, index=False)
+    holdout = tmp_path / "holdout.csv"
+    churn.X_holdout.assign(churned=churn.y_holdout).to_csv(holdout, index=False)
+    return {"model": str(model), "train": str(train), "holdout": str(holdout), "dir": tmp_path}

@@ -4,22 +4,10 @@ from __future__ import annotations
 
 import json
 
-import joblib
 import pytest
 
 from sklambda_infra import sample
 from sklambda_infra.cli import main
-
-
-@pytest.fixture
-def files(tmp_path, churn, logistic_model):
-    model = tmp_path / "model.joblib"
-    joblib.dump(logistic_model, model)
-    train = tmp_path / "train.csv"
-    churn.X.assign(churned=churn.y).to_csv(train, index=False)
-    holdout = tmp_path / "holdout.csv"
-    churn.X_holdout.assign(churned=churn.y_holdout).to_csv(holdout, index=False)
-    return {"model": str(model), "train": str(train), "holdout": str(holdout)}
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 
-import joblib
 import numpy as np
 import pytest
 
@@ -90,17 +89,6 @@ def test_an_unknown_format_is_refused(card):
 
 
 # --- CLI ----------------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def files(tmp_path, churn, logistic_model):
-    model = tmp_path / "model.joblib"
-    joblib.dump(logistic_model, model)
-    train = tmp_path / "train.csv"
-    churn.X.assign(churned=churn.y).to_csv(train, index=False)
-    holdout = tmp_path / "holdout.csv"
-    churn.X_holdout.assign(churned=churn.y_holdout).to_csv(holdout, index=False)
-    return {"model": str(model), "train": str(train), "holdout": str(holdout), "dir": tmp_path}
 
 
 @pytest.fixture
