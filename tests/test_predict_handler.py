@@ -232,6 +232,11 @@ def test_model_info_shows_the_public_card(predict_app, published, lambda_context
     assert "baseline" not in card and "key" not in card["artifact"]
     pii = [f for f in card["input_schema"]["features"] if f["pii"]]
     assert [f["name"] for f in pii] == ["customer_id"]
+    # AND it shows the permutation importance per input feature and the decision threshold, not the background
+    importance = card["importance"]["features"]
+    assert {f["name"] for f in importance} == set(published.input_schema.names)
+    assert importance[0]["mean"] >= importance[-1]["mean"]
+    assert card["decision"]["threshold"] == 0.5 and "explanation" not in card
 
 
 def test_health_answers_without_a_model(predict_app, lambda_context):
