@@ -1,4 +1,5 @@
-"""The benchmark's pure helpers: statistics, parsing and the markdown report (no timing here)."""
+"""The benchmark's pure helpers: statistics, parsing and the markdown report, and the wiring of a quick run
+(no timing asserted)."""
 
 from __future__ import annotations
 
@@ -248,3 +249,134 @@ def test_the_bundle_is_a_todo_when_the_layer_build_does_not_exist(monkeypatch: p
     result = bundle.run()
     # THEN it is skipped with a reason instead of failing
     assert not result.measured and "does not exist yet" in result.reason
+
+
+def test_only_takes_several_benchmarks_at_once_or_repeated():
+    both = bench_main.parse_args(["--quick", "--only", "drift", "explain"]).only
+    assert (
+        both == bench_main.parse_args(["--quick", "--only", "drift", "--only", "explain"]).only == ["drift", "explain"]
+    )
+    assert "explain" in bench_main.KINDS
+
+
+def _timing(median: float) -> dict:
+    return {"median": median, "best": median, "all": [median]}
+
+
+def fake_drift(*, sampled_s: float, full_s: float, agree: bool = True) -> dict:
+    def measured(max_rows, seconds, rows):
+        return {
+            "max_rows": max_rows,
+            "seconds": _timing(seconds),
+            "meets_target": seconds <= 2.5,
+            "rss_before_mb": 400.0,
+            "peak_rss_mb": 900.0,
+            "peak_rss_increase_mb": 500.0,
+            "rows_compared": rows,
+            "verdict": "no_drift",
+            "drifted_features": [],
+        }
+
+    clean = {"verdict": "no_drift", "drifted_features": []}
+    shifted = {"verdict": "drift", "drifted_features": ["x03"]}
+    return {
+        "machine": {"python": "3.11.7", "platform": "Linux", "cpus": 2, "numpy": "2", "pandas": "3"},
+        "speed": {
+            "rows": 1_000_000,
+            "features": 20,
+            "plus": "predicted class and 2 class probabilities",
+            "repeats": 5,
+            "check_seconds": _timing(1.2),
+            "floor_seconds": _timing(0.6),
+            "ratio_to_floor": 2.0,
+            "target_seconds": 2.5,
+            "meets_target": True,
+            "peak_alloc_mb": 300.0,
+            "frame_mb": 400.0,
+            "verdict_on_same_distribution": "no_drift",
+        },
+        "end_to_end": {
+            "rows": 1_000_000,
+            "features": 20,
+            "objects": 20,
+            "lines_per_object": 50_000,
+            "uncompressed_mb": 500.0,
+            "compressed_mb": 100.0,
+            "setup_seconds": 60.0,
+            "repeats": 3,
+            "default_max_rows": 200_000,
+            "target_seconds": 2.5,
+            "lambda_memory_mb": 1769,
+            "sampled": measured(200_000, sampled_s, 200_000),
+            "full": measured(None, full_s, 1_000_000),
+            "shift": "x03 +12 (baseline std 20.0)",
+            "agreement": {
+                "clean": {"sampled": clean, "full": clean, "same": True},
+                "shifted": {"sampled": shifted if agree else clean, "full": shifted, "same": agree},
+            },
+            "verdicts_agree": agree,
+        },
+        "rates": {
+            "clean": {
+                "100": {"windows": 1, "drifted_min_rows_100": 0, "drifted_default": 0, "insufficient_default": 1}
+            },
+            "false_alarm_rate_min_rows_100": 0.0,
+            "false_alarm_rate_default": 0.0,
+            "clean_windows": 1,
+            "detection": {
+                "x": {"1000": {"window_rate": 1.0, "model_rate_2_in_a_row": 1.0}}
+                | {"5000": {"window_rate": 1.0, "model_rate_2_in_a_row": 1.0}}
+            },
+        },
+    }
+
+
+def test_the_drift_section_reports_the_end_to_end_check_sampled_and_in_full():
+    # GIVEN drift results where the sampled default meets 2.5 s and decoding every row does not
+    results = fake_results(bundle_result={"measured": False, "reason": "-"})
+    results["drift"] = fake_drift(sampled_s=2.1, full_s=24.0)
+    # WHEN rendered
+    text = report.render(results)
+    # THEN the summary has a row for each mode with its verdict, the agreement, and the in-memory check
+    assert (
+        "| drift check end to end (S3 -> read_capture + check_card), 1,000,000 captured rows x 20 features, "
+        "sampled to 200,000 (default) (median) | 2.10 s | <= 2.5 s | PASS |"
+    ) in text
+    assert "decoding all 1,000,000 rows (median) | 24.00 s | <= 2.5 s | MISS |" in text
+    assert (
+        "| drift verdict, sampled window = full window (clean day and one shifted feature) | same | same | PASS |"
+        in text
+    )
+    assert (
+        "| drift check in memory (check_drift on a ready frame), 1,000,000 rows x 20 features (median) | 1.20 s |"
+        in text
+    )
+    # AND the drift section is numbered and shows both modes and both days
+    assert "## 5. Drift check benchmark" in text and "### End to end: captured lines in S3 to a verdict" in text
+    assert "| sampled to 200,000 rows (the default) | 200,000 | 2.10 s |" in text
+    assert "| shifted: x03 +12 (baseline std 20.0) | drift (x03) | drift (x03) | yes |" in text
+
+
+def test_a_sampled_verdict_that_differs_from_the_full_one_is_a_miss():
+    results = fake_results(bundle_result={"measured": False, "reason": "-"})
+    results["drift"] = fake_drift(sampled_s=2.1, full_s=24.0, agree=False)
+    text = report.render(results)
+    assert (
+        "| drift verdict, sampled window = full window (clean day and one shifted feature) | differs | same | MISS |"
+        in text
+    )
+    assert "| no_drift | drift (x03) | NO |" in text
+
+
+def test_a_quick_explain_run_lands_in_the_report_as_section_7_with_its_summary_row(tmp_path, monkeypatch):
+    # GIVEN the explanation benchmark hooked into the bench (quick: a few rounds)
+    monkeypatch.setattr(bench_main, "RESULTS", tmp_path / "results.json")
+    out = tmp_path / "BENCHMARKS.md"
+    # WHEN only it runs
+    assert bench_main.main(["--quick", "--only", "explain", "--out", str(out)]) == 0
+    # THEN the report has its section and a summary row naming the target, and the raw results hold it
+    text = out.read_text()
+    assert "## 7. Explanation benchmark" in text and "### Single-row latency" in text
+    assert "| explanation p50, 100-tree forest, 20 features, one row |" in text and "| <= 25 ms |" in text
+    assert "--quick --only explain" in text
+    assert json.loads((tmp_path / "results.json").read_text())["explain"]["method"] == "tree_exact"

@@ -397,9 +397,16 @@ def test_the_benchmark_writes_its_markdown_and_json(tmp_path):
     from sklambda_infra import drift_bench
 
     drift_bench.main(
-        ["--rows", "20000", "--repeats", "1", "--clean-windows", "8", "--shift-windows", "2", "--out", str(tmp_path)]
-    )
-    # THEN both files exist and the JSON holds speed and rates
+        ["--rows", "20000", "--repeats", "1", "--clean-windows", "8", "--shift-windows", "2", "--e2e-repeats", "1",
+         "--max-rows", "5000", "--out", str(tmp_path)]
+    )  # fmt: skip
+    # THEN both files exist and the JSON holds speed, the end-to-end check from S3 and rates
     result = json.loads((tmp_path / "drift.json").read_text())
     assert result["speed"]["rows"] == 20000 and result["rates"]["clean_windows"] == 8
-    assert "Drift check benchmark" in (tmp_path / "drift.md").read_text()
+    e2e = result["end_to_end"]
+    assert e2e["rows"] == 20000 and e2e["sampled"]["rows_compared"] == 5000 and e2e["full"]["rows_compared"] == 20000
+    # AND the sampled and the full window agree: no drift on the clean day, the shifted feature on the other
+    assert e2e["agreement"]["clean"]["full"]["verdict"] == "no_drift" and e2e["verdicts_agree"]
+    assert e2e["agreement"]["shifted"]["full"]["drifted_features"] == [drift_bench.SHIFTED_FEATURE]
+    text = (tmp_path / "drift.md").read_text()
+    assert "Drift check benchmark" in text and "End to end: captured lines in S3" in text

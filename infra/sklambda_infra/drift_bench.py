@@ -1,12 +1,18 @@
 """Drift check benchmark: speed and memory on 1,000,000 rows x 20 features, false-alarm and detection rates.
 
-    python -m sklambda_infra.drift_bench [--rows 1000000] [--repeats 5] [--clean-windows 1000] [--shift-windows 50]
+    python -m sklambda_infra.drift_bench [--rows 1000000] [--repeats 5] [--clean-windows 800] [--shift-windows 50]
+                                         [--e2e-repeats 3] [--max-rows 200000]
 
 Speed: a 20-feature frame (14 numeric, 6 categorical, as batch_bench) plus predicted class and probabilities;
 the baseline is computed by sklambda.baseline from a 50,000-row sample of the same generator, as publish does.
 Reported: median and best of ``--repeats`` runs of ``check_drift``, the ratio to a floor (the counting any
 drift check must do: ``np.histogram`` per numeric column on the baseline edges, ``value_counts`` per categorical
 one), and the peak memory the check allocates (tracemalloc, over the frame it is given).
+
+End to end (``end_to_end``): the same rows as gzipped capture lines in moto S3, one day of one model; timed
+``read_capture`` + ``check_card`` (run_drift_check minus resolving the card and writing reports) with the Lambda's
+default ``max_rows`` (a sample of 200,000 lines decoded) and with ``max_rows=None`` (every line decoded), peak RSS
+of each, and whether both give the same verdict on a clean day and on a day with one numeric feature shifted.
 
 Rates: the churn model of sklambda_infra.sample, its baseline from 4,000 training rows; clean windows from
 the same generator (sizes 100 to 50,000, min_rows lowered to 100 so that none is "insufficient"), and the
@@ -17,21 +23,29 @@ default 2-in-a-row rule. Writes build/bench/drift.md and build/bench/drift.json.
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import platform
+import re
 import statistics
 import sys
 import time
 import tracemalloc
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import boto3
 import numpy as np
 import pandas as pd
 
 from sklambda.baseline import feature_baseline, prediction_baseline
-from sklambda.drift import DRIFT, DriftConfig, check_drift, update_state
+from sklambda.capture import CaptureRecord
+from sklambda.card import CLASSIFICATION, ArtifactRef, ModelCard
+from sklambda.config import DEFAULTS, DRIFT_MAX_ROWS
+from sklambda.drift import DRIFT, DriftConfig, check_card, check_drift, update_state
+from sklambda.monitoring import Window, capture_prefix, read_capture
 from sklambda.schema import infer_schema
 from sklambda_infra import sample
 
@@ -42,6 +56,12 @@ CATEGORICAL = [f"c{i}" for i in range(6)]
 LEVELS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
 TARGET_SECONDS = 2.5
 CLEAN_SIZES = (100, 300, 1000, 3000, 5000, 10000, 20000, 50000)
+# The drift-check Lambda's default sample (SKLAMBDA_DRIFT_MAX_ROWS).
+DEFAULT_MAX_ROWS = int(DEFAULTS[DRIFT_MAX_ROWS])
+LINES_PER_OBJECT = 50_000
+CAPTURE_BUCKET = "sklambda-drift-bench"
+KEY_ID = "0123456789ab"
+SHIFTED_FEATURE, SHIFT = "x03", 12.0
 
 
 def log(message: str) -> None:
@@ -112,6 +132,234 @@ def speed(rows: int, repeats: int) -> dict:
         "frame_mb": X.memory_usage(deep=True).sum() / 2**20,
         "verdict_on_same_distribution": report.verdict,
     }
+
+
+# --- end to end: captured lines in S3 -> read_capture -> check_card ----------------------------------------------
+
+
+def _capture_template(model: str) -> str:
+    """A %-format of one capture line in CaptureRecord.to_json_line's exact key order and separators.
+
+    Floats go through %r (Python's repr, which is what json.dumps writes for finite floats); the categorical
+    levels and predicted classes are plain ASCII words, so quoting them is their JSON form. `_capture_lines`
+    checks its first lines against CaptureRecord.to_json_line.
+    """
+    features = ",".join([f'"{n}":%r' for n in NUMERIC] + [f'"{n}":"%s"' for n in CATEGORICAL])
+    return (
+        '{"capture":"sklambda/v1","timestamp":"%s","model":' + json.dumps(model) + ',"version":"1",'
+        '"request_id":"%s","row":0,"features":{' + features + '},"prediction":"%s",'
+        '"probabilities":{"no":%r,"yes":%r},"key_id":"' + KEY_ID + '"}'
+    )
+
+
+def _capture_lines(model: str, X: pd.DataFrame, pred: np.ndarray, proba: np.ndarray, day: datetime) -> list[str]:
+    """One capture line per row, one-row requests spread evenly over `day` (~7 µs a line instead of ~70 µs
+    through build_records)."""
+    n = len(X)
+    start = np.datetime64(day.replace(tzinfo=None).isoformat(), "ms")
+    stamps = np.datetime_as_string(start + np.arange(n) * np.timedelta64(86_400_000 // max(n, 1), "ms"), unit="ms")
+    stamps = [s + "+00:00" for s in stamps.tolist()]
+    request_ids = [f"{i:08x}-0000-4000-8000-{i:012x}" for i in range(n)]
+    columns = [X[name].tolist() for name in (*NUMERIC, *CATEGORICAL)]
+    rows = zip(stamps, request_ids, *columns, pred.tolist(), proba[:, 0].tolist(), proba[:, 1].tolist(), strict=True)
+    template = _capture_template(model)
+    lines = [template % row for row in rows]
+    for i in range(min(n, 3)):  # the fast path of read_capture needs the exact bytes CaptureRecord writes
+        record = CaptureRecord(
+            timestamp=stamps[i],
+            model=model,
+            version="1",
+            request_id=request_ids[i],
+            row=0,
+            features={name: X[name].iloc[i].item() for name in NUMERIC} | {n: X[n].iloc[i] for n in CATEGORICAL},
+            prediction=str(pred[i]),
+            probabilities={"no": float(proba[i, 0]), "yes": float(proba[i, 1])},
+            key_id=KEY_ID,
+        )
+        if record.to_json_line() != lines[i] + "\n":
+            raise AssertionError(f"capture line differs from CaptureRecord.to_json_line:\n{lines[i]}")
+    return lines
+
+
+def _put_capture(s3, model: str, lines: list[str], day: datetime, per_object: int) -> tuple[int, int, int]:
+    """Gzipped objects of `per_object` lines under the day's capture prefix, named as Firehose names them."""
+    objects = raw = packed = 0
+    for k in range(0, len(lines), per_object):
+        body = ("\n".join(lines[k : k + per_object]) + "\n").encode()
+        blob = gzip.compress(body, compresslevel=6, mtime=0)
+        key = f"{capture_prefix(model, day.date())}sklambda-capture-1-{day:%Y-%m-%d}-{k // per_object:06d}.gz"
+        s3.put_object(Bucket=CAPTURE_BUCKET, Key=key, Body=blob)
+        objects, raw, packed = objects + 1, raw + len(body), packed + len(blob)
+    return objects, raw, packed
+
+
+def _wide_card(model: str, schema, baseline: dict) -> ModelCard:
+    return ModelCard(
+        name=model,
+        version="1",
+        task=CLASSIFICATION,
+        classes=("no", "yes"),
+        target="y",
+        estimator="none (drift benchmark: the baseline and the captured lines are generated)",
+        library_versions={},
+        input_schema=schema,
+        metrics={},
+        baseline=baseline,
+        artifact=ArtifactRef(key="-", sha256="0" * 64, size=0),
+        created_at="2026-01-01T00:00:00+00:00",
+    )
+
+
+def _check_window(s3, card: ModelCard, window: Window, max_rows: int | None):
+    """What run_drift_check does between resolving the card and writing the reports."""
+    captured = read_capture(s3, CAPTURE_BUCKET, card, window, max_rows=max_rows)
+    report = check_card(
+        card,
+        captured.features,
+        predictions=np.asarray(captured.predictions, dtype=object) if captured.rows else None,
+        probabilities=captured.probabilities,
+    )
+    return captured, report
+
+
+def _status_mb(field: str) -> float | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Linux: reset this process's peak RSS (VmHWM) to its current RSS (proc(5), clear_refs)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _measure(s3, card: ModelCard, window: Window, max_rows: int | None, repeats: int) -> dict:
+    # First run: peak RSS over what the process held just before (moto's objects, the frames kept for the
+    # other measurements), and the verdict. It is also the warm-up of the timed runs.
+    reset = _reset_peak_rss()
+    before = _status_mb("VmRSS")
+    t = time.perf_counter()
+    captured, report = _check_window(s3, card, window, max_rows)
+    first = time.perf_counter() - t
+    peak = _status_mb("VmHWM") if reset else None
+    del captured
+    seconds = [first]
+    for _ in range(repeats - 1):
+        t = time.perf_counter()
+        _check_window(s3, card, window, max_rows)
+        seconds.append(time.perf_counter() - t)
+    median = statistics.median(seconds)
+    return {
+        "max_rows": max_rows,
+        "seconds": {"median": median, "best": min(seconds), "all": seconds},
+        "meets_target": median <= TARGET_SECONDS,
+        "rss_before_mb": before,
+        "peak_rss_mb": peak,
+        "peak_rss_increase_mb": None if peak is None or before is None else peak - before,
+        "rows_compared": report.rows,
+        "verdict": report.verdict,
+        "drifted_features": sorted(report.drifted_features),
+    }
+
+
+def _lambda_memory_mb() -> int | None:
+    """The drift-check function's MemorySize in template.yaml, for scale (None if it cannot be read)."""
+    try:
+        text = (ROOT / "template.yaml").read_text()
+    except OSError:
+        return None
+    found = re.search(r"\n  DriftCheckFunction:\n(?:    .*\n|\s*\n)*?      MemorySize: (\d+)", text)
+    return int(found.group(1)) if found else None
+
+
+def end_to_end(
+    rows: int,
+    repeats: int,
+    *,
+    max_rows: int = DEFAULT_MAX_ROWS,
+    per_object: int = LINES_PER_OBJECT,
+    shift: float = SHIFT,
+) -> dict:
+    """The scheduled check on `rows` captured lines in (moto) S3: read_capture + check_card, sampled and in full.
+
+    The wide frame's rows become capture lines of one day, gzipped `per_object` lines an object as Firehose
+    writes them; a second model's day holds the same rows with `SHIFTED_FEATURE` moved by `shift`. Timed:
+    ``read_capture(max_rows=max_rows)`` (what the drift-check Lambda does by default) and
+    ``read_capture(max_rows=None)`` (every line decoded), each followed by ``check_card`` as run_drift_check
+    does; the verdicts of both on both days are compared.
+    """
+    from moto import mock_aws
+
+    train, pred_t, proba_t = wide_frame(50_000, 0)
+    schema = infer_schema(train)
+    baseline = {
+        "features": feature_baseline(train, schema),
+        "predictions": prediction_baseline(pred_t, proba_t, ["no", "yes"]),
+    }
+    day = datetime(2026, 11, 26, tzinfo=UTC)
+    window = Window(day, day + timedelta(days=1))
+    with mock_aws():
+        # An explicit AWS endpoint: a local stack's AWS_ENDPOINT_URL in the environment must not take the calls.
+        s3 = boto3.client("s3", region_name="us-east-1", endpoint_url="https://s3.us-east-1.amazonaws.com")
+        s3.create_bucket(Bucket=CAPTURE_BUCKET)
+        started = time.perf_counter()
+        log(f"end to end: writing {rows:,} capture lines, {per_object:,} per gzipped object")
+        X, pred, proba = wide_frame(rows, 1)
+        objects, raw, packed = _put_capture(s3, "wide", _capture_lines("wide", X, pred, proba, day), day, per_object)
+        X[SHIFTED_FEATURE] = np.round(X[SHIFTED_FEATURE] + shift, 3)
+        _put_capture(s3, "wide-shifted", _capture_lines("wide-shifted", X, pred, proba, day), day, per_object)
+        del X, pred, proba
+        setup = time.perf_counter() - started
+        clean, shifted = _wide_card("wide", schema, baseline), _wide_card("wide-shifted", schema, baseline)
+        log(f"end to end: sampled to {max_rows:,} rows, {repeats} runs")
+        sampled = _measure(s3, clean, window, max_rows, repeats)
+        log(f"end to end: sampled {sampled['seconds']}; every row, {repeats} runs")
+        full = _measure(s3, clean, window, None, repeats)
+        log(f"end to end: every row {full['seconds']}; shifted day")
+        agreement = {
+            "clean": {"sampled": _verdict(sampled), "full": _verdict(full)},
+            "shifted": {
+                "sampled": _verdict(_check_window(s3, shifted, window, max_rows)[1]),
+                "full": _verdict(_check_window(s3, shifted, window, None)[1]),
+            },
+        }
+    for a in agreement.values():
+        a["same"] = a["sampled"] == a["full"]
+    return {
+        "rows": rows,
+        "features": len(NUMERIC) + len(CATEGORICAL),
+        "objects": objects,
+        "lines_per_object": per_object,
+        "uncompressed_mb": raw / 2**20,
+        "compressed_mb": packed / 2**20,
+        "setup_seconds": setup,
+        "repeats": repeats,
+        "default_max_rows": DEFAULT_MAX_ROWS,
+        "target_seconds": TARGET_SECONDS,
+        "lambda_memory_mb": _lambda_memory_mb(),
+        "sampled": sampled,
+        "full": full,
+        "shift": f"{SHIFTED_FEATURE} +{shift:g} (baseline std {baseline['features'][SHIFTED_FEATURE]['std']:.1f})",
+        "agreement": agreement,
+        "verdicts_agree": all(a["same"] for a in agreement.values()),
+    }
+
+
+def _verdict(found) -> dict:
+    """Verdict and drifted features of a DriftReport or of a _measure result."""
+    if isinstance(found, dict):
+        return {"verdict": found["verdict"], "drifted_features": found["drifted_features"]}
+    return {"verdict": found.verdict, "drifted_features": sorted(found.drifted_features)}
 
 
 # --- rates ----------------------------------------------------------------------------------------------------
@@ -235,7 +483,7 @@ def machine() -> dict:
 
 def markdown(result: dict) -> str:
     s, r = result["speed"], result["rates"]
-    lines = [
+    lines: list[str] = [
         "# Drift check benchmark",
         "",
         f"Machine: {result['machine']['platform']}, {result['machine']['cpus']} CPUs, Python "
@@ -255,6 +503,13 @@ def markdown(result: dict) -> str:
         f"| peak memory allocated by the check (tracemalloc) | {s['peak_alloc_mb']:.0f} MB |",
         f"| the frame itself (deep) | {s['frame_mb']:.0f} MB |",
         "",
+        "This is `check_drift` alone, on a DataFrame already in memory: no S3 read, no JSON decoding. The scheduled "
+        "check also has to read and decode the captured lines; see the end-to-end measurement below.",
+        "",
+    ]
+    if result.get("end_to_end"):
+        lines += _end_to_end_markdown(result["end_to_end"])
+    lines += [
         "## False alarms on clean windows",
         "",
         f"{r['clean_windows']} clean windows for each setting. Drifted windows: "
@@ -288,16 +543,74 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _mb(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.0f} MB"
+
+
+def _verdict_text(v: dict) -> str:
+    return v["verdict"] + (f" ({', '.join(v['drifted_features'])})" if v["drifted_features"] else "")
+
+
+def _end_to_end_markdown(e: dict) -> list[str]:
+    sampled, full, target = e["sampled"], e["full"], e["target_seconds"]
+    default = sampled["max_rows"] == e["default_max_rows"]
+    sample_label = f"sampled to {sampled['max_rows']:,} rows" + (" (the default)" if default else "")
+
+    def row(label: str, m: dict) -> str:
+        t = m["seconds"]
+        return (
+            f"| {label} | {m['rows_compared']:,} | {t['median']:.2f} s | {t['best']:.2f} s | "
+            f"{'PASS' if m['meets_target'] else 'MISS'} | {_mb(m['peak_rss_mb'])} | {_mb(m['peak_rss_increase_mb'])} |"
+        )
+
+    agreement = e["agreement"]
+    lambda_memory = f" The drift-check function has {e['lambda_memory_mb']:,} MB." if e.get("lambda_memory_mb") else ""
+    return [
+        "## End to end: captured lines in S3 to a verdict",
+        "",
+        f"The same {e['features']}-feature generator written as {e['rows']:,} capture lines of one day "
+        "(`CaptureRecord.to_json_line`'s exact format, checked against it; one-row requests spread over the day), "
+        f"gzipped {e['lines_per_object']:,} lines an object as Firehose writes them: {e['objects']} objects, "
+        f"{e['uncompressed_mb']:,.0f} MB of JSON, {e['compressed_mb']:,.0f} MB gzipped, in moto S3 in this process "
+        "(so no network transfer is included). Timed: `read_capture` (list, get, gunzip, select the window, decode, "
+        "build the frame) + `check_card`, i.e. `run_drift_check` without resolving the card and writing the "
+        f"reports; median of {e['repeats']} runs. The drift-check Lambda passes `max_rows` = "
+        f"`SKLAMBDA_DRIFT_MAX_ROWS`, default {e['default_max_rows']:,}: above that, a seeded uniform sample of the "
+        "window's lines is decoded and compared. Peak RSS is the process's (VmHWM, reset before the first run of "
+        "each), which includes moto's copy of the objects; the increase is over the RSS just before the run (a lower "
+        "bound: memory the process freed earlier can be reused without raising RSS)." + lambda_memory,
+        "",
+        "| read_capture + check_card | rows compared | median | best | "
+        f"target <= {target} s | peak RSS | peak RSS increase |",
+        "|---|---:|---:|---:|---|---:|---:|",
+        row(sample_label, sampled),
+        row(f"every line decoded (max_rows=None), {e['rows']:,} rows", full),
+        "",
+        f"Sampling against the full window, same lines (clean day, and a day with {e['shift']}):",
+        "",
+        "| day | sampled | every line | same verdict |",
+        "|---|---|---|---|",
+        *(
+            f"| {day} | {_verdict_text(a['sampled'])} | {_verdict_text(a['full'])} | {'yes' if a['same'] else 'NO'} |"
+            for day, a in (("clean", agreement["clean"]), (f"shifted: {e['shift']}", agreement["shifted"]))
+        ),
+        "",
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--clean-windows", type=int, default=800)
     parser.add_argument("--shift-windows", type=int, default=50)
+    parser.add_argument("--e2e-repeats", type=int, default=3, help="runs of the end-to-end check (each mode)")
+    parser.add_argument("--max-rows", type=int, default=DEFAULT_MAX_ROWS, help="the end-to-end check's sample")
     parser.add_argument("--out", type=Path, default=BUILD)
     args = parser.parse_args(argv)
     result = {"machine": machine(), "speed": speed(args.rows, args.repeats)}
     log(f"speed: {result['speed']['check_seconds']}")
+    result["end_to_end"] = end_to_end(args.rows, args.e2e_repeats, max_rows=args.max_rows)
     result["rates"] = rates(args.clean_windows, args.shift_windows)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "drift.json").write_text(json.dumps(result, indent=2, allow_nan=False))

@@ -1,4 +1,4 @@
-"""python -m sklambda_infra.bench [--quick] [--only warm|cold|bundle|batch|drift|capture ...] [--out PATH]
+"""python -m sklambda_infra.bench [--quick] [--only warm|cold|bundle|batch|drift|capture|explain ...] [--out PATH]
 
 [--layer-report PATH] reads an existing layer build instead of building one.
 """
@@ -12,10 +12,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from sklambda_infra import batch_bench, capture_bench, drift_bench
+from sklambda_infra import batch_bench, capture_bench, drift_bench, explain_bench
 from sklambda_infra.bench import bundle, cold, common, machine, report, warm
 
-KINDS = ("warm", "cold", "bundle", "batch", "drift", "capture")
+KINDS = ("warm", "cold", "bundle", "batch", "drift", "capture", "explain")
 DEFAULT_OUT = common.ROOT / "BENCHMARKS.md"
 PARTIAL_OUT = common.BUILD / "BENCHMARKS.md"
 RESULTS = common.BUILD / "results.json"
@@ -24,7 +24,9 @@ RESULTS = common.BUILD / "results.json"
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m sklambda_infra.bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer samples (a smoke run, not for BENCHMARKS.md)")
-    parser.add_argument("--only", action="append", choices=KINDS, help="run only this benchmark (repeatable)")
+    parser.add_argument(
+        "--only", action="extend", nargs="+", choices=KINDS, help="run only these benchmarks (repeatable)"
+    )
     parser.add_argument(
         "--out",
         type=Path,
@@ -62,11 +64,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "drift" in kinds:
         drift = {"machine": drift_bench.machine()}
         drift["speed"] = drift_bench.speed(200_000 if ns.quick else 1_000_000, 2 if ns.quick else 5)
+        # End to end from S3: quick samples 20,000 of 100,000 lines so the sampled path still runs.
+        drift["end_to_end"] = (
+            drift_bench.end_to_end(100_000, 1, max_rows=20_000) if ns.quick else drift_bench.end_to_end(1_000_000, 3)
+        )
         drift["rates"] = drift_bench.rates(*((100, 10) if ns.quick else (800, 50)))
         results["drift"] = drift
     if "capture" in kinds:
         capture_models = common.fit_models(rows=5000, trees=50)
         results["capture"] = capture_bench.run(10 if ns.quick else 40, 25, 1, capture_models)
+    if "explain" in kinds:
+        results["explain"] = explain_bench.run(quick=ns.quick)
     results["load_average_end"] = machine.load_average()
     results["elapsed_s"] = time.perf_counter() - started
 
