@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -56,6 +55,7 @@ class CapturedWindow:
     rows: int
     objects: int
     rows_in_window: int = 0
+    estimated: bool = False  # rows_in_window extrapolated from a sample of the window's lines
 
 
 @dataclass(frozen=True)
@@ -105,41 +105,32 @@ def read_capture(
 ) -> CapturedWindow:
     """The captured rows of `card`'s model and version whose timestamp falls in [start, end).
 
-    With `max_rows`, a window holding more matching rows is compared on a uniform random sample (seeded) of that
-    many: only the sampled lines are decoded. `rows_in_window` counts them all.
+    With `max_rows`, a window holding more lines is compared on a uniform random sample (seeded) of at most that
+    many matching rows: lines are visited in a random order until enough match, so only those are checked and
+    decoded, and `rows_in_window` is then estimated from the share of visited lines that matched.
     """
     names = list(card.input_schema.names)
-    # Records carry UTC stamps with milliseconds: the window's bounds in that form compare correctly as bytes.
-    start, end = _stamp(window.start), _stamp(window.end)
-    start_b, end_b = start.encode(), end.encode()
-    identity = f'","model":{json.dumps(card.name)},"version":{json.dumps(card.version)},'.encode()
-    matched: list[bytes] = []  # lines known to match, still undecoded
-    decoded: list[dict] = []  # lines in another form, decoded to be filtered
+    lines: list[bytes] = []
     objects = 0
     for day in window.days():
         for key in _objects(s3, bucket, capture_prefix(card.name, day)):
             objects += 1
             body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-            if key.endswith(".gz"):
-                body = gzip.decompress(body)
-            for line in body.splitlines():
-                if line.startswith(_LINE_PREFIX):
-                    stamp = line[len(_LINE_PREFIX) : len(_LINE_PREFIX) + _STAMP_LEN]
-                    if stamp.endswith(b"+00:00") and line.startswith(identity, len(_LINE_PREFIX) + _STAMP_LEN):
-                        if start_b <= stamp < end_b:
-                            matched.append(line)
-                        continue
-                if line.strip():
-                    record = _decode(line)
-                    if record is not None and _in_window(record, card, start, end):
-                        decoded.append(record)
-    total = len(matched) + len(decoded)
-    if max_rows is not None and total > max_rows:
-        keep = sorted(random.Random(seed).sample(range(total), max_rows))
-        picked = [_decode(matched[i]) if i < len(matched) else decoded[i - len(matched)] for i in keep]
-    else:
-        picked = [_decode(line) for line in matched] + decoded
-    records = [r for r in picked if r is not None]
+            lines.extend((gzip.decompress(body) if key.endswith(".gz") else body).splitlines())
+    match = _Matcher(card, window)
+    n = len(lines)
+    sampled = max_rows is not None and n > max_rows
+    order = np.random.default_rng(seed).permutation(n).tolist() if sampled else range(n)
+    records: list[dict] = []
+    visited = 0
+    for i in order:
+        visited += 1
+        record = match(lines[i])
+        if record is not None:
+            records.append(record)
+            if sampled and len(records) >= max_rows:  # type: ignore[operator]
+                break
+    in_window = len(records) if visited == n else round(len(records) * n / visited)
     features = [r.get("features") or {} for r in records]
     predictions = [r.get("prediction") for r in records]
     probabilities = [r["probabilities"] for r in records if r.get("probabilities") is not None]
@@ -148,7 +139,34 @@ def read_capture(
     proba = None
     if probabilities and len(probabilities) == len(predictions):
         proba = pd.DataFrame.from_records(probabilities, columns=[str(c) for c in card.classes or ()])
-    return CapturedWindow(frame, predictions, proba, len(predictions), objects, rows_in_window=total)
+    return CapturedWindow(
+        frame, predictions, proba, len(predictions), objects, rows_in_window=in_window, estimated=visited < n
+    )
+
+
+class _Matcher:
+    """A capture line -> its record when it is of the card's model and version and inside the window, else None.
+
+    Lines as CaptureRecord.to_json_line writes them are selected on their bytes (stamp, model, version at fixed
+    places) and only decoded when they match; any other line is decoded and checked field by field.
+    """
+
+    def __init__(self, card: ModelCard, window: Window) -> None:
+        self.card = card
+        # Records carry UTC stamps with milliseconds: the window's bounds in that form compare correctly as text.
+        self.start, self.end = _stamp(window.start), _stamp(window.end)
+        self.start_b, self.end_b = self.start.encode(), self.end.encode()
+        self.identity = f'","model":{json.dumps(card.name)},"version":{json.dumps(card.version)},'.encode()
+
+    def __call__(self, line: bytes) -> dict | None:
+        if line.startswith(_LINE_PREFIX):
+            stamp = line[len(_LINE_PREFIX) : len(_LINE_PREFIX) + _STAMP_LEN]
+            if stamp.endswith(b"+00:00") and line.startswith(self.identity, len(_LINE_PREFIX) + _STAMP_LEN):
+                return _decode(line) if self.start_b <= stamp < self.end_b else None
+        if not line.strip():
+            return None
+        record = _decode(line)
+        return record if record is not None and _in_window(record, self.card, self.start, self.end) else None
 
 
 def _decode(line: bytes) -> dict | None:
@@ -246,6 +264,7 @@ def run_drift_check(
     document = {
         **report.to_dict(),
         "rows_in_window": captured.rows_in_window,  # `rows` were compared: a sample when above max_rows
+        "rows_in_window_estimated": captured.estimated,
         "model_drifted": drifted,
         "checked_at": clock().isoformat(),
     }
