@@ -123,7 +123,7 @@ def _score(loaded: LoadedModel, rows: list[Any], *, explain: bool = False) -> Sc
 
 
 def _capture(loaded: LoadedModel, rows: list[Any], scored: Scored) -> None:
-    """Send the scored rows (pii pseudonymized) to the capture stream; a failure is counted, never raised."""
+    """Write the scored rows (pii pseudonymized) as capture lines to the log; a failure is counted, never raised."""
     if not capturer.enabled:
         return
     schema = loaded.card.input_schema
