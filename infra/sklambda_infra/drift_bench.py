@@ -12,7 +12,8 @@ one), and the peak memory the check allocates (tracemalloc, over the frame it is
 End to end (``end_to_end``): the same rows as gzipped capture lines in moto S3, one day of one model; timed
 ``read_capture`` + ``check_card`` (run_drift_check minus resolving the card and writing reports) with the Lambda's
 default ``max_rows`` (SKLAMBDA_DRIFT_MAX_ROWS: a sample of 100,000 matching lines decoded) and with
-``max_rows=None`` (every line decoded), peak RSS of each, and whether both give the same verdict on a clean day and on a day with one numeric feature shifted.
+``max_rows=None`` (every line decoded), peak RSS of each, and whether both give the same verdict on a clean day
+and on a day with one numeric feature shifted.
 
 Rates: the churn model of sklambda_infra.sample, its baseline from 4,000 training rows; clean windows from
 the same generator (sizes 100 to 50,000, min_rows lowered to 100 so that none is "insufficient"), and the
