@@ -51,6 +51,8 @@ def test_models_list_and_show(cli, files, capsys):
     assert cli("models", "show", "churn") == 0
     out = capsys.readouterr().out
     assert "churn version 1 (classification)" in out and "PII" in out and "signed: yes" in out
+    assert "importance (roc_auc drop, holdout): " in out and "decision: yes when P >= 0.500 (default)" in out
+    assert "explanations: yes" in out and "null scored and flagged" in out
 
 
 def test_a_missing_target_column_is_a_clear_error(cli, files, capsys):

@@ -202,9 +202,20 @@ def _models_show(args: argparse.Namespace) -> int:
             extra.append(f"categories {', '.join(f.categories[:8])}{' ...' if len(f.categories) > 8 else ''}")
         if f.nullable:
             extra.append("nullable")
+        elif f.accepts_null:
+            extra.append("null scored and flagged")
         if f.pii:
             extra.append("PII")
         print(f"    {f.name:<20} {f.type:<9} {'; '.join(extra)}")
+    if card.importance:
+        ranked = ", ".join(f"{f['name']} {f['mean']:+.3f}" for f in card.importance["features"][:5])
+        print(f"  importance ({card.importance['scoring']} drop, {card.importance['split']}): {ranked}")
+    if card.decision:
+        print(f"  decision: {card.decision['positive_class']} when P >= {card.decision['threshold']:.3f} "
+              f"({card.decision['source']})")  # fmt: skip
+    for w in (card.quality or {}).get("warnings", []):
+        print(f"  warning [{w['check']}] {w.get('feature') or ''}: {w['message']}")
+    print(f"  explanations: {'yes' if (card.explanation or {}).get('background') else 'no (republish to add)'}")
     print(f"  aliases: {registry.list_aliases(card.name)}")
     return 0
 
