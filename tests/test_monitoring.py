@@ -79,3 +79,38 @@ def test_no_raw_identifier_is_read_back_from_the_capture(registry_env, published
     capture(data_bucket, logistic_model, X)
     result = check(registry_env)
     assert json.dumps(result.report.to_dict()).count("C01") == 0
+
+
+def test_lines_in_any_layout_are_read_and_torn_or_foreign_lines_are_skipped(
+    registry_env, published, data_bucket, logistic_model
+):
+    import gzip
+
+    from sklambda.monitoring import capture_prefix, read_capture
+
+    # GIVEN 40 captured rows, then an object holding 5 of the same records re-serialized with other key order
+    # (decoded the slow way), a blank line, a torn line, another model's line, and no final newline, gzipped
+    X, _ = sample.churn_data(40, seed=13)
+    capture(data_bucket, logistic_model, X)
+    key = capture_prefix("churn", END.date()) + "part-0"
+    records = [
+        json.loads(line) for line in data_bucket.get_object(Bucket=DATA_BUCKET, Key=key)["Body"].read().splitlines()
+    ]
+    reordered = [json.dumps(dict(reversed(list(r.items())))) for r in records[:5]]
+    body = "\n".join(
+        [*reordered, "", '{"capture":"sklambda/v1","timestamp":"2026-', json.dumps({**records[0], "model": "x"})]
+    )
+    data_bucket.put_object(
+        Bucket=DATA_BUCKET, Key=capture_prefix("churn", END.date()) + "part-1.gz", Body=gzip.compress(body.encode())
+    )
+    card = registry_env.registry.get_card("churn", "1")
+    # WHEN the window is read in full, and sampled to 20 rows
+    full = read_capture(data_bucket, DATA_BUCKET, card, WINDOW)
+    sampled = read_capture(data_bucket, DATA_BUCKET, card, WINDOW, max_rows=20)
+    # THEN every record of the model is read once, whatever its layout, and nothing else
+    assert (full.rows, full.rows_in_window, full.estimated) == (45, 45, False)
+    assert full.features["age"].tolist() == [*X["age"], *X["age"][:5]]  # objects in key order, lines in order
+    # AND the sample holds 20 of them, with the window's size estimated from the lines it visited
+    assert sampled.rows == 20 and sampled.estimated
+    assert 20 <= sampled.rows_in_window <= 49
+    assert set(sampled.features["customer_id"]) <= set(full.features["customer_id"])

@@ -1,7 +1,7 @@
 """Drift check benchmark: speed and memory on 1,000,000 rows x 20 features, false-alarm and detection rates.
 
     python -m sklambda_infra.drift_bench [--rows 1000000] [--repeats 5] [--clean-windows 800] [--shift-windows 50]
-                                         [--e2e-repeats 3] [--max-rows 100000]
+                                         [--e2e-repeats 3] [--max-rows 50000]
 
 Speed: a 20-feature frame (14 numeric, 6 categorical, as batch_bench) plus predicted class and probabilities;
 the baseline is computed by sklambda.baseline from a 50,000-row sample of the same generator, as publish does.
@@ -11,7 +11,7 @@ one), and the peak memory the check allocates (tracemalloc, over the frame it is
 
 End to end (``end_to_end``): the same rows as gzipped capture lines in moto S3, one day of one model; timed
 ``read_capture`` + ``check_card`` (run_drift_check minus resolving the card and writing reports) with the Lambda's
-default ``max_rows`` (SKLAMBDA_DRIFT_MAX_ROWS: a sample of 100,000 matching lines decoded) and with
+default ``max_rows`` (SKLAMBDA_DRIFT_MAX_ROWS: a sample of 50,000 matching lines decoded) and with
 ``max_rows=None`` (every line decoded), peak RSS of each, and whether both give the same verdict on a clean day
 and on a day with one numeric feature shifted.
 

@@ -244,9 +244,9 @@ MONITORING_BUCKET = "SKLAMBDA_MONITORING_BUCKET"
 DRIFT_WINDOW_HOURS = "SKLAMBDA_DRIFT_WINDOW_HOURS"
 DRIFT_EVENT_BUS = "SKLAMBDA_DRIFT_EVENT_BUS"
 # Above this many captured rows in a window, a uniform sample of this size is decoded and compared (decoding JSON
-# is most of a large check's time; 100,000 rows estimate every statistic far more finely than the thresholds).
+# is most of a large check's time; 50,000 rows estimate every statistic far more finely than the thresholds).
 DRIFT_MAX_ROWS = "SKLAMBDA_DRIFT_MAX_ROWS"
-DEFAULTS.update({DRIFT_WINDOW_HOURS: "24", DRIFT_EVENT_BUS: "default", DRIFT_MAX_ROWS: "100000"})
+DEFAULTS.update({DRIFT_WINDOW_HOURS: "24", DRIFT_EVENT_BUS: "default", DRIFT_MAX_ROWS: "50000"})
 
 
 @dataclass(frozen=True)
@@ -264,7 +264,7 @@ class DriftCheckSettings:
     default_alias: str = "production"
     window_hours: float = 24.0
     event_bus: str = "default"
-    max_rows: int = 100_000
+    max_rows: int = 50_000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> DriftCheckSettings:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import json
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -28,6 +29,7 @@ from sklambda.registry import Registry
 from sklambda.signing import CardVerifier
 
 CAPTURE_PREFIX = "capture/"
+READ_THREADS = 4
 REPORT_PREFIX = "reports/drift/"
 
 
@@ -110,27 +112,34 @@ def read_capture(
     decoded, and `rows_in_window` is then estimated from the share of visited lines that matched.
     """
     names = list(card.input_schema.names)
-    lines: list[bytes] = []
-    objects = 0
-    for day in window.days():
-        for key in _objects(s3, bucket, capture_prefix(card.name, day)):
-            objects += 1
-            body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-            lines.extend((gzip.decompress(body) if key.endswith(".gz") else body).splitlines())
+    keys = [key for day in window.days() for key in _objects(s3, bucket, capture_prefix(card.name, day))]
+
+    def fetch(key: str) -> _Body:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        return _Body(gzip.decompress(body) if key.endswith(".gz") else body)
+
+    # S3 reads, zlib and numpy's newline search release the GIL: a few threads overlap the transfers and use a
+    # second vCPU. Lines are addressed by offsets, not split into a million bytes objects.
+    with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
+        lines = _Lines(list(pool.map(fetch, keys)))
     match = _Matcher(card, window)
     n = len(lines)
     sampled = max_rows is not None and n > max_rows
     order = np.random.default_rng(seed).permutation(n).tolist() if sampled else range(n)
-    records: list[dict] = []
+    undecoded: list[bytes] = []  # matching lines in CaptureRecord's own form, decoded together at the end
+    decoded: list[dict] = []  # matching lines in any other form, decoded to be checked
     visited = 0
     for i in order:
         visited += 1
-        record = match(lines[i])
-        if record is not None:
-            records.append(record)
-            if sampled and len(records) >= max_rows:  # type: ignore[operator]
-                break
-    in_window = len(records) if visited == n else round(len(records) * n / visited)
+        found = match(lines[i])
+        if found is None:
+            continue
+        (undecoded if isinstance(found, bytes) else decoded).append(found)
+        if sampled and len(undecoded) + len(decoded) >= max_rows:  # type: ignore[operator]
+            break
+    records = _decode_all(undecoded) + decoded
+    matched = len(undecoded) + len(decoded)
+    in_window = matched if visited == n else round(matched * n / visited)
     features = [r.get("features") or {} for r in records]
     predictions = [r.get("prediction") for r in records]
     probabilities = [r["probabilities"] for r in records if r.get("probabilities") is not None]
@@ -140,15 +149,53 @@ def read_capture(
     if probabilities and len(probabilities) == len(predictions):
         proba = pd.DataFrame.from_records(probabilities, columns=[str(c) for c in card.classes or ()])
     return CapturedWindow(
-        frame, predictions, proba, len(predictions), objects, rows_in_window=in_window, estimated=visited < n
+        frame, predictions, proba, len(predictions), len(keys), rows_in_window=in_window, estimated=visited < n
     )
 
 
+class _Body:
+    """One decompressed capture object and where its lines start and end."""
+
+    def __init__(self, data: bytes) -> None:
+        newlines = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+        self.data = data
+        self.starts = np.concatenate(([0], newlines + 1))
+        self.ends = np.concatenate((newlines, [len(data)]))
+        if len(self.starts) and self.starts[-1] == len(data):  # nothing after the last newline
+            self.starts, self.ends = self.starts[:-1], self.ends[:-1]
+
+
+class _Lines:
+    """The lines of several objects under one index, sliced out only when asked for."""
+
+    def __init__(self, bodies: list[_Body]) -> None:
+        self.bodies = bodies
+        self.first = np.cumsum([0] + [len(b.starts) for b in bodies])  # global index of each body's first line
+
+    def __len__(self) -> int:
+        return int(self.first[-1])
+
+    def __getitem__(self, i: int) -> bytes:
+        which = int(np.searchsorted(self.first, i, side="right")) - 1
+        body, j = self.bodies[which], i - int(self.first[which])
+        return body.data[int(body.starts[j]) : int(body.ends[j])]
+
+
+def _decode_all(lines: list[bytes]) -> list[dict]:
+    """One JSON decode for many lines (less per-call overhead); line by line when one of them is torn."""
+    if not lines:
+        return []
+    try:
+        return json.loads(b"[" + b",".join(lines) + b"]")
+    except ValueError:
+        return [r for r in map(_decode, lines) if r is not None]
+
+
 class _Matcher:
-    """A capture line -> its record when it is of the card's model and version and inside the window, else None.
+    """Is a capture line of the card's model and version, inside the window?
 
     Lines as CaptureRecord.to_json_line writes them are selected on their bytes (stamp, model, version at fixed
-    places) and only decoded when they match; any other line is decoded and checked field by field.
+    places) and returned undecoded; any other line is decoded and checked field by field.
     """
 
     def __init__(self, card: ModelCard, window: Window) -> None:
@@ -158,11 +205,12 @@ class _Matcher:
         self.start_b, self.end_b = self.start.encode(), self.end.encode()
         self.identity = f'","model":{json.dumps(card.name)},"version":{json.dumps(card.version)},'.encode()
 
-    def __call__(self, line: bytes) -> dict | None:
+    def __call__(self, line: bytes) -> bytes | dict | None:
+        """The line itself (undecoded) when selected on its bytes, the decoded record otherwise, None if no match."""
         if line.startswith(_LINE_PREFIX):
             stamp = line[len(_LINE_PREFIX) : len(_LINE_PREFIX) + _STAMP_LEN]
             if stamp.endswith(b"+00:00") and line.startswith(self.identity, len(_LINE_PREFIX) + _STAMP_LEN):
-                return _decode(line) if self.start_b <= stamp < self.end_b else None
+                return line if self.start_b <= stamp < self.end_b else None
         if not line.strip():
             return None
         record = _decode(line)
