@@ -12,10 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from sklambda.schema import BOOLEAN, CATEGORY, INTEGER, InputSchema
+from sklambda.schema import BOOLEAN, CATEGORY, INTEGER, InputSchema, to_records
 
 DEFAULT_SIZE = 32
 REDACTED = "redacted"
@@ -38,11 +37,13 @@ def background_sample(X: pd.DataFrame, schema: InputSchema, *, size: int = DEFAU
     if size < 1:
         raise ValueError("the background sample needs at least one row")
     rows = X.sample(n=min(size, len(X)), random_state=seed) if len(X) > size else X
-    frame = rows[list(schema.names)].astype(object).where(rows[list(schema.names)].notna(), None)
+    records = to_records(rows[list(schema.names)])
     for spec in schema.features:
         if spec.pii:
-            frame[spec.name] = [_stand_in(spec.type, X[spec.name])] * len(frame)
-    return [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in r.items()} for r in frame.to_dict("records")]
+            stand_in = _stand_in(spec.type, X[spec.name])
+            for r in records:
+                r[spec.name] = stand_in
+    return records
 
 
 def background_frame(records: Sequence[dict], schema: InputSchema) -> pd.DataFrame:

@@ -36,6 +36,7 @@ from typing import Any
 
 from sklambda import aws
 from sklambda.config import PSEUDONYM_KEY_CONTEXT, CaptureSettings
+from sklambda.schema import to_records
 
 PSEUDONYM_PREFIX = "h1:"
 # The marker the log subscription filter selects on: FilterPattern { $.capture = "sklambda/v1" }.
@@ -242,14 +243,6 @@ class Capturer:
         return outcome
 
 
-def frame_records(frame: Any) -> list[dict[str, Any]]:
-    """Rows of a validated DataFrame as JSON values (NaN → None, numpy scalars → Python)."""
-    out = []
-    for row in frame.astype(object).where(frame.notna(), None).to_dict("records"):
-        out.append({k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()})
-    return out
-
-
 class JobCapture:
     """Captures a sample of one batch job's scored rows (`request_id` = the job id); a ScoredObserver.
 
@@ -278,7 +271,7 @@ class JobCapture:
             model=loaded.card.name,
             version=loaded.card.version,
             request_id=self.job_id,
-            rows=frame_records(frame.iloc[picked]),
+            rows=to_records(frame.iloc[picked]),
             predictions=[scored.predictions[i] for i in picked],
             probabilities=probabilities,
             feature_names=schema.names,

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sklambda.schema import CATEGORY, INTEGER, NUMBER, InputSchema
+from sklambda.schema import CATEGORY, INTEGER, NUMBER, InputSchema, to_records
 
 OUT_OF_RANGE, UNSEEN_CATEGORY, UNEXPECTED_NULL = "out_of_range", "unseen_category", "unexpected_null"
 FLAG_CODES = (OUT_OF_RANGE, UNSEEN_CATEGORY, UNEXPECTED_NULL)
@@ -134,7 +134,7 @@ def probe_null_tolerance(model: Any, X: pd.DataFrame, schema: InputSchema, rows:
         if not spec.nullable:
             trial = replace(spec, accepts_null=True)
             probe = InputSchema(tuple(trial if f.name == spec.name else f for f in schema.features))
-            records = sample.astype(object).where(sample.notna(), None).to_dict("records")
+            records = to_records(sample)
             for r in records:
                 r[spec.name] = None
             try:

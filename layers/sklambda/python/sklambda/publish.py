@@ -35,7 +35,7 @@ from sklambda.errors import ConfigurationError, InvalidInput, PublishRejected, R
 from sklambda.flags import probe_null_tolerance
 from sklambda.quality import Problem, QualityReport, check_metric_gates, check_training_data, rank_auc
 from sklambda.registry import Registry, check_name, check_version
-from sklambda.schema import infer_schema
+from sklambda.schema import infer_schema, to_records
 from sklambda.signing import CardSigner
 
 # Permutation importance: rows are subsampled (seeded) to at most this many, each feature shuffled n_repeats times.
@@ -99,12 +99,6 @@ def _metrics(model: Any, task: str, X: pd.DataFrame, y: pd.Series) -> dict[str, 
             else:
                 out["roc_auc_ovr"] = float(skm.roc_auc_score(y, proba, multi_class="ovr", labels=classes))
     return out
-
-
-def to_records(X: pd.DataFrame) -> list[dict]:
-    """Rows as a JSON client would send them (NaN → null, numpy scalars → Python)."""
-    frame = X.astype(object).where(X.notna(), None)
-    return [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in r.items()} for r in frame.to_dict("records")]
 
 
 def build_card(

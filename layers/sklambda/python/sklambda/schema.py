@@ -194,6 +194,12 @@ def _column(spec: FeatureSpec, values: list[Any], index: pd.RangeIndex) -> np.nd
     return pd.Series(array, index=index, dtype=object, copy=False)
 
 
+def to_records(X: pd.DataFrame) -> list[dict]:
+    """Rows as a JSON client would send them (NaN → null, numpy scalars → Python)."""
+    frame = X.astype(object).where(X.notna(), None)
+    return [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in r.items()} for r in frame.to_dict("records")]
+
+
 def infer_schema(
     X: pd.DataFrame,
     *,
