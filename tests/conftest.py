@@ -17,7 +17,7 @@ from moto import mock_aws
 
 from sklambda import aws
 from sklambda.card import ModelCard
-from sklambda.publish import publish
+from sklambda.publishing import publish
 from sklambda.registry import Registry
 from sklambda.signing import CardSigner, CardVerifier
 from sklambda_infra import sample
@@ -175,7 +175,7 @@ def write_capture(s3, bucket: str, model, X, *, at, name: str = "churn", version
     """Captured records of `name` under capture/model=<name>/dt=<day>/, as Firehose partitions them."""
     from sklambda.capture import Pseudonymizer, build_records
     from sklambda.monitoring import capture_prefix
-    from sklambda.publish import to_records
+    from sklambda.schema import to_records
 
     proba = model.predict_proba(X)
     records = build_records(

@@ -75,7 +75,7 @@ def test_a_card_without_background_cannot_be_explained_but_still_predicts(
 ):
     from conftest import import_predict_app
 
-    from sklambda import publish as publish_module
+    from sklambda.publishing import publisher as publish_module
 
     # GIVEN a version published without a background sample (as before explanations existed)
     monkeypatch.setattr(publish_module, "background_sample", lambda *a, **k: [])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from sklambda.card import OPTIONAL_SECTIONS, ModelCard
-from sklambda.publish import build_card
+from sklambda.publishing import build_card
 from sklambda_infra import sample
 from sklambda_infra.cli import main
 from sklambda_infra.modelcard import render

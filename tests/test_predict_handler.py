@@ -13,7 +13,7 @@ import pytest
 import sklearn
 from conftest import call, event_body, import_predict_app, load_event, publish_churn
 
-from sklambda import publish as publish_module
+from sklambda.publishing import publisher as publish_module
 from sklambda.errors import ConfigurationError
 
 

@@ -20,7 +20,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklambda import quality
 from sklambda.card import OPTIONAL_SECTIONS, ModelCard, canonical_json
 from sklambda.errors import PublishRejected
-from sklambda.publish import build_card, permutation_drops, publish
+from sklambda.publishing.publisher import build_card, permutation_drops, publish
 from sklambda_infra import sample
 
 

@@ -9,7 +9,7 @@ from conftest import publish_churn
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
 from sklambda.errors import ModelNotFound, PublishRejected, RegistryConflict
-from sklambda.publish import publish
+from sklambda.publishing import publish
 from sklambda_infra import sample
 
 

@@ -77,7 +77,7 @@ def publish_model(bucket: str) -> tuple[Any, Any]:
     """Publish the bench model into a moto registry; return (ModelServer, boto3 s3 client)."""
     import boto3
 
-    from sklambda.publish import publish
+    from sklambda.publishing import publish
     from sklambda.registry import Registry
     from sklambda.serving import ModelServer
     from sklambda.signing import CardSigner, CardVerifier

@@ -69,7 +69,7 @@ def _publish(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from sklambda.errors import PublishRejected
-    from sklambda.publish import publish
+    from sklambda.publishing import publish
 
     registry, signer = _connect(args, need_signer=True)
     model = joblib.load(args.model)  # the user's own file, trusted by definition

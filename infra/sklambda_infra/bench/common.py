@@ -91,7 +91,7 @@ def fit_models(rows: int = TRAINING_ROWS, trees: int = FOREST_TREES) -> Models:
 
 def publish_models(models: Models, bucket: str, signing_key_id: str) -> dict[str, Any]:
     """Publish every model behind the production alias; returns the signed cards by name."""
-    from sklambda.publish import publish
+    from sklambda.publishing import publish
     from sklambda.registry import Registry
     from sklambda.signing import CardSigner
     from sklambda_infra import sample

@@ -274,7 +274,7 @@ def render_warm(warm: Sequence[Mapping[str, Any]], frame: Mapping[str, Any] | No
     out = [
         "## 1. Warm single-row prediction: handler vs predict_proba",
         "",
-        "One process: moto in-process (`mock_aws`), each model published with `sklambda.publish.publish(..., "
+        "One process: moto in-process (`mock_aws`), each model published with `sklambda.publish(..., "
         'alias="production")` and signed with a moto KMS ECC_NIST_P256 key, `functions/predict/app.py` imported '
         "fresh with the function's environment. The handler gets `events/predict.json` with a one-row body; the raw "
         "arm calls `predict_proba` of the same loaded estimator on a one-row DataFrame built once. After a first call "

@@ -18,6 +18,12 @@ runtime older than a section drops it when reading, so a card carrying it fails 
                     "training_expected_cost"]}   binary classifiers with predict_proba only
     documentation  {"owner": str, "intended_use": str, "limitations": [str]}
     quality        {"warnings": [{"check", "feature", "message"}], "checks_passed": [names]}
+    code           {"files": [{"path", "sha256", "size"}], "modules": [top-level names]}   user code shipped with
+                   the model (sklambda.usercode), stored under the version's code/ prefix
+    parity         {"rows": int, "routes": [names], "max_abs_difference": float, "max_rel_difference": float,
+                    "tolerance": {"rtol", "atol"}, "runtime": {"fingerprint", "python", "platform", "scikit-learn"},
+                    "needs": {"modules": [names], "sklearn_versions": [versions]}, "seconds": float}
+                   the publish-time parity gate (sklambda.publishing.parity): what was checked and where
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from sklambda.schema import InputSchema
 CARD_FORMAT = "sklambda.card/v1"
 CLASSIFICATION, REGRESSION = "classification", "regression"
 # Sections a card may lack (older cards): omitted from the signed JSON when None, see the module docstring.
-OPTIONAL_SECTIONS = ("importance", "explanation", "decision", "documentation", "quality")
+OPTIONAL_SECTIONS = ("importance", "explanation", "decision", "documentation", "quality", "code", "parity")
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,8 @@ class ModelCard:
     decision: Mapping[str, Any] | None = None
     documentation: Mapping[str, Any] | None = None
     quality: Mapping[str, Any] | None = None
+    code: Mapping[str, Any] | None = None
+    parity: Mapping[str, Any] | None = None
 
     @property
     def sklearn_version(self) -> str:

@@ -3,6 +3,7 @@
 Layout (under the bucket root):
     models/<name>/versions/<version>/card.json             the signed model card (the commit point)
     models/<name>/versions/<version>/model-<sha12>.joblib  the artifact, content-addressed
+    models/<name>/versions/<version>/code/<path>           user code shipped with the model (sha256 in the card)
     models/<name>/aliases/<alias>.json                     {"version": ..., "history": [...]}
 
 Versions are immutable: the card is written with If-None-Match: *, so a second publish of the same
@@ -106,6 +107,10 @@ class Registry:
     def artifact_key(cls, name: str, version: str, sha256: str) -> str:
         return cls.version_prefix(name, version) + f"model-{sha256[:12]}.joblib"
 
+    @classmethod
+    def code_key(cls, name: str, version: str, path: str) -> str:
+        return cls.version_prefix(name, version) + f"code/{path}"
+
     @staticmethod
     def alias_key(name: str, alias: str) -> str:
         return f"models/{name}/aliases/{alias}.json"
@@ -168,6 +173,21 @@ class Registry:
             raise
         return blob
 
+    def fetch_code(self, card: ModelCard) -> dict[str, bytes]:
+        """The user code files the card lists, {path: bytes}; their sha256 is checked by the caller."""
+        files = {}
+        for entry in (card.code or {}).get("files", ()):
+            try:
+                files[entry["path"]], _ = self._get(self.code_key(card.name, card.version, entry["path"]))
+            except ClientError as e:
+                if _is_missing(e):
+                    raise ModelRefused(
+                        f"code file {entry['path']!r} of model {card.name!r} version {card.version!r} is missing",
+                        reason="code_missing",
+                    ) from None
+                raise
+        return files
+
     def get_alias(self, name: str, alias: str) -> AliasRecord:
         check_name(name)
         check_alias(alias)
@@ -204,8 +224,9 @@ class Registry:
         return self.get_alias(name, alias).version
 
     # --- writes -----------------------------------------------------------------------------------
-    def put_version(self, card: ModelCard, artifact: bytes) -> None:
-        """Store an artifact and its signed card. The card write is the commit point."""
+    def put_version(self, card: ModelCard, artifact: bytes, code: dict[str, bytes] | None = None) -> None:
+        """Store an artifact, the user code shipped with it ({path: bytes}) and its signed card. The card write
+        is the commit point: a reader never sees a card whose files are not there yet."""
         check_name(card.name)
         check_version(card.version)
         if hashlib.sha256(artifact).hexdigest() != card.artifact.sha256 or len(artifact) != card.artifact.size:
@@ -217,6 +238,13 @@ class Registry:
         self._s3().put_object(
             Bucket=self.bucket, Key=card.artifact.key, Body=artifact, ContentType="application/octet-stream"
         )
+        for path, data in sorted((code or {}).items()):
+            self._s3().put_object(
+                Bucket=self.bucket,
+                Key=self.code_key(card.name, card.version, path),
+                Body=data,
+                ContentType="text/x-python",
+            )
         try:
             self._s3().put_object(
                 Bucket=self.bucket,

@@ -17,6 +17,10 @@ FEATURE_TYPES = (NUMBER, INTEGER, CATEGORY, BOOLEAN)
 # Beyond this many distinct values a categorical column is almost certainly an identifier or free text;
 # the card keeps no category list for it (so requests are not checked against one).
 MAX_CATEGORIES = 200
+# How a null of a category column reaches the model: as the missing marker the training data had, so an imputer
+# fitted with missing_values=np.nan (scikit-learn's default) sees a NaN and not a None it would take for a category.
+MISSING_NAN, MISSING_NONE, MISSING_NA = "nan", "none", "pd.NA"
+MISSING_VALUES = {MISSING_NAN: np.nan, MISSING_NONE: None, MISSING_NA: pd.NA}
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,9 @@ class FeatureSpec:
     # Training had no null here, but publish proved the model scores one (an imputer): a null is scored and
     # flagged instead of refused (sklambda.flags).
     accepts_null: bool = False
+    # Category columns: the marker nulls had in training (MISSING_*). None on cards published before it was
+    # recorded: nulls then stay None, as those versions were served.
+    missing: str | None = None
 
     def to_dict(self) -> dict:
         out = {
@@ -44,6 +51,8 @@ class FeatureSpec:
         }
         if self.accepts_null:  # only when set: cards signed before the field existed keep their canonical form
             out["accepts_null"] = True
+        if self.missing is not None:
+            out["missing"] = self.missing
         return out
 
     @classmethod
@@ -60,7 +69,13 @@ class FeatureSpec:
             maximum=d.get("maximum"),
             categories=tuple(cats) if cats is not None else None,
             accepts_null=bool(d.get("accepts_null", False)),
+            missing=d.get("missing") if d.get("missing") in MISSING_VALUES else None,
         )
+
+    @property
+    def missing_value(self) -> Any:
+        """What a null of this feature is in the frame the model scores (numeric columns: always NaN)."""
+        return MISSING_VALUES[self.missing] if self.missing is not None else None
 
     @property
     def null_allowed(self) -> bool:
@@ -191,6 +206,11 @@ def _column(spec: FeatureSpec, values: list[Any], index: pd.RangeIndex) -> np.nd
     # Object columns go in as Series: pandas 3 would infer its "str" dtype from a bare object array.
     array = np.empty(len(values), dtype=object)
     array[:] = values
+    if spec.missing is not None and spec.null_allowed:
+        marker = spec.missing_value
+        for i, v in enumerate(values):
+            if v is None:
+                array[i] = marker
     return pd.Series(array, index=index, dtype=object, copy=False)
 
 
@@ -241,9 +261,24 @@ def infer_schema(
                 minimum=minimum,
                 maximum=maximum,
                 categories=categories,
+                missing=missing_marker(s) if kind == CATEGORY else None,
             )
         )
     return InputSchema(tuple(features))
+
+
+def missing_marker(s: pd.Series) -> str:
+    """The missing marker of a training column: the most common null value in it, else what pandas' dtype uses
+    (NaN for numpy-backed and pandas 3 "str" columns, pd.NA for the "string" dtype), NaN for object columns, as
+    pandas' readers (read_csv, read_parquet) produce."""
+    nulls = s[s.isna()]
+    if len(nulls):
+        counts = {MISSING_NAN: 0, MISSING_NONE: 0, MISSING_NA: 0}
+        for v in nulls:
+            counts[MISSING_NONE if v is None else MISSING_NA if v is pd.NA else MISSING_NAN] += 1
+        return max(counts, key=lambda k: counts[k])
+    na = getattr(s.dtype, "na_value", np.nan)
+    return MISSING_NA if na is pd.NA else MISSING_NAN
 
 
 def _infer_type(s: pd.Series, *, forced_category: bool) -> str | None:

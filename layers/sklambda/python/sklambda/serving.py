@@ -1,7 +1,8 @@
 """Loading verified models and caching them per container.
 
 Order of checks before anything is unpickled: the card's signature (KMS Verify with the trusted key),
-the scikit-learn version, then the artifact's size and sha256. Only then joblib.load.
+the scikit-learn version, the artifact's size and sha256, and the sha256 of each user code file the card lists.
+Only then joblib.load, with the model's own code importable (sklambda.usercode).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from sklambda.errors import ModelRefused
 from sklambda.registry import Registry
 from sklambda.scoring import Scorer
 from sklambda.signing import CardVerifier
+from sklambda.usercode import importable, materialize
+from sklambda.usercode import verify as verify_code
 
 
 @dataclass(frozen=True)
@@ -69,15 +72,42 @@ def check_artifact(card: ModelCard, blob: bytes) -> None:
         raise ModelRefused(f"artifact of {where} does not match the signed sha256", reason="artifact_tampered")
 
 
+def unpickle(card: ModelCard, blob: bytes, code: dict[str, bytes] | None = None) -> object:
+    """The estimator in `blob`, with the card's user code importable while it loads. The caller has verified
+    the bytes; the publish-time parity gate loads the artifact through this same function."""
+    modules = (card.code or {}).get("modules", ())
+    folder = materialize(code, label=f"{card.name}-{card.version}") if code else None
+    with importable(folder, modules):
+        return joblib.load(io.BytesIO(blob))
+
+
 def load_verified(registry: Registry, verifier: CardVerifier, name: str, version: str) -> LoadedModel:
+    """Fetch, verify and unpickle one version; the checks run in the order of the module docstring.
+
+    Raises ModelNotFound (no such version), ModelRefused (signature, version, artifact or code check failed).
+    """
     started = time.perf_counter()
     card = registry.get_card(name, version)
     verifier.verify(card)
     check_compatible(card)
     blob = registry.fetch_artifact(card)
     check_artifact(card, blob)
+    code = registry.fetch_code(card) if card.code else None
+    if code is not None:
+        problems = verify_code(card.code, code)
+        if problems:
+            raise ModelRefused(
+                f"user code of model {name!r} version {version!r}: {'; '.join(problems)}", reason="code_tampered"
+            )
     # Safe to unpickle: the bytes are exactly the ones the signing key vouched for.
-    estimator = joblib.load(io.BytesIO(blob))
+    try:
+        estimator = unpickle(card, blob, code)
+    except Exception as e:  # publish checks what a pickle needs; a version published before that may still fail
+        raise ModelRefused(
+            f"model {name!r} version {version!r} cannot be loaded by this runtime: {type(e).__name__}: {e}; "
+            "republish it (publish now checks that the deployed runtime can load it)",
+            reason="unloadable",
+        ) from None
     return LoadedModel(card, Scorer(estimator, card), time.perf_counter() - started)
 
 

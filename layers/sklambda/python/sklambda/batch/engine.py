@@ -879,3 +879,52 @@ def _concat(s3: Any, bucket: str, sources: list[str], key: str) -> None:
     except BaseException:
         s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
         raise
+
+
+class _MemoryOut:
+    """A stand-in for MultipartWriter that keeps what is written in memory."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.parts.append(data)
+
+    def getvalue(self) -> bytes:
+        return b"".join(self.parts)
+
+
+def score_file(
+    loaded: LoadedModel, data: bytes, fmt: str, settings: BatchSettings | None = None
+) -> tuple[bytes, bytes]:
+    """Score a whole small file in memory exactly as a batch job does (reader, parser, padding, formatter):
+    returns (scored output, errors output), the bytes the job would write to scored/ and errors/.
+
+    For the publish-time parity gate. Raises InvalidInput with the job's report when the file as a whole fails
+    (bad header, no rows).
+    """
+    scored, errors = _MemoryOut(), _MemoryOut()
+    try:
+        _stream(
+            _MemoryBody(data),
+            fmt=fmt,
+            loaded=loaded,
+            settings=settings or BatchSettings(),
+            scored_out=scored,  # type: ignore[arg-type]
+            errors_out=errors,  # type: ignore[arg-type]
+            counts=_Counts(),
+        )
+    except _Failed as e:
+        raise InvalidInput(f"{e.reason}: {e.report}") from None
+    return scored.getvalue(), errors.getvalue()
+
+
+class _MemoryBody:
+    def __init__(self, data: bytes) -> None:
+        self._data, self._pos = data, 0
+
+    def read(self, n: int = -1) -> bytes:
+        end = len(self._data) if n < 0 else self._pos + n
+        out = self._data[self._pos : end]
+        self._pos += len(out)
+        return out

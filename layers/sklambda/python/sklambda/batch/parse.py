@@ -230,6 +230,9 @@ def _frame(specs: Sequence[FeatureSpec], values: dict[str, np.ndarray], keep: np
             arr = np.asarray(v, dtype=object)
             if spec.type != CATEGORY:  # nullable boolean: nulls as NaN, like InputSchema.frame
                 arr = np.array([np.nan if x is None else x for x in arr], dtype=object)
+            elif spec.missing is not None and spec.null_allowed:  # the training data's marker, like InputSchema
+                marker = spec.missing_value
+                arr = np.array([marker if x is None else x for x in arr], dtype=object)
             columns[spec.name] = pd.Series(arr, index=index, dtype=object, copy=False)
     return pd.DataFrame(columns, index=index)
 

@@ -9,12 +9,16 @@ holdout set), the model's documentation and the data quality warnings.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
 import platform
-from collections.abc import Iterable, Mapping
+import warnings
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import joblib
@@ -31,12 +35,18 @@ from sklambda import config
 from sklambda.background import background_sample
 from sklambda.baseline import feature_baseline, prediction_baseline
 from sklambda.card import CLASSIFICATION, REGRESSION, ArtifactRef, ModelCard
-from sklambda.errors import ConfigurationError, InvalidInput, PublishRejected, RegistryConflict
+from sklambda.errors import ConfigurationError, InvalidInput, PublishRejected, RegistryConflict, SklambdaError
 from sklambda.flags import probe_null_tolerance
+from sklambda.publishing.artifact import ArtifactUnreadable, check_needs, installed_modules, scan_artifact
+from sklambda.publishing.parity import Runtime, check_parity, select_rows, server_for
 from sklambda.quality import Problem, QualityReport, check_metric_gates, check_training_data, rank_auc
 from sklambda.registry import Registry, check_name, check_version
 from sklambda.schema import infer_schema, to_records
 from sklambda.signing import CardSigner
+from sklambda.usercode import CodeProblem, collect, describe, top_level_module
+
+# Supported scikit-learn versions of the runtime (layers/deps/requirements.txt picks one at build time).
+SUPPORTED_SKLEARN = ("1.8.0", "1.9.1")
 
 # Permutation importance: rows are subsampled (seeded) to at most this many, each feature shuffled n_repeats times.
 IMPORTANCE_MAX_ROWS = 2000
@@ -48,6 +58,7 @@ THRESHOLD_GRID = np.round(np.linspace(0.001, 0.999, 999), 6)
 
 
 def library_versions() -> dict[str, str]:
+    """The publisher's versions; the card's "scikit-learn" is then replaced by the artifact's own (see build_card)."""
     return {
         "python": platform.python_version(),
         "scikit-learn": sklearn.__version__,
@@ -108,6 +119,9 @@ def build_card(
     *,
     name: str,
     version: str,
+    runtime: Runtime | None = None,
+    artifact: bytes | None = None,
+    code: Sequence[str | os.PathLike[str]] | Mapping[str, bytes] = (),
     X_holdout: pd.DataFrame | None = None,
     y_holdout: Any = None,
     pii: Iterable[str] = (),
@@ -122,38 +136,53 @@ def build_card(
     costs: tuple[float, float] | None = None,
     positive_class: Any = None,
     min_metrics: Mapping[str, float] | None = None,
-) -> tuple[ModelCard, bytes]:
-    """Check the data, compute schema, metrics, baseline, importance and decision, serialize the model; return
-    the unsigned card and artifact.
+) -> tuple[ModelCard, bytes, dict[str, bytes]]:
+    """Check the model, its artifact and its data; compute schema, metrics, baseline, importance and decision;
+    prove with the parity gate that the target runtime serves the artifact as the estimator answers in memory.
+    Returns (unsigned card, artifact bytes, user code {path: bytes}).
 
+    model: a fitted estimator; `artifact`, when given, is the exact joblib bytes it was loaded from (uploaded
+    as they are), else publish pickles `model` with joblib. runtime: the target runtime's packages for this
+    machine (default: SKLAMBDA_RUNTIME_PATH, see sklambda.publishing.parity.Runtime). code: files and packages
+    the pickle imports (custom transformers, FunctionTransformer functions), shipped with the model.
     threshold / costs / positive_class: binary classifiers with predict_proba only. `threshold` in (0, 1) is the
     probability of `positive_class` (default: the second of `classes_`) at or above which a row is positive;
     `costs=(false_positive, false_negative)` instead chooses the threshold minimizing the total cost on the
     holdout set (training set without one). min_metrics: {"roc_auc": 0.8, ...}, refused below (for mae, rmse and
     log_loss: above) the gate.
+
+    Raises PublishRejected (its message names the check in brackets, e.g. "[parity] ..."), never a raw error from
+    pickle, numpy or the estimator.
     """
     check_name(name)
     check_version(version)
+    runtime = runtime or Runtime.from_env()
+    server_for(runtime)  # the target runtime's process imports its packages while the checks below run
     try:
         check_is_fitted(model)
     except NotFittedError:
         raise PublishRejected(f"{type(model).__name__} is not fitted: fit it before publishing") from None
+    except Exception as e:
+        raise PublishRejected(f"[model] {type(model).__name__} is not a scikit-learn estimator: {e}") from None
     task = _task(model)
+    code_files = _code_files(code)
+    blob, needs = _artifact(model, artifact, code_files, runtime)
     pii, nullable, categorical = list(pii), list(nullable), list(categorical)
     options, positive = _decision_options(model, task, threshold, costs, positive_class, min_metrics)
-    report = options.merge(
-        check_training_data(
-            X,
-            y,
-            task=task,
-            X_holdout=X_holdout,
-            y_holdout=y_holdout if X_holdout is not None else None,
-            pii=pii,
-            nullable=nullable,
-            categorical=categorical,
-            model_features=[str(f) for f in getattr(model, "feature_names_in_", ())],
+    with _check("data"):
+        report = options.merge(
+            check_training_data(
+                X,
+                y,
+                task=task,
+                X_holdout=X_holdout,
+                y_holdout=y_holdout if X_holdout is not None else None,
+                pii=pii,
+                nullable=nullable,
+                categorical=categorical,
+                model_features=[str(f) for f in getattr(model, "feature_names_in_", ())],
+            )
         )
-    )
     report.raise_if_refused()
     y = pd.Series(np.asarray(y), name=getattr(y, "name", None))
     schema = infer_schema(X, pii=pii, nullable=nullable, categorical=categorical)
@@ -164,32 +193,36 @@ def build_card(
         frame = schema.validate(sample)
         model.predict(frame)
     except InvalidInput as e:
-        raise PublishRejected(f"training rows do not pass the inferred schema: {e.message}") from None
+        raise PublishRejected(f"[schema] training rows do not pass the inferred schema: {e.message}") from None
     except Exception as e:
-        raise PublishRejected(f"the model cannot score rows rebuilt from its schema: {e}") from None
+        raise PublishRejected(f"[schema] the model cannot score rows rebuilt from its schema: {_why(e)}") from None
     # Which features without nulls in training the model still scores a null for (an imputer): such a null is
     # then scored and flagged at inference instead of refused (sklambda.flags).
-    schema = probe_null_tolerance(model, X, schema)
+    with _check("schema"):
+        schema = probe_null_tolerance(model, X, schema)
 
     if X_holdout is not None and y_holdout is not None:
         X_eval, y_eval, split = X_holdout[list(X.columns)], pd.Series(np.asarray(y_holdout)), "holdout"
     else:
         X_eval, y_eval, split = X, y, "training"
-    metrics = {"split": split, "rows": len(X_eval), **_metrics(model, task, X_eval, y_eval)}
+    with _check("metrics"):
+        metrics = {"split": split, "rows": len(X_eval), **_metrics(model, task, X_eval, y_eval)}
     metrics["training_rows"] = len(X)
     gates = check_metric_gates(metrics, min_metrics)
     gates.raise_if_refused()
     report = report.merge(gates)
 
     classes = [c.item() if isinstance(c, np.generic) else c for c in model.classes_] if task == CLASSIFICATION else None
-    pred = np.asarray(model.predict(X))
-    proba = np.asarray(model.predict_proba(X)) if classes is not None and hasattr(model, "predict_proba") else None
-    baseline = {"features": feature_baseline(X, schema), "predictions": prediction_baseline(pred, proba, classes)}
+    with _check("baseline"):
+        pred = np.asarray(model.predict(X))
+        proba = np.asarray(model.predict_proba(X)) if classes is not None and hasattr(model, "predict_proba") else None
+        baseline = {"features": feature_baseline(X, schema), "predictions": prediction_baseline(pred, proba, classes)}
 
     extra: list[Problem] = []
     decision = None
     if positive is not None:
-        decision = _decision(model, positive, threshold, costs, X_eval, y_eval, split)
+        with _check("decision"):
+            decision = _decision(model, positive, threshold, costs, X_eval, y_eval, split)
         if split == "training" and costs is not None:
             extra.append(Problem("decision", None, "the threshold was chosen on the training data (no holdout)"))
     try:
@@ -199,10 +232,9 @@ def build_card(
         extra.append(Problem("importance", None, f"permutation importance could not be computed: {e}"))
     report = report.merge(QualityReport(warnings=tuple(extra)))
 
-    buf = io.BytesIO()
-    joblib.dump(model, buf)
-    blob = buf.getvalue()
     sha = hashlib.sha256(blob).hexdigest()
+    versions = library_versions()
+    versions["scikit-learn"] = needs.sklearn_version or versions["scikit-learn"]
     card = ModelCard(
         name=name,
         version=version,
@@ -210,7 +242,7 @@ def build_card(
         classes=tuple(classes) if classes is not None else None,
         target=str(y.name) if y.name is not None else None,
         estimator=describe_estimator(model),
-        library_versions=library_versions(),
+        library_versions=versions,
         input_schema=schema,
         metrics=metrics,
         baseline=baseline,
@@ -227,8 +259,108 @@ def build_card(
         decision=decision,
         documentation={"owner": owner, "intended_use": intended_use, "limitations": [str(x) for x in limitations]},
         quality=report.card_section(),
+        code=describe(code_files) if code_files else None,
     )
-    return card, blob
+    with _check("parity"):
+        rows = select_rows(X_eval if split == "holdout" else X, X if split == "holdout" else None)
+        parity = check_parity(model, card, blob, rows, runtime, code=code_files, needs=needs.to_dict())
+    return replace(card, parity=parity.card_section()), blob, code_files
+
+
+@contextlib.contextmanager
+def _check(name: str) -> Iterator[None]:
+    """Any error of the estimator, numpy or pandas inside becomes a PublishRejected naming the check."""
+    try:
+        yield
+    except PublishRejected:
+        raise
+    except SklambdaError as e:
+        raise PublishRejected(f"[{name}] {e.message}", errors=e.errors) from None
+    except Exception as e:
+        raise PublishRejected(f"[{name}] {_why(e)}") from None
+
+
+def _why(e: BaseException) -> str:
+    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def _code_files(code: Sequence[str | os.PathLike[str]] | Mapping[str, bytes]) -> dict[str, bytes]:
+    if isinstance(code, Mapping):
+        return {str(k): bytes(v) for k, v in code.items()}
+    if isinstance(code, str | os.PathLike):
+        code = [code]
+    try:
+        files = collect(code)
+    except CodeProblem as e:
+        raise PublishRejected(f"[code] {e}") from None
+    except OSError as e:
+        raise PublishRejected(f"[code] cannot read the code to ship: {e}") from None
+    return files
+
+
+def _artifact(model: Any, artifact: bytes | None, code_files: dict[str, bytes], runtime: Runtime) -> tuple[bytes, Any]:
+    """The bytes to upload and what they need, checked against the target runtime before anything else."""
+    if artifact is None:
+        buf = io.BytesIO()
+        try:
+            joblib.dump(model, buf)
+        except Exception as e:
+            raise PublishRejected(f"[artifact] the model cannot be pickled: {_why(e)}") from None
+        artifact = buf.getvalue()
+    try:
+        needs = scan_artifact(artifact)
+    except ArtifactUnreadable as e:
+        raise PublishRejected(f"[artifact] {e}") from None
+    manifest = runtime.manifest
+    shipped = {top_level_module(p) for p in code_files}
+    clashes = sorted(m for m in shipped if manifest.provides(m) or m == "sklambda")
+    problems = [
+        f"[code] the shipped module {m!r} has the name of a module of the runtime (standard library or layer): "
+        "rename it"
+        for m in clashes
+    ]
+    problems += [f"[{p.check}] {p.message}" for p in check_needs(needs, manifest, shipped, installed_modules())]
+    target = manifest.sklearn_version
+    if len(needs.sklearn_versions) > 1:
+        problems.append(
+            f"[sklearn_version] the artifact mixes estimators pickled with scikit-learn "
+            f"{', '.join(needs.sklearn_versions)}: re-fit it with one version ({target}, the target runtime's)"
+        )
+    elif needs.sklearn_version and target and needs.sklearn_version != target:
+        problems.append(
+            f"[sklearn_version] the artifact was pickled with scikit-learn {needs.sklearn_version} but the target "
+            f"runtime has scikit-learn {target}: re-fit and save the model with scikit-learn {target}, or build the "
+            f"layer with scikit-learn {needs.sklearn_version} if it is supported ({', '.join(SUPPORTED_SKLEARN)}; "
+            "see layers/deps/requirements.txt)"
+        )
+    if problems:
+        raise PublishRejected(
+            f"{len(problems)} problem(s) refuse this artifact:\n" + "\n".join(f"  - {p}" for p in problems)
+        )
+    return artifact, needs
+
+
+def load_artifact(path: str | os.PathLike[str]) -> tuple[Any, bytes]:
+    """(estimator, exact bytes) of a joblib file, for publishing a model saved elsewhere. The bytes are what is
+    uploaded and checked; the estimator, loaded here, gives the expected answers. Its scikit-learn version is
+    checked from the bytes before loading, so a pickle of another version is refused naming both versions
+    instead of failing inside the estimator. Raises PublishRejected."""
+    try:
+        blob = Path(path).read_bytes()
+    except OSError as e:
+        raise PublishRejected(f"[artifact] cannot read {path}: {e.strerror or e}") from None
+    try:
+        scan_artifact(blob)
+    except ArtifactUnreadable as e:
+        raise PublishRejected(f"[artifact] {path} is not a model saved with joblib.dump: {e}") from None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # another version's pickle: refused with both versions by build_card
+            model = joblib.load(io.BytesIO(blob))
+    except Exception as e:
+        raise PublishRejected(f"[artifact] {path} cannot be loaded here: {_why(e)}") from None
+    return model, blob
 
 
 def _decision_options(
@@ -448,25 +580,34 @@ def publish(
     signer: CardSigner | None = None,
     version: str | None = None,
     alias: str | None = None,
+    code: Sequence[str | os.PathLike[str]] = (),
+    runtime: Runtime | None = None,
     **card_options: Any,
 ) -> ModelCard:
     """Publish a fitted model as a new immutable version; optionally point `alias` at it.
 
-    `card_options` are build_card's (holdout, pii, threshold, costs, min_metrics, owner, ...). A refusal raises
-    PublishRejected naming every problem; warnings are in the returned card's `quality["warnings"]`.
-    Without `registry`/`signer`, the bucket and signing key come from SKLAMBDA_MODEL_BUCKET and
-    SKLAMBDA_SIGNING_KEY_ID.
+    model: a fitted estimator, or the path of a joblib file (its exact bytes are uploaded). code: module files
+    and package folders the model's pickle imports, shipped with it (`["feature_utils.py", "mypkg/"]`).
+    runtime: the target runtime's packages (default SKLAMBDA_RUNTIME_PATH). `card_options` are build_card's
+    (holdout, pii, threshold, costs, min_metrics, owner, ...). A refusal raises PublishRejected naming every
+    problem; warnings are in the returned card's `quality["warnings"]`. Without `registry`/`signer`, the bucket
+    and signing key come from SKLAMBDA_MODEL_BUCKET and SKLAMBDA_SIGNING_KEY_ID.
     """
     registry = registry or Registry(_env(config.MODEL_BUCKET))
     signer = signer or CardSigner(_env(config.SIGNING_KEY_ID))
+    artifact = None
+    if isinstance(model, str | os.PathLike):
+        model, artifact = load_artifact(model)
     version = version or registry.next_version(name)
     if registry.version_exists(name, version):
         raise RegistryConflict(f"model {name!r} version {version!r} already exists; versions are immutable")
     if isinstance(y, pd.Series) and y.name is None:
         y = y.rename("target")
-    card, blob = build_card(model, X, y, name=name, version=version, **card_options)
+    card, blob, code_files = build_card(
+        model, X, y, name=name, version=version, runtime=runtime, artifact=artifact, code=code, **card_options
+    )
     signed = signer.sign(card)
-    registry.put_version(signed, blob)
+    registry.put_version(signed, blob, code_files)
     if alias:
         registry.set_alias(name, alias, version)
     return signed
