@@ -15,6 +15,7 @@ from conftest import call, event_body, import_predict_app, load_event, publish_c
 
 from sklambda.publishing import publisher as publish_module
 from sklambda.errors import ConfigurationError
+from sklambda.runtime_env import MANIFEST_NAME, RuntimeManifest, find_manifest
 
 
 def test_predict_returns_predictions_and_probabilities_per_class(predict_app, published, lambda_context):
@@ -242,6 +243,57 @@ def test_model_info_shows_the_public_card(predict_app, published, lambda_context
 def test_health_answers_without_a_model(predict_app, lambda_context):
     status, body = call(predict_app, load_event("health.json"), lambda_context)
     assert status == 200 and body["status"] == "ok"
+
+
+def test_health_reports_the_package_set_of_the_layer_it_runs_on(function_env, lambda_context, tmp_path, monkeypatch):
+    # GIVEN a layer folder with its runtime manifest on sys.path, as Lambda puts /opt/python there
+    manifest = RuntimeManifest(
+        python="3.12",
+        platform="manylinux_2_34_x86_64",
+        packages={"scikit-learn": "1.9.1", "numpy": "2.4.6", "lightgbm": "4.7.0"},
+        modules=("sklearn", "numpy", "lightgbm"),
+    )
+    manifest.write(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    app = import_predict_app()
+
+    # WHEN /health is called
+    status, body = call(app, load_event("health.json"), lambda_context)
+
+    # THEN it names the runtime's fingerprint, python, platform and every package with its version
+    assert status == 200
+    assert body["runtime"] == {
+        "fingerprint": manifest.fingerprint,
+        "python": "3.12",
+        "platform": "manylinux_2_34_x86_64",
+        "packages": {"lightgbm": "4.7.0", "numpy": "2.4.6", "scikit-learn": "1.9.1"},
+    }
+
+
+def test_health_reads_the_manifest_once_per_container(function_env, lambda_context, tmp_path, monkeypatch):
+    # GIVEN a container that answered /health with a manifest on sys.path
+    RuntimeManifest(python="3.12", platform="host", packages={"numpy": "2.4.6"}, modules=("numpy",)).write(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    app = import_predict_app()
+    first = call(app, load_event("health.json"), lambda_context)[1]["runtime"]
+
+    # WHEN the file goes away and /health is called again
+    (tmp_path / MANIFEST_NAME).unlink()
+    second = call(app, load_event("health.json"), lambda_context)[1]["runtime"]
+
+    # THEN the answer is the one read at first use
+    assert second == first and second["packages"] == {"numpy": "2.4.6"}
+
+
+def test_health_says_runtime_null_when_not_on_a_built_layer(predict_app, lambda_context):
+    # GIVEN the developer's venv: no runtime manifest anywhere on sys.path
+    assert find_manifest() is None
+
+    # WHEN /health is called
+    status, body = call(predict_app, load_event("health.json"), lambda_context)
+
+    # THEN it says so plainly instead of guessing a package set
+    assert status == 200 and "runtime" in body and body["runtime"] is None
 
 
 def test_unknown_route_is_a_json_404(predict_app, lambda_context):

@@ -31,6 +31,7 @@ from sklambda.contracts import (
 )
 from sklambda.errors import ModelRefused, PayloadTooLarge, SklambdaError, http_status
 from sklambda.registry import Registry
+from sklambda.runtime_env import find_manifest
 from sklambda.scoring import Scored
 from sklambda.serving import LoadedModel, ModelServer
 from sklambda.signing import CardVerifier
@@ -170,9 +171,36 @@ def model_info(name: str) -> dict:
     }
 
 
+_runtime: dict | None = None
+_runtime_read = False
+
+
+def _runtime_info() -> dict | None:
+    """The package set of the layer this container runs on (its sklambda-runtime.json), read on first use; None when
+    there is no manifest on sys.path (a developer's venv)."""
+    global _runtime, _runtime_read
+    if not _runtime_read:
+        manifest = find_manifest()
+        _runtime = None
+        if manifest is not None:
+            _runtime = {
+                "fingerprint": manifest.fingerprint,
+                "python": manifest.python,
+                "platform": manifest.platform,
+                "packages": dict(sorted(manifest.packages.items())),
+            }
+        _runtime_read = True
+    return _runtime
+
+
 @app.get("/health")
 def health() -> dict:
-    return {"status": "ok", "sklambda": sklambda.__version__, "scikit_learn": sklearn.__version__}
+    return {
+        "status": "ok",
+        "sklambda": sklambda.__version__,
+        "scikit_learn": sklearn.__version__,
+        "runtime": _runtime_info(),
+    }
 
 
 # --- Open Inference Protocol v2 ---------------------------------------------------------------------------------

@@ -3,14 +3,22 @@
     python -m sklambda_infra.layer [--out build/layers] [--python-version 3.12] [--arch x86_64]
                                    [--platform TAG ...] [--verify | --no-verify]
     python -m sklambda_infra.layer --deps-only --target DIR      # what layers/deps/Makefile runs in `sam build`
+    python -m sklambda_infra.layer --local                        # the host-Python copy: prints its python/ folder
+    (every form takes [--requirements FILE ...] [--sklearn VERSION])
 
-The full build installs layers/deps/requirements.txt for the Lambda runtime (manylinux wheels, CPython 3.12),
+The full build installs layers/deps/requirements.txt and extra-requirements.txt for the Lambda runtime
+(manylinux wheels, CPython 3.12),
 removes what the runtime already provides (boto3 and friends: shipping our own would shadow them), slims the
 tree (tests, caches, stubs, build sources, debug symbols), copies the runtime layer and the function code beside
 it, measures everything against Lambda's 250 MiB unzipped limit and writes ``<out>/layer-report.json``.
 ``--verify`` then proves, under a real Python 3.12 that sees nothing but the layer and a boto3-only stand-in for
 the runtime's own libraries, that every module which imported before slimming still imports, and that
 scikit-learn pipelines fit, round-trip through joblib and predict.
+
+Every build writes the runtime manifest (``sklambda-runtime.json``: packages, modules, fingerprint) into the
+layer's ``python/`` folder. ``--local`` (``local_env()``) installs the same pins for this machine's interpreter into
+``.sklambda/runtime/<py-tag>-<sha12 of the pins>/python``: the local stack's workers and the publish-time parity
+gate run on it, so a package missing from the layer is missing there too.
 
 Standard library only: the SAM makefile builder may run this file with whatever python3 is on PATH, and the
 verifying Python 3.12 runs it as a script (``_probe``) with no site-packages at all.
@@ -20,6 +28,8 @@ from __future__ import annotations
 
 import argparse
 import glob
+import hashlib
+import importlib.util
 import json
 import os
 import platform
@@ -30,18 +40,33 @@ import sys
 import tempfile
 import time
 import zipfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from types import ModuleType
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REQUIREMENTS = REPO_ROOT / "layers" / "deps" / "requirements.txt"
+# The one place to add packages to the layer (see its header); read by every build alongside REQUIREMENTS.
+EXTRA_REQUIREMENTS = REPO_ROOT / "layers" / "deps" / "extra-requirements.txt"
+LAYER_REQUIREMENTS = (REQUIREMENTS, EXTRA_REQUIREMENTS)
 PYPROJECT = REPO_ROOT / "pyproject.toml"
 RUNTIME_LAYER_SRC = REPO_ROOT / "layers" / "sklambda" / "python" / "sklambda"
 FUNCTION_SRC = REPO_ROOT / "functions" / "predict"
 DEFAULT_OUT = REPO_ROOT / "build" / "layers"
 REPORT_NAME = "layer-report.json"
+# Host-Python copies of the layer and of the Lambda runtime's own libraries (git-ignored).
+LOCAL_CACHE = REPO_ROOT / ".sklambda" / "runtime"
+
+# Environment variables this tool reads (besides SKLAMBDA_PY312 in find_python); an argument wins over each.
+SKLEARN_ENV = "SKLAMBDA_SKLEARN"  # build with this scikit-learn instead of requirements.txt's pin
+CACHE_ENV = "SKLAMBDA_RUNTIME_CACHE"  # where host copies are kept instead of LOCAL_CACHE (shared by worktrees)
+
+SKLEARN = "scikit-learn"
+# scikit-learn releases checked to import and fit pipelines with the layer's numpy 2.4.6, scipy 1.17.1 and pandas
+# 3.1.1 on CPython 3.11 and 3.12 (manylinux_2_27/_2_28 wheels exist for both). 1.8.0 is the only 1.8.x release.
+SUPPORTED_SKLEARN = ("1.8.0", "1.9.0", "1.9.1")
 
 # Lambda refuses a function whose code plus layers unzip to more than this ("must be smaller than 262144000
 # bytes"): 250 MiB. Our own budget leaves room for the models' growth and a second layer.
@@ -61,6 +86,8 @@ OLDEST_MANYLINUX = 17
 # shadow the runtime's boto3/botocore, so they are pulled by pip (powertools -> jmespath, aws-xray-sdk ->
 # botocore -> urllib3) and then removed.
 RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "urllib3")
+# What stands in for the runtime's libraries on the host: those, plus what botocore needs that the layer also has.
+RUNTIME_STAND_IN = (*RUNTIME_PROVIDED, "python-dateutil", "six")
 
 # Never removed, whatever a rule says: runtime code of the layer's packages that only looks like test code.
 KEEP = ("numpy/testing", "pandas/_testing", "sklearn/utils/_testing.py", "scipy/_lib/_testutils.py")
@@ -145,6 +172,49 @@ def parse_requirements(text: str) -> dict[str, Pin]:
     return pins
 
 
+class LayerBuildError(RuntimeError):
+    """A layer build failed: pip failed, installed something unpinned, or the result does not import and fit."""
+
+
+def read_pins(requirements: Sequence[str | Path] = LAYER_REQUIREMENTS, sklearn: str | None = None) -> dict[str, Pin]:
+    """The layer's pins by canonical name, from its requirements files merged in order.
+
+    ``sklearn`` (default: $SKLAMBDA_SKLEARN, else the files' pin) replaces scikit-learn's pin; see sklearn_choice.
+    Raises FileNotFoundError for a missing file, ValueError for a package pinned twice (in one file or across two),
+    a line that is not a plain requirement, or an unsupported ``sklearn``.
+    """
+    pins: dict[str, Pin] = {}
+    for path in requirements:
+        for name, pin in parse_requirements(Path(path).read_text()).items():
+            if name in pins:
+                raise ValueError(f"{name} is pinned twice: again in {path}")
+            pins[name] = pin
+    version = sklearn_choice(sklearn)
+    if version is not None:
+        if SKLEARN not in pins:
+            raise ValueError(f"--sklearn {version}: the requirements do not pin {SKLEARN}")
+        pins[SKLEARN] = Pin(SKLEARN, pins[SKLEARN].extras, f"=={version}")
+    return pins
+
+
+def sklearn_choice(sklearn: str | None = None) -> str | None:
+    """The scikit-learn version asked for: ``sklearn``, else $SKLAMBDA_SKLEARN, else None (keep the pin).
+
+    Raises ValueError when it is not one of SUPPORTED_SKLEARN.
+    """
+    version = sklearn or os.environ.get(SKLEARN_ENV) or None
+    if version is not None and version not in SUPPORTED_SKLEARN:
+        raise ValueError(
+            f"scikit-learn {version} is not a supported layer build; supported: {', '.join(SUPPORTED_SKLEARN)}"
+        )
+    return version
+
+
+def pin_arguments(pins: Mapping[str, Pin]) -> list[str]:
+    """The pins as pip arguments (``name[extras]==version``), in a stable order."""
+    return [str(pins[name]) for name in sorted(pins)]
+
+
 def pyproject_dependencies(path: Path = PYPROJECT) -> dict[str, Pin]:
     import tomllib  # only the full build and the tests read pyproject; the SAM build does not
 
@@ -188,10 +258,14 @@ def pip_install(requirements: Sequence[str], target: Path, python_version: str, 
         *(f"--platform={p}" for p in platforms),
         *requirements,
     ]
+    _run_pip(cmd)
+
+
+def _run_pip(cmd: Sequence[str]) -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         sys.stderr.write(proc.stdout + proc.stderr)
-        raise SystemExit(f"pip install failed ({proc.returncode}): {' '.join(cmd)}")
+        raise LayerBuildError(f"pip install failed ({proc.returncode}): {' '.join(cmd)}")
 
 
 def _clear_target(target: Path) -> None:
@@ -199,7 +273,7 @@ def _clear_target(target: Path) -> None:
     if target.exists():
         entries = list(target.iterdir())
         if entries and not any(e.name.endswith(".dist-info") for e in entries):
-            raise SystemExit(f"refusing to empty {target}: it is not empty and holds no installed distribution")
+            raise LayerBuildError(f"refusing to empty {target}: it is not empty and holds no installed distribution")
         shutil.rmtree(target)
     target.mkdir(parents=True)
 
@@ -241,16 +315,19 @@ def _metadata(path: Path) -> dict[str, str]:
 
 
 def check_pins(dists: Mapping[str, Dist], pins: Mapping[str, Pin]) -> list[str]:
-    """What makes the installed layer differ from requirements.txt (pip pulled something unpinned, say)."""
+    """What makes the installed layer differ from its pins (pip pulled something unpinned, say)."""
     problems = [f"{n} is provided by the Lambda runtime and must not be pinned" for n in pins if n in RUNTIME_PROVIDED]
     for name, dist in sorted(dists.items()):
         if name in RUNTIME_PROVIDED:
             continue
         pin = pins.get(name)
         if pin is None or pin.version is None:
-            problems.append(f"{name}=={dist.version} was installed but is not pinned with == in requirements.txt")
+            problems.append(
+                f"{name}=={dist.version} was installed but is not pinned with == in requirements.txt or "
+                "extra-requirements.txt"
+            )
         elif pin.version != dist.version:
-            problems.append(f"{name}: requirements.txt pins {pin.version} but pip installed {dist.version}")
+            problems.append(f"{name}: the requirements pin {pin.version} but pip installed {dist.version}")
     return problems
 
 
@@ -450,6 +527,238 @@ def copy_code(src: Path, dest: Path) -> bool:
         return False
     shutil.copytree(src, dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "tests", ".pytest_cache"))
     return True
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The runtime manifest
+
+
+def runtime_env() -> ModuleType:
+    """``sklambda.runtime_env`` (stdlib only): imported when sklambda is installed, else loaded from its file, since
+    ``sam build`` runs this tool with a bare python3."""
+    try:
+        from sklambda import runtime_env as module
+    except ImportError:
+        name = "sklambda_runtime_env"
+        if name in sys.modules:
+            return sys.modules[name]
+        spec = importlib.util.spec_from_file_location(name, RUNTIME_LAYER_SRC / "runtime_env.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses looks the module up while building the class
+        spec.loader.exec_module(module)
+    return module
+
+
+_NOT_MODULES = (".dist-info", ".data", ".libs", "-stubs")
+
+
+def layer_modules(root: Path) -> list[str]:
+    """Top-level import names present in an installed tree.
+
+    Packages (folders with ``__init__.py``, or namespace folders a distribution installed code into, per its RECORD),
+    ``*.py`` modules and extension modules (``name.cpython-312-x86_64-linux-gnu.so``, ``name.abi3.so``); not
+    ``*.dist-info``, vendored ``*.libs``, stubs, ``bin/`` or caches.
+    """
+    namespace_tops = {
+        top for dist in installed_dists(root).values() for top in dist.top_level if not top.endswith(_NOT_MODULES)
+    }
+    names: set[str] = set()
+    for entry in root.iterdir():
+        if entry.is_dir():
+            if entry.name.endswith(_NOT_MODULES) or entry.name in CACHE_DIRS or not entry.name.isidentifier():
+                continue
+            if (entry / "__init__.py").exists() or (entry.name in namespace_tops and any(entry.rglob("*.py"))):
+                names.add(entry.name)
+        elif entry.suffix == ".py" or _is_shared_object(entry):
+            stem = entry.name.split(".", 1)[0]
+            if stem.isidentifier():
+                names.add(stem)
+    return sorted(names)
+
+
+def write_manifest(root: Path, platform_tag: str, python_version: str) -> Path:
+    """Write ``sklambda-runtime.json`` into a layer's ``python/`` folder ``root``; returns its path.
+
+    ``packages`` are the distributions installed in ``root`` (their dist-info), less the runtime-provided ones;
+    ``modules`` come from layer_modules; ``platform_tag`` is the wheels' manylinux tag or ``"host"``;
+    ``python_version`` is major.minor.
+    """
+    packages = {name: dist.version for name, dist in installed_dists(root).items() if name not in RUNTIME_PROVIDED}
+    manifest = runtime_env().RuntimeManifest(
+        python=python_version, platform=platform_tag, packages=packages, modules=tuple(layer_modules(root))
+    )
+    return manifest.write(root)
+
+
+def manifest_path(folder: Path) -> Path:
+    """Where a layer's ``python/`` folder keeps its manifest (read it with ``RuntimeManifest.read(folder)``)."""
+    return folder / runtime_env().MANIFEST_NAME
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The host-Python copy of the layer, and of the Lambda runtime's own libraries
+
+Log = Callable[[str], None]
+# Wheels only, as in the Lambda build (no compiler runs); .pyc compiled for the host, so workers start warm.
+HOST_PIP = ("--only-binary=:all:",)
+
+
+def local_cache(cache: str | Path | None = None) -> Path:
+    """Where host copies live: ``cache``, else $SKLAMBDA_RUNTIME_CACHE, else ``.sklambda/runtime`` in the repo."""
+    return Path(cache or os.environ.get(CACHE_ENV) or LOCAL_CACHE).resolve()
+
+
+def python_tag(python: str = sys.executable) -> str:
+    """``cp311`` for a CPython 3.11 interpreter. Raises LayerBuildError when ``python`` does not run."""
+    if Path(python) == Path(sys.executable):
+        info = (sys.implementation.name, *sys.version_info[:2])
+    else:
+        code = "import sys; print(sys.implementation.name, *sys.version_info[:2])"
+        proc = subprocess.run([python, "-I", "-c", code], capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise LayerBuildError(f"cannot run {python}: {proc.stderr.strip()}")
+        info = tuple(proc.stdout.split())
+    name, major, minor = info
+    return f"{'cp' if name == 'cpython' else name}{major}{minor}"
+
+
+def local_env(
+    requirements: Sequence[str | Path] = LAYER_REQUIREMENTS,
+    python: str = sys.executable,
+    sklearn: str | None = None,
+    *,
+    cache: str | Path | None = None,
+    log: Log | None = None,
+) -> Path:
+    """The host-Python copy of the dependency layer: the ``python/`` folder to put on a worker's sys.path.
+
+    Installs the exact pins of ``requirements`` (the layer's own files by default; they pin every transitive
+    distribution, so ``pip install --no-deps``) as wheels for the interpreter ``python`` (pip's cache is reused),
+    checks under ``python -I -S`` with nothing but that folder on sys.path that scikit-learn pipelines fit and
+    round-trip, writes the runtime manifest (platform ``"host"``) and renames the finished folder into
+    ``<cache>/<py-tag>-<sha12 of the pins>/python`` (cache: see local_cache). Built once: a folder already there is
+    returned at once, without pip. ``sklearn`` replaces the scikit-learn pin (see sklearn_choice); ``log`` hears
+    about a build (~15 s with a warm pip cache), not about reuse.
+
+    Raises FileNotFoundError / ValueError from read_pins, LayerBuildError when pip fails, when it installs versions
+    other than the pins, or when the copy does not import and fit.
+    """
+    pins = read_pins(requirements, sklearn)
+    lines = pin_arguments(pins)
+    key = f"{python_tag(python)}-{hashlib.sha256(chr(10).join(lines).encode()).hexdigest()[:12]}"
+    final = local_cache(cache) / key
+    folder = final / "python"
+    if (folder / runtime_env().MANIFEST_NAME).is_file():
+        return folder
+    if log:
+        log(f"building the host-Python copy of the dependency layer in {_display_path(final)} (once; ~15 s)")
+    t0 = time.perf_counter()
+
+    def install(target: Path) -> None:
+        _host_pip_install(python, target, ["--no-deps", *lines])
+        problems = check_pins(installed_dists(target), pins)
+        if problems:
+            raise LayerBuildError("the host copy does not match the pins:\n  " + "\n  ".join(problems))
+        expected = pins[SKLEARN].version if SKLEARN in pins else None
+        probe = _run_probe(
+            python, ["fit", "--path", str(target), *(["--expect-sklearn", expected] if expected else [])]
+        )
+        if not probe.get("ok"):
+            detail = probe.get("error") or json.dumps(probe.get("checks"))
+            raise LayerBuildError(f"the host copy in {target} does not import and fit: {detail}")
+        write_manifest(target, "host", _python_version(python))
+
+    _build_atomically(final, install)
+    if log:
+        log(f"host-Python copy of the dependency layer built in {time.perf_counter() - t0:.0f} s: {folder}")
+    return folder
+
+
+def local_runtime_stand_in(
+    python: str = sys.executable, *, cache: str | Path | None = None, log: Log | None = None
+) -> Path:
+    """What the Lambda Python runtime ships (boto3, botocore, s3transfer, jmespath, urllib3 and their python-dateutil
+    and six), installed for the interpreter ``python``: the folder a local worker puts after its layers.
+
+    The versions are those installed beside ``python`` when it is this interpreter (offline with a warm pip cache),
+    else pip resolves pyproject's boto3 requirement. Built once into ``<cache>/<py-tag>-lambda-runtime-<sha12>/python``.
+    Raises LayerBuildError when pip fails.
+    """
+    versions = _installed_versions(RUNTIME_STAND_IN) if Path(python) == Path(sys.executable) else {}
+    if {"boto3", "botocore"} <= set(versions):
+        args, no_deps = [f"{name}=={versions[name]}" for name in sorted(versions)], ["--no-deps"]
+    else:
+        spec = next((d for d in _raw_dependencies() if canonical(re.split(r"[\[<>=!~ ]", d)[0]) == "boto3"), "boto3")
+        args, no_deps = [spec], []
+    key = f"{python_tag(python)}-lambda-runtime-{hashlib.sha256(chr(10).join(args).encode()).hexdigest()[:12]}"
+    final = local_cache(cache) / key
+    folder = final / "python"
+    if (final / ".complete").is_file():
+        return folder
+    if log:
+        log(f"installing boto3 for this Python as the Lambda runtime's stand-in in {_display_path(final)} (once)")
+
+    def install(target: Path) -> None:
+        _host_pip_install(python, target, [*no_deps, *args])
+        (target.parent / ".complete").write_text("\n".join(args) + "\n")
+
+    _build_atomically(final, install)
+    return folder
+
+
+def _host_pip_install(python: str, target: Path, args: Sequence[str]) -> None:
+    _run_pip(
+        [
+            python,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            *HOST_PIP,
+            "--target",
+            str(target),
+            *args,
+        ]
+    )
+
+
+def _installed_versions(names: Iterable[str]) -> dict[str, str]:
+    from importlib import metadata
+
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def _build_atomically(final: Path, install: Callable[[Path], None]) -> None:
+    """Run ``install(<tmp>/python)`` in a scratch folder beside ``final`` and rename it into place; the folder is
+    never seen half-built. When another process finished first, its copy is kept."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
+    try:
+        (scratch / "python").mkdir()
+        install(scratch / "python")
+        try:
+            scratch.rename(final)
+        except OSError:
+            if not final.is_dir():
+                raise
+    finally:
+        if scratch.exists():
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _python_version(python: str) -> str:
+    """major.minor of ``python`` (e.g. ``3.11``)."""
+    tag = python_tag(python)
+    digits = tag.lstrip("abcdefghijklmnopqrstuvwxyz")
+    return f"{digits[0]}.{digits[1:]}"
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -825,20 +1134,43 @@ def _probe_walk(ns: argparse.Namespace) -> dict:
     }
 
 
+def _probe_fit(ns: argparse.Namespace) -> dict:
+    """The host copy's check: the numeric stack imports from the given path alone, and pipelines fit and round-trip."""
+    import joblib
+    import numpy as np
+    import pandas as pd
+    import scipy
+    import sklearn
+
+    versions = {m.__name__: m.__version__ for m in (sklearn, scipy, np, pd, joblib)}
+    checks = {"sklearn_version": ns.expect_sklearn in (None, sklearn.__version__)}
+    x, y = demo_data(300, seed=0)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, pipeline in demo_pipelines().items():
+            pipeline.fit(x, y)
+            path = Path(tmp) / f"{name}.joblib"
+            joblib.dump(pipeline, path)
+            checks[f"{name}_roundtrip"] = bool(
+                np.array_equal(joblib.load(path).predict_proba(x), pipeline.predict_proba(x))
+            )
+    return {"ok": all(checks.values()), "versions": versions, "checks": checks}
+
+
 def _probe_main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="layer.py _probe")
-    parser.add_argument("mode", choices=("smoke", "walk"))
+    parser.add_argument("mode", choices=("smoke", "walk", "fit"))
     parser.add_argument("--path", action="append", default=[])
     parser.add_argument("--package", action="append", default=[])
     parser.add_argument("--runtime-path")
     parser.add_argument("--layer-path")
     parser.add_argument("--reference")
+    parser.add_argument("--expect-sklearn")
     parser.add_argument("--result", required=True)
     ns = parser.parse_args(argv)
     sys.path[:0] = ns.path
     sys.dont_write_bytecode = True
     try:
-        result = _probe_smoke(ns) if ns.mode == "smoke" else _probe_walk(ns)
+        result = {"smoke": _probe_smoke, "walk": _probe_walk, "fit": _probe_fit}[ns.mode](ns)
     except Exception as exc:
         import traceback
 
@@ -856,30 +1188,34 @@ class Options:
     out: Path = DEFAULT_OUT
     python_version: str = DEFAULT_PYTHON_VERSION
     platforms: Sequence[str] = field(default_factory=lambda: lambda_platforms(DEFAULT_ARCH))
-    requirements: Path = REQUIREMENTS
+    requirements: Sequence[Path] = LAYER_REQUIREMENTS
     verify: bool | None = None  # None: verify when a matching interpreter is found
+    sklearn: str | None = None  # replaces requirements.txt's scikit-learn pin (see sklearn_choice)
 
 
 def install_and_slim(target: Path, opts: Options) -> dict:
-    """Install the pinned requirements into ``target``, check them against the pins, slim and strip.
+    """Install the pinned requirements into ``target`` and check them against the pins (slimmed by finish_slim).
 
     Shared by the full build and by the SAM makefile build (``--deps-only``), so both produce the same layer.
+    Raises LayerBuildError when pip fails or installs a distribution that no requirements file pins exactly.
     """
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    pins = parse_requirements(opts.requirements.read_text())
-    pip_install(["-r", str(opts.requirements)], target, opts.python_version, opts.platforms)
+    pins = read_pins(opts.requirements, opts.sklearn)
+    pip_install(pin_arguments(pins), target, opts.python_version, opts.platforms)
     timings["install_seconds"] = round(time.perf_counter() - t0, 1)
     dists = installed_dists(target)
     problems = check_pins(dists, pins)
     if problems:
-        raise SystemExit("the layer does not match requirements.txt:\n  " + "\n  ".join(problems))
+        raise LayerBuildError("the layer does not match its requirements:\n  " + "\n  ".join(problems))
     before_bytes, before_files = tree_size(target)
     before_packages = package_sizes(target, dists)
     return {
         "dists": dists,
         "before": {"bytes": before_bytes, "files": before_files, "packages": before_packages},
         "timings": timings,
+        "platform": opts.platforms[0],  # the manifest's: the newest manylinux tag the runtime loads
+        "python_version": opts.python_version,
     }
 
 
@@ -891,6 +1227,7 @@ def finish_slim(target: Path, state: dict) -> dict:
     after_bytes, after_files = tree_size(target)
     state.update(slimmed=slimmed, stripped=stripped, after={"bytes": after_bytes, "files": after_files})
     state["after"]["packages"] = package_sizes(target, state["dists"])
+    state["manifest"] = write_manifest(target, state["platform"], state["python_version"])
     return state
 
 
@@ -981,7 +1318,9 @@ def make_report(
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "python_version": opts.python_version,
         "platforms": list(opts.platforms),
-        "requirements": _display_path(opts.requirements),
+        "requirements": [_display_path(Path(r)) for r in opts.requirements],
+        "scikit_learn": dists[SKLEARN].version if SKLEARN in dists else None,
+        "manifest": _display_path(state["manifest"]),
         "out": _display_path(out),
         "deps_layer": {
             "before_slim_bytes": state["before"]["bytes"],
@@ -1145,14 +1484,20 @@ def deps_only(target: Path, opts: Options) -> int:
     """The SAM makefile build: the same install and slimming, straight into ``$(ARTIFACTS_DIR)/python``."""
     state = finish_slim(target, install_and_slim(target, opts))
     removed = {**state["slimmed"].removed_bytes, "strip": state["stripped"].saved_bytes}
+    after = state["after"]["bytes"]
     print(
         f"dependency layer in {target}: {state['before']['bytes'] / MIB:.1f} MiB as installed, "
-        f"{state['after']['bytes'] / MIB:.1f} MiB slimmed ("
+        f"{after / MIB:.1f} MiB slimmed ("
         + ", ".join(f"{k} -{v / MIB:.1f}" for k, v in removed.items() if v)
-        + ")"
+        + f"); manifest {state['manifest'].name}"
     )
     if state["stripped"].skipped:
         print(f"WARNING: {state['stripped'].skipped}")
+    if after >= LAMBDA_UNZIPPED_LIMIT:
+        print(
+            f"ERROR: the dependency layer alone is over Lambda's {LAMBDA_UNZIPPED_LIMIT / MIB:.0f} MiB unzipped limit"
+        )
+        return 1
     return 0
 
 
@@ -1172,7 +1517,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--platform", action="append", help="pip platform tag (repeatable); default: manylinux_2_34 .. 2014 of --arch"
     )
-    parser.add_argument("--requirements", type=Path, default=REQUIREMENTS)
+    parser.add_argument(
+        "--requirements",
+        type=Path,
+        action="append",
+        help="requirements file (repeatable); default: layers/deps/requirements.txt and extra-requirements.txt",
+    )
+    parser.add_argument(
+        "--sklearn",
+        help=f"build with this scikit-learn instead of requirements.txt's pin (default ${SKLEARN_ENV}); "
+        f"supported: {', '.join(SUPPORTED_SKLEARN)}",
+    )
+    parser.add_argument("--local", action="store_true", help="build (once) the host-Python copy; print its folder")
     parser.add_argument(
         "--verify",
         action=argparse.BooleanOptionalAction,
@@ -1182,18 +1538,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--deps-only", action="store_true", help="only install and slim (the SAM makefile build)")
     parser.add_argument("--target", type=Path, help="with --deps-only: the layer's python/ folder")
     ns = parser.parse_args(argv)
-    opts = Options(
-        out=ns.out,
-        python_version=ns.python_version,
-        platforms=ns.platform or lambda_platforms(ns.arch),
-        requirements=ns.requirements,
-        verify=ns.verify,
-    )
-    if ns.deps_only:
-        return deps_only((ns.target or ns.out / "deps" / "python").resolve(), opts)
-    if ns.target:
-        parser.error("--target goes with --deps-only")
-    return build(opts)[1]
+    requirements = tuple(ns.requirements or LAYER_REQUIREMENTS)
+    try:
+        sklearn_choice(ns.sklearn)
+        if ns.local:
+            print(local_env(requirements, sklearn=ns.sklearn, log=lambda line: print(line, file=sys.stderr)))
+            return 0
+        opts = Options(
+            out=ns.out,
+            python_version=ns.python_version,
+            platforms=ns.platform or lambda_platforms(ns.arch),
+            requirements=requirements,
+            verify=ns.verify,
+            sklearn=ns.sklearn,
+        )
+        if ns.deps_only:
+            return deps_only((ns.target or ns.out / "deps" / "python").resolve(), opts)
+        if ns.target:
+            parser.error("--target goes with --deps-only")
+        return build(opts)[1]
+    except (LayerBuildError, ValueError, FileNotFoundError) as e:
+        print(f"ERROR: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

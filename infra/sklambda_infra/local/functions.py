@@ -1,8 +1,11 @@
 """Run each AWS::Serverless::Function in its own long-lived worker process, like a Lambda container.
 
 `function_specs` reads what a function needs from the template (handler, code, layers, timeout, memory,
-environment); `FunctionRunner` keeps one warm worker per function, starts it on first use (a cold start), kills
-it when the function's Timeout passes, and starts a fresh one after a crash.
+environment). A layer that `sam build` builds from a requirements.txt runs on its host-Python copy
+(`sklambda_infra.layer.local_env`: the same pins, built once into .sklambda/runtime/), and a boto3-only folder
+stands in for what the Lambda runtime ships, so a worker imports exactly what the deployed function can.
+`FunctionRunner` keeps one warm worker per function, starts it on first use (a cold start), kills it when the
+function's Timeout passes, and starts a fresh one after a crash.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ import queue
 import signal
 import subprocess
 import sys
-import sysconfig
 import threading
 import time
 import uuid
@@ -23,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sklambda_infra import layer
 from sklambda_infra.template import (
     SERVERLESS_FUNCTION,
     SERVERLESS_LAYER,
@@ -86,35 +89,60 @@ class FunctionSpec:
     notes: tuple[str, ...] = ()
 
 
-def dependency_site_packages() -> Path:
-    """The venv's site-packages: stands in for a dependency layer that is only built by `sam build`."""
-    return Path(sysconfig.get_paths()["purelib"])
+def dependency_layer(folder: Path, log: Log | None = None) -> Path:
+    """The host-Python copy (a `python/` folder) of the layer that `sam build` builds in `folder` from its
+    requirements.txt and extra-requirements.txt; built on first use (~15 s), then reused. Raises what
+    `layer.local_env` raises (LayerBuildError, ValueError, FileNotFoundError)."""
+    files = [folder / "requirements.txt", folder / layer.EXTRA_REQUIREMENTS.name]
+    return layer.local_env([f for f in files if f.is_file()], log=log)
 
 
-def _layer_paths(template: Mapping[str, Any], project_root: Path, layer_ids: list[str], notes: list[str]) -> list[Path]:
+def runtime_stand_in(log: Log | None = None) -> Path:
+    """boto3 and the rest of what the Lambda Python runtime ships, for this interpreter (after the layers on
+    sys.path, as in Lambda). Raises LayerBuildError when pip fails."""
+    return layer.local_runtime_stand_in(log=log)
+
+
+def _layer_paths(
+    template: Mapping[str, Any], project_root: Path, layer_ids: list[str], notes: list[str], log: Log | None
+) -> list[Path]:
     paths: list[Path] = []
-    stand_in = False
     for layer_id in layer_ids:
         props = template["Resources"][layer_id].get("Properties") or {}
         content = props.get("ContentUri")
         if not isinstance(content, str):
-            notes.append(f"layer {layer_id}: ContentUri is not a local folder; the venv's site-packages stands in")
-            stand_in = True
-            continue
+            raise TemplateError(f"layer {layer_id}: ContentUri must be a local folder to run locally, got {content!r}")
         folder = (project_root / content).resolve()
         python = folder / "python"
         if python.is_dir():
             paths.append(python)
             continue
-        notes.append(f"layer {layer_id}: {content} has no python/ folder (built by sam build); venv stands in")
-        stand_in = True
-    if stand_in:
-        paths.append(dependency_site_packages())
+        if not (folder / "requirements.txt").is_file():
+            raise TemplateError(f"layer {layer_id}: {content} has neither a python/ folder nor a requirements.txt")
+        copy = dependency_layer(folder, log)
+        manifest = layer.runtime_env().RuntimeManifest.read(copy)
+        notes.append(
+            f"layer {layer_id}: built by sam build; runs on its host-Python copy {_display(copy)} "
+            f"({len(manifest.packages)} packages, scikit-learn {manifest.sklearn_version}, "
+            f"fingerprint {manifest.fingerprint[:12]})"
+        )
+        paths.append(copy)
     return paths
 
 
-def function_specs(resolver: Resolver, project_root: Path) -> dict[str, FunctionSpec]:
-    """A spec for each enabled AWS::Serverless::Function; `resolver` must know the provisioned physical ids."""
+def _display(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def function_specs(resolver: Resolver, project_root: Path, log: Log | None = None) -> dict[str, FunctionSpec]:
+    """A spec for each enabled AWS::Serverless::Function; `resolver` must know the provisioned physical ids.
+
+    Builds the host-Python copies the functions' layers need (once per machine; `log` hears about it). Raises
+    TemplateError for what cannot run locally, LayerBuildError when a layer's copy cannot be built.
+    """
     template = resolver.template
     layer_by_arn = {
         resolver.refs[layer_id]: layer_id
@@ -136,11 +164,10 @@ def function_specs(resolver: Resolver, project_root: Path) -> dict[str, Function
         layers = resolver.resolve(props.get("Layers") or [])
         layer_ids = [layer_by_arn[arn] for arn in layers if arn in layer_by_arn]
         external = [arn for arn in layers if arn not in layer_by_arn]
-        layer_paths = _layer_paths(template, project_root, layer_ids, notes)
+        layer_paths = _layer_paths(template, project_root, layer_ids, notes, log)
         if external:
-            notes.append(f"external layers {external}: the venv's site-packages stands in")
-            if dependency_site_packages() not in layer_paths:
-                layer_paths.append(dependency_site_packages())
+            notes.append(f"external layers {external} are not available locally: their imports fail here")
+        layer_paths.append(runtime_stand_in(log))
         runtime = str(resolver.resolve(props.get("Runtime", LOCAL_RUNTIME)))
         if runtime != LOCAL_RUNTIME:
             notes.append(f"Runtime {runtime}: runs locally on {LOCAL_RUNTIME} ({sys.executable})")

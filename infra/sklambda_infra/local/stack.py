@@ -175,7 +175,7 @@ class LocalStack:
         self.generated_parameters = {name: resolver.parameters[name] for name in self.provisioned.generated}
         self.routes = api_routes(resolver)
         api_keys = self._create_api_keys(resolver)
-        self.functions = function_specs(resolver, self.project_root)
+        self.functions = function_specs(resolver, self.project_root, self.log)
         self.forwarder = LogForwarder(subscriptions(resolver, self.log), self.client("firehose"), self.log)
         self.forwarder.start()
         for logical_id, spec in self.functions.items():
