@@ -27,6 +27,14 @@ EVENTS = ROOT / "events"
 PREDICT_APP = ROOT / "functions" / "predict" / "app.py"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def target_runtime() -> str:
+    """Publish checks every model in the layer's host copy (built once per machine, cached in .sklambda/)."""
+    from sklambda_infra.runtime import ensure_runtime_path
+
+    return ensure_runtime_path()
+
+
 @pytest.fixture
 def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in {

@@ -9,8 +9,7 @@ from conftest import call, load_event
 from sklearn.linear_model import LogisticRegression
 
 from sklambda.flags import OUT_OF_RANGE, UNEXPECTED_NULL, UNSEEN_CATEGORY, Flagger, counts, probe_null_tolerance
-from sklambda.schema import to_records
-from sklambda.schema import FeatureSpec, InputSchema, infer_schema
+from sklambda.schema import FeatureSpec, InputSchema, infer_schema, to_records
 from sklambda_infra import sample
 
 SCHEMA = InputSchema(

@@ -13,8 +13,8 @@ import pytest
 import sklearn
 from conftest import call, event_body, import_predict_app, load_event, publish_churn
 
-from sklambda.publishing import publisher as publish_module
 from sklambda.errors import ConfigurationError
+from sklambda.publishing import publisher as publish_module
 from sklambda.runtime_env import MANIFEST_NAME, RuntimeManifest, find_manifest
 
 

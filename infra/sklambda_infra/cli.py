@@ -65,14 +65,14 @@ def _connect(args: argparse.Namespace, *, need_signer: bool = False):
 
 
 def _publish(args: argparse.Namespace) -> int:
-    import joblib
     import pandas as pd
 
     from sklambda.errors import PublishRejected
     from sklambda.publishing import publish
+    from sklambda_infra.runtime import ensure_runtime_path
 
     registry, signer = _connect(args, need_signer=True)
-    model = joblib.load(args.model)  # the user's own file, trusted by definition
+    ensure_runtime_path(lambda line: print(line, file=sys.stderr))
     data = pd.read_csv(args.data)
     holdout = pd.read_csv(args.holdout) if args.holdout else None
     missing = [
@@ -96,7 +96,7 @@ def _publish(args: argparse.Namespace) -> int:
         options["costs"] = (args.cost_fp, args.cost_fn)
     try:
         card = publish(
-            model,
+            args.model,  # the file's exact bytes are uploaded, after the checks read them
             data.drop(columns=[args.target]),
             data[args.target],
             name=args.name,
@@ -114,6 +114,7 @@ def _publish(args: argparse.Namespace) -> int:
             threshold=args.threshold,
             positive_class=args.positive_class,
             min_metrics=dict(args.min_metric) or None,
+            code=args.code,
             **options,
         )
     except PublishRejected as e:
@@ -336,6 +337,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", required=True, help="name of the target column")
     p.add_argument("--name", required=True, help="model name")
     p.add_argument("--holdout", help="holdout CSV with the same columns, for the card's metrics")
+    p.add_argument(
+        "--code",
+        nargs="*",
+        default=[],
+        metavar="PATH",
+        help="module files (feature_utils.py) and package folders (mypkg/) the model's pickle imports, shipped with it",
+    )
     p.add_argument("--version", help="version id (default: next integer)")
     p.add_argument("--promote", metavar="ALIAS", help="point this alias at the new version")
     p.add_argument("--pii", nargs="*", default=[], metavar="COLUMN", help="columns holding personal data")

@@ -64,8 +64,8 @@ def run() -> int:
     from sklambda.errors import PublishRejected
     from sklambda.monitoring import Window, read_capture, run_drift_check
     from sklambda.publishing import publish
-    from sklambda.schema import to_records
     from sklambda.registry import Registry
+    from sklambda.schema import to_records
     from sklambda.signing import CardSigner
     from sklambda_infra import modelcard, sample
     from sklambda_infra.local import LocalStack

@@ -43,7 +43,7 @@ from sklambda.quality import Problem, QualityReport, check_metric_gates, check_t
 from sklambda.registry import Registry, check_name, check_version
 from sklambda.schema import infer_schema, to_records
 from sklambda.signing import CardSigner
-from sklambda.usercode import CodeProblem, collect, describe, top_level_module
+from sklambda.usercode import CodeProblem, collect, describe, importable, materialize, top_level_module
 
 # Supported scikit-learn versions of the runtime (layers/deps/requirements.txt picks one at build time).
 SUPPORTED_SKLEARN = ("1.8.0", "1.9.1")
@@ -341,11 +341,11 @@ def _artifact(model: Any, artifact: bytes | None, code_files: dict[str, bytes], 
     return artifact, needs
 
 
-def load_artifact(path: str | os.PathLike[str]) -> tuple[Any, bytes]:
+def load_artifact(path: str | os.PathLike[str], code: Mapping[str, bytes] | None = None) -> tuple[Any, bytes]:
     """(estimator, exact bytes) of a joblib file, for publishing a model saved elsewhere. The bytes are what is
-    uploaded and checked; the estimator, loaded here, gives the expected answers. Its scikit-learn version is
-    checked from the bytes before loading, so a pickle of another version is refused naming both versions
-    instead of failing inside the estimator. Raises PublishRejected."""
+    uploaded and checked; the estimator, loaded here with `code` ({path: bytes}) importable, gives the expected
+    answers. A pickle of another scikit-learn version loads with a warning here and is then refused by build_card
+    naming both versions. Raises PublishRejected."""
     try:
         blob = Path(path).read_bytes()
     except OSError as e:
@@ -354,8 +354,9 @@ def load_artifact(path: str | os.PathLike[str]) -> tuple[Any, bytes]:
         scan_artifact(blob)
     except ArtifactUnreadable as e:
         raise PublishRejected(f"[artifact] {path} is not a model saved with joblib.dump: {e}") from None
+    folder = materialize(dict(code), label="publish") if code else None
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), importable(folder, {top_level_module(p) for p in code or ()}):
             warnings.simplefilter("ignore")  # another version's pickle: refused with both versions by build_card
             model = joblib.load(io.BytesIO(blob))
     except Exception as e:
@@ -596,8 +597,9 @@ def publish(
     registry = registry or Registry(_env(config.MODEL_BUCKET))
     signer = signer or CardSigner(_env(config.SIGNING_KEY_ID))
     artifact = None
+    code = _code_files(code)
     if isinstance(model, str | os.PathLike):
-        model, artifact = load_artifact(model)
+        model, artifact = load_artifact(model, code)
     version = version or registry.next_version(name)
     if registry.version_exists(name, version):
         raise RegistryConflict(f"model {name!r} version {version!r} already exists; versions are immutable")

@@ -1,0 +1,32 @@
+"""The target runtime that publish checks a model against, on this machine: the host-Python copy of the
+dependency layer plus the stand-in for what the Lambda runtime ships (see sklambda_infra.layer).
+
+The CLI, the demo, the benchmarks and the tests call `ensure_runtime_path()` before publishing, so
+`sklambda.publish` finds the runtime through SKLAMBDA_RUNTIME_PATH as a notebook user's would.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from sklambda.publishing.parity import ENV_RUNTIME_PATH, Runtime
+from sklambda_infra.layer import local_env, local_runtime_stand_in
+
+
+def runtime_paths(log: Callable[[str], None] | None = None, **layer_options) -> list[str]:
+    """[layer copy, Lambda runtime stand-in], built once per machine (~15 s with a warm pip cache).
+    `layer_options` go to local_env (requirements=..., sklearn=...). Raises LayerBuildError."""
+    return [str(local_env(log=log, **layer_options)), str(local_runtime_stand_in(log=log))]
+
+
+def local_runtime(log: Callable[[str], None] | None = None, **layer_options) -> Runtime:
+    """The target runtime for publish on this machine (see runtime_paths)."""
+    return Runtime.at(runtime_paths(log, **layer_options))
+
+
+def ensure_runtime_path(log: Callable[[str], None] | None = None) -> str:
+    """Set SKLAMBDA_RUNTIME_PATH to the default local runtime unless it is set already; return its value."""
+    if not os.environ.get(ENV_RUNTIME_PATH, "").strip():
+        os.environ[ENV_RUNTIME_PATH] = os.pathsep.join(runtime_paths(log))
+    return os.environ[ENV_RUNTIME_PATH]
