@@ -59,7 +59,23 @@ def table(rows: list[dict], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
+# The demo's shipped module: a FunctionTransformer's function lives here, not in the training script.
+FEATURE_UTILS = '''"""Feature code shipped with the churn-capped model (sklambda publish --code feature_utils.py)."""
+
+CAP = 6  # support calls above this say nothing more about churn
+
+
+def cap_support_calls(X):
+    X = X.copy()
+    X["support_calls"] = X["support_calls"].clip(upper=CAP)
+    return X
+'''
+
+
 def run() -> int:
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
     from sklambda import aws
     from sklambda.errors import PublishRejected
     from sklambda.monitoring import Window, read_capture, run_drift_check
@@ -69,6 +85,7 @@ def run() -> int:
     from sklambda.signing import CardSigner
     from sklambda_infra import modelcard, sample
     from sklambda_infra.local import LocalStack
+    from sklambda_infra.runtime import ensure_runtime_path
 
     started = time.perf_counter()
     say("Starting the local stack from template.yaml (moto + API gateway on 127.0.0.1)")
@@ -93,6 +110,8 @@ def run() -> int:
         aws.reset_clients()
         registry, signer = Registry(d["model_bucket"]), CardSigner(d["signing_key_id"])
         api, key = d["api_url"], d["api_key"]
+        # Publish checks every model in the layer's host copy (the stack's workers run on the same one).
+        ensure_runtime_path(lambda line: print(f"  {line}"))
 
         say("Training a churn model: 20,000 customers, 6 numeric + 4 categorical columns, customer_id is PII")
         X, y = sample.churn_data(20_000, seed=7)
@@ -172,6 +191,43 @@ def run() -> int:
         except PublishRejected as e:
             for line in e.message.splitlines():
                 print(f"  {line}")
+
+        say("A model with its own code: feature_utils.py shipped with it (publish(..., code=[...]), CLI --code)")
+        shipped = ROOT / ".sklambda" / "demo" / "feature_utils.py"
+        shipped.parent.mkdir(parents=True, exist_ok=True)
+        shipped.write_text(FEATURE_UTILS)
+        sys.path.insert(0, str(shipped.parent))
+        import feature_utils
+
+        capped = make_pipeline(FunctionTransformer(feature_utils.cap_support_calls), sample.logistic_pipeline())
+        capped.fit(X_train, y_train)
+        card2 = publish(capped, X_train, y_train, name="churn-capped", registry=registry, signer=signer,
+                        X_holdout=X_hold, y_holdout=y_hold, pii=sample.PII, alias="production",
+                        code=[shipped])  # fmt: skip
+        parity = card2.parity
+        print(f"  churn-capped v{card2.version}: ships {[f['path'] for f in card2.code['files']]} "
+              f"(sha256 {card2.code['files'][0]['sha256'][:12]} in the signed card)")  # fmt: skip
+        print(f"  parity gate: {parity['rows']} rows through {', '.join(parity['routes'])} in the layer's packages "
+              f"(fingerprint {parity['runtime']['fingerprint'][:12]}): max difference "
+              f"{parity['max_abs_difference']:.1e}, {parity['seconds']:.2f} s")  # fmt: skip
+        status, body = http("POST", f"{api}/models/churn-capped/predict", api_key=key,
+                            body={"instances": customers[-1:]})  # fmt: skip
+        expected = float(capped.predict_proba(X_hold.iloc[risk_order[[-1]]])[0, 1])
+        print(f"  served P(churn) {body['probabilities'][0]['yes']!r} = in memory {expected!r}: {status}")
+
+        say("The parity gate refuses a model that would be served differently than it answers in memory")
+        feature_utils.CAP = 2  # a notebook tweak: the shipped file still says 6, as every fresh process reads it
+        tweaked = make_pipeline(FunctionTransformer(feature_utils.cap_support_calls), sample.logistic_pipeline())
+        tweaked.fit(X_train, y_train)
+        try:
+            publish(tweaked, X_train, y_train, name="churn-capped", registry=registry, signer=signer,
+                    X_holdout=X_hold, y_holdout=y_hold, pii=sample.PII, code=[shipped])  # fmt: skip
+            raise AssertionError("the tweaked model was published")
+        except PublishRejected as e:
+            head, _, rows = e.message.partition(": row ")
+            print(f"  {head}:")
+            print(f"    row {rows[:300]}...")
+        print(f"  versions of churn-capped: {registry.list_versions('churn-capped')} (nothing stored)")
 
         say("The model card: sklambda models card churn --format html")
         card_file = ROOT / ".sklambda" / "model-card.html"

@@ -1,4 +1,6 @@
-"""python -m sklambda_infra.bench [--quick] [--only warm|cold|bundle|batch|drift|capture|explain ...] [--out PATH]
+"""python -m sklambda_infra.bench [--quick] [--only KIND ...] [--out PATH]
+
+KIND: warm, cold, bundle, batch, drift, capture, explain, parity.
 
 [--layer-report PATH] reads an existing layer build instead of building one.
 """
@@ -13,9 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sklambda_infra import batch_bench, capture_bench, drift_bench, explain_bench
-from sklambda_infra.bench import bundle, cold, common, machine, report, warm
+from sklambda_infra.bench import bundle, cold, common, machine, parity, report, warm
 
-KINDS = ("warm", "cold", "bundle", "batch", "drift", "capture", "explain")
+KINDS = ("warm", "cold", "bundle", "batch", "drift", "capture", "explain", "parity")
 DEFAULT_OUT = common.ROOT / "BENCHMARKS.md"
 PARTIAL_OUT = common.BUILD / "BENCHMARKS.md"
 RESULTS = common.BUILD / "results.json"
@@ -75,6 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         results["capture"] = capture_bench.run(10 if ns.quick else 40, 25, 1, capture_models)
     if "explain" in kinds:
         results["explain"] = explain_bench.run(quick=ns.quick)
+    if "parity" in kinds:
+        results["parity"] = parity.run(rounds=1 if ns.quick else 3)
     results["load_average_end"] = machine.load_average()
     results["elapsed_s"] = time.perf_counter() - started
 

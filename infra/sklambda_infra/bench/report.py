@@ -6,6 +6,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sklambda_infra.batch_bench import report as render_batch
+from sklambda_infra.bench.parity import markdown as parity_markdown
+from sklambda_infra.bench.parity import summary_rows as parity_summary_rows
 from sklambda_infra.capture_bench import report as capture_report
 from sklambda_infra.drift_bench import markdown as drift_markdown
 from sklambda_infra.explain_bench import markdown as explain_markdown
@@ -94,6 +96,8 @@ def render(results: Mapping[str, Any]) -> str:
         parts += ["", _demote(capture_report(results["capture"]), "6. ")]
     if results.get("explain") is not None:
         parts += ["", _demote(explain_markdown(results["explain"]), "7. ")]
+    if results.get("parity") is not None:
+        parts += ["", _demote(parity_markdown(results["parity"]), "8. ")]
     parts += ["", render_reproduce(), "", render_caveats()]
     return "\n".join(parts).rstrip() + "\n"
 
@@ -216,6 +220,8 @@ def summary_rows(results: Mapping[str, Any]) -> list[list[str]]:
     explain = results.get("explain")
     if explain is not None:
         rows += explain_summary_rows(explain)
+    if results.get("parity") is not None:
+        rows += parity_summary_rows(results["parity"])
     return rows
 
 

@@ -312,7 +312,7 @@ def check_parity(
             raise PublishRejected(f"[parity] route {route} gave no answer")
         if "error" in served:
             _refuse_route_error(route, served)
-        a, r = _compare(route, rows, expected_pred, expected_proba, served)
+        a, r = _compare(route, rows, expected_pred, expected_proba, served, card)
         max_abs, max_rel = max(max_abs, a), max(max_rel, r)
     manifest = runtime.manifest
     return ParityReport(
@@ -371,7 +371,7 @@ def _refuse_route_error(route: str, served: dict[str, Any]) -> None:
 
 
 def _compare(
-    route: str, rows: pd.DataFrame, pred: list, proba: np.ndarray | None, served: dict[str, Any]
+    route: str, rows: pd.DataFrame, pred: list, proba: np.ndarray | None, served: dict[str, Any], card: ModelCard
 ) -> tuple[float, float]:
     got_pred = served["predictions"]
     if len(got_pred) != len(pred):
@@ -406,7 +406,7 @@ def _compare(
         bad_value, expected_values, served_values = [], pred, got_pred
     bad = sorted(set(bad_class) | set(bad_value))
     if bad:
-        feature = _feature_involved(rows, bad)
+        feature = _feature_involved(rows, bad, card)
         shown = "; ".join(
             f"row {i} ({_row_text(rows, i)}): in memory {_fmt(expected_values[i], pred[i])}, "
             f"served {_fmt(served_values[i], got_pred[i])}"
@@ -444,25 +444,40 @@ def _row_text(rows: pd.DataFrame, i: int) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-def _feature_involved(rows: pd.DataFrame, bad: list[int]) -> str | None:
-    """A feature that sets the differing rows apart: all null there and less often null elsewhere, or all
-    holding values the matching rows never hold. None when no single feature explains them."""
+def _feature_involved(rows: pd.DataFrame, bad: list[int], card: ModelCard) -> str | None:
+    """A feature that sets the differing rows apart: null in all of them and less often elsewhere; holding
+    categories the matching rows never hold; or beyond a threshold the matching rows stay within. pii and
+    identifier-like columns (no category list in the card) are never named. None when no feature explains it."""
     mask = np.zeros(len(rows), dtype=bool)
     mask[bad] = True
     if mask.all():
         return None
-    for col in rows.columns:
-        isna = rows[col].isna().to_numpy()
+    features = [f for f in card.input_schema.features if not f.pii and f.name in rows.columns]
+    for f in features:
+        isna = rows[f.name].isna().to_numpy()
         if isna[mask].all() and isna[~mask].mean() < 1:
-            return str(col)
-    for col in rows.columns:
-        s = rows[col].astype(str)
-        if not pd.api.types.is_numeric_dtype(rows[col]) and not set(s[mask]) & set(s[~mask]):
-            return str(col)
+            return f.name
+    for f in features:
+        if f.categories is not None:
+            s = rows[f.name].astype(str)
+            if not set(s[mask]) & set(s[~mask]):
+                return f.name
+    for f in features:
+        if f.minimum is not None:
+            values = pd.to_numeric(rows[f.name], errors="coerce").to_numpy(dtype=float)
+            bad_v, good_v = values[mask & np.isfinite(values)], values[~mask & np.isfinite(values)]
+            if len(bad_v) and len(good_v) and (bad_v.min() > good_v.max() or bad_v.max() < good_v.min()):
+                return f.name
     return None
 
 
 def _why(rows: pd.DataFrame, feature: str, bad: list[int]) -> str:
-    if rows[feature].iloc[bad].isna().all():
+    values = rows[feature].iloc[bad]
+    if values.isna().all():
         return "null in every one of them"
-    return "values: " + ", ".join(sorted({repr(v) for v in rows[feature].iloc[bad]})[:5])
+    if pd.api.types.is_numeric_dtype(values):
+        others = rows[feature].drop(index=rows.index[bad])
+        side = "above" if values.min() > others.max() else "below"
+        edge = others.max() if side == "above" else others.min()
+        return f"{side} {edge!r} in every one of them, from {values.min()!r} to {values.max()!r}"
+    return "values: " + ", ".join(sorted({repr(v) for v in values})[:5])
