@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from cfnlint.decode import cfn_yaml
 
+from sklambda.runtime_env import MANIFEST_NAME, RuntimeManifest
 from sklambda_infra import layer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -172,9 +173,92 @@ def test_check_pins_reports_an_unpinned_transitive_dependency_but_not_the_runtim
 
     # THEN narwhals and the six mismatch are reported, botocore is not
     assert problems == [
-        "narwhals==2.29.0 was installed but is not pinned with == in requirements.txt",
-        "six: requirements.txt pins 1.16.0 but pip installed 1.17.0",
+        "narwhals==2.29.0 was installed but is not pinned with == in requirements.txt or extra-requirements.txt",
+        "six: the requirements pin 1.16.0 but pip installed 1.17.0",
     ]
+
+
+def test_extra_requirements_file_says_how_to_add_a_package_and_adds_none_by_default() -> None:
+    # GIVEN the one documented place to add packages to the layer
+    text = layer.EXTRA_REQUIREMENTS.read_text()
+
+    # THEN its header explains the pins rule and the size check, and it pins nothing yet
+    assert "==" in text and "every distribution it pulls" in text and "250 MiB" in text
+    assert layer.parse_requirements(text) == {}
+    assert layer.LAYER_REQUIREMENTS == (layer.REQUIREMENTS, layer.EXTRA_REQUIREMENTS)
+
+
+def test_read_pins_merges_the_extra_file_and_refuses_a_package_pinned_in_both(tmp_path: Path) -> None:
+    # GIVEN an extras file adding lightgbm, and one that pins numpy again
+    extras = tmp_path / "extra.txt"
+    extras.write_text("# lightgbm for the churn model\nlightgbm==4.7.0\n")
+    again = tmp_path / "again.txt"
+    again.write_text("numpy==2.4.6\n")
+
+    # WHEN the layer's pins are read with each
+    merged = layer.read_pins([layer.REQUIREMENTS, extras])
+
+    # THEN lightgbm joins the layer's pins, and a second pin of numpy is refused naming the file
+    assert merged["lightgbm"].version == "4.7.0" and merged["numpy"].version == "2.4.6"
+    with pytest.raises(ValueError, match=r"numpy is pinned twice: again in .*again.txt"):
+        layer.read_pins([layer.REQUIREMENTS, again])
+
+
+def test_requirements_pin_a_supported_scikit_learn(pins: dict[str, layer.Pin]) -> None:
+    # GIVEN the layer's scikit-learn pin, the one build-time choice of the version
+    # THEN it is one of the versions the build supports
+    assert pins[layer.SKLEARN].version in layer.SUPPORTED_SKLEARN
+
+
+def test_sklearn_override_replaces_the_pin_and_refuses_an_unsupported_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN no override in the environment
+    monkeypatch.delenv(layer.SKLEARN_ENV, raising=False)
+
+    # WHEN the pins are read with another supported scikit-learn, from the argument or the environment
+    by_argument = layer.read_pins(sklearn="1.8.0")
+    monkeypatch.setenv(layer.SKLEARN_ENV, "1.9.0")
+    by_environment = layer.read_pins()
+
+    # THEN only scikit-learn's pin changes
+    default = layer.read_pins(sklearn=None, requirements=[layer.REQUIREMENTS, layer.EXTRA_REQUIREMENTS])
+    assert by_argument[layer.SKLEARN].version == "1.8.0" and by_environment[layer.SKLEARN].version == "1.9.0"
+    assert {k: v for k, v in by_argument.items() if k != layer.SKLEARN} == {
+        k: v for k, v in default.items() if k != layer.SKLEARN
+    }
+    # AND a version nobody checked is refused with the supported list
+    with pytest.raises(ValueError, match=r"scikit-learn 1\.5\.2 is not a supported .*1\.8\.0"):
+        layer.read_pins(sklearn="1.5.2")
+
+
+def test_layer_modules_are_the_importable_top_level_names(site: Path) -> None:
+    # GIVEN an installed tree with packages, plain modules, an extension module, a namespace package and metadata
+    write(site, "lightgbm/__init__.py", "google/protobuf/__init__.py", "_cffi_backend.cpython-312-x86_64-linux-gnu.so")
+    dist_info(site, "protobuf", "6.0.0", "google/protobuf/__init__.py")
+    dist_info(site, "lightgbm", "4.7.0", "lightgbm/__init__.py")
+
+    # WHEN its modules are listed
+    modules = layer.layer_modules(site)
+
+    # THEN packages, *.py and *.so modules and the namespace package are there; metadata, libs, stubs, bin are not
+    assert {"numpy", "sklearn", "lightgbm", "six", "_cffi_backend", "google", "dateutil"} <= set(modules)
+    assert not {"numpy.libs", "wrapt-stubs", "bin", "__pycache__"} & set(modules)
+    assert not any(m.endswith("dist-info") for m in modules)
+
+
+def test_write_manifest_lists_the_installed_distributions_less_the_runtime_provided(site: Path) -> None:
+    # GIVEN an installed tree where pip also pulled botocore and jmespath (the Lambda runtime's)
+    dist_info(site, "lightgbm", "4.7.0", "lightgbm/__init__.py")
+    write(site, "lightgbm/__init__.py")
+
+    # WHEN the manifest is written for a Lambda build and read back
+    path = layer.write_manifest(site, "manylinux_2_34_x86_64", "3.12")
+    manifest = RuntimeManifest.read(site)
+
+    # THEN it sits in the layer's python/ folder and holds the layer's own distributions with their versions
+    assert path == site / MANIFEST_NAME == layer.manifest_path(site)
+    assert manifest.packages == {"lightgbm": "4.7.0", "python-dateutil": "2.9.0.post0", "six": "1.17.0"}
+    assert manifest.python == "3.12" and manifest.platform == "manylinux_2_34_x86_64"
+    assert "lightgbm" in manifest.modules and manifest.provides("lightgbm.sklearn")
 
 
 def test_lambda_platforms_accept_manylinux_2_28_wheels_and_nothing_newer_than_the_runtime_glibc() -> None:
@@ -348,4 +432,7 @@ def test_makefile_finds_the_repository_from_sam_scratch_dir(tmp_path: Path) -> N
     # THEN it runs the shared install-and-slim code of this repository into $(ARTIFACTS_DIR)/python
     assert f'PYTHONPATH="{ROOT}/infra"' in proc.stdout
     assert "-m sklambda_infra.layer --deps-only" in proc.stdout
+    # AND it installs the extra requirements with the layer's own
+    assert f'--requirements "{ROOT}/layers/deps/requirements.txt"' in proc.stdout
+    assert f'--requirements "{ROOT}/layers/deps/extra-requirements.txt"' in proc.stdout
     assert f'--target "{tmp_path / "artifacts"}/python"' in proc.stdout

@@ -16,12 +16,15 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from sklambda.runtime_env import RuntimeManifest
+from sklambda_infra import layer
 from sklambda_infra.local import FunctionCrashed, FunctionError, FunctionTimeout, LocalStack
-from sklambda_infra.local.functions import FunctionSpec, worker_environment
+from sklambda_infra.local.functions import FunctionRunner, FunctionSpec, worker_environment
 from sklambda_infra.local.gateway import (
     ApiSettings,
     BadProxyResponse,
@@ -631,7 +634,7 @@ def test_cli_up_writes_local_json_status_reports_it_and_down_stops_it(tmp_path):
     not (ROOT / "template.yaml").exists() or not (ROOT / "functions" / "predict" / "app.py").exists(),
     reason="needs the project's template.yaml and predict function",
 )
-def test_project_template_serves_health_with_the_api_key_only(log):
+def test_project_template_serves_health_with_the_api_key_only(log, tmp_path):
     # GIVEN the project's own template and predict function
     with LocalStack(ROOT, stack_name="project", aws_port=0, api_port=0, log=log) as stack:
         details = stack.details
@@ -644,3 +647,46 @@ def test_project_template_serves_health_with_the_api_key_only(log):
         status, _, body = request(f"{stack.api_url}/health", headers=keyed(stack))
         assert status == 200, body
         assert json.loads(body)["status"] == "ok"
+        # AND the function runs on the host copy of the dependency layer and says so: its package set is the pins'
+        host_copy = layer.local_env()
+        manifest = RuntimeManifest.read(host_copy)
+        assert json.loads(body)["runtime"] == {
+            "fingerprint": manifest.fingerprint,
+            "python": manifest.python,
+            "platform": "host",
+            "packages": dict(manifest.packages),
+        }
+        assert host_copy in stack.functions["PredictFunction"].python_path
+        assert any("host-Python copy" in note for note in details["functions"]["PredictFunction"]["notes"])
+
+        # WHEN a probe runs in a worker with the predict function's layers and runtime stand-in
+        spec = stack.functions["PredictFunction"]
+        (tmp_path / "app.py").write_text(PROBE_IMPORTS)
+        probe = replace(spec, code_dir=tmp_path, python_path=(tmp_path, *spec.python_path[1:]), handler="app.handler")
+        runner = FunctionRunner(probe, stack.runners["PredictFunction"].env, log)
+        try:
+            found = runner.invoke({"names": ["sklearn", "sklambda", "boto3", "moto", "yaml", "pytest"]}).result
+        finally:
+            runner.stop()
+
+        # THEN what the venv has beside the layer (moto, PyYAML, pytest) cannot be imported; the layer's can
+        assert {name: origin is not None for name, origin in found.items()} == {
+            "sklearn": True,
+            "sklambda": True,
+            "boto3": True,
+            "moto": False,
+            "yaml": False,
+            "pytest": False,
+        }
+        assert found["sklearn"].startswith(str(host_copy))
+        assert found["boto3"].startswith(str(layer.local_runtime_stand_in()))
+
+
+PROBE_IMPORTS = """
+import importlib.util
+
+
+def handler(event, context):
+    specs = {name: importlib.util.find_spec(name) for name in event["names"]}
+    return {name: spec.origin if spec else None for name, spec in specs.items()}
+"""

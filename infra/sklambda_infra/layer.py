@@ -1318,7 +1318,7 @@ def make_report(
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "python_version": opts.python_version,
         "platforms": list(opts.platforms),
-        "requirements": [_display_path(Path(r)) for r in opts.requirements],
+        "requirements": " + ".join(_display_path(Path(r)) for r in opts.requirements),
         "scikit_learn": dists[SKLEARN].version if SKLEARN in dists else None,
         "manifest": _display_path(state["manifest"]),
         "out": _display_path(out),
