@@ -453,3 +453,66 @@ def test_parity_rows_cover_nulls_categories_and_extremes():
 def test_the_gate_cost_is_recorded_in_the_card(published):
     assert published.parity["routes"] == ["rest", "v2", "batch_csv", "batch_jsonl"]
     assert published.parity["seconds"] > 0 and json.dumps(published.parity)
+
+
+# -- the target runtime's package set ------------------------------------------------------------------------------
+
+LIGHTGBM = "4.7.0"
+OTHER_SKLEARN = "1.8.0"
+
+
+@pytest.fixture(scope="module")
+def lightgbm_runtime(tmp_path_factory):
+    from sklambda_infra import layer
+    from sklambda_infra.runtime import local_runtime
+
+    extras = tmp_path_factory.mktemp("extras") / "extra-requirements.txt"
+    extras.write_text(f"lightgbm=={LIGHTGBM}\n")
+    return local_runtime(requirements=[layer.REQUIREMENTS, extras])
+
+
+def test_a_lightgbm_pipeline_publishes_once_the_layer_has_lightgbm(registry_env, lightgbm_runtime):
+    lightgbm = pytest.importorskip("lightgbm", reason="lightgbm is in the dev extra")
+    # GIVEN a pipeline ending in LightGBM, and a target runtime whose layer pins lightgbm (extra-requirements.txt)
+    X, y = numeric_data()
+    model = make_pipeline(StandardScaler(), lightgbm.LGBMClassifier(n_estimators=10, verbose=-1)).fit(X, y)
+    # WHEN it is published to that runtime and loaded back
+    card = publish_model(registry_env, model, X, y, runtime=lightgbm_runtime)
+    loaded = server_for(registry_env).get("churn", alias="production")
+    # THEN the gate ran in the runtime with lightgbm and the served answers are the pipeline's
+    assert "lightgbm" in card.parity["needs"]["modules"]
+    assert card.parity["runtime"]["fingerprint"] == lightgbm_runtime.manifest.fingerprint
+    got = [p["1"] for p in loaded.scorer.score_frame(X.head(20)).probabilities]
+    assert got == pytest.approx(model.predict_proba(X.head(20))[:, 1].tolist(), rel=1e-12)
+
+
+def test_the_other_supported_sklearn_serves_its_own_pickles_and_refuses_this_ones(registry_env, tmp_path):
+    from sklambda_infra.runtime import local_runtime
+
+    # GIVEN a runtime built with scikit-learn 1.8.0, and a model pickled by that version (fitted in that runtime)
+    runtime = local_runtime(sklearn=OTHER_SKLEARN)
+    X, y = numeric_data()
+    X.assign(y=y).to_csv(tmp_path / "train.csv", index=False)
+    path = tmp_path / "model-1.8.joblib"
+    fit = f"""
+import sys; sys.path[:0] = {[str(p) for p in runtime.paths]!r}
+import joblib, pandas as pd
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+data = pd.read_csv({str(tmp_path / "train.csv")!r})
+joblib.dump(make_pipeline(StandardScaler(), LogisticRegression()).fit(data[["a", "b"]], data["y"]), {str(path)!r})
+"""
+    import subprocess
+
+    subprocess.run([sys.executable, "-I", "-S", "-c", fit], check=True, capture_output=True, timeout=120)
+    # WHEN it is published to that runtime, and a model pickled by this process's 1.9 is published there too
+    card = publish_model(registry_env, str(path), X, y, runtime=runtime)
+    with pytest.raises(PublishRejected) as refused:
+        publish_model(registry_env, make_pipeline(StandardScaler(), LogisticRegression()).fit(X, y), X, y,
+                      runtime=runtime)  # fmt: skip
+    # THEN the first is accepted with the pickle's version on record and checked in that runtime; the second is
+    # refused naming both versions
+    assert card.library_versions["scikit-learn"] == OTHER_SKLEARN == card.parity["runtime"]["scikit-learn"]
+    assert "[sklearn_version]" in refused.value.message
+    assert sklearn.__version__ in refused.value.message and OTHER_SKLEARN in refused.value.message
