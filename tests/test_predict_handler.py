@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
 import sys
@@ -14,7 +15,6 @@ import sklearn
 from conftest import call, event_body, import_predict_app, load_event, publish_churn
 
 from sklambda.errors import ConfigurationError
-from sklambda.publishing import publisher as publish_module
 from sklambda.runtime_env import MANIFEST_NAME, RuntimeManifest, find_manifest
 
 
@@ -204,10 +204,12 @@ def test_card_edited_after_signing_is_refused(predict_app, published, registry_e
 def test_model_from_another_sklearn_version_is_refused_naming_both(
     predict_app, registry_env, churn, logistic_model, lambda_context, monkeypatch
 ):
-    # GIVEN a model whose card records scikit-learn 1.0.2
-    real = publish_module.library_versions
-    monkeypatch.setattr(publish_module, "library_versions", lambda: {**real(), "scikit-learn": "1.0.2"})
-    publish_churn(registry_env, churn, logistic_model)
+    # GIVEN a version whose signed card records scikit-learn 1.0.2 (publish now refuses such an artifact, so the
+    # card is re-signed by the trusted key, as a version published before that check would be)
+    card = publish_churn(registry_env, churn, logistic_model)
+    old = dataclasses.replace(card, library_versions={**card.library_versions, "scikit-learn": "1.0.2"})
+    key = registry_env.registry.card_key("churn", card.version)
+    registry_env.s3().put_object(Bucket=registry_env.bucket, Key=key, Body=registry_env.signer.sign(old).to_json())
     # WHEN it is asked to predict
     status, body = call(predict_app, load_event("predict.json"), lambda_context)
     # THEN it is refused and the message names both versions
