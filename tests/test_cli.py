@@ -50,7 +50,8 @@ def test_models_list_and_show(cli, files, capsys):
     assert json.loads(capsys.readouterr().out) == {"churn": {"versions": ["1"], "aliases": {"production": "1"}}}
     assert cli("models", "show", "churn") == 0
     out = capsys.readouterr().out
-    assert "churn version 1 (classification)" in out and "PII" in out and "signed: yes" in out
+    assert "churn version 1 (classification)" in out and "PII" in out
+    assert "signature: verified, ECDSA_SHA_256 with the trusted key " in out and "NOT VERIFIED" not in out
     assert "importance (roc_auc drop, holdout): " in out and "decision: yes when P >= 0.500 (default)" in out
     assert "explanations: yes" in out and "null scored and flagged" in out
 

@@ -65,7 +65,7 @@ def run() -> int:
     from sklambda.monitoring import Window, read_capture, run_drift_check
     from sklambda.publish import publish, to_records
     from sklambda.registry import Registry
-    from sklambda.signing import CardSigner
+    from sklambda.signing import CardSigner, CardVerifier, read_card
     from sklambda_infra import modelcard, sample
     from sklambda_infra.local import LocalStack
 
@@ -91,6 +91,7 @@ def run() -> int:
         )
         aws.reset_clients()
         registry, signer = Registry(d["model_bucket"]), CardSigner(d["signing_key_id"])
+        verifier = CardVerifier(d["signing_key_id"])
         api, key = d["api_url"], d["api_key"]
 
         say("Training a churn model: 20,000 customers, 6 numeric + 4 categorical columns, customer_id is PII")
@@ -174,8 +175,11 @@ def run() -> int:
 
         say("The model card: sklambda models card churn --format html")
         card_file = ROOT / ".sklambda" / "model-card.html"
-        card_file.write_text(modelcard.render(card, "html", aliases=registry.list_aliases("churn")))
-        markdown = modelcard.render(card, "markdown").splitlines()
+        stored, check = read_card(registry, verifier, "churn", card.version)  # as the command does: verified
+        card_file.write_text(
+            modelcard.render(stored, "html", aliases=registry.list_aliases("churn"), verification=check)
+        )
+        markdown = modelcard.render(stored, "markdown", verification=check).splitlines()
         start = next(i for i, line in enumerate(markdown) if "importance" in line.lower())
         for line in markdown[start : start + 8]:
             print(f"  {line}")
@@ -267,7 +271,9 @@ def run() -> int:
             deadline = time.monotonic() + 30
             while read_capture(s3, data_bucket, card, window).rows < len(rows) and time.monotonic() < deadline:
                 time.sleep(0.2)
-            result = run_drift_check("churn", registry=registry, data_bucket=data_bucket, window=window)
+            result = run_drift_check(
+                "churn", registry=registry, data_bucket=data_bucket, window=window, verifier=verifier
+            )
             drifted = ", ".join(result.report.drifted_features) or "none"
             print(f"  {label:<30} {result.report.rows} rows: {result.report.verdict}; drifted features: {drifted}")
             print(f"  {'':<30} report: s3://{data_bucket}/{result.report_keys['html']}")
