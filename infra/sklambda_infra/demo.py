@@ -267,7 +267,7 @@ def run() -> int:
                 assert status == 200, body
             window = Window(window_start, datetime.now(UTC) + timedelta(seconds=1))
             # Capture lines leave through the function's log and the subscription after each response.
-            card = registry.get_card("churn", registry.resolve("churn", alias="production"))
+            card, _ = read_card(registry, verifier, "churn", registry.resolve("churn", alias="production"))
             deadline = time.monotonic() + 30
             while read_capture(s3, data_bucket, card, window).rows < len(rows) and time.monotonic() < deadline:
                 time.sleep(0.2)
