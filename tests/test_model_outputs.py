@@ -15,7 +15,7 @@ import pytest
 from conftest import call, load_event
 from odd_models import RatioRegressor, ShakyClassifier, linear_svc, ratio_data
 
-from sklambda.batch import ObjectRef, score_object
+from sklambda.batch import BatchJobFailed, ObjectRef, score_object
 from sklambda.config import BatchSettings
 from sklambda.publish import publish
 from sklambda.serving import ModelServer
@@ -213,3 +213,20 @@ def test_model_info_lists_what_the_loaded_model_can_give(predict_app, svc, shaky
         "decisions": True,
         "explanations": True,
     }
+
+
+def test_batch_explanations_of_a_classifier_without_predict_proba_fail_before_scoring(registry_env, svc, data):
+    # GIVEN a file for the LinearSVC that asks for explanation columns
+    s3 = registry_env.s3()
+    s3.create_bucket(Bucket=DATA)
+    body = data.X.iloc[:20].to_csv(index=False).encode()
+    s3.put_object(Bucket=DATA, Key="incoming/svc/x.csv", Body=body, Metadata={"explain": "true"})
+    ref = ObjectRef(DATA, "incoming/svc/x.csv", None, None, len(body))
+    server = ModelServer(registry_env.registry, registry_env.verifier)
+    # WHEN it is scored
+    with pytest.raises(BatchJobFailed) as caught:
+        score_object(ref, server=server, settings=BatchSettings(chunk_rows=16), s3=s3)
+    # THEN the job fails saying why (not explanation columns that claim to attribute the prediction)
+    summary = caught.value.summary
+    assert summary.failure_reason == "explain_unavailable" and "has no predict_proba" in summary.report
+    assert summary.rows_scored == 0
