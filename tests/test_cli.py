@@ -50,7 +50,8 @@ def test_models_list_and_show(cli, files, capsys):
     assert json.loads(capsys.readouterr().out) == {"churn": {"versions": ["1"], "aliases": {"production": "1"}}}
     assert cli("models", "show", "churn") == 0
     out = capsys.readouterr().out
-    assert "churn version 1 (classification)" in out and "PII" in out and "signed: yes" in out
+    assert "churn version 1 (classification)" in out and "PII" in out
+    assert "signature: verified, ECDSA_SHA_256 with the trusted key " in out and "NOT VERIFIED" not in out
     assert "importance (roc_auc drop, holdout): " in out and "decision: yes when P >= 0.500 (default)" in out
     assert "explanations: yes" in out and "null scored and flagged" in out
 
@@ -78,3 +79,61 @@ def test_without_any_registry_configured_it_says_how_to_get_one(monkeypatch, tmp
         monkeypatch.delenv(name, raising=False)
     assert main(["models", "list"]) == 2
     assert "make local" in capsys.readouterr().err
+
+
+def forge_card(registry_env) -> str:
+    """Rewrite churn version 1's stored card after publishing (another artifact sha256), keeping its signature."""
+    s3 = registry_env.s3()
+    key = registry_env.registry.card_key("churn", "1")
+    card = json.loads(s3.get_object(Bucket=registry_env.bucket, Key=key)["Body"].read())
+    card["artifact"]["sha256"] = forged = "f" * 64
+    s3.put_object(Bucket=registry_env.bucket, Key=key, Body=json.dumps(card).encode())
+    return forged
+
+
+@pytest.mark.parametrize("command", [("show", "churn"), ("show", "churn", "--json"), ("card", "churn")])
+def test_a_card_forged_after_publishing_is_refused_by_models_show_and_card(cli, files, registry_env, capsys, command):
+    # GIVEN a published card rewritten afterwards, its old signature kept
+    cli(*publish_args(files, "--promote", "production"))
+    forged = forge_card(registry_env)
+    capsys.readouterr()
+    # WHEN it is shown (verification is the default)
+    code = cli("models", *command)
+    out, err = capsys.readouterr()
+    # THEN the command refuses, says why and how to look anyway, exits non-zero and prints nothing of the card
+    assert code == 2
+    assert err.startswith("error: refusing to show the card: model 'churn' version '1' failed signature verification")
+    assert "--no-verify" in err
+    assert forged not in out and "verified" not in out
+
+
+def test_no_verify_shows_a_forged_card_marked_not_verified(cli, files, registry_env, capsys):
+    # GIVEN the same forged card
+    cli(*publish_args(files, "--promote", "production"))
+    forged = forge_card(registry_env)
+    capsys.readouterr()
+    # WHEN it is shown with --no-verify, as text and as JSON
+    assert cli("models", "show", "churn", "--no-verify") == 0
+    out, err = capsys.readouterr()
+    assert cli("models", "show", "churn", "--no-verify", "--json") == 0
+    shown = json.loads(capsys.readouterr().out)
+    # THEN it is shown, marked NOT VERIFIED first and on the signature line; the JSON says verified false
+    assert out.startswith("NOT VERIFIED: --no-verify was given") and "WARNING: NOT VERIFIED" in err
+    assert forged in out and "signature: NOT VERIFIED (the card claims ECDSA_SHA_256)" in out
+    assert "signature: verified" not in out
+    assert shown["artifact"]["sha256"] == forged and shown["verification"]["verified"] is False
+
+
+def test_showing_a_card_needs_the_signing_key_or_no_verify(registry_env, files, capsys, monkeypatch, tmp_path):
+    # GIVEN a published model and a registry bucket given without any signing key (nor a local stack)
+    main(["--bucket", registry_env.bucket, "--signing-key", registry_env.signing_key_id, *publish_args(files)])
+    monkeypatch.delenv("SKLAMBDA_SIGNING_KEY_ID", raising=False)
+    monkeypatch.setenv("SKLAMBDA_LOCAL_FILE", str(tmp_path / "absent.json"))
+    capsys.readouterr()
+    # WHEN the card is shown without a key, then with --no-verify
+    refused = main(["--bucket", registry_env.bucket, "models", "show", "churn", "--version", "1"])
+    err = capsys.readouterr().err
+    shown = main(["--bucket", registry_env.bucket, "models", "show", "churn", "--version", "1", "--no-verify"])
+    # THEN the first says it needs the key (or --no-verify); the second shows it, marked NOT VERIFIED
+    assert refused == 2 and "no signing key configured" in err and "--no-verify" in err
+    assert shown == 0 and "NOT VERIFIED" in capsys.readouterr().out

@@ -199,6 +199,9 @@ def test_a_failing_model_does_not_stop_the_scheduled_check_of_the_others(
     by_model = {r["model"]: r for r in summary["results"]}
     assert by_model["churn"]["status"] == "checked"
     assert by_model["retention"]["status"] == "failed"
+    assert by_model["retention"]["error"]["code"] == "model_refused"
+    assert "failed signature verification" in by_model["retention"]["error"]["message"]
+    assert by_model["churn"]["card_signature"]["verified"] is True
     assert (summary["status"], summary["checked"], summary["failed"]) == ("ok", 1, 1)
 
 

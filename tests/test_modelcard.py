@@ -9,6 +9,7 @@ import pytest
 
 from sklambda.card import OPTIONAL_SECTIONS, ModelCard
 from sklambda.publishing import build_card
+from sklambda.signing import ALGORITHM, SignatureCheck
 from sklambda_infra import sample
 from sklambda_infra.cli import main
 from sklambda_infra.modelcard import render
@@ -24,6 +25,8 @@ SECTIONS = (
     "Known limitations",
 )
 SCRIPT = "<script>alert('x')</script>"
+# What `sklambda models card` passes after verifying a card (the render tests do not need KMS).
+CHECKED = SignatureCheck(True, key_id="arn:aws:kms:us-east-1:123456789012:key/trusted", algorithm=ALGORITHM)
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +49,7 @@ def card(churn, logistic_model) -> ModelCard:
 
 
 def test_markdown_card_has_every_section_and_an_importance_bar(card, churn):
-    text = render(card, "markdown")
+    text = render(card, "markdown", verification=CHECKED)
     headings = re.findall(r"^## (.+)$", text, flags=re.M)
     assert headings == list(SECTIONS)
     assert text.startswith("# Model card: churn version 3")
@@ -62,7 +65,7 @@ def test_markdown_card_has_every_section_and_an_importance_bar(card, churn):
 
 
 def test_html_card_is_self_contained_and_escapes_every_value(card, churn):
-    page = render(card, "html")
+    page = render(card, "html", verification=CHECKED)
     assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
     for title in SECTIONS:
         assert f"<h2>{title}</h2>" in page
@@ -78,9 +81,23 @@ def test_html_card_is_self_contained_and_escapes_every_value(card, churn):
 
 def test_an_old_card_renders_with_the_missing_sections_marked(card):
     old = ModelCard.from_dict({k: v for k, v in card.to_dict().items() if k not in OPTIONAL_SECTIONS})
-    text = render(old, "markdown")
+    text = render(old, "markdown", verification=CHECKED)
     assert text.count("not recorded (this card was published before the section existed)") == 3
     assert [h for h in re.findall(r"^## (.+)$", text, flags=re.M)] == list(SECTIONS)
+
+
+@pytest.mark.parametrize("fmt", ["markdown", "html"])
+def test_a_card_rendered_without_verification_says_so_first(card, fmt):
+    # GIVEN a card whose signature nobody checked (the renderer's default, and `models card --no-verify`)
+    # WHEN it is rendered
+    text = render(card, fmt)
+    # THEN its title and first section say NOT VERIFIED, and the signature row does not claim it is signed
+    title = "Model card: churn version 3 (NOT VERIFIED)"
+    headings = re.findall(r"^## (.+)$" if fmt == "markdown" else r"<h2>(.+?)</h2>", text, flags=re.M)
+    assert (f"# {title}" in text) if fmt == "markdown" else (f"<h1>{title}</h1>" in text)
+    assert headings[0] == "NOT VERIFIED" and headings[1:] == list(SECTIONS)
+    assert "The signature of this card was not checked" in text
+    assert "verified:" not in text and "NO: the card is not signed" in text
 
 
 def test_an_unknown_format_is_refused(card):
@@ -132,7 +149,7 @@ def test_publish_with_documentation_costs_and_a_gate_then_render_the_card(cli, f
     html = page.read_text()
     assert "<h1>Model card: churn version 1</h1>" in html and "retention team" in html and "ECDSA_SHA_256" in html
     assert markdown.startswith("# Model card: churn version 1") and "| Aliases | production |" in markdown
-    assert "| Signed | yes, ECDSA_SHA_256" in markdown and "- EU only" in markdown
+    assert "| Signature | verified: ECDSA_SHA_256 with the trusted KMS key" in markdown and "- EU only" in markdown
 
 
 def test_a_refused_publish_prints_one_line_per_problem_and_exits_2(cli, files, churn, registry_env, capsys):

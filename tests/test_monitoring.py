@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from conftest import write_capture
 
+from sklambda.errors import ModelRefused
 from sklambda.monitoring import StateStore, Window, run_drift_check
 from sklambda_infra import sample
 
@@ -45,6 +46,38 @@ def test_clean_window_is_no_drift_with_json_and_html_reports(registry_env, publi
     html = data_bucket.get_object(Bucket=DATA_BUCKET, Key=result.report_keys["html"])["Body"].read().decode()
     assert "monthly_charges" in html and "no_drift" in html
     assert StateStore(data_bucket, DATA_BUCKET).load("churn") == result.state
+    # AND the report says the card (whose baseline is the reference) was verified with the trusted key
+    verified = {"verified": True, "key_id": registry_env.signing_key_id, "algorithm": "ECDSA_SHA_256"}
+    assert doc["card_signature"] == result.to_dict()["card_signature"] == verified
+
+
+def test_a_card_forged_after_publishing_is_refused_and_nothing_is_written(
+    registry_env, published, data_bucket, logistic_model
+):
+    # GIVEN captures, and the card's baseline rewritten after publishing (its old signature kept)
+    capture(data_bucket, logistic_model, sample.churn_data(500, seed=13)[0])
+    key = registry_env.registry.card_key("churn", "1")
+    card = json.loads(data_bucket.get_object(Bucket=registry_env.bucket, Key=key)["Body"].read())
+    card["baseline"]["features"] = {}
+    data_bucket.put_object(Bucket=registry_env.bucket, Key=key, Body=json.dumps(card).encode())
+    # WHEN the drift check runs
+    with pytest.raises(ModelRefused) as refused:
+        check(registry_env)
+    # THEN it is refused for its signature, and no report or state was written
+    assert refused.value.reason == "bad_signature"
+    listed = data_bucket.list_objects_v2(Bucket=DATA_BUCKET, Prefix="reports/")
+    assert listed.get("KeyCount", 0) == 0
+
+
+def test_a_check_asked_not_to_verify_says_so_in_its_report(registry_env, published, data_bucket, logistic_model):
+    # GIVEN captures of the published model
+    capture(data_bucket, logistic_model, sample.churn_data(500, seed=14)[0])
+    # WHEN the check is explicitly run without a verifier
+    result = run_drift_check("churn", registry=registry_env.registry, data_bucket=DATA_BUCKET, window=WINDOW,
+                             verifier=None)  # fmt: skip
+    # THEN the report says plainly that the card was not verified
+    doc = json.loads(data_bucket.get_object(Bucket=DATA_BUCKET, Key=result.report_keys["json"])["Body"].read())
+    assert doc["card_signature"]["verified"] is False and "not checked" in doc["card_signature"]["note"]
 
 
 def test_a_shift_must_persist_for_consecutive_windows_before_the_model_is_drifted(

@@ -240,6 +240,43 @@ def test_model_info_shows_the_public_card(predict_app, published, lambda_context
     assert {f["name"] for f in importance} == set(published.input_schema.names)
     assert importance[0]["mean"] >= importance[-1]["mean"]
     assert card["decision"]["threshold"] == 0.5 and "explanation" not in card
+    # AND it says what was checked: the signature, verified with the function's trusted key
+    assert "signed" not in card
+    assert card["signature"] == {
+        "verified": True,
+        "key_id": predict_app.settings.signing_key_id,
+        "algorithm": "ECDSA_SHA_256",
+    }
+
+
+def forge_card(registry_env, version: str) -> str:
+    """Rewrite the stored card after publishing (another artifact sha256, a better metric), keeping its signature."""
+    s3 = registry_env.s3()
+    key = registry_env.registry.card_key("churn", version)
+    card = json.loads(s3.get_object(Bucket=registry_env.bucket, Key=key)["Body"].read())
+    forged = "f" * 64
+    card["artifact"]["sha256"] = forged
+    card["metrics"]["accuracy"] = 0.999
+    s3.put_object(Bucket=registry_env.bucket, Key=key, Body=json.dumps(card).encode())
+    return forged
+
+
+def test_model_info_of_a_card_forged_after_publishing_is_refused_like_predict(
+    predict_app, published, registry_env, lambda_context, capsys
+):
+    # GIVEN the card was rewritten after publishing, its old signature kept
+    forged = forge_card(registry_env, published.version)
+    # WHEN the model info and a prediction are asked for
+    status, body = call(predict_app, load_event("model_info.json"), lambda_context)
+    predict_status, predict_body = call(predict_app, load_event("predict.json"), lambda_context)
+    # THEN model info is the predict route's refusal (503 model_refused, metric reason bad_signature), never the card
+    assert (status, predict_status) == (503, 503)
+    assert body["error"]["code"] == predict_body["error"]["code"] == "model_refused"
+    assert "failed signature verification" in body["error"]["message"]
+    text = json.dumps(body)
+    assert forged not in text and "0.999" not in text and '"signed"' not in text and '"verified"' not in text
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert [m["reason"] for m in emf if "ModelRefused" in m][:1] == ["bad_signature"]
 
 
 def test_health_answers_without_a_model(predict_app, lambda_context):

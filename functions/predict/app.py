@@ -161,14 +161,21 @@ def predict(name: str) -> dict:
 
 @app.get("/models/<name>")
 def model_info(name: str) -> dict:
-    which = _pick()
-    registry = server().registry
-    card = registry.get_card(name, which["version"] or server().resolve_version(name, which["alias"]))
-    return {
-        "model": card.public_dict(),
-        "aliases": registry.list_aliases(name),
-        "versions": registry.list_versions(name),
+    """The public card of the version the predict route would serve, verified and loaded exactly as it does (a card
+    that fails is the same 503 model_refused), with what was checked and what the loaded model can give."""
+    loaded = server().get(name, **_pick())
+    scorer = loaded.scorer
+    model = {
+        **loaded.card.public_dict(),
+        "signature": server().verifier.passed().to_dict(),
+        "capabilities": {
+            "outputs": scorer.outputs,
+            "decisions": scorer.decision_rule is not None,
+            "explanations": scorer.can_explain,
+        },
     }
+    registry = server().registry
+    return {"model": model, "aliases": registry.list_aliases(name), "versions": registry.list_versions(name)}
 
 
 _runtime: dict | None = None
@@ -218,7 +225,7 @@ def v2_ready() -> dict:
 @app.get("/v2/models/<name>/versions/<version>")
 def v2_metadata(name: str, version: str | None = None) -> dict:
     loaded = server().get(name, **_pick(version))
-    return oip.metadata(loaded.card, server().registry.list_versions(name))
+    return oip.metadata(loaded.card, server().registry.list_versions(name), loaded.scorer)
 
 
 @app.get("/v2/models/<name>/ready")

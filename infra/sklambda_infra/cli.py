@@ -34,8 +34,9 @@ def _local_details() -> tuple[dict[str, Any] | None, Path]:
         return None, path
 
 
-def _connect(args: argparse.Namespace, *, need_signer: bool = False):
-    """Resolve where the registry is and return (Registry, CardSigner | None)."""
+def _connect(args: argparse.Namespace, *, need_signer: bool = False, need_key: bool = False):
+    """Resolve where the registry is and return (Registry, CardSigner | None); the signing key resolved when
+    `need_signer` or `need_key` is left in `args.signing_key`."""
     from sklambda import aws
     from sklambda.registry import Registry
     from sklambda.signing import CardSigner
@@ -43,13 +44,14 @@ def _connect(args: argparse.Namespace, *, need_signer: bool = False):
     bucket = args.bucket or os.environ.get(config.MODEL_BUCKET)
     key = args.signing_key or os.environ.get(config.SIGNING_KEY_ID)
     endpoint = args.endpoint_url or os.environ.get(config.AWS_ENDPOINT_URL)
-    if not bucket or (need_signer and not key):
+    if not bucket or ((need_signer or need_key) and not key):
         local, path = _local_details()
         if local is None:
             missing = "model bucket" if not bucket else "signing key"
+            unverified = " (or pass --no-verify to read the card without checking its signature)" if need_key else ""
             raise SklambdaError(
                 f"no {missing} configured: pass --bucket/--signing-key, set {config.MODEL_BUCKET}/"
-                f"{config.SIGNING_KEY_ID}, or start the local stack with `make local`"
+                f"{config.SIGNING_KEY_ID}, or start the local stack with `make local`{unverified}"
             )
         print(f"using the local stack from {path}", file=sys.stderr)
         bucket = bucket or local["model_bucket"]
@@ -61,7 +63,32 @@ def _connect(args: argparse.Namespace, *, need_signer: bool = False):
     if endpoint:
         os.environ[config.AWS_ENDPOINT_URL] = endpoint
         aws.reset_clients()
+    args.signing_key = key
     return Registry(bucket), (CardSigner(key) if need_signer else None)
+
+
+def _read_card(args: argparse.Namespace):
+    """(registry, card, SignatureCheck) of the version `args` names: verified with the stack's signing key unless
+    --no-verify. A card that fails verification is refused (ModelRefused), never returned."""
+    from sklambda.errors import ModelRefused
+    from sklambda.signing import CardVerifier, read_card
+
+    registry, _ = _connect(args, need_key=not args.no_verify)
+    version = args.version or registry.resolve(args.name, alias=args.alias)
+    verifier = None if args.no_verify else CardVerifier(args.signing_key)
+    try:
+        card, check = read_card(registry, verifier, args.name, version)
+    except ModelRefused as e:
+        hint = ""
+        if e.reason in ("unsigned", "bad_signature"):
+            hint = "; the serving functions refuse it too (`--no-verify` shows it, marked NOT VERIFIED)"
+        raise ModelRefused(f"refusing to show the card: {e.message}{hint}", reason=e.reason) from None
+    if not check.verified:
+        print(f"WARNING: NOT VERIFIED: {UNVERIFIED}", file=sys.stderr)
+    return registry, card, check
+
+
+UNVERIFIED = "--no-verify was given, the signature of this card was not checked; do not trust its contents"
 
 
 def _publish(args: argparse.Namespace) -> int:
@@ -181,16 +208,20 @@ def _models_list(args: argparse.Namespace) -> int:
 
 
 def _models_show(args: argparse.Namespace) -> int:
-    registry, _ = _connect(args)
-    version = args.version or registry.resolve(args.name, alias=args.alias)
-    card = registry.get_card(args.name, version)
+    registry, card, check = _read_card(args)
     if args.json:
-        print(json.dumps(card.to_dict(), indent=2))
+        print(json.dumps({**card.to_dict(), "verification": check.to_dict()}, indent=2))
         return 0
+    if not check.verified:
+        print(f"NOT VERIFIED: {UNVERIFIED}")
     print(f"{card.name} version {card.version} ({card.task}), created {card.created_at}")
     print(f"  estimator: {card.estimator}")
     print(f"  scikit-learn {card.sklearn_version}; artifact {card.artifact.size} bytes, sha256 {card.artifact.sha256}")
-    print(f"  signed: {'yes, ' + card.signature.algorithm if card.signature else 'NO'}")
+    if check.verified:
+        print(f"  signature: verified, {check.algorithm} with the trusted key {check.key_id}")
+    else:
+        claimed = f"the card claims {card.signature.algorithm}" if card.signature else "the card is not signed"
+        print(f"  signature: NOT VERIFIED ({claimed})")
     if card.classes:
         print(f"  classes: {', '.join(map(str, card.classes))}")
     _print_metrics(dict(card.metrics))
@@ -224,13 +255,12 @@ def _models_show(args: argparse.Namespace) -> int:
 def _models_card(args: argparse.Namespace) -> int:
     from sklambda_infra.modelcard import render
 
-    registry, _ = _connect(args)
-    version = args.version or registry.resolve(args.name, alias=args.alias)
-    card = registry.get_card(args.name, version)
-    text = render(card, args.format, aliases=registry.list_aliases(card.name))
+    registry, card, check = _read_card(args)
+    text = render(card, args.format, aliases=registry.list_aliases(card.name), verification=check)
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
-        print(f"wrote the {args.format} model card of {card.name} version {card.version} to {args.output}")
+        marked = "" if check.verified else ", marked NOT VERIFIED,"
+        print(f"wrote the {args.format} model card of {card.name} version {card.version}{marked} to {args.output}")
     else:
         sys.stdout.write(text)
     return 0
@@ -324,6 +354,12 @@ def _register_privacy(sub: Any) -> None:
     p.set_defaults(func=_privacy_erase)
 
 
+NO_VERIFY_HELP = (
+    "do not check the card's signature with the signing key (default: checked, and a card that fails is refused); "
+    "the card is then shown marked NOT VERIFIED"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sklambda", description=__doc__.splitlines()[0])
     parser.add_argument("--bucket", help=f"model bucket (default: ${config.MODEL_BUCKET})")
@@ -390,6 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--version")
     which.add_argument("--alias", default="production")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--no-verify", action="store_true", help=NO_VERIFY_HELP)
     p.set_defaults(func=_models_show)
     p = models.add_parser("card", help="render a readable model card (Markdown or self-contained HTML)")
     p.add_argument("name")
@@ -398,6 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--alias", default="production", help="default: production")
     p.add_argument("--format", choices=("markdown", "html"), default="markdown")
     p.add_argument("--output", metavar="PATH", help="write to this file (default: standard output)")
+    p.add_argument("--no-verify", action="store_true", help=NO_VERIFY_HELP)
     p.set_defaults(func=_models_card)
 
     _register_privacy(sub)

@@ -82,7 +82,7 @@ def run() -> int:
     from sklambda.publishing import publish
     from sklambda.registry import Registry
     from sklambda.schema import to_records
-    from sklambda.signing import CardSigner
+    from sklambda.signing import CardSigner, CardVerifier, read_card
     from sklambda_infra import modelcard, sample
     from sklambda_infra.local import LocalStack
     from sklambda_infra.runtime import ensure_runtime_path
@@ -109,6 +109,7 @@ def run() -> int:
         )
         aws.reset_clients()
         registry, signer = Registry(d["model_bucket"]), CardSigner(d["signing_key_id"])
+        verifier = CardVerifier(d["signing_key_id"])
         api, key = d["api_url"], d["api_key"]
         # Publish checks every model in the layer's host copy (the stack's workers run on the same one).
         ensure_runtime_path(lambda line: print(f"  {line}"))
@@ -231,8 +232,11 @@ def run() -> int:
 
         say("The model card: sklambda models card churn --format html")
         card_file = ROOT / ".sklambda" / "model-card.html"
-        card_file.write_text(modelcard.render(card, "html", aliases=registry.list_aliases("churn")))
-        markdown = modelcard.render(card, "markdown").splitlines()
+        stored, check = read_card(registry, verifier, "churn", card.version)  # as the command does: verified
+        card_file.write_text(
+            modelcard.render(stored, "html", aliases=registry.list_aliases("churn"), verification=check)
+        )
+        markdown = modelcard.render(stored, "markdown", verification=check).splitlines()
         start = next(i for i, line in enumerate(markdown) if "importance" in line.lower())
         for line in markdown[start : start + 8]:
             print(f"  {line}")
@@ -320,11 +324,13 @@ def run() -> int:
                 assert status == 200, body
             window = Window(window_start, datetime.now(UTC) + timedelta(seconds=1))
             # Capture lines leave through the function's log and the subscription after each response.
-            card = registry.get_card("churn", registry.resolve("churn", alias="production"))
+            card, _ = read_card(registry, verifier, "churn", registry.resolve("churn", alias="production"))
             deadline = time.monotonic() + 30
             while read_capture(s3, data_bucket, card, window).rows < len(rows) and time.monotonic() < deadline:
                 time.sleep(0.2)
-            result = run_drift_check("churn", registry=registry, data_bucket=data_bucket, window=window)
+            result = run_drift_check(
+                "churn", registry=registry, data_bucket=data_bucket, window=window, verifier=verifier
+            )
             drifted = ", ".join(result.report.drifted_features) or "none"
             print(f"  {label:<30} {result.report.rows} rows: {result.report.verdict}; drifted features: {drifted}")
             print(f"  {'':<30} report: s3://{data_bucket}/{result.report_keys['html']}")

@@ -1,10 +1,11 @@
 """A readable model card, rendered from the signed card JSON: Markdown, or one self-contained HTML page.
 
-Used by `sklambda models card`. Everything shown comes from the card, so it is what was signed at publish: the
-identity and signature, documentation (owner, intended use, limitations), a training data summary from the
-baseline (null rates, ranges, top categories: never a value of a pii feature), metrics, permutation importance
-as a bar chart, the decision threshold and the data quality warnings. Cards published before a section existed
-say so instead of showing it.
+Used by `sklambda models card`, which verifies the card's signature first (or, with --no-verify, has the page
+say in its title and first section that it was NOT VERIFIED). Everything shown comes from the card: the
+identity and what was checked of its signature, documentation (owner, intended use, limitations), a training
+data summary from the baseline (null rates, ranges, top categories: never a value of a pii feature), metrics,
+permutation importance as a bar chart, the decision threshold and the data quality warnings. Cards published
+before a section existed say so instead of showing it.
 
 Every value is escaped: HTML by `html.escape`, Markdown by turning `&`, `<`, `>` into entities (renderers pass
 raw HTML through) and `|` into `\\|` (table cells). The HTML page loads nothing: styles are inline, bars are CSS.
@@ -18,11 +19,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from sklambda.card import ModelCard
+from sklambda.signing import NOT_VERIFIED, SignatureCheck
 
 FORMATS = ("markdown", "html")
 BAR_WIDTH = 24  # characters of the Markdown importance bar at the largest importance
 TOP_CATEGORIES = 3
 NOT_RECORDED = "not recorded (this card was published before the section existed)"
+UNVERIFIED_WARNING = (
+    "The signature of this card was not checked (--no-verify): anyone able to write to the model bucket could "
+    "have changed it after publishing. Do not rely on what it says."
+)
 
 
 @dataclass(frozen=True)
@@ -47,10 +53,18 @@ class Section:
     bars: Bars | None = None
 
 
-def render(card: ModelCard, fmt: str = "markdown", *, aliases: Mapping[str, str] | None = None) -> str:
+def render(
+    card: ModelCard,
+    fmt: str = "markdown",
+    *,
+    aliases: Mapping[str, str] | None = None,
+    verification: SignatureCheck = NOT_VERIFIED,
+) -> str:
+    """The card as Markdown or HTML. `verification` is what the caller checked (sklambda.signing.read_card); a
+    card rendered without a verified check says so in its title and first section."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
-    title, sections = _sections(card, aliases or {})
+    title, sections = _sections(card, aliases or {}, verification)
     return render_markdown(title, sections) if fmt == "markdown" else render_html(title, sections)
 
 
@@ -65,10 +79,15 @@ def _num(value: Any) -> str:
     return f"{value:,.0f}" if abs(value) >= 10_000 else f"{value:.4g}"
 
 
-def _sections(card: ModelCard, aliases: Mapping[str, str]) -> tuple[str, list[Section]]:
+def _sections(card: ModelCard, aliases: Mapping[str, str], verification: SignatureCheck) -> tuple[str, list[Section]]:
     title = f"Model card: {card.name} version {card.version}"
+    warning: list[Section] = []
+    if not verification.verified:
+        title += " (NOT VERIFIED)"
+        warning = [Section("NOT VERIFIED", lines=(UNVERIFIED_WARNING,))]
     return title, [
-        _identity(card, aliases),
+        *warning,
+        _identity(card, aliases, verification),
         _documentation(card),
         _training_data(card),
         _metrics(card),
@@ -79,14 +98,17 @@ def _sections(card: ModelCard, aliases: Mapping[str, str]) -> tuple[str, list[Se
     ]
 
 
-def _identity(card: ModelCard, aliases: Mapping[str, str]) -> Section:
+def _identity(card: ModelCard, aliases: Mapping[str, str], verification: SignatureCheck) -> Section:
     pointing = sorted(a for a, v in aliases.items() if v == card.version)
-    signed = (
-        f"yes, {card.signature.algorithm} with KMS key {card.signature.key_id} (the serving functions verify it "
-        "before loading; this page does not)"
-        if card.signature
-        else "NO: the serving functions refuse this version"
-    )
+    if verification.verified:
+        signed = f"verified: {verification.algorithm} with the trusted KMS key {verification.key_id}"
+    elif card.signature:
+        signed = (
+            f"NOT VERIFIED: the card claims {card.signature.algorithm} with KMS key {card.signature.key_id}, "
+            "which was not checked"
+        )
+    else:
+        signed = "NO: the card is not signed and the serving functions refuse this version"
     rows = [
         ("Model", card.name),
         ("Version", card.version),
@@ -96,7 +118,7 @@ def _identity(card: ModelCard, aliases: Mapping[str, str]) -> Section:
         ("Estimator", card.estimator),
         ("scikit-learn", card.sklearn_version),
         ("Created", card.created_at),
-        ("Signed", signed),
+        ("Signature", signed),
         ("Artifact", f"{card.artifact.size:,} bytes, sha256 {card.artifact.sha256}"),
     ]
     return Section("Model", table=Table(("Field", "Value"), tuple(rows)))

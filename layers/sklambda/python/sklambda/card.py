@@ -119,12 +119,13 @@ class ModelCard:
         return out
 
     def public_dict(self) -> dict:
-        """What the API shows: no baseline histograms, no background rows, no storage keys, no signature bytes."""
+        """What the API shows: no baseline histograms, no background rows, no storage keys, no signature bytes.
+
+        Nothing about the signature either: whether it verified is for the reader that checked it to say."""
         d = self.to_dict(include_signature=False)
         d.pop("baseline")
         d.pop("explanation", None)
         d["artifact"] = {"sha256": self.artifact.sha256, "size": self.artifact.size, "format": self.artifact.format}
-        d["signed"] = self.signature is not None
         return d
 
     def signing_message(self) -> bytes:

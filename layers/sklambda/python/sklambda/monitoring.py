@@ -26,7 +26,7 @@ from sklambda import aws
 from sklambda.card import ModelCard
 from sklambda.drift import DriftConfig, DriftReport, check_card, render_html, update_state
 from sklambda.registry import Registry
-from sklambda.signing import CardVerifier
+from sklambda.signing import NOT_VERIFIED, CardVerifier, SignatureCheck, read_card
 
 CAPTURE_PREFIX = "capture/"
 READ_THREADS = 4
@@ -70,6 +70,7 @@ class DriftCheckResult:
     state: dict
     report_keys: dict[str, str]
     rows_in_window: int = 0
+    card_signature: SignatureCheck = NOT_VERIFIED
 
     def to_dict(self) -> dict:
         return {
@@ -83,6 +84,7 @@ class DriftCheckResult:
             "rows_in_window": self.rows_in_window,
             "state": self.state,
             "reports": self.report_keys,
+            "card_signature": self.card_signature.to_dict(),
         }
 
 
@@ -280,19 +282,22 @@ def run_drift_check(
     registry: Registry,
     data_bucket: str,
     window: Window,
+    verifier: CardVerifier | None,
     alias: str = "production",
-    verifier: CardVerifier | None = None,
     config: DriftConfig | None = None,
     s3: Any = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     max_rows: int | None = None,
 ) -> DriftCheckResult:
-    """Check one model's window, update its state, write the reports. Raises ModelNotFound for unknown models."""
+    """Check one model's window, update its state, write the reports. Raises ModelNotFound for unknown models.
+
+    The card (whose baseline is the reference) is verified with `verifier`, the trusted key: one that fails raises
+    ModelRefused and nothing is written. `verifier=None` must be asked for explicitly; the report then says
+    `"card_signature": {"verified": false, ...}`.
+    """
     s3 = s3 or aws.client("s3")
     version = registry.resolve(model, alias=alias)
-    card = registry.get_card(model, version)
-    if verifier is not None:
-        verifier.verify(card)  # the baseline is part of the signed card
+    card, signature = read_card(registry, verifier, model, version)
     captured = read_capture(s3, data_bucket, card, window, max_rows=max_rows)
     report = check_card(
         card,
@@ -315,6 +320,7 @@ def run_drift_check(
         "rows_in_window_estimated": captured.estimated,
         "model_drifted": drifted,
         "checked_at": clock().isoformat(),
+        "card_signature": signature.to_dict(),
     }
     s3.put_object(
         Bucket=data_bucket,
@@ -329,4 +335,4 @@ def run_drift_check(
         ContentType="text/html; charset=utf-8",
     )
     store.save(model, state)
-    return DriftCheckResult(model, version, window, report, drifted, state, keys, captured.rows_in_window)
+    return DriftCheckResult(model, version, window, report, drifted, state, keys, captured.rows_in_window, signature)

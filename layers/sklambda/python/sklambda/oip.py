@@ -13,7 +13,7 @@ from sklambda.card import ModelCard
 from sklambda.contracts import InferRequest
 from sklambda.errors import FieldError, InvalidInput
 from sklambda.schema import BOOLEAN, CATEGORY, INTEGER, FeatureSpec
-from sklambda.scoring import Scored
+from sklambda.scoring import Scored, Scorer
 
 PLATFORM = "sklearn"
 _DATATYPE = {BOOLEAN: "BOOL", CATEGORY: "BYTES", INTEGER: "INT64"}
@@ -116,8 +116,9 @@ def encode(scored: Scored, card: ModelCard, request: InferRequest) -> dict[str, 
         if unknown:
             available = ", ".join(o["name"] for o in outputs)
             raise InvalidInput(
-                f"unknown output(s) requested: {', '.join(sorted(unknown))}; available: {available}",
-                errors=[FieldError("unknown output", field=u) for u in sorted(unknown)],
+                f"output(s) not available from model {card.name} version {card.version}: "
+                f"{', '.join(sorted(unknown))}; available: {available}",
+                errors=[FieldError(_unavailable(u, card), field=u) for u in sorted(unknown)],
             )
         outputs = [o for o in outputs if o["name"] in wanted]
     body: dict[str, Any] = {"model_name": scored.model_name, "model_version": scored.model_version, "outputs": outputs}
@@ -128,10 +129,19 @@ def encode(scored: Scored, card: ModelCard, request: InferRequest) -> dict[str, 
     return body
 
 
-def metadata(card: ModelCard, versions: list[str]) -> dict[str, Any]:
-    outputs = [{"name": "predict", "datatype": "BYTES" if card.classes else "FP64", "shape": [-1]}]
-    if card.classes:
-        outputs.append({"name": "predict_proba", "datatype": "FP64", "shape": [-1, len(card.classes)]})
+def _unavailable(output: str, card: ModelCard) -> str:
+    if output == "predict_proba":
+        return f"not available: this model's estimator ({card.estimator}) has no predict_proba"
+    return "unknown output"
+
+
+def metadata(card: ModelCard, versions: list[str], scorer: Scorer) -> dict[str, Any]:
+    """The model's v2 metadata: only the outputs the loaded model really gives, with the datatypes `encode` uses."""
+    classes = scorer.classes
+    label_type = _label_datatype(classes) if card.classes and classes else "FP64"
+    outputs = [{"name": "predict", "datatype": label_type, "shape": [-1]}]
+    if scorer.has_probabilities:
+        outputs.append({"name": "predict_proba", "datatype": "FP64", "shape": [-1, len(classes)]})
     return {
         "name": card.name,
         "versions": versions,

@@ -70,6 +70,11 @@ class Scorer:
     def explainer(self) -> Any:
         """Built on first use (explanations are opt-in); needs the background sample stored in the card."""
         if self._explainer is None:
+            if self.card.task == CLASSIFICATION and not self._proba:
+                raise ExplanationUnavailable(
+                    f"model {self.card.name} version {self.card.version} cannot be explained: explanations "
+                    f"attribute the class probabilities and its estimator ({self.card.estimator}) has no predict_proba"
+                )
             from sklambda.explain import Explainer  # only containers that explain pay for the import
 
             try:
@@ -84,6 +89,17 @@ class Scorer:
     @property
     def has_probabilities(self) -> bool:
         return self._proba
+
+    @property
+    def outputs(self) -> list[str]:
+        """The outputs this model really gives: `predict`, and `predict_proba` when the estimator has it."""
+        return ["predict", "predict_proba"] if self._proba else ["predict"]
+
+    @property
+    def can_explain(self) -> bool:
+        """Explanations need the card's background sample and, for a classifier, predict_proba."""
+        has_background = bool((self.card.explanation or {}).get("background"))
+        return has_background and (self.card.task != CLASSIFICATION or self._proba)
 
     @property
     def classes(self) -> list:
@@ -128,10 +144,16 @@ class Scorer:
         return np.where(probabilities[:, i] >= threshold, positive, negative).tolist()
 
     def score_arrays(self, X: pd.DataFrame) -> ScoredArrays:
+        """Predictions (and probabilities) of every row of X. Raises InvalidInput naming each row the model
+        cannot score, or whose prediction or probabilities are not finite (never passed on as a result)."""
         try:
-            return self._score(X)
+            arrays = self._score(X)
         except (ValueError, TypeError, KeyError) as e:
             raise self._explain_failure(X, e) from None
+        bad = _non_finite_rows(arrays)
+        if bad:
+            raise InvalidInput(f"{len(bad)} row(s) could not be scored: {bad[0]}", errors=bad)
+        return arrays
 
     def _score(self, X: pd.DataFrame) -> ScoredArrays:
         if self._proba:
@@ -142,7 +164,7 @@ class Scorer:
             else:
                 predictions = np.asarray(self.estimator.predict(X)).tolist()
             return ScoredArrays(predictions, proba)
-        return ScoredArrays([_json_number(v) for v in np.asarray(self.estimator.predict(X)).tolist()], None)
+        return ScoredArrays(np.asarray(self.estimator.predict(X)).tolist(), None)
 
     def _explain_failure(self, X: pd.DataFrame, error: Exception) -> InvalidInput:
         """The model rejected the batch: find which rows it rejects, so the caller can fix them."""
@@ -166,7 +188,16 @@ def _short(e: Exception) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-def _json_number(v: Any) -> Any:
-    if isinstance(v, float) and not np.isfinite(v):
-        return None
-    return v
+def _non_finite_rows(arrays: ScoredArrays) -> list[FieldError]:
+    """One FieldError per row whose prediction or any probability is NaN or infinite."""
+    bad: dict[int, FieldError] = {}
+    if arrays.probabilities is not None:
+        for i in np.flatnonzero(~np.isfinite(arrays.probabilities).all(axis=1)).tolist():
+            values = ", ".join(str(v) for v in arrays.probabilities[i].tolist() if not np.isfinite(v))
+            bad[i] = FieldError(f"the model produced a non-finite probability ({values}) for this row", row=i)
+    predictions = arrays.predictions
+    if predictions and isinstance(predictions[0], float):  # a regressor's (labels come from the fitted classes)
+        for i in np.flatnonzero(~np.isfinite(np.asarray(predictions, dtype=float))).tolist():
+            message = f"the model produced a non-finite prediction ({predictions[i]}) for this row"
+            bad.setdefault(i, FieldError(message, row=i))
+    return [bad[i] for i in sorted(bad)]

@@ -1,14 +1,19 @@
-"""Signing model cards with an asymmetric KMS key (ECC_NIST_P256, ECDSA_SHA_256).
+"""Signing model cards with an asymmetric KMS key (ECC_NIST_P256, ECDSA_SHA_256), and reading them verified.
 
 Asymmetric rather than HMAC: publishing needs kms:Sign while the predict function's role holds only
 kms:Verify, and the public key can be exported so auditors can check an artifact without AWS access.
+
+Every reader of a card (the API's model info, `sklambda models show|card`, the drift check) goes through
+`read_card`: it either verifies the card with the trusted key or says, in the `SignatureCheck` it returns,
+that it did not. Nothing shows a card's own claim to be signed as if it had been checked.
 """
 
 from __future__ import annotations
 
 import base64
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
@@ -16,7 +21,29 @@ from sklambda import aws
 from sklambda.card import ModelCard, Signature
 from sklambda.errors import ModelRefused
 
+if TYPE_CHECKING:
+    from sklambda.registry import Registry
+
 ALGORITHM = "ECDSA_SHA_256"
+
+
+@dataclass(frozen=True)
+class SignatureCheck:
+    """What a reader checked: `verified` with the trusted `key_id`, or not verified at all (and why not)."""
+
+    verified: bool
+    key_id: str | None = None
+    algorithm: str | None = None
+    note: str | None = None
+
+    def to_dict(self) -> dict:
+        out: dict = {"verified": self.verified, "key_id": self.key_id, "algorithm": self.algorithm}
+        if self.note:
+            out["note"] = self.note
+        return out
+
+
+NOT_VERIFIED = SignatureCheck(False, note="the signature was not checked: do not trust this card's contents")
 
 
 class CardSigner:
@@ -68,3 +95,24 @@ class CardVerifier:
                 f"{where} failed signature verification: the model card or artifact was changed after publishing",
                 reason="bad_signature",
             )
+
+    def passed(self) -> SignatureCheck:
+        """The record of a successful `verify` with this verifier's key."""
+        return SignatureCheck(True, key_id=self.key_id, algorithm=ALGORITHM)
+
+
+def read_card(
+    registry: Registry, verifier: CardVerifier | None, name: str, version: str
+) -> tuple[ModelCard, SignatureCheck]:
+    """The card of `name` `version` and what was checked about it.
+
+    With a verifier, the card is verified with the verifier's (trusted) key: returns it with a verified
+    `SignatureCheck`, or raises ModelRefused (reason `unsigned` or `bad_signature`) without returning it.
+    With `verifier=None` the caller asked not to verify: the card comes back with `NOT_VERIFIED`, and the
+    caller must show it as such. Raises ModelNotFound for an unknown version, ModelRefused for an unreadable card.
+    """
+    card = registry.get_card(name, version)
+    if verifier is None:
+        return card, NOT_VERIFIED
+    verifier.verify(card)
+    return card, verifier.passed()

@@ -186,6 +186,10 @@ def _explained_output(loaded: LoadedModel) -> str:
     """Which model output the explanation columns attribute: P(positive class) of a binary classifier, or the
     prediction of a regressor. Multi-class models would need one column set per class: refused."""
     scorer = loaded.scorer
+    try:  # refuse before any row is read when the model cannot be explained (no background, no predict_proba)
+        scorer.explainer()
+    except ExplanationUnavailable as e:
+        raise _Failed("explain_unavailable", e.message) from None
     if not scorer.has_probabilities:
         return "prediction"
     keys = scorer.class_keys
