@@ -137,3 +137,44 @@ def test_showing_a_card_needs_the_signing_key_or_no_verify(registry_env, files, 
     # THEN the first says it needs the key (or --no-verify); the second shows it, marked NOT VERIFIED
     assert refused == 2 and "no signing key configured" in err and "--no-verify" in err
     assert shown == 0 and "NOT VERIFIED" in capsys.readouterr().out
+
+
+FEATURE_UTILS = """
+def add_ratio(X):
+    X = X.copy()
+    X["ratio"] = X["a"] / X["b"]
+    return X
+"""
+
+
+def test_publish_ships_the_code_given_with_code_and_refuses_without_it(cli, registry_env, tmp_path, capsys):
+    import subprocess
+    import sys
+
+    # GIVEN a model file whose FunctionTransformer lives in feature_utils.py, saved by a training script
+    (tmp_path / "feature_utils.py").write_text(FEATURE_UTILS)
+    train = """
+import joblib, numpy as np, pandas as pd
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+from feature_utils import add_ratio
+rng = np.random.default_rng(0)
+X = pd.DataFrame({"a": rng.uniform(1, 5, 300), "b": rng.uniform(1, 5, 300)})
+y = (X["a"] / X["b"] > 1).map({True: "up", False: "down"})
+joblib.dump(make_pipeline(FunctionTransformer(add_ratio), LogisticRegression()).fit(X, y), "model.joblib")
+X.assign(label=y).to_csv("train.csv", index=False)
+"""
+    subprocess.run([sys.executable, "-c", train], cwd=tmp_path, check=True, timeout=120)
+    args = ["publish", "--model", str(tmp_path / "model.joblib"), "--data", str(tmp_path / "train.csv"),
+            "--target", "label", "--name", "ratio"]  # fmt: skip
+    # WHEN it is published without --code, then with it
+    without = cli(*args)
+    refused = capsys.readouterr().err
+    with_code = cli(*args, "--code", str(tmp_path / "feature_utils.py"))
+    out = capsys.readouterr().out
+    # THEN the first is refused naming the module, the second ships the file in the signed card
+    assert without == 2 and "'feature_utils'" in refused and "--code" in refused
+    assert with_code == 0 and "published ratio version 1" in out
+    card = registry_env.registry.get_card("ratio", "1")
+    assert [f["path"] for f in card.code["files"]] == ["feature_utils.py"]

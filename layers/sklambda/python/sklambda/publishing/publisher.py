@@ -83,7 +83,7 @@ def _task(model: Any) -> str:
         return CLASSIFICATION
     if is_regressor(model):
         return REGRESSION
-    raise PublishRejected(f"{type(model).__name__} is neither a classifier nor a regressor")
+    raise PublishRejected(f"[model] {type(model).__name__} is neither a classifier nor a regressor")
 
 
 def _metrics(model: Any, task: str, X: pd.DataFrame, y: pd.Series) -> dict[str, float]:
@@ -161,7 +161,7 @@ def build_card(
     try:
         check_is_fitted(model)
     except NotFittedError:
-        raise PublishRejected(f"{type(model).__name__} is not fitted: fit it before publishing") from None
+        raise PublishRejected(f"[model] {type(model).__name__} is not fitted: fit it before publishing") from None
     except Exception as e:
         raise PublishRejected(f"[model] {type(model).__name__} is not a scikit-learn estimator: {e}") from None
     task = _task(model)
@@ -341,11 +341,14 @@ def _artifact(model: Any, artifact: bytes | None, code_files: dict[str, bytes], 
     return artifact, needs
 
 
-def load_artifact(path: str | os.PathLike[str], code: Mapping[str, bytes] | None = None) -> tuple[Any, bytes]:
+def load_artifact(
+    path: str | os.PathLike[str], code: Mapping[str, bytes] | None = None, runtime: Runtime | None = None
+) -> tuple[Any, bytes]:
     """(estimator, exact bytes) of a joblib file, for publishing a model saved elsewhere. The bytes are what is
     uploaded and checked; the estimator, loaded here with `code` ({path: bytes}) importable, gives the expected
-    answers. A pickle of another scikit-learn version loads with a warning here and is then refused by build_card
-    naming both versions. Raises PublishRejected."""
+    answers. What the pickle needs and the scikit-learn version it records are checked against `runtime` before
+    it is loaded, so a missing module or another version is refused by name rather than by the error loading it
+    would raise. Raises PublishRejected."""
     try:
         blob = Path(path).read_bytes()
     except OSError as e:
@@ -354,10 +357,11 @@ def load_artifact(path: str | os.PathLike[str], code: Mapping[str, bytes] | None
         scan_artifact(blob)
     except ArtifactUnreadable as e:
         raise PublishRejected(f"[artifact] {path} is not a model saved with joblib.dump: {e}") from None
+    _artifact(None, blob, dict(code or {}), runtime or Runtime.from_env())
     folder = materialize(dict(code), label="publish") if code else None
     try:
         with warnings.catch_warnings(), importable(folder, {top_level_module(p) for p in code or ()}):
-            warnings.simplefilter("ignore")  # another version's pickle: refused with both versions by build_card
+            warnings.simplefilter("ignore")  # InconsistentVersionWarning cannot happen: the version was checked
             model = joblib.load(io.BytesIO(blob))
     except Exception as e:
         raise PublishRejected(f"[artifact] {path} cannot be loaded here: {_why(e)}") from None
@@ -599,7 +603,7 @@ def publish(
     artifact = None
     code = _code_files(code)
     if isinstance(model, str | os.PathLike):
-        model, artifact = load_artifact(model, code)
+        model, artifact = load_artifact(model, code, runtime)
     version = version or registry.next_version(name)
     if registry.version_exists(name, version):
         raise RegistryConflict(f"model {name!r} version {version!r} already exists; versions are immutable")
