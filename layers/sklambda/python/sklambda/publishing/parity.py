@@ -182,7 +182,7 @@ class _Server:
             text=True,
             encoding="utf-8",
             errors="replace",
-            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "HOME": tempfile.gettempdir()},
+            env=_child_environment(),
             start_new_session=True,
         )
         self._stderr: list[str] = []
@@ -240,6 +240,20 @@ class _Server:
         (self._shim / "sklambda").unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             self._shim.rmdir()
+
+
+# Passed through to the runtime process: numeric-library settings change which kernels run (and on some CPUs
+# whether OpenBLAS computes correctly), so the gate must run with the publisher's. Nothing else of the
+# publisher's environment (PYTHONPATH, credentials) reaches it.
+_PASSED_PREFIXES = ("OPENBLAS_", "OMP_", "MKL_", "GOTO", "BLIS_")
+
+
+def _child_environment() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k.startswith(_PASSED_PREFIXES)}
+    env.update(PATH=os.environ.get("PATH", "/usr/bin:/bin"), LANG="C.UTF-8", HOME=tempfile.gettempdir())
+    if "TMPDIR" in os.environ:
+        env["TMPDIR"] = os.environ["TMPDIR"]
+    return env
 
 
 def _readline(process: subprocess.Popen, timeout: float) -> str:
