@@ -493,5 +493,7 @@ def _why(rows: pd.DataFrame, feature: str, bad: list[int]) -> str:
         others = rows[feature].drop(index=rows.index[bad])
         side = "above" if values.min() > others.max() else "below"
         edge = others.max() if side == "above" else others.min()
-        return f"{side} {edge!r} in every one of them, from {values.min()!r} to {values.max()!r}"
+        return (
+            f"{side} {_plain(edge)!r} in every one of them, from {_plain(values.min())!r} to {_plain(values.max())!r}"
+        )
     return "values: " + ", ".join(sorted({repr(v) for v in values})[:5])

@@ -45,9 +45,6 @@ from sklambda.schema import infer_schema, to_records
 from sklambda.signing import CardSigner
 from sklambda.usercode import CodeProblem, collect, describe, importable, materialize, top_level_module
 
-# Supported scikit-learn versions of the runtime (layers/deps/requirements.txt picks one at build time).
-SUPPORTED_SKLEARN = ("1.8.0", "1.9.1")
-
 # Permutation importance: rows are subsampled (seeded) to at most this many, each feature shuffled n_repeats times.
 IMPORTANCE_MAX_ROWS = 2000
 IMPORTANCE_REPEATS = 5
@@ -331,8 +328,8 @@ def _artifact(model: Any, artifact: bytes | None, code_files: dict[str, bytes], 
         problems.append(
             f"[sklearn_version] the artifact was pickled with scikit-learn {needs.sklearn_version} but the target "
             f"runtime has scikit-learn {target}: re-fit and save the model with scikit-learn {target}, or build the "
-            f"layer with scikit-learn {needs.sklearn_version} if it is supported ({', '.join(SUPPORTED_SKLEARN)}; "
-            "see layers/deps/requirements.txt)"
+            f"layer with scikit-learn {needs.sklearn_version} if it is a supported one (`python -m "
+            f"sklambda_infra.layer --sklearn {needs.sklearn_version}` says which are)"
         )
     if problems:
         raise PublishRejected(
