@@ -81,12 +81,14 @@ def publish_model(bucket: str) -> tuple[Any, Any]:
     from sklambda.registry import Registry
     from sklambda.serving import ModelServer
     from sklambda.signing import CardSigner, CardVerifier
+    from sklambda_infra.runtime import ensure_runtime_path
 
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket=bucket)
     key = boto3.client("kms").create_key(KeyUsage="SIGN_VERIFY", KeySpec="ECC_NIST_P256")["KeyMetadata"]["Arn"]
     estimator, X, y = model()
     registry = Registry(bucket)
+    ensure_runtime_path()
     publish(estimator, X, y, name="bench", alias="production", registry=registry, signer=CardSigner(key))
     return ModelServer(registry, CardVerifier(key)), s3
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from sklambda_infra import batch_bench, capture_bench, drift_bench, explain_bench
 from sklambda_infra.bench import bundle, cold, common, machine, parity, report, warm
+from sklambda_infra.runtime import ensure_runtime_path
 
 KINDS = ("warm", "cold", "bundle", "batch", "drift", "capture", "explain", "parity")
 DEFAULT_OUT = common.ROOT / "BENCHMARKS.md"
@@ -49,6 +50,7 @@ def output_path(ns: argparse.Namespace) -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     ns = parse_args(argv)
     kinds = tuple(k for k in KINDS if not ns.only or k in ns.only)
+    ensure_runtime_path(lambda line: print(line, file=sys.stderr))  # every benchmark that publishes needs it
     started = time.perf_counter()
     results: dict = {"machine": machine.describe(), "quick": ns.quick, "only": ns.only or []}
     models = common.fit_models() if {"warm", "cold"} & set(kinds) else None
