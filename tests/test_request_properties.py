@@ -123,11 +123,12 @@ def v2_request(schema, rows: list[dict]) -> dict:
 
 
 def assert_answered_properly(route: str, response: dict) -> tuple[int, dict]:
-    """Never a 5xx; the body is JSON that UTF-8 can carry; an error has a message and a list of details."""
+    """Never a 5xx; the body is strict JSON (no NaN/Infinity) that UTF-8 can carry; an error has a message and a
+    list of details."""
     status = response["statusCode"]
     assert status < 500, response["body"][:500]
     response["body"].encode("utf-8")
-    body = json.loads(response["body"])
+    body = json.loads(response["body"], parse_constant=_refuse_constant)
     if status >= 400:
         error = body["error"]
         if route == "predict.json":
@@ -138,6 +139,10 @@ def assert_answered_properly(route: str, response: dict) -> tuple[int, dict]:
             details = body.get("details", [])
         assert all(isinstance(d, dict) and d["message"] for d in details)
     return status, body
+
+
+def _refuse_constant(token: str) -> None:
+    raise AssertionError(f"the answer holds {token}, which is not JSON")
 
 
 def details_of(route: str, body: dict) -> list[dict]:
@@ -172,8 +177,10 @@ def test_hostile_rows_are_refused_naming_a_touched_row_and_field_or_scored(
 ):
     # GIVEN rows built from the card's schema with hostile values, dropped features and extra ones
     rows, touched = hostile_rows(published.input_schema, data.draw)
-    # WHEN they are sent to the REST route
-    response = predict_app.handler(load_event("predict.json", raw_body=dumps({"instances": rows})), lambda_context)
+    query = {"explain": "true"} if data.draw(st.booleans()) else None
+    # WHEN they are sent to the REST route (half of them asking for explanations)
+    event = load_event("predict.json", raw_body=dumps({"instances": rows}), query=query)
+    response = predict_app.handler(event, lambda_context)
     # THEN the answer is never a 5xx; an error names rows and fields, each one that was made hostile
     status, body = assert_answered_properly("predict.json", response)
     if not touched:
