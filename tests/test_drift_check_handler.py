@@ -261,3 +261,27 @@ def test_a_captured_lone_surrogate_is_quarantined_and_the_check_still_reports(
     assert result["quarantined_records"] == 1
     assert result["quarantine_reasons"] == {"features.plan: not valid Unicode text (a lone surrogate)": 1}
     assert metric_values(capsys.readouterr().out, "QuarantinedRecords", "churn") == [1]
+
+
+def test_a_model_whose_aliases_cannot_be_listed_does_not_stop_the_scheduled_check(
+    drift_app, drift_env, published, churn, logistic_model, lambda_context, monkeypatch
+):
+    # GIVEN two production models, and listing the aliases of one of them fails (an S3 error, a corrupt object)
+    publish_churn(drift_env.registry, churn, logistic_model, name="retention")
+    capture(logistic_model, clean(600, seed=29), at=datetime.now(UTC) - timedelta(hours=1))
+    registry = drift_app.registry()
+    list_aliases = registry.list_aliases
+
+    def failing(name: str) -> dict:
+        if name == "retention":
+            raise ValueError("alias object is not JSON")
+        return list_aliases(name)
+
+    monkeypatch.setattr(registry, "list_aliases", failing)
+    # WHEN the schedule fires
+    summary = drift_app.handler(load_event("drift_check_scheduled.json"), lambda_context)
+    # THEN churn is still checked, and retention has its own entry instead of stopping the run
+    by_model = {r["model"]: r for r in summary["results"]}
+    assert by_model["churn"]["status"] == "checked"
+    assert set(by_model) == {"churn", "retention"}
+    assert summary["status"] == "ok"
