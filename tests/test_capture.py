@@ -240,6 +240,38 @@ def test_capture_lines_come_from_the_v2_route_too(capturing_app, capture_env, pu
     assert capture_lines(capsys.readouterr().out)
 
 
+def _v2_asking_for(output: str) -> dict:
+    request = event_body("v2_infer.json")
+    request["outputs"] = [{"name": output}]
+    return load_event("v2_infer.json", body=request)
+
+
+def _predict_with(**values) -> dict:
+    row = {**event_body("predict.json")["instances"][0], **values}
+    return load_event("predict.json", body={"instances": [row]})
+
+
+@pytest.mark.parametrize(
+    ("event", "status_code"),
+    [
+        (lambda: _v2_asking_for("explanations"), 422),  # refused after scoring, while the answer is encoded
+        (lambda: _predict_with(plan="\ud800"), 400),  # the lone surrogate
+        (lambda: _predict_with(age=10**30), 422),
+    ],
+    ids=["v2-unknown-output", "lone-surrogate", "int64-overflow"],
+)
+def test_a_request_answered_with_an_error_captures_nothing(
+    capturing_app, capture_env, published, lambda_context, capsys, event, status_code
+):
+    # GIVEN capture on for every request
+    capsys.readouterr()
+    # WHEN a request ends in a 4xx, even one refused after its rows were scored
+    status, _ = call(capturing_app, event(), lambda_context)
+    # THEN no capture line is written for it
+    assert status == status_code
+    assert capture_lines(capsys.readouterr().out) == []
+
+
 # --- erasure -------------------------------------------------------------------------------------------------------
 def put_lines(s3, key: str, records: list[dict]) -> None:
     s3.put_object(Bucket=CAPTURE_BUCKET, Key=key, Body=b"".join(json.dumps(r).encode() + b"\n" for r in records))

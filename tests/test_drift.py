@@ -410,3 +410,24 @@ def test_the_benchmark_writes_its_markdown_and_json(tmp_path):
     assert e2e["agreement"]["shifted"]["full"]["drifted_features"] == [drift_bench.SHIFTED_FEATURE]
     text = (tmp_path / "drift.md").read_text()
     assert "Drift check benchmark" in text and "End to end: captured lines in S3" in text
+
+
+def test_reports_never_fail_on_the_values_of_the_window(model):
+    # GIVEN a window whose category values are HTML, a lone surrogate and an odd name, and whose numbers are huge
+    window = sample.churn_data(300, seed=21)[0]
+    window["plan"] = window["plan"].astype(object)
+    window.loc[:99, "plan"] = "<script>alert('x')</script>"
+    window.loc[100:149, "plan"] = "\ud800"
+    window.loc[150:159, "plan"] = "&amp; \u202e"
+    window["monthly_income"] = window["monthly_income"].astype(float)
+    window.loc[:9, "monthly_income"] = 1e308
+    window.loc[10:19, "monthly_income"] = np.inf
+    report = check_drift(model.baseline, model.schema, window)
+    # WHEN both reports are rendered
+    document = json.dumps(report.to_dict(), allow_nan=False)
+    page = render_html(report, model.baseline).encode("utf-8")
+    # THEN both are written, the HTML escapes every value, and the surrogate is shown as its escape
+    assert json.loads(document)["rows"] == 300
+    text = page.decode("utf-8")
+    assert "<script>" not in text and "&lt;script&gt;" in text
+    assert "\\ud800" in text

@@ -232,3 +232,56 @@ def test_settings_default_to_a_day_on_the_default_bus_and_require_the_buckets() 
     for bad in ("0", "-1", "soon"):
         with pytest.raises(ConfigurationError, match=config.DRIFT_WINDOW_HOURS):
             DriftCheckSettings.from_env({**env, config.DRIFT_WINDOW_HOURS: bad})
+
+
+def test_a_captured_lone_surrogate_is_quarantined_and_the_check_still_reports(
+    drift_app, drift_env, published, logistic_model, lambda_context, capsys
+):
+    from sklambda.capture import Pseudonymizer, build_records
+    from sklambda.monitoring import capture_prefix
+
+    # GIVEN a clean window, and the record an earlier version captured for the request (a predict with
+    # "plan": "\ud800" answered 200): built and written exactly as capture did
+    at = ON_DEMAND_END - timedelta(hours=1)
+    capture(logistic_model, clean(400, seed=27), at=at)
+    row = {**clean(1, seed=28).iloc[0].to_dict(), "plan": "\ud800"}
+    (record,) = build_records(
+        model="churn", version="1", request_id="req", rows=[row], predictions=["no"],
+        probabilities=[{"no": 0.9, "yes": 0.1}], feature_names=list(row), pii=sample.PII,
+        pseudonymizer=Pseudonymizer(b"k" * 32), now=at,
+    )  # fmt: skip
+    key = capture_prefix("churn", at.date()) + "part-surrogate"
+    boto3.client("s3").put_object(Bucket=DATA_BUCKET, Key=key, Body=record.to_json_line().encode())
+    capsys.readouterr()
+    # WHEN the drift check runs on it (before the fix: UnicodeEncodeError, every day that record was in the window)
+    summary = drift_app.handler(load_event("drift_check_on_demand.json"), lambda_context)
+    # THEN the model is checked on its 400 good rows, the record is quarantined, counted, and a metric says so
+    (result,) = summary["results"]
+    assert (summary["status"], result["status"], result["rows"]) == ("ok", "checked", 400)
+    assert result["quarantined_records"] == 1
+    assert result["quarantine_reasons"] == {"features.plan: not valid Unicode text (a lone surrogate)": 1}
+    assert metric_values(capsys.readouterr().out, "QuarantinedRecords", "churn") == [1]
+
+
+def test_a_model_whose_aliases_cannot_be_listed_does_not_stop_the_scheduled_check(
+    drift_app, drift_env, published, churn, logistic_model, lambda_context, monkeypatch
+):
+    # GIVEN two production models, and listing the aliases of one of them fails (an S3 error, a corrupt object)
+    publish_churn(drift_env.registry, churn, logistic_model, name="retention")
+    capture(logistic_model, clean(600, seed=29), at=datetime.now(UTC) - timedelta(hours=1))
+    registry = drift_app.registry()
+    list_aliases = registry.list_aliases
+
+    def failing(name: str) -> dict:
+        if name == "retention":
+            raise ValueError("alias object is not JSON")
+        return list_aliases(name)
+
+    monkeypatch.setattr(registry, "list_aliases", failing)
+    # WHEN the schedule fires
+    summary = drift_app.handler(load_event("drift_check_scheduled.json"), lambda_context)
+    # THEN churn is still checked, and retention has its own entry instead of stopping the run
+    by_model = {r["model"]: r for r in summary["results"]}
+    assert by_model["churn"]["status"] == "checked"
+    assert set(by_model) == {"churn", "retention"}
+    assert summary["status"] == "ok"

@@ -147,3 +147,57 @@ def test_lines_in_any_layout_are_read_and_torn_or_foreign_lines_are_skipped(
     assert sampled.rows == 20 and sampled.estimated
     assert 20 <= sampled.rows_in_window <= 49
     assert set(sampled.features["customer_id"]) <= set(full.features["customer_id"])
+
+
+def _line_of(record: dict, **features) -> bytes:
+    """A capture line in CaptureRecord's own byte layout (so it takes read_capture's fast path) with some values
+    replaced, as an older or broken writer could have left it."""
+    from sklambda.capture import CAPTURE_MARKER
+
+    changed = {**record, "features": {**record["features"], **features}}
+    changed.pop("capture", None)
+    return json.dumps({"capture": CAPTURE_MARKER, **changed}, separators=(",", ":")).encode()
+
+
+def test_records_that_cannot_be_used_are_quarantined_counted_and_the_rest_compared(
+    registry_env, published, data_bucket, logistic_model
+):
+    from sklambda.monitoring import capture_prefix
+
+    # GIVEN 300 good captured rows, and next to them lines no check can use: the issue's lone surrogate in "plan",
+    # a truncated line, a line with a byte that is not UTF-8, a 5,000-digit integer, wrong types, a number beyond
+    # float64, an Infinity token, features that are not an object, a prediction that is an object
+    X, _ = sample.churn_data(300, seed=31)
+    capture(data_bucket, logistic_model, X)
+    key = capture_prefix("churn", END.date()) + "part-0"
+    good = json.loads(data_bucket.get_object(Bucket=DATA_BUCKET, Key=key)["Body"].read().splitlines()[0])
+    bad = [
+        _line_of(good, plan="\ud800"),
+        _line_of(good)[:-40],
+        _line_of(good, region="north").replace(b"north", b"n\xffrth"),
+        _line_of(good, age=0).replace(b'"age":0', b'"age":' + b"9" * 5000),
+        _line_of(good, age="forty-two"),
+        _line_of(good, plan=7),
+        _line_of(good, monthly_income=2 * 10**308),
+        _line_of(good, monthly_charges=0.5).replace(b'"monthly_charges":0.5', b'"monthly_charges":Infinity'),
+        json.dumps({**good, "features": ["not", "an", "object"]}).encode(),
+        json.dumps({**good, "prediction": {"yes": 1}}).encode(),
+    ]
+    data_bucket.put_object(Bucket=DATA_BUCKET, Key=capture_prefix("churn", END.date()) + "part-1", Body=b"\n".join(bad))
+    # WHEN the drift check runs
+    result = check(registry_env)
+    # THEN it completes: the 300 good rows are compared, the 10 bad lines quarantined and counted by reason
+    assert result.report.rows == 300
+    assert result.quarantined_records == 10
+    reasons = result.quarantine_reasons
+    assert reasons["features.plan: not valid Unicode text (a lone surrogate)"] == 1
+    assert reasons["line is not a JSON object (torn, truncated or not UTF-8)"] == 3
+    assert reasons["features.age: not a number"] == 1
+    assert reasons["features.monthly_income: a number beyond the 64-bit float range"] == 1
+    assert reasons["features.monthly_charges: not a finite number"] == 1
+    # AND both reports are written and say so, without any of the values
+    doc = json.loads(data_bucket.get_object(Bucket=DATA_BUCKET, Key=result.report_keys["json"])["Body"].read())
+    assert doc["quarantined_records"] == 10 and doc["quarantine_reasons"] == reasons
+    assert result.to_dict()["quarantined_records"] == 10
+    html = data_bucket.get_object(Bucket=DATA_BUCKET, Key=result.report_keys["html"])["Body"].read().decode()
+    assert "10 record(s) quarantined" in html and "forty-two" not in html

@@ -466,3 +466,177 @@ def test_log_keys_of_one_request_do_not_leak_into_the_next(predict_app, publishe
     logs = [json.loads(line) for line in stream.getvalue().splitlines()]
     # THEN its log lines carry no stale model keys
     assert logs and all("model_version" not in line for line in logs)
+
+
+# --- issue 10: no 500 for a client's input --------------------------------------------------------------------------
+def _raw_row_body(**raw_values: str) -> str:
+    """The sample event's first row as JSON text with some values replaced by raw JSON text (numbers json.dumps
+    cannot write: 2 followed by 308 zeros, 4,301-digit integers)."""
+    row = {**event_body("predict.json")["instances"][0], **{name: f"<{name}>" for name in raw_values}}
+    raw = json.dumps({"instances": [row]})
+    for name, text in raw_values.items():
+        raw = raw.replace(json.dumps(f"<{name}>"), text)
+    return raw
+
+
+def test_a_body_that_is_a_4301_digit_integer_is_a_400_on_both_routes(predict_app, published, lambda_context):
+    # GIVEN the fuzzed body of the issue: the digit 1 followed by 4,300 zeros (over Python's integer-digit limit)
+    raw = "1" + "0" * 4300
+    for event in ("predict.json", "v2_infer.json"):
+        # WHEN it is sent to the REST and the v2 route
+        status, body = call(predict_app, load_event(event, raw_body=raw), lambda_context)
+        # THEN it is a client error saying the integer is too long, never a 500
+        assert status == 400, event
+        message = body["error"]["message"] if event == "predict.json" else body["error"]
+        assert "4301 digits is too long to read" in message
+
+
+def test_the_readme_row_with_monthly_income_2e308_as_an_integer_is_a_422_naming_the_field(
+    predict_app, published, lambda_context
+):
+    # GIVEN the README's example row with "monthly_income" set to 2 followed by 308 zeros (beyond float64)
+    raw = _raw_row_body(monthly_income="2" + "0" * 308)
+    # WHEN it is sent
+    status, body = call(predict_app, load_event("predict.json", raw_body=raw), lambda_context)
+    # THEN it is refused as out of the float range, with row and field named
+    assert status == 422
+    assert body["error"]["code"] == "invalid_input"
+    (detail,) = body["error"]["details"]
+    assert (detail["row"], detail["field"]) == (0, "monthly_income")
+    assert "64-bit float range" in detail["message"] and "309 digits" in detail["message"]
+
+
+@pytest.mark.parametrize(
+    ("field", "raw", "expected"),
+    [
+        ("monthly_income", "1" + "0" * 4300, "4301 digits is too long to read"),
+        ("plan", '[1, {"x": ' + "9" * 5000 + "}]", "5000 digits is too long to read"),
+        ("age", str(2**63), "within the 64-bit range"),
+        ("age", str(-(2**63) - 1), "within the 64-bit range"),
+        ("support_calls", "1e300", "within the 64-bit range"),
+        ("monthly_charges", "-" + "9" * 400, "64-bit float range"),
+        ("monthly_charges", "1e400", "expected a finite number"),
+        ("has_partner", "true", "expected a string category"),
+        ("age", "true", "expected an integer"),
+    ],
+)
+def test_numbers_no_feature_can_hold_are_client_errors_naming_row_and_field(
+    predict_app, published, lambda_context, field, raw, expected
+):
+    # GIVEN a row whose value is too long to read, beyond int64 / float64, or of the wrong type (also nested)
+    # WHEN it is sent
+    status, body = call(predict_app, load_event("predict.json", raw_body=_raw_row_body(**{field: raw})), lambda_context)
+    # THEN it is a 4xx whose details name row 0 and the field
+    assert status in (400, 422)
+    (detail,) = body["error"]["details"]
+    assert detail["row"] == 0 and detail["field"].split(".")[0] == field
+    assert expected in detail["message"]
+
+
+@pytest.mark.parametrize(
+    ("row_change", "field"),
+    [({"plan": "\ud800"}, "plan"), ({"region": "north\udfff"}, "region"), ({"\ud800x": 1}, "\\ud800x")],
+)
+def test_a_lone_surrogate_in_a_value_or_a_feature_name_is_a_400_naming_it(
+    predict_app, published, lambda_context, row_change, field
+):
+    # GIVEN a row with a lone surrogate, escaped in valid JSON, in a category value or in a feature name
+    row = {**event_body("predict.json")["instances"][0], **row_change}
+    raw = json.dumps({"instances": [row]})
+    assert "\\ud" in raw
+    # WHEN it is sent
+    status, body = call(predict_app, load_event("predict.json", raw_body=raw), lambda_context)
+    # THEN it is refused (it is not text UTF-8 can encode), naming row and field (printable), never scored
+    assert status == 400
+    assert body["error"]["code"] == "malformed_request"
+    (detail,) = body["error"]["details"]
+    assert (detail["row"], detail["field"]) == (0, field)
+    assert "lone surrogate" in detail["message"]
+
+
+def test_v2_tensor_data_that_cannot_be_read_is_refused_naming_the_input(predict_app, published, lambda_context):
+    # GIVEN v2 requests whose "age" data holds a 4,301-digit integer, an int64 overflow, or a lone surrogate
+    request = event_body("v2_infer.json")
+    request["inputs"][1]["data"] = ["<age>", 63]
+    cases = [
+        ('"<age>"', 400, "4301 digits"),
+        ('"<age>"', 422, "64-bit range"),
+        ('"<age>"', 400, "lone surrogate"),
+    ]
+    values = ["1" + "0" * 4300, str(10**30), '"\\ud800"']
+    for (placeholder, expected_status, fragment), value in zip(cases, values, strict=True):
+        raw = json.dumps(request).replace(placeholder, value)
+        # WHEN it is sent to the v2 route
+        status, body = call(predict_app, load_event("v2_infer.json", raw_body=raw), lambda_context)
+        # THEN the error is in the protocol's shape and names the input
+        assert status == expected_status, value[:20]
+        assert fragment in body["error"]
+        assert body["details"][0]["field"] == "age"
+
+
+def test_v2_data_nested_deeper_than_python_would_recurse_is_a_client_error(predict_app, published, lambda_context):
+    # GIVEN a v2 request whose one input's data is nested 900 levels deep (json.loads still reads it)
+    request = event_body("v2_infer.json")
+    request["inputs"] = [{"name": "x", "shape": [1, 11], "datatype": "FP64", "data": ["<deep>"]}]
+    raw = json.dumps(request).replace('"<deep>"', "[" * 900 + "1" + "]" * 900)
+    # WHEN it is sent
+    status, body = call(predict_app, load_event("v2_infer.json", raw_body=raw), lambda_context)
+    # THEN it is a 4xx (its shape does not match), never a 500 from recursion
+    assert status == 422
+    assert "does not match" in body["error"]
+
+
+@pytest.mark.parametrize("depth", [100_000, 5_000])
+def test_bodies_nested_too_deeply_are_a_400(predict_app, published, lambda_context, depth):
+    raw = '{"instances": ' + "[" * depth + "]" * depth + "}"
+    status, body = call(predict_app, load_event("predict.json", raw_body=raw), lambda_context)
+    assert status == 400
+    assert "nested too deeply" in body["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("query", "status_code"),
+    [
+        ({"version": "\ud800"}, 400),
+        ({"alias": "prod\udc00"}, 400),
+        ({"explain": "\ud800"}, 400),
+        ({"alias": "x" * 5000}, 400),
+    ],
+)
+def test_query_strings_that_cannot_name_a_version_are_client_errors(
+    predict_app, published, lambda_context, query, status_code
+):
+    # GIVEN a query string with a lone surrogate or an over-long value
+    # WHEN the sample request is sent with it
+    status, body = call(predict_app, load_event("predict.json", query=query), lambda_context)
+    # THEN the answer is the 4xx that names the problem
+    assert status == status_code
+    assert body["error"]["message"]
+
+
+@pytest.mark.parametrize("name", ["\ud800", "../churn", "Churn", "a" * 500, "churn%00", " ", "ch urn", "チャーン"])
+def test_a_model_name_with_odd_characters_is_a_404_naming_it(predict_app, published, lambda_context, name):
+    # GIVEN a path whose model name is not one the registry allows (a lone surrogate matches no route at all)
+    event = load_event("predict.json")
+    event["pathParameters"] = {"name": name}
+    event["path"] = f"/models/{name}/predict"
+    # WHEN it is asked for a prediction
+    status, body = call(predict_app, event, lambda_context)
+    # THEN it is a 404 that says why, never a registry call with that name
+    assert status == 404
+    assert body["error"]["code"] in ("model_not_found", "route_not_found")
+    assert "invalid model name" in body["error"]["message"] or "no route" in body["error"]["message"]
+
+
+def test_a_body_that_is_not_utf8_text_itself_is_a_400(predict_app, published, lambda_context):
+    # GIVEN an event whose body string holds a raw lone surrogate (not an escape), and a base64 body of latin-1 bytes
+    row = {**event_body("predict.json")["instances"][0], "plan": "\ud800"}
+    raw = json.dumps({"instances": [row]}, ensure_ascii=False)
+    latin1 = base64.b64encode('{"instances": [{"plan": "caf\u00e9"}]}'.encode("latin-1")).decode()
+    binary = {**load_event("predict.json"), "body": latin1, "isBase64Encoded": True}
+    for event in (load_event("predict.json", raw_body=raw), binary):
+        # WHEN it is sent
+        status, body = call(predict_app, event, lambda_context)
+        # THEN it is refused as unreadable, never a 500
+        assert status == 400
+        assert body["error"]["code"] == "malformed_request"

@@ -74,8 +74,18 @@ def is_scheduled(event: Any) -> bool:
 
 
 def models_with_default_alias() -> list[str]:
+    """Every model with the default alias; a model whose aliases cannot be read is listed too, so that its check
+    fails as an entry of its own rather than stopping the others'."""
     reg = registry()
-    return [name for name in reg.list_models() if settings.default_alias in reg.list_aliases(name)]
+    names = []
+    for name in reg.list_models():
+        try:
+            if settings.default_alias not in reg.list_aliases(name):
+                continue
+        except Exception:
+            logger.exception("aliases not readable", extra={"model": name})
+        names.append(name)
+    return names
 
 
 def report_urls(result: DriftCheckResult) -> dict[str, str]:
@@ -93,6 +103,7 @@ def record_check(result: DriftCheckResult) -> None:
         name="DriftVerdict", unit=MetricUnit.Count, value=1 if result.report.verdict == "drift" else 0
     )
     check_metrics.add_metric(name="ModelDrifted", unit=MetricUnit.Count, value=1 if result.model_drifted else 0)
+    check_metrics.add_metric(name="QuarantinedRecords", unit=MetricUnit.Count, value=result.quarantined_records)
     check_metrics.flush_metrics()
 
 
@@ -141,9 +152,17 @@ def check_model(model: str, window: Window) -> dict[str, Any]:
     except Exception as e:  # an AWS or data error on one model must not hide the others' checks
         logger.exception("drift check failed unexpectedly", extra={"model": model})
         return _failed(model, "internal", f"{type(e).__name__}: {e}")
-    record_check(result)
     summary = {**result.to_dict(), "status": "checked", "report_urls": report_urls(result)}
     log = {"model": model, "version": result.version, "verdict": result.report.verdict, "rows": result.report.rows}
+    try:
+        record_check(result)
+    except Exception:  # the reports are written: a metric that cannot be emitted must not turn the check into a failure
+        logger.exception("drift check metrics not emitted", extra=log)
+    if result.quarantined_records:
+        logger.warning(
+            "capture records quarantined",
+            extra={**log, "quarantined": result.quarantined_records, "reasons": dict(result.quarantine_reasons)},
+        )
     if result.model_drifted:
         try:
             summary["event_id"] = publish_drift(summary)

@@ -119,12 +119,14 @@ def _score(loaded: LoadedModel, rows: list[Any], *, explain: bool = False) -> Sc
     if scored.flags:
         for code, n in flags.counts(scored.flags).items():
             _count("DataQualityWarnings", n, model=scored.model_name, check=code)
-    _capture(loaded, rows, scored)
     return scored
 
 
 def _capture(loaded: LoadedModel, rows: list[Any], scored: Scored) -> None:
-    """Write the scored rows (pii pseudonymized) as capture lines to the log; a failure is counted, never raised."""
+    """Write the scored rows (pii pseudonymized) as capture lines to the log; a failure is counted, never raised.
+
+    Called last, once the successful answer is fully built: a request answered with an error is never captured.
+    """
     if not capturer.enabled:
         return
     schema = loaded.card.input_schema
@@ -151,11 +153,13 @@ def predict(name: str) -> dict:
     body = parse_body(_body(), PredictRequest, max_bytes=settings.max_body_bytes)
     check_row_count(len(body.instances), settings.max_rows)
     selector = parse_selector(app.current_event.query_string_parameters)
-    scored = _score(server().get(name, **_pick(selector=selector)), body.instances, explain=selector.explain)
+    loaded = server().get(name, **_pick(selector=selector))
+    scored = _score(loaded, body.instances, explain=selector.explain)
     answer = PredictResponse.from_scored(scored).model_dump()
     for key in ("decisions", "decision_threshold", "explanations"):  # only when the model or request has them
         if answer[key] is None:
             del answer[key]
+    _capture(loaded, body.instances, scored)
     return answer
 
 
@@ -240,8 +244,11 @@ def v2_model_ready(name: str) -> dict:
 def v2_infer(name: str, version: str | None = None) -> dict:
     request = parse_body(_body(), InferRequest, max_bytes=settings.max_body_bytes)
     loaded = server().get(name, **_pick(version))
-    scored = _score(loaded, oip.decode(request, loaded.card))
-    return oip.encode(scored, loaded.card, request)
+    rows = oip.decode(request, loaded.card)
+    scored = _score(loaded, rows)
+    answer = oip.encode(scored, loaded.card, request)  # may still refuse (an output the model does not give)
+    _capture(loaded, rows, scored)
+    return answer
 
 
 # --- errors: the one place that turns exceptions into responses ------------------------------------------------

@@ -114,19 +114,118 @@ class InferRequest(BaseModel):
     outputs: list[RequestOutput] | None = None
 
 
+# Python refuses to convert integer literals longer than this (sys.get_int_max_str_digits(), CVE-2020-10735).
+_INT_DIGIT_LIMIT = 4300
+# Reported problems of one body (a hostile body can have millions; the first ones say enough).
+_MAX_PROBLEMS = 20
+
+
+class _TooManyDigits:
+    """Stands in for an integer literal Python will not convert, so the body can still be parsed and it located."""
+
+    def __init__(self, digits: int) -> None:
+        self.digits = digits
+
+
+def _parse_int(text: str) -> int | _TooManyDigits:
+    digits = len(text.lstrip("-"))
+    return _TooManyDigits(digits) if digits > _INT_DIGIT_LIMIT else int(text)
+
+
+def not_unicode(text: str) -> bool:
+    """Does `text` hold a lone surrogate (JSON allows the escape "\\ud800"; it cannot be encoded as UTF-8)?"""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def printable(text: str) -> str:
+    """`text` safe to put in an answer or a log: lone surrogates written as their escapes (\\ud800)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _where(root: Any, path: tuple, message: str) -> FieldError:
+    """A problem at `path` of a predict or v2 request: instances.<row>.<feature> as (row, feature); in v2
+    inputs.<i>.data.<j>... as that input's name (and the place in its data); elsewhere the dotted path."""
+    if len(path) >= 2 and path[0] == "instances" and isinstance(path[1], int):
+        return FieldError(message, row=path[1], field=".".join(printable(str(p)) for p in path[2:]) or None)
+    if len(path) >= 3 and path[0] == "inputs" and path[2] == "data" and isinstance(root, dict):
+        try:
+            name = root["inputs"][path[1]]["name"]
+        except (KeyError, IndexError, TypeError):
+            name = None
+        if isinstance(name, str):
+            place = "".join(f"[{p}]" for p in path[3:])
+            return FieldError(f"data{place}: {message}", field=printable(name))
+    return FieldError(message, field=".".join(printable(str(p)) for p in path) or None)
+
+
+def _unreadable_values(obj: Any) -> list[FieldError]:
+    """Every lone-surrogate string (key or value) and over-long integer in a parsed body, located (iterative: a
+    body nested as deep as json.loads allows is walked without recursion)."""
+    problems: list[FieldError] = []
+    stack: list[tuple[tuple, Any]] = [((), obj)]
+    while stack and len(problems) < _MAX_PROBLEMS:
+        path, value = stack.pop()
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if not_unicode(key):
+                    message = "this name is not valid Unicode text: it holds a lone surrogate (UTF-8 cannot encode it)"
+                    problems.append(_where(obj, (*path, key), message))
+                stack.append(((*path, key), item))
+        elif isinstance(value, list):
+            stack.extend(((*path, i), item) for i, item in reversed(list(enumerate(value))))
+        elif isinstance(value, str) and not_unicode(value):
+            message = "not valid Unicode text: it holds a lone surrogate (such as \\ud800), which UTF-8 cannot encode"
+            problems.append(_where(obj, path, message))
+        elif isinstance(value, _TooManyDigits):
+            message = f"an integer of {value.digits} digits is too long to read (the limit is {_INT_DIGIT_LIMIT})"
+            problems.append(_where(obj, path, message))
+    return problems
+
+
+def _loads(raw: str) -> tuple[Any, bool]:
+    """The parsed body, and whether it holds integer literals too long to convert (then as _TooManyDigits)."""
+    try:
+        return json.loads(raw), False
+    except json.JSONDecodeError:
+        raise
+    except ValueError:  # Python's digit limit (not a syntax error): parse again so that the place can be named
+        return json.loads(raw, parse_int=_parse_int), True
+
+
 def parse_body(raw: str | None, model: type[BaseModel], *, max_bytes: int) -> Any:
-    """Size check, JSON parse and shape validation, each failure a client error naming what is wrong."""
-    size = len(raw.encode()) if raw else 0
+    """Size check, JSON parse and shape validation, each failure a client error naming what is wrong.
+
+    Raises PayloadTooLarge over `max_bytes`; MalformedRequest when the body is not a JSON object of `model`'s shape,
+    is nested too deeply, or holds text that is not valid Unicode (a lone surrogate) or an integer literal too long
+    to read: those name each place (row and field in `instances`, the input's name in v2 `inputs`).
+    """
+    suspect = False  # could the body hold a lone surrogate? Only then is every string of it checked.
+    if raw:
+        try:
+            size = len(raw.encode())
+        except UnicodeEncodeError:  # the body itself holds a lone surrogate (not as an escape)
+            size, suspect = len(raw.encode("utf-8", "surrogatepass")), True
+    else:
+        size = 0
     if size > max_bytes:
         raise PayloadTooLarge(f"request body is {size} bytes, the limit is {max_bytes}")
     if not raw or not raw.strip():
         raise MalformedRequest("request body is empty: send a JSON object")
     try:
-        obj = json.loads(raw)
+        obj, long_ints = _loads(raw)
     except json.JSONDecodeError as e:
         raise MalformedRequest(f"request body is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
     except RecursionError:
         raise MalformedRequest("request body is nested too deeply") from None
+    if suspect or long_ints or "\\u" in raw:
+        problems = _unreadable_values(obj)
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise MalformedRequest(f"request body cannot be read: {problems[0]}{more}", errors=problems)
     if not isinstance(obj, dict):
         raise MalformedRequest(f"request body must be a JSON object, got {type(obj).__name__}")
     try:

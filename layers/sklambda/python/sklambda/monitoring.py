@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Callable, Iterator
+import math
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -26,6 +28,7 @@ from sklambda import aws
 from sklambda.card import ModelCard
 from sklambda.drift import DriftConfig, DriftReport, check_card, render_html, update_state
 from sklambda.registry import Registry
+from sklambda.schema import BOOLEAN, CATEGORY, FLOAT64_MAX, INTEGER, NUMBER
 from sklambda.signing import NOT_VERIFIED, CardVerifier, SignatureCheck, read_card
 
 CAPTURE_PREFIX = "capture/"
@@ -58,6 +61,10 @@ class CapturedWindow:
     objects: int
     rows_in_window: int = 0
     estimated: bool = False  # rows_in_window extrapolated from a sample of the window's lines
+    # Lines of the window that could not be used (not JSON, not UTF-8, values of the wrong type, text UTF-8 cannot
+    # encode...): left out of the comparison and counted, by reason (field names only, never values).
+    quarantined: int = 0
+    quarantine_reasons: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,8 @@ class DriftCheckResult:
     report_keys: dict[str, str]
     rows_in_window: int = 0
     card_signature: SignatureCheck = NOT_VERIFIED
+    quarantined_records: int = 0
+    quarantine_reasons: Mapping[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {
@@ -82,6 +91,8 @@ class DriftCheckResult:
             "drifted_features": list(self.report.drifted_features),
             "rows": self.report.rows,
             "rows_in_window": self.rows_in_window,
+            "quarantined_records": self.quarantined_records,
+            "quarantine_reasons": dict(self.quarantine_reasons),
             "state": self.state,
             "reports": self.report_keys,
             "card_signature": self.card_signature.to_dict(),
@@ -97,6 +108,9 @@ def _objects(s3: Any, bucket: str, prefix: str) -> Iterator[str]:
         for obj in page.get("Contents", []):
             yield obj["Key"]
 
+
+# A line of a model's capture partition that is not a JSON object: quarantined (counted), never compared.
+UNREADABLE = object()
 
 # How CaptureRecord.to_json_line starts every line: the stamp and then model and version can be read without
 # decoding the JSON. Lines in any other form are decoded and filtered the slow way.
@@ -130,18 +144,32 @@ def read_capture(
     order = np.random.default_rng(seed).permutation(n).tolist() if sampled else range(n)
     undecoded: list[bytes] = []  # matching lines in CaptureRecord's own form, decoded together at the end
     decoded: list[dict] = []  # matching lines in any other form, decoded to be checked
+    reasons: Counter[str] = Counter()
     visited = 0
     for i in order:
         visited += 1
         found = match(lines[i])
         if found is None:
             continue
+        if found is UNREADABLE:  # in this model's partition but not a JSON object: whose it is cannot be told
+            reasons["line is not a JSON object (torn, truncated or not UTF-8)"] += 1
+            continue
         (undecoded if isinstance(found, bytes) else decoded).append(found)
         if sampled and len(undecoded) + len(decoded) >= max_rows:  # type: ignore[operator]
             break
-    records = _decode_all(undecoded) + decoded
+    fast, torn = _decode_all(undecoded)
+    if torn:
+        reasons["line is not a JSON object (torn, truncated or not UTF-8)"] += torn
     matched = len(undecoded) + len(decoded)
     in_window = matched if visited == n else round(matched * n / visited)
+    usable = _RecordCheck(card)
+    records = []
+    for record in fast + decoded:
+        problem = usable(record)
+        if problem is None:
+            records.append(record)
+        else:
+            reasons[problem] += 1
     features = [r.get("features") or {} for r in records]
     predictions = [r.get("prediction") for r in records]
     probabilities = [r["probabilities"] for r in records if r.get("probabilities") is not None]
@@ -151,8 +179,90 @@ def read_capture(
     if probabilities and len(probabilities) == len(predictions):
         proba = pd.DataFrame.from_records(probabilities, columns=[str(c) for c in card.classes or ()])
     return CapturedWindow(
-        frame, predictions, proba, len(predictions), len(keys), rows_in_window=in_window, estimated=visited < n
+        frame,
+        predictions,
+        proba,
+        len(predictions),
+        len(keys),
+        rows_in_window=in_window,
+        estimated=visited < n,
+        quarantined=sum(reasons.values()),
+        quarantine_reasons=dict(reasons.most_common()),  # few: reasons name only the card's fields
     )
+
+
+class _RecordCheck:
+    """Why a decoded capture record cannot be compared (a message naming the field, never its value), or None.
+
+    Records sklambda writes always pass: their rows were validated against the card before they were scored. A
+    record that does not (written by an older version, edited, or corrupted) is quarantined, not compared: a string
+    where a number belongs would otherwise count as a null, and text UTF-8 cannot encode would fail the reports.
+    Inlined type checks for the common case (~2 µs a record); the slow helpers only name the problem.
+    """
+
+    def __init__(self, card: ModelCard) -> None:
+        self.features = [(f.name, f.type, f.pii) for f in card.input_schema.features]
+
+    def __call__(self, record: Any) -> str | None:
+        if type(record) is not dict:
+            return "record is not a JSON object"
+        features = record.get("features")
+        if type(features) is not dict:
+            return "features is not an object"
+        for name, kind, pii in self.features:
+            value = features.get(name)
+            if value is None:
+                continue
+            t = type(value)
+            if t is str and value.isascii() and (pii or kind == CATEGORY):
+                continue
+            if t is float and kind in (NUMBER, INTEGER) and value - value == 0:  # finite (inf - inf is NaN)
+                continue
+            problem = _text_problem(value) if pii else _value_problem(kind, value)
+            if problem:
+                return f"features.{name}: {problem}"
+        prediction = record.get("prediction")
+        if not (type(prediction) is str and prediction.isascii()):
+            problem = _text_problem(prediction) or (
+                "not a single value" if isinstance(prediction, dict | list) else _number_problem(prediction)
+            )
+            if problem:
+                return f"prediction: {problem}"
+        probabilities = record.get("probabilities")
+        if probabilities is not None:
+            if type(probabilities) is not dict:
+                return "probabilities is not an object"
+            for key, value in probabilities.items():
+                if _text_problem(key) or _value_problem(NUMBER, value):
+                    return "probabilities: a class name or probability is not valid"
+        return None
+
+
+def _text_problem(value: Any) -> str | None:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "not valid Unicode text (a lone surrogate)"
+    return None
+
+
+def _number_problem(value: Any) -> str | None:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "not a finite number"
+    if isinstance(value, int) and not isinstance(value, bool) and not -FLOAT64_MAX <= value <= FLOAT64_MAX:
+        return "a number beyond the 64-bit float range"
+    return None
+
+
+def _value_problem(kind: str, value: Any) -> str | None:
+    if kind == CATEGORY:
+        return _text_problem(value) if isinstance(value, str) else "not a category string"
+    if kind == BOOLEAN:
+        return None if isinstance(value, bool) else "not true or false"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "not a number"
+    return _number_problem(value)
 
 
 class _Body:
@@ -183,14 +293,16 @@ class _Lines:
         return body.data[int(body.starts[j]) : int(body.ends[j])]
 
 
-def _decode_all(lines: list[bytes]) -> list[dict]:
-    """One JSON decode for many lines (less per-call overhead); line by line when one of them is torn."""
+def _decode_all(lines: list[bytes]) -> tuple[list[Any], int]:
+    """One JSON decode for many lines (less per-call overhead); line by line when one of them is torn. Returns the
+    decoded lines and how many could not be decoded (torn, not UTF-8, over Python's integer-digit limit)."""
     if not lines:
-        return []
+        return [], 0
     try:
-        return json.loads(b"[" + b",".join(lines) + b"]")
+        return json.loads(b"[" + b",".join(lines) + b"]"), 0
     except ValueError:
-        return [r for r in map(_decode, lines) if r is not None]
+        decoded = [r for r in map(_decode, lines) if r is not None]
+        return decoded, len(lines) - len(decoded)
 
 
 class _Matcher:
@@ -207,8 +319,9 @@ class _Matcher:
         self.start_b, self.end_b = self.start.encode(), self.end.encode()
         self.identity = f'","model":{json.dumps(card.name)},"version":{json.dumps(card.version)},'.encode()
 
-    def __call__(self, line: bytes) -> bytes | dict | None:
-        """The line itself (undecoded) when selected on its bytes, the decoded record otherwise, None if no match."""
+    def __call__(self, line: bytes) -> bytes | dict | object | None:
+        """The line itself (undecoded) when selected on its bytes, the decoded record otherwise, None if no match,
+        UNREADABLE for a line that is not a JSON object."""
         if line.startswith(_LINE_PREFIX):
             stamp = line[len(_LINE_PREFIX) : len(_LINE_PREFIX) + _STAMP_LEN]
             if stamp.endswith(b"+00:00") and line.startswith(self.identity, len(_LINE_PREFIX) + _STAMP_LEN):
@@ -216,7 +329,9 @@ class _Matcher:
         if not line.strip():
             return None
         record = _decode(line)
-        return record if record is not None and _in_window(record, self.card, self.start, self.end) else None
+        if record is None:
+            return UNREADABLE
+        return record if _in_window(record, self.card, self.start, self.end) else None
 
 
 def _decode(line: bytes) -> dict | None:
@@ -318,6 +433,8 @@ def run_drift_check(
         **report.to_dict(),
         "rows_in_window": captured.rows_in_window,  # `rows` were compared: a sample when above max_rows
         "rows_in_window_estimated": captured.estimated,
+        "quarantined_records": captured.quarantined,  # lines left out: not decodable or values of the wrong type
+        "quarantine_reasons": dict(captured.quarantine_reasons),
         "model_drifted": drifted,
         "checked_at": clock().isoformat(),
         "card_signature": signature.to_dict(),
@@ -331,8 +448,20 @@ def run_drift_check(
     s3.put_object(
         Bucket=data_bucket,
         Key=keys["html"],
-        Body=render_html(report, card.baseline).encode(),
+        Body=render_html(report, card.baseline, quarantined=captured.quarantine_reasons).encode(),
         ContentType="text/html; charset=utf-8",
     )
     store.save(model, state)
-    return DriftCheckResult(model, version, window, report, drifted, state, keys, captured.rows_in_window, signature)
+    return DriftCheckResult(
+        model,
+        version,
+        window,
+        report,
+        drifted,
+        state,
+        keys,
+        captured.rows_in_window,
+        signature,
+        captured.quarantined,
+        captured.quarantine_reasons,
+    )

@@ -24,12 +24,17 @@ def feature_datatype(spec: FeatureSpec) -> str:
 
 
 def _flatten(data: list[Any]) -> list[Any]:
+    """Row-major values of a nested tensor; iterative, so data nested as deep as the body parser allows is fine."""
     out: list[Any] = []
-    for item in data:
-        if isinstance(item, list):
-            out.extend(_flatten(item))
-        else:
+    stack = [iter(data)]
+    while stack:
+        for item in stack[-1]:
+            if isinstance(item, list):
+                stack.append(iter(item))
+                break
             out.append(item)
+        else:
+            stack.pop()
     return out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,9 @@ MAX_CATEGORIES = 200
 # fitted with missing_values=np.nan (scikit-learn's default) sees a NaN and not a None it would take for a category.
 MISSING_NAN, MISSING_NONE, MISSING_NA = "nan", "none", "pd.NA"
 MISSING_VALUES = {MISSING_NAN: np.nan, MISSING_NONE: None, MISSING_NA: pd.NA}
+# What a request's numbers must fit in: integer features go to the model as int64, numbers as float64.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+FLOAT64_MAX = sys.float_info.max
 
 
 @dataclass(frozen=True)
@@ -90,13 +94,20 @@ class FeatureSpec:
                 return f"expected {_article(self.type)}, got {_describe(value)}"
             if isinstance(value, float) and not math.isfinite(value):
                 return f"expected a finite {self.type}, got {value}"
-            if self.type == INTEGER and isinstance(value, float) and not value.is_integer():
-                return f"expected an integer, got {value}"
+            if self.type == INTEGER:
+                if isinstance(value, float) and not value.is_integer():
+                    return f"expected an integer, got {value}"
+                if not INT64_MIN <= value <= INT64_MAX:
+                    return f"expected an integer within the 64-bit range (±{INT64_MAX}), got {_describe(value)}"
+            elif isinstance(value, int) and not -FLOAT64_MAX <= value <= FLOAT64_MAX:
+                return f"expected a number within the 64-bit float range (±{FLOAT64_MAX:.4g}), got {_describe(value)}"
             return None
         if self.type == BOOLEAN:
             return None if isinstance(value, bool) else f"expected true or false, got {_describe(value)}"
         if not isinstance(value, str):
             return f"expected a string category, got {_describe(value)}"
+        if not _is_unicode(value):
+            return f"expected a category as valid Unicode text, got {_describe(value)}, which holds a lone surrogate"
         return None
 
     @property
@@ -110,12 +121,22 @@ class FeatureSpec:
         return "object"
 
 
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _describe(value: Any) -> str:
     if isinstance(value, str):
         shown = value if len(value) <= 40 else value[:37] + "..."
-        return f"string {shown!r}"
+        return f"string {shown.encode('utf-8', 'backslashreplace').decode('utf-8')!r}"
     if isinstance(value, bool):
         return f"boolean {str(value).lower()}"
+    if isinstance(value, int) and not -FLOAT64_MAX <= value <= FLOAT64_MAX:
+        return f"an integer of {int(abs(value).bit_length() * math.log10(2)) + 1} digits"  # str() has a digit limit
     if isinstance(value, list | tuple):
         return "an array"
     if isinstance(value, dict):
@@ -163,7 +184,8 @@ class InputSchema:
                 continue
             for name in row:
                 if name not in known:
-                    errors.append(FieldError("unknown feature", row=i, field=str(name)))
+                    shown = str(name).encode("utf-8", "backslashreplace").decode("utf-8")
+                    errors.append(FieldError("unknown feature", row=i, field=shown))
             for spec in self.features:
                 if spec.name not in row:
                     errors.append(FieldError("missing feature", row=i, field=spec.name))

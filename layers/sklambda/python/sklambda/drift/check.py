@@ -238,7 +238,8 @@ def _numeric(name: str, base: Mapping[str, Any], values: np.ndarray, rows: int, 
     expected = np.asarray(hist["counts"], float)
     # Same bins as np.histogram at publish: [e_i, e_i+1), the last one closed; outside values go to the ends.
     counts = np.bincount(np.searchsorted(edges[1:-1], present, side="right"), minlength=len(expected))
-    mean, std = float(present.mean()), float(present.std())
+    with np.errstate(over="ignore", invalid="ignore"):  # values near float64's limit: an inf mean is reported as null
+        mean, std = float(present.mean()), float(present.std())
     base_std = float(base.get("std") or 0.0)
     psi = stats.psi(expected, counts, config.epsilon)
     ks, p_ks = stats.binned_ks(expected, counts)

@@ -23,8 +23,14 @@ table{border-collapse:collapse;font-size:.85rem}td,th{padding:.15rem .6rem;text-
 """
 
 
-def render_html(report: DriftReport, baseline: Mapping[str, Any]) -> str:
-    """The report as a page a person can read: verdict, then per feature the two distributions and the scores."""
+def render_html(
+    report: DriftReport, baseline: Mapping[str, Any], *, quarantined: Mapping[str, int] | None = None
+) -> str:
+    """The report as a page a person can read: verdict, then per feature the two distributions and the scores;
+    `quarantined`: the window's records left out, counted by reason.
+
+    Every value shown is HTML-escaped, and the page is always valid UTF-8 text: a string that UTF-8 cannot encode
+    (a lone surrogate in a category name) is written as its escape (\\ud800), so data never fails the report."""
     model = report.model
     title = f"Drift report{' — ' + escape(model.get('name', '')) if model.get('name') else ''}"
     if model.get("version"):
@@ -44,6 +50,10 @@ def render_html(report: DriftReport, baseline: Mapping[str, Any]) -> str:
         "<p class='key'>Bars:<span style='background:" + BASE_COLOUR + "'></span>baseline (training)"
         "<span style='background:" + LIVE_COLOUR + "'></span>this window</p>",
     ]
+    if quarantined:
+        total = sum(quarantined.values())
+        listed = "".join(f"<li>{escape(str(reason))}: {count:,}</li>" for reason, count in quarantined.items())
+        parts.append(f"<p class='reasons'>{total:,} record(s) quarantined (not compared):</p><ul>{listed}</ul>")
     feature_base = baseline.get("features", {})
     for col in report.features:
         parts.append(_column(col, feature_base.get(col.name, {})))
@@ -59,7 +69,7 @@ def render_html(report: DriftReport, baseline: Mapping[str, Any]) -> str:
             base = pred_base
         parts.append(_column(col, base))
     parts.append("</body></html>")
-    return "\n".join(parts)
+    return "\n".join(parts).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _column(col: ColumnDrift, base: Mapping[str, Any]) -> str:
