@@ -1,6 +1,6 @@
 """python -m sklambda_infra.bench [--quick] [--only KIND ...] [--out PATH]
 
-KIND: warm, cold, bundle, batch, drift, capture, explain, parity.
+KIND: warm, cold, bundle, batch, drift, capture, explain, parity, load.
 
 [--layer-report PATH] reads an existing layer build instead of building one.
 """
@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sklambda_infra import batch_bench, capture_bench, drift_bench, explain_bench
-from sklambda_infra.bench import bundle, cold, common, machine, parity, report, warm
+from sklambda_infra.bench import bundle, cold, common, load, machine, parity, report, warm
 from sklambda_infra.runtime import ensure_runtime_path
 
-KINDS = ("warm", "cold", "bundle", "batch", "drift", "capture", "explain", "parity")
+KINDS = ("warm", "cold", "bundle", "batch", "drift", "capture", "explain", "parity", "load")
 DEFAULT_OUT = common.ROOT / "BENCHMARKS.md"
 PARTIAL_OUT = common.BUILD / "BENCHMARKS.md"
 RESULTS = common.BUILD / "results.json"
@@ -81,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         results["explain"] = explain_bench.run(quick=ns.quick)
     if "parity" in kinds:
         results["parity"] = parity.run(rounds=1 if ns.quick else 3)
+    if "load" in kinds:
+        results["load"] = load.run(requests=500 if ns.quick else load.REQUESTS)
     results["load_average_end"] = machine.load_average()
     results["elapsed_s"] = time.perf_counter() - started
 

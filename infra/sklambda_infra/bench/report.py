@@ -6,6 +6,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sklambda_infra.batch_bench import report as render_batch
+from sklambda_infra.bench.load import markdown as load_markdown
+from sklambda_infra.bench.load import summary_rows as load_summary_rows
 from sklambda_infra.bench.parity import markdown as parity_markdown
 from sklambda_infra.bench.parity import summary_rows as parity_summary_rows
 from sklambda_infra.capture_bench import report as capture_report
@@ -98,6 +100,8 @@ def render(results: Mapping[str, Any]) -> str:
         parts += ["", _demote(explain_markdown(results["explain"]), "7. ")]
     if results.get("parity") is not None:
         parts += ["", _demote(parity_markdown(results["parity"]), "8. ")]
+    if results.get("load") is not None:
+        parts += ["", _demote(load_markdown(results["load"]), "9. ")]
     parts += ["", render_reproduce(), "", render_caveats()]
     return "\n".join(parts).rstrip() + "\n"
 
@@ -222,6 +226,8 @@ def summary_rows(results: Mapping[str, Any]) -> list[list[str]]:
         rows += explain_summary_rows(explain)
     if results.get("parity") is not None:
         rows += parity_summary_rows(results["parity"])
+    if results.get("load") is not None:
+        rows += load_summary_rows(results["load"])
     return rows
 
 

@@ -39,6 +39,10 @@ from sklambda_infra.template import (
 IMPLICIT_API = "ServerlessRestApi"
 IMPLICIT_STAGE = "Prod"
 INTEGRATION_TIMEOUT_S = 29.0
+# The listen backlog: connections the kernel completes before the server accepts them. socketserver's default of 5
+# overflows when tens of clients connect at once: Linux then drops their SYNs (the client retries after 1, 3, 7 s),
+# other systems reset them. The kernel caps it at net.core.somaxconn.
+LISTEN_BACKLOG = 1024
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
 
@@ -428,7 +432,8 @@ class Gateway:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+    protocol_version = "HTTP/1.1"  # keep-alive, as API Gateway
+    disable_nagle_algorithm = True
     server: GatewayServer
 
     def _serve(self) -> None:
@@ -474,7 +479,10 @@ for _method in _METHODS:
 
 
 class GatewayServer(ThreadingHTTPServer):
+    """One thread per connection (keep-alive connections hold theirs); requests for a function queue at its runner."""
+
     daemon_threads = True
+    request_queue_size = LISTEN_BACKLOG
 
     def __init__(self, gateway: Gateway, host: str = "127.0.0.1", port: int = 3000) -> None:
         self.gateway = gateway
