@@ -87,8 +87,12 @@ def churn_csv(rows: int, seed: int = 3) -> bytes:
     return X.to_csv(index=False).encode()
 
 
+_SEQUENCERS = itertools.count(0x0055AED6DCD90281E5)
+
+
 def upload(s3, key: str, body: bytes) -> dict:
-    """Put an object; the S3 notification record S3 would send for it (key URL-encoded)."""
+    """Put an object; the S3 notification record S3 would send for it (key URL-encoded, sequencers increasing
+    from one upload to the next, as S3's are for the PUTs of one key)."""
     from urllib.parse import quote_plus
 
     put = s3.put_object(Bucket=DATA_BUCKET, Key=key, Body=body)
@@ -101,7 +105,7 @@ def upload(s3, key: str, body: bytes) -> dict:
                 "size": len(body),
                 "eTag": put["ETag"].strip('"'),
                 "versionId": put["VersionId"],
-                "sequencer": "0055AED6DCD90281E5",
+                "sequencer": f"{next(_SEQUENCERS):018X}",
             },
         },
     }
@@ -124,8 +128,12 @@ def versions(s3, key: str) -> int:
     return len([v for v in listed.get("Versions", []) if v["Key"] == key])
 
 
+def read(s3, key: str) -> bytes:
+    return s3.get_object(Bucket=DATA_BUCKET, Key=key)["Body"].read()
+
+
 def summary(s3, relative: str) -> dict:
-    return json.loads(s3.get_object(Bucket=DATA_BUCKET, Key=f"scored/{relative}.summary.json")["Body"].read())
+    return json.loads(s3.get_object(Bucket=DATA_BUCKET, Key=f"scored/churn/{relative}.summary.json")["Body"].read())
 
 
 def test_sample_event_holds_an_s3_notification_for_incoming():
@@ -154,9 +162,9 @@ def test_uploaded_file_is_scored_with_errors_and_summary(batch_app, batch_env, l
         29,
         1,
     )
-    scored = batch_env.s3.get_object(Bucket=DATA_BUCKET, Key="scored/day.csv")["Body"].read().decode().splitlines()
+    scored = read(batch_env.s3, "scored/churn/day.csv").decode().splitlines()
     assert len(scored) == 30  # header + 29 rows
-    errors = batch_env.s3.get_object(Bucket=DATA_BUCKET, Key="errors/day.csv.jsonl")["Body"].read().splitlines()
+    errors = read(batch_env.s3, "errors/churn/day.csv.jsonl").splitlines()
     assert len(errors) == 1
 
 
@@ -169,12 +177,12 @@ def test_duplicate_delivery_scores_once(batch_app, batch_env, lambda_context):
     second = batch_app.handler(sqs_event({"Records": [notification]}, message_id="again"), lambda_context)
     # THEN both succeed, but the outputs were written once (one version each in the versioned bucket)
     assert first == second == {"batchItemFailures": []}
-    assert versions(batch_env.s3, "scored/dup.csv") == 1
-    assert versions(batch_env.s3, "scored/dup.csv.summary.json") == 1
+    assert versions(batch_env.s3, "scored/churn/dup.csv") == 1
+    assert versions(batch_env.s3, "scored/churn/dup.csv.summary.json") == 1
     # AND a new upload of the same key (a new version) is scored again
     again = upload(batch_env.s3, "incoming/churn/dup.csv", churn_csv(12))
     assert batch_app.handler(sqs_event({"Records": [again]}), lambda_context) == {"batchItemFailures": []}
-    assert versions(batch_env.s3, "scored/dup.csv.summary.json") == 2
+    assert versions(batch_env.s3, "scored/churn/dup.csv.summary.json") == 2
     assert summary(batch_env.s3, "dup.csv")["rows_read"] == 12
 
 
@@ -195,7 +203,7 @@ def test_poison_file_fails_its_record_with_a_report_and_is_retried(batch_app, ba
     #     a batch whose every record failed makes the invocation fail (powertools), which SQS treats the same way
     with pytest.raises(BatchProcessingError):
         batch_app.handler(sqs_event({"Records": [poison]}), lambda_context)
-    assert versions(batch_env.s3, "scored/poison.csv.summary.json") == 2
+    assert versions(batch_env.s3, "scored/churn/poison.csv.summary.json") == 2
 
 
 def test_url_encoded_keys_are_decoded(batch_app, batch_env, lambda_context):
@@ -259,7 +267,7 @@ def test_state_machine_tasks_score_chunks_and_merge_them(batch_app, fanout_app, 
     merged = fanout_app.handler({"action": "merge", **common, "results": results}, lambda_context)
     # THEN one scored file holds every row, in order, and the summary counts both chunks
     assert (merged["status"], merged["chunks"], merged["rows_read"]) == ("succeeded", 2, BIG_ROWS)
-    scored = batch_env.s3.get_object(Bucket=DATA_BUCKET, Key="scored/big.csv")["Body"].read().decode().splitlines()
+    scored = read(batch_env.s3, "scored/churn/big.csv").decode().splitlines()
     assert len(scored) == BIG_ROWS + 1
     assert [line.split(",")[0] for line in scored[1:4]] == [
         line.split(",")[0] for line in body.decode().splitlines()[1:4]
