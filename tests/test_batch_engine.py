@@ -6,6 +6,7 @@ import gzip
 import io
 import itertools
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,7 @@ from sklambda.batch import (
     decode_s3_key,
     engine,
     merge_chunks,
+    ordering,
     parse_incoming_key,
     plan_chunks,
     score_chunk,
@@ -445,3 +447,87 @@ def test_without_the_metadata_no_explanation_columns_are_written(server, s3, chu
     score_object(ref, server=server, settings=SETTINGS, s3=s3)
     header = get(s3, "scored/churn/plain.csv").decode().splitlines()[0]
     assert "explain_" not in header
+
+
+# -- ordering (issue 10) ----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("candidate", "than", "newer"),
+    [
+        ("0055AED6DCD90281E6", "0055AED6DCD90281E5", True),
+        ("0055AED6DCD90281E5", "0055AED6DCD90281E6", False),
+        ("0055AED6DCD90281E5", "0055AED6DCD90281E5", False),
+        ("100", "FF", True),  # padded with leading zeros: 100 > 0FF (as plain strings "100" < "FF")
+        ("FF", "0100", False),
+        ("0a", "09", True),  # hex case does not matter
+        ("01", None, True),
+        (None, "01", False),
+    ],
+)
+def test_sequencers_compare_as_hex_after_padding_with_leading_zeros(candidate, than, newer):
+    assert ordering.is_newer(candidate, than) is newer
+
+
+def test_an_older_upload_scoring_while_a_newer_one_publishes_publishes_nothing(server, s3, churn):
+    # GIVEN two uploads of one key, the older (sequencer 0A) still scoring when the newer (0B) publishes
+    s3.put_bucket_versioning(Bucket=DATA, VersioningConfiguration={"Status": "Enabled"})
+    key = "incoming/churn/race.csv"
+    old_ref = ObjectRef(DATA, key, s3.put_object(Bucket=DATA, Key=key, Body=holdout_csv(churn, 200))["VersionId"])
+    new_ref = ObjectRef(DATA, key, s3.put_object(Bucket=DATA, Key=key, Body=holdout_csv(churn, 50))["VersionId"])
+    old_ref, new_ref = replace(old_ref, sequencer="0A"), replace(new_ref, sequencer="0B")
+    newer: list = []
+
+    def newer_publishes_meanwhile(*_):
+        if not newer:
+            newer.append(score_object(new_ref, server=server, settings=SETTINGS, s3=s3))
+
+    # WHEN the older job finishes after the newer one
+    older = score_object(old_ref, server=server, settings=SETTINGS, s3=s3, observer=newer_publishes_meanwhile)
+
+    # THEN the older job is superseded: the scored file and summary are the newer upload's
+    assert (newer[0].status, older.status, older.superseded_by) == ("succeeded", "superseded", "0B")
+    assert older.rows_read == older.rows_scored + older.rows_rejected == 200
+    assert summary_of(s3, "churn/race.csv")["input"]["sequencer"] == "0B"
+    assert len(get(s3, "scored/churn/race.csv").splitlines()) == 51
+    assert json.loads(get(s3, "scored/churn/race.csv.superseded.json"))["superseded_by"] == {"sequencer": "0B"}
+    assert s3.head_object(Bucket=DATA, Key="scored/churn/race.csv")["Metadata"] == {"sklambda-sequencer": "0B"}
+
+
+def test_an_older_failed_upload_neither_deletes_nor_replaces_the_newer_output(server, s3, churn):
+    # GIVEN the newer upload (sequencer 02) scored
+    key = "incoming/churn/pair.csv"
+    newer = replace(put(s3, key, holdout_csv(churn, 30)), sequencer="02")
+    score_object(newer, server=server, settings=SETTINGS, s3=s3)
+    older = replace(put(s3, key, b"foo,bar\n1,2\n"), sequencer="01")
+    # WHEN the older upload, whose header is wrong, is delivered late
+    result = score_object(older, server=server, settings=SETTINGS, s3=s3)
+    # THEN it does not fail the newer output: superseded, the scored file and summary stay
+    assert result.status == "superseded" and result.failure_reason is None
+    assert summary_of(s3, "churn/pair.csv")["status"] == "succeeded" and exists(s3, "scored/churn/pair.csv")
+
+
+def test_of_two_jobs_racing_for_the_summary_only_the_newer_wins(s3, server):
+    # GIVEN two jobs of one key that both found no summary (neither has published yet)
+    older = ordering.Guard(s3, DATA, "scored/churn/x.csv.summary.json", "01")
+    newer = ordering.Guard(s3, DATA, "scored/churn/x.csv.summary.json", "02")
+    older.check()
+    newer.check()
+    # WHEN the newer one writes first, then the older one (its If-None-Match fails, it reads the summary again)
+    newer.put_summary({"by": "newer"})
+    with pytest.raises(ordering.Superseded) as caught:
+        older.put_summary({"by": "older"})
+    # THEN the newer summary stays
+    assert caught.value.sequencer == "02"
+    assert json.loads(get(s3, "scored/churn/x.csv.summary.json")) == {"by": "newer"}
+
+
+def test_a_newer_job_replaces_a_summary_written_since_it_looked(s3, server):
+    # GIVEN two jobs that both found no summary, the older one writing first
+    older = ordering.Guard(s3, DATA, "scored/churn/y.csv.summary.json", "01")
+    newer = ordering.Guard(s3, DATA, "scored/churn/y.csv.summary.json", "02")
+    older.check()
+    newer.check()
+    older.put_summary({"by": "older"})
+    # WHEN the newer one writes (its condition fails once, it reads the older summary and writes over its ETag)
+    newer.put_summary({"by": "newer"})
+    # THEN the newer summary is the one published
+    assert json.loads(get(s3, "scored/churn/y.csv.summary.json")) == {"by": "newer"}
