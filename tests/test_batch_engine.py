@@ -531,3 +531,39 @@ def test_a_newer_job_replaces_a_summary_written_since_it_looked(s3, server):
     newer.put_summary({"by": "newer"})
     # THEN the newer summary is the one published
     assert json.loads(get(s3, "scored/churn/y.csv.summary.json")) == {"by": "newer"}
+
+
+def test_cells_that_cannot_be_parsed_are_their_rows_rejections_not_a_crash(server, s3, churn):
+    # GIVEN rows with integers too large for int64 or for a float, and a carriage return inside an unquoted field
+    frame = churn.X_holdout.iloc[:40].astype(object)
+    frame.loc[2, "age"] = "1" + "0" * 20
+    frame.loc[4, "monthly_charges"] = "2" + "0" * 308
+    frame.loc[6, "support_calls"] = "1" + "0" * 4300
+    lines = frame.to_csv(index=False).splitlines()
+    lines[9] = lines[9].replace(",", "\r,", 1)
+    ref = put(s3, "incoming/churn/cells.csv", ("\n".join(lines) + "\n").encode())
+    # WHEN scored
+    summary = score_object(ref, server=server, settings=SETTINGS, s3=s3)
+    # THEN each such row is rejected with its reason, the rest scored
+    reasons = {e["line"]: e["reasons"][0]["message"] for e in errors_of(s3, "churn/cells.csv")}
+    assert (summary.rows_read, summary.rows_scored, summary.rows_rejected) == (40, 36, 4)
+    assert reasons[4] == "expected an integer between -2^63 and 2^63, got 1e+20"
+    assert reasons[6].startswith("expected a finite number")
+    assert reasons[8].startswith("expected a finite integer")
+    assert reasons[10].startswith("the row cannot be read as CSV")
+
+
+def test_json_integers_too_large_for_the_model_are_rejected_per_row(server, s3, churn):
+    # GIVEN JSON lines whose numbers are integers too large for a float, or for int64 in an integer feature
+    rows = churn.X_holdout.iloc[:20].to_json(orient="records", lines=True).splitlines()
+    rows[1] = rows[1].replace('"monthly_charges":', '"monthly_charges":2' + "0" * 308 + ',"x":', 1)
+    rows[3] = rows[3].replace('"age":', '"age":' + "9" * 19 + ',"y":', 1)
+    ref = put(s3, "incoming/churn/big-ints.jsonl", ("\n".join(rows) + "\n").encode())
+    # WHEN scored THEN both rows are rejected with a reason and the job succeeds
+    summary = score_object(ref, server=server, settings=SETTINGS, s3=s3)
+    reasons = {e["line"]: e["reasons"][0]["message"] for e in errors_of(s3, "churn/big-ints.jsonl")}
+    assert (summary.status, summary.rows_scored, summary.rows_rejected) == ("succeeded", 18, 2)
+    assert reasons == {
+        2: "expected a finite number, got a 309-digit number",
+        4: "expected an integer between -2^63 and 2^63, got 1e+19",
+    }
