@@ -740,6 +740,11 @@ def test_batch_roles_are_least_privilege(template: dict) -> None:
             {"Fn::Sub": "${DataBucket.Arn}/tmp/*"},
         ]
         assert "s3:PutObject" not in json.dumps(statements["ReadModels"])
+        # AND they read their own results (the sequencer already published), and may list the data bucket so that
+        #     a result not written yet is a 404, not a 403
+        assert statements["ReadResults"]["Action"] == "s3:GetObject"
+        assert statements["ReadResults"]["Resource"] == statements["WriteResults"]["Resource"][:2]
+        assert statements["ListResults"]["Resource"] == {"Fn::GetAtt": ["DataBucket", "Arn"]}
         # AND no statement uses a wildcard resource or action
         for sid, statement in statements.items():
             assert "*" not in as_list(statement["Resource"]), sid
