@@ -6,6 +6,7 @@ import gzip
 import io
 import itertools
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -14,12 +15,14 @@ from conftest import publish_churn
 
 from sklambda.batch import (
     BatchInputError,
+    BatchJobCrashed,
     BatchJobFailed,
     ChunkingUnsafe,
     ObjectRef,
     decode_s3_key,
     engine,
     merge_chunks,
+    ordering,
     parse_incoming_key,
     plan_chunks,
     score_chunk,
@@ -120,7 +123,7 @@ def test_csv_output_is_input_columns_plus_prediction_probabilities_and_version(s
 
     # THEN every row is scored; the output keeps each input row's text and appends the model's columns
     assert (summary.status, summary.rows_read, summary.rows_scored, summary.rows_rejected) == ("succeeded", 192, 192, 0)
-    out = get(s3, "scored/2024/day.csv")
+    out = get(s3, "scored/churn/2024/day.csv")
     in_lines, out_lines = body.decode().splitlines(), out.decode().splitlines()
     assert out_lines[0] == in_lines[0] + ",prediction,proba_no,proba_yes,decision,model_version"
     assert all(o.startswith(i + ",") for i, o in zip(in_lines[1:], out_lines[1:], strict=True))
@@ -132,8 +135,8 @@ def test_csv_output_is_input_columns_plus_prediction_probabilities_and_version(s
     assert scored["decision"].tolist() == np.where(expected[:, 1] >= 0.5, "yes", "no").tolist()
     assert set(scored["model_version"].astype(str)) == {"1"}
     assert scored["batch_ref"].tolist() == [f"R{i}" for i in range(192)]
-    assert summary_of(s3, "2024/day.csv")["status"] == "succeeded"
-    assert not exists(s3, "errors/2024/day.csv.jsonl")
+    assert summary_of(s3, "churn/2024/day.csv")["status"] == "succeeded"
+    assert not exists(s3, "errors/churn/2024/day.csv.jsonl")
 
 
 @pytest.mark.parametrize("suffix", ["csv.gz", "jsonl", "jsonl.gz"])
@@ -152,7 +155,7 @@ def test_each_format_is_scored_into_the_same_format(server, s3, churn, logistic_
     summary = score_object(ref, server=server, settings=SETTINGS, s3=s3)
 
     # THEN the output has the input's format (gz in, gz out) and the model's probabilities
-    out = get(s3, f"scored/day.{suffix}")
+    out = get(s3, f"scored/churn/day.{suffix}")
     if suffix.endswith(".gz"):
         out = gzip.decompress(out)
     scored = pd.read_csv(io.BytesIO(out)) if suffix.startswith("csv") else pd.read_json(io.BytesIO(out), lines=True)
@@ -167,8 +170,8 @@ def test_empty_object_fails_with_a_report_and_no_scored_file(server, s3):
         lambda: score_object(put(s3, "incoming/churn/e.csv", b""), server=server, settings=SETTINGS, s3=s3)
     )
     assert summary["failure"]["reason"] == "empty" and "empty" in summary["failure"]["report"]
-    assert summary_of(s3, "e.csv")["status"] == "failed"
-    assert not exists(s3, "scored/e.csv")
+    assert summary_of(s3, "churn/e.csv")["status"] == "failed"
+    assert not exists(s3, "scored/churn/e.csv")
 
 
 def test_header_only_fails_as_nothing_to_score(server, s3, churn):
@@ -190,7 +193,7 @@ def test_missing_feature_column_fails_the_whole_file_before_scoring(server, s3, 
     )
     assert summary["failure"]["reason"] == "bad_header"
     assert "age, plan" in summary["failure"]["report"] and summary["rows_scored"] == 0
-    assert not exists(s3, "scored/m.csv")
+    assert not exists(s3, "scored/churn/m.csv")
 
 
 def test_bad_cells_are_rejected_row_by_row_with_line_and_field(server, s3, churn):
@@ -209,7 +212,7 @@ def test_bad_cells_are_rejected_row_by_row_with_line_and_field(server, s3, churn
     summary = score_object(ref, server=server, settings=SETTINGS, s3=s3)
 
     # THEN exactly the bad rows are rejected, each with its physical line (header is line 1) and reason
-    errors = errors_of(s3, "b.csv")
+    errors = errors_of(s3, "churn/b.csv")
     assert summary.rows_scored == 96 and summary.rows_rejected == 4
     assert summary.data_quality == {"unexpected_null": 2}
     got = {e["line"]: (e["reasons"][0]["field"], e["reasons"][0]["message"]) for e in errors}
@@ -235,8 +238,8 @@ def test_quoted_newlines_keep_rows_whole_and_line_numbers_physical(server, s3, c
 
     # THEN the multi-line row is one row, carried through intact, and the bad row's line counts physical lines
     assert (summary.rows_read, summary.rows_rejected) == (10, 1)
-    assert errors_of(s3, "q.csv")[0]["line"] == 8  # header 1, rows 2,3-5,6,7, bad row on 8
-    scored = pd.read_csv(io.BytesIO(get(s3, "scored/q.csv")))
+    assert errors_of(s3, "churn/q.csv")[0]["line"] == 8  # header 1, rows 2,3-5,6,7, bad row on 8
+    scored = pd.read_csv(io.BytesIO(get(s3, "scored/churn/q.csv")))
     assert scored["customer_id"].iloc[1] == "C1\nsecond line\nthird"
     assert scored["customer_id"].iloc[2] == 'say "hi"'
 
@@ -245,7 +248,7 @@ def test_invalid_utf8_row_is_rejected_and_the_rest_scored(server, s3, churn):
     lines = holdout_csv(churn, 50).split(b"\n")
     lines[10] = lines[10].replace(b"C", b"\xff\xfe", 1)
     summary = score_object(put(s3, "incoming/churn/u.csv", b"\n".join(lines)), server=server, settings=SETTINGS, s3=s3)
-    errors = errors_of(s3, "u.csv")
+    errors = errors_of(s3, "churn/u.csv")
     assert (summary.rows_scored, summary.rows_rejected) == (49, 1)
     assert errors[0]["line"] == 11 and "invalid UTF-8" in errors[0]["reasons"][0]["message"]
 
@@ -258,7 +261,7 @@ def test_enormous_line_is_rejected_without_reading_it_whole(server, s3, churn):
     summary = score_object(
         put(s3, "incoming/churn/big.csv", b"\n".join(lines)), server=server, settings=settings, s3=s3
     )
-    (error,) = errors_of(s3, "big.csv")
+    (error,) = errors_of(s3, "churn/big.csv")
     assert (summary.rows_scored, summary.rows_rejected) == (29, 1)
     assert error["line"] == 6 and error["raw_truncated"] is True and len(error["raw"]) == settings.max_raw_bytes
     assert "longer than 65536 bytes" in error["reasons"][0]["message"]
@@ -270,7 +273,7 @@ def test_truncated_gzip_fails_reporting_the_rows_already_read(server, s3, churn)
     summary = failed(lambda: score_object(ref, server=server, settings=SETTINGS, s3=s3))
     assert summary["failure"]["reason"] == "unreadable" and "truncated" in summary["failure"]["report"]
     assert summary["rows_read"] > 0 and f"{summary['rows_read']} row(s)" in summary["failure"]["report"]
-    assert not exists(s3, "scored/t.csv.gz")
+    assert not exists(s3, "scored/churn/t.csv.gz")
 
 
 def test_corrupt_gzip_fails_with_the_report(server, s3, churn):
@@ -286,7 +289,8 @@ def test_corrupt_gzip_fails_with_the_report(server, s3, churn):
 def test_unknown_model_alias_or_version_fails_without_retry(server, s3, churn, key):
     summary = failed(lambda: score_object(put(s3, key, holdout_csv(churn, 5)), server=server, settings=SETTINGS, s3=s3))
     assert summary["failure"]["reason"] == "model_not_found"
-    assert summary_of(s3, "a.csv")["failure"]["reason"] == "model_not_found"
+    source = key.split("/")[1]  # the model and selector as uploaded: nosuch, churn@nosuch, churn@9
+    assert summary_of(s3, f"{source}/a.csv")["failure"]["reason"] == "model_not_found"
 
 
 def test_object_deleted_before_it_is_read_is_reported(server, s3):
@@ -306,8 +310,10 @@ def test_reject_rate_above_threshold_fails_and_keeps_the_errors(server, s3, chur
 
     # THEN nothing is published, the errors file lists the 30 rows and the summary says why
     assert summary["failure"]["reason"] == "reject_threshold" and "30 of 100" in summary["failure"]["report"]
-    assert summary["rows_scored"] == 0 and summary["outputs"]["scored"] is None
-    assert len(errors_of(s3, "r.csv")) == 30 and not exists(s3, "scored/r.csv")
+    assert summary["outputs"]["scored"] is None
+    # AND the counts still add up: 70 rows were scored (none published), 30 rejected
+    assert (summary["rows_read"], summary["rows_scored"], summary["rows_rejected"]) == (100, 70, 30)
+    assert len(errors_of(s3, "churn/r.csv")) == 30 and not exists(s3, "scored/churn/r.csv")
 
 
 def test_model_card_tag_overrides_the_reject_threshold(registry_env, server, s3, churn, logistic_model):
@@ -339,18 +345,27 @@ def test_crash_mid_file_leaves_nothing_and_a_retry_publishes_one_complete_file(s
         return real(self, frame)
 
     monkeypatch.setattr(Scorer, "score_arrays", flaky)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(BatchJobCrashed) as crashed:
         score_object(ref, server=server, settings=BatchSettings(chunk_rows=64, part_bytes=1024), s3=s3)
 
-    # THEN no scored object, no summary and no incomplete multipart upload remain
-    assert not exists(s3, "scored/crash.csv") and not exists(s3, "scored/crash.csv.summary.json")
+    # THEN the crash is retryable and carries the original exception
+    assert crashed.value.retryable is True and isinstance(crashed.value.__cause__, RuntimeError)
+    # AND no scored object and no incomplete multipart upload remain
+    assert not exists(s3, "scored/churn/crash.csv")
     assert not s3.list_multipart_uploads(Bucket=DATA).get("Uploads")
+    # AND the job still ends with a failed summary: the reason and the counts so far (two batches of 64 records,
+    #     the first one with the header)
+    report = summary_of(s3, "churn/crash.csv")
+    assert report["status"] == "failed" and report["failure"]["reason"] == "unexpected_error"
+    assert "RuntimeError: container killed" in report["failure"]["report"]
+    assert (report["rows_read"], report["rows_scored"], report["rows_rejected"]) == (127, 127, 0)
+    assert report["outputs"]["scored"] is None
 
     # WHEN retried (the crash is gone)
     monkeypatch.undo()
     summary = score_object(ref, server=server, settings=SETTINGS, s3=s3)
     assert summary.rows_scored == 400
-    assert len(get(s3, "scored/crash.csv").decode().splitlines()) == 401
+    assert len(get(s3, "scored/churn/crash.csv").decode().splitlines()) == 401
 
 
 # -- fan-out ----------------------------------------------------------------------------------------------
@@ -360,7 +375,7 @@ def test_chunk_plan_and_merge_equal_the_single_pass_byte_for_byte(server, s3, ch
     frame.loc[[3, 150, 390], "age"] = "bad"
     ref = put(s3, "incoming/churn/f.csv", frame.to_csv(index=False).encode())
     single = score_object(ref, server=server, settings=SETTINGS, s3=s3)
-    one_pass = (get(s3, "scored/f.csv"), get(s3, "errors/f.csv.jsonl"))
+    one_pass = (get(s3, "scored/churn/f.csv"), get(s3, "errors/churn/f.csv.jsonl"))
 
     # WHEN planned in ~6 KiB ranges, scored per range and merged
     ranges = plan_chunks(ref, chunk_bytes=6 * 1024, s3=s3)
@@ -373,7 +388,7 @@ def test_chunk_plan_and_merge_equal_the_single_pass_byte_for_byte(server, s3, ch
     # THEN the outputs are identical, counts agree, and tmp/ is cleaned up
     assert len(ranges) > 3 and ranges[0].start == 0 and ranges[-1].end == ref.size
     assert all(a.end == b.start for a, b in itertools.pairwise(ranges))
-    assert (get(s3, "scored/f.csv"), get(s3, "errors/f.csv.jsonl")) == one_pass
+    assert (get(s3, "scored/churn/f.csv"), get(s3, "errors/churn/f.csv.jsonl")) == one_pass
     assert (
         (merged.rows_read, merged.rows_scored, merged.rows_rejected)
         == (400, 397, 3)
@@ -417,7 +432,7 @@ def test_explanation_columns_are_added_when_the_upload_asks_and_add_up_to_the_pr
     summary = score_object(ref, server=server, settings=SETTINGS, s3=s3)
     # THEN after model_version come explain_base and one explain_<feature> per input feature, which add up to
     # P(yes) on every row
-    out = get(s3, f"scored/explained.{suffix}")
+    out = get(s3, f"scored/churn/explained.{suffix}")
     scored = pd.read_csv(io.BytesIO(out)) if suffix == "csv" else pd.read_json(io.BytesIO(out), lines=True)
     names = [f"explain_{c}" for c in frame.columns]
     assert summary.rows_scored == 40
@@ -430,5 +445,125 @@ def test_explanation_columns_are_added_when_the_upload_asks_and_add_up_to_the_pr
 def test_without_the_metadata_no_explanation_columns_are_written(server, s3, churn):
     ref = put(s3, "incoming/churn/plain.csv", churn.X_holdout.iloc[:20].to_csv(index=False).encode())
     score_object(ref, server=server, settings=SETTINGS, s3=s3)
-    header = get(s3, "scored/plain.csv").decode().splitlines()[0]
+    header = get(s3, "scored/churn/plain.csv").decode().splitlines()[0]
     assert "explain_" not in header
+
+
+# -- ordering (issue 10) ----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("candidate", "than", "newer"),
+    [
+        ("0055AED6DCD90281E6", "0055AED6DCD90281E5", True),
+        ("0055AED6DCD90281E5", "0055AED6DCD90281E6", False),
+        ("0055AED6DCD90281E5", "0055AED6DCD90281E5", False),
+        ("100", "FF", True),  # padded with leading zeros: 100 > 0FF (as plain strings "100" < "FF")
+        ("FF", "0100", False),
+        ("0a", "09", True),  # hex case does not matter
+        ("01", None, True),
+        (None, "01", False),
+    ],
+)
+def test_sequencers_compare_as_hex_after_padding_with_leading_zeros(candidate, than, newer):
+    assert ordering.is_newer(candidate, than) is newer
+
+
+def test_an_older_upload_scoring_while_a_newer_one_publishes_publishes_nothing(server, s3, churn):
+    # GIVEN two uploads of one key, the older (sequencer 0A) still scoring when the newer (0B) publishes
+    s3.put_bucket_versioning(Bucket=DATA, VersioningConfiguration={"Status": "Enabled"})
+    key = "incoming/churn/race.csv"
+    old_ref = ObjectRef(DATA, key, s3.put_object(Bucket=DATA, Key=key, Body=holdout_csv(churn, 200))["VersionId"])
+    new_ref = ObjectRef(DATA, key, s3.put_object(Bucket=DATA, Key=key, Body=holdout_csv(churn, 50))["VersionId"])
+    old_ref, new_ref = replace(old_ref, sequencer="0A"), replace(new_ref, sequencer="0B")
+    newer: list = []
+
+    def newer_publishes_meanwhile(*_):
+        if not newer:
+            newer.append(score_object(new_ref, server=server, settings=SETTINGS, s3=s3))
+
+    # WHEN the older job finishes after the newer one
+    older = score_object(old_ref, server=server, settings=SETTINGS, s3=s3, observer=newer_publishes_meanwhile)
+
+    # THEN the older job is superseded: the scored file and summary are the newer upload's
+    assert (newer[0].status, older.status, older.superseded_by) == ("succeeded", "superseded", "0B")
+    assert older.rows_read == older.rows_scored + older.rows_rejected == 200
+    assert summary_of(s3, "churn/race.csv")["input"]["sequencer"] == "0B"
+    assert len(get(s3, "scored/churn/race.csv").splitlines()) == 51
+    assert json.loads(get(s3, "scored/churn/race.csv.superseded.json"))["superseded_by"] == {"sequencer": "0B"}
+    assert s3.head_object(Bucket=DATA, Key="scored/churn/race.csv")["Metadata"] == {"sklambda-sequencer": "0B"}
+
+
+def test_an_older_failed_upload_neither_deletes_nor_replaces_the_newer_output(server, s3, churn):
+    # GIVEN the newer upload (sequencer 02) scored
+    key = "incoming/churn/pair.csv"
+    newer = replace(put(s3, key, holdout_csv(churn, 30)), sequencer="02")
+    score_object(newer, server=server, settings=SETTINGS, s3=s3)
+    older = replace(put(s3, key, b"foo,bar\n1,2\n"), sequencer="01")
+    # WHEN the older upload, whose header is wrong, is delivered late
+    result = score_object(older, server=server, settings=SETTINGS, s3=s3)
+    # THEN it does not fail the newer output: superseded, the scored file and summary stay
+    assert result.status == "superseded" and result.failure_reason is None
+    assert summary_of(s3, "churn/pair.csv")["status"] == "succeeded" and exists(s3, "scored/churn/pair.csv")
+
+
+def test_of_two_jobs_racing_for_the_summary_only_the_newer_wins(s3, server):
+    # GIVEN two jobs of one key that both found no summary (neither has published yet)
+    older = ordering.Guard(s3, DATA, "scored/churn/x.csv.summary.json", "01")
+    newer = ordering.Guard(s3, DATA, "scored/churn/x.csv.summary.json", "02")
+    older.check()
+    newer.check()
+    # WHEN the newer one writes first, then the older one (its If-None-Match fails, it reads the summary again)
+    newer.put_summary({"by": "newer"})
+    with pytest.raises(ordering.Superseded) as caught:
+        older.put_summary({"by": "older"})
+    # THEN the newer summary stays
+    assert caught.value.sequencer == "02"
+    assert json.loads(get(s3, "scored/churn/x.csv.summary.json")) == {"by": "newer"}
+
+
+def test_a_newer_job_replaces_a_summary_written_since_it_looked(s3, server):
+    # GIVEN two jobs that both found no summary, the older one writing first
+    older = ordering.Guard(s3, DATA, "scored/churn/y.csv.summary.json", "01")
+    newer = ordering.Guard(s3, DATA, "scored/churn/y.csv.summary.json", "02")
+    older.check()
+    newer.check()
+    older.put_summary({"by": "older"})
+    # WHEN the newer one writes (its condition fails once, it reads the older summary and writes over its ETag)
+    newer.put_summary({"by": "newer"})
+    # THEN the newer summary is the one published
+    assert json.loads(get(s3, "scored/churn/y.csv.summary.json")) == {"by": "newer"}
+
+
+def test_cells_that_cannot_be_parsed_are_their_rows_rejections_not_a_crash(server, s3, churn):
+    # GIVEN rows with integers too large for int64 or for a float, and a carriage return inside an unquoted field
+    frame = churn.X_holdout.iloc[:40].astype(object)
+    frame.loc[2, "age"] = "1" + "0" * 20
+    frame.loc[4, "monthly_charges"] = "2" + "0" * 308
+    frame.loc[6, "support_calls"] = "1" + "0" * 4300
+    lines = frame.to_csv(index=False).splitlines()
+    lines[9] = lines[9].replace(",", "\r,", 1)
+    ref = put(s3, "incoming/churn/cells.csv", ("\n".join(lines) + "\n").encode())
+    # WHEN scored
+    summary = score_object(ref, server=server, settings=SETTINGS, s3=s3)
+    # THEN each such row is rejected with its reason, the rest scored
+    reasons = {e["line"]: e["reasons"][0]["message"] for e in errors_of(s3, "churn/cells.csv")}
+    assert (summary.rows_read, summary.rows_scored, summary.rows_rejected) == (40, 36, 4)
+    assert reasons[4] == "expected an integer between -2^63 and 2^63, got 1e+20"
+    assert reasons[6].startswith("expected a finite number")
+    assert reasons[8].startswith("expected a finite integer")
+    assert reasons[10].startswith("the row cannot be read as CSV")
+
+
+def test_json_integers_too_large_for_the_model_are_rejected_per_row(server, s3, churn):
+    # GIVEN JSON lines whose numbers are integers too large for a float, or for int64 in an integer feature
+    rows = churn.X_holdout.iloc[:20].to_json(orient="records", lines=True).splitlines()
+    rows[1] = rows[1].replace('"monthly_charges":', '"monthly_charges":2' + "0" * 308 + ',"x":', 1)
+    rows[3] = rows[3].replace('"age":', '"age":' + "9" * 19 + ',"y":', 1)
+    ref = put(s3, "incoming/churn/big-ints.jsonl", ("\n".join(rows) + "\n").encode())
+    # WHEN scored THEN both rows are rejected with a reason and the job succeeds
+    summary = score_object(ref, server=server, settings=SETTINGS, s3=s3)
+    reasons = {e["line"]: e["reasons"][0]["message"] for e in errors_of(s3, "churn/big-ints.jsonl")}
+    assert (summary.status, summary.rows_scored, summary.rows_rejected) == ("succeeded", 18, 2)
+    assert reasons == {
+        2: "expected a finite number, got a 309-digit number",
+        4: "expected an integer between -2^63 and 2^63, got 1e+19",
+    }

@@ -87,8 +87,12 @@ def churn_csv(rows: int, seed: int = 3) -> bytes:
     return X.to_csv(index=False).encode()
 
 
+_SEQUENCERS = itertools.count(0x0055AED6DCD90281E5)
+
+
 def upload(s3, key: str, body: bytes) -> dict:
-    """Put an object; the S3 notification record S3 would send for it (key URL-encoded)."""
+    """Put an object; the S3 notification record S3 would send for it (key URL-encoded, sequencers increasing
+    from one upload to the next, as S3's are for the PUTs of one key)."""
     from urllib.parse import quote_plus
 
     put = s3.put_object(Bucket=DATA_BUCKET, Key=key, Body=body)
@@ -101,7 +105,7 @@ def upload(s3, key: str, body: bytes) -> dict:
                 "size": len(body),
                 "eTag": put["ETag"].strip('"'),
                 "versionId": put["VersionId"],
-                "sequencer": "0055AED6DCD90281E5",
+                "sequencer": f"{next(_SEQUENCERS):018X}",
             },
         },
     }
@@ -124,8 +128,12 @@ def versions(s3, key: str) -> int:
     return len([v for v in listed.get("Versions", []) if v["Key"] == key])
 
 
+def read(s3, key: str) -> bytes:
+    return s3.get_object(Bucket=DATA_BUCKET, Key=key)["Body"].read()
+
+
 def summary(s3, relative: str) -> dict:
-    return json.loads(s3.get_object(Bucket=DATA_BUCKET, Key=f"scored/{relative}.summary.json")["Body"].read())
+    return json.loads(s3.get_object(Bucket=DATA_BUCKET, Key=f"scored/churn/{relative}.summary.json")["Body"].read())
 
 
 def test_sample_event_holds_an_s3_notification_for_incoming():
@@ -154,9 +162,9 @@ def test_uploaded_file_is_scored_with_errors_and_summary(batch_app, batch_env, l
         29,
         1,
     )
-    scored = batch_env.s3.get_object(Bucket=DATA_BUCKET, Key="scored/day.csv")["Body"].read().decode().splitlines()
+    scored = read(batch_env.s3, "scored/churn/day.csv").decode().splitlines()
     assert len(scored) == 30  # header + 29 rows
-    errors = batch_env.s3.get_object(Bucket=DATA_BUCKET, Key="errors/day.csv.jsonl")["Body"].read().splitlines()
+    errors = read(batch_env.s3, "errors/churn/day.csv.jsonl").splitlines()
     assert len(errors) == 1
 
 
@@ -169,12 +177,12 @@ def test_duplicate_delivery_scores_once(batch_app, batch_env, lambda_context):
     second = batch_app.handler(sqs_event({"Records": [notification]}, message_id="again"), lambda_context)
     # THEN both succeed, but the outputs were written once (one version each in the versioned bucket)
     assert first == second == {"batchItemFailures": []}
-    assert versions(batch_env.s3, "scored/dup.csv") == 1
-    assert versions(batch_env.s3, "scored/dup.csv.summary.json") == 1
+    assert versions(batch_env.s3, "scored/churn/dup.csv") == 1
+    assert versions(batch_env.s3, "scored/churn/dup.csv.summary.json") == 1
     # AND a new upload of the same key (a new version) is scored again
     again = upload(batch_env.s3, "incoming/churn/dup.csv", churn_csv(12))
     assert batch_app.handler(sqs_event({"Records": [again]}), lambda_context) == {"batchItemFailures": []}
-    assert versions(batch_env.s3, "scored/dup.csv.summary.json") == 2
+    assert versions(batch_env.s3, "scored/churn/dup.csv.summary.json") == 2
     assert summary(batch_env.s3, "dup.csv")["rows_read"] == 12
 
 
@@ -195,7 +203,7 @@ def test_poison_file_fails_its_record_with_a_report_and_is_retried(batch_app, ba
     #     a batch whose every record failed makes the invocation fail (powertools), which SQS treats the same way
     with pytest.raises(BatchProcessingError):
         batch_app.handler(sqs_event({"Records": [poison]}), lambda_context)
-    assert versions(batch_env.s3, "scored/poison.csv.summary.json") == 2
+    assert versions(batch_env.s3, "scored/churn/poison.csv.summary.json") == 2
 
 
 def test_url_encoded_keys_are_decoded(batch_app, batch_env, lambda_context):
@@ -259,7 +267,7 @@ def test_state_machine_tasks_score_chunks_and_merge_them(batch_app, fanout_app, 
     merged = fanout_app.handler({"action": "merge", **common, "results": results}, lambda_context)
     # THEN one scored file holds every row, in order, and the summary counts both chunks
     assert (merged["status"], merged["chunks"], merged["rows_read"]) == ("succeeded", 2, BIG_ROWS)
-    scored = batch_env.s3.get_object(Bucket=DATA_BUCKET, Key="scored/big.csv")["Body"].read().decode().splitlines()
+    scored = read(batch_env.s3, "scored/churn/big.csv").decode().splitlines()
     assert len(scored) == BIG_ROWS + 1
     assert [line.split(",")[0] for line in scored[1:4]] == [
         line.split(",")[0] for line in body.decode().splitlines()[1:4]
@@ -324,3 +332,157 @@ def test_batch_job_captures_a_capped_sample_of_its_scored_rows_pseudonymized(
         by_id = {p.pseudonym(c): c for c in X["customer_id"]}
         assert all(r["features"]["customer_id"] in by_id for r in records)
         assert all(set(r["probabilities"]) == {"no", "yes"} for r in records)
+
+
+# -- issue 10: nothing lost, nothing broken by one bad record --------------------------------------------------
+def handled(app, context, *notifications: dict) -> dict:
+    return app.handler(sqs_event(*({"Records": [n]} for n in notifications)), context)
+
+
+def output(s3, source: str, relative: str) -> tuple[dict, bytes]:
+    """The summary and the scored file of one job's outputs."""
+    report = json.loads(read(s3, f"scored/{source}/{relative}.summary.json"))
+    return report, read(s3, f"scored/{source}/{relative}")
+
+
+def test_two_models_scoring_files_of_the_same_name_keep_both_outputs(
+    batch_app, batch_env, lambda_context, registry_env, churn, forest_model, logistic_model
+):
+    from conftest import publish_churn
+
+    # GIVEN two models, credit-default and penguins (different estimators)
+    publish_churn(registry_env, churn, forest_model, name="credit-default")
+    publish_churn(registry_env, churn, logistic_model, name="penguins")
+    body = churn_csv(20)
+    # WHEN incoming/credit-default/day1.csv and then incoming/penguins/day1.csv are scored
+    assert handled(batch_app, lambda_context, upload(batch_env.s3, "incoming/credit-default/day1.csv", body)) == {
+        "batchItemFailures": []
+    }
+    assert handled(batch_app, lambda_context, upload(batch_env.s3, "incoming/penguins/day1.csv", body)) == {
+        "batchItemFailures": []
+    }
+    # THEN each model has its own scored file and summary, neither replaced by the other
+    first, first_scored = output(batch_env.s3, "credit-default", "day1.csv")
+    second, second_scored = output(batch_env.s3, "penguins", "day1.csv")
+    assert (first["model"]["name"], second["model"]["name"]) == ("credit-default", "penguins")
+    assert first["outputs"]["scored"] == "scored/credit-default/day1.csv"
+    assert first_scored != second_scored  # two estimators, two sets of probabilities
+    assert versions(batch_env.s3, "scored/credit-default/day1.csv") == 1
+    # AND nothing was written under the old shared key
+    assert versions(batch_env.s3, "scored/day1.csv") == versions(batch_env.s3, "scored/day1.csv.summary.json") == 0
+
+
+def test_default_alias_and_another_alias_of_one_model_keep_both_outputs(
+    batch_app, batch_env, lambda_context, registry_env, churn, forest_model
+):
+    from conftest import publish_churn
+
+    # GIVEN churn version 2 behind the alias staging (production is version 1)
+    publish_churn(registry_env, churn, forest_model, alias="staging")
+    body = churn_csv(15)
+    # WHEN incoming/churn/X.csv and incoming/churn@staging/X.csv are scored
+    for key in ("incoming/churn/X.csv", "incoming/churn@staging/X.csv"):
+        assert handled(batch_app, lambda_context, upload(batch_env.s3, key, body)) == {"batchItemFailures": []}
+    # THEN both outputs exist, each from its own version
+    production, _ = output(batch_env.s3, "churn", "X.csv")
+    staging, _ = output(batch_env.s3, "churn@staging", "X.csv")
+    assert (production["model"]["version"], staging["model"]["version"]) == ("1", "2")
+    assert staging["outputs"]["errors"] is None and staging["outputs"]["scored"] == "scored/churn@staging/X.csv"
+
+
+def test_a_failed_job_leaves_another_jobs_output_of_the_same_file_name_alone(batch_app, batch_env, lambda_context):
+    # GIVEN incoming/churn/R/shared-name.csv scored
+    good = upload(batch_env.s3, "incoming/churn/R/shared-name.csv", churn_csv(10))
+    assert handled(batch_app, lambda_context, good) == {"batchItemFailures": []}
+    before = output(batch_env.s3, "churn", "R/shared-name.csv")
+    # WHEN incoming/does-not-exist/R/shared-name.csv fails (no such model) and is reported failed
+    bad = upload(batch_env.s3, "incoming/does-not-exist/R/shared-name.csv", churn_csv(10))
+    with pytest.raises(BatchProcessingError):
+        handled(batch_app, lambda_context, bad)
+    # THEN its failed summary is its own ...
+    failed = json.loads(read(batch_env.s3, "scored/does-not-exist/R/shared-name.csv.summary.json"))
+    assert failed["failure"]["reason"] == "model_not_found"
+    # ... and churn's scored file and summary are untouched (not even a new version)
+    assert output(batch_env.s3, "churn", "R/shared-name.csv") == before
+    assert versions(batch_env.s3, "scored/churn/R/shared-name.csv") == 1
+    assert versions(batch_env.s3, "scored/churn/R/shared-name.csv.summary.json") == 1
+
+
+def test_a_late_redelivery_of_an_older_version_does_not_overwrite_the_newer_result(
+    batch_app, batch_env, lambda_context, registry_env, churn, logistic_model, capsys, caplog
+):
+    from conftest import publish_churn
+
+    # GIVEN version 1 of incoming/fraud/K.csv, which failed because the model fraud did not exist yet
+    first = upload(batch_env.s3, "incoming/fraud/K.csv", churn_csv(8))
+    with pytest.raises(BatchProcessingError):
+        handled(batch_app, lambda_context, first)
+    # AND, once fraud is published, version 2 of the key, scored
+    publish_churn(registry_env, churn, logistic_model, name="fraud")
+    second = upload(batch_env.s3, "incoming/fraud/K.csv", churn_csv(12, seed=5))
+    assert handled(batch_app, lambda_context, second) == {"batchItemFailures": []}
+    newer = output(batch_env.s3, "fraud", "K.csv")
+    capsys.readouterr()
+    # WHEN version 1's notification is delivered again (SQS redelivers)
+    response = handled(batch_app, lambda_context, first)
+    # THEN the message is done with (nothing to retry) ...
+    assert response == {"batchItemFailures": []}
+    # ... the scored file and summary are still version 2's, not rewritten
+    assert output(batch_env.s3, "fraud", "K.csv") == newer
+    assert newer[0]["input"]["version_id"] == second["s3"]["object"]["versionId"] and newer[0]["rows_read"] == 12
+    assert versions(batch_env.s3, "scored/fraud/K.csv.summary.json") == 2  # version 1's failure, version 2's
+    # AND version 1's delivery is reported as superseded: a record beside the summary, a metric and a log line
+    record = json.loads(read(batch_env.s3, "scored/fraud/K.csv.superseded.json"))
+    assert record["status"] == "superseded"
+    assert record["input"]["sequencer"] == first["s3"]["object"]["sequencer"]
+    assert record["superseded_by"] == {"sequencer": second["s3"]["object"]["sequencer"]}
+    assert '"SupersededJobs"' in capsys.readouterr().out
+    assert any(r.getMessage().startswith("batch job superseded") for r in caplog.records)
+
+
+def test_a_job_that_crashes_ends_with_a_failed_summary_and_is_retried(
+    batch_app, batch_env, lambda_context, monkeypatch, capsys
+):
+    from sklambda.scoring import Scorer
+
+    # GIVEN a model that raises something unexpected while scoring (not a row's problem)
+    def broken(self, frame):
+        raise RuntimeError("a bug outside row handling")
+
+    monkeypatch.setattr(Scorer, "score_arrays", broken)
+    notification = upload(batch_env.s3, "incoming/churn/crash.csv", churn_csv(10))
+    # WHEN the job runs THEN its record fails (SQS redelivers it, then the dead-letter queue takes it) ...
+    with pytest.raises(BatchProcessingError):
+        handled(batch_app, lambda_context, notification)
+    # ... but not before a failed summary says why, with the counts so far
+    report = summary(batch_env.s3, "crash.csv")
+    assert report["status"] == "failed" and report["failure"]["reason"] == "unexpected_error"
+    assert "RuntimeError: a bug outside row handling" in report["failure"]["report"]
+    assert report["rows_read"] == report["rows_scored"] + report["rows_rejected"]
+    # AND it counts as a failed job
+    assert '"FailedJobs"' in capsys.readouterr().out
+
+
+def test_fanned_out_merge_of_an_older_version_publishes_nothing(batch_app, fanout_app, batch_env, lambda_context):
+    # GIVEN the chunks of an older upload's fan-out, and a newer upload of the key already scored
+    old = upload(batch_env.s3, "incoming/churn/late.csv", churn_csv(40))
+    ref = {
+        "bucket": DATA_BUCKET,
+        "key": "incoming/churn/late.csv",
+        "version_id": old["s3"]["object"]["versionId"],
+        "etag": old["s3"]["object"]["eTag"],
+        "size": old["s3"]["object"]["size"],
+        "sequencer": old["s3"]["object"]["sequencer"],
+    }
+    common = {"job_id": "late-job", "object": ref}
+    chunk = {"start": 0, "end": ref["size"]}
+    result = fanout_app.handler({"action": "chunk", **common, "chunk": chunk, "chunk_index": 0}, lambda_context)
+    new = upload(batch_env.s3, "incoming/churn/late.csv", churn_csv(25, seed=8))
+    assert handled(batch_app, lambda_context, new) == {"batchItemFailures": []}
+    # WHEN the older job's merge runs
+    merged = fanout_app.handler({"action": "merge", **common, "results": [result]}, lambda_context)
+    # THEN it is superseded: the newer outputs stay, and the temporary parts are gone
+    assert merged["status"] == "superseded" and merged["rows_read"] == 40
+    assert summary(batch_env.s3, "late.csv")["rows_read"] == 25
+    assert versions(batch_env.s3, "scored/churn/late.csv") == 1
+    assert batch_env.s3.list_objects_v2(Bucket=DATA_BUCKET, Prefix="tmp/").get("KeyCount", 0) == 0

@@ -117,7 +117,7 @@ def test_aws_s3_cp_into_incoming_is_scored_within_seconds(stack, tmp_path):
     started = time.monotonic()
     aws_cli(stack, "s3", "cp", str(path), f"s3://{bucket}/incoming/churn/day one.csv")
     # THEN the summary, the scored file and the errors file appear
-    summary = json.loads(wait_for_object(stack, bucket, "scored/day one.csv.summary.json", timeout_s=60))
+    summary = json.loads(wait_for_object(stack, bucket, "scored/churn/day one.csv.summary.json", timeout_s=60))
     elapsed = time.monotonic() - started
     print(f"s3 cp -> summary in {elapsed:.2f} s (includes the function's cold start)")
     assert (summary["status"], summary["rows_read"], summary["rows_scored"], summary["rows_rejected"]) == (
@@ -127,9 +127,9 @@ def test_aws_s3_cp_into_incoming_is_scored_within_seconds(stack, tmp_path):
         1,
     )
     assert summary["input"]["version_id"]  # the notification carried the version id
-    scored = wait_for_object(stack, bucket, "scored/day one.csv", timeout_s=5).decode().splitlines()
+    scored = wait_for_object(stack, bucket, "scored/churn/day one.csv", timeout_s=5).decode().splitlines()
     assert len(scored) == 200
-    errors = wait_for_object(stack, bucket, "errors/day one.csv.jsonl", timeout_s=5).splitlines()
+    errors = wait_for_object(stack, bucket, "errors/churn/day one.csv.jsonl", timeout_s=5).splitlines()
     assert len(errors) == 1
     # AND the message was deleted: nothing waits in the queue or the dead-letter queue
     sqs = stack.client("sqs")
@@ -151,10 +151,10 @@ def test_large_file_goes_through_the_local_distributed_map_into_one_output(stack
     started = time.monotonic()
     aws_cli(stack, "s3", "cp", str(path), f"s3://{bucket}/incoming/churn/big.csv")
     # THEN the state machine scores its chunks in parallel and merges them into one scored file and one summary
-    summary = json.loads(wait_for_object(stack, bucket, "scored/big.csv.summary.json", timeout_s=90))
+    summary = json.loads(wait_for_object(stack, bucket, "scored/churn/big.csv.summary.json", timeout_s=90))
     print(f"s3 cp -> merged summary of {BIG_ROWS} rows in {time.monotonic() - started:.2f} s")
     assert (summary["status"], summary["chunks"], summary["rows_scored"]) == ("succeeded", 2, BIG_ROWS)
-    scored = stack.client("s3").get_object(Bucket=bucket, Key="scored/big.csv")["Body"].read().splitlines()
+    scored = stack.client("s3").get_object(Bucket=bucket, Key="scored/churn/big.csv")["Body"].read().splitlines()
     assert len(scored) == BIG_ROWS + 1
     # AND the execution is recorded as SUCCEEDED in moto
     sfn = stack.client("stepfunctions")

@@ -505,6 +505,20 @@ def test_api_5xx_alarm_watches_this_apis_stage(template: dict) -> None:
     assert {"Ref": "AlarmTopic"} in alarm["AlarmActions"]
 
 
+def test_failed_batch_jobs_alarm_sums_the_metric_the_batch_functions_emit(template: dict) -> None:
+    # GIVEN the alarm on failed batch jobs and the powertools namespace and service of the functions
+    alarm = template["Resources"]["BatchFailedJobsAlarm"]["Properties"]
+    powertools = template["Globals"]["Function"]["Environment"]["Variables"]
+    # THEN it queries FailedJobs in that namespace for that service, whatever the model and version
+    (query,) = [m for m in alarm["Metrics"] if m.get("ReturnData")]
+    namespace, service = powertools["POWERTOOLS_METRICS_NAMESPACE"], powertools["POWERTOOLS_SERVICE_NAME"]
+    assert query["Expression"] == f"SELECT SUM(FailedJobs) FROM {namespace} WHERE service = '{service}'"
+    assert (query["Period"], alarm["ComparisonOperator"], alarm["Threshold"]) == (300, "GreaterThanThreshold", 0)
+    assert {"Ref": "AlarmTopic"} in alarm["AlarmActions"]
+    # AND the batch functions really emit that metric name
+    assert '"FailedJobs"' in (ROOT / "functions" / "batch_score" / "batch_shared.py").read_text(encoding="utf-8")
+
+
 def test_model_refused_alarm_sums_the_metric_the_function_emits(template: dict) -> None:
     # GIVEN the alarm on refused models and the powertools namespace and service of the function
     alarm = template["Resources"]["ModelRefusedAlarm"]["Properties"]
@@ -726,6 +740,11 @@ def test_batch_roles_are_least_privilege(template: dict) -> None:
             {"Fn::Sub": "${DataBucket.Arn}/tmp/*"},
         ]
         assert "s3:PutObject" not in json.dumps(statements["ReadModels"])
+        # AND they read their own results (the sequencer already published), and may list the data bucket so that
+        #     a result not written yet is a 404, not a 403
+        assert statements["ReadResults"]["Action"] == "s3:GetObject"
+        assert statements["ReadResults"]["Resource"] == statements["WriteResults"]["Resource"][:2]
+        assert statements["ListResults"]["Resource"] == {"Fn::GetAtt": ["DataBucket", "Arn"]}
         # AND no statement uses a wildcard resource or action
         for sid, statement in statements.items():
             assert "*" not in as_list(statement["Resource"]), sid

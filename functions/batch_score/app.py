@@ -7,14 +7,19 @@ Each SQS message holds an S3 event (one or more Records) or S3's s3:TestEvent (i
 - large file (size above SKLAMBDA_BATCH_FANOUT_BYTES): the planned byte ranges go to the fan-out state machine,
   started under the job id as execution name, so a second start of the same job cannot run twice.
 
+Order. A notification delivered late or again for an object version older than the one whose outputs are already
+published (S3's sequencer says which) publishes nothing: the job ends "superseded", counted (SupersededJobs) and
+logged, its report written beside the newer summary (<scored key>.superseded.json); the message is deleted.
+
 Failures. BatchJobFailed (bad header, too many rejected rows, unknown model...) has already written the failed
 summary and errors file; the record is reported failed (batchItemFailures), and since the idempotency record is
 deleted on an exception (it is not stored as a result), every redelivery runs the job again: same input, same
 report, and a redrive from the dead-letter queue after a fix (e.g. publishing the missing model) really rescores.
 After 5 receives the queue's RedrivePolicy moves the message to BatchDeadLetterQueue (alarmed). A key that cannot
 be a job at all (BatchInputError: unknown suffix, no model folder) has no report to write: it is logged and
-counted (InvalidObjects) and the message is deleted. Any other exception is transient: the record fails, SQS
-redelivers after the visibility timeout.
+counted (InvalidObjects) and the message is deleted. Any other exception is transient: the engine writes a failed
+summary (reason unexpected_error, counts so far) and raises BatchJobCrashed, counted (FailedJobs); the record fails
+and SQS redelivers after the visibility timeout (then the dead-letter queue).
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from botocore.exceptions import ClientError
 from sklambda import aws
 from sklambda.batch import (
     BatchInputError,
+    BatchJobCrashed,
     BatchJobFailed,
     ByteRange,
     ObjectRef,
@@ -81,6 +87,7 @@ def _job(s3_record: dict[str, Any]) -> dict[str, Any]:
         "version_id": obj.get("versionId"),
         "etag": obj.get("eTag"),
         "size": obj.get("size"),
+        "sequencer": obj.get("sequencer"),  # orders the uploads of this key (a late old one is superseded)
     }
 
 
@@ -108,7 +115,14 @@ def _start_fan_out(ref: ObjectRef, job_id: str, chunks: list[ByteRange]) -> dict
 @idempotent_function(data_keyword_argument="job", config=idempotency, persistence_store=persistence)
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
     """Score one object version, or hand it to the fan-out state machine. Runs once per version."""
-    ref = ObjectRef(job["bucket"], job["key"], version_id=job["version_id"], etag=job["etag"], size=job["size"])
+    ref = ObjectRef(
+        job["bucket"],
+        job["key"],
+        version_id=job["version_id"],
+        etag=job["etag"],
+        size=job["size"],
+        sequencer=job.get("sequencer"),
+    )
     job_id = job_id_for(ref)
     logger.append_keys(job_id=job_id)
     if ref.size is not None and ref.size > fan_out.threshold_bytes:
@@ -118,7 +132,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     capture = job_capture(job_id)
     try:
         summary = score_object(ref, server=server(), settings=settings, job_id=job_id, observer=capture)
-    except BatchJobFailed as e:
+    except (BatchJobFailed, BatchJobCrashed) as e:
         record_capture(capture)
         record_job(e.summary)
         raise

@@ -9,7 +9,7 @@ from __future__ import annotations
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
-from sklambda.batch import JobSummary
+from sklambda.batch import SUCCEEDED, SUPERSEDED, JobSummary
 from sklambda.capture import Capturer, JobCapture
 from sklambda.config import CaptureSettings, ServingSettings
 from sklambda.registry import Registry
@@ -37,17 +37,20 @@ def server() -> ModelServer:
 
 
 def record_job(summary: JobSummary) -> None:
-    """The job's metrics (EMF, dimensions model and version) and one log line with its outcome."""
+    """The job's metrics (EMF, dimensions model and version) and one log line with its outcome: RowsScored...
+    for a succeeded job, FailedJobs for a failed or crashed one, SupersededJobs for a superseded one."""
     metrics = EphemeralMetrics()  # its own dimension set per job, flushed at once
     metrics.add_dimension(name="model", value=summary.model_name)
     metrics.add_dimension(name="version", value=summary.model_version or "unknown")
     metrics.add_metric(name="RowsRejected", unit=MetricUnit.Count, value=summary.rows_rejected)
     # Per check in the summary; one total here (EphemeralMetrics shares one dimension set per flush).
     metrics.add_metric(name="DataQualityWarnings", unit=MetricUnit.Count, value=sum(summary.data_quality.values()))
-    if summary.status == "succeeded":
+    if summary.status == SUCCEEDED:
         metrics.add_metric(name="RowsScored", unit=MetricUnit.Count, value=summary.rows_scored)
         metrics.add_metric(name="RowsPerSecond", unit=MetricUnit.CountPerSecond, value=summary.rows_per_second)
         metrics.add_metric(name="JobDuration", unit=MetricUnit.Seconds, value=summary.duration_seconds)
+    elif summary.status == SUPERSEDED:
+        metrics.add_metric(name="SupersededJobs", unit=MetricUnit.Count, value=1)
     else:
         metrics.add_metric(name="FailedJobs", unit=MetricUnit.Count, value=1)
     metrics.flush_metrics()
@@ -62,8 +65,13 @@ def record_job(summary: JobSummary) -> None:
         "seconds": round(summary.duration_seconds, 3),
         "summary_key": summary.summary_key,
     }
-    if summary.status == "succeeded":
+    if summary.status == SUCCEEDED:
         logger.info("batch job scored", extra=extra)
+    elif summary.status == SUPERSEDED:
+        logger.warning(
+            "batch job superseded: a newer upload of the key is already published; nothing was published",
+            extra={**extra, "sequencer": summary.input_sequencer, "superseded_by": summary.superseded_by},
+        )
     else:
         logger.warning("batch job failed", extra={**extra, "reason": summary.failure_reason, "report": summary.report})
 

@@ -8,6 +8,8 @@ A chunk that cannot be scored on its own (ChunkingUnsafe: a quoted newline in it
 `chunking_unsafe`, and the merge then scores the whole object in one pass instead. A job that fails for its input
 raises BatchJobFailed from the merge (failed summary written): the state machine ends in its Fail state without
 retrying. `fail` writes the failed summary when the map itself failed (a chunk kept failing on transient errors).
+The object (ObjectRef as a dict) carries the S3 event's sequencer to every task, so the merge (and `fail`) publish
+nothing over the outputs of a newer upload of the same key (the job ends "superseded").
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from batch_shared import job_capture, record_capture, record_job, server
 
 from sklambda.batch import (
+    BatchJobCrashed,
     BatchJobFailed,
     ByteRange,
     ChunkingUnsafe,
@@ -74,7 +77,7 @@ def merge(event: dict[str, Any]) -> dict[str, Any]:
             summary = score_object(ref, server=server(), settings=settings, job_id=job_id)
         else:
             summary = merge_chunks(ref, [_chunk_result(r) for r in results], settings=settings, job_id=job_id)
-    except BatchJobFailed as e:
+    except (BatchJobFailed, BatchJobCrashed) as e:
         record_job(e.summary)
         raise
     record_job(summary)

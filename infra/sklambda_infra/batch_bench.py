@@ -179,7 +179,7 @@ def sklambda_arm(src: Path) -> tuple[float, dict]:
             elapsed = time.perf_counter() - started
         if response.get("batchItemFailures"):
             raise RuntimeError(f"the batch handler reported a failure: {response}")
-        summary = json.loads(s3.get_object(Bucket="bench-data", Key="scored/day.csv.summary.json")["Body"].read())
+        summary = json.loads(s3.get_object(Bucket="bench-data", Key="scored/bench/day.csv.summary.json")["Body"].read())
     aws.reset_clients()
     return elapsed, summary
 

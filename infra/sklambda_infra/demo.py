@@ -297,7 +297,7 @@ def run() -> int:
         text[40] = text[40].replace(",", ";")  # one line with the wrong delimiter
         s3.put_object(Bucket=data_bucket, Key="incoming/churn/2026-11-27/customers.csv",
                       Body=("\n".join(text) + "\n").encode())  # fmt: skip
-        summary = wait_for_summary(s3, data_bucket, "scored/2026-11-27/customers.csv.summary.json")
+        summary = wait_for_summary(s3, data_bucket, "scored/churn/2026-11-27/customers.csv.summary.json")
         print(f"  {summary['status']}: {summary['rows_read']} rows read, {summary['rows_scored']} scored, "
               f"{summary['rows_rejected']} rejected, model {summary['model']['name']} v{summary['model']['version']}, "
               f"{summary['duration_seconds']:.2f} s")  # fmt: skip

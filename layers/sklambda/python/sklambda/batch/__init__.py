@@ -2,10 +2,14 @@
 
     summary = score_object(ObjectRef(bucket, decode_s3_key(raw_key), version_id), server=..., settings=...)
 
-See engine.py for outputs and retry semantics, keys.py for the key layout, parse.py for validation rules.
+See engine.py for outputs and retry semantics, keys.py for the key layout, ordering.py for late deliveries of
+older uploads (superseded jobs), parse.py for validation rules.
 """
 
 from sklambda.batch.engine import (
+    FAILED,
+    SUCCEEDED,
+    SUPERSEDED,
     ByteRange,
     ChunkResult,
     JobSummary,
@@ -17,11 +21,15 @@ from sklambda.batch.engine import (
     score_chunk,
     score_object,
 )
-from sklambda.batch.errors import BatchInputError, BatchJobFailed, ChunkingUnsafe
+from sklambda.batch.errors import BatchInputError, BatchJobCrashed, BatchJobFailed, ChunkingUnsafe
 from sklambda.batch.keys import Target, decode_s3_key, detect_format, parse_incoming_key
 
 __all__ = [
+    "FAILED",
+    "SUCCEEDED",
+    "SUPERSEDED",
     "BatchInputError",
+    "BatchJobCrashed",
     "BatchJobFailed",
     "ByteRange",
     "ChunkResult",

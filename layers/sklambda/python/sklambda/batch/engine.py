@@ -5,7 +5,15 @@ same outputs byte for byte. No Lambda event shapes here: the handler builds an O
 
 Retries: output keys depend only on the input key, and every output is a multipart upload completed at the
 end (aborted on any error), so a retry after a crash overwrites complete objects or nothing. A job that failed
-because of its input raises BatchJobFailed (not retryable); S3 and network errors propagate as they are.
+because of its input raises BatchJobFailed (not retryable); any other exception (S3, network, a bug) writes a failed
+summary with the counts so far and raises BatchJobCrashed (retryable) from it.
+
+Ordering (ordering.py): a job for an object version older than the one whose outputs are published (by the S3
+event sequencer in ObjectRef.sequencer) publishes nothing; it returns a summary with status "superseded", written to
+the superseded record beside the summary (keys.Target.superseded_key), never over the newer summary.
+
+Counts: every summary has rows_read == rows_scored + rows_rejected (rows_scored counts rows the model scored, also
+when the job failed and published none of them; outputs.scored says whether a scored file was published).
 """
 
 from __future__ import annotations
@@ -24,8 +32,9 @@ import pandas as pd
 from botocore.exceptions import ClientError
 
 from sklambda import aws
-from sklambda.batch.errors import BatchJobFailed
+from sklambda.batch.errors import BatchJobCrashed, BatchJobFailed
 from sklambda.batch.keys import CSV, CSV_GZ, Target, detect_format, parse_incoming_key
+from sklambda.batch.ordering import Guard, Superseded
 from sklambda.batch.parse import CsvLayout, HeaderProblem, Parsed, Reasons, parse_csv, parse_jsonl
 from sklambda.batch.reader import CorruptInput, RecordBatch, RecordReader, raw_blocks
 from sklambda.batch.writer import MultipartWriter
@@ -34,7 +43,7 @@ from sklambda.errors import ExplanationUnavailable, InvalidInput, ModelNotFound,
 from sklambda.serving import LoadedModel, ModelServer
 
 THRESHOLD_TAG = "batch_reject_threshold"
-SUCCEEDED, FAILED = "succeeded", "failed"
+SUCCEEDED, FAILED, SUPERSEDED = "succeeded", "failed", "superseded"
 # Called with (model, frame of the scored rows, their ScoredArrays) after each scored batch of rows: how the
 # handler captures a sample for monitoring without the engine knowing about capture.
 ScoredObserver = Callable[[LoadedModel, pd.DataFrame, Any], None]
@@ -47,6 +56,8 @@ class ObjectRef:
     version_id: str | None = None
     etag: str | None = None
     size: int | None = None
+    # The S3 event's sequencer (s3.object.sequencer): orders the uploads of one key. None: the job is unordered.
+    sequencer: str | None = None
 
 
 @dataclass(frozen=True)
@@ -102,6 +113,15 @@ class JobSummary:
     report: str | None = None
     # Scored rows' values unlike the training data, per check (sklambda.flags): scored anyway, counted here.
     data_quality: dict[str, int] = field(default_factory=dict)
+    input_sequencer: str | None = None
+    superseded_by: str | None = None  # status superseded: the sequencer of the newer upload already published
+
+    def __post_init__(self) -> None:
+        if self.rows_read != self.rows_scored + self.rows_rejected:
+            raise ValueError(
+                f"job {self.job_id}: rows do not add up: {self.rows_read} read != {self.rows_scored} scored + "
+                f"{self.rows_rejected} rejected"
+            )
 
     @property
     def reject_rate(self) -> float:
@@ -124,6 +144,7 @@ class JobSummary:
                 "key": self.input_key,
                 "version_id": self.input_version_id,
                 "etag": self.input_etag,
+                "sequencer": self.input_sequencer,
             },
             "model": {"name": self.model_name, "alias": self.model_alias, "version": self.model_version},
             "format": self.format,
@@ -143,6 +164,7 @@ class JobSummary:
                 "summary": self.summary_key,
             },
             "failure": {"reason": self.failure_reason, "report": self.report} if self.failure_reason else None,
+            "superseded_by": {"sequencer": self.superseded_by} if self.status == SUPERSEDED else None,
         }
 
 
@@ -497,8 +519,11 @@ def score_object(
     job_id: str | None = None,
     observer: ScoredObserver | None = None,
 ) -> JobSummary:
-    """Score the whole object in one streaming pass. Raises BatchInputError (bad key), BatchJobFailed
-    (failed summary written), or a transient S3 error (nothing published; safe to retry)."""
+    """Score the whole object in one streaming pass.
+
+    Returns the succeeded summary, or a superseded one (status "superseded", nothing published) when a newer
+    upload of the key has published its outputs. Raises BatchInputError (bad key), BatchJobFailed (failed summary
+    written; not retryable), or BatchJobCrashed (failed summary written when possible; retryable)."""
     s3 = s3 or aws.client("s3")
     target = parse_incoming_key(ref.key)
     fmt = target.format
@@ -506,13 +531,14 @@ def score_object(
     bucket = settings.data_bucket or ref.bucket
     started = time.monotonic()
     counts = _Counts()
+    guard = Guard(s3, bucket, target.summary_key, ref.sequencer)
     scored_out = MultipartWriter(
-        s3, bucket, target.scored_key, part_bytes=settings.part_bytes, gzip=fmt.endswith(".gz")
+        s3, bucket, target.scored_key, part_bytes=settings.part_bytes, gzip=fmt.endswith(".gz"), metadata=guard.metadata
     )
-    errors_out = MultipartWriter(s3, bucket, target.errors_key, part_bytes=settings.part_bytes)
+    errors_out = MultipartWriter(s3, bucket, target.errors_key, part_bytes=settings.part_bytes, metadata=guard.metadata)
     loaded: LoadedModel | None = None
 
-    def summary(status: str, failure: _Failed | None = None) -> JobSummary:
+    def summary(status: str, failure: _Failed | None = None, errors_published: bool = True) -> JobSummary:
         return JobSummary(
             job_id=job_id,
             status=status,
@@ -520,13 +546,13 @@ def score_object(
             model_version=loaded.card.version if loaded else None,
             format=fmt,
             rows_read=counts.rows_read,
-            rows_scored=counts.rows_scored if status == SUCCEEDED else 0,
+            rows_scored=counts.rows_scored,
             rows_rejected=counts.rows_rejected,
             reject_threshold=reject_threshold(loaded, settings),
             duration_seconds=time.monotonic() - started,
             output_bucket=bucket,
             scored_key=target.scored_key if status == SUCCEEDED else None,
-            errors_key=target.errors_key if counts.rows_rejected else None,
+            errors_key=target.errors_key if counts.rows_rejected and errors_published else None,
             summary_key=target.summary_key,
             failure_reason=failure.reason if failure else None,
             report=failure.report if failure else None,
@@ -534,6 +560,7 @@ def score_object(
         )
 
     try:
+        guard.check()  # a late delivery of an old version: do not even score it
         loaded = _load(server, target, settings)
         response = _get(s3, ref)
         _stream(
@@ -548,26 +575,96 @@ def score_object(
             explain=_wants_explanations(response),
         )
         _check_threshold(counts.rows_read, counts.rows_rejected, reject_threshold(loaded, settings))
+        guard.check()
+        guard.before_write(target.scored_key)
+        scored_out.complete()
+        _finish_errors(guard, errors_out, target, counts.rows_rejected)
+        result = summary(SUCCEEDED)
+        guard.put_summary(result.to_dict())
+        return result
+    except Superseded as e:
+        scored_out.abort()
+        errors_out.abort()
+        return _superseded(s3, bucket, target, summary(SUPERSEDED), e)
     except _Failed as failure:
         scored_out.abort()
-        _finish_errors(s3, errors_out, bucket, target, counts.rows_rejected)
-        _delete_quietly(s3, bucket, target.scored_key)  # a failed job leaves no scored file, not even an old one
-        result = summary(FAILED, failure)
-        _put_summary(s3, bucket, result)
+        result = _publish_failure(
+            s3, bucket, target, guard, lambda f=failure: summary(FAILED, f), errors_out, counts.rows_rejected
+        )
+        if result.status == SUPERSEDED:
+            return result
         raise BatchJobFailed(result) from None
+    except Exception as crash:
+        scored_out.abort()
+        errors_out.abort()
+        report = _unexpected(crash)
+        _crashed(s3, bucket, target, guard, lambda: summary(FAILED, report, errors_published=False), crash)
+        raise  # not reached: _crashed raises
     except BaseException:
         scored_out.abort()
         errors_out.abort()
         raise
+
+
+def _unexpected(e: BaseException) -> _Failed:
+    return _Failed("unexpected_error", f"{type(e).__name__}: {str(e)[:MAX_REPORT_CHARS]}; the job is retried")
+
+
+def _publish_failure(
+    s3: Any,
+    bucket: str,
+    target: Target,
+    guard: Guard,
+    summary: Callable[[], JobSummary],
+    errors_out: MultipartWriter,
+    rejected: int,
+) -> JobSummary:
+    """A failed job: its errors file, no scored file (not even an old one of this key), the failed summary.
+    Returns the failed summary, or the superseded one when a newer upload already published."""
     try:
-        scored_out.complete()
-        _finish_errors(s3, errors_out, bucket, target, counts.rows_rejected)
+        guard.check()
+        _finish_errors(guard, errors_out, target, rejected)
+        guard.delete(target.scored_key)  # a failed job leaves no scored file, not even its key's older one
+        result = summary()
+        guard.put_summary(result.to_dict())
+        return result
+    except Superseded as e:
+        errors_out.abort()
+        return _superseded(s3, bucket, target, replace(summary(), failure_reason=None, report=None), e)
     except BaseException:
-        scored_out.abort()
         errors_out.abort()
         raise
-    result = summary(SUCCEEDED)
-    _put_summary(s3, bucket, result)
+
+
+def _crashed(
+    s3: Any, bucket: str, target: Target, guard: Guard, summary: Callable[[], JobSummary], crash: Exception
+) -> None:
+    """After an unexpected exception: write the failed summary (counts so far) and raise BatchJobCrashed from the
+    exception; if S3 refuses even that, the original exception propagates."""
+    try:
+        result = summary()
+        guard.check()
+        guard.delete(target.scored_key)
+        guard.delete(target.errors_key)
+        guard.put_summary(result.to_dict())
+    except Exception:  # S3 refuses this too, or a newer upload published (the retry will say superseded)
+        raise crash from None
+    raise BatchJobCrashed(result) from crash
+
+
+def _superseded(s3: Any, bucket: str, target: Target, summary: JobSummary, e: Superseded) -> JobSummary:
+    """The report of a job that published nothing because a newer upload of its key already did; written to the
+    superseded record (the newer summary stays as it is)."""
+    result = replace(
+        summary,
+        status=SUPERSEDED,
+        scored_key=None,
+        errors_key=None,
+        summary_key=target.superseded_key,
+        superseded_by=e.sequencer,
+    )
+    body = json.dumps(result.to_dict(), indent=2).encode()
+    s3.put_object(Bucket=bucket, Key=target.superseded_key, Body=body, ContentType="application/json")
     return result
 
 
@@ -580,12 +677,13 @@ def _check_threshold(rows_read: int, rows_rejected: int, threshold: float) -> No
         )
 
 
-def _finish_errors(s3: Any, errors_out: MultipartWriter, bucket: str, target: Target, rejected: int) -> None:
+def _finish_errors(guard: Guard, errors_out: MultipartWriter, target: Target, rejected: int) -> None:
     if rejected:
+        guard.before_write(target.errors_key)
         errors_out.complete()
     else:
         errors_out.abort()
-        _delete_quietly(s3, bucket, target.errors_key)  # an old errors file would describe another upload
+        guard.delete(target.errors_key)  # an old errors file would describe another upload
 
 
 def _identity(ref: ObjectRef, target: Target, settings: BatchSettings) -> dict[str, Any]:
@@ -595,14 +693,10 @@ def _identity(ref: ObjectRef, target: Target, settings: BatchSettings) -> dict[s
         "input_key": ref.key,
         "input_version_id": ref.version_id,
         "input_etag": ref.etag,
+        "input_sequencer": ref.sequencer,
         "model_name": target.model,
         "model_alias": None if target.version else (target.alias or settings.default_alias),
     }
-
-
-def _put_summary(s3: Any, bucket: str, summary: JobSummary) -> None:
-    body = json.dumps(summary.to_dict(), indent=2, sort_keys=False).encode()
-    s3.put_object(Bucket=bucket, Key=summary.summary_key, Body=body, ContentType="application/json")
 
 
 # -- fan-out ---------------------------------------------------------------------------------------------
@@ -613,10 +707,12 @@ MAX_REPORT_CHARS = 4000
 def record_fan_out_failure(
     ref: ObjectRef, *, job_id: str, error: str, cause: str, settings: BatchSettings, s3: Any = None
 ) -> JobSummary:
-    """Write the failed summary of a fanned-out job whose map could not finish (no chunk results to merge)."""
+    """Write the failed summary of a fanned-out job whose map could not finish (no chunk results to merge), or,
+    when a newer upload of the key already published, the superseded record."""
     s3 = s3 or aws.client("s3")
     target = parse_incoming_key(ref.key)
     bucket = settings.data_bucket or ref.bucket
+    guard = Guard(s3, bucket, target.summary_key, ref.sequencer)
     summary = JobSummary(
         job_id=job_id,
         status="failed",
@@ -635,7 +731,11 @@ def record_fan_out_failure(
         failure_reason="fan_out_failed",
         report=f"{error}: {cause[:MAX_REPORT_CHARS]}",
     )
-    _put_summary(s3, bucket, summary)
+    try:
+        guard.check()
+        guard.put_summary(summary.to_dict())
+    except Superseded as e:
+        return _superseded(s3, bucket, target, replace(summary, failure_reason=None, report=None), e)
     return summary
 
 
@@ -776,11 +876,14 @@ def merge_chunks(
     job_id: str | None = None,
     started_at: float | None = None,
 ) -> JobSummary:
-    """Publish the chunks' parts as one scored file and one errors file, write the summary, delete tmp/."""
+    """Publish the chunks' parts as one scored file and one errors file, write the summary, delete tmp/.
+
+    Returns the succeeded or superseded summary (as score_object); raises BatchJobFailed or BatchJobCrashed."""
     s3 = s3 or aws.client("s3")
     target = parse_incoming_key(ref.key)
     job_id = job_id or job_id_for(ref)
     bucket = settings.data_bucket or ref.bucket
+    guard = Guard(s3, bucket, target.summary_key, ref.sequencer)
     results = sorted(results, key=lambda r: r.index)
     rows_read = sum(r.rows_read for r in results)
     rejected = sum(r.rows_rejected for r in results)
@@ -795,49 +898,63 @@ def merge_chunks(
             _check_threshold(rows_read, rejected, threshold)
         except _Failed as e:
             failure = e
-    errors_out = MultipartWriter(s3, bucket, target.errors_key, part_bytes=settings.part_bytes)
+
+    def summary(status: str, failure: _Failed | None, errors_published: bool = True) -> JobSummary:
+        duration = (time.monotonic() - started_at) if started_at else sum(r.duration_seconds for r in results)
+        return JobSummary(
+            job_id=job_id,
+            status=status,
+            **_identity(ref, target, settings),
+            model_version=next((r.model_version for r in results if r.model_version), None),
+            format=target.format,
+            rows_read=rows_read,
+            rows_scored=scored,
+            rows_rejected=rejected,
+            reject_threshold=threshold,
+            duration_seconds=duration,
+            output_bucket=bucket,
+            scored_key=target.scored_key if status == SUCCEEDED else None,
+            errors_key=target.errors_key if rejected and errors_published else None,
+            summary_key=target.summary_key,
+            chunks=len(results),
+            failure_reason=failure.reason if failure else None,
+            report=failure.report if failure else None,
+            data_quality=dict(sum((Counter(r.data_quality) for r in results), Counter())),
+        )
+
+    errors_out = MultipartWriter(s3, bucket, target.errors_key, part_bytes=settings.part_bytes, metadata=guard.metadata)
     try:
+        guard.check()
         offset = 0
         for r in results:
             if r.errors_key and r.rows_rejected:
                 _copy_errors(s3, bucket, r.errors_key, offset, errors_out)
             offset += r.physical_lines
         if failure is None:
-            _concat(s3, bucket, [r.scored_key for r in results if r.scored_key], target.scored_key)
-        _finish_errors(s3, errors_out, bucket, target, rejected)
+            _concat(s3, bucket, [r.scored_key for r in results if r.scored_key], target.scored_key, guard)
+            _finish_errors(guard, errors_out, target, rejected)
+            result = summary(SUCCEEDED, None)
+            guard.put_summary(result.to_dict())
+        else:
+            result = _publish_failure(s3, bucket, target, guard, lambda: summary(FAILED, failure), errors_out, rejected)
+    except Superseded as e:
+        errors_out.abort()
+        result = _superseded(s3, bucket, target, summary(SUPERSEDED, None), e)
+    except Exception as crash:
+        errors_out.abort()
+        report = _unexpected(crash)
+        _crashed(s3, bucket, target, guard, lambda: summary(FAILED, report, errors_published=False), crash)
+        raise  # not reached: _crashed raises
     except BaseException:
         errors_out.abort()
         raise
-    if failure is not None:
-        _delete_quietly(s3, bucket, target.scored_key)
     for r in results:
         for key in (r.scored_key, r.errors_key, *_tmp_keys(job_id, r.index)):
             if key:
                 _delete_quietly(s3, bucket, key)
-    summary = JobSummary(
-        job_id=job_id,
-        status=FAILED if failure else SUCCEEDED,
-        **_identity(ref, target, settings),
-        model_version=next((r.model_version for r in results if r.model_version), None),
-        format=target.format,
-        rows_read=rows_read,
-        rows_scored=0 if failure else scored,
-        rows_rejected=rejected,
-        reject_threshold=threshold,
-        duration_seconds=(time.monotonic() - started_at) if started_at else sum(r.duration_seconds for r in results),
-        output_bucket=bucket,
-        scored_key=None if failure else target.scored_key,
-        errors_key=target.errors_key if rejected else None,
-        summary_key=target.summary_key,
-        chunks=len(results),
-        failure_reason=failure.reason if failure else None,
-        report=failure.report if failure else None,
-        data_quality=dict(sum((Counter(r.data_quality) for r in results), Counter())),
-    )
-    _put_summary(s3, bucket, summary)
-    if failure is not None:
-        raise BatchJobFailed(summary)
-    return summary
+    if result.status == FAILED:
+        raise BatchJobFailed(result)
+    return result
 
 
 def _copy_errors(s3: Any, bucket: str, key: str, offset: int, out: MultipartWriter) -> None:
@@ -849,11 +966,12 @@ def _copy_errors(s3: Any, bucket: str, key: str, offset: int, out: MultipartWrit
             out.write(json.dumps(entry, ensure_ascii=False).encode() + b"\n")
 
 
-def _concat(s3: Any, bucket: str, sources: list[str], key: str) -> None:
+def _concat(s3: Any, bucket: str, sources: list[str], key: str, guard: Guard) -> None:
     """One multipart upload of the sources in order: UploadPartCopy for sources of at least 5 MiB, small
-    ones concatenated in memory until they make a part (S3's minimum for all but the last part)."""
+    ones concatenated in memory until they make a part (S3's minimum for all but the last part). Completed only
+    if no newer upload wrote `key` meanwhile (raises Superseded)."""
     sizes = [int(s3.head_object(Bucket=bucket, Key=k)["ContentLength"]) for k in sources]
-    upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+    upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key, Metadata=guard.metadata)["UploadId"]
     parts: list[dict] = []
     buf = bytearray()
 
@@ -879,6 +997,7 @@ def _concat(s3: Any, bucket: str, sources: list[str], key: str) -> None:
                 flush()
         if buf or not parts:
             flush()
+        guard.before_write(key)
         s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts})
     except BaseException:
         s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)

@@ -7,8 +7,9 @@
   errors file are already written when it is raised. Not retryable: the same input gives the same result.
 - ChunkingUnsafe: a byte range given to score_chunk holds a quoted newline, so ranges cut on newlines may
   split a row; the caller scores the whole object with score_object instead.
-- Anything else (botocore ClientError for throttling, network errors, ...) is transient and propagates
-  unchanged; a retry is safe (deterministic keys, multipart uploads aborted).
+- BatchJobCrashed: anything else stopped the job (botocore ClientError for throttling, network errors, a bug);
+  a failed summary with the counts so far was written (when S3 allowed it) and the original exception is its
+  __cause__. Retryable: a retry is safe (deterministic keys, multipart uploads aborted).
 """
 
 from __future__ import annotations
@@ -41,4 +42,16 @@ class BatchJobFailed(SklambdaError):
 
     def __init__(self, summary: JobSummary) -> None:
         super().__init__(f"batch job for s3://{summary.input_bucket}/{summary.input_key} failed: {summary.failure}")
+        self.summary = summary
+
+
+class BatchJobCrashed(SklambdaError):
+    """An unexpected exception stopped the job; `summary` is the failed summary written for it (reason
+    unexpected_error), the exception is __cause__. Retryable."""
+
+    code = "batch_job_crashed"
+    retryable = True
+
+    def __init__(self, summary: JobSummary) -> None:
+        super().__init__(f"batch job for s3://{summary.input_bucket}/{summary.input_key} crashed: {summary.failure}")
         self.summary = summary

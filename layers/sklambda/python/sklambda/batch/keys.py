@@ -4,11 +4,14 @@ Input keys (URL-decoded by the caller, see decode_s3_key):
     incoming/<model>/<relative path>                   scored with the default alias
     incoming/<model>@<alias>/<relative path>           a name starting with a letter and without '.' is an alias
     incoming/<model>@<version>/<relative path>         all digits, or containing '.', is a version ("3", "1.2")
-Outputs, in the data bucket:
-    scored/<relative path>                 input columns as read + prediction, proba_<class>..., model_version
-    scored/<relative path>.summary.json    the job summary (also for failed jobs)
-    errors/<relative path>.jsonl           one line per rejected row
-    tmp/<job id>/...                       parts written by score_chunk, deleted by merge_chunks
+Outputs, in the data bucket, keyed by what produced them: <source> is the input's folder as uploaded,
+<model> or <model>@<alias or version>, so two models (or two aliases of one model) never share an output key:
+    scored/<source>/<relative path>                    input columns as read + prediction, proba_<class>...
+    scored/<source>/<relative path>.summary.json       the job summary (also for failed jobs)
+    scored/<source>/<relative path>.superseded.json    the last delivery of an older upload that was not published
+    errors/<source>/<relative path>.jsonl              one line per rejected row
+    tmp/<job id>/...                                   parts written by score_chunk, deleted by merge_chunks
+Until issue 10 the outputs were scored/<relative path> etc. without <source>; old outputs stay where they are.
 """
 
 from __future__ import annotations
@@ -37,16 +40,26 @@ class Target:
         return detect_format(self.relative_path)
 
     @property
+    def source(self) -> str:
+        """The model and selector as written in the input key: churn, churn@staging, churn@3."""
+        selector = self.alias or self.version
+        return f"{self.model}@{selector}" if selector else self.model
+
+    @property
     def scored_key(self) -> str:
-        return f"scored/{self.relative_path}"
+        return f"scored/{self.source}/{self.relative_path}"
 
     @property
     def summary_key(self) -> str:
-        return f"scored/{self.relative_path}.summary.json"
+        return f"{self.scored_key}.summary.json"
+
+    @property
+    def superseded_key(self) -> str:
+        return f"{self.scored_key}.superseded.json"
 
     @property
     def errors_key(self) -> str:
-        return f"errors/{self.relative_path}.jsonl"
+        return f"errors/{self.source}/{self.relative_path}.jsonl"
 
 
 def decode_s3_key(raw: str) -> str:

@@ -106,12 +106,19 @@ def parse_csv(batch: RecordBatch, layout: CsvLayout) -> Parsed:
             if problem:
                 bad[i] = [(None, problem)]
         candidates = [i for i in candidates if i not in bad]
-    quoted = b'"' in joined
+    careful = b'"' in joined or b"\r" in joined  # rows only the csv module can split (or refuse)
     expected = layout.ncols
     good: list[int] = []
     for i in candidates:
         r = records[i]
-        n = len(next(csv.reader([r.decode("utf-8")]))) if quoted and b'"' in r else r.count(b",") + 1
+        if careful and (b'"' in r or b"\r" in r):
+            try:
+                n = len(_csv_fields(r))
+            except csv.Error as e:  # e.g. a carriage return inside an unquoted field
+                bad[i] = [(None, f"the row cannot be read as CSV: {e}")]
+                continue
+        else:
+            n = r.count(b",") + 1
         if n == expected:
             good.append(i)
         else:
@@ -127,6 +134,11 @@ def parse_csv(batch: RecordBatch, layout: CsvLayout) -> Parsed:
             bad.setdefault(good[j], []).append((spec.name, message))
     ok = [i for i, k in zip(good, keep, strict=True) if k]
     return Parsed(ok, _frame(layout.specs, values, keep), bad)
+
+
+def _csv_fields(record: bytes) -> list[str]:
+    """The fields of one record, as the csv module reads them (raises csv.Error)."""
+    return next(csv.reader([record.decode("utf-8")]), [])
 
 
 def _read_columns(records: list[bytes], layout: CsvLayout) -> list[np.ndarray]:
@@ -150,7 +162,7 @@ def _read_columns(records: list[bytes], layout: CsvLayout) -> list[np.ndarray]:
     except (ValueError, pd.errors.ParserError):
         pass
     # The C reader disagreed with the csv module on some row: read with the csv module, row by row.
-    rows = [next(csv.reader([r.decode("utf-8")])) for r in records]
+    rows = [_csv_fields(r) for r in records]  # parse_csv refused every row the csv module cannot read
     return [np.array([row[p] for row in rows], dtype=object) for p in layout.positions]
 
 
@@ -164,9 +176,19 @@ def _parse_column(spec: FeatureSpec, column: np.ndarray) -> tuple[np.ndarray, li
                 for j in np.flatnonzero(~np.isfinite(values)):
                     problems.append((int(j), f"expected a finite {spec.type}, got {float(values[j])!r}"))
         else:
-            values = pd.to_numeric(pd.Series(column, dtype=object), errors="coerce").to_numpy(np.float64, copy=True)
+            try:
+                values = pd.to_numeric(pd.Series(column, dtype=object), errors="coerce").to_numpy(np.float64, copy=True)
+            except (OverflowError, ValueError, TypeError):  # e.g. an integer too large for a float: cell by cell
+                values = np.full(len(column), np.nan)
             for j in np.flatnonzero(~np.isfinite(values)):
                 cell = column[j]
+                if not isinstance(cell, str):  # the C reader parsed an integer too large for int64 (a Python int)
+                    number = _int_to_float(cell)
+                    if number is None:
+                        problems.append((int(j), f"expected a finite {spec.type}, got a {_digits(cell)}-digit number"))
+                    else:
+                        values[j] = number
+                    continue
                 if not cell.strip():
                     if not spec.null_allowed:
                         problems.append((int(j), "is empty but the feature is not nullable"))
@@ -186,6 +208,8 @@ def _parse_column(spec: FeatureSpec, column: np.ndarray) -> tuple[np.ndarray, li
             problems.extend(
                 (int(j), f"expected an integer, got {float(values[j])!r}") for j in np.flatnonzero(fractional)
             )
+            huge = np.isfinite(values) & ~fractional & (np.abs(values) >= INT64_LIMIT)
+            problems.extend((int(j), _out_of_range(float(values[j]))) for j in np.flatnonzero(huge))
         if spec.type == INTEGER and column.dtype.kind == "i":
             return column, problems
         return values, problems
@@ -205,6 +229,42 @@ def _parse_column(spec: FeatureSpec, column: np.ndarray) -> tuple[np.ndarray, li
             problems.append((int(j), "is empty but the feature is not nullable"))
         out[j] = None
     return out, problems
+
+
+# An integer feature's values must fit the int64 column the model is given (pandas would wrap them silently).
+INT64_LIMIT = 2.0**63
+
+
+def _out_of_range(value: float) -> str:
+    return f"expected an integer between -2^63 and 2^63, got {value!r}"
+
+
+def _json_number_problem(spec: FeatureSpec, value: object) -> str | None:
+    """What FeatureSpec.check lets through but the model's frame cannot hold: a JSON integer too large for a
+    float (for a number) or for int64 (for an integer)."""
+    if spec.type not in (NUMBER, INTEGER) or not isinstance(value, int) or isinstance(value, bool):
+        return None
+    if _int_to_float(value) is None:
+        return f"expected a finite {spec.type}, got a {_digits(value)}-digit number"
+    if spec.type == INTEGER and not -(2**63) <= value < 2**63:
+        return _out_of_range(float(value))
+    return None
+
+
+def _int_to_float(value: object) -> float | None:
+    """The finite float of a non-text cell (an int the C reader parsed), or None when it has none."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (OverflowError, TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _digits(value: object) -> str:
+    try:
+        return str(len(str(abs(value))))  # type: ignore[arg-type]
+    except (TypeError, ValueError):  # more digits than Python converts to text (sys.get_int_max_str_digits)
+        return "many"
 
 
 def _article(word: str) -> str:
@@ -262,7 +322,7 @@ def parse_jsonl(batch: RecordBatch, schema: InputSchema, output_columns: Sequenc
             if spec.name not in row:
                 reasons.append((spec.name, "missing feature"))
                 continue
-            problem = spec.check(row[spec.name])
+            problem = spec.check(row[spec.name]) or _json_number_problem(spec, row[spec.name])
             if problem:
                 reasons.append((spec.name, problem))
         reasons.extend((c, "the row already has this output field; rename it") for c in output_columns if c in row)

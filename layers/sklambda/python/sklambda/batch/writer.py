@@ -14,8 +14,11 @@ class MultipartWriter:
     A small output (under one part) is written with a single PutObject at complete(), which is atomic too.
     """
 
-    def __init__(self, s3: Any, bucket: str, key: str, *, part_bytes: int, gzip: bool = False) -> None:
+    def __init__(
+        self, s3: Any, bucket: str, key: str, *, part_bytes: int, gzip: bool = False, metadata: dict | None = None
+    ) -> None:
         self.s3, self.bucket, self.key = s3, bucket, key
+        self.metadata = dict(metadata or {})  # S3 user metadata of the object
         self.part_bytes = max(part_bytes, MIN_PART_BYTES)
         self._gz = zlib.compressobj(6, zlib.DEFLATED, 31) if gzip else None
         self._buf: list[bytes] = []
@@ -38,7 +41,9 @@ class MultipartWriter:
 
     def _upload(self, data: bytes) -> None:
         if self._upload_id is None:
-            self._upload_id = self.s3.create_multipart_upload(Bucket=self.bucket, Key=self.key)["UploadId"]
+            self._upload_id = self.s3.create_multipart_upload(Bucket=self.bucket, Key=self.key, Metadata=self.metadata)[
+                "UploadId"
+            ]
         number = len(self._parts) + 1
         etag = self.s3.upload_part(
             Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, PartNumber=number, Body=data
@@ -51,7 +56,7 @@ class MultipartWriter:
             self._buf.append(self._gz.flush())
         data = b"".join(self._buf)
         if self._upload_id is None:
-            self.s3.put_object(Bucket=self.bucket, Key=self.key, Body=data)
+            self.s3.put_object(Bucket=self.bucket, Key=self.key, Body=data, Metadata=self.metadata)
         else:
             if data:
                 self._upload(data)
