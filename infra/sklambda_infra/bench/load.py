@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import threading
 import time
 from collections import Counter
@@ -110,25 +109,20 @@ def run(requests: int = REQUESTS, clients: int = CLIENTS) -> dict[str, Any]:
     X, y = sample.churn_data(5_000, seed=7)
     model = sample.logistic_pipeline().fit(X, y)
     body = json.dumps({"instances": json.loads(X.head(2).to_json(orient="records"))}).encode()
-    saved = {k: os.environ.get(k) for k in AWS_ENV}
     with LocalStack(common.ROOT, stack_name="bench-load", aws_port=0, api_port=0, log=lambda line: None) as stack:
         d = stack.details
-        os.environ.update(
-            AWS_ENDPOINT_URL=d["aws_endpoint_url"],
-            AWS_ACCESS_KEY_ID=d["access_key_id"],
-            AWS_SECRET_ACCESS_KEY=d["secret_access_key"],
-            AWS_DEFAULT_REGION=d["region"],
-        )
+        stack_env = {
+            "AWS_ENDPOINT_URL": d["aws_endpoint_url"],
+            "AWS_ACCESS_KEY_ID": d["access_key_id"],
+            "AWS_SECRET_ACCESS_KEY": d["secret_access_key"],
+            "AWS_DEFAULT_REGION": d["region"],
+        }
         try:
-            aws.reset_clients()
-            publish(model, X, y, name="churn", alias="production", pii=sample.PII,
-                    registry=Registry(d["model_bucket"]), signer=CardSigner(d["signing_key_id"]))  # fmt: skip
+            with common.environ(stack_env):
+                aws.reset_clients()
+                publish(model, X, y, name="churn", alias="production", pii=sample.PII,
+                        registry=Registry(d["model_bucket"]), signer=CardSigner(d["signing_key_id"]))  # fmt: skip
         finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
             aws.reset_clients()
         with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
             warm = pool.submit(drive, d["api_url"], d["api_key"], body, WARMUP, 1, DEADLINE_S).result()

@@ -11,7 +11,6 @@ The gate's cost is `gate - no gate` (median over rounds); the issue's budget is 
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
 from typing import Any
@@ -20,6 +19,7 @@ import boto3
 from moto import mock_aws
 
 from sklambda_infra import sample
+from sklambda_infra.bench import common
 
 BUDGET_S = 5.0
 
@@ -55,37 +55,29 @@ def run(rounds: int = 3) -> dict[str, Any]:
         return parity.ParityReport(len(rows), [], 0.0, 0.0, {}, {}, 0.0)
 
     out: dict[str, Any] = {"rounds": rounds, "budget_s": BUDGET_S, "models": {}}
-    env = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
-    os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1")
-    try:
-        with mock_aws():
-            from sklambda import aws
+    credentials = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
+    with common.environ(credentials, remove=("AWS_ENDPOINT_URL",)), mock_aws():
+        from sklambda import aws
 
-            aws.reset_clients()
-            boto3.client("s3").create_bucket(Bucket="parity-bench")
-            key = boto3.client("kms").create_key(KeyUsage="SIGN_VERIFY", KeySpec="ECC_NIST_P256")["KeyMetadata"]
-            registry, signer = Registry("parity-bench"), CardSigner(key["Arn"])
-            for label, model in models.items():
-                arms: dict[str, list[float]] = {"no gate": [], "gate, cold": [], "gate, warm": []}
-                gate_seconds = []
-                for r in range(rounds):
-                    publisher.check_parity, publisher.server_for = no_gate, lambda runtime: None
-                    try:
-                        arms["no gate"].append(_publish(model, data, registry, signer, f"nogate-{r}"))
-                    finally:
-                        publisher.check_parity, publisher.server_for = real_check, real_server
-                    parity._close_servers()
-                    arms["gate, cold"].append(_publish(model, data, registry, signer, f"cold-{r}"))
-                    arms["gate, warm"].append(_publish(model, data, registry, signer, f"warm-{r}"))
-                    card = registry.get_card(f"warm-{r}", "1")
-                    gate_seconds.append(card.parity["seconds"])
-                out["models"][label] = {"arms": arms, "gate_seconds": gate_seconds, "rows": card.parity["rows"]}
-    finally:
-        for k, v in env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        aws.reset_clients()
+        boto3.client("s3").create_bucket(Bucket="parity-bench")
+        key = boto3.client("kms").create_key(KeyUsage="SIGN_VERIFY", KeySpec="ECC_NIST_P256")["KeyMetadata"]
+        registry, signer = Registry("parity-bench"), CardSigner(key["Arn"])
+        for label, model in models.items():
+            arms: dict[str, list[float]] = {"no gate": [], "gate, cold": [], "gate, warm": []}
+            gate_seconds = []
+            for r in range(rounds):
+                publisher.check_parity, publisher.server_for = no_gate, lambda runtime: None
+                try:
+                    arms["no gate"].append(_publish(model, data, registry, signer, f"nogate-{r}"))
+                finally:
+                    publisher.check_parity, publisher.server_for = real_check, real_server
+                parity._close_servers()
+                arms["gate, cold"].append(_publish(model, data, registry, signer, f"cold-{r}"))
+                arms["gate, warm"].append(_publish(model, data, registry, signer, f"warm-{r}"))
+                card = registry.get_card(f"warm-{r}", "1")
+                gate_seconds.append(card.parity["seconds"])
+            out["models"][label] = {"arms": arms, "gate_seconds": gate_seconds, "rows": card.parity["rows"]}
     return out
 
 
