@@ -113,3 +113,32 @@ def test_fifty_concurrent_clients_with_and_without_keep_alive_get_every_answer_w
     assert {len(used) for (_, keep_alive), used in ports.items() if not keep_alive} == {REQUESTS_PER_CLIENT}
     # AND they were served by one warm worker, queued like requests to one Lambda container
     assert len({json.loads(body)["pid"] for *_, body in answers}) == 1
+
+
+@pytest.mark.parametrize(
+    "request_bytes, note",
+    [
+        (b"POST /x HTTP/1.1\r\nHost: l\r\nContent-Length: abc\r\n\r\n", "bad Content-Length"),
+        (b"POST /x HTTP/1.1\r\nHost: l\r\nContent-Length: -1\r\n\r\n", "bad Content-Length"),
+        (b'POST /x HTTP/1.1\r\nHost: l\r\nContent-Length: 50\r\n\r\n{"short": 1}', "12 of its 50 declared bytes"),
+        (b"POST /x HTTP/1.1\r\nHost: l\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n", "bad chunk size"),
+    ],
+    ids=["letters", "negative", "short-body", "bad-chunk"],
+)
+def test_a_body_that_cannot_be_framed_is_a_400_and_never_reaches_a_function(request_bytes, note):
+    # GIVEN a gateway whose functions record every call
+    calls, logged = [], []
+    gateway = Gateway([], invoke=lambda *args: calls.append(args), api_keys=dict, log=logged.append)
+    server = GatewayServer(gateway, port=0)
+    server.start()
+    try:
+        # WHEN a client sends a request whose body cannot be delimited, then stops sending
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(request_bytes)
+            sock.shutdown(socket.SHUT_WR)
+            status_line = sock.makefile("rb").readline()
+    finally:
+        server.stop()
+    # THEN it is answered 400 with a logged reason, and no function is called with a half-read body
+    assert status_line.startswith(b"HTTP/1.1 400 ")
+    assert not calls and any(note in line for line in logged)

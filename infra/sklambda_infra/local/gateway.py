@@ -431,6 +431,10 @@ class Gateway:
             return gateway_error(502, "Internal server error", "InternalServerErrorException", request_id)
 
 
+class _BadFraming(Exception):
+    """The request's body cannot be delimited (bad Content-Length or chunk size, or it ends early)."""
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as API Gateway
     disable_nagle_algorithm = True
@@ -438,37 +442,72 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self) -> None:
         started = time.monotonic()
-        body = self._read_body()
+        try:
+            body = self._read_body()
+        except _BadFraming as e:
+            # As a front door does: a 400 and a closed connection, never a half-read body passed to the function.
+            self.close_connection = True
+            self._answer(400, b'{"message": "Bad Request"}', started, note=str(e))
+            return
         headers = list(self.headers.items())
         forwarded = [("X-Forwarded-For", self.client_address[0]), ("X-Forwarded-Proto", "http")]
         forwarded.append(("X-Forwarded-Port", str(self.server.server_address[1])))
         names = {k.lower() for k, _ in headers}
         headers += [(k, v) for k, v in forwarded if k.lower() not in names]
         response = self.server.gateway.handle(self.command, self.path, headers, body, self.client_address[0])
-        self.send_response(response.status)
-        for name, value in response.headers:
-            if name.lower() not in ("content-length", "connection", "transfer-encoding"):
-                self.send_header(name, value)
-        self.send_header("Content-Length", str(len(response.body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(response.body)
+        self._answer(response.status, response.body, started, response.headers)
+
+    def _answer(
+        self, status: int, body: bytes, started: float, headers: Iterable[tuple[str, str]] = (), note: str = ""
+    ) -> None:
+        try:
+            self.send_response(status)
+            for name, value in headers:
+                if name.lower() not in ("content-length", "connection", "transfer-encoding"):
+                    self.send_header(name, value)
+            if not headers:
+                self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):  # the client left before its answer: say so in one line
+            self.close_connection = True
+            note = "the client closed the connection before the answer"
         elapsed = (time.monotonic() - started) * 1000
-        self.server.gateway.log(f"[gateway] {self.command} {self.path} -> {response.status} ({elapsed:.0f} ms)")
+        extra = f": {note}" if note else ""
+        self.server.gateway.log(f"[gateway] {self.command} {self.path} -> {status} ({elapsed:.0f} ms){extra}")
 
     def _read_body(self) -> bytes:
+        """The request body. Raises _BadFraming for a malformed Content-Length or chunk size, or a body that ends
+        before its declared length (RFC 9112, section 6)."""
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
             chunks = []
             while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                line = self.rfile.readline()
+                try:
+                    size = int(line.split(b";")[0].strip() or b"", 16)
+                except ValueError:
+                    raise _BadFraming(f"bad chunk size {line[:20]!r}") from None
                 if size == 0:
                     while self.rfile.readline() not in (b"\r\n", b"\n", b""):
                         pass
                     return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
+                chunk = self.rfile.read(size)
+                if len(chunk) < size:
+                    raise _BadFraming("the body ended inside a chunk")
+                chunks.append(chunk)
                 self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
+        declared = self.headers.get("Content-Length")
+        if declared is None:
+            return b""
+        if not declared.strip().isdigit():
+            raise _BadFraming(f"bad Content-Length {declared[:20]!r}")
+        length = int(declared)
+        body = self.rfile.read(length) if length else b""
+        if len(body) < length:
+            raise _BadFraming(f"the body has {len(body)} of its {length} declared bytes")
+        return body
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
