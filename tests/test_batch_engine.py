@@ -563,7 +563,8 @@ def test_json_integers_too_large_for_the_model_are_rejected_per_row(server, s3, 
     summary = score_object(ref, server=server, settings=SETTINGS, s3=s3)
     reasons = {e["line"]: e["reasons"][0]["message"] for e in errors_of(s3, "churn/big-ints.jsonl")}
     assert (summary.status, summary.rows_scored, summary.rows_rejected) == ("succeeded", 18, 2)
+    # (the same checks and words as the API: FeatureSpec.check)
     assert reasons == {
-        2: "expected a finite number, got a 309-digit number",
-        4: "expected an integer between -2^63 and 2^63, got 1e+19",
+        2: "expected a number within the 64-bit float range (±1.798e+308), got an integer of 309 digits",
+        4: "expected an integer within the 64-bit range (±9223372036854775807), got int 9999999999999999999",
     }

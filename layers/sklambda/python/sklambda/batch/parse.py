@@ -239,18 +239,6 @@ def _out_of_range(value: float) -> str:
     return f"expected an integer between -2^63 and 2^63, got {value!r}"
 
 
-def _json_number_problem(spec: FeatureSpec, value: object) -> str | None:
-    """What FeatureSpec.check lets through but the model's frame cannot hold: a JSON integer too large for a
-    float (for a number) or for int64 (for an integer)."""
-    if spec.type not in (NUMBER, INTEGER) or not isinstance(value, int) or isinstance(value, bool):
-        return None
-    if _int_to_float(value) is None:
-        return f"expected a finite {spec.type}, got a {_digits(value)}-digit number"
-    if spec.type == INTEGER and not -(2**63) <= value < 2**63:
-        return _out_of_range(float(value))
-    return None
-
-
 def _int_to_float(value: object) -> float | None:
     """The finite float of a non-text cell (an int the C reader parsed), or None when it has none."""
     try:
@@ -322,7 +310,7 @@ def parse_jsonl(batch: RecordBatch, schema: InputSchema, output_columns: Sequenc
             if spec.name not in row:
                 reasons.append((spec.name, "missing feature"))
                 continue
-            problem = spec.check(row[spec.name]) or _json_number_problem(spec, row[spec.name])
+            problem = spec.check(row[spec.name])  # also refuses integers no float64 / int64 column holds
             if problem:
                 reasons.append((spec.name, problem))
         reasons.extend((c, "the row already has this output field; rename it") for c in output_columns if c in row)
