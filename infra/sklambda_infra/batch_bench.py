@@ -203,24 +203,24 @@ class FileS3:
         self._path(Key).write_bytes(Body)
         return {}
 
-    def delete_object(self, Bucket: str, Key: str) -> dict:
+    def delete_object(self, Bucket: str, Key: str, **_: Any) -> dict:
         self._path(Key).unlink(missing_ok=True)
         return {}
 
-    def create_multipart_upload(self, Bucket: str, Key: str) -> dict:
+    def create_multipart_upload(self, Bucket: str, Key: str, **_: Any) -> dict:
         self.uploads[Key] = self._path(Key + ".partial").open("wb")
         return {"UploadId": Key}
 
-    def upload_part(self, Bucket: str, Key: str, UploadId: str, PartNumber: int, Body: bytes) -> dict:
+    def upload_part(self, Bucket: str, Key: str, UploadId: str, PartNumber: int, Body: bytes, **_: Any) -> dict:
         self.uploads[Key].write(Body)
         return {"ETag": str(PartNumber)}
 
-    def complete_multipart_upload(self, Bucket: str, Key: str, UploadId: str, MultipartUpload: dict) -> dict:
+    def complete_multipart_upload(self, Bucket: str, Key: str, UploadId: str, MultipartUpload: dict, **_: Any) -> dict:
         self.uploads.pop(Key).close()
         self._path(Key + ".partial").replace(self._path(Key))
         return {}
 
-    def abort_multipart_upload(self, Bucket: str, Key: str, UploadId: str) -> dict:
+    def abort_multipart_upload(self, Bucket: str, Key: str, UploadId: str, **_: Any) -> dict:
         self.uploads.pop(Key).close()
         return {}
 
