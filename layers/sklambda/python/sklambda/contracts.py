@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from sklambda.errors import FieldError, MalformedRequest, PayloadTooLarge
+from sklambda.errors import FieldError, MalformedRequest, PayloadTooLarge, is_unicode, printable
 from sklambda.scoring import Scored
 
 
@@ -132,20 +132,6 @@ def _parse_int(text: str) -> int | _TooManyDigits:
     return _TooManyDigits(digits) if digits > _INT_DIGIT_LIMIT else int(text)
 
 
-def not_unicode(text: str) -> bool:
-    """Does `text` hold a lone surrogate (JSON allows the escape "\\ud800"; it cannot be encoded as UTF-8)?"""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
-def printable(text: str) -> str:
-    """`text` safe to put in an answer or a log: lone surrogates written as their escapes (\\ud800)."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
 def _where(root: Any, path: tuple, message: str) -> FieldError:
     """A problem at `path` of a predict or v2 request: instances.<row>.<feature> as (row, feature); in v2
     inputs.<i>.data.<j>... as that input's name (and the place in its data); elsewhere the dotted path."""
@@ -171,13 +157,13 @@ def _unreadable_values(obj: Any) -> list[FieldError]:
         path, value = stack.pop()
         if isinstance(value, dict):
             for key, item in value.items():
-                if not_unicode(key):
+                if not is_unicode(key):
                     message = "this name is not valid Unicode text: it holds a lone surrogate (UTF-8 cannot encode it)"
                     problems.append(_where(obj, (*path, key), message))
                 stack.append(((*path, key), item))
         elif isinstance(value, list):
             stack.extend(((*path, i), item) for i, item in reversed(list(enumerate(value))))
-        elif isinstance(value, str) and not_unicode(value):
+        elif isinstance(value, str) and not is_unicode(value):
             message = "not valid Unicode text: it holds a lone surrogate (such as \\ud800), which UTF-8 cannot encode"
             problems.append(_where(obj, path, message))
         elif isinstance(value, _TooManyDigits):

@@ -8,6 +8,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+def is_unicode(text: str) -> bool:
+    """False when `text` holds a lone surrogate (JSON allows the escape "\\ud800"; UTF-8 cannot encode it)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def printable(text: str) -> str:
+    """`text` safe to put in an answer, a report or a log: lone surrogates written as their escapes (\\ud800)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 @dataclass(frozen=True)
 class FieldError:
     """One problem with one field of one row (row and field are None when not applicable)."""

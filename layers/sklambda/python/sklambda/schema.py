@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sklambda.errors import FieldError, InvalidInput, PublishRejected
+from sklambda.errors import FieldError, InvalidInput, PublishRejected, is_unicode, printable
 
 NUMBER, INTEGER, CATEGORY, BOOLEAN = "number", "integer", "category", "boolean"
 FEATURE_TYPES = (NUMBER, INTEGER, CATEGORY, BOOLEAN)
@@ -106,7 +106,7 @@ class FeatureSpec:
             return None if isinstance(value, bool) else f"expected true or false, got {_describe(value)}"
         if not isinstance(value, str):
             return f"expected a string category, got {_describe(value)}"
-        if not _is_unicode(value):
+        if not is_unicode(value):
             return f"expected a category as valid Unicode text, got {_describe(value)}, which holds a lone surrogate"
         return None
 
@@ -121,18 +121,10 @@ class FeatureSpec:
         return "object"
 
 
-def _is_unicode(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def _describe(value: Any) -> str:
     if isinstance(value, str):
         shown = value if len(value) <= 40 else value[:37] + "..."
-        return f"string {shown.encode('utf-8', 'backslashreplace').decode('utf-8')!r}"
+        return f"string {printable(shown)!r}"
     if isinstance(value, bool):
         return f"boolean {str(value).lower()}"
     if isinstance(value, int) and not -FLOAT64_MAX <= value <= FLOAT64_MAX:
@@ -184,8 +176,7 @@ class InputSchema:
                 continue
             for name in row:
                 if name not in known:
-                    shown = str(name).encode("utf-8", "backslashreplace").decode("utf-8")
-                    errors.append(FieldError("unknown feature", row=i, field=shown))
+                    errors.append(FieldError("unknown feature", row=i, field=printable(str(name))))
             for spec in self.features:
                 if spec.name not in row:
                     errors.append(FieldError("missing feature", row=i, field=spec.name))

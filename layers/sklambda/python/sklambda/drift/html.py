@@ -7,6 +7,7 @@ from html import escape
 from typing import Any
 
 from sklambda.drift.check import DRIFT, INSUFFICIENT_DATA, OTHER, ColumnDrift, DriftReport
+from sklambda.errors import printable
 
 BASE_COLOUR, LIVE_COLOUR = "#8da0cb", "#fc8d62"
 VERDICT_COLOUR = {DRIFT: "#c0392b", INSUFFICIENT_DATA: "#7f8c8d"}
@@ -69,7 +70,7 @@ def render_html(
             base = pred_base
         parts.append(_column(col, base))
     parts.append("</body></html>")
-    return "\n".join(parts).encode("utf-8", "backslashreplace").decode("utf-8")
+    return printable("\n".join(parts))
 
 
 def _column(col: ColumnDrift, base: Mapping[str, Any]) -> str:
