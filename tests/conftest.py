@@ -16,10 +16,10 @@ import pytest
 from moto import mock_aws
 
 from sklambda import aws
-from sklambda.card import ModelCard
 from sklambda.publishing import publish
-from sklambda.registry import Registry
-from sklambda.signing import CardSigner, CardVerifier
+from sklambda.registry.card import ModelCard
+from sklambda.registry.signing import CardSigner, CardVerifier
+from sklambda.registry.store import Registry
 from sklambda_infra import sample
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -181,9 +181,9 @@ def call(app: ModuleType, event: dict, context) -> tuple[int, dict]:
 
 def write_capture(s3, bucket: str, model, X, *, at, name: str = "churn", version: str = "1", part: str = "part-0"):
     """Captured records of `name` under capture/model=<name>/dt=<day>/, as Firehose partitions them."""
-    from sklambda.capture import Pseudonymizer, build_records
-    from sklambda.monitoring import capture_prefix
-    from sklambda.schema import to_records
+    from sklambda.monitoring.capture import Pseudonymizer, build_records
+    from sklambda.monitoring.windows import capture_prefix
+    from sklambda.registry.schema import to_records
 
     proba = model.predict_proba(X)
     records = build_records(

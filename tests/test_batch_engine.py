@@ -30,8 +30,8 @@ from sklambda.batch import (
     writer,
 )
 from sklambda.config import BatchSettings
-from sklambda.scoring import Scorer
-from sklambda.serving import ModelServer
+from sklambda.serving.scoring import Scorer
+from sklambda.serving.server import ModelServer
 
 DATA = "sklambda-data-test"
 PROBA = ["proba_no", "proba_yes"]

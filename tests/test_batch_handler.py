@@ -306,7 +306,7 @@ def capture_lines(text: str) -> list[dict]:
 def test_batch_job_captures_a_capped_sample_of_its_scored_rows_pseudonymized(
     batch_env, lambda_context, monkeypatch, capsys, rate, max_rows, expected
 ):
-    from sklambda.capture import Pseudonymizer, create_key_ciphertext
+    from sklambda.monitoring.capture import Pseudonymizer, create_key_ciphertext
 
     # GIVEN batch capture on with a sample rate and a per-job cap, and a 40-row file with customer ids
     ciphertext = create_key_ciphertext(boto3.client("kms").create_key()["KeyMetadata"]["Arn"])
@@ -443,7 +443,7 @@ def test_a_late_redelivery_of_an_older_version_does_not_overwrite_the_newer_resu
 def test_a_job_that_crashes_ends_with_a_failed_summary_and_is_retried(
     batch_app, batch_env, lambda_context, monkeypatch, capsys
 ):
-    from sklambda.scoring import Scorer
+    from sklambda.serving.scoring import Scorer
 
     # GIVEN a model that raises something unexpected while scoring (not a row's problem)
     def broken(self, frame):

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from sklambda.batch import BatchJobFailed, ObjectRef, score_object
 from sklambda.config import BatchSettings
-from sklambda.serving import ModelServer
+from sklambda.serving.server import ModelServer
 
 DATA = "sklambda-data-test"
 SETTINGS = BatchSettings(chunk_rows=16, max_line_bytes=16 * 1024)

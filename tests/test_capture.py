@@ -12,10 +12,10 @@ from botocore.exceptions import ClientError
 from conftest import call, event_body, import_predict_app, load_event
 
 from sklambda import config
-from sklambda.capture import CAPTURE_MARKER, MAX_RECORD_BYTES, Capturer, Pseudonymizer, create_key_ciphertext
 from sklambda.config import CaptureSettings
 from sklambda.errors import ConfigurationError
-from sklambda.privacy import erase_subject
+from sklambda.monitoring.capture import CAPTURE_MARKER, MAX_RECORD_BYTES, Capturer, Pseudonymizer, create_key_ciphertext
+from sklambda.monitoring.privacy import erase_subject
 
 CAPTURE_BUCKET = "sklambda-data-test"
 

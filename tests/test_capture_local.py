@@ -15,8 +15,8 @@ import pytest
 from conftest import event_body, point_at_stack, publish_to_stack
 
 from sklambda import aws, config
-from sklambda.capture import Pseudonymizer
-from sklambda.monitoring import capture_prefix
+from sklambda.monitoring.capture import Pseudonymizer
+from sklambda.monitoring.windows import capture_prefix
 from sklambda_infra import cli
 from sklambda_infra.local import LocalStack
 

@@ -12,8 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sklambda.baseline import feature_baseline, prediction_baseline
-from sklambda.drift import (
+from sklambda.monitoring.drift import (
     DRIFT,
     INSUFFICIENT_DATA,
     NO_DRIFT,
@@ -24,7 +23,8 @@ from sklambda.drift import (
     stats,
     update_state,
 )
-from sklambda.schema import infer_schema
+from sklambda.publishing.baseline import feature_baseline, prediction_baseline
+from sklambda.registry.schema import infer_schema
 from sklambda_infra import sample
 
 DETECTION_WINDOWS = 20

@@ -237,8 +237,8 @@ def test_settings_default_to_a_day_on_the_default_bus_and_require_the_buckets() 
 def test_a_captured_lone_surrogate_is_quarantined_and_the_check_still_reports(
     drift_app, drift_env, published, logistic_model, lambda_context, capsys
 ):
-    from sklambda.capture import Pseudonymizer, build_records
-    from sklambda.monitoring import capture_prefix
+    from sklambda.monitoring.capture import Pseudonymizer, build_records
+    from sklambda.monitoring.windows import capture_prefix
 
     # GIVEN a clean window, and the record an earlier version captured for the request (a predict with
     # "plan": "\ud800" answered 200): built and written exactly as capture did

@@ -1,4 +1,4 @@
-"""Local explanations (sklambda.explain): additivity, exactness against independent computations, feature naming."""
+"""Local explanations (serving.explain): additivity, exactness against independent computations, feature naming."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 from sklearn.tree import DecisionTreeRegressor
 
-from sklambda.background import background_frame, background_sample
-from sklambda.explain import LINEAR_EXACT, SHAPLEY_EXACT, SHAPLEY_SAMPLING, TREE_EXACT, Explainer
-from sklambda.schema import infer_schema
+from sklambda.registry.schema import infer_schema
+from sklambda.serving.background import background_frame, background_sample
+from sklambda.serving.explain import LINEAR_EXACT, SHAPLEY_EXACT, SHAPLEY_SAMPLING, TREE_EXACT, Explainer
 from sklambda_infra import sample
 
 # Additivity is exact up to float rounding; the brief's bound is 1e-6.
@@ -213,7 +213,7 @@ def input_feature_of(output_name: str) -> str:
 def test_linear_log_odds_attributions_are_coefficient_times_distance_to_background_mean(
     logistic_model, background, rows
 ):
-    # GIVEN the logistic pipeline and the coefficient view computed here, independently of sklambda.explain
+    # GIVEN the logistic pipeline and the coefficient view computed here, independently of sklambda.serving.explain
     prep, model = logistic_model[:-1], logistic_model[-1]
     explainer = Explainer(logistic_model, background, max_background=len(background))
     Z, Zb = prep.transform(rows), prep.transform(background)

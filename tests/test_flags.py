@@ -8,8 +8,15 @@ import pytest
 from conftest import call, load_event
 from sklearn.linear_model import LogisticRegression
 
-from sklambda.flags import OUT_OF_RANGE, UNEXPECTED_NULL, UNSEEN_CATEGORY, Flagger, counts, probe_null_tolerance
-from sklambda.schema import FeatureSpec, InputSchema, infer_schema, to_records
+from sklambda.registry.schema import FeatureSpec, InputSchema, infer_schema, to_records
+from sklambda.serving.data_quality import (
+    OUT_OF_RANGE,
+    UNEXPECTED_NULL,
+    UNSEEN_CATEGORY,
+    Flagger,
+    counts,
+    probe_null_tolerance,
+)
 from sklambda_infra import sample
 
 SCHEMA = InputSchema(

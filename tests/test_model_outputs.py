@@ -19,7 +19,7 @@ from odd_models import RatioRegressor, ShakyClassifier, linear_svc, ratio_data
 from sklambda.batch import BatchJobFailed, ObjectRef, score_object
 from sklambda.config import BatchSettings
 from sklambda.publishing import publish
-from sklambda.serving import ModelServer
+from sklambda.serving.server import ModelServer
 
 DATA = "sklambda-data-outputs"
 # Rows 1 and 3 have divisor 0: amount/0 is inf (and 0/0 NaN); the classifier's probabilities are NaN there.

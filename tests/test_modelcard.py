@@ -7,9 +7,9 @@ import re
 import numpy as np
 import pytest
 
-from sklambda.card import OPTIONAL_SECTIONS, ModelCard
 from sklambda.publishing import build_card
-from sklambda.signing import ALGORITHM, SignatureCheck
+from sklambda.registry.card import OPTIONAL_SECTIONS, ModelCard
+from sklambda.registry.signing import ALGORITHM, SignatureCheck
 from sklambda_infra import sample
 from sklambda_infra.cli import main
 from sklambda_infra.modelcard import render

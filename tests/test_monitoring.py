@@ -9,7 +9,8 @@ import pytest
 from conftest import write_capture
 
 from sklambda.errors import ModelRefused
-from sklambda.monitoring import StateStore, Window, run_drift_check
+from sklambda.monitoring.drift_check import StateStore, run_drift_check
+from sklambda.monitoring.windows import Window
 from sklambda_infra import sample
 
 DATA_BUCKET = "sklambda-data-test"
@@ -119,7 +120,7 @@ def test_lines_in_any_layout_are_read_and_torn_or_foreign_lines_are_skipped(
 ):
     import gzip
 
-    from sklambda.monitoring import capture_prefix, read_capture
+    from sklambda.monitoring.windows import capture_prefix, read_capture
 
     # GIVEN 40 captured rows, then an object holding 5 of the same records re-serialized with other key order
     # (decoded the slow way), a blank line, a torn line, another model's line, and no final newline, gzipped
@@ -152,7 +153,7 @@ def test_lines_in_any_layout_are_read_and_torn_or_foreign_lines_are_skipped(
 def _line_of(record: dict, **features) -> bytes:
     """A capture line in CaptureRecord's own byte layout (so it takes read_capture's fast path) with some values
     replaced, as an older or broken writer could have left it."""
-    from sklambda.capture import CAPTURE_MARKER
+    from sklambda.monitoring.capture import CAPTURE_MARKER
 
     changed = {**record, "features": {**record["features"], **features}}
     changed.pop("capture", None)
@@ -162,7 +163,7 @@ def _line_of(record: dict, **features) -> bytes:
 def test_records_that_cannot_be_used_are_quarantined_counted_and_the_rest_compared(
     registry_env, published, data_bucket, logistic_model
 ):
-    from sklambda.monitoring import capture_prefix
+    from sklambda.monitoring.windows import capture_prefix
 
     # GIVEN 300 good captured rows, and next to them lines no check can use: the issue's lone surrogate in "plan",
     # a truncated line, a line with a byte that is not UTF-8, a 5,000-digit integer, wrong types, a number beyond

@@ -24,12 +24,12 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
-from sklambda import schema as schema_module
 from sklambda.batch.engine import score_file
 from sklambda.errors import ModelRefused, PublishRejected
 from sklambda.publishing import publish
 from sklambda.publishing.artifact import scan_artifact
-from sklambda.serving import ModelServer
+from sklambda.registry import schema as schema_module
+from sklambda.serving.server import ModelServer
 
 ROW = {"a": 2.0409191213851825, "d": None}  # the row: P(1) must be the pipeline's, not a None category's
 

@@ -17,10 +17,10 @@ from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from sklambda import quality
-from sklambda.card import OPTIONAL_SECTIONS, ModelCard, canonical_json
 from sklambda.errors import PublishRejected
+from sklambda.publishing import quality
 from sklambda.publishing.publisher import build_card, permutation_drops, publish
+from sklambda.registry.card import OPTIONAL_SECTIONS, ModelCard, canonical_json
 from sklambda_infra import sample
 
 

@@ -17,7 +17,7 @@ from conftest import call, event_body, load_event
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sklambda.schema import BOOLEAN, CATEGORY, INTEGER, NUMBER, FeatureSpec
+from sklambda.registry.schema import BOOLEAN, CATEGORY, INTEGER, NUMBER, FeatureSpec
 
 SETTINGS = settings(
     derandomize=True,

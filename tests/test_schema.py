@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from sklambda.errors import InvalidInput, PublishRejected
-from sklambda.schema import FeatureSpec, InputSchema, infer_schema
+from sklambda.registry.schema import FeatureSpec, InputSchema, infer_schema
 
 
 @pytest.fixture

@@ -8,11 +8,11 @@ import json
 import pytest
 from conftest import make_signing_key, publish_churn
 
-from sklambda import serving
-from sklambda.card import ModelCard, Signature
 from sklambda.errors import ModelRefused
-from sklambda.serving import ModelServer, load_verified
-from sklambda.signing import CardSigner, CardVerifier
+from sklambda.registry.card import ModelCard, Signature
+from sklambda.registry.signing import CardSigner, CardVerifier
+from sklambda.serving import server as serving
+from sklambda.serving.server import ModelServer, load_verified
 
 
 def test_a_signed_card_verifies_and_loads(registry_env, published):
@@ -123,4 +123,4 @@ def test_card_json_round_trips_exactly(published):
     again = ModelCard.from_json(published.to_json())
     assert again == published
     assert again.signing_message() == published.signing_message()
-    assert json.loads(published.to_json())["format"] == "sklambda.card/v1"
+    assert json.loads(published.to_json())["format"] == "sklambda.registry.card/v1"

@@ -10,11 +10,11 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 from sklambda.batch import SUCCEEDED, SUPERSEDED, JobSummary
-from sklambda.capture import Capturer, JobCapture
 from sklambda.config import CaptureSettings, ServingSettings
-from sklambda.registry import Registry
-from sklambda.serving import ModelServer
-from sklambda.signing import CardVerifier
+from sklambda.monitoring.capture import Capturer, JobCapture
+from sklambda.registry.signing import CardVerifier
+from sklambda.registry.store import Registry
+from sklambda.serving.server import ModelServer
 
 logger = Logger()
 _server: ModelServer | None = None

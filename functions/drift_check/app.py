@@ -5,7 +5,7 @@ Two events (both in events/):
 - an on-demand invocation `{"model": "churn", "window_hours": 24, "end": "<iso>"}` (window_hours and end
   optional): that model only. It is validated here, at the edge; a bad one returns an `invalid_request` result.
 
-Per model, sklambda.monitoring.run_drift_check reads the window from capture/, keeps the consecutive-window state
+Per model, monitoring.drift_check.run_drift_check reads the window from capture/, keeps the consecutive-window state
 and writes reports/drift/<model>/<window end>.json|.html. This handler emits its EMF metrics (namespace from
 POWERTOOLS_METRICS_NAMESPACE, dimensions model and version: DriftedFeatures, RowsInWindow, DriftVerdict,
 ModelDrifted) and, when the model is drifted (a shift that persisted over consecutive windows), puts a
@@ -29,9 +29,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sklambda import aws
 from sklambda.config import DriftCheckSettings
 from sklambda.errors import SklambdaError
-from sklambda.monitoring import DriftCheckResult, Window, run_drift_check
-from sklambda.registry import Registry
-from sklambda.signing import CardVerifier
+from sklambda.monitoring.drift_check import DriftCheckResult, run_drift_check
+from sklambda.monitoring.windows import Window
+from sklambda.registry.signing import CardVerifier
+from sklambda.registry.store import Registry
 
 logger = Logger()
 tracer = Tracer()

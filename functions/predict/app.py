@@ -16,10 +16,15 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 import sklambda
-from sklambda import flags, oip
-from sklambda.capture import Capturer
 from sklambda.config import CaptureSettings, ServingSettings
-from sklambda.contracts import (
+from sklambda.errors import ModelRefused, PayloadTooLarge, SklambdaError, http_status
+from sklambda.monitoring.capture import Capturer
+from sklambda.registry.signing import CardVerifier
+from sklambda.registry.store import Registry
+from sklambda.runtime_env import find_manifest
+from sklambda.serving import data_quality as flags
+from sklambda.serving import oip
+from sklambda.serving.contracts import (
     InferRequest,
     ModelSelector,
     PredictRequest,
@@ -29,17 +34,13 @@ from sklambda.contracts import (
     parse_body,
     parse_selector,
 )
-from sklambda.errors import ModelRefused, PayloadTooLarge, SklambdaError, http_status
-from sklambda.registry import Registry
-from sklambda.runtime_env import find_manifest
-from sklambda.scoring import Scored
-from sklambda.serving import LoadedModel, ModelServer
-from sklambda.signing import CardVerifier
+from sklambda.serving.scoring import Scored
+from sklambda.serving.server import LoadedModel, ModelServer
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
-# Query strings and bodies are parsed by sklambda.contracts (pydantic), not by the resolver's OpenAPI
+# Query strings and bodies are parsed by sklambda.serving.contracts (pydantic), not by the resolver's OpenAPI
 # validation: the size limit must be checked before parsing, errors must name rows and fields, and the
 # resolver's validation layer cost ~0.3 ms per warm request.
 app = APIGatewayRestResolver()

@@ -78,9 +78,9 @@ def publish_model(bucket: str) -> tuple[Any, Any]:
     import boto3
 
     from sklambda.publishing import publish
-    from sklambda.registry import Registry
-    from sklambda.serving import ModelServer
-    from sklambda.signing import CardSigner, CardVerifier
+    from sklambda.registry.signing import CardSigner, CardVerifier
+    from sklambda.registry.store import Registry
+    from sklambda.serving.server import ModelServer
     from sklambda_infra.runtime import ensure_runtime_path
 
     s3 = boto3.client("s3")

@@ -71,7 +71,7 @@ def run(rounds: int, block: int, rows: int, models: common.Models) -> dict[str, 
     from moto import mock_aws
 
     from sklambda import aws, config
-    from sklambda.capture import create_key_ciphertext
+    from sklambda.monitoring.capture import create_key_ciphertext
 
     results: dict[str, Any] = {"rounds": rounds, "block": block, "rows": rows, "models": {}}
     with common.environ(common.FAKE_AWS, remove=("AWS_ENDPOINT_URL", "AWS_PROFILE")), mock_aws():

@@ -38,8 +38,8 @@ def _connect(args: argparse.Namespace, *, need_signer: bool = False, need_key: b
     """Resolve where the registry is and return (Registry, CardSigner | None); the signing key resolved when
     `need_signer` or `need_key` is left in `args.signing_key`."""
     from sklambda import aws
-    from sklambda.registry import Registry
-    from sklambda.signing import CardSigner
+    from sklambda.registry.signing import CardSigner
+    from sklambda.registry.store import Registry
 
     bucket = args.bucket or os.environ.get(config.MODEL_BUCKET)
     key = args.signing_key or os.environ.get(config.SIGNING_KEY_ID)
@@ -71,7 +71,7 @@ def _read_card(args: argparse.Namespace):
     """(registry, card, SignatureCheck) of the version `args` names: verified with the stack's signing key unless
     --no-verify. A card that fails verification is refused (ModelRefused), never returned."""
     from sklambda.errors import ModelRefused
-    from sklambda.signing import CardVerifier, read_card
+    from sklambda.registry.signing import CardVerifier, read_card
 
     registry, _ = _connect(args, need_key=not args.no_verify)
     version = args.version or registry.resolve(args.name, alias=args.alias)
@@ -304,7 +304,7 @@ def _privacy_connection(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _privacy_create_key(args: argparse.Namespace) -> int:
-    from sklambda.capture import create_key_ciphertext
+    from sklambda.monitoring.capture import create_key_ciphertext
 
     _privacy_connection(args)
     if not args.kms_key:
@@ -314,8 +314,8 @@ def _privacy_create_key(args: argparse.Namespace) -> int:
 
 
 def _privacy_erase(args: argparse.Namespace) -> int:
-    from sklambda.capture import Pseudonymizer
-    from sklambda.privacy import erase_subject
+    from sklambda.monitoring.capture import Pseudonymizer
+    from sklambda.monitoring.privacy import erase_subject
 
     where = _privacy_connection(args)
     if not where["bucket"] or not where["ciphertexts"]:

@@ -78,11 +78,12 @@ def run() -> int:
 
     from sklambda import aws
     from sklambda.errors import PublishRejected
-    from sklambda.monitoring import Window, read_capture, run_drift_check
+    from sklambda.monitoring.drift_check import run_drift_check
+    from sklambda.monitoring.windows import Window, read_capture
     from sklambda.publishing import publish
-    from sklambda.registry import Registry
-    from sklambda.schema import to_records
-    from sklambda.signing import CardSigner, CardVerifier, read_card
+    from sklambda.registry.schema import to_records
+    from sklambda.registry.signing import CardSigner, CardVerifier, read_card
+    from sklambda.registry.store import Registry
     from sklambda_infra import modelcard, sample
     from sklambda_infra.local import LocalStack
     from sklambda_infra.runtime import ensure_runtime_path

@@ -4,7 +4,7 @@
                                          [--e2e-repeats 3] [--max-rows 50000]
 
 Speed: a 20-feature frame (14 numeric, 6 categorical, as batch_bench) plus predicted class and probabilities;
-the baseline is computed by sklambda.baseline from a 50,000-row sample of the same generator, as publish does.
+the baseline is computed by publishing.baseline from a 50,000-row sample of the same generator, as publish does.
 Reported: median and best of ``--repeats`` runs of ``check_drift``, the ratio to a floor (the counting any
 drift check must do: ``np.histogram`` per numeric column on the baseline edges, ``value_counts`` per categorical
 one), and the peak memory the check allocates (tracemalloc, over the frame it is given).
@@ -41,13 +41,13 @@ import boto3
 import numpy as np
 import pandas as pd
 
-from sklambda.baseline import feature_baseline, prediction_baseline
-from sklambda.capture import CaptureRecord
-from sklambda.card import CLASSIFICATION, ArtifactRef, ModelCard
 from sklambda.config import DEFAULTS, DRIFT_MAX_ROWS
-from sklambda.drift import DRIFT, DriftConfig, check_card, check_drift, update_state
-from sklambda.monitoring import Window, capture_prefix, read_capture
-from sklambda.schema import infer_schema
+from sklambda.monitoring.capture import CaptureRecord
+from sklambda.monitoring.drift import DRIFT, DriftConfig, check_card, check_drift, update_state
+from sklambda.monitoring.windows import Window, capture_prefix, read_capture
+from sklambda.publishing.baseline import feature_baseline, prediction_baseline
+from sklambda.registry.card import CLASSIFICATION, ArtifactRef, ModelCard
+from sklambda.registry.schema import infer_schema
 from sklambda_infra import sample
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,4 +1,4 @@
-"""Explanation benchmark: single-row latency of sklambda.explain on a 100-tree forest with 20 features, and accuracy.
+"""Explanation benchmark: single-row latency of serving.explain on a 100-tree forest with 20 features, and accuracy.
 
     python -m sklambda_infra.explain_bench [--quick] [--rounds 40] [--per-round 10] [--out build/bench]
 
@@ -35,9 +35,9 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from sklambda.background import background_frame, background_sample
-from sklambda.explain import SHAPLEY_EXACT, SHAPLEY_SAMPLING, Explainer
-from sklambda.schema import infer_schema
+from sklambda.registry.schema import infer_schema
+from sklambda.serving.background import background_frame, background_sample
+from sklambda.serving.explain import SHAPLEY_EXACT, SHAPLEY_SAMPLING, Explainer
 from sklambda_infra import sample
 from sklambda_infra.bench import stats
 from sklambda_infra.drift_bench import machine

@@ -18,8 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sklambda.card import ModelCard
-from sklambda.signing import NOT_VERIFIED, SignatureCheck
+from sklambda.registry.card import ModelCard
+from sklambda.registry.signing import NOT_VERIFIED, SignatureCheck
 
 FORMATS = ("markdown", "html")
 BAR_WIDTH = 24  # characters of the Markdown importance bar at the largest importance
@@ -60,7 +60,7 @@ def render(
     aliases: Mapping[str, str] | None = None,
     verification: SignatureCheck = NOT_VERIFIED,
 ) -> str:
-    """The card as Markdown or HTML. `verification` is what the caller checked (sklambda.signing.read_card); a
+    """The card as Markdown or HTML. `verification` is what the caller checked (sklambda.registry.signing.read_card); a
     card rendered without a verified check says so in its title and first section."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")

@@ -140,7 +140,7 @@ def run(plan: Plan = FULL, models: common.Models | None = None) -> list[ColdResu
 
 
 def _bench_model(name: str, card: Any, env: dict[str, str], tmp: Path, plan: Plan) -> ColdResult:
-    from sklambda.registry import Registry
+    from sklambda.registry.store import Registry
 
     artifact = tmp / f"{name}.joblib"
     artifact.write_bytes(Registry(common.BUCKET).fetch_artifact(card))
@@ -261,12 +261,12 @@ def summarize_importtime(stderr: str, top: int = 12) -> dict[str, float]:
 # the first S3 read and the KMS check each include creating their client.
 FIRST_CALL_STAGES = (
     ("whole first handler call", "logging/logger.py", "decorate"),
-    ("  ModelServer.get: resolve the alias, fetch, verify and load", "sklambda/serving.py", "get"),
+    ("  ModelServer.get: resolve the alias, fetch, verify and load", "sklambda/serving/server.py", "get"),
     ("    boto3 client creation (S3, KMS; service models parsed from JSON)", "sklambda/aws.py", "client"),
-    ("    S3 reads: alias, card, artifact", "sklambda/registry.py", "_get"),
-    ("    KMS Verify of the card's signature", "sklambda/signing.py", "verify"),
+    ("    S3 reads: alias, card, artifact", "sklambda/registry/store.py", "_get"),
+    ("    KMS Verify of the card's signature", "sklambda/registry/signing.py", "verify"),
     ("    joblib.load (imports the estimator's scikit-learn modules)", "joblib/numpy_pickle.py", "load"),
-    ("  Scorer.score: validate, DataFrame, predict_proba", "sklambda/scoring.py", "score"),
+    ("  Scorer.score: validate, DataFrame, predict_proba", "sklambda/serving/scoring.py", "score"),
 )
 
 

@@ -92,8 +92,8 @@ def fit_models(rows: int = TRAINING_ROWS, trees: int = FOREST_TREES) -> Models:
 def publish_models(models: Models, bucket: str, signing_key_id: str) -> dict[str, Any]:
     """Publish every model behind the production alias; returns the signed cards by name."""
     from sklambda.publishing import publish
-    from sklambda.registry import Registry
-    from sklambda.signing import CardSigner
+    from sklambda.registry.signing import CardSigner
+    from sklambda.registry.store import Registry
     from sklambda_infra import sample
 
     registry, signer = Registry(bucket), CardSigner(signing_key_id)

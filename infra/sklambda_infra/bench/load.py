@@ -99,8 +99,8 @@ def run(requests: int = REQUESTS, clients: int = CLIENTS) -> dict[str, Any]:
     """{requests, clients, wall_s, ok, errors: {kind: count}, latency_ms: {all|keep-alive|new connection: stats}}."""
     from sklambda import aws
     from sklambda.publishing import publish
-    from sklambda.registry import Registry
-    from sklambda.signing import CardSigner
+    from sklambda.registry.signing import CardSigner
+    from sklambda.registry.store import Registry
     from sklambda_infra import sample
     from sklambda_infra.local import LocalStack
     from sklambda_infra.runtime import ensure_runtime_path

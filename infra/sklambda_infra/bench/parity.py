@@ -36,8 +36,8 @@ def _publish(model: Any, data: dict, registry: Any, signer: Any, name: str) -> f
 def run(rounds: int = 3) -> dict[str, Any]:
     """{model: {arm: [seconds per round]}, "gate_seconds": {model: [card.parity.seconds]}}."""
     from sklambda.publishing import parity, publisher
-    from sklambda.registry import Registry
-    from sklambda.signing import CardSigner
+    from sklambda.registry.signing import CardSigner
+    from sklambda.registry.store import Registry
     from sklambda_infra.runtime import ensure_runtime_path
 
     ensure_runtime_path()

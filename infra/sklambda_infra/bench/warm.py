@@ -180,11 +180,11 @@ STAGES = (
         "resolve",
     ),
     ("    route function predict()", "functions/predict/app.py", "predict"),
-    ("      parse_body: size check, json.loads, pydantic", "sklambda/contracts.py", "parse_body"),
-    ("      InputSchema.validate: per-field checks and the DataFrame", "sklambda/schema.py", "validate"),
-    ("        InputSchema.frame: the DataFrame", "sklambda/schema.py", "frame"),
+    ("      parse_body: size check, json.loads, pydantic", "sklambda/serving/contracts.py", "parse_body"),
+    ("      InputSchema.validate: per-field checks and the DataFrame", "sklambda/registry/schema.py", "validate"),
+    ("        InputSchema.frame: the DataFrame", "sklambda/registry/schema.py", "frame"),
     ("      Pipeline.predict_proba: the model", "sklearn/pipeline.py", "predict_proba"),
-    ("      PredictResponse.from_scored", "sklambda/contracts.py", "from_scored"),
+    ("      PredictResponse.from_scored", "sklambda/serving/contracts.py", "from_scored"),
 )
 PREDICT = STAGES[7][0]
 HOTSPOTS = 15
@@ -275,7 +275,7 @@ def frame_comparison(plan: Plan = FULL, rows: int = 1) -> FrameResult:
     """One-request DataFrame build: InputSchema.frame now vs the dict-of-Series build it replaced, interleaved."""
     import pandas as pd
 
-    from sklambda.schema import infer_schema
+    from sklambda.registry.schema import infer_schema
     from sklambda_infra import sample
 
     X, _ = sample.churn_data(500)

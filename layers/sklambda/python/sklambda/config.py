@@ -178,7 +178,7 @@ class FanOutSettings:
         )
 
 
-# Prediction capture (sklambda.capture). Capture is on when the wrapped pseudonymization key is given (a capture
+# Prediction capture (monitoring.capture). Capture is on when the wrapped pseudonymization key is given (a capture
 # that could write raw identifiers is never started) and the sample rate is above 0. Records are written to the
 # function's log as JSON lines; a CloudWatch Logs subscription filter sends them to the capture Firehose stream.
 CAPTURE_SAMPLE_RATE = "SKLAMBDA_CAPTURE_SAMPLE_RATE"
@@ -238,7 +238,7 @@ def _ciphertext(env: Mapping[str, str]) -> str | None:
     return env.get(PSEUDONYM_KEY_CIPHERTEXT, "").strip() or None
 
 
-# The scheduled drift check (sklambda.monitoring). The registry settings (MODEL_BUCKET, SIGNING_KEY_ID,
+# The scheduled drift check (sklambda.monitoring.drift_check). The registry settings (MODEL_BUCKET, SIGNING_KEY_ID,
 # DEFAULT_ALIAS) are shared with serving; these name where captures and reports live and where alerts go.
 MONITORING_BUCKET = "SKLAMBDA_MONITORING_BUCKET"
 DRIFT_WINDOW_HOURS = "SKLAMBDA_DRIFT_WINDOW_HOURS"

@@ -40,7 +40,7 @@ from sklambda.batch.reader import CorruptInput, RecordBatch, RecordReader, raw_b
 from sklambda.batch.writer import MultipartWriter
 from sklambda.config import MIN_PART_BYTES, BatchSettings
 from sklambda.errors import ExplanationUnavailable, InvalidInput, ModelNotFound, ModelRefused
-from sklambda.serving import LoadedModel, ModelServer
+from sklambda.serving.server import LoadedModel, ModelServer
 
 THRESHOLD_TAG = "batch_reject_threshold"
 SUCCEEDED, FAILED, SUPERSEDED = "succeeded", "failed", "superseded"
@@ -111,7 +111,7 @@ class JobSummary:
     chunks: int = 1
     failure_reason: str | None = None
     report: str | None = None
-    # Scored rows' values unlike the training data, per check (sklambda.flags): scored anyway, counted here.
+    # Scored rows' values unlike the training data, per check (serving.data_quality): scored anyway, counted here.
     data_quality: dict[str, int] = field(default_factory=dict)
     input_sequencer: str | None = None
     superseded_by: str | None = None  # status superseded: the sequencer of the newer upload already published

@@ -6,7 +6,7 @@ CSV cells are text, so each feature type has a parser with the semantics of Feat
 - boolean: true/false/1/0, case-insensitive;
 - category: the cell's text;
 - an empty cell is null, allowed only for nullable features or those publish proved the model scores a null
-  for (CSV has no other way to say null; sklambda.flags counts those).
+  for (CSV has no other way to say null; sklambda.serving.data_quality counts those).
 Numeric columns are parsed by pandas' C reader; only a column holding a bad cell falls back to per-cell checks.
 JSONL values go through FeatureSpec.check unchanged. Columns or keys that are not features are carried
 through to the output but never reach the model.
@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from sklambda.batch.reader import RecordBatch
-from sklambda.schema import BOOLEAN, CATEGORY, INTEGER, NUMBER, FeatureSpec, InputSchema
+from sklambda.registry.schema import BOOLEAN, CATEGORY, INTEGER, NUMBER, FeatureSpec, InputSchema
 
 Reasons = list[tuple[str | None, str]]
 _TRUE = {"true": True, "1": True, "false": False, "0": False}

@@ -32,11 +32,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sklambda.card import ModelCard
 from sklambda.errors import FieldError, PublishRejected
 from sklambda.publishing.parity_child import CSV_ROUTE, JSONL_ROUTE, REST, V2
+from sklambda.registry.card import ModelCard
+from sklambda.registry.schema import to_records
 from sklambda.runtime_env import RuntimeManifest
-from sklambda.schema import to_records
 
 PARITY_ROWS = 256
 PARITY_SEED = 0
@@ -160,7 +160,7 @@ def payloads(rows: pd.DataFrame, card: ModelCard) -> dict[str, str]:
 
 
 def _v2_datatype(card: ModelCard, name: str) -> str:
-    from sklambda.oip import feature_datatype
+    from sklambda.serving.oip import feature_datatype
 
     return feature_datatype(card.input_schema.feature(name))
 

@@ -40,9 +40,9 @@ def _preload() -> None:
     import sklearn.preprocessing  # noqa: F401
 
     import sklambda.batch.engine
-    import sklambda.contracts
-    import sklambda.oip
-    import sklambda.serving  # noqa: F401
+    import sklambda.serving.contracts
+    import sklambda.serving.oip
+    import sklambda.serving.server  # noqa: F401
 
 
 def _error(e: BaseException) -> dict[str, Any]:
@@ -54,7 +54,7 @@ def _error(e: BaseException) -> dict[str, Any]:
 
 
 def _rest(scorer: Any, text: str) -> dict[str, Any]:
-    from sklambda.contracts import PredictRequest, PredictResponse, parse_body
+    from sklambda.serving.contracts import PredictRequest, PredictResponse, parse_body
 
     body = parse_body(text, PredictRequest, max_bytes=len(text.encode()) + 1)
     answer = PredictResponse.from_scored(scorer.score(body.instances)).model_dump()
@@ -67,8 +67,8 @@ def _rest(scorer: Any, text: str) -> dict[str, Any]:
 
 
 def _v2(scorer: Any, card: Any, text: str) -> dict[str, Any]:
-    from sklambda import oip
-    from sklambda.contracts import InferRequest, parse_body
+    from sklambda.serving import oip
+    from sklambda.serving.contracts import InferRequest, parse_body
 
     request = parse_body(text, InferRequest, max_bytes=len(text.encode()) + 1)
     answer = oip.encode(scorer.score(oip.decode(request, card)), card, request)
@@ -107,9 +107,9 @@ def _batch(loaded: Any, data: str, fmt: str) -> dict[str, Any]:
 
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
     """Load the artifact as the runtime does and answer each payload through its route's decoder."""
-    from sklambda.card import ModelCard
-    from sklambda.scoring import Scorer
-    from sklambda.serving import LoadedModel, unpickle
+    from sklambda.registry.card import ModelCard
+    from sklambda.serving.scoring import Scorer
+    from sklambda.serving.server import LoadedModel, unpickle
 
     card = ModelCard.from_dict(job["card"])
     with open(job["artifact"], "rb") as f:

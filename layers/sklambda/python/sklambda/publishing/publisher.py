@@ -1,6 +1,6 @@
 """Publishing: turn a fitted estimator and its data into a signed, immutable registry version.
 
-Before anything is written, `sklambda.quality` checks the data and every problem is reported in one
+Before anything is written, `sklambda.publishing.quality` checks the data and every problem is reported in one
 PublishRejected (its `errors` list one FieldError per problem). Besides schema, metrics and baseline, the card
 records permutation importance per input feature, the background sample for per-prediction explanations, the
 decision threshold of a binary classifier (given, or chosen to minimize the expected cost of its errors on the
@@ -32,18 +32,18 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
 from sklambda import config
-from sklambda.background import background_sample
-from sklambda.baseline import feature_baseline, prediction_baseline
-from sklambda.card import CLASSIFICATION, REGRESSION, ArtifactRef, ModelCard
 from sklambda.errors import ConfigurationError, InvalidInput, PublishRejected, RegistryConflict, SklambdaError
-from sklambda.flags import probe_null_tolerance
 from sklambda.publishing.artifact import ArtifactUnreadable, check_needs, installed_modules, scan_artifact
+from sklambda.publishing.baseline import feature_baseline, prediction_baseline
 from sklambda.publishing.parity import Runtime, check_parity, select_rows, server_for
-from sklambda.quality import Problem, QualityReport, check_metric_gates, check_training_data, rank_auc
-from sklambda.registry import Registry, check_name, check_version
-from sklambda.schema import infer_schema, to_records
-from sklambda.signing import CardSigner
-from sklambda.usercode import CodeProblem, collect, describe, importable, materialize, top_level_module
+from sklambda.publishing.quality import Problem, QualityReport, check_metric_gates, check_training_data, rank_auc
+from sklambda.registry.card import CLASSIFICATION, REGRESSION, ArtifactRef, ModelCard
+from sklambda.registry.schema import infer_schema, to_records
+from sklambda.registry.signing import CardSigner
+from sklambda.registry.store import Registry, check_name, check_version
+from sklambda.registry.usercode import CodeProblem, collect, describe, importable, materialize, top_level_module
+from sklambda.serving.background import background_sample
+from sklambda.serving.data_quality import probe_null_tolerance
 
 # Permutation importance: rows are subsampled (seeded) to at most this many, each feature shuffled n_repeats times.
 IMPORTANCE_MAX_ROWS = 2000
@@ -194,7 +194,7 @@ def build_card(
     except Exception as e:
         raise PublishRejected(f"[schema] the model cannot score rows rebuilt from its schema: {_why(e)}") from None
     # Which features without nulls in training the model still scores a null for (an imputer): such a null is
-    # then scored and flagged at inference instead of refused (sklambda.flags).
+    # then scored and flagged at inference instead of refused (sklambda.serving.data_quality).
     with _check("schema"):
         schema = probe_null_tolerance(model, X, schema)
 

@@ -36,7 +36,7 @@ from typing import Any
 
 from sklambda import aws
 from sklambda.config import PSEUDONYM_KEY_CONTEXT, CaptureSettings
-from sklambda.schema import to_records
+from sklambda.registry.schema import to_records
 
 PSEUDONYM_PREFIX = "h1:"
 # The marker the log subscription filter selects on: FilterPattern { $.capture = "sklambda/v1" }.

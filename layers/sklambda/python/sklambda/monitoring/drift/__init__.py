@@ -8,7 +8,7 @@
 Domain only: no S3, no Lambda event shapes.
 """
 
-from sklambda.drift.check import (
+from sklambda.monitoring.drift.check import (
     DRIFT,
     INSUFFICIENT_DATA,
     NO_DRIFT,
@@ -17,9 +17,9 @@ from sklambda.drift.check import (
     check_card,
     check_drift,
 )
-from sklambda.drift.config import DriftConfig
-from sklambda.drift.html import render_html
-from sklambda.drift.state import update_state
+from sklambda.monitoring.drift.config import DriftConfig
+from sklambda.monitoring.drift.html import render_html
+from sklambda.monitoring.drift.state import update_state
 
 __all__ = [
     "DRIFT",

@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from sklambda.schema import BOOLEAN, CATEGORY, INTEGER, InputSchema, to_records
+from sklambda.registry.schema import BOOLEAN, CATEGORY, INTEGER, InputSchema, to_records
 
 DEFAULT_SIZE = 32
 REDACTED = "redacted"

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sklambda.errors import FieldError, MalformedRequest, PayloadTooLarge, is_unicode, printable
-from sklambda.scoring import Scored
+from sklambda.serving.scoring import Scored
 
 
 class ModelSelector(BaseModel):
@@ -75,7 +75,7 @@ class PredictResponse(BaseModel):
     # Binary classifiers: the class each row is decided as, from P(positive class) >= the card's threshold.
     decisions: list[Any] | None = None
     decision_threshold: dict[str, Any] | None = None
-    # ?explain=true: per row, base value + attributions per input feature (sklambda.explain).
+    # ?explain=true: per row, base value + attributions per input feature (sklambda.serving.explain).
     explanations: list[dict[str, Any]] | None = None
 
     @classmethod

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sklambda.card import ModelCard
-from sklambda.contracts import InferRequest
 from sklambda.errors import FieldError, InvalidInput
-from sklambda.schema import BOOLEAN, CATEGORY, INTEGER, FeatureSpec
-from sklambda.scoring import Scored, Scorer
+from sklambda.registry.card import ModelCard
+from sklambda.registry.schema import BOOLEAN, CATEGORY, INTEGER, FeatureSpec
+from sklambda.serving.contracts import InferRequest
+from sklambda.serving.scoring import Scored, Scorer
 
 PLATFORM = "sklearn"
 _DATATYPE = {BOOLEAN: "BOOL", CATEGORY: "BYTES", INTEGER: "INT64"}

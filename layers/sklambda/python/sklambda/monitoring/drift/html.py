@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from html import escape
 from typing import Any
 
-from sklambda.drift.check import DRIFT, INSUFFICIENT_DATA, OTHER, ColumnDrift, DriftReport
 from sklambda.errors import printable
+from sklambda.monitoring.drift.check import DRIFT, INSUFFICIENT_DATA, OTHER, ColumnDrift, DriftReport
 
 BASE_COLOUR, LIVE_COLOUR = "#8da0cb", "#fc8d62"
 VERDICT_COLOUR = {DRIFT: "#c0392b", INSUFFICIENT_DATA: "#7f8c8d"}

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sklambda.card import CLASSIFICATION, ModelCard
 from sklambda.errors import ExplanationUnavailable, FieldError, InvalidInput
-from sklambda.flags import Flag, Flagger
+from sklambda.registry.card import CLASSIFICATION, ModelCard
+from sklambda.serving.data_quality import Flag, Flagger
 
 # Classifiers whose predict() is not argmax(predict_proba()) (Platt scaling is fitted separately).
 _PREDICT_DIFFERS_FROM_PROBA = {"SVC", "NuSVC"}
@@ -23,10 +23,12 @@ class Scored:
     model_version: str
     predictions: list
     probabilities: list[dict[str, float]] | None
-    flags: list[Flag] = field(default_factory=list)  # data-quality warnings (sklambda.flags), never refusals
+    flags: list[Flag] = field(
+        default_factory=list
+    )  # data-quality warnings (sklambda.serving.data_quality), never refusals
     decisions: list | None = None  # binary classifiers with a decision threshold in the card
     decision_rule: dict | None = None  # {"positive_class", "threshold"} that made the decisions
-    explanations: list[dict] | None = None  # when asked: sklambda.explain, one dict per row
+    explanations: list[dict] | None = None  # when asked: sklambda.serving.explain, one dict per row
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,7 @@ class Scorer:
                     f"model {self.card.name} version {self.card.version} cannot be explained: explanations "
                     f"attribute the class probabilities and its estimator ({self.card.estimator}) has no predict_proba"
                 )
-            from sklambda.explain import Explainer  # only containers that explain pay for the import
+            from sklambda.serving.explain import Explainer  # only containers that explain pay for the import
 
             try:
                 self._explainer = Explainer.from_card(self.estimator, self.card)

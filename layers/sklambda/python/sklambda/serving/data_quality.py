@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sklambda.schema import CATEGORY, INTEGER, NUMBER, InputSchema, to_records
+from sklambda.registry.schema import CATEGORY, INTEGER, NUMBER, InputSchema, to_records
 
 OUT_OF_RANGE, UNSEEN_CATEGORY, UNEXPECTED_NULL = "out_of_range", "unseen_category", "unexpected_null"
 FLAG_CODES = (OUT_OF_RANGE, UNSEEN_CATEGORY, UNEXPECTED_NULL)

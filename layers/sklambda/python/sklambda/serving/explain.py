@@ -2,7 +2,7 @@
 
 Attributions are Shapley values of the interventional game v(S) = mean over background rows b of f(x_S, b_~S):
 the model output when the features in S take the row's values and all others a background row's values,
-averaged over the background (the card's sample, see sklambda.background). The players are the columns of the
+averaged over the background (the card's sample, see sklambda.serving.background). The players are the columns of the
 input frame, in schema order, never one-hot or scaled columns. Efficiency holds for every row and output:
 
     base_value + sum of attributions over features == model output
@@ -70,8 +70,8 @@ import numpy as np
 import pandas as pd
 from sklearn.base import is_classifier
 
-from sklambda.background import background_frame
-from sklambda.card import CLASSIFICATION, REGRESSION
+from sklambda.registry.card import CLASSIFICATION, REGRESSION
+from sklambda.serving.background import background_frame
 
 LINEAR_EXACT, TREE_EXACT = "linear_exact", "tree_exact"
 SHAPLEY_EXACT, SHAPLEY_SAMPLING = "shapley_exact", "shapley_sampling"
@@ -199,7 +199,7 @@ class Explainer:
 
     @classmethod
     def from_card(cls, estimator: Any, card: Any, **options: Any) -> Explainer:
-        """The explainer of a loaded model, against the background sample its card stores (see sklambda.background)."""
+        """The explainer of a loaded model, against the background sample its card stores (see serving.background)."""
         section = card.explanation or {}
         if not section.get("background"):
             raise ValueError(f"the card of {getattr(card, 'name', 'this model')} has no background sample")

@@ -2,7 +2,7 @@
 
 Order of checks before anything is unpickled: the card's signature (KMS Verify with the trusted key),
 the scikit-learn version, the artifact's size and sha256, and the sha256 of each user code file the card lists.
-Only then joblib.load, with the model's own code importable (sklambda.usercode).
+Only then joblib.load, with the model's own code importable (sklambda.registry.usercode).
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ from typing import Protocol
 import joblib
 import sklearn
 
-from sklambda.card import ModelCard
 from sklambda.errors import ModelRefused
-from sklambda.registry import Registry
-from sklambda.scoring import Scorer
-from sklambda.signing import CardVerifier
-from sklambda.usercode import importable, materialize
-from sklambda.usercode import verify as verify_code
+from sklambda.registry.card import ModelCard
+from sklambda.registry.signing import CardVerifier
+from sklambda.registry.store import Registry
+from sklambda.registry.usercode import importable, materialize
+from sklambda.registry.usercode import verify as verify_code
+from sklambda.serving.scoring import Scorer
 
 
 @dataclass(frozen=True)

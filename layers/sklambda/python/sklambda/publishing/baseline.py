@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sklambda.schema import BOOLEAN, CATEGORY, InputSchema
+from sklambda.registry.schema import BOOLEAN, CATEGORY, InputSchema
 
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 MAX_BINS = 10

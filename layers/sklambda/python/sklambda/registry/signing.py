@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from sklambda import aws
-from sklambda.card import ModelCard, Signature
 from sklambda.errors import ModelRefused
+from sklambda.registry.card import ModelCard, Signature
 
 if TYPE_CHECKING:
-    from sklambda.registry import Registry
+    from sklambda.registry.store import Registry
 
 ALGORITHM = "ECDSA_SHA_256"
 

@@ -24,8 +24,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from sklambda import aws
-from sklambda.card import ModelCard
 from sklambda.errors import ModelNotFound, ModelRefused, RegistryConflict
+from sklambda.registry.card import ModelCard
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")

@@ -31,12 +31,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from sklambda.drift import stats
-from sklambda.drift.config import DriftConfig
-from sklambda.schema import BOOLEAN, CATEGORY, FeatureSpec, InputSchema
+from sklambda.monitoring.drift import stats
+from sklambda.monitoring.drift.config import DriftConfig
+from sklambda.registry.schema import BOOLEAN, CATEGORY, FeatureSpec, InputSchema
 
 if TYPE_CHECKING:
-    from sklambda.card import ModelCard
+    from sklambda.registry.card import ModelCard
 
 NO_DRIFT, DRIFT, INSUFFICIENT_DATA = "no_drift", "drift", "insufficient_data"
 NUMERIC, CATEGORICAL, PII = "numeric", "categorical", "pii"

@@ -38,9 +38,9 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
-from sklambda.card import CLASSIFICATION, REGRESSION
 from sklambda.errors import FieldError, PublishRejected
-from sklambda.schema import infer_schema
+from sklambda.registry.card import CLASSIFICATION, REGRESSION
+from sklambda.registry.schema import infer_schema
 
 MIN_TRAINING_ROWS = 50  # below this, metrics, baselines and importances are noise
 MIN_CLASS_ROWS = 10  # per class, for classifiers

@@ -19,7 +19,7 @@ runtime older than a section drops it when reading, so a card carrying it fails 
     documentation  {"owner": str, "intended_use": str, "limitations": [str]}
     quality        {"warnings": [{"check", "feature", "message"}], "checks_passed": [names]}
     code           {"files": [{"path", "sha256", "size"}], "modules": [top-level names]}   user code shipped with
-                   the model (sklambda.usercode), stored under the version's code/ prefix
+                   the model (sklambda.registry.usercode), stored under the version's code/ prefix
     parity         {"rows": int, "routes": [names], "max_abs_difference": float, "max_rel_difference": float,
                     "tolerance": {"rtol", "atol"}, "runtime": {"fingerprint", "python", "platform", "scikit-learn"},
                     "needs": {"modules": [names], "sklearn_versions": [versions]}, "seconds": float}
@@ -34,9 +34,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sklambda.schema import InputSchema
+from sklambda.registry.schema import InputSchema
 
-CARD_FORMAT = "sklambda.card/v1"
+CARD_FORMAT = "sklambda.registry.card/v1"
 CLASSIFICATION, REGRESSION = "classification", "regression"
 # Sections a card may lack (older cards): omitted from the signed JSON when None, see the module docstring.
 OPTIONAL_SECTIONS = ("importance", "explanation", "decision", "documentation", "quality", "code", "parity")

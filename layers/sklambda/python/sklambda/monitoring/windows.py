@@ -1,11 +1,9 @@
-"""The scheduled drift check, minus its Lambda: read a window of captured predictions from S3, compare it with
-the production model's baseline, keep the consecutive-window state, and write the JSON and HTML reports.
+"""Windows of captured predictions: read the capture lines of one model version between two instants from S3, with
+malformed lines quarantined (counted by reason, never raised).
 
-Layout in the data bucket (the capture layout is written by Firehose, see sklambda.capture):
+Layout in the data bucket (the capture layout is written by Firehose, see sklambda.monitoring.capture):
     capture/model=<name>/dt=<yyyy-mm-dd>/...            JSON lines, one CaptureRecord each
-    reports/drift/<name>/<window end>.json | .html       one report per check
-    reports/drift/<name>/state.json                      the run of drifted windows (sklambda.drift.update_state)
-Only records of the version under check are compared: the baseline belongs to that version.
+Only records of the version under check are read: the baseline they are compared with belongs to that version.
 """
 
 from __future__ import annotations
@@ -14,7 +12,7 @@ import gzip
 import json
 import math
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -22,18 +20,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from botocore.exceptions import ClientError
 
-from sklambda import aws
-from sklambda.card import ModelCard
-from sklambda.drift import DriftConfig, DriftReport, check_card, render_html, update_state
-from sklambda.registry import Registry
-from sklambda.schema import BOOLEAN, CATEGORY, FLOAT64_MAX, INTEGER, NUMBER
-from sklambda.signing import NOT_VERIFIED, CardVerifier, SignatureCheck, read_card
+from sklambda.registry.card import ModelCard
+from sklambda.registry.schema import BOOLEAN, CATEGORY, FLOAT64_MAX, INTEGER, NUMBER
 
 CAPTURE_PREFIX = "capture/"
 READ_THREADS = 4
-REPORT_PREFIX = "reports/drift/"
 
 
 @dataclass(frozen=True)
@@ -65,38 +57,6 @@ class CapturedWindow:
     # encode...): left out of the comparison and counted, by reason (field names only, never values).
     quarantined: int = 0
     quarantine_reasons: Mapping[str, int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class DriftCheckResult:
-    model: str
-    version: str
-    window: Window
-    report: DriftReport
-    model_drifted: bool
-    state: dict
-    report_keys: dict[str, str]
-    rows_in_window: int = 0
-    card_signature: SignatureCheck = NOT_VERIFIED
-    quarantined_records: int = 0
-    quarantine_reasons: Mapping[str, int] = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return {
-            "model": self.model,
-            "version": self.version,
-            "window": {"start": self.window.start.isoformat(), "end": self.window.end.isoformat()},
-            "verdict": self.report.verdict,
-            "model_drifted": self.model_drifted,
-            "drifted_features": list(self.report.drifted_features),
-            "rows": self.report.rows,
-            "rows_in_window": self.rows_in_window,
-            "quarantined_records": self.quarantined_records,
-            "quarantine_reasons": dict(self.quarantine_reasons),
-            "state": self.state,
-            "reports": self.report_keys,
-            "card_signature": self.card_signature.to_dict(),
-        }
 
 
 def capture_prefix(model: str, day: date) -> str:
@@ -366,102 +326,3 @@ def _column(values: pd.Series, dtype: Any) -> pd.Series:
 def _dtype(card: ModelCard, name: str) -> Any:
     spec = card.input_schema.feature(name)
     return "float64" if spec.type in ("number", "integer") else object
-
-
-class StateStore:
-    """The consecutive-window state of each model, one JSON object in S3."""
-
-    def __init__(self, s3: Any, bucket: str) -> None:
-        self.s3, self.bucket = s3, bucket
-
-    @staticmethod
-    def key(model: str) -> str:
-        return f"{REPORT_PREFIX}{model}/state.json"
-
-    def load(self, model: str) -> dict | None:
-        try:
-            return json.loads(self.s3.get_object(Bucket=self.bucket, Key=self.key(model))["Body"].read())
-        except ClientError as e:
-            if e.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                return None
-            raise
-
-    def save(self, model: str, state: dict) -> None:
-        body = json.dumps(state, indent=2, allow_nan=False).encode()
-        self.s3.put_object(Bucket=self.bucket, Key=self.key(model), Body=body, ContentType="application/json")
-
-
-def run_drift_check(
-    model: str,
-    *,
-    registry: Registry,
-    data_bucket: str,
-    window: Window,
-    verifier: CardVerifier | None,
-    alias: str = "production",
-    config: DriftConfig | None = None,
-    s3: Any = None,
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-    max_rows: int | None = None,
-) -> DriftCheckResult:
-    """Check one model's window, update its state, write the reports. Raises ModelNotFound for unknown models.
-
-    The card (whose baseline is the reference) is verified with `verifier`, the trusted key: one that fails raises
-    ModelRefused and nothing is written. `verifier=None` must be asked for explicitly; the report then says
-    `"card_signature": {"verified": false, ...}`.
-    """
-    s3 = s3 or aws.client("s3")
-    version = registry.resolve(model, alias=alias)
-    card, signature = read_card(registry, verifier, model, version)
-    captured = read_capture(s3, data_bucket, card, window, max_rows=max_rows)
-    report = check_card(
-        card,
-        captured.features,
-        config=config,
-        predictions=np.asarray(captured.predictions, dtype=object) if captured.rows else None,
-        probabilities=captured.probabilities,
-    )
-    store = StateStore(s3, data_bucket)
-    state, drifted = update_state(store.load(model), report)
-    stamp = window.end.astimezone(UTC).strftime("%Y-%m-%dT%H-%M-%SZ")
-    keys = {
-        "json": f"{REPORT_PREFIX}{model}/{stamp}.json",
-        "html": f"{REPORT_PREFIX}{model}/{stamp}.html",
-        "state": store.key(model),
-    }
-    document = {
-        **report.to_dict(),
-        "rows_in_window": captured.rows_in_window,  # `rows` were compared: a sample when above max_rows
-        "rows_in_window_estimated": captured.estimated,
-        "quarantined_records": captured.quarantined,  # lines left out: not decodable or values of the wrong type
-        "quarantine_reasons": dict(captured.quarantine_reasons),
-        "model_drifted": drifted,
-        "checked_at": clock().isoformat(),
-        "card_signature": signature.to_dict(),
-    }
-    s3.put_object(
-        Bucket=data_bucket,
-        Key=keys["json"],
-        Body=json.dumps(document, indent=2, allow_nan=False).encode(),
-        ContentType="application/json",
-    )
-    s3.put_object(
-        Bucket=data_bucket,
-        Key=keys["html"],
-        Body=render_html(report, card.baseline, quarantined=captured.quarantine_reasons).encode(),
-        ContentType="text/html; charset=utf-8",
-    )
-    store.save(model, state)
-    return DriftCheckResult(
-        model,
-        version,
-        window,
-        report,
-        drifted,
-        state,
-        keys,
-        captured.rows_in_window,
-        signature,
-        captured.quarantined,
-        captured.quarantine_reasons,
-    )

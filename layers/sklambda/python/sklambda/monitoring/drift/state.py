@@ -8,9 +8,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sklambda.drift.check import DRIFT, INSUFFICIENT_DATA, NO_DRIFT, DriftReport
+from sklambda.monitoring.drift.check import DRIFT, INSUFFICIENT_DATA, NO_DRIFT, DriftReport
 
-STATE_FORMAT = "sklambda.drift-state/v1"
+STATE_FORMAT = "sklambda.monitoring.drift-state/v1"
 
 
 def update_state(previous_state: Mapping[str, Any] | None, window_result: DriftReport | Mapping[str, Any]):

@@ -18,8 +18,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from sklambda import aws
-from sklambda.capture import Pseudonymizer
 from sklambda.config import CAPTURE_PREFIX
+from sklambda.monitoring.capture import Pseudonymizer
 
 
 def model_prefix(model: str) -> str:

@@ -1,0 +1,10 @@
+"""Answering requests: load a verified model once per container, validate rows, predict, explain, flag.
+
+server.py         ModelServer / LoadedModel: resolve an alias, verify, unpickle, cache per container
+contracts.py      the REST request and response bodies (pydantic)
+oip.py            the Open Inference Protocol v2 request and response bodies
+scoring.py        Scorer: rows -> predictions, probabilities, data-quality warnings
+data_quality.py   per-row data-quality warnings against the card's training ranges and categories
+explain.py        exact and sampled Shapley values against the card's background sample
+background.py     the background sample: taken at publish, read when explaining
+"""
