@@ -17,7 +17,7 @@ and on a day with one numeric feature shifted.
 
 Rates: the churn model of sklambda_infra.sample, its baseline from 4,000 training rows; clean windows from
 the same generator (sizes 100 to 50,000, min_rows lowered to 100 so that none is "insufficient"), and the
-single-feature shifts of tests/test_drift.py on 1,000- and 5,000-row windows, per window and with the
+single-feature shifts of tests/unit/test_drift.py on 1,000- and 5,000-row windows, per window and with the
 default 2-in-a-row rule. Writes build/bench/drift.md and build/bench/drift.json.
 """
 

@@ -635,7 +635,7 @@ def render_reproduce() -> str:
             "```",
             "",
             "Raw results (every sample) are written to `build/bench/results.json`. Nothing here asserts a time: the "
-            "verdicts are for reading; `tests/test_bench.py` renders fake results and runs a quick explanation "
+            "verdicts are for reading; `tests/infra/test_bench.py` renders fake results and runs a quick explanation "
             "benchmark, asserting no time.",
         ]
     )

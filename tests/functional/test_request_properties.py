@@ -13,11 +13,11 @@ import json
 from dataclasses import dataclass
 
 import pytest
-from conftest import call, event_body, load_event
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sklambda.registry.schema import BOOLEAN, CATEGORY, INTEGER, NUMBER, FeatureSpec
+from tests.support import call, event_body, load_event
 
 SETTINGS = settings(
     derandomize=True,

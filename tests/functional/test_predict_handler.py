@@ -12,10 +12,10 @@ import types
 import pandas as pd
 import pytest
 import sklearn
-from conftest import call, event_body, import_predict_app, load_event, publish_churn
 
 from sklambda.errors import ConfigurationError
 from sklambda.runtime_env import MANIFEST_NAME, RuntimeManifest, find_manifest
+from tests.support import call, event_body, import_predict_app, load_event, publish_churn
 
 
 def test_predict_returns_predictions_and_probabilities_per_class(predict_app, published, lambda_context):

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import publish_churn
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
 from sklambda.errors import ModelNotFound, PublishRejected, RegistryConflict
 from sklambda.publishing import publish
 from sklambda_infra import sample
+from tests.support import publish_churn
 
 
 def test_versions_are_numbered_and_listed_in_order(registry_env, churn, logistic_model):

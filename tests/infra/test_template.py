@@ -23,7 +23,7 @@ from samtranslator.translator.transform import transform
 
 from sklambda import config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
 PREDICT_APP = ROOT / "functions" / "predict" / "app.py"
 

@@ -1,7 +1,7 @@
 """What a model gives is what the API says it gives: a non-finite prediction or probability is never a success
 (REST, v2 and batch each name the row), and metadata announces only the outputs the loaded model really has.
 
-The odd models (tests/odd_models.py) are finite on every training row, so they publish through the real path;
+The odd models (tests/fixtures/usercode/) are finite on every training row, so they publish through the real path;
 a row with `divisor` 0, never seen in training, makes them produce inf or NaN.
 """
 
@@ -13,13 +13,13 @@ from types import SimpleNamespace
 import odd_models
 import pandas as pd
 import pytest
-from conftest import call, load_event
 from odd_models import RatioRegressor, ShakyClassifier, linear_svc, ratio_data
 
 from sklambda.batch import BatchJobFailed, ObjectRef, score_object
 from sklambda.config import BatchSettings
 from sklambda.publishing import publish
 from sklambda.serving.server import ModelServer
+from tests.support import call, load_event
 
 DATA = "sklambda-data-outputs"
 # Rows 1 and 3 have divisor 0: amount/0 is inf (and 0/0 NaN); the classifier's probabilities are NaN there.
@@ -37,7 +37,7 @@ def data() -> SimpleNamespace:
 
 
 def publish_odd(env, name: str, model, y, data) -> None:
-    # The estimators live in tests/odd_models.py: shipped with the model, as a user's own module would be.
+    # The estimators live in tests/fixtures/usercode/: shipped with the model, as a user's own module would be.
     publish(model, data.X, y, name=name, registry=env.registry, signer=env.signer, alias="production",
             code=[odd_models.__file__])  # fmt: skip
 

@@ -18,7 +18,7 @@ import pytest
 from sklambda_infra.local import LocalStack
 from sklambda_infra.local.gateway import Gateway, GatewayServer
 
-FIXTURE = Path(__file__).resolve().parent / "fixtures" / "local_stack"
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "local_stack"
 CLIENTS = 50
 REQUESTS_PER_CLIENT = 6
 

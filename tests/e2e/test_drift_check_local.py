@@ -8,13 +8,13 @@ from pathlib import Path
 
 import boto3
 import pytest
-from conftest import point_at_stack, publish_to_stack, write_capture
 
 from sklambda_infra import cli, sample
 from sklambda_infra.local import LocalStack
 from sklambda_infra.local import cli as local_cli
+from tests.support import point_at_stack, publish_to_stack, write_capture
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Log(list):

@@ -36,8 +36,8 @@ from sklambda_infra.local.gateway import (
 from sklambda_infra.local.provision import local_bucket_policy
 from sklambda_infra.template import Pseudo
 
-ROOT = Path(__file__).resolve().parents[1]
-FIXTURE = Path(__file__).resolve().parent / "fixtures" / "local_stack"
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "local_stack"
 # What the local stack adds to a function's environment, and nothing else.
 PLUMBING = {
     "AWS_ENDPOINT_URL",

@@ -13,13 +13,13 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import point_at_stack, publish_to_stack
 
 from sklambda import aws
 from sklambda_infra import sample
 from sklambda_infra.local import LocalStack
+from tests.support import point_at_stack, publish_to_stack
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FANOUT_BYTES = 6 * 1024 * 1024
 CHUNK_BYTES = 5 * 1024 * 1024
 BIG_ROWS = 130_000  # about 7.4 MB: two chunks

@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import sklearn.base
-from conftest import call, import_predict_app, load_event
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier
@@ -30,6 +29,7 @@ from sklambda.publishing import publish
 from sklambda.publishing.artifact import scan_artifact
 from sklambda.registry import schema as schema_module
 from sklambda.serving.server import ModelServer
+from tests.support import call, import_predict_app, load_event
 
 ROW = {"a": 2.0409191213851825, "d": None}  # the row: P(1) must be the pipeline's, not a None category's
 

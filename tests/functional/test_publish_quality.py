@@ -8,7 +8,6 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import publish_churn
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.inspection import permutation_importance
@@ -22,6 +21,7 @@ from sklambda.publishing import quality
 from sklambda.publishing.publisher import build_card, permutation_drops, publish
 from sklambda.registry.card import OPTIONAL_SECTIONS, ModelCard, canonical_json
 from sklambda_infra import sample
+from tests.support import publish_churn
 
 
 def build(model, X, y, **options):

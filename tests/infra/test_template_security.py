@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from cfnlint.decode import cfn_yaml
 
-TEMPLATE = Path(__file__).resolve().parents[1] / "template.yaml"
+TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 CHECK_ID = re.compile(r"^CKV2?_AWS_\d+$")
 
 

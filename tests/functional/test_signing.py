@@ -6,13 +6,13 @@ import dataclasses
 import json
 
 import pytest
-from conftest import make_signing_key, publish_churn
 
 from sklambda.errors import ModelRefused
 from sklambda.registry.card import ModelCard, Signature
 from sklambda.registry.signing import CardSigner, CardVerifier
 from sklambda.serving import server as serving
 from sklambda.serving.server import ModelServer, load_verified
+from tests.support import make_signing_key, publish_churn
 
 
 def test_a_signed_card_verifies_and_loads(registry_env, published):

@@ -21,7 +21,7 @@ from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingErro
 
 from sklambda_infra import sample
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BATCH_DIR = ROOT / "functions" / "batch_score"
 EVENT = ROOT / "events" / "batch_sqs_event.json"
 DATA_BUCKET = "sklambda-data-test"
@@ -348,7 +348,7 @@ def output(s3, source: str, relative: str) -> tuple[dict, bytes]:
 def test_two_models_scoring_files_of_the_same_name_keep_both_outputs(
     batch_app, batch_env, lambda_context, registry_env, churn, forest_model, logistic_model
 ):
-    from conftest import publish_churn
+    from tests.support import publish_churn
 
     # GIVEN two models, credit-default and penguins (different estimators)
     publish_churn(registry_env, churn, forest_model, name="credit-default")
@@ -375,7 +375,7 @@ def test_two_models_scoring_files_of_the_same_name_keep_both_outputs(
 def test_default_alias_and_another_alias_of_one_model_keep_both_outputs(
     batch_app, batch_env, lambda_context, registry_env, churn, forest_model
 ):
-    from conftest import publish_churn
+    from tests.support import publish_churn
 
     # GIVEN churn version 2 behind the alias staging (production is version 1)
     publish_churn(registry_env, churn, forest_model, alias="staging")
@@ -411,7 +411,7 @@ def test_a_failed_job_leaves_another_jobs_output_of_the_same_file_name_alone(bat
 def test_a_late_redelivery_of_an_older_version_does_not_overwrite_the_newer_result(
     batch_app, batch_env, lambda_context, registry_env, churn, logistic_model, capsys, caplog
 ):
-    from conftest import publish_churn
+    from tests.support import publish_churn
 
     # GIVEN version 1 of incoming/fraud/K.csv, which failed because the model fraud did not exist yet
     first = upload(batch_env.s3, "incoming/fraud/K.csv", churn_csv(8))

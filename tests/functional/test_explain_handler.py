@@ -6,9 +6,9 @@ import json
 
 import pandas as pd
 import pytest
-from conftest import call, event_body, load_event, publish_churn
 
 from sklambda import config
+from tests.support import call, event_body, load_event, publish_churn
 
 
 def predict(app, context, *, query: dict | None = None, rows: list | None = None) -> tuple[int, dict]:
@@ -21,7 +21,7 @@ def test_explain_true_returns_attributions_per_input_feature_that_add_up_to_the_
     registry_env, function_env, churn, lambda_context, request, model_fixture
 ):
     # GIVEN a published linear (exact) or forest (tree Shapley) pipeline
-    from conftest import import_predict_app
+    from tests.support import import_predict_app
 
     model = request.getfixturevalue(model_fixture)
     card = publish_churn(registry_env, churn, model)
@@ -50,7 +50,7 @@ def test_without_explain_the_response_has_no_explanations(predict_app, published
 
 
 def test_explain_is_limited_to_a_number_of_rows_per_request(function_env, published, lambda_context, monkeypatch):
-    from conftest import import_predict_app
+    from tests.support import import_predict_app
 
     # GIVEN a function allowing 1 explained row per request
     monkeypatch.setenv(config.MAX_EXPLAIN_ROWS, "1")
@@ -73,9 +73,8 @@ def test_a_bad_explain_value_is_a_400_naming_the_parameter(predict_app, publishe
 def test_a_card_without_background_cannot_be_explained_but_still_predicts(
     registry_env, function_env, churn, logistic_model, lambda_context, monkeypatch
 ):
-    from conftest import import_predict_app
-
     from sklambda.publishing import publisher as publish_module
+    from tests.support import import_predict_app
 
     # GIVEN a version published without a background sample (as before explanations existed)
     monkeypatch.setattr(publish_module, "background_sample", lambda *a, **k: [])
@@ -94,7 +93,7 @@ def test_a_card_without_background_cannot_be_explained_but_still_predicts(
 def test_the_decision_applies_the_cards_threshold_to_the_positive_class_probability(
     registry_env, function_env, churn, logistic_model, lambda_context
 ):
-    from conftest import import_predict_app
+    from tests.support import import_predict_app
 
     # GIVEN a binary churn model published with a low decision threshold
     publish_churn(registry_env, churn, logistic_model, threshold=0.2)

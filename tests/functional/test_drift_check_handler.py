@@ -16,14 +16,14 @@ from types import ModuleType, SimpleNamespace
 
 import boto3
 import pytest
-from conftest import publish_churn, write_capture
 
 from sklambda import config
 from sklambda.config import DriftCheckSettings
 from sklambda.errors import ConfigurationError
 from sklambda_infra import sample
+from tests.support import publish_churn, write_capture
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DRIFT_APP = ROOT / "functions" / "drift_check" / "app.py"
 EVENTS = ROOT / "events"
 DATA_BUCKET = "sklambda-data-test"

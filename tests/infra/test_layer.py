@@ -17,7 +17,7 @@ from cfnlint.decode import cfn_yaml
 from sklambda.runtime_env import MANIFEST_NAME, RuntimeManifest
 from sklambda_infra import layer
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MAKEFILE = ROOT / "layers" / "deps" / "Makefile"
 TEMPLATE = ROOT / "template.yaml"
 

@@ -12,15 +12,15 @@ from pathlib import Path
 
 import boto3
 import pytest
-from conftest import event_body, point_at_stack, publish_to_stack
 
 from sklambda import aws, config
 from sklambda.monitoring.capture import Pseudonymizer
 from sklambda.monitoring.windows import capture_prefix
 from sklambda_infra import cli
 from sklambda_infra.local import LocalStack
+from tests.support import event_body, point_at_stack, publish_to_stack
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Log(list):

@@ -9,12 +9,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import event_body, point_at_stack, publish_to_stack
 
 from sklambda import aws
 from sklambda_infra.local import LocalStack
+from tests.support import event_body, point_at_stack, publish_to_stack
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def post(url: str, key: str, body: dict) -> dict:

@@ -6,12 +6,12 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import write_capture
 
 from sklambda.errors import ModelRefused
 from sklambda.monitoring.drift_check import StateStore, run_drift_check
 from sklambda.monitoring.windows import Window
 from sklambda_infra import sample
+from tests.support import write_capture
 
 DATA_BUCKET = "sklambda-data-test"
 END = datetime(2026, 11, 27, 6, 0, tzinfo=UTC)

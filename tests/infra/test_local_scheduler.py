@@ -23,7 +23,7 @@ from sklambda_infra.local.scheduler import (
 )
 from sklambda_infra.template import Resolver, load_template, parse_template
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 11, 27, 7, 21, 30, tzinfo=UTC)  # a Friday
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import call, load_event
 from sklearn.linear_model import LogisticRegression
 
 from sklambda.registry.schema import FeatureSpec, InputSchema, infer_schema, to_records
@@ -18,6 +17,7 @@ from sklambda.serving.data_quality import (
     probe_null_tolerance,
 )
 from sklambda_infra import sample
+from tests.support import call, load_event
 
 SCHEMA = InputSchema(
     (

@@ -9,13 +9,13 @@ from types import SimpleNamespace
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from conftest import call, event_body, import_predict_app, load_event
 
 from sklambda import config
 from sklambda.config import CaptureSettings
 from sklambda.errors import ConfigurationError
 from sklambda.monitoring.capture import CAPTURE_MARKER, MAX_RECORD_BYTES, Capturer, Pseudonymizer, create_key_ciphertext
 from sklambda.monitoring.privacy import erase_subject
+from tests.support import call, event_body, import_predict_app, load_event
 
 CAPTURE_BUCKET = "sklambda-data-test"
 

@@ -11,7 +11,6 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import publish_churn
 
 from sklambda.batch import (
     BatchInputError,
@@ -32,6 +31,7 @@ from sklambda.batch import (
 from sklambda.config import BatchSettings
 from sklambda.serving.scoring import Scorer
 from sklambda.serving.server import ModelServer
+from tests.support import publish_churn
 
 DATA = "sklambda-data-test"
 PROBA = ["proba_no", "proba_yes"]
