@@ -2,12 +2,12 @@
 
 No AWS calls here: the loader turns the short tags (`!Ref`, `!Sub`, `!GetAtt`, ...) into their long forms,
 and `Resolver` evaluates Parameters, Conditions, pseudo parameters and intrinsics against the physical ids
-the caller (the local provisioner) gives it. SAM Globals are merged the way the SAM translator merges them.
+the caller (the local provisioner) gives it. SAM's own rules (Globals, events, generated resources) are not
+here: `sklambda_infra.translation` has aws-sam-translator produce the CloudFormation the resolver then evaluates.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 import uuid
@@ -23,12 +23,16 @@ ACCOUNT_ID = "123456789012"
 DEFAULT_REGION = "us-east-1"
 DEFAULT_STACK_NAME = "sklambda-local"
 
-SERVERLESS_FUNCTION = "AWS::Serverless::Function"
-SERVERLESS_API = "AWS::Serverless::Api"
-SERVERLESS_LAYER = "AWS::Serverless::LayerVersion"
-
-# SAM merges these Globals by replacing rather than concatenating (samtranslator CUSTOM_STRATEGIES).
-_REPLACE_ON_MERGE = {"Function.Architectures"}
+# The resource types the local stack runs itself, as the SAM transform generates them.
+LAMBDA_FUNCTION = "AWS::Lambda::Function"
+LAMBDA_LAYER = "AWS::Lambda::LayerVersion"
+LAMBDA_VERSION = "AWS::Lambda::Version"
+LAMBDA_ALIAS = "AWS::Lambda::Alias"
+EVENT_SOURCE_MAPPING = "AWS::Lambda::EventSourceMapping"
+EVENT_INVOKE_CONFIG = "AWS::Lambda::EventInvokeConfig"
+EVENTS_RULE = "AWS::Events::Rule"
+REST_API = "AWS::ApiGateway::RestApi"
+API_STAGE = "AWS::ApiGateway::Stage"
 
 
 class TemplateError(Exception):
@@ -534,43 +538,40 @@ def dependency_order(resources: Mapping[str, Any]) -> list[str]:
     return order
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# SAM Globals
-
-
-def _merge_globals(global_value: Any, local_value: Any, path: str) -> Any:
-    """samtranslator's rules: dicts merge (local wins), lists concatenate, intrinsics count as scalars."""
-    if isinstance(global_value, dict) and isinstance(local_value, dict):
-        if _is_intrinsic(global_value) or _is_intrinsic(local_value):
-            return local_value
-        merged = dict(global_value)
-        for key, value in local_value.items():
-            merged[key] = _merge_globals(merged[key], value, f"{path}.{key}") if key in merged else value
-        return merged
-    if isinstance(global_value, list) and isinstance(local_value, list):
-        return local_value if path in _REPLACE_ON_MERGE else global_value + local_value
-    return local_value
-
-
-def merged_properties(template: Mapping[str, Any], logical_id: str) -> dict[str, Any]:
-    """A SAM resource's Properties with the matching Globals section merged underneath."""
-    resource = template["Resources"][logical_id]
-    properties = copy.deepcopy(resource.get("Properties") or {})
-    kind = str(resource.get("Type", ""))
-    if not kind.startswith("AWS::Serverless::"):
-        return properties
-    section = kind.rsplit("::", 1)[-1]
-    global_properties = copy.deepcopy((template.get("Globals") or {}).get(section) or {})
-    return _merge_globals(global_properties, properties, section)
-
-
 def environment_variables(resolver: Resolver, logical_id: str) -> dict[str, str]:
-    """The function's Environment.Variables after Globals merging and intrinsic resolution, as strings."""
-    environment = resolver.resolve(merged_properties(resolver.template, logical_id).get("Environment") or {})
+    """An AWS::Lambda::Function's Environment.Variables with intrinsics resolved, as the strings Lambda sets.
+
+    Raises TemplateError when Variables is not a mapping (or an intrinsic cannot be evaluated)."""
+    properties = resolver.template["Resources"][logical_id].get("Properties") or {}
+    environment = resolver.resolve(properties.get("Environment") or {})
     variables = (environment or {}).get("Variables") or {}
     if not isinstance(variables, dict):
         raise TemplateError(f"{logical_id} Environment.Variables is not a mapping: {variables!r}")
     return {str(name): _scalar_text(value) for name, value in variables.items()}
+
+
+def referenced_function(resolver: Resolver, reference: Any) -> str | None:
+    """The enabled AWS::Lambda::Function that `reference` names, as a FunctionName or a target Arn can: a Ref or
+    Fn::GetAtt to it, else (resolved) its name, its ARN, or its ARN qualified by a version or an alias. None when it
+    names none of them (or cannot be resolved)."""
+    functions = [f for f in resources_of_type(resolver.template, LAMBDA_FUNCTION) if resolver.enabled(f)]
+    if _is_intrinsic(reference):
+        name, arg = next(iter(reference.items()))
+        target = arg.partition(".")[0] if name == "Fn::GetAtt" and isinstance(arg, str) else arg
+        if name == "Fn::GetAtt" and isinstance(arg, list) and arg:
+            target = arg[0]
+        if name in ("Ref", "Fn::GetAtt") and target in functions:
+            return str(target)
+    try:
+        text = _scalar_text(resolver.resolve(reference))
+    except TemplateError:
+        return None
+    for logical_id in functions:
+        arn, function_name = resolver.attributes.get((logical_id, "Arn")), resolver.refs.get(logical_id)
+        for known in (arn, function_name):
+            if known and (text == known or text.startswith(f"{known}:")):
+                return logical_id
+    return None
 
 
 def resources_of_type(template: Mapping[str, Any], kinds: Iterable[str] | str) -> list[str]:

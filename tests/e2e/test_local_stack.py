@@ -329,17 +329,27 @@ def test_provisioner_honours_conditions_and_lists_cloud_only_resources(stack):
     details = stack.details
     # THEN the queue (WithQueue=no) is skipped, and resources without a local equivalent are listed, not dropped
     assert details["skipped_by_condition"] == {"Jobs": "MakeQueue"}
-    assert details["cloud_only"] == {"Dashboard": "AWS::CloudWatch::Dashboard", "ProbeRole": "AWS::IAM::Role"}
-    assert set(details["local_equivalents"]) == {
-        "SharedLayer",
-        "FixtureApi",
-        "ProbeFunction",
-        "SlowFunction",
-        "OtherFunction",
+    # (the template's as SAM translates it: with the role SAM generates for each function)
+    assert details["cloud_only"] == {
+        "Dashboard": "AWS::CloudWatch::Dashboard",
+        "ProbeRole": "AWS::IAM::Role",
+        "ProbeFunctionRole": "AWS::IAM::Role",
+        "SlowFunctionRole": "AWS::IAM::Role",
+        "OtherFunctionRole": "AWS::IAM::Role",
     }
-    assert set(details["resources"]) | set(details["cloud_only"]) | set(details["local_equivalents"]) | {"Jobs"} == set(
-        details["resource_types"]
-    )
+    # AND what the stack runs or emulates itself is listed with how: functions, the layer, the API, its stage
+    types, local = details["resource_types"], details["local_equivalents"]
+    assert {"ProbeFunction", "SlowFunction", "OtherFunction", "FixtureApi"} <= set(local)
+    assert {types[name] for name in local} == {
+        "AWS::Lambda::Function",
+        "AWS::Lambda::LayerVersion",
+        "AWS::Lambda::Permission",
+        "AWS::ApiGateway::RestApi",
+        "AWS::ApiGateway::Deployment",
+        "AWS::ApiGateway::Stage",
+    }
+    assert next(name for name in local if types[name] == "AWS::Lambda::LayerVersion").startswith("SharedLayer")
+    assert set(details["resources"]) | set(details["cloud_only"]) | set(local) | {"Jobs"} == set(types)
 
 
 def test_parameter_overrides_change_conditions_auth_and_environment(log):

@@ -22,6 +22,7 @@ from sklambda_infra.local.scheduler import (
     schedule_sources,
 )
 from sklambda_infra.template import Resolver, load_template, parse_template
+from sklambda_infra.translation import translate
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 11, 27, 7, 21, 30, tzinfo=UTC)  # a Friday
@@ -173,15 +174,21 @@ def test_a_non_string_expression_is_rejected_clearly():
 # -------------------------------------------------------------------------------------------------- discovery
 
 
+def translated(template: dict, **parameters: str) -> Resolver:
+    """A resolver over the CloudFormation SAM makes of `template`: what the local stack reads schedules from."""
+    return Resolver(translate(template, project_root=ROOT, parameters=parameters).template, parameters=parameters)
+
+
 def test_discovery_finds_the_drift_check_schedule_of_the_real_template_with_the_parameter_default():
     # GIVEN the project's template with its parameter defaults
     template = load_template(ROOT / "template.yaml")
     default = template["Parameters"]["DriftCheckSchedule"]["Default"]
     # WHEN discovering its schedules
-    sources = schedule_sources(Resolver(template))
-    # THEN the drift check is scheduled with the parameter's default, enabled, with the Scheduled Event
+    sources = schedule_sources(translated(template))
+    # THEN the drift check is scheduled with the parameter's default, enabled, with the Scheduled Event, by the
+    #      rule SAM makes of the function's DriftCheckSchedule event
     [drift] = [s for s in sources if s.function == "DriftCheckFunction"]
-    assert drift.event == "DriftCheckSchedule"
+    assert drift.event == "DriftCheckFunctionDriftCheckSchedule"
     assert drift.expression == default == "rate(1 day)"
     assert drift.enabled and drift.input is None
     assert drift.rule_arn == (
@@ -193,17 +200,20 @@ def test_discovery_finds_the_drift_check_schedule_of_the_real_template_with_the_
 def test_discovery_uses_a_parameter_override_and_rejects_an_expression_eventbridge_would_refuse():
     template = load_template(ROOT / "template.yaml")
     # GIVEN a cron override WHEN discovering THEN it is the schedule used
-    [drift] = schedule_sources(Resolver(template, parameters={"DriftCheckSchedule": "cron(0 6 * * ? *)"}))
+    [drift] = schedule_sources(translated(template, DriftCheckSchedule="cron(0 6 * * ? *)"))
     assert drift.expression == "cron(0 6 * * ? *)"
     # GIVEN an override that passes the parameter's AllowedPattern but not EventBridge WHEN discovering
-    # THEN the error names the function, the event and the expression
-    with pytest.raises(ScheduleError, match=r"DriftCheckFunction event DriftCheckSchedule.*'rate\(1 hours\)'"):
-        schedule_sources(Resolver(template, parameters={"DriftCheckSchedule": "rate(1 hours)"}))
+    # THEN the error names the function's event (its rule) and the expression
+    with pytest.raises(ScheduleError, match=r"DriftCheckFunctionDriftCheckSchedule .*'rate\(1 hours\)'"):
+        schedule_sources(translated(template, DriftCheckSchedule="rate(1 hours)"))
 
 
 SYNTHETIC = """
+Transform: AWS::Serverless-2016-10-31
 Parameters:
   Every: {Type: String, Default: rate(10 minutes)}
+Globals:
+  Function: {Runtime: python3.12}
 Resources:
   Fn:
     Type: AWS::Serverless::Function
@@ -242,15 +252,15 @@ Resources:
 
 def test_discovery_reads_input_state_and_scheduled_event_rules_targeting_functions():
     # GIVEN a template with enabled, disabled and non-schedule events, and EventBridge rules
-    sources = {s.key: s for s in schedule_sources(Resolver(parse_template(SYNTHETIC)))}
-    # THEN every schedule targeting a function is found, and only those
-    assert sorted(sources) == ["Fn.Paused", "Fn.PausedRule", "Fn.Stopped", "Fn.Sweep", "Other.NightlyRule"]
+    sources = {s.key: s for s in schedule_sources(translated(parse_template(SYNTHETIC)))}
+    # THEN every schedule targeting a function is found, and only those (a SAM event is the rule <Function><Event>)
+    assert sorted(sources) == ["Fn.FnPaused", "Fn.FnStopped", "Fn.FnSweep", "Fn.PausedRule", "Other.NightlyRule"]
     # AND Enabled: false / State: DISABLED mark the schedule disabled
-    assert {key for key, s in sources.items() if not s.enabled} == {"Fn.Paused", "Fn.Stopped", "Fn.PausedRule"}
+    assert {key for key, s in sources.items() if not s.enabled} == {"Fn.FnPaused", "Fn.FnStopped", "Fn.PausedRule"}
     # AND the parameter is resolved, Input is kept, the function's retry setting is read
-    assert sources["Fn.Sweep"].expression == "rate(10 minutes)"
-    assert json.loads(sources["Fn.Sweep"].input) == {"action": "sweep"}
-    assert sources["Fn.Sweep"].async_retries == 0
+    assert sources["Fn.FnSweep"].expression == "rate(10 minutes)"
+    assert json.loads(sources["Fn.FnSweep"].input) == {"action": "sweep"}
+    assert sources["Fn.FnSweep"].async_retries == 0
     # AND a rule's Name gives the ARN the Scheduled Event names
     assert sources["Other.NightlyRule"].rule_arn == "arn:aws:events:us-east-1:123456789012:rule/nightly"
     assert sources["Other.NightlyRule"].async_retries == 2
@@ -259,14 +269,14 @@ def test_discovery_reads_input_state_and_scheduled_event_rules_targeting_functio
 def test_disabled_schedules_are_never_invoked():
     # GIVEN the synthetic template's schedules and a scheduler on a fake clock
     clock, invoke, lines = FakeClock(T0), Recorder(), []
-    scheduler = Scheduler(schedule_sources(Resolver(parse_template(SYNTHETIC))), invoke, lines.append, now=clock)
+    scheduler = Scheduler(schedule_sources(translated(parse_template(SYNTHETIC))), invoke, lines.append, now=clock)
     scheduler.arm()
     # WHEN two days pass
     clock.moment = T0 + timedelta(days=2)
     fired = scheduler.tick()
     assert scheduler.wait_idle(5)
     # THEN only the enabled schedules ran, and the disabled ones were reported as not scheduled
-    assert sorted(fired) == ["Fn.Sweep", "Other.NightlyRule"]
+    assert sorted(fired) == ["Fn.FnSweep", "Other.NightlyRule"]
     assert sorted(call[0] for call in invoke.calls) == ["Fn", "Other"]
     assert sum("disabled in the template" in line for line in lines) == 3
 

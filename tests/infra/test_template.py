@@ -2,8 +2,8 @@
 
 The template is loaded with cfn-lint's YAML loader (it understands !Ref, !Sub, ...). Checks that need the
 resources SAM generates (RestApi, usage plan, API key, function versions) translate the template offline with
-aws-sam-translator, after resolving the parameter-only `!If`s the way the AWS::LanguageExtensions transform does
-before SAM runs. Nothing here talks to AWS.
+sklambda_infra.translation (aws-sam-translator after the parameter-only `!If`s are resolved the way the
+AWS::LanguageExtensions transform does), the translation the local stack runs. Nothing here talks to AWS.
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ from typing import Any
 import pytest
 from cfnlint.api import lint_file
 from cfnlint.decode import cfn_yaml
-from samtranslator.translator.transform import transform
 
 from sklambda import config
+from sklambda_infra import translation
+from sklambda_infra.translation import resolve_language_extensions
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
@@ -45,7 +46,6 @@ SAM_MANAGED_POLICIES = {
     "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
     "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
 }
-NO_VALUE = object()
 
 
 # --- loading -------------------------------------------------------------------------------------------------------
@@ -71,77 +71,9 @@ def parameter_values(template: dict, overrides: dict[str, Any]) -> dict[str, Any
     return {**values, **overrides}
 
 
-def resolve_language_extensions(template: dict, params: dict[str, Any]) -> dict:
-    """Replace each `Fn::If` by its chosen branch and drop `AWS::NoValue`, as AWS::LanguageExtensions does when
-    a condition depends only on parameters. Fails on anything it cannot decide, rather than guessing."""
-
-    def value(node: Any) -> Any:
-        if isinstance(node, dict) and set(node) == {"Ref"}:
-            return params[node["Ref"]]
-        if isinstance(node, dict) and set(node) == {"Condition"}:
-            return condition(node["Condition"])
-        if isinstance(node, dict):
-            return evaluate(node)
-        return node
-
-    def evaluate(expression: dict) -> bool:
-        ((function, args),) = expression.items()
-        if function == "Fn::Equals":
-            return str(value(args[0])) == str(value(args[1]))
-        if function == "Fn::Not":
-            return not value(args[0])
-        if function == "Fn::And":
-            return all(value(a) for a in args)
-        if function == "Fn::Or":
-            return any(value(a) for a in args)
-        raise ValueError(f"cannot evaluate condition function {function}")
-
-    @functools.cache
-    def condition(name: str) -> bool:
-        return evaluate(template["Conditions"][name])
-
-    def walk(node: Any) -> Any:
-        if isinstance(node, dict):
-            if set(node) == {"Fn::If"}:
-                name, if_true, if_false = node["Fn::If"]
-                return walk(if_true if condition(name) else if_false)
-            if node == {"Ref": "AWS::NoValue"}:
-                return NO_VALUE
-            walked = {key: walk(item) for key, item in node.items()}
-            return {key: item for key, item in walked.items() if item is not NO_VALUE}
-        if isinstance(node, list):
-            return [item for item in map(walk, node) if item is not NO_VALUE]
-        return node
-
-    return walk(template)
-
-
-class _OfflinePolicyLoader:
-    """SAM asks this for AWS managed policy ARNs by name; the template names none, so IAM is never called."""
-
-    def load(self) -> dict[str, str]:
-        return {}
-
-
-@functools.cache
-def _translated_json(overrides: tuple[tuple[str, Any], ...]) -> str:
-    template = json.loads(_template_json())
-    params = parameter_values(template, dict(overrides))
-    resolved = resolve_language_extensions(template, params)
-    resolved["Transform"] = "AWS::Serverless-2016-10-31"  # AWS::LanguageExtensions has run (above)
-    for resource in resolved["Resources"].values():  # what `sam package` does: local folders -> S3 URIs
-        props = resource.get("Properties", {})
-        for key in ("CodeUri", "ContentUri"):
-            if isinstance(props.get(key), str) and not props[key].startswith("s3://"):
-                props[key] = f"s3://packaged-artifacts/{props[key].strip('/')}.zip"
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("AWS_DEFAULT_REGION", "us-east-1")  # SAM derives the partition from the region
-        return json.dumps(transform(resolved, params, _OfflinePolicyLoader()))
-
-
 def translate(**overrides: Any) -> dict:
     """The CloudFormation that SAM produces for the given parameter values (defaults otherwise)."""
-    return json.loads(_translated_json(tuple(sorted(overrides.items()))))
+    return translation.translate(json.loads(_template_json()), project_root=ROOT, parameters=overrides).template
 
 
 # --- policy helpers ------------------------------------------------------------------------------------------------

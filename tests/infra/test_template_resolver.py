@@ -9,8 +9,6 @@ from sklambda_infra.template import (
     TemplateError,
     UnresolvedReference,
     dependency_order,
-    environment_variables,
-    merged_properties,
     parameter_values,
     parse_template,
     references,
@@ -31,14 +29,6 @@ Conditions:
   HasEmail: !Not [!Equals [!Ref Email, ""]]
   ProdWithEmail: !And [!Condition IsProd, !Condition HasEmail]
   ProdOrEmail: !Or [!Condition IsProd, !Condition HasEmail]
-Globals:
-  Function:
-    Timeout: 30
-    Layers: [!Ref Shared]
-    Environment:
-      Variables:
-        LOG_LEVEL: INFO
-        OVERRIDDEN: from-globals
 Resources:
   Key:
     Type: AWS::KMS::Key
@@ -52,7 +42,7 @@ Resources:
   Fn:
     Type: AWS::Serverless::Function
     Properties:
-      Layers: [!Ref Own]
+      Layers: [!Ref Shared, !Ref Own]
       Environment:
         Variables:
           OVERRIDDEN: from-function
@@ -238,40 +228,3 @@ def test_dependency_cycle_is_reported():
     resources = {"A": {"Properties": {"X": {"Ref": "B"}}}, "B": {"Properties": {"Y": {"Fn::GetAtt": ["A", "Arn"]}}}}
     with pytest.raises(TemplateError, match="circular dependency between resources: A, B"):
         dependency_order(resources)
-
-
-def test_globals_environment_merges_under_the_functions_own_values(template):
-    # GIVEN Globals.Function.Environment and the function's own variables, resources created
-    resolver = Resolver(
-        template,
-        parameters={"Stage": "prod"},
-        refs={"Bucket": "bucket-1"},
-        attributes={("Key", "Arn"): "arn:key"},
-    )
-    # WHEN the function's environment is resolved
-    env = environment_variables(resolver, "Fn")
-    # THEN globals fill in, the function's value wins, intrinsics resolve, and values are CloudFormation strings
-    assert env == {
-        "LOG_LEVEL": "INFO",
-        "OVERRIDDEN": "from-function",
-        "BUCKET": "bucket-1",
-        "KEY_ARN": "arn:key",
-        "STAGE": "prod",
-        "DEBUG": "true",
-        "RETENTION": "7",
-    }
-
-
-def test_globals_lists_concatenate_scalars_and_intrinsics_are_replaced(template):
-    # GIVEN globals with a layer and a timeout; the function with its own layer
-    props = merged_properties(template, "Fn")
-    # THEN lists concatenate global first (as SAM does) and scalars come from globals when absent locally
-    assert props["Layers"] == [{"Ref": "Shared"}, {"Ref": "Own"}]
-    assert props["Timeout"] == 30
-    # AND an intrinsic on either side replaces rather than merges
-    template["Resources"]["Fn"]["Properties"]["Environment"] = {"Fn::If": ["IsProd", {}, {}]}
-    assert merged_properties(template, "Fn")["Environment"] == {"Fn::If": ["IsProd", {}, {}]}
-
-
-def test_non_serverless_resources_get_no_globals(template):
-    assert merged_properties(template, "Bucket") == {"KMS": {"Fn::GetAtt": ["Key", "Arn"]}}

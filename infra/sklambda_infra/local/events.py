@@ -1,8 +1,9 @@
 """Event sources of the local stack: SQS event source mappings and Step Functions executions.
 
-SqsPoller: one thread per `Type: SQS` event of a function, doing what Lambda's event source mapping does. It
-long-polls the queue in moto, invokes the function with the SQS event shape (at most BatchSize records), deletes
-the messages that succeeded and leaves the others to come back after the queue's visibility timeout. With
+SqsPoller: one thread per SQS event source mapping of the translated template (SAM writes one per `Type: SQS`
+event of a function), doing what Lambda's event source mapping does. It long-polls the queue in moto, invokes the
+function with the SQS event shape (at most BatchSize records), deletes the messages that succeeded and leaves the
+others to come back after the queue's visibility timeout. With
 `FunctionResponseTypes: [ReportBatchItemFailures]` only the messages named in `batchItemFailures` stay; when the
 invocation itself fails, every message stays. The dead-letter queue is moto's: it applies the queue's
 RedrivePolicy (maxReceiveCount) when a message is received once too often.
@@ -27,7 +28,7 @@ from typing import Any
 
 from sklambda_infra.local.functions import FunctionError, InvocationError
 from sklambda_infra.local.states import StateMachineRunner, StatesError, TaskFailed
-from sklambda_infra.template import SERVERLESS_FUNCTION, Resolver, merged_properties, resources_of_type
+from sklambda_infra.template import EVENT_SOURCE_MAPPING, Resolver, referenced_function, resources_of_type
 
 Log = Callable[[str], None]
 Invoke = Callable[[str, Any], Any]
@@ -38,7 +39,7 @@ POLL_WAIT_S = 1  # short long-polls, so that stop() is quick
 @dataclass(frozen=True)
 class SqsEventSource:
     function: str  # logical id
-    event: str  # event name in the template
+    event: str  # the AWS::Lambda::EventSourceMapping's logical id
     queue_arn: str
     batch_size: int = 10
     report_batch_item_failures: bool = False
@@ -46,26 +47,28 @@ class SqsEventSource:
 
 
 def sqs_event_sources(resolver: Resolver) -> list[SqsEventSource]:
-    """Every `Type: SQS` event of the template's enabled functions."""
+    """Every AWS::Lambda::EventSourceMapping from an SQS queue to one of the template's enabled functions (SAM
+    writes one per `Type: SQS` event); `resolver` must know the provisioned physical ids."""
     found = []
-    for logical_id in resources_of_type(resolver.template, SERVERLESS_FUNCTION):
+    for logical_id in resources_of_type(resolver.template, EVENT_SOURCE_MAPPING):
         if not resolver.enabled(logical_id):
             continue
-        events = merged_properties(resolver.template, logical_id).get("Events") or {}
-        for name, event in events.items():
-            if event.get("Type") != "SQS":
-                continue
-            props = resolver.resolve(event.get("Properties") or {})
-            found.append(
-                SqsEventSource(
-                    function=logical_id,
-                    event=name,
-                    queue_arn=str(props["Queue"]),
-                    batch_size=int(props.get("BatchSize", 10)),
-                    report_batch_item_failures="ReportBatchItemFailures" in (props.get("FunctionResponseTypes") or []),
-                    enabled=str(props.get("Enabled", True)).lower() != "false",
-                )
+        props = resolver.template["Resources"][logical_id].get("Properties") or {}
+        function = referenced_function(resolver, props.get("FunctionName"))
+        queue_arn = str(resolver.resolve(props.get("EventSourceArn", "")))
+        if function is None or not queue_arn.startswith("arn:") or queue_arn.split(":")[2] != "sqs":
+            continue
+        props = resolver.resolve(props)
+        found.append(
+            SqsEventSource(
+                function=function,
+                event=logical_id,
+                queue_arn=queue_arn,
+                batch_size=int(props.get("BatchSize", 10)),
+                report_batch_item_failures="ReportBatchItemFailures" in (props.get("FunctionResponseTypes") or []),
+                enabled=str(props.get("Enabled", True)).lower() != "false",
             )
+        )
     return found
 
 

@@ -1,9 +1,12 @@
-"""Run each AWS::Serverless::Function in its own long-lived worker process, like a Lambda container.
+"""Run each AWS::Lambda::Function of the translated template in its own long-lived worker process, like a Lambda
+container.
 
-`function_specs` reads what a function needs from the template (handler, code, layers, timeout, memory,
-environment). A layer that `sam build` builds from a requirements.txt runs on its host-Python copy
-(`sklambda_infra.layer.local_env`: the same pins, built once into .sklambda/runtime/), and a boto3-only folder
-stands in for what the Lambda runtime ships, so a worker imports exactly what the deployed function can.
+`function_specs` reads what a function needs from the translated template (handler, code, layers, timeout, memory,
+environment: SAM has already merged Globals into each function), and finds its code and layers' local folders
+through the translation's packaged artifacts. A layer that `sam build` builds from a requirements.txt runs on its
+host-Python copy (`sklambda_infra.layer.local_env`: the same pins, built once into .sklambda/runtime/), and a
+boto3-only folder stands in for what the Lambda runtime ships, so a worker imports exactly what the deployed
+function can.
 `FunctionRunner` keeps one warm worker per function, starts it on first use (a cold start), kills it when the
 function's Timeout passes, and starts a fresh one after a crash.
 """
@@ -27,15 +30,15 @@ from typing import Any
 
 from sklambda_infra import layer
 from sklambda_infra.template import (
-    SERVERLESS_FUNCTION,
-    SERVERLESS_LAYER,
+    LAMBDA_FUNCTION,
+    LAMBDA_LAYER,
     Pseudo,
     Resolver,
     TemplateError,
     environment_variables,
-    merged_properties,
     resources_of_type,
 )
+from sklambda_infra.translation import Translation
 
 WORKER_SCRIPT = Path(__file__).with_name("worker.py")
 DEFAULT_TIMEOUT_S = 3
@@ -104,25 +107,25 @@ def runtime_stand_in(log: Log | None = None) -> Path:
 
 
 def _layer_paths(
-    template: Mapping[str, Any], project_root: Path, layer_ids: list[str], notes: list[str], log: Log | None
+    template: Mapping[str, Any], translation: Translation, layer_ids: list[str], notes: list[str], log: Log | None
 ) -> list[Path]:
     paths: list[Path] = []
     for layer_id in layer_ids:
-        props = template["Resources"][layer_id].get("Properties") or {}
-        content = props.get("ContentUri")
-        if not isinstance(content, str):
+        content = (template["Resources"][layer_id].get("Properties") or {}).get("Content")
+        folder = translation.local_folder(content)
+        if folder is None:
             raise TemplateError(f"layer {layer_id}: ContentUri must be a local folder to run locally, got {content!r}")
-        folder = (project_root / content).resolve()
+        name = content["S3Key"]  # the layer's logical id in template.yaml (SAM adds a hash to the translated one)
         python = folder / "python"
         if python.is_dir():
             paths.append(python)
             continue
         if not (folder / "requirements.txt").is_file():
-            raise TemplateError(f"layer {layer_id}: {content} has neither a python/ folder nor a requirements.txt")
+            raise TemplateError(f"layer {name}: {_display(folder)} has neither a python/ folder nor a requirements.txt")
         copy = dependency_layer(folder, log)
         manifest = layer.runtime_env().RuntimeManifest.read(copy)
         notes.append(
-            f"layer {layer_id}: built by sam build; runs on its host-Python copy {_display(copy)} "
+            f"layer {name}: built by sam build; runs on its host-Python copy {_display(copy)} "
             f"({len(manifest.packages)} packages, scikit-learn {manifest.sklearn_version}, "
             f"fingerprint {manifest.fingerprint[:12]})"
         )
@@ -137,34 +140,37 @@ def _display(path: Path) -> str:
         return str(path)
 
 
-def function_specs(resolver: Resolver, project_root: Path, log: Log | None = None) -> dict[str, FunctionSpec]:
-    """A spec for each enabled AWS::Serverless::Function; `resolver` must know the provisioned physical ids.
+def function_specs(resolver: Resolver, translation: Translation, log: Log | None = None) -> dict[str, FunctionSpec]:
+    """A spec for each enabled AWS::Lambda::Function of `translation`; `resolver` (over `translation.template`) must
+    know the provisioned physical ids.
 
     Builds the host-Python copies the functions' layers need (once per machine; `log` hears about it). Raises
-    TemplateError for what cannot run locally, LayerBuildError when a layer's copy cannot be built.
+    TemplateError for what cannot run locally (an image, code or a layer not in a local folder), LayerBuildError when
+    a layer's copy cannot be built.
     """
     template = resolver.template
     layer_by_arn = {
         resolver.refs[layer_id]: layer_id
-        for layer_id in resources_of_type(template, SERVERLESS_LAYER)
+        for layer_id in resources_of_type(template, LAMBDA_LAYER)
         if layer_id in resolver.refs
     }
     specs: dict[str, FunctionSpec] = {}
-    for logical_id in resources_of_type(template, SERVERLESS_FUNCTION):
+    for logical_id in resources_of_type(template, LAMBDA_FUNCTION):
         if not resolver.enabled(logical_id):
             continue
-        props = merged_properties(template, logical_id)
+        props = template["Resources"][logical_id].get("Properties") or {}
         notes: list[str] = []
         if props.get("PackageType", "Zip") != "Zip":
             raise TemplateError(f"{logical_id}: only Zip functions run locally")
-        code_uri = resolver.resolve(props.get("CodeUri", "."))
-        if not isinstance(code_uri, str):
-            raise TemplateError(f"{logical_id}: CodeUri must be a local folder to run locally, got {code_uri!r}")
-        code_dir = (project_root / code_uri).resolve()
+        code_dir = translation.local_folder(props.get("Code"))
+        if code_dir is None:
+            raise TemplateError(
+                f"{logical_id}: CodeUri must be a local folder to run locally, got {props.get('Code')!r}"
+            )
         layers = resolver.resolve(props.get("Layers") or [])
         layer_ids = [layer_by_arn[arn] for arn in layers if arn in layer_by_arn]
         external = [arn for arn in layers if arn not in layer_by_arn]
-        layer_paths = _layer_paths(template, project_root, layer_ids, notes, log)
+        layer_paths = _layer_paths(template, translation, layer_ids, notes, log)
         if external:
             notes.append(f"external layers {external} are not available locally: their imports fail here")
         layer_paths.append(runtime_stand_in(log))

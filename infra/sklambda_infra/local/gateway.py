@@ -1,7 +1,8 @@
 """A local stand-in for API Gateway REST APIs (v1) with Lambda proxy integration.
 
-Routes come from each function's `Events` of `Type: Api`. Requests become REST API proxy events, answers are
-mapped back to HTTP, and the gateway's own errors have API Gateway's statuses and bodies:
+Routes come from the translated template: each AWS::ApiGateway::RestApi's OpenAPI body (SAM writes one from the
+functions' `Type: Api` events), served under its AWS::ApiGateway::Stage. Requests become REST API proxy events,
+answers are mapped back to HTTP, and the gateway's own errors have API Gateway's statuses and bodies:
     no route / method                403 {"message": "Missing Authentication Token"}
     API key required, missing/wrong  403 {"message": "Forbidden"}
     the function raised or crashed   502 {"message": "Internal server error"}
@@ -28,17 +29,22 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from sklambda_infra.local.functions import CallerTimeout, FunctionError, InvocationError
 from sklambda_infra.template import (
     ACCOUNT_ID,
-    NO_VALUE,
-    SERVERLESS_API,
-    SERVERLESS_FUNCTION,
+    API_STAGE,
+    LAMBDA_FUNCTION,
+    REST_API,
     Resolver,
-    merged_properties,
+    referenced_function,
     resources_of_type,
 )
 
-IMPLICIT_API = "ServerlessRestApi"
-IMPLICIT_STAGE = "Prod"
 INTEGRATION_TIMEOUT_S = 29.0
+DEPLOYMENT = "AWS::ApiGateway::Deployment"
+# API Gateway's OpenAPI extensions.
+INTEGRATION = "x-amazon-apigateway-integration"
+ANY_METHOD = "x-amazon-apigateway-any-method"
+BINARY_MEDIA_TYPES = "x-amazon-apigateway-binary-media-types"
+# A Lambda integration's URI: arn:aws:apigateway:<region>:lambda:path/2015-03-31/functions/<function ARN>/invocations
+_INVOCATIONS = re.compile(r":lambda:path/[^/]+/functions/(?P<function>.+)/invocations$")
 # The listen backlog: connections the kernel completes before the server accepts them. socketserver's default of 5
 # overflows when tens of clients connect at once: Linux then drops their SYNs (the client retries after 1, 3, 7 s),
 # other systems reset them. The kernel caps it at net.core.somaxconn.
@@ -49,11 +55,9 @@ _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 @dataclass(frozen=True)
 class ApiSettings:
     logical_id: str
-    stage: str = IMPLICIT_STAGE
-    api_key_required: bool = False
+    stage: str = "Prod"
     binary_media_types: tuple[str, ...] = ()
     stage_variables: dict[str, str] | None = None
-    authorizer: str | None = None  # DefaultAuthorizer (AWS_IAM, Cognito, Lambda): not enforced locally
 
 
 @dataclass(frozen=True)
@@ -64,8 +68,7 @@ class Route:
     api: ApiSettings
     api_key_required: bool
     timeout_s: float = INTEGRATION_TIMEOUT_S
-    event_name: str = ""
-    authorizer: str | None = None
+    authorizer: str | None = None  # a security scheme other than the API key (AWS_IAM, Cognito, Lambda): not enforced
 
     @property
     def segments(self) -> list[str]:
@@ -93,73 +96,90 @@ class BadProxyResponse(Exception):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Routes from the template
+# Routes from the translated template
 
 
-def _api_settings(resolver: Resolver, api_id: str) -> ApiSettings:
-    if api_id == IMPLICIT_API:
-        globals_api = (resolver.template.get("Globals") or {}).get("Api") or {}
-        props = resolver.resolve(globals_api)
-    else:
-        props = resolver.resolve(merged_properties(resolver.template, api_id))
-    auth = props.get("Auth") or {}
-    variables = props.get("Variables")
-    return ApiSettings(
-        logical_id=api_id,
-        stage=str(props.get("StageName", IMPLICIT_STAGE)),
-        api_key_required=_true(auth.get("ApiKeyRequired", False)),
-        binary_media_types=tuple(str(t).replace("~1", "/") for t in props.get("BinaryMediaTypes") or []),
-        stage_variables={str(k): str(v) for k, v in variables.items()} if variables else None,
-        authorizer=_authorizer(auth.get("DefaultAuthorizer")),
-    )
-
-
-def _authorizer(name: Any) -> str | None:
-    return None if name in (None, "NONE") else str(name)
-
-
-def _true(value: Any) -> bool:
-    return value if isinstance(value, bool) else str(value).lower() == "true"
-
-
-def api_routes(resolver: Resolver, functions: Iterable[str] | None = None) -> list[Route]:
-    """Every `Type: Api` event of the enabled functions (or of `functions`), with its API's auth settings."""
-    template = resolver.template
-    wanted = set(functions) if functions is not None else None
-    apis: dict[str, ApiSettings] = {}
-    routes: list[Route] = []
-    for function_id in resources_of_type(template, SERVERLESS_FUNCTION):
-        if (wanted is not None and function_id not in wanted) or not resolver.enabled(function_id):
+def _api_settings(resolver: Resolver, api_id: str, body: Mapping[str, Any]) -> ApiSettings | None:
+    """The API as its first AWS::ApiGateway::Stage (else a Deployment with a StageName) serves it; None when nothing
+    deploys it."""
+    api = resolver.ref(api_id)
+    candidates = [*resources_of_type(resolver.template, API_STAGE), *resources_of_type(resolver.template, DEPLOYMENT)]
+    for logical_id in candidates:
+        stage = resolver.template["Resources"][logical_id].get("Properties") or {}
+        if "StageName" not in stage or not resolver.enabled(logical_id):
             continue
-        events = (template["Resources"][function_id].get("Properties") or {}).get("Events") or {}
-        for event_name, event in events.items():
-            if (event or {}).get("Type") != "Api":
-                continue
-            props = event.get("Properties") or {}
-            api_ref = props.get("RestApiId")
-            api_id = api_ref["Ref"] if isinstance(api_ref, dict) and "Ref" in api_ref else IMPLICIT_API
-            if api_id != IMPLICIT_API and template["Resources"].get(api_id, {}).get("Type") != SERVERLESS_API:
-                continue
-            if api_id not in apis:
-                apis[api_id] = _api_settings(resolver, api_id)
-            resolved = resolver.resolve({k: v for k, v in props.items() if k != "RestApiId"})
-            auth = resolved.get("Auth") or {}
-            required = auth.get("ApiKeyRequired", NO_VALUE)
-            timeout_ms = resolved.get("TimeoutInMillis")
-            authorizer = _authorizer(auth["Authorizer"]) if "Authorizer" in auth else apis[api_id].authorizer
-            routes.append(
-                Route(
-                    method=str(resolved.get("Method", "ANY")).upper().replace("X-AMAZON-APIGATEWAY-ANY-METHOD", "ANY"),
-                    resource="/" + str(resolved["Path"]).strip("/"),
-                    function=function_id,
-                    api=apis[api_id],
-                    api_key_required=apis[api_id].api_key_required if required is NO_VALUE else _true(required),
-                    timeout_s=INTEGRATION_TIMEOUT_S if timeout_ms is None else int(timeout_ms) / 1000,
-                    event_name=event_name,
-                    authorizer=authorizer,
+        if resolver.resolve(stage.get("RestApiId")) != api:
+            continue
+        variables = resolver.resolve(stage.get("Variables") or {})
+        properties = resolver.template["Resources"][api_id].get("Properties") or {}
+        binary = resolver.resolve(properties.get("BinaryMediaTypes") or body.get(BINARY_MEDIA_TYPES) or [])
+        return ApiSettings(
+            logical_id=api_id,
+            stage=str(resolver.resolve(stage["StageName"])),
+            binary_media_types=tuple(str(t).replace("~1", "/") for t in binary),
+            stage_variables={str(k): str(v) for k, v in variables.items()} or None,
+        )
+    return None
+
+
+def _key_schemes(body: Mapping[str, Any]) -> set[str]:
+    """Security schemes that are API Gateway's API key (the x-api-key header), not an authorizer."""
+    schemes = {
+        **(body.get("securityDefinitions") or {}),  # Swagger 2.0
+        **((body.get("components") or {}).get("securitySchemes") or {}),  # OpenAPI 3
+    }
+    return {
+        name
+        for name, scheme in schemes.items()
+        if isinstance(scheme, dict)
+        and scheme.get("type") == "apiKey"
+        and str(scheme.get("name", "")).lower() == "x-api-key"
+        and "x-amazon-apigateway-authtype" not in scheme
+    }
+
+
+def api_routes(resolver: Resolver) -> list[Route]:
+    """Every Lambda proxy integration of the template's enabled REST APIs that invokes one of its functions, as the
+    API's OpenAPI body declares it (SAM writes the body from `Type: Api` events): method, path, security (API key,
+    authorizer) and integration timeout (timeoutInMillis). `resolver` must know the provisioned physical ids (an
+    integration URI names the function, or its version or alias, by ARN)."""
+    routes: list[Route] = []
+    functions = resources_of_type(resolver.template, LAMBDA_FUNCTION)
+    for api_id in resources_of_type(resolver.template, REST_API):
+        properties = resolver.template["Resources"][api_id].get("Properties") or {}
+        if not resolver.enabled(api_id) or "Body" not in properties:
+            continue
+        body = resolver.resolve(properties["Body"])
+        api = _api_settings(resolver, api_id, body)
+        if api is None:
+            continue
+        key_schemes = _key_schemes(body)
+        for path, operations in (body.get("paths") or {}).items():
+            for method, operation in (operations or {}).items():
+                integration = operation.get(INTEGRATION) if isinstance(operation, dict) else None
+                if not isinstance(integration, dict) or integration.get("type") != "aws_proxy":
+                    continue
+                invoked = _INVOCATIONS.search(str(integration.get("uri")))
+                function = referenced_function(resolver, invoked.group("function")) if invoked else None
+                if function is None:
+                    continue
+                security = operation.get("security", body.get("security")) or []
+                schemes = [name for requirement in security for name in requirement]
+                authorizers = [name for name in schemes if name not in key_schemes and name != "NONE"]
+                timeout_ms = integration.get("timeoutInMillis")
+                routes.append(
+                    Route(
+                        method="ANY" if method == ANY_METHOD else method.upper(),
+                        resource="/" + str(path).strip("/"),
+                        function=function,
+                        api=api,
+                        api_key_required=any(name in key_schemes for name in schemes),
+                        timeout_s=INTEGRATION_TIMEOUT_S if timeout_ms is None else int(timeout_ms) / 1000,
+                        authorizer=authorizers[0] if authorizers else None,
+                    )
                 )
-            )
-    return routes
+    # Listed by function in the template's order, then by path (SAM writes the body's paths in its own order).
+    return sorted(routes, key=lambda r: (functions.index(r.function), r.resource, r.method))
 
 
 def _segment_pattern(segment: str) -> tuple[int, str]:

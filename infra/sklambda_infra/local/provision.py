@@ -1,9 +1,11 @@
-"""Create the template's resources in moto, in dependency order, honouring Conditions.
+"""Create the translated template's resources in moto, in dependency order, honouring Conditions.
 
-Each supported CloudFormation type has one function that creates it through boto3 and returns what `Ref` and
-`Fn::GetAtt` give for it. Everything else is reported as cloud-only (with a placeholder physical id so that
-references to it still resolve), never silently dropped. Serverless functions are not created in moto: the local
-gateway runs them, so they only get a name and an ARN here.
+The template is CloudFormation as the SAM transform produced it (sklambda_infra.translation). Each supported type has
+one function that creates it through boto3 and returns what `Ref` and `Fn::GetAtt` give for it. Lambda functions,
+layers, versions and aliases are not created in moto: the local stack runs the functions, so they only get names and
+ARNs here. What the local stack emulates otherwise (API Gateway, event source mappings, schedules) is listed as a
+local equivalent; everything else is reported as cloud-only (with a placeholder physical id so that references to
+it still resolve), never silently dropped.
 """
 
 from __future__ import annotations
@@ -18,19 +20,36 @@ from typing import Any
 
 from sklambda_infra.local import firehose
 from sklambda_infra.template import (
+    API_STAGE,
+    EVENT_INVOKE_CONFIG,
+    EVENT_SOURCE_MAPPING,
+    EVENTS_RULE,
+    LAMBDA_ALIAS,
+    LAMBDA_FUNCTION,
+    LAMBDA_LAYER,
+    LAMBDA_VERSION,
     NO_VALUE,
-    SERVERLESS_FUNCTION,
-    SERVERLESS_LAYER,
+    REST_API,
     Resolver,
     TemplateError,
     dependency_order,
 )
 
-# What the local stack does with each type it does not create in moto.
-GATEWAY_RUN = {SERVERLESS_FUNCTION: "run by the local gateway in a worker process"}
+# What the local stack does with each type of the translated template that it does not create in moto.
 LOCAL_EQUIVALENT = {
-    SERVERLESS_LAYER: "put on the functions' sys.path",
-    "AWS::Serverless::Api": "emulated by the local gateway",
+    LAMBDA_FUNCTION: "run by the local stack in a worker process",
+    LAMBDA_LAYER: "put on the functions' sys.path",
+    LAMBDA_VERSION: "runs the function's code (every local invocation runs $LATEST)",
+    LAMBDA_ALIAS: "runs the function's code (every local invocation runs $LATEST)",
+    "AWS::Lambda::Permission": "not needed: the local stack invokes its functions directly",
+    EVENT_SOURCE_MAPPING: "polled by the local stack (SQS queues)",
+    EVENT_INVOKE_CONFIG: "read by the local scheduler; failed asynchronous runs are not retried locally",
+    EVENTS_RULE: "fired by the local scheduler",
+    REST_API: "emulated by the local gateway",
+    "AWS::ApiGateway::Deployment": "emulated by the local gateway",
+    API_STAGE: "emulated by the local gateway",
+    "AWS::ApiGateway::UsagePlan": "API keys are checked by the local gateway; throttling and quotas are not applied",
+    "AWS::ApiGateway::UsagePlanKey": "API keys are checked by the local gateway; throttling and quotas are not applied",
     "AWS::Logs::SubscriptionFilter": "matching function log lines are forwarded by the local stack",
 }
 
@@ -120,22 +139,16 @@ class Provisioner:
 
     def _provision_one(self, logical_id: str, kind: str) -> None:
         body = self.template["Resources"][logical_id] or {}
-        if kind == SERVERLESS_FUNCTION:
-            self._record(logical_id, self._function(logical_id))
-            self.result.local[logical_id] = GATEWAY_RUN[kind]
-            return
-        if kind == SERVERLESS_LAYER:
-            name = str(
-                body.get("Properties", {}).get("LayerName") or generated_name(self.pseudo.stack_name, logical_id)
-            )
-            arn = f"arn:{self.pseudo.partition}:lambda:{self.pseudo.region}:{self.pseudo.account_id}:layer:{name}:1"
-            self._record(logical_id, Created(arn, {"Arn": arn}))
+        named = _NAMED_ONLY.get(kind)
+        if named is not None:
+            self._record(logical_id, named(self, logical_id))
             self.result.local[logical_id] = LOCAL_EQUIVALENT[kind]
             return
         handler = HANDLERS.get(kind)
         if handler is None:
             self.refs[logical_id] = self._placeholder(logical_id, None)
-            if kind in LOCAL_EQUIVALENT:
+            scheduled = kind != EVENTS_RULE or "ScheduleExpression" in (body.get("Properties") or {})
+            if kind in LOCAL_EQUIVALENT and scheduled:
                 self.result.local[logical_id] = LOCAL_EQUIVALENT[kind]
             else:
                 self.result.cloud_only[logical_id] = kind
@@ -178,7 +191,7 @@ class Provisioner:
         elif attribute.endswith("Arn") or attribute == "Arn":
             if kind.startswith("AWS::IAM::") or logical_id.endswith("Role"):
                 value = f"arn:{p.partition}:iam::{p.account_id}:role/{name}"
-            elif "Lambda" in kind or kind == SERVERLESS_FUNCTION:
+            elif kind.startswith("AWS::Lambda::"):
                 value = f"arn:{p.partition}:lambda:{p.region}:{p.account_id}:function:{name}"
             else:
                 service = kind.split("::")[1].lower() if kind.count("::") == 2 else "cloudformation"
@@ -188,19 +201,48 @@ class Provisioner:
         self.result.placeholders[logical_id if attribute is None else f"{logical_id}.{attribute}"] = value
         return value
 
-    # -- Lambda functions (named only) ------------------------------------------------------------------------
+    # -- Lambda functions, layers, versions and aliases (named only) -------------------------------------------
+
+    def _properties(self, logical_id: str) -> dict[str, Any]:
+        return self.template["Resources"][logical_id].get("Properties") or {}
+
+    def function_arn(self, function: Any) -> str:
+        """A function's ARN from what Lambda accepts as a FunctionName: a name, an ARN, a partial ARN."""
+        text = str(self.resolver.resolve(function))
+        if text.startswith("arn:"):
+            return text
+        p = self.pseudo
+        return f"arn:{p.partition}:lambda:{p.region}:{p.account_id}:function:{text.rsplit(':', 1)[-1]}"
 
     def _function(self, logical_id: str) -> Created:
-        props = self.template["Resources"][logical_id].get("Properties") or {}
-        explicit = props.get("FunctionName")
+        explicit = self._properties(logical_id).get("FunctionName")
         name = (
             str(self.resolver.resolve(explicit))
             if explicit is not None
             else generated_name(self.pseudo.stack_name, logical_id)
         )
+        return Created(name, {"Arn": self.function_arn(name)})
+
+    def _layer(self, logical_id: str) -> Created:
+        given = self._properties(logical_id).get("LayerName")
+        name = (
+            str(self.resolver.resolve(given))
+            if given is not None
+            else generated_name(self.pseudo.stack_name, logical_id)
+        )
         p = self.pseudo
-        arn = f"arn:{p.partition}:lambda:{p.region}:{p.account_id}:function:{name}"
-        return Created(name, {"Arn": arn})
+        arn = f"arn:{p.partition}:lambda:{p.region}:{p.account_id}:layer:{name}:1"
+        return Created(arn, {"Arn": arn})
+
+    def _version(self, logical_id: str) -> Created:
+        """Ref gives the version's ARN, as Lambda's PublishVersion does; every local function is at version 1."""
+        arn = f"{self.function_arn(self._properties(logical_id)['FunctionName'])}:1"
+        return Created(arn, {"Version": "1", "FunctionArn": arn})
+
+    def _alias(self, logical_id: str) -> Created:
+        props = self._properties(logical_id)
+        arn = f"{self.function_arn(props['FunctionName'])}:{self.resolver.resolve(props['Name'])}"
+        return Created(arn, {"AliasArn": arn})
 
     # -- typed handlers --------------------------------------------------------------------------------------
 
@@ -619,8 +661,8 @@ def _substitute(definition: str, substitutions: Mapping[str, Any]) -> str:
 
 
 def _state_machine(p: Provisioner, logical_id: str, props: dict[str, Any]) -> Created:
-    """AWS::Serverless::StateMachine or AWS::StepFunctions::StateMachine, stored in moto (the local stack runs
-    its executions, see events.ExecutionWatcher)."""
+    """AWS::StepFunctions::StateMachine, stored in moto (the local stack runs its executions, see
+    events.ExecutionWatcher)."""
     if "Definition" in props:
         definition = json.dumps(props["Definition"])
     elif "DefinitionString" in props:
@@ -717,6 +759,13 @@ GENERATED_PARAMETERS: dict[str, tuple[str, Callable[[Provisioner, str], str]]] =
 }
 
 
+_NAMED_ONLY: dict[str, Callable[[Provisioner, str], Created]] = {
+    LAMBDA_FUNCTION: Provisioner._function,
+    LAMBDA_LAYER: Provisioner._layer,
+    LAMBDA_VERSION: Provisioner._version,
+    LAMBDA_ALIAS: Provisioner._alias,
+}
+
 HANDLERS: dict[str, _Handler] = {
     "AWS::KMS::Key": _kms_key,
     "AWS::KMS::Alias": _kms_alias,
@@ -731,7 +780,6 @@ HANDLERS: dict[str, _Handler] = {
     "AWS::SQS::QueuePolicy": _sqs_queue_policy,
     "AWS::DynamoDB::Table": _dynamodb_table,
     "AWS::ApiGateway::ApiKey": _apigateway_api_key,
-    "AWS::Serverless::StateMachine": _state_machine,
     "AWS::StepFunctions::StateMachine": _state_machine,
     "AWS::KinesisFirehose::DeliveryStream": _firehose_delivery_stream,
 }

@@ -1,10 +1,10 @@
 """EventBridge schedules of the local stack: the template's scheduled events, fired while the stack runs.
 
-`schedule_sources` finds what EventBridge would invoke on a schedule: every `Type: Schedule` event of an
-AWS::Serverless::Function (SAM turns each into an AWS::Events::Rule named `<Function><Event>`) and every
-AWS::Events::Rule with a ScheduleExpression whose target is one of the template's functions. Expressions go
-through the resolver (`Schedule: !Ref DriftCheckSchedule` gives the parameter's value) and are checked here, so
-an expression EventBridge would reject fails the local stack's start with a message naming it.
+`schedule_sources` finds what EventBridge would invoke on a schedule: every AWS::Events::Rule of the translated
+template with a ScheduleExpression whose target is one of its functions (SAM turns each `Type: Schedule` event into
+such a rule, named `<Function><Event>`). Expressions go through the resolver (`Schedule: !Ref DriftCheckSchedule`
+gives the parameter's value) and are checked here, so an expression EventBridge would reject fails the local
+stack's start with a message naming it.
 
 `Scheduler` runs one daemon thread that sleeps until the next due time and starts each invocation in its own
 thread, as EventBridge invokes Lambda asynchronously: the result is discarded, an error is logged and the
@@ -39,14 +39,20 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sklambda_infra.template import SERVERLESS_FUNCTION, Resolver, TemplateError, merged_properties, resources_of_type
+from sklambda_infra.template import (
+    EVENT_INVOKE_CONFIG,
+    EVENTS_RULE,
+    Resolver,
+    TemplateError,
+    referenced_function,
+    resources_of_type,
+)
 
 Log = Callable[[str], None]
 Invoke = Callable[[str, Any], Any]
 Clock = Callable[[], datetime]
 
 SCHEDULE_EVERY_ENV = "SKLAMBDA_LOCAL_SCHEDULE_EVERY"
-EVENTS_RULE = "AWS::Events::Rule"
 # Lambda retries a failed asynchronous invocation twice unless EventInvokeConfig.MaximumRetryAttempts says so.
 DEFAULT_ASYNC_RETRIES = 2
 MIN_YEAR, MAX_YEAR = 1970, 2199  # EventBridge's cron year range
@@ -322,7 +328,7 @@ def parse_schedule(expression: Any) -> Schedule:
 @dataclass(frozen=True)
 class ScheduleSource:
     function: str  # logical id of the function invoked
-    event: str  # SAM event name, or the AWS::Events::Rule's logical id
+    event: str  # the AWS::Events::Rule's logical id (`<Function><Event>` for a SAM event)
     expression: str
     rule_name: str
     rule_arn: str
@@ -368,12 +374,18 @@ def _rule_identity(resolver: Resolver, rule_logical_id: str, name: Any) -> tuple
     return rule_name, f"arn:{pseudo.partition}:events:{pseudo.region}:{pseudo.account_id}:rule/{rule_name}"
 
 
-def _async_retries(resolver: Resolver, logical_id: str) -> int:
-    config = merged_properties(resolver.template, logical_id).get("EventInvokeConfig") or {}
-    try:
-        return int(resolver.resolve(config.get("MaximumRetryAttempts", DEFAULT_ASYNC_RETRIES)))
-    except (TemplateError, TypeError, ValueError):
-        return DEFAULT_ASYNC_RETRIES
+def _async_retries(resolver: Resolver, function: str) -> int:
+    """MaximumRetryAttempts of the function's AWS::Lambda::EventInvokeConfig (SAM writes one from the function's
+    EventInvokeConfig), else Lambda's default."""
+    for logical_id in resources_of_type(resolver.template, EVENT_INVOKE_CONFIG):
+        props = resolver.template["Resources"][logical_id].get("Properties") or {}
+        if not resolver.enabled(logical_id) or referenced_function(resolver, props.get("FunctionName")) != function:
+            continue
+        try:
+            return int(resolver.resolve(props.get("MaximumRetryAttempts", DEFAULT_ASYNC_RETRIES)))
+        except (TemplateError, TypeError, ValueError):
+            return DEFAULT_ASYNC_RETRIES
+    return DEFAULT_ASYNC_RETRIES
 
 
 def _resolve(resolver: Resolver, value: Any, where: str) -> Any:
@@ -392,67 +404,17 @@ def _checked_expression(resolver: Resolver, value: Any, where: str) -> str:
     return str(expression).strip()
 
 
-def _target_function(resolver: Resolver, arn: Any, functions: Iterable[str]) -> str | None:
-    """The template function an AWS::Events::Rule target's Arn points at, if any."""
-    functions = list(functions)
-    if isinstance(arn, dict) and "Fn::GetAtt" in arn:
-        target = arn["Fn::GetAtt"]
-        logical_id = target.partition(".")[0] if isinstance(target, str) else (target or [None])[0]
-        if logical_id in functions:
-            return str(logical_id)
-    try:
-        resolved = resolver.resolve(arn)
-    except TemplateError:
-        return None
-    for logical_id in functions:
-        function_arn = resolver.attributes.get((logical_id, "Arn"))
-        if function_arn and (resolved == function_arn or str(resolved).startswith(f"{function_arn}:")):
-            return logical_id
-    return None
-
-
 def schedule_sources(resolver: Resolver) -> list[ScheduleSource]:
-    """Every scheduled event of the template's enabled functions, disabled ones included (`enabled=False`).
+    """Every scheduled rule targeting the template's enabled functions, disabled ones included (`enabled=False`).
 
-    Raises ScheduleError when an expression or an Input is invalid, naming the function and the event.
+    Raises ScheduleError when an expression or an Input is invalid, naming the rule.
     """
-    template = resolver.template
     pseudo = resolver.pseudo
-    functions = [f for f in resources_of_type(template, SERVERLESS_FUNCTION) if resolver.enabled(f)]
     found: list[ScheduleSource] = []
-    for logical_id in functions:
-        events = merged_properties(template, logical_id).get("Events") or {}
-        for event_name, event in events.items():
-            name = str(event_name)
-            if (event or {}).get("Type") != "Schedule":
-                continue
-            props = event.get("Properties") or {}
-            where = f"{logical_id} event {name}"
-            expression = _checked_expression(resolver, props.get("Schedule"), where)
-            rule_name, rule_arn = _rule_identity(
-                resolver, f"{logical_id}{name}", _resolve(resolver, props.get("Name"), where)
-            )
-            found.append(
-                ScheduleSource(
-                    function=logical_id,
-                    event=name,
-                    expression=expression,
-                    rule_name=rule_name,
-                    rule_arn=rule_arn,
-                    region=pseudo.region,
-                    account_id=pseudo.account_id,
-                    input=_input_text(_resolve(resolver, props.get("Input"), where), where),
-                    enabled=_is_enabled(
-                        _resolve(resolver, props.get("Enabled"), where), _resolve(resolver, props.get("State"), where)
-                    ),
-                    description=str(_resolve(resolver, props.get("Description"), where) or ""),
-                    async_retries=_async_retries(resolver, logical_id),
-                )
-            )
-    for rule_id in resources_of_type(template, EVENTS_RULE):
+    for rule_id in resources_of_type(resolver.template, EVENTS_RULE):
         if not resolver.enabled(rule_id):
             continue
-        props = template["Resources"][rule_id].get("Properties") or {}
+        props = resolver.template["Resources"][rule_id].get("Properties") or {}
         if props.get("ScheduleExpression") is None:
             continue
         where = f"{rule_id} (AWS::Events::Rule)"
@@ -460,7 +422,7 @@ def schedule_sources(resolver: Resolver) -> list[ScheduleSource]:
         rule_name, rule_arn = _rule_identity(resolver, rule_id, _resolve(resolver, props.get("Name"), where))
         enabled = _is_enabled(None, _resolve(resolver, props.get("State"), where))
         for target in props.get("Targets") or []:
-            function = _target_function(resolver, (target or {}).get("Arn"), functions)
+            function = referenced_function(resolver, (target or {}).get("Arn"))
             if function is None:
                 continue
             target_where = f"{where} target {target.get('Id', function)}"

@@ -38,8 +38,8 @@ from sklambda_infra.local.functions import (
     function_specs,
     worker_environment,
 )
-from sklambda_infra.local.gateway import IMPLICIT_API, Gateway, GatewayServer, Route, api_routes
-from sklambda_infra.local.provision import Provisioner, ProvisionResult
+from sklambda_infra.local.gateway import Gateway, GatewayServer, Route, api_routes
+from sklambda_infra.local.provision import GENERATED_PARAMETERS, Provisioner, ProvisionResult
 from sklambda_infra.local.scheduler import Scheduler, schedule_every_from_env, schedule_sources
 from sklambda_infra.local.subscriptions import LogForwarder, subscriptions
 from sklambda_infra.template import (
@@ -48,8 +48,9 @@ from sklambda_infra.template import (
     Pseudo,
     Resolver,
     load_template,
-    merged_properties,
+    parameter_values,
 )
+from sklambda_infra.translation import Translation, translate
 
 HOST = "127.0.0.1"
 DEFAULT_AWS_PORT = 4566
@@ -60,7 +61,7 @@ DETAILS_FILE = "local.json"
 MODEL_BUCKET = "ModelBucket"
 SIGNING_KEY = "SigningKey"
 DATA_KEY = "DataKey"
-STATE_MACHINE_TYPES = ("AWS::Serverless::StateMachine", "AWS::StepFunctions::StateMachine")
+STATE_MACHINE_TYPES = ("AWS::StepFunctions::StateMachine",)
 # Workers one function may run at once for a state machine's Map (like Lambda containers; each is a process).
 DEFAULT_MAX_PARALLEL_WORKERS = 4
 
@@ -170,12 +171,13 @@ class LocalStack:
             LocalStack._running.add(self.pseudo.stack_name)
             self._registered = True
         self._start_moto()
-        resolver = Resolver(template, parameters=self.parameters, pseudo=self.pseudo)
+        translation = self._translate(template)
+        resolver = Resolver(translation.template, parameters=self.parameters, pseudo=self.pseudo)
         self.provisioned = Provisioner(resolver, self.client).provision()
         self.generated_parameters = {name: resolver.parameters[name] for name in self.provisioned.generated}
         self.routes = api_routes(resolver)
-        api_keys = self._create_api_keys(resolver)
-        self.functions = function_specs(resolver, self.project_root, self.log)
+        api_keys = self._create_api_keys()
+        self.functions = function_specs(resolver, translation, self.log)
         self.forwarder = LogForwarder(subscriptions(resolver, self.log), self.client("firehose"), self.log)
         self.forwarder.start()
         for logical_id, spec in self.functions.items():
@@ -196,6 +198,15 @@ class LocalStack:
             tmp = path.with_suffix(".tmp")
             tmp.write_text(json.dumps(self.details, indent=2) + "\n")
             tmp.replace(path)
+
+    def _translate(self, template: dict[str, Any]) -> Translation:
+        """The CloudFormation SAM makes of the template with this stack's parameters. A parameter the provisioner
+        will generate (GENERATED_PARAMETERS, when not given) is not known yet: its conditions stay to be decided."""
+        values = parameter_values(template, self.parameters)
+        pending = [name for name in GENERATED_PARAMETERS if name in values and not values[name]]
+        return translate(
+            template, project_root=self.project_root, parameters=self.parameters, unknown=pending, pseudo=self.pseudo
+        )
 
     def _start_event_sources(self, resolver: Resolver) -> None:
         """SQS event source mappings and the state machines' executions (see events.py)."""
@@ -372,8 +383,9 @@ class LocalStack:
                     keys[key["value"]] = key["id"]
         return keys
 
-    def _create_api_keys(self, resolver: Resolver) -> dict[str, dict[str, str]]:
-        """An enabled key in moto's API Gateway for each API whose routes need one (unless the template has one)."""
+    def _create_api_keys(self) -> dict[str, dict[str, str]]:
+        """The template's enabled API keys (SAM declares `<Api>ApiKey` when the API's Auth.UsagePlan creates one);
+        when it has none, an enabled key in moto's API Gateway for each API whose routes need one."""
         apigateway = self.client("apigateway")
         keys: dict[str, dict[str, str]] = {}
         assert self.provisioned is not None
@@ -387,9 +399,6 @@ class LocalStack:
         for api_id in sorted({r.api.logical_id for r in self.routes if r.api_key_required}):
             key = apigateway.create_api_key(name=f"{self.pseudo.stack_name}-{api_id}-local", enabled=True)
             keys[api_id] = {"id": key["id"], "value": key["value"]}
-            # SAM's implicit key when the API's Auth.UsagePlan creates one; lets `!Ref <Api>ApiKey` resolve.
-            implicit = "ServerlessApiKey" if api_id == IMPLICIT_API else f"{api_id}ApiKey"
-            resolver.refs.setdefault(implicit, key["id"])  # type: ignore[union-attr]
         return keys
 
     # -- details ---------------------------------------------------------------------------------------------
@@ -530,7 +539,10 @@ def summary(details: Mapping[str, Any]) -> str:
         lines.append(f"  schedule {sched['expression']} -> {sched['function']} ({when}; next {sched['next']})")
     if details["local_equivalents"]:
         lines += ["", "  Run locally:"]
-        lines += [f"    {k}: {v}" for k, v in details["local_equivalents"].items()]
+        by_how: dict[str, list[str]] = {}
+        for logical_id, how in details["local_equivalents"].items():
+            by_how.setdefault(how, []).append(logical_id)
+        lines += [f"    {', '.join(ids)}: {how}" for how, ids in by_how.items()]
     created = [k for k in details["resources"]]
     lines += ["", f"  Created in moto: {', '.join(created) or '(nothing)'}"]
     if details["cloud_only"]:
@@ -583,6 +595,7 @@ def _process_running(pid: int) -> bool:
 
 def log_group_of(resolver: Resolver, logical_id: str, spec: FunctionSpec) -> str:
     """The function's log group: LoggingConfig.LogGroup, else Lambda's default /aws/lambda/<name>."""
-    logging_config = merged_properties(resolver.template, logical_id).get("LoggingConfig") or {}
+    properties = resolver.template["Resources"][logical_id].get("Properties") or {}
+    logging_config = properties.get("LoggingConfig") or {}
     group = resolver.resolve(logging_config.get("LogGroup")) if logging_config.get("LogGroup") else None
     return str(group) if group else f"/aws/lambda/{spec.name}"
