@@ -38,7 +38,7 @@ from aws_lambda_powertools.utilities.idempotency import (
     idempotent_function,
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from batch_shared import job_capture, record_capture, record_job, server
+from batch_shared import configure, job_capture, record_capture, record_job, server
 from botocore.exceptions import ClientError
 
 from sklambda import aws
@@ -54,7 +54,7 @@ from sklambda.batch import (
     plan_chunks,
     score_object,
 )
-from sklambda.config import BatchSettings, FanOutSettings
+from sklambda.config import BatchScoreSettings
 
 logger = Logger()
 tracer = Tracer()
@@ -62,8 +62,9 @@ metrics = Metrics()
 processor = BatchProcessor(event_type=EventType.SQS)
 
 # Read at import so a missing variable fails the cold start loudly instead of the first message.
-settings = BatchSettings.from_env()
-fan_out = FanOutSettings.from_env()
+function_settings = BatchScoreSettings.from_env()
+configure(function_settings)
+settings, fan_out = function_settings.engine, function_settings.fan_out
 # A duplicate S3 notification arrives within minutes; a week also covers a redrive of an old success.
 idempotency = IdempotencyConfig(
     event_key_jmespath="[bucket, key, version]",

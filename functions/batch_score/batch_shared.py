@@ -1,7 +1,7 @@
-"""What the two batch handlers share: their own settings, the model server (one per container), job metrics.
+"""What the two batch handlers share: the model server and the capturer (one each per container), job metrics.
 
-Settings: sklambda.config.BatchSettings (the engine's) and sklambda.config.FanOutSettings (fan-out and
-idempotency, read only by these handlers).
+Settings: each handler module reads its function's class at import (sklambda.config.BatchScoreSettings for the SQS
+handler, BatchChunkSettings for the fan-out tasks) and passes it to `configure`; nothing here reads the environment.
 """
 
 from __future__ import annotations
@@ -10,28 +10,37 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 from sklambda.batch import SUCCEEDED, SUPERSEDED, JobSummary
-from sklambda.config import CaptureSettings, ServingSettings
+from sklambda.config import BatchChunkSettings
 from sklambda.monitoring.capture import Capturer, JobCapture
 from sklambda.registry.signing import CardVerifier
 from sklambda.registry.store import Registry
 from sklambda.serving.server import ModelServer
 
 logger = Logger()
+_settings: BatchChunkSettings | None = None
 _server: ModelServer | None = None
-# Read at import so a bad capture setting fails the cold start; off without the pseudonymization key.
-capturer = Capturer(CaptureSettings.batch_from_env())
+capturer: Capturer | None = None
+_NOT_CONFIGURED = "batch_shared.configure(settings) was not called by the handler module"
+
+
+def configure(settings: BatchChunkSettings) -> None:
+    """Use the function's settings (each handler module calls this once, at import): capture (off without the
+    pseudonymization key) is set up now, the model server on first use."""
+    global _settings, _server, capturer
+    _settings, _server, capturer = settings, None, Capturer(settings.capture)
 
 
 def server() -> ModelServer:
     """One per container, created on first use (so tests can start moto before it)."""
     global _server
     if _server is None:
-        settings = ServingSettings.from_env()
+        if _settings is None:
+            raise RuntimeError(_NOT_CONFIGURED)
         _server = ModelServer(
-            Registry(settings.model_bucket),
-            CardVerifier(settings.signing_key_id),
-            alias_ttl_seconds=settings.alias_ttl_seconds,
-            cache_size=settings.model_cache_size,
+            Registry(_settings.model_bucket),
+            CardVerifier(_settings.signing_key_id),
+            alias_ttl_seconds=_settings.alias_ttl_seconds,
+            cache_size=_settings.model_cache_size,
         )
     return _server
 
@@ -78,6 +87,8 @@ def record_job(summary: JobSummary) -> None:
 
 def job_capture(job_id: str) -> JobCapture | None:
     """The observer that captures a sample of this job's scored rows, or None when capture is off."""
+    if capturer is None:
+        raise RuntimeError(_NOT_CONFIGURED)
     return JobCapture(capturer, job_id) if capturer.enabled else None
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from batch_shared import job_capture, record_capture, record_job, server
+from batch_shared import configure, job_capture, record_capture, record_job, server
 
 from sklambda.batch import (
     BatchJobCrashed,
@@ -34,11 +34,14 @@ from sklambda.batch import (
     score_chunk,
     score_object,
 )
-from sklambda.config import BatchSettings
+from sklambda.config import BatchChunkSettings
 
 logger = Logger()
 tracer = Tracer()
-settings = BatchSettings.from_env()
+# Read at import so a missing variable fails the cold start loudly instead of the first task.
+function_settings = BatchChunkSettings.from_env()
+configure(function_settings)
+settings = function_settings.engine
 
 
 def _ref(event: dict[str, Any]) -> ObjectRef:

@@ -16,7 +16,7 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 import sklambda
-from sklambda.config import CaptureSettings, ServingSettings
+from sklambda.config import PredictSettings
 from sklambda.errors import ModelRefused, PayloadTooLarge, SklambdaError, http_status
 from sklambda.monitoring.capture import Capturer
 from sklambda.registry.signing import CardVerifier
@@ -48,8 +48,8 @@ app = APIGatewayRestResolver()
 warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 # Read at import so a missing variable fails the cold start loudly instead of the first request.
-settings = ServingSettings.from_env()
-capturer = Capturer(CaptureSettings.from_env())
+settings = PredictSettings.from_env()
+capturer = Capturer(settings.capture)
 _server: ModelServer | None = None
 
 

@@ -41,7 +41,7 @@ import boto3
 import numpy as np
 import pandas as pd
 
-from sklambda.config import DEFAULTS, DRIFT_MAX_ROWS
+from sklambda.config import DRIFT_MAX_ROWS, DriftCheckSettings
 from sklambda.monitoring.capture import CaptureRecord
 from sklambda.monitoring.drift import DRIFT, DriftConfig, check_card, check_drift, update_state
 from sklambda.monitoring.windows import Window, capture_prefix, read_capture
@@ -58,7 +58,7 @@ LEVELS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
 TARGET_SECONDS = 2.5
 CLEAN_SIZES = (100, 300, 1000, 3000, 5000, 10000, 20000, 50000)
 # The drift-check Lambda's default sample (SKLAMBDA_DRIFT_MAX_ROWS).
-DEFAULT_MAX_ROWS = int(DEFAULTS[DRIFT_MAX_ROWS])
+DEFAULT_MAX_ROWS: int = DriftCheckSettings.defaults()[DRIFT_MAX_ROWS]
 LINES_PER_OBJECT = 50_000
 CAPTURE_BUCKET = "sklambda-drift-bench"
 KEY_ID = "0123456789ab"

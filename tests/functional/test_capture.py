@@ -11,7 +11,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from sklambda import config
-from sklambda.config import CaptureSettings
+from sklambda.config import BatchCaptureSettings, CaptureSettings
 from sklambda.errors import ConfigurationError
 from sklambda.monitoring.capture import CAPTURE_MARKER, MAX_RECORD_BYTES, Capturer, Pseudonymizer, create_key_ciphertext
 from sklambda.monitoring.privacy import erase_subject
@@ -107,7 +107,7 @@ def test_capture_is_off_without_a_key_or_with_a_zero_rate_and_refuses_bad_rates(
     assert not CaptureSettings.from_env({config.PSEUDONYM_KEY_CIPHERTEXT: "x", config.CAPTURE_SAMPLE_RATE: "0"}).enabled
     with pytest.raises(ConfigurationError, match=config.CAPTURE_SAMPLE_RATE):
         CaptureSettings.from_env({config.CAPTURE_SAMPLE_RATE: "1.5"})
-    batch = CaptureSettings.batch_from_env({config.PSEUDONYM_KEY_CIPHERTEXT: "x"})
+    batch = BatchCaptureSettings.from_env({config.PSEUDONYM_KEY_CIPHERTEXT: "x"})
     assert (batch.sample_rate, batch.max_rows) == (0.01, 10000)
 
 

@@ -513,11 +513,36 @@ def sklambda_variables(template: dict) -> dict[str, Any]:
     return template["Resources"]["PredictFunction"]["Properties"]["Environment"]["Variables"]
 
 
+def assert_settings_read_what_the_template_sets(settings: type[config.EnvSettings], variables: dict) -> None:
+    """Every variable the template sets is one the function's settings class reads, and every variable that class
+    requires is set (else the function would fail its cold start)."""
+    assert set(variables) <= settings.variables(), set(variables) - settings.variables()
+    required = settings.variables() - settings.defaults().keys()
+    assert required <= set(variables), required - set(variables)
+
+
+def deployed_value(template: dict, value: Any) -> str | None:
+    """A variable's value in a stack deployed with default parameters; None when it names a resource or is set only
+    under a condition (no runtime default to compare with)."""
+    if isinstance(value, dict):
+        if set(value) != {"Ref"} or value["Ref"] not in template["Parameters"]:
+            return None
+        value = template["Parameters"][value["Ref"]]["Default"]
+    return str(value)
+
+
+def takes_the_runtime_default(settings: type[config.EnvSettings], name: str, value: str) -> bool:
+    """Whether `name=value` in the environment gives the function the same settings as leaving `name` unset."""
+    required = {other: "set" for other in settings.variables() - settings.defaults().keys()}
+    return settings.from_env({**required, name: value}) == settings.from_env(required)
+
+
 def test_predict_environment_is_exactly_the_settings_the_runtime_reads(template: dict) -> None:
     # GIVEN the predict function's own variables and the names the runtime reads (sklambda.config)
     variables = sklambda_variables(template)
     # THEN they are the same names, so neither side can be renamed alone
     assert set(variables) == PREDICT_SETTINGS
+    assert_settings_read_what_the_template_sets(config.PredictSettings, variables)
     assert variables[config.MODEL_BUCKET] == {"Ref": "ModelBucket"}
     assert variables[config.SIGNING_KEY_ID] == {"Fn::GetAtt": ["SigningKey", "Arn"]}
 
@@ -533,17 +558,23 @@ def test_drift_check_catches_a_misspelt_variable(template: dict) -> None:
 
 def test_template_defaults_match_the_runtime_defaults(template: dict) -> None:
     variables = sklambda_variables(template)
-    # GIVEN every variable that has a runtime default
-    for name, default in config.DEFAULTS.items():
-        if name not in variables:
-            continue
-        value = variables[name]
-        # THEN the template sets the same value, literally or as the default of the parameter it comes from
-        if isinstance(value, dict) and "Fn::If" in value:
+    # GIVEN every variable the template sets that has a runtime default (a field default in sklambda.config)
+    compared = set()
+    for name in config.PredictSettings.defaults().keys() & set(variables):
+        value = deployed_value(template, variables[name])
+        if value is None:
             continue  # set only when a condition holds (capture): no runtime default to compare
-        if isinstance(value, dict):
-            value = template["Parameters"][value["Ref"]]["Default"]
-        assert str(value) == default, name
+        # THEN the template sets the same value, literally or as the default of the parameter it comes from
+        assert takes_the_runtime_default(config.PredictSettings, name, value), (name, value)
+        compared.add(name)
+    assert compared == PREDICT_SETTINGS - {config.MODEL_BUCKET, config.SIGNING_KEY_ID, config.PSEUDONYM_KEY_CIPHERTEXT}
+
+
+def test_a_template_default_unlike_the_runtime_default_is_caught(template: dict) -> None:
+    # GIVEN a template whose MaxRows parameter defaults to something else than the runtime
+    parameter = template["Parameters"][sklambda_variables(template)[config.MAX_ROWS]["Ref"]]
+    # THEN the comparison used above no longer holds
+    assert not takes_the_runtime_default(config.PredictSettings, config.MAX_ROWS, str(parameter["Default"] + 1))
 
 
 # --- batch scoring -------------------------------------------------------------------------------------------------
@@ -738,6 +769,8 @@ def test_batch_environments_are_exactly_the_settings_the_code_reads(template: di
     # THEN the chunk function gets the engine's settings, the SQS one also the fan-out settings
     assert set(chunk_env) == BATCH_ENGINE_SETTINGS
     assert set(score_env) == BATCH_ENGINE_SETTINGS | BATCH_FANOUT_SETTINGS
+    assert_settings_read_what_the_template_sets(config.BatchChunkSettings, chunk_env)
+    assert_settings_read_what_the_template_sets(config.BatchScoreSettings, score_env)
     assert score_env[config.BATCH_DATA_BUCKET] == {"Ref": "DataBucket"}
     assert score_env[config.BATCH_STATE_MACHINE_ARN] == {"Ref": "BatchFanOutStateMachine"}
     # AND the reject threshold and chunk rows default to the runtime's defaults
@@ -747,8 +780,9 @@ def test_batch_environments_are_exactly_the_settings_the_code_reads(template: di
         config.BATCH_CAPTURE_SAMPLE_RATE,
         config.BATCH_CAPTURE_MAX_ROWS,
     ):
-        parameter = template["Parameters"][score_env[name]["Ref"]]
-        assert float(parameter["Default"]) == float(config.DEFAULTS[name]), name
+        for settings, env in ((config.BatchScoreSettings, score_env), (config.BatchChunkSettings, chunk_env)):
+            value = deployed_value(template, env[name])
+            assert takes_the_runtime_default(settings, name, value), (settings.__name__, name, value)
 
 
 # --- prediction capture --------------------------------------------------------------------------------------------
@@ -895,12 +929,13 @@ def test_drift_check_environment_is_exactly_the_settings_the_code_reads(template
     variables = props["Environment"]["Variables"]
     # THEN the names are sklambda.config's, the captures and reports live in the data bucket
     assert set(variables) == DRIFT_CHECK_SETTINGS
+    assert_settings_read_what_the_template_sets(config.DriftCheckSettings, variables)
     assert variables[config.MONITORING_BUCKET] == {"Ref": "DataBucket"}
     assert variables[config.MODEL_BUCKET] == {"Ref": "ModelBucket"}
     # AND the defaults agree with the runtime's
-    assert variables[config.DRIFT_EVENT_BUS] == config.DEFAULTS[config.DRIFT_EVENT_BUS]
-    window = template["Parameters"][variables[config.DRIFT_WINDOW_HOURS]["Ref"]]
-    assert float(window["Default"]) == float(config.DEFAULTS[config.DRIFT_WINDOW_HOURS])
+    for name in (config.DRIFT_EVENT_BUS, config.DRIFT_WINDOW_HOURS):
+        value = deployed_value(template, variables[name])
+        assert takes_the_runtime_default(config.DriftCheckSettings, name, value), (name, value)
     assert (props["CodeUri"], props["Handler"], props["Timeout"]) == ("functions/drift_check/", "app.handler", 300)
 
 

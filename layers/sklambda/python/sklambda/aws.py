@@ -19,6 +19,12 @@ _lock = threading.Lock()
 
 
 def client(service: str) -> Any:
+    """The shared boto3 client of `service` (e.g. "s3", "kms"), created on first use; thread-safe.
+
+    Standard retry mode with at most 3 attempts, 5 s connect and 30 s read timeouts (botocore's "Retries" guide).
+    Region, credentials and endpoint come from the environment as boto3 reads them (AWS_REGION, the function's role,
+    AWS_ENDPOINT_URL for the local stack).
+    """
     global _session
     with _lock:
         if service not in _clients:

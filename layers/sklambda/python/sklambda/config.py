@@ -1,182 +1,61 @@
-"""Environment variable names (the only place they are spelled) and the settings read from them.
+"""Environment variable names (the only place they are spelled) and one settings class per function.
 
-A missing required value raises ConfigurationError at start; optional values have documented defaults.
+Each Lambda function reads one class once, at import, so a missing or malformed value fails the cold start with
+ConfigurationError naming the variable instead of failing the first request:
+
+    predict                         PredictSettings       (functions/predict/app.py)
+    batch scoring, SQS side         BatchScoreSettings    (functions/batch_score/app.py)
+    batch scoring, fan-out chunks   BatchChunkSettings    (functions/batch_score/fanout.py)
+    scheduled drift check           DriftCheckSettings    (functions/drift_check/app.py)
+
+A field declared with `setting(NAME, default)` is read from the variable NAME; its default is the field's default
+and nowhere else (a variable that is unset, empty or blank takes it), and a field declared without a default is
+required. A field whose type is itself a settings class (a part: the batch engine's `BatchSettings`, capture's
+`CaptureSettings`, fan-out's `FanOutSettings`) is read by that class from the same environment. Values are
+validated where they are read from the environment; building a class directly (tests, benchmarks) checks nothing.
+template.yaml sets these variables per function; tests/infra/test_template.py checks that every variable it sets
+is read here, that every required one is set, and that its defaults are these.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import typing
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Self
 
 from sklambda.errors import ConfigurationError
 
-# Names of environment variables read by the runtime.
+# --- names of the environment variables the runtime reads ----------------------------------------------------------
+# Where the model registry lives and which KMS key its cards must be signed with (every function that loads models).
 MODEL_BUCKET = "SKLAMBDA_MODEL_BUCKET"
 SIGNING_KEY_ID = "SKLAMBDA_SIGNING_KEY_ID"
 DEFAULT_ALIAS = "SKLAMBDA_DEFAULT_ALIAS"
+# The model server: how long an alias → version answer is trusted, how many loaded models a container keeps.
 ALIAS_TTL_SECONDS = "SKLAMBDA_ALIAS_TTL_SECONDS"
+MODEL_CACHE_SIZE = "SKLAMBDA_MODEL_CACHE_SIZE"
+# The predict API's limits, and the models it loads before SnapStart's snapshot.
 MAX_ROWS = "SKLAMBDA_MAX_ROWS"
 MAX_BODY_BYTES = "SKLAMBDA_MAX_BODY_BYTES"
-MODEL_CACHE_SIZE = "SKLAMBDA_MODEL_CACHE_SIZE"
+MAX_EXPLAIN_ROWS = "SKLAMBDA_MAX_EXPLAIN_ROWS"
 PRELOAD_MODELS = "SKLAMBDA_PRELOAD_MODELS"
 # Set only by the local stack (boto3 reads it natively); never set in the cloud.
 AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
 
-DEFAULTS = {
-    DEFAULT_ALIAS: "production",
-    ALIAS_TTL_SECONDS: "60",
-    MAX_ROWS: "1000",
-    MAX_BODY_BYTES: str(1024 * 1024),
-    MODEL_CACHE_SIZE: "4",
-    PRELOAD_MODELS: "",
-}
-
-
-def _required(env: Mapping[str, str], name: str) -> str:
-    value = env.get(name, "").strip()
-    if not value:
-        raise ConfigurationError(f"required environment variable {name} is not set")
-    return value
-
-
-def _number(env: Mapping[str, str], name: str, kind: type, minimum: float) -> int | float:
-    raw = env.get(name, DEFAULTS[name]).strip() or DEFAULTS[name]
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise ConfigurationError(f"environment variable {name}={raw!r} is not a valid {kind.__name__}") from None
-    if value < minimum:
-        raise ConfigurationError(f"environment variable {name}={raw!r} must be at least {minimum}")
-    return value
-
-
-@dataclass(frozen=True)
-class ServingSettings:
-    """What the predict function needs; read once per container."""
-
-    model_bucket: str
-    signing_key_id: str
-    default_alias: str = "production"
-    alias_ttl_seconds: float = 60.0
-    max_rows: int = 1000
-    max_body_bytes: int = 1024 * 1024
-    model_cache_size: int = 4
-    preload_models: tuple[str, ...] = ()
-    max_explain_rows: int = 100
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> ServingSettings:
-        env = os.environ if env is None else env
-        preload = env.get(PRELOAD_MODELS, DEFAULTS[PRELOAD_MODELS])
-        return cls(
-            model_bucket=_required(env, MODEL_BUCKET),
-            signing_key_id=_required(env, SIGNING_KEY_ID),
-            default_alias=env.get(DEFAULT_ALIAS, "").strip() or DEFAULTS[DEFAULT_ALIAS],
-            alias_ttl_seconds=float(_number(env, ALIAS_TTL_SECONDS, float, 0)),
-            max_rows=int(_number(env, MAX_ROWS, int, 1)),
-            max_body_bytes=int(_number(env, MAX_BODY_BYTES, int, 1)),
-            model_cache_size=int(_number(env, MODEL_CACHE_SIZE, int, 1)),
-            preload_models=tuple(n.strip() for n in preload.split(",") if n.strip()),
-            max_explain_rows=int(_number(env, MAX_EXPLAIN_ROWS, int, 1)),
-        )
-
-
-# ?explain=true costs up to ~20 ms per row (a 100-tree forest): fewer rows per request keep it inside API
-# Gateway's 29 s. Added after the serving settings so the names above stay untouched.
-MAX_EXPLAIN_ROWS = "SKLAMBDA_MAX_EXPLAIN_ROWS"
-DEFAULTS[MAX_EXPLAIN_ROWS] = "100"
-
-
-# Batch scoring of files uploaded to S3 (sklambda.batch). Added after the serving settings so the names above
-# stay untouched; the defaults join the same DEFAULTS table.
+# Batch scoring of files uploaded to S3 (sklambda.batch): the engine's settings.
 BATCH_DATA_BUCKET = "SKLAMBDA_BATCH_DATA_BUCKET"
 BATCH_CHUNK_ROWS = "SKLAMBDA_BATCH_CHUNK_ROWS"
 BATCH_MAX_LINE_BYTES = "SKLAMBDA_BATCH_MAX_LINE_BYTES"
 BATCH_REJECT_THRESHOLD = "SKLAMBDA_BATCH_REJECT_THRESHOLD"
 BATCH_PART_BYTES = "SKLAMBDA_BATCH_PART_BYTES"
 BATCH_CHUNK_BYTES = "SKLAMBDA_BATCH_CHUNK_BYTES"
-
-DEFAULTS.update(
-    {
-        BATCH_DATA_BUCKET: "",
-        BATCH_CHUNK_ROWS: "50000",
-        BATCH_MAX_LINE_BYTES: str(1024 * 1024),
-        BATCH_REJECT_THRESHOLD: "0.10",
-        BATCH_PART_BYTES: str(8 * 1024 * 1024),
-        BATCH_CHUNK_BYTES: str(256 * 1024 * 1024),
-    }
-)
-# S3 multipart uploads: every part but the last must be at least 5 MiB.
-MIN_PART_BYTES = 5 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class BatchSettings:
-    """What the batch engine needs; read once per container.
-
-    data_bucket: where scored/, errors/ and tmp/ go; None means the bucket the input came from.
-    chunk_rows: rows validated and scored together (bounds memory, not output).
-    max_line_bytes: a row longer than this is rejected without being read into memory beyond it.
-    reject_threshold: a job whose share of rejected rows is above this fails (a model card tag
-        `batch_reject_threshold` overrides it per model).
-    part_bytes: size of the multipart-upload parts written (at least 5 MiB).
-    chunk_bytes: target size of the byte ranges plan_chunks cuts a large uncompressed file into.
-    """
-
-    data_bucket: str | None = None
-    default_alias: str = "production"
-    chunk_rows: int = 50_000
-    max_line_bytes: int = 1024 * 1024
-    reject_threshold: float = 0.10
-    part_bytes: int = 8 * 1024 * 1024
-    chunk_bytes: int = 256 * 1024 * 1024
-    max_raw_bytes: int = 10 * 1024
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> BatchSettings:
-        env = os.environ if env is None else env
-        threshold = float(_number(env, BATCH_REJECT_THRESHOLD, float, 0))
-        if threshold > 1:
-            raise ConfigurationError(f"environment variable {BATCH_REJECT_THRESHOLD}={threshold} must be at most 1")
-        return cls(
-            data_bucket=env.get(BATCH_DATA_BUCKET, "").strip() or None,
-            default_alias=env.get(DEFAULT_ALIAS, "").strip() or DEFAULTS[DEFAULT_ALIAS],
-            chunk_rows=int(_number(env, BATCH_CHUNK_ROWS, int, 1)),
-            max_line_bytes=int(_number(env, BATCH_MAX_LINE_BYTES, int, 1024)),
-            reject_threshold=threshold,
-            part_bytes=int(_number(env, BATCH_PART_BYTES, int, MIN_PART_BYTES)),
-            chunk_bytes=int(_number(env, BATCH_CHUNK_BYTES, int, MIN_PART_BYTES)),
-        )
-
-
-# Read only by the batch handlers (fan-out and idempotency are AWS plumbing, not scoring).
+# Read only by the SQS batch handler (fan-out and idempotency are AWS plumbing, not scoring).
 BATCH_FANOUT_BYTES = "SKLAMBDA_BATCH_FANOUT_BYTES"
 BATCH_FANOUT_MAX_CONCURRENCY = "SKLAMBDA_BATCH_FANOUT_MAX_CONCURRENCY"
 BATCH_IDEMPOTENCY_TABLE = "SKLAMBDA_BATCH_IDEMPOTENCY_TABLE"
 BATCH_STATE_MACHINE_ARN = "SKLAMBDA_BATCH_STATE_MACHINE_ARN"
-DEFAULTS.update({BATCH_FANOUT_BYTES: str(256 * 1024 * 1024), BATCH_FANOUT_MAX_CONCURRENCY: "20"})
-
-
-@dataclass(frozen=True)
-class FanOutSettings:
-    """What the SQS handler needs besides BatchSettings; read once per container."""
-
-    idempotency_table: str
-    state_machine_arn: str
-    threshold_bytes: int = 256 * 1024 * 1024
-    max_concurrency: int = 20
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> FanOutSettings:
-        env = os.environ if env is None else env
-        return cls(
-            idempotency_table=_required(env, BATCH_IDEMPOTENCY_TABLE),
-            state_machine_arn=_required(env, BATCH_STATE_MACHINE_ARN),
-            threshold_bytes=int(_number(env, BATCH_FANOUT_BYTES, int, 1)),
-            max_concurrency=int(_number(env, BATCH_FANOUT_MAX_CONCURRENCY, int, 1)),
-        )
-
 
 # Prediction capture (monitoring.capture). Capture is on when the wrapped pseudonymization key is given (a capture
 # that could write raw identifiers is never started) and the sample rate is above 0. Records are written to the
@@ -186,7 +65,17 @@ PSEUDONYM_KEY_CIPHERTEXT = "SKLAMBDA_PSEUDONYM_KEY_CIPHERTEXT"
 # Batch scoring captures a sample of rows (not of jobs): this share of each job's scored rows, at most this many.
 BATCH_CAPTURE_SAMPLE_RATE = "SKLAMBDA_BATCH_CAPTURE_SAMPLE_RATE"
 BATCH_CAPTURE_MAX_ROWS = "SKLAMBDA_BATCH_CAPTURE_MAX_ROWS"
-DEFAULTS.update({CAPTURE_SAMPLE_RATE: "1.0", BATCH_CAPTURE_SAMPLE_RATE: "0.01", BATCH_CAPTURE_MAX_ROWS: "10000"})
+
+# The scheduled drift check (sklambda.monitoring.drift_check): where captures and reports live, where alerts go.
+MONITORING_BUCKET = "SKLAMBDA_MONITORING_BUCKET"
+DRIFT_WINDOW_HOURS = "SKLAMBDA_DRIFT_WINDOW_HOURS"
+DRIFT_EVENT_BUS = "SKLAMBDA_DRIFT_EVENT_BUS"
+DRIFT_MAX_ROWS = "SKLAMBDA_DRIFT_MAX_ROWS"
+
+# --- constants that are not settings -------------------------------------------------------------------------------
+# S3 multipart uploads: every part but the last must be at least 5 MiB (Amazon S3 User Guide, "Multipart upload
+# limits").
+MIN_PART_BYTES = 5 * 1024 * 1024
 # The KMS encryption context the pseudonymization data key is wrapped under; the key policy and the function's IAM
 # policy allow kms:Decrypt on the DataKey outside S3 only with this context.
 PSEUDONYM_KEY_CONTEXT = {"sklambda:purpose": "pseudonymization"}
@@ -194,90 +83,249 @@ PSEUDONYM_KEY_CONTEXT = {"sklambda:purpose": "pseudonymization"}
 CAPTURE_PREFIX = "capture/"
 
 
+# --- reading -------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class CaptureSettings:
-    """Prediction capture; read once per container. `key_ciphertext` None means capture is off.
+class _Variable:
+    """How one field is read: the variable's name and the bounds its value must keep (inclusive, `above` not)."""
 
-    sample_rate: share of requests (predict) or rows (batch) captured. max_rows: at most this many rows per call
-    (per batch job), None for no limit.
+    name: str
+    minimum: float | None = None
+    maximum: float | None = None
+    above: float | None = None
+
+    def read(self, env: Mapping[str, str], kind: Any, default: Any) -> Any:
+        raw = env.get(self.name, "").strip()
+        if not raw:
+            if default is dataclasses.MISSING:
+                raise ConfigurationError(f"required environment variable {self.name} is not set")
+            return default
+        value = self._parse(raw, kind)
+        for bound, broken, words in (
+            (self.minimum, lambda b: value < b, "at least"),
+            (self.maximum, lambda b: value > b, "at most"),
+            (self.above, lambda b: value <= b, "above"),
+        ):
+            if bound is not None and broken(bound):
+                raise ConfigurationError(f"environment variable {self.name}={raw!r} must be {words} {bound}")
+        return value
+
+    def _parse(self, raw: str, kind: Any) -> Any:
+        if typing.get_origin(kind) is tuple:  # tuple[str, ...]: a comma-separated list, blanks dropped
+            return tuple(item.strip() for item in raw.split(",") if item.strip())
+        # `X | None` is read as X (None is only ever a default).
+        (kind,) = [k for k in typing.get_args(kind) if k is not type(None)] or [kind]
+        if kind is str:
+            return raw
+        try:
+            return kind(raw)
+        except ValueError:
+            raise ConfigurationError(
+                f"environment variable {self.name}={raw!r} is not a valid {kind.__name__}"
+            ) from None
+
+
+def setting(name: str, default: Any = dataclasses.MISSING, **bounds: float) -> Any:
+    """A settings field read from the environment variable `name` (one of the constants above).
+
+    Without `default` the variable is required. `bounds` are `minimum`/`maximum` (inclusive) and `above`
+    (exclusive), checked on the value read; a violation, or a value that does not parse as the field's type (int,
+    float, str, `X | None`, or `tuple[str, ...]` written comma-separated), raises ConfigurationError.
+    """
+    return field(default=default, metadata={"variable": _Variable(name, **bounds)})
+
+
+def _default_alias() -> Any:
+    """The alias a request without `alias` or `version` is served from (README: "Default alias: production")."""
+    return setting(DEFAULT_ALIAS, "production")
+
+
+class EnvSettings:
+    """Base of the settings classes: `from_env` reads the fields declared with `setting` and the parts."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
+        """Read the settings from `env` (default: `os.environ`).
+
+        Raises ConfigurationError naming the variable when a required one is unset or blank, or a value does not
+        parse or is out of bounds. Fields without a variable keep their defaults.
+        """
+        env = os.environ if env is None else env
+        types = typing.get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            kind = types[f.name]
+            if isinstance(kind, type) and issubclass(kind, EnvSettings):
+                values[f.name] = kind.from_env(env)
+            elif "variable" in f.metadata:
+                values[f.name] = f.metadata["variable"].read(env, kind, f.default)
+        return cls(**values)
+
+    @classmethod
+    def variables(cls) -> frozenset[str]:
+        """The names of every environment variable `from_env` reads, its parts' included."""
+        return frozenset(cls._defaults(required=True))
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """Each optional variable's name → the value a field takes when the variable is unset (typed, not text)."""
+        return cls._defaults(required=False)
+
+    @classmethod
+    def _defaults(cls, *, required: bool) -> dict[str, Any]:
+        types = typing.get_type_hints(cls)
+        found: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            kind = types[f.name]
+            if isinstance(kind, type) and issubclass(kind, EnvSettings):
+                found.update(kind._defaults(required=required))
+            elif "variable" in f.metadata and (required or f.default is not dataclasses.MISSING):
+                found[f.metadata["variable"].name] = f.default
+        return found
+
+
+# --- parts ---------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class RegistrySettings(EnvSettings):
+    """Where the registry is (an S3 bucket name) and the KMS key id or ARN whose signatures its cards must carry."""
+
+    model_bucket: str = setting(MODEL_BUCKET)
+    signing_key_id: str = setting(SIGNING_KEY_ID)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelServerSettings(RegistrySettings):
+    """The registry plus a ModelServer's caches.
+
+    alias_ttl_seconds: how long an alias → version answer is reused before the alias is read again (so a promote or
+        rollback reaches running containers within it).
+    model_cache_size: verified, loaded models kept per container (least recently used evicted).
     """
 
-    sample_rate: float = 1.0
-    key_ciphertext: str | None = None
+    alias_ttl_seconds: float = setting(ALIAS_TTL_SECONDS, 60.0, minimum=0)
+    model_cache_size: int = setting(MODEL_CACHE_SIZE, 4, minimum=1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CaptureSettings(EnvSettings):
+    """Prediction capture by the predict function. `key_ciphertext` None means capture is off.
+
+    sample_rate: share of requests captured (every row of a sampled request), 0 to 1.
+    key_ciphertext: the pseudonymization data key wrapped by KMS (base64), as the template passes it.
+    max_rows: at most this many rows per call; None for no limit.
+    """
+
+    sample_rate: float = setting(CAPTURE_SAMPLE_RATE, 1.0, minimum=0, maximum=1)
+    key_ciphertext: str | None = setting(PSEUDONYM_KEY_CIPHERTEXT, None)
     max_rows: int | None = None
 
     @property
     def enabled(self) -> bool:
+        """True when there is a key to pseudonymize with and a share above 0 to capture."""
         return self.key_ciphertext is not None and self.sample_rate > 0
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> CaptureSettings:
-        """The predict function's capture: a share of requests, every row of a sampled request."""
-        env = os.environ if env is None else env
-        return cls(sample_rate=_rate(env, CAPTURE_SAMPLE_RATE), key_ciphertext=_ciphertext(env))
 
-    @classmethod
-    def batch_from_env(cls, env: Mapping[str, str] | None = None) -> CaptureSettings:
-        """Batch scoring's capture: a share of each job's rows, capped."""
-        env = os.environ if env is None else env
-        return cls(
-            sample_rate=_rate(env, BATCH_CAPTURE_SAMPLE_RATE),
-            key_ciphertext=_ciphertext(env),
-            max_rows=int(_number(env, BATCH_CAPTURE_MAX_ROWS, int, 0)),
-        )
+@dataclass(frozen=True, kw_only=True)
+class BatchCaptureSettings(CaptureSettings):
+    """Batch scoring's capture: `sample_rate` is the share of each job's scored rows (not of jobs), at most
+    `max_rows` rows per job."""
+
+    sample_rate: float = setting(BATCH_CAPTURE_SAMPLE_RATE, 0.01, minimum=0, maximum=1)
+    max_rows: int | None = setting(BATCH_CAPTURE_MAX_ROWS, 10_000, minimum=0)
 
 
-def _rate(env: Mapping[str, str], name: str) -> float:
-    rate = float(_number(env, name, float, 0))
-    if rate > 1:
-        raise ConfigurationError(f"environment variable {name}={rate} must be at most 1")
-    return rate
+@dataclass(frozen=True, kw_only=True)
+class BatchSettings(EnvSettings):
+    """What the batch engine needs.
 
-
-def _ciphertext(env: Mapping[str, str]) -> str | None:
-    return env.get(PSEUDONYM_KEY_CIPHERTEXT, "").strip() or None
-
-
-# The scheduled drift check (sklambda.monitoring.drift_check). The registry settings (MODEL_BUCKET, SIGNING_KEY_ID,
-# DEFAULT_ALIAS) are shared with serving; these name where captures and reports live and where alerts go.
-MONITORING_BUCKET = "SKLAMBDA_MONITORING_BUCKET"
-DRIFT_WINDOW_HOURS = "SKLAMBDA_DRIFT_WINDOW_HOURS"
-DRIFT_EVENT_BUS = "SKLAMBDA_DRIFT_EVENT_BUS"
-# Above this many captured rows in a window, a uniform sample of this size is decoded and compared (decoding JSON
-# is most of a large check's time; 50,000 rows estimate every statistic far more finely than the thresholds).
-DRIFT_MAX_ROWS = "SKLAMBDA_DRIFT_MAX_ROWS"
-DEFAULTS.update({DRIFT_WINDOW_HOURS: "24", DRIFT_EVENT_BUS: "default", DRIFT_MAX_ROWS: "50000"})
-
-
-@dataclass(frozen=True)
-class DriftCheckSettings:
-    """What the drift check function needs; read once per container.
-
-    monitoring_bucket: the data bucket holding capture/ (read) and reports/drift/ (written).
-    window_hours: length of the window of captured predictions each check compares with the baseline.
-    event_bus: name or ARN of the EventBridge bus a DriftDetected event is put on.
+    data_bucket: where scored/, errors/ and tmp/ go; None means the bucket the input came from.
+    default_alias: the alias a file is scored with when its key names no version.
+    chunk_rows: rows validated and scored together (bounds memory, not output).
+    max_line_bytes: a row longer than this (bytes) is rejected without being read into memory beyond it.
+    reject_threshold: a job whose share of rejected rows is above this (0 to 1) fails (a model card tag
+        `batch_reject_threshold` overrides it per model).
+    part_bytes: size of the multipart-upload parts written (at least 5 MiB, S3's minimum part size).
+    chunk_bytes: target size of the byte ranges plan_chunks cuts a large uncompressed file into.
+    max_raw_bytes: at most this much of a rejected row's text is kept in the errors file.
     """
 
-    model_bucket: str
-    signing_key_id: str
-    monitoring_bucket: str
-    default_alias: str = "production"
-    window_hours: float = 24.0
-    event_bus: str = "default"
-    max_rows: int = 50_000
+    data_bucket: str | None = setting(BATCH_DATA_BUCKET, None)
+    default_alias: str = _default_alias()
+    chunk_rows: int = setting(BATCH_CHUNK_ROWS, 50_000, minimum=1)
+    max_line_bytes: int = setting(BATCH_MAX_LINE_BYTES, 1024 * 1024, minimum=1024)
+    reject_threshold: float = setting(BATCH_REJECT_THRESHOLD, 0.10, minimum=0, maximum=1)
+    part_bytes: int = setting(BATCH_PART_BYTES, 8 * 1024 * 1024, minimum=MIN_PART_BYTES)
+    chunk_bytes: int = setting(BATCH_CHUNK_BYTES, 256 * 1024 * 1024, minimum=MIN_PART_BYTES)
+    max_raw_bytes: int = 10 * 1024
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> DriftCheckSettings:
-        env = os.environ if env is None else env
-        hours = float(_number(env, DRIFT_WINDOW_HOURS, float, 0))
-        if hours <= 0:
-            raise ConfigurationError(f"environment variable {DRIFT_WINDOW_HOURS}={hours} must be above 0")
-        return cls(
-            model_bucket=_required(env, MODEL_BUCKET),
-            signing_key_id=_required(env, SIGNING_KEY_ID),
-            monitoring_bucket=_required(env, MONITORING_BUCKET),
-            default_alias=env.get(DEFAULT_ALIAS, "").strip() or DEFAULTS[DEFAULT_ALIAS],
-            window_hours=hours,
-            event_bus=env.get(DRIFT_EVENT_BUS, "").strip() or DEFAULTS[DRIFT_EVENT_BUS],
-            max_rows=int(_number(env, DRIFT_MAX_ROWS, int, 1)),
-        )
+
+@dataclass(frozen=True, kw_only=True)
+class FanOutSettings(EnvSettings):
+    """How the SQS batch handler hands a large file to the fan-out state machine.
+
+    idempotency_table: the DynamoDB table powertools idempotency records jobs in.
+    state_machine_arn: the Step Functions state machine started per large file.
+    threshold_bytes: a file above this size (bytes) fans out; smaller ones are scored in one pass.
+    max_concurrency: chunks scored at once (the Distributed Map's MaxConcurrency).
+    """
+
+    idempotency_table: str = setting(BATCH_IDEMPOTENCY_TABLE)
+    state_machine_arn: str = setting(BATCH_STATE_MACHINE_ARN)
+    threshold_bytes: int = setting(BATCH_FANOUT_BYTES, 256 * 1024 * 1024, minimum=1)
+    max_concurrency: int = setting(BATCH_FANOUT_MAX_CONCURRENCY, 20, minimum=1)
+
+
+# --- one class per function ----------------------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class PredictSettings(ModelServerSettings):
+    """The predict function's settings (functions/predict/app.py).
+
+    default_alias: the alias served when a request names neither alias nor version.
+    max_rows: rows per request (413 above). max_body_bytes: request body size in bytes (413 above).
+    max_explain_rows: rows per request with explain=true; an explanation costs up to ~20 ms per row (a 100-tree
+        forest, BENCHMARKS.md), so fewer rows keep a request inside API Gateway's 29 s integration timeout.
+    preload_models: models loaded (default alias) before SnapStart's snapshot, so restored containers start warm.
+    capture: the share of requests captured for monitoring.
+    """
+
+    default_alias: str = _default_alias()
+    max_rows: int = setting(MAX_ROWS, 1000, minimum=1)
+    max_body_bytes: int = setting(MAX_BODY_BYTES, 1024 * 1024, minimum=1)
+    max_explain_rows: int = setting(MAX_EXPLAIN_ROWS, 100, minimum=1)
+    preload_models: tuple[str, ...] = setting(PRELOAD_MODELS, ())
+    capture: CaptureSettings = field(default_factory=CaptureSettings)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchChunkSettings(ModelServerSettings):
+    """The fan-out task function's settings (functions/batch_score/fanout.py): the model server, the batch engine
+    and batch capture."""
+
+    engine: BatchSettings = field(default_factory=BatchSettings)
+    capture: BatchCaptureSettings = field(default_factory=BatchCaptureSettings)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchScoreSettings(BatchChunkSettings):
+    """The SQS batch function's settings (functions/batch_score/app.py): the chunk function's plus fan-out."""
+
+    fan_out: FanOutSettings
+
+
+@dataclass(frozen=True, kw_only=True)
+class DriftCheckSettings(RegistrySettings):
+    """The drift check function's settings (functions/drift_check/app.py).
+
+    monitoring_bucket: the data bucket holding capture/ (read) and reports/drift/ (written).
+    default_alias: the alias whose version a scheduled check compares.
+    window_hours: length of the window of captured predictions each check compares with the baseline (above 0).
+    event_bus: name or ARN of the EventBridge bus a DriftDetected event is put on.
+    max_rows: above this many captured rows in a window, a uniform sample of this size is decoded and compared
+        (decoding JSON is most of a large check's time; 50,000 rows estimate every statistic far more finely than
+        the thresholds need).
+    """
+
+    monitoring_bucket: str = setting(MONITORING_BUCKET)
+    default_alias: str = _default_alias()
+    window_hours: float = setting(DRIFT_WINDOW_HOURS, 24.0, above=0)
+    event_bus: str = setting(DRIFT_EVENT_BUS, "default")
+    max_rows: int = setting(DRIFT_MAX_ROWS, 50_000, minimum=1)

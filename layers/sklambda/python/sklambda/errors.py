@@ -31,6 +31,7 @@ class FieldError:
     field: str | None = None
 
     def to_dict(self) -> dict:
+        """The problem as an API error detail: {"row"?, "field"?, "message"} (row and field only when known)."""
         out: dict = {}
         if self.row is not None:
             out["row"] = self.row
@@ -132,6 +133,7 @@ HTTP_STATUS: dict[type[SklambdaError], int] = {
 
 
 def http_status(exc: SklambdaError) -> int:
+    """The HTTP status of a domain error: the HTTP_STATUS entry of its class or nearest base class, else 500."""
     for cls in type(exc).__mro__:
         if cls in HTTP_STATUS:
             return HTTP_STATUS[cls]

@@ -50,10 +50,12 @@ class RuntimeManifest:
 
     @property
     def fingerprint(self) -> str:
+        """sha256 of the package set (see `fingerprint`): equal fingerprints unpickle a model the same way."""
         return fingerprint(self.packages)
 
     @property
     def sklearn_version(self) -> str | None:
+        """The runtime's scikit-learn version, or None when it has none."""
         return self.packages.get("scikit-learn")
 
     def provides(self, module: str) -> bool:
@@ -72,6 +74,7 @@ class RuntimeManifest:
         )
 
     def to_dict(self) -> dict[str, Any]:
+        """The manifest as `sklambda-runtime.json` stores it, fingerprint included."""
         return {
             "format": MANIFEST_FORMAT,
             "python": self.python,
@@ -101,6 +104,7 @@ class RuntimeManifest:
         return cls.from_dict(json.loads((Path(folder) / MANIFEST_NAME).read_text()))
 
     def write(self, folder: str | Path) -> Path:
+        """Write the manifest into `folder` as MANIFEST_NAME; return its path."""
         path = Path(folder) / MANIFEST_NAME
         path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
         return path

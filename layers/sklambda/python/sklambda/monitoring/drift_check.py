@@ -29,6 +29,16 @@ REPORT_PREFIX = "reports/drift/"
 
 @dataclass(frozen=True)
 class DriftCheckResult:
+    """What one drift check found and wrote (the drift check function returns `to_dict`).
+
+    report: the window's DriftReport. model_drifted: the consecutive-window rule fired (DriftConfig.consecutive_windows
+        drifted windows in a row), which is what raises an alert.
+    state: the consecutive-window state after this window. report_keys: {"json", "html", "state"} → S3 keys written.
+    rows_in_window: captured rows of the version in the window (estimated when sampled).
+    card_signature: what was checked about the card whose baseline was the reference.
+    quarantined_records, quarantine_reasons: capture lines left out, counted by reason.
+    """
+
     model: str
     version: str
     window: Window
@@ -42,6 +52,9 @@ class DriftCheckResult:
     quarantine_reasons: Mapping[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
+        """The JSON summary: model, version, window (ISO 8601), verdict, drifted features, row counts, state, report
+        keys, card signature.
+        """
         return {
             "model": self.model,
             "version": self.version,
@@ -67,9 +80,11 @@ class StateStore:
 
     @staticmethod
     def key(model: str) -> str:
+        """The S3 key of a model's state: `reports/drift/<model>/state.json`."""
         return f"{REPORT_PREFIX}{model}/state.json"
 
     def load(self, model: str) -> dict | None:
+        """The stored state of `model`, or None before its first check. Other S3 errors propagate as ClientError."""
         try:
             return json.loads(self.s3.get_object(Bucket=self.bucket, Key=self.key(model))["Body"].read())
         except ClientError as e:
@@ -78,6 +93,7 @@ class StateStore:
             raise
 
     def save(self, model: str, state: dict) -> None:
+        """Write the state of `model` (JSON; NaN refused with ValueError)."""
         body = json.dumps(state, indent=2, allow_nan=False).encode()
         self.s3.put_object(Bucket=self.bucket, Key=self.key(model), Body=body, ContentType="application/json")
 
@@ -95,11 +111,16 @@ def run_drift_check(
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     max_rows: int | None = None,
 ) -> DriftCheckResult:
-    """Check one model's window, update its state, write the reports. Raises ModelNotFound for unknown models.
+    """Check one model's window, update its consecutive-window state and write the JSON and HTML reports.
 
-    The card (whose baseline is the reference) is verified with `verifier`, the trusted key: one that fails raises
-    ModelRefused and nothing is written. `verifier=None` must be asked for explicitly; the report then says
-    `"card_signature": {"verified": false, ...}`.
+    The version checked is the one `alias` points at now; its card (whose baseline is the reference) is verified with
+    `verifier`, the trusted key. `verifier=None` must be asked for explicitly; the report then says `"card_signature":
+    {"verified": false, ...}`. With `max_rows`, a larger window is compared on a seeded sample of that many rows
+    (monitoring.windows.read_capture). `clock` stamps the report's checked_at.
+
+    Returns the DriftCheckResult. Raises ModelNotFound for an unknown model or alias; ModelRefused when the card fails
+    verification (nothing is written then); ValueError for a drift.* card tag that is not a known setting. S3 and KMS
+    errors propagate as botocore's ClientError.
     """
     s3 = s3 or aws.client("s3")
     version = registry.resolve(model, alias=alias)

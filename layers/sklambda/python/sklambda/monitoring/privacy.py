@@ -29,6 +29,11 @@ def model_prefix(model: str) -> str:
 
 @dataclass
 class EraseReport:
+    """What one erasure did: counts of objects scanned, records removed, objects rewritten or deleted, object versions
+    permanently deleted, and the keys touched. `subject_pseudonyms` is how many keys the subject id was pseudonymized
+    with.
+    """
+
     subject_pseudonyms: int
     objects_scanned: int = 0
     records_removed: int = 0  # from current objects
@@ -38,6 +43,7 @@ class EraseReport:
     keys: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
+        """The counts as the CLI prints them (no keys, no subject id)."""
         return {
             "records_removed": self.records_removed,
             "objects_rewritten": self.objects_rewritten,
@@ -87,7 +93,20 @@ def erase_subject(
     *,
     prefix: str | None = None,
 ) -> EraseReport:
-    """Remove every capture record of `model` whose pii features equal `subject` (under any of the keys)."""
+    """Remove every capture record of `model` whose pii features equal `subject` (under any of the keys).
+
+    bucket: the data bucket. subject: the raw identifier (e.g. a customer id). pseudonymizers: one per pseudonymization
+        key the captures may have been written with (after a key rotation, old and new). prefix: where to look (default:
+        the model's capture partition).
+
+    Every object under the prefix is read (gzip when its key ends in .gz); see the module docstring for how rewrites and
+    versioned buckets are handled (GDPR Art. 17: erasure must reach every copy the controller holds, noncurrent versions
+    included). Lines that are not capture records of `model` are never dropped.
+
+    Returns the EraseReport. Raises ValueError without any pseudonymizer. S3 errors propagate as botocore's ClientError
+    (needs s3:ListBucket[Versions], s3:GetObject[Version], s3:PutObject, s3:DeleteObject[Version]); an erasure stopped
+    by one can be run again.
+    """
     if not pseudonymizers:
         raise ValueError("at least one pseudonymization key is needed")
     s3 = aws.client("s3")

@@ -30,14 +30,20 @@ READ_THREADS = 4
 
 @dataclass(frozen=True)
 class Window:
+    """A time window [start, end) of captured predictions; timezone-aware datetimes (the drift check uses UTC)."""
+
     start: datetime
     end: datetime
 
     @classmethod
     def ending(cls, end: datetime, hours: float) -> Window:
+        """The window of `hours` hours (a float, may be fractional) that ends at `end`."""
         return cls(end - timedelta(hours=hours), end)
 
     def days(self) -> Iterator[date]:
+        """Every calendar day the window touches, start's to end's inclusive, in the window's timezone (UTC for the
+        drift check, as Firehose's dt= partitions are).
+        """
         day = self.start.date()
         while day <= self.end.date():
             yield day
@@ -46,6 +52,15 @@ class Window:
 
 @dataclass(frozen=True)
 class CapturedWindow:
+    """The captured rows of one model version in one window, ready for the drift check.
+
+    features: [rows, schema features], columns in schema order, dtypes as the model's input (nulls as NaN/None).
+    predictions: [rows] labels or values. probabilities: [rows, classes] in the card's class order, or None (regressors,
+        or some records without probabilities).
+    rows: rows compared (after sampling and quarantine). objects: S3 objects read.
+    rows_in_window: matching lines in the whole window (estimated when sampled, see `estimated`).
+    """
+
     features: pd.DataFrame
     predictions: list
     probabilities: pd.DataFrame | None
@@ -60,6 +75,9 @@ class CapturedWindow:
 
 
 def capture_prefix(model: str, day: date) -> str:
+    """The S3 prefix of one model's captures of one UTC day: `capture/model=<model>/dt=<yyyy-mm-dd>/` (Firehose's
+    partitioning).
+    """
     return f"{CAPTURE_PREFIX}model={model}/dt={day.isoformat()}/"
 
 
@@ -83,9 +101,15 @@ def read_capture(
 ) -> CapturedWindow:
     """The captured rows of `card`'s model and version whose timestamp falls in [start, end).
 
-    With `max_rows`, a window holding more lines is compared on a uniform random sample (seeded) of at most that
-    many matching rows: lines are visited in a random order until enough match, so only those are checked and
-    decoded, and `rows_in_window` is then estimated from the share of visited lines that matched.
+    s3: a boto3 S3 client; bucket: the data bucket. Reads every object under the window's days' prefixes (gzip when the
+        key ends in .gz), four at a time. With `max_rows`, a window holding more lines is compared on a uniform random
+        sample (seeded by `seed`) of at most that many matching rows: lines are visited in a random order until enough
+        match, so only those are checked and decoded, and `rows_in_window` is then estimated from the share of visited
+        lines that matched.
+
+    Returns a CapturedWindow. Lines of other versions or outside the window are skipped; lines that are not JSON objects
+    or whose values do not fit the card's schema are quarantined and counted by reason, never raised. S3 errors (no
+    permission, throttling) propagate as botocore's ClientError.
     """
     names = list(card.input_schema.names)
     keys = [key for day in window.days() for key in _objects(s3, bucket, capture_prefix(card.name, day))]

@@ -85,13 +85,16 @@ class ArtifactNeeds:
 
     @property
     def modules(self) -> tuple[str, ...]:
+        """The top-level modules the artifact's pickle references, sorted."""
         return tuple(sorted(self.references))
 
     @property
     def sklearn_version(self) -> str | None:
+        """The one scikit-learn version its estimators were pickled with; None when none or several were found."""
         return self.sklearn_versions[0] if len(self.sklearn_versions) == 1 else None
 
     def to_dict(self) -> dict[str, Any]:
+        """The card's parity `needs` section: {"modules", "sklearn_versions"}."""
         return {"modules": list(self.modules), "sklearn_versions": list(self.sklearn_versions)}
 
 

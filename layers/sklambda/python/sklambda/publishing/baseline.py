@@ -18,6 +18,12 @@ TOP_CATEGORIES = 100
 
 
 def numeric_summary(values: pd.Series | np.ndarray) -> dict[str, Any]:
+    """Baseline statistics of a numeric column: count, null_rate, mean, std (population), min, max, the QUANTILES, and a
+    histogram on up to MAX_BINS quantile bins (edges deduplicated, so ties give fewer bins).
+
+    Only count and null_rate when every value is null. Quantile bins hold roughly equal mass, which keeps PSI stable
+    (monitoring.drift compares live counts on these edges).
+    """
     s = pd.Series(values, dtype="float64")
     present = s.dropna().to_numpy()
     out: dict[str, Any] = {"count": len(s), "null_rate": float(s.isna().mean()) if len(s) else 0.0}
@@ -42,6 +48,9 @@ def numeric_summary(values: pd.Series | np.ndarray) -> dict[str, Any]:
 
 
 def categorical_summary(values: pd.Series) -> dict[str, Any]:
+    """Baseline statistics of a categorical column (values compared as strings): count, null_rate, distinct, the shares
+    of the TOP_CATEGORIES most frequent categories, and other_share, the rest.
+    """
     s = pd.Series(values, dtype=object)
     present = s.dropna().astype(str)
     freq = present.value_counts(normalize=True)
@@ -56,6 +65,11 @@ def categorical_summary(values: pd.Series) -> dict[str, Any]:
 
 
 def feature_baseline(X: pd.DataFrame, schema: InputSchema) -> dict[str, Any]:
+    """The card's baseline `features` section: {feature: summary} for every schema feature of `X`.
+
+    pii features keep only count and null_rate (no values); category and boolean features get `categorical_summary`
+    (booleans as "true"/"false"), numeric ones `numeric_summary`. Raises KeyError when `X` lacks a schema feature.
+    """
     out: dict[str, Any] = {}
     for spec in schema.features:
         col = X[spec.name]
@@ -71,6 +85,11 @@ def feature_baseline(X: pd.DataFrame, schema: InputSchema) -> dict[str, Any]:
 
 
 def prediction_baseline(predictions: np.ndarray, probabilities: np.ndarray | None, classes: list | None) -> dict:
+    """The card's baseline `predictions` section.
+
+    Regressors (classes None): the numeric summary of the predictions. Classifiers: the frequencies of the predicted
+    classes and, with `probabilities` ([rows, classes] in `classes` order), a numeric summary per class probability.
+    """
     if classes is None:
         return {"type": "regression", **numeric_summary(predictions)}
     out: dict[str, Any] = {

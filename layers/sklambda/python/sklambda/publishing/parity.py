@@ -78,6 +78,10 @@ class Runtime:
 
     @classmethod
     def from_env(cls) -> Runtime:
+        """The runtime named by SKLAMBDA_RUNTIME_PATH (os.pathsep-separated folders, see `at`).
+
+        Raises PublishRejected when the variable is unset or blank, or its first folder has no readable manifest.
+        """
         value = os.environ.get(ENV_RUNTIME_PATH, "").strip()
         if not value:
             raise PublishRejected(
@@ -102,6 +106,9 @@ class ParityReport:
     problems: list[FieldError] = field(default_factory=list)
 
     def card_section(self) -> dict[str, Any]:
+        """The card's `parity` section (module docstring of sklambda.registry.card): rows, routes, largest differences,
+        tolerances, runtime, needs, seconds.
+        """
         return {
             "rows": self.rows,
             "routes": list(self.routes),

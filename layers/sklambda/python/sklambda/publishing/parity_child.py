@@ -151,6 +151,9 @@ def _child(job_path: str) -> int:
 
 
 def main() -> int:
+    """Run the fork server (protocol in the module docstring) until stdin closes; return the process exit code (1 when
+    the runtime's packages cannot be imported).
+    """
     proto_in = os.fdopen(os.dup(0), "r", encoding="utf-8")
     proto_out = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)  # the jobs' prints go to stderr, never into the protocol

@@ -67,6 +67,9 @@ def library_versions() -> dict[str, str]:
 
 
 def describe_estimator(model: Any) -> str:
+    """The card's `estimator`: the class's module and qualified name, with a Pipeline's steps, e.g.
+    "sklearn.pipeline.Pipeline(prep=ColumnTransformer -> model=LogisticRegression)".
+    """
     cls = type(model)
     text = f"{cls.__module__}.{cls.__qualname__}"
     steps = getattr(model, "steps", None)
@@ -586,14 +589,29 @@ def publish(
     runtime: Runtime | None = None,
     **card_options: Any,
 ) -> ModelCard:
-    """Publish a fitted model as a new immutable version; optionally point `alias` at it.
+    """Publish a fitted model as a new immutable version; optionally point `alias` at it. Never on the request path.
 
-    model: a fitted estimator, or the path of a joblib file (its exact bytes are uploaded). code: module files
-    and package folders the model's pickle imports, shipped with it (`["feature_utils.py", "mypkg/"]`).
-    runtime: the target runtime's packages (default SKLAMBDA_RUNTIME_PATH). `card_options` are build_card's
-    (holdout, pii, threshold, costs, min_metrics, owner, ...). A refusal raises PublishRejected naming every
-    problem; warnings are in the returned card's `quality["warnings"]`. Without `registry`/`signer`, the bucket
-    and signing key come from SKLAMBDA_MODEL_BUCKET and SKLAMBDA_SIGNING_KEY_ID.
+    model: a fitted scikit-learn estimator or Pipeline, or the path of a joblib file (its exact bytes are uploaded).
+    X: the training data, a pandas DataFrame with the columns the model was fit on (the schema and baseline are inferred
+        from it).
+    y: the training target, [rows].
+    name: the model (1-63 of a-z, 0-9, '-', '_'). version: default one more than the highest numeric version.
+    code: module files and package folders the model's pickle imports, shipped with it (`["feature_utils.py",
+        "mypkg/"]`).
+    runtime: the target runtime's packages (default SKLAMBDA_RUNTIME_PATH), where the parity gate unpickles and scores
+        the artifact before anything is uploaded.
+    card_options: build_card's (X_holdout, y_holdout, pii, threshold, costs, min_metrics, owner, ...).
+
+    In order: build_card checks and describes the model (data quality, schema, metrics, baseline, importance,
+    background, the parity gate in the target runtime); KMS signs the card; the artifact and code are uploaded, then the
+    card (the commit point); the alias moves last.
+
+    Returns the signed ModelCard; data-quality warnings are in its `quality["warnings"]`.
+    Raises PublishRejected (naming every problem: data quality, parity, a schema that cannot be inferred, metrics below
+    min_metrics) before anything is written; RegistryConflict when the version exists (versions are immutable) or two
+    publishers race; ConfigurationError when neither `registry`/`signer` nor
+    SKLAMBDA_MODEL_BUCKET/SKLAMBDA_SIGNING_KEY_ID say where to publish; ModelNotFound for an invalid name, version or
+    alias. S3 and KMS errors propagate as botocore's ClientError.
     """
     registry = registry or Registry(_env(config.MODEL_BUCKET))
     signer = signer or CardSigner(_env(config.SIGNING_KEY_ID))

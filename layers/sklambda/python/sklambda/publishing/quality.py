@@ -78,6 +78,7 @@ class Problem:
     message: str
 
     def to_dict(self) -> dict:
+        """The finding as the card's quality `warnings` hold it: {"check", "feature", "message"}."""
         return {"check": self.check, "feature": self.feature, "message": self.message}
 
     def __str__(self) -> str:
@@ -87,15 +88,23 @@ class Problem:
 
 @dataclass(frozen=True)
 class QualityReport:
+    """The outcome of the publish-time data-quality checks.
+
+    refusals: findings that stop the publish. warnings: findings recorded in the card's `quality` section and published
+        anyway. checks_passed: checks that found nothing.
+    """
+
     refusals: tuple[Problem, ...] = ()
     warnings: tuple[Problem, ...] = ()
     checks_passed: tuple[str, ...] = ()
 
     @property
     def refused(self) -> bool:
+        """Whether any check refused the publish."""
         return bool(self.refusals)
 
     def merge(self, other: QualityReport) -> QualityReport:
+        """Both reports' findings together; a check passes only if neither report has a finding of it."""
         failed = {p.check for p in (*self.refusals, *other.refusals, *self.warnings, *other.warnings)}
         passed = [c for c in dict.fromkeys((*self.checks_passed, *other.checks_passed)) if c not in failed]
         return QualityReport((*self.refusals, *other.refusals), (*self.warnings, *other.warnings), tuple(passed))
@@ -108,12 +117,16 @@ class QualityReport:
         return "\n".join(lines)
 
     def raise_if_refused(self) -> None:
+        """Raise PublishRejected (HTTP 422) with the `text` report and one FieldError per refusal (field: its feature);
+        return otherwise.
+        """
         if self.refusals:
             raise PublishRejected(
                 self.text(), errors=[FieldError(f"[{p.check}] {p.message}", field=p.feature) for p in self.refusals]
             )
 
     def card_section(self) -> dict:
+        """The card's `quality` section: {"warnings": [...], "checks_passed": [...]}."""
         return {"warnings": [w.to_dict() for w in self.warnings], "checks_passed": list(self.checks_passed)}
 
 

@@ -44,27 +44,57 @@ OPTIONAL_SECTIONS = ("importance", "explanation", "decision", "documentation", "
 
 @dataclass(frozen=True)
 class ArtifactRef:
+    """Where a version's artifact is and what it must be.
+
+    key: its S3 key in the registry bucket.
+    sha256: hex digest of the artifact bytes, checked before unpickling.
+    size: length in bytes.
+    format: how it was serialized ("joblib").
+    """
+
     key: str
     sha256: str
     size: int
     format: str = "joblib"
 
     def to_dict(self) -> dict:
+        """The card's `artifact` section."""
         return {"key": self.key, "sha256": self.sha256, "size": self.size, "format": self.format}
 
 
 @dataclass(frozen=True)
 class Signature:
+    """A card's signature: the KMS key that made it, the algorithm (ECDSA_SHA_256) and the DER-encoded signature as
+    base64.
+    """
+
     key_id: str
     algorithm: str
     value: str  # base64
 
     def to_dict(self) -> dict:
+        """The card's `signature` section."""
         return {"key_id": self.key_id, "algorithm": self.algorithm, "value": self.value}
 
 
 @dataclass(frozen=True)
 class ModelCard:
+    """Everything known about one immutable model version, as stored (signed) next to its artifact.
+
+    name, version: where it lives in the registry.
+    task: "classification" or "regression". classes: the estimator's `classes_` (classifiers only), as JSON values.
+    target: the name of the column the model predicts, when known.
+    estimator: the fitted object's class, with a pipeline's steps, e.g.
+        "sklearn.pipeline.Pipeline(prep=ColumnTransformer -> model=LogisticRegression)".
+    library_versions: python, scikit-learn, joblib, numpy, pandas, scipy at publish; the runtime refuses a model pickled
+        with another scikit-learn.
+    input_schema: the features a request must send.
+    metrics: scikit-learn metrics on the holdout split (training when no holdout was given), with "split" and row
+        counts. baseline: per-feature training statistics the drift check compares with.
+    artifact: the artifact's key, sha256 and size. created_at: ISO 8601 UTC.
+    signature: None until `CardSigner.sign`; the optional sections are described in the module docstring.
+    """
+
     name: str
     version: str
     task: str
@@ -90,9 +120,14 @@ class ModelCard:
 
     @property
     def sklearn_version(self) -> str:
+        """The scikit-learn version the model was pickled with ("unknown" if the card does not say)."""
         return self.library_versions.get("scikit-learn", "unknown")
 
     def to_dict(self, *, include_signature: bool = True) -> dict:
+        """The card as JSON-ready dict; optional sections only when present (see the module docstring).
+
+        include_signature=False gives what is signed.
+        """
         out = {
             "format": CARD_FORMAT,
             "name": self.name,
@@ -134,13 +169,20 @@ class ModelCard:
         return f"sklambda-card-v1:{self.name}:{self.version}:{digest}".encode()
 
     def with_signature(self, signature: Signature) -> ModelCard:
+        """A copy of the card carrying `signature`."""
         return replace(self, signature=signature)
 
     def to_json(self) -> bytes:
+        """The stored card.json: the dict of `to_dict`, keys sorted, indented; NaN/Infinity refused (ValueError)."""
         return json.dumps(self.to_dict(), indent=2, sort_keys=True, allow_nan=False).encode()
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ModelCard:
+        """A card from its JSON dict.
+
+        Raises ValueError for another card format than CARD_FORMAT; KeyError or TypeError for a missing or malformed
+        section (Registry.get_card turns these into ModelRefused).
+        """
         if d.get("format") != CARD_FORMAT:
             raise ValueError(f"unsupported model card format {d.get('format')!r}, expected {CARD_FORMAT!r}")
         sig = d.get("signature")
@@ -166,8 +208,14 @@ class ModelCard:
 
     @classmethod
     def from_json(cls, raw: bytes) -> ModelCard:
+        """A card from card.json bytes (see `from_dict`; json.JSONDecodeError, a ValueError, for bytes that are not
+        JSON).
+        """
         return cls.from_dict(json.loads(raw))
 
 
 def canonical_json(obj: Any) -> bytes:
+    """The one byte form of `obj` that is hashed for signing: keys sorted, no whitespace, ASCII only, NaN refused
+    (ValueError).
+    """
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()

@@ -37,6 +37,7 @@ class SignatureCheck:
     note: str | None = None
 
     def to_dict(self) -> dict:
+        """What the API and the CLI show as the card's `signature`: {"verified", "key_id", "algorithm"[, "note"]}."""
         out: dict = {"verified": self.verified, "key_id": self.key_id, "algorithm": self.algorithm}
         if self.note:
             out["note"] = self.note
@@ -47,11 +48,22 @@ NOT_VERIFIED = SignatureCheck(False, note="the signature was not checked: do not
 
 
 class CardSigner:
+    """Signs cards with an asymmetric KMS key (ECC_NIST_P256); needs kms:Sign on `key_id` (a key id, ARN or alias).
+
+    `kms` returns the boto3 KMS client to use (default: the shared one from sklambda.aws).
+    """
+
     def __init__(self, key_id: str, kms: Callable[[], Any] = lambda: aws.client("kms")) -> None:
         self.key_id = key_id
         self._kms = kms
 
     def sign(self, card: ModelCard) -> ModelCard:
+        """A copy of `card` carrying an ECDSA_SHA_256 signature of `card.signing_message()` made by KMS Sign
+        (MessageType RAW).
+
+        The signature's key_id is the key ARN KMS reports. KMS errors (no permission, disabled key) propagate as
+        botocore's ClientError.
+        """
         resp = self._kms().sign(
             KeyId=self.key_id, Message=card.signing_message(), MessageType="RAW", SigningAlgorithm=ALGORITHM
         )
@@ -67,6 +79,14 @@ class CardVerifier:
         self._kms = kms
 
     def verify(self, card: ModelCard) -> None:
+        """Return if `card` was signed by the trusted key; raise ModelRefused otherwise (HTTP 503).
+
+        The signature is checked by KMS Verify (ECDSA_SHA_256, MessageType RAW) over `card.signing_message()`, which
+        covers the canonical card without its signature: schema, metrics and the artifact's sha256 and size, so the
+        artifact is pinned too. Reasons: `unsigned` (no signature), `bad_signature` (another algorithm, not base64, or
+        KMS answers KMSInvalidSignatureException: the card was changed or signed with another key). Other KMS errors (no
+        kms:Verify permission, throttling) propagate as botocore's ClientError.
+        """
         where = f"model {card.name!r} version {card.version!r}"
         if card.signature is None:
             raise ModelRefused(f"{where} is not signed", reason="unsigned")

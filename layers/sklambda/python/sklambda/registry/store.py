@@ -34,6 +34,10 @@ MAX_ALIAS_HISTORY = 50
 
 
 def check_name(name: str) -> str:
+    """`name` if it is a valid model name (1-63 of a-z, 0-9, '-', '_', starting with a letter or digit).
+
+    Raises ModelNotFound otherwise (a 404: no model of that name can exist); the name is a segment of S3 keys.
+    """
     if not NAME_RE.match(name or ""):
         raise ModelNotFound(
             f"invalid model name {name!r}: use 1-63 lowercase letters, digits, '-' or '_', "
@@ -43,12 +47,18 @@ def check_name(name: str) -> str:
 
 
 def check_version(version: str) -> str:
+    """`version` if it is a valid version (1-64 of letters, digits, '.', '-', '_', starting with a letter or digit);
+    else raises ModelNotFound.
+    """
     if not VERSION_RE.match(version or ""):
         raise ModelNotFound(f"invalid version {version!r}: use letters, digits, '.', '-' or '_' (at most 64)")
     return version
 
 
 def check_alias(alias: str) -> str:
+    """`alias` if it is a valid alias (1-63 of a-z, 0-9, '-', '_', starting with a letter); else raises
+    ModelNotFound.
+    """
     if not ALIAS_RE.match(alias or ""):
         raise ModelNotFound(
             f"invalid alias {alias!r}: use lowercase letters, digits, '-' or '_', starting with a letter"
@@ -58,6 +68,14 @@ def check_alias(alias: str) -> str:
 
 @dataclass(frozen=True)
 class AliasRecord:
+    """An alias as stored in models/<name>/aliases/<alias>.json.
+
+    version: the version the alias points at.
+    history: earlier targets, oldest first (at most 50): what `rollback` goes back to.
+    updated_at: ISO 8601 UTC, to the second.
+    etag: the S3 ETag it was read with (the If-Match condition of the next write); None for a record not read from S3.
+    """
+
     name: str
     alias: str
     version: str
@@ -66,6 +84,7 @@ class AliasRecord:
     etag: str | None = None
 
     def to_dict(self) -> dict:
+        """The stored JSON object (without the etag)."""
         return {
             "name": self.name,
             "alias": self.alias,
@@ -88,6 +107,14 @@ def _is_precondition(e: ClientError) -> bool:
 
 
 class Registry:
+    """Versions and aliases of models in one S3 bucket (layout in the module docstring).
+
+    `bucket` is the bucket name (ValueError when empty); `s3` returns the boto3 S3 client to use (default: the shared
+    one from sklambda.aws, created lazily so tests can start moto first). Reading needs s3:GetObject and s3:ListBucket,
+    writing s3:PutObject. S3 errors other than a missing key or a failed precondition propagate as botocore's
+    ClientError.
+    """
+
     def __init__(self, bucket: str, s3: Callable[[], Any] = lambda: aws.client("s3")) -> None:
         if not bucket:
             raise ValueError("a registry needs a bucket name")
@@ -97,22 +124,27 @@ class Registry:
     # --- keys -------------------------------------------------------------------------------------
     @staticmethod
     def version_prefix(name: str, version: str) -> str:
+        """The key prefix of one version's objects, `models/<name>/versions/<version>/`."""
         return f"models/{name}/versions/{version}/"
 
     @classmethod
     def card_key(cls, name: str, version: str) -> str:
+        """The key of a version's model card."""
         return cls.version_prefix(name, version) + "card.json"
 
     @classmethod
     def artifact_key(cls, name: str, version: str, sha256: str) -> str:
+        """The key of a version's artifact: content-addressed by the first 12 hex digits of its sha256."""
         return cls.version_prefix(name, version) + f"model-{sha256[:12]}.joblib"
 
     @classmethod
     def code_key(cls, name: str, version: str, path: str) -> str:
+        """The key of a user code file shipped with a version (`path` relative, with '/')."""
         return cls.version_prefix(name, version) + f"code/{path}"
 
     @staticmethod
     def alias_key(name: str, alias: str) -> str:
+        """The key of an alias record."""
         return f"models/{name}/aliases/{alias}.json"
 
     # --- reads ------------------------------------------------------------------------------------
@@ -128,18 +160,32 @@ class Registry:
         return out
 
     def list_models(self) -> list[str]:
+        """Every model name with at least one object in the bucket, sorted."""
         return sorted(self._common_prefixes("models/"))
 
     def list_versions(self, name: str) -> list[str]:
+        """The versions of `name`, numeric ones first in numeric order, then the others sorted as text.
+
+        Raises ModelNotFound for an invalid name; an unknown model has no versions ([]).
+        """
         check_name(name)
         versions = self._common_prefixes(f"models/{name}/versions/")
         return sorted(versions, key=_version_sort_key)
 
     def next_version(self, name: str) -> str:
+        """The version a publish without an explicit version gets: one more than the highest numeric version, "1"
+        first.
+        """
         numeric = [int(v) for v in self.list_versions(name) if v.isdigit()]
         return str(max(numeric, default=0) + 1)
 
     def get_card(self, name: str, version: str) -> ModelCard:
+        """The model card of `name` at `version`, parsed but not yet verified (CardVerifier checks its signature).
+
+        Raises ModelNotFound for an invalid name or version or when the version does not exist; ModelRefused when the
+        card is not a readable card (reason bad_card) or describes another name/version than its path
+        (card_path_mismatch: a signed card copied elsewhere must not pass as that version).
+        """
         check_name(name)
         check_version(version)
         try:
@@ -163,6 +209,10 @@ class Registry:
         return card
 
     def fetch_artifact(self, card: ModelCard) -> bytes:
+        """The artifact bytes the card points at (not yet checked against its sha256).
+
+        Raises ModelRefused (reason artifact_missing) when the object is gone.
+        """
         try:
             blob, _ = self._get(card.artifact.key)
         except ClientError as e:
@@ -189,6 +239,11 @@ class Registry:
         return files
 
     def get_alias(self, name: str, alias: str) -> AliasRecord:
+        """The record of alias `alias` of `name`, with the ETag it was read with.
+
+        Raises ModelNotFound for an invalid name or alias, or when the alias does not exist (the message says whether
+        the model itself is unknown).
+        """
         check_name(name)
         check_alias(alias)
         try:
@@ -203,6 +258,7 @@ class Registry:
         return AliasRecord(name, alias, d["version"], tuple(d.get("history", ())), d.get("updated_at", ""), etag)
 
     def list_aliases(self, name: str) -> dict[str, str]:
+        """Every alias of `name` → the version it points at (one read per alias)."""
         check_name(name)
         prefix = f"models/{name}/aliases/"
         out = {}
@@ -261,6 +317,7 @@ class Registry:
             raise
 
     def version_exists(self, name: str, version: str) -> bool:
+        """Whether a card exists for `name` at `version` (a HEAD request; a card is the commit point of a version)."""
         try:
             self._s3().head_object(Bucket=self.bucket, Key=self.card_key(name, version))
             return True

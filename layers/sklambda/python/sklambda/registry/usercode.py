@@ -44,10 +44,14 @@ class CodeFile:
     size: int
 
     def to_dict(self) -> dict[str, Any]:
+        """One entry of the card's code `files` list."""
         return {"path": self.path, "sha256": self.sha256, "size": self.size}
 
 
 def top_level_module(path: str) -> str:
+    """The importable top-level name a shipped path provides: "mypkg/utils.py" → "mypkg", "feature_utils.py" →
+    "feature_utils".
+    """
     first = PurePosixPath(path).parts[0]
     return first.removesuffix(CODE_SUFFIX)
 

@@ -35,6 +35,12 @@ class ModelSelector(BaseModel):
 
 
 def parse_selector(query: Mapping[str, str] | None) -> ModelSelector:
+    """The query string of a model route as a ModelSelector (`alias`, `version`, `explain`); other parameters are
+    ignored.
+
+    Raises MalformedRequest (HTTP 400) naming the parameter when both alias and version are given, one is empty or too
+    long (alias over 63, version over 64 characters), or explain is not a boolean.
+    """
     try:
         return ModelSelector.model_validate(dict(query or {}))
     except ValidationError as e:
@@ -60,12 +66,26 @@ def _field_errors(e: ValidationError) -> list[FieldError]:
 
 
 class PredictRequest(BaseModel):
+    """The body of POST /models/{name}/predict: {"instances": [row, ...]}, each row an object of feature values
+    (validated later against the card's schema). Any other top-level key is refused.
+    """
+
     model_config = ConfigDict(extra="forbid")
 
     instances: list[Any] = Field(description="Rows to score: one object of feature values per row.")
 
 
 class PredictResponse(BaseModel):
+    """The answer of POST /models/{name}/predict; README "API reference" describes each field.
+
+    predictions: one per row, the estimator's own `predict` output as JSON values.
+    probabilities: classifiers only, one {class: probability} per row, else None.
+    warnings: values unlike the training data, scored anyway, one {row, field, code, message} each.
+    decisions, decision_threshold: binary classifiers only: the class each row is decided as from P(positive class) >=
+        the card's threshold, and that rule.
+    explanations: with ?explain=true, one per row (sklambda.serving.explain).
+    """
+
     model_name: str
     model_version: str
     predictions: list[Any]
@@ -80,6 +100,7 @@ class PredictResponse(BaseModel):
 
     @classmethod
     def from_scored(cls, scored: Scored) -> PredictResponse:
+        """The response for a Scored result of Scorer.score (same rows, same order)."""
         return cls(
             model_name=scored.model_name,
             model_version=scored.model_version,
@@ -103,11 +124,20 @@ class RequestInput(BaseModel):
 
 
 class RequestOutput(BaseModel):
+    """One output an Open Inference Protocol v2 request asks for, by name ("predict" or "predict_proba")."""
+
     name: str
     parameters: dict[str, Any] | None = None
 
 
 class InferRequest(BaseModel):
+    """The body of POST /v2/models/{name}[/versions/{version}]/infer (Open Inference Protocol v2, KServe's "Inference
+    Request JSON Object").
+
+    inputs: at least one tensor (sklambda.serving.oip.decode says which layouts are accepted). outputs: the outputs
+        wanted; None for all. id: echoed in the response.
+    """
+
     id: str | None = None
     parameters: dict[str, Any] | None = None
     inputs: list[RequestInput] = Field(min_length=1)
@@ -222,5 +252,6 @@ def parse_body(raw: str | None, model: type[BaseModel], *, max_bytes: int) -> An
 
 
 def check_row_count(n: int, max_rows: int) -> None:
+    """Raise PayloadTooLarge (HTTP 413) when a request has more than `max_rows` rows."""
     if n > max_rows:
         raise PayloadTooLarge(f"got {n} rows, the limit is {max_rows} per request: split the request")

@@ -99,6 +99,15 @@ class LogOdds:
 
 @dataclass(frozen=True, eq=False)
 class Explanations:
+    """Attributions of a batch of rows, as numpy arrays (JSON per row with `row`).
+
+    method: which method produced them (linear_exact, tree_exact, shapley_exact, shapley_sampling).
+    feature_names: the input features, in schema order. outputs: class labels as strings, or ("prediction",).
+    base_values: [outputs], the output at the background. values: [rows, features, outputs], the attributions.
+    predictions: [rows, outputs], the output explained: base_values + values summed over features, to float rounding.
+    log_odds: linear classifiers only, the same attributions in log-odds space.
+    """
+
     method: str
     feature_names: tuple[str, ...]
     outputs: tuple[str, ...]
@@ -129,6 +138,7 @@ class Explanations:
         return out
 
     def rows(self) -> list[dict[str, Any]]:
+        """Every row as JSON-ready dicts, in order (see `row`)."""
         return [self.row(i) for i in range(len(self))]
 
     def _by_output(self, v: np.ndarray) -> dict[str, float]:
@@ -143,6 +153,19 @@ class Explainer:
     task: "classification" or "regression"; inferred from the estimator when None.
     classes: output keys of a classifier, in predict_proba column order; the estimator's classes_ when None.
     method: "auto", or force "shapley_exact" / "shapley_sampling" (model-agnostic) for any model.
+    max_background: background rows kept (a seeded sample beyond it). exact_max_features: above this many players, auto
+        uses sampling. n_permutations: permutations per row for sampling (even: antithetic pairs). seed: for the
+        background sample and the permutations.
+
+    Raises ValueError for an unknown method or task, an empty background, an odd n_permutations, or a classifier without
+    predict_proba.
+
+    Sources: Shapley values as feature attributions (Lundberg and Lee 2017, "A Unified Approach to Interpreting Model
+    Predictions"), of the interventional game (Janzing, Minorics and Blöbaum 2020, "Feature relevance quantification in
+    explainable AI: a causal problem"); exact interventional values from tree structure (Lundberg et al. 2020, "From
+    local explanations to global understanding with explainable AI for trees"); permutation sampling (Štrumbelj and
+    Kononenko 2014) with antithetic pairs (Mitchell et al. 2022, "Sampling permutations for Shapley value estimation").
+    The module docstring gives each method's formula.
     """
 
     def __init__(
@@ -229,6 +252,14 @@ class Explainer:
     # --- explaining --------------------------------------------------------------------------------------------
 
     def explain(self, X: pd.DataFrame) -> Explanations:
+        """Attributions of every row of `X` (a DataFrame with at least the background's columns; others are ignored).
+
+        Returns Explanations with values of shape [rows, features, outputs]; efficiency holds per row and output (base
+        value plus the attributions equals the output explained). Cost: linear_exact is one vectorized pass over all
+        rows; the others grow with the background's size, tree_exact with the trees' size, shapley_exact with
+        2**features coalitions per row, shapley_sampling with n_permutations per row.
+        Raises ValueError naming the features `X` lacks. Errors of the estimator itself propagate.
+        """
         missing = [f for f in self.feature_names if f not in X.columns]
         if missing:
             raise ValueError(f"the frame lacks feature(s): {', '.join(missing)}")

@@ -20,6 +20,7 @@ _DATATYPE = {BOOLEAN: "BOOL", CATEGORY: "BYTES", INTEGER: "INT64"}
 
 
 def feature_datatype(spec: FeatureSpec) -> str:
+    """The Open Inference Protocol tensor datatype of a feature: BOOL, INT64, BYTES (categories, as strings) or FP64."""
     return _DATATYPE.get(spec.type, "FP64")
 
 
@@ -46,6 +47,15 @@ def _size(shape: list[int]) -> int:
 
 
 def decode(request: InferRequest, card: ModelCard) -> list[dict[str, Any]]:
+    """The rows (one {feature: value} dict per row, in schema order) that an inference request's tensors hold.
+
+    Two layouts, as MLServer's sklearn runtime and KServe clients send them: one input per feature, named after it, of
+    shape [N] (or [N, 1]); or a single input of shape [N, F] with the F features in the card's schema order, row-major.
+    Values are not type-checked here: the Scorer validates the rows against the schema.
+
+    Raises InvalidInput (HTTP 422) naming the input when a shape does not match its data, a single unnamed input is not
+    [N, F], an input is not a feature or a feature has no input, or the per-feature inputs have different lengths.
+    """
     schema = card.input_schema
     names = schema.names
     by_name = {i.name: i for i in request.inputs}
@@ -95,6 +105,15 @@ def _label_datatype(values: list[Any]) -> str:
 
 
 def encode(scored: Scored, card: ModelCard, request: InferRequest) -> dict[str, Any]:
+    """The inference response for scored rows (Open Inference Protocol v2 "Inference Response JSON Object").
+
+    Outputs: "predict", shape [N], datatype from the labels (BOOL, INT64, FP64 or BYTES); for classifiers with
+    probabilities also "predict_proba", shape [N, C], FP64, row-major, with parameters.classes naming the C columns.
+    `request.outputs` selects among them; `request.id` is echoed; data-quality warnings, if any, go in the response's
+    free-form `parameters.warnings`.
+
+    Raises InvalidInput (HTTP 422) naming each requested output the model cannot give.
+    """
     n = len(scored.predictions)
     outputs = [
         {

@@ -30,6 +30,10 @@ from sklambda.serving.scoring import Scorer
 
 @dataclass(frozen=True)
 class LoadedModel:
+    """One verified, unpickled version: its card, the Scorer around the estimator, and how long fetching, verifying and
+    unpickling took (seconds).
+    """
+
     card: ModelCard
     scorer: Scorer
     load_seconds: float
@@ -38,20 +42,32 @@ class LoadedModel:
 class ServingEvents(Protocol):
     """What the serving layer reports; the function maps these to metrics."""
 
-    def model_loaded(self, name: str, version: str, seconds: float) -> None: ...
+    def model_loaded(self, name: str, version: str, seconds: float) -> None:
+        """Version `version` of `name` was verified and unpickled in `seconds`."""
 
-    def model_refused(self, name: str, version: str, reason: str) -> None: ...
+    def model_refused(self, name: str, version: str, reason: str) -> None:
+        """Version `version` of `name` was refused; `reason` is ModelRefused.reason (e.g. bad_signature)."""
 
 
 class NoEvents:
+    """ServingEvents that report nothing (the default)."""
+
     def model_loaded(self, name: str, version: str, seconds: float) -> None:
+        """Report nothing."""
         pass
 
     def model_refused(self, name: str, version: str, reason: str) -> None:
+        """Report nothing."""
         pass
 
 
 def check_compatible(card: ModelCard, runtime_sklearn: str = sklearn.__version__) -> None:
+    """Refuse a model pickled with another scikit-learn than the runtime's (ModelRefused, reason
+    sklearn_version_mismatch).
+
+    scikit-learn's model persistence guide: a model saved with one version may fail to load, or predict differently,
+    with another, so an exact match is required rather than risking silent differences.
+    """
     if card.sklearn_version != runtime_sklearn:
         raise ModelRefused(
             f"model {card.name!r} version {card.version!r} was saved with scikit-learn {card.sklearn_version} "
@@ -62,6 +78,9 @@ def check_compatible(card: ModelCard, runtime_sklearn: str = sklearn.__version__
 
 
 def check_artifact(card: ModelCard, blob: bytes) -> None:
+    """Refuse artifact bytes whose size or sha256 differ from the signed card's (ModelRefused, reason
+    artifact_tampered).
+    """
     where = f"model {card.name!r} version {card.version!r}"
     if len(blob) != card.artifact.size:
         raise ModelRefused(
@@ -82,9 +101,18 @@ def unpickle(card: ModelCard, blob: bytes, code: dict[str, bytes] | None = None)
 
 
 def load_verified(registry: Registry, verifier: CardVerifier, name: str, version: str) -> LoadedModel:
-    """Fetch, verify and unpickle one version; the checks run in the order of the module docstring.
+    """Fetch, verify and unpickle version `version` of `name` (an exact version, not an alias).
 
-    Raises ModelNotFound (no such version), ModelRefused (signature, version, artifact or code check failed).
+    The checks run before anything is unpickled, in this order: the card's signature with the verifier's trusted key
+    (KMS Verify), the scikit-learn version, the artifact's size and sha256, the sha256 of each user code file.
+    Unpickling runs code chosen by whoever wrote the bytes (Python's pickle documentation: never unpickle untrusted
+    data), so only bytes the signing key vouched for reach joblib.load.
+
+    Returns the LoadedModel with `load_seconds` measured from the first registry read.
+    Raises ModelNotFound (invalid name or version, no such version); ModelRefused (HTTP 503) with `reason` bad_card,
+    card_path_mismatch, unsigned, bad_signature, sklearn_version_mismatch, artifact_missing, artifact_tampered,
+    code_missing, code_tampered, or unloadable (the pickle failed in this runtime: a missing module or class). S3 and
+    KMS errors other than a missing object propagate as botocore's ClientError.
     """
     started = time.perf_counter()
     card = registry.get_card(name, version)
@@ -112,7 +140,15 @@ def load_verified(registry: Registry, verifier: CardVerifier, name: str, version
 
 
 class ModelServer:
-    """Per-container cache: aliases re-resolved after a TTL, verified models kept in a small LRU."""
+    """Per-container cache of verified models: aliases re-resolved after a TTL, models kept in a small LRU.
+
+    alias_ttl_seconds: how long an alias → version answer is reused (a promote or rollback reaches the container within
+        it); a refused version is also remembered this long, so a tampered model is not downloaded on every request.
+    cache_size: loaded models kept; the least recently used is dropped beyond it.
+    events: told of every load and refusal (the predict function turns them into metrics).
+    clock: monotonic seconds (tests pass a fake). Thread-safe: the caches are guarded by one lock; two threads missing
+        the same model may both load it.
+    """
 
     def __init__(
         self,
@@ -137,6 +173,10 @@ class ModelServer:
         self._lock = threading.RLock()
 
     def resolve_version(self, name: str, alias: str) -> str:
+        """The version `alias` of `name` points at, read from the registry at most once per alias TTL.
+
+        Raises ModelNotFound for an invalid name or alias, an unknown model or a missing alias.
+        """
         key = (name, alias)
         now = self._clock()
         with self._lock:
@@ -149,6 +189,14 @@ class ModelServer:
         return version
 
     def get(self, name: str, *, alias: str | None = None, version: str | None = None) -> LoadedModel:
+        """The loaded model for `name` at `version`, else at `alias` (default "production"); cached per container.
+
+        An explicit version wins over an alias, which is read from the registry at most once per alias TTL. A version in
+        the cache is returned as it is; otherwise it is loaded by `load_verified` (signature, scikit-learn version,
+        sha256 checked before unpickling) and the least recently used model is evicted beyond `cache_size`.
+        Raises ModelNotFound (HTTP 404) for an invalid or unknown name, alias or version; ModelRefused (HTTP 503) when
+        the version fails a check, remembered for one alias TTL and raised again without reloading.
+        """
         if version is None:
             version = self.resolve_version(name, alias or "production")
         else:
@@ -176,6 +224,7 @@ class ModelServer:
         return loaded
 
     def is_loaded(self, name: str, version: str) -> bool:
+        """Whether version `version` of `name` is in the cache now (no registry read)."""
         with self._lock:
             return (name, version) in self._models
 

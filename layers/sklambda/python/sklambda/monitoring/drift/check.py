@@ -59,6 +59,7 @@ class ColumnDrift:
     current: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The column as the drift report's JSON has it (NaN and infinities as null, numpy scalars as Python)."""
         return {
             "name": self.name,
             "type": self.kind,
@@ -74,6 +75,15 @@ class ColumnDrift:
 
 @dataclass(frozen=True)
 class DriftReport:
+    """The outcome of comparing one window with a card's baseline.
+
+    rows: live rows compared. verdict: "drift", "no_drift", or "insufficient_data" (fewer than config.min_rows rows;
+        nothing is flagged then).
+    features, predictions: one ColumnDrift per feature checked and per part of the predictions.
+    tests_in_family: p-values adjusted together. model: {"name", "version"} when known.
+    missing_features: schema features the window had no column for (not checked).
+    """
+
     rows: int
     verdict: str
     features: tuple[ColumnDrift, ...]
@@ -86,23 +96,28 @@ class DriftReport:
 
     @property
     def drifted_features(self) -> tuple[str, ...]:
+        """Names of the features flagged, in schema order."""
         return tuple(f.name for f in self.features if f.drifted)
 
     @property
     def prediction_drifted(self) -> bool:
+        """Whether any part of the predictions was flagged."""
         return any(p.drifted for p in self.predictions)
 
     @property
     def drifted(self) -> bool:
+        """Whether the verdict is "drift"."""
         return self.verdict == DRIFT
 
     def feature(self, name: str) -> ColumnDrift:
+        """The ColumnDrift of feature `name`; KeyError if it was not checked."""
         for f in self.features:
             if f.name == name:
                 return f
         raise KeyError(name)
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as written to reports/drift/ (JSON-ready), config included."""
         return {
             "model": dict(self.model),
             "rows": self.rows,
@@ -143,9 +158,18 @@ def check_drift(
 ) -> DriftReport:
     """Compare ``window`` (one row per request row, the schema's feature columns) with the card's baseline.
 
-    ``baseline`` is the card's ``baseline`` dict ({"features": ..., "predictions": ...}). ``predictions`` and
-    ``probabilities`` (N x classes, in the card's class order, or a DataFrame with one column per class) are
-    optional: without them only the features are checked.
+    ``baseline`` is the card's ``baseline`` dict ({"features": ..., "predictions": ...}). ``predictions`` ([N] labels or
+    values) and ``probabilities`` ([N, classes], in the card's class order, or a DataFrame with one column per class)
+    are optional: without them only the features are checked. Features in ``config.ignore``, without a baseline, or
+    without a column in the window are skipped (the last listed in ``missing_features``).
+
+    Returns the DriftReport; the tests and thresholds are in the module docstring and DriftConfig. A window of fewer
+    than config.min_rows rows (an empty one too) is insufficient_data.
+
+    Sources: PSI (population stability index, Siddiqi 2006, "Credit Risk Scorecards", 0.1 as a moderate shift); the
+        two-sample Kolmogorov-Smirnov statistic and its asymptotic distribution; Pearson's chi-square test of
+        homogeneity; Jensen-Shannon distance (Lin 1991); Cohen's h for two proportions (Cohen 1988); Holm's step-down
+        (1979) and Benjamini-Hochberg (1995) adjustments.
     """
     config = config or DriftConfig()
     features_base = baseline.get("features", {})
@@ -185,7 +209,12 @@ def check_drift(
 def check_card(
     card: ModelCard, window: pd.DataFrame, *, config: DriftConfig | None = None, **predictions: Any
 ) -> DriftReport:
-    """``check_drift`` with the card's baseline, schema and ``drift.*`` tags (over ``config`` if given)."""
+    """``check_drift`` with the card's baseline and schema, and its ``drift.*`` tags applied over ``config`` (or the
+    defaults).
+
+    ``predictions``/``probabilities`` are passed through (see ``check_drift``). Raises ValueError when a ``drift.*`` tag
+    names an unknown setting or has a value of the wrong type.
+    """
     return check_drift(
         card.baseline,
         card.input_schema,

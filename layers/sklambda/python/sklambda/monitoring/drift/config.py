@@ -18,6 +18,12 @@ CORRECTIONS = ("holm", "bh")
 
 @dataclass(frozen=True)
 class DriftConfig:
+    """Thresholds of the drift check; each field's comment says what it means and why its default.
+
+    Build with keywords, from a dict (`from_dict`), or from card tags (`from_card_tags`). Raises ValueError for alpha
+    outside (0, 1), an unknown correction, or min_rows / consecutive_windows below 1.
+    """
+
     # Family-wise error rate of one window (Holm) or false discovery rate (BH). With valid two-sample tests
     # a clean window is flagged with probability <= alpha, before the effect thresholds cut it further.
     alpha: float = 0.01
@@ -56,6 +62,7 @@ class DriftConfig:
             raise ValueError("min_rows and consecutive_windows must be at least 1")
 
     def to_dict(self) -> dict[str, Any]:
+        """Every setting by name, as the report records it."""
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["ignore"] = list(self.ignore)
         return out
@@ -72,6 +79,7 @@ class DriftConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> DriftConfig:
+        """The defaults with ``d`` applied (see `with_overrides`)."""
         return cls().with_overrides(d)
 
     @classmethod
