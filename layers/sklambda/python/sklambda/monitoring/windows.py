@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sklambda.config import CAPTURE_PREFIX
 from sklambda.registry.card import ModelCard
 from sklambda.registry.schema import BOOLEAN, CATEGORY, FLOAT64_MAX, INTEGER, NUMBER
 
-CAPTURE_PREFIX = "capture/"
 READ_THREADS = 4
 
 
