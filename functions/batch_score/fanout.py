@@ -66,17 +66,13 @@ def chunk(event: dict[str, Any]) -> dict[str, Any]:
     return dataclasses.asdict(result)
 
 
-def _chunk_result(data: dict[str, Any]) -> ChunkResult:
-    return ChunkResult(**{**data, "byte_range": ByteRange(**data["byte_range"])})
-
-
 def merge(event: dict[str, Any]) -> dict[str, Any]:
     ref, job_id, results = _ref(event), event["job_id"], event["results"]
     try:
         if any(r.get("chunking_unsafe") for r in results):
             summary = score_object(ref, server=server(), settings=settings, job_id=job_id)
         else:
-            summary = merge_chunks(ref, [_chunk_result(r) for r in results], settings=settings, job_id=job_id)
+            summary = merge_chunks(ref, [ChunkResult.from_dict(r) for r in results], settings=settings, job_id=job_id)
     except (BatchJobFailed, BatchJobCrashed) as e:
         record_job(e.summary)
         raise
