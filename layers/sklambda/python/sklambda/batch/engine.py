@@ -193,7 +193,7 @@ def score_chunk(
         failure_reason=failure.reason if failure else None,
         report=failure.report if failure else None,
         duration_seconds=time.monotonic() - started,
-        data_quality=dict(tally.data_quality),
+        data_quality_warnings=dict(tally.data_quality_warnings),
     )
 
 
@@ -439,7 +439,7 @@ def _merged(results: list[ChunkResult]) -> Tally:
         rows_scored=sum(r.rows_scored for r in results),
         rows_rejected=sum(r.rows_rejected for r in results),
         physical_lines=sum(r.physical_lines for r in results),
-        data_quality=sum((Counter(r.data_quality) for r in results), Counter()),
+        data_quality_warnings=sum((Counter(r.data_quality_warnings) for r in results), Counter()),
         model_version=next((r.model_version for r in results if r.model_version), None),
         reject_threshold=min((r.reject_threshold for r in results), default=None),
         chunks=len(results),

@@ -62,14 +62,18 @@ class ChunkResult:
     failure_reason: str | None = None
     report: str | None = None
     duration_seconds: float = 0.0
-    data_quality: dict[str, int] = field(default_factory=dict)
+    data_quality_warnings: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ChunkResult:
         """The result from its `dataclasses.asdict` form (the fan-out state machine's JSON).
 
-        Raises TypeError on an unknown or missing field.
+        Also reads results written before the rename of `data_quality` to `data_quality_warnings`, so that a map
+        started before a deploy merges after it. Raises TypeError on an unknown or missing field.
         """
+        data = dict(data)
+        if "data_quality" in data:
+            data["data_quality_warnings"] = data.pop("data_quality")
         return cls(**{**data, "byte_range": ByteRange(**data["byte_range"])})
 
 
@@ -166,6 +170,6 @@ class Job:
             chunks=tally.chunks,
             failure_reason=failure.reason if failure and not superseded else None,
             report=failure.report if failure and not superseded else None,
-            data_quality=dict(tally.data_quality),
+            data_quality_warnings=dict(tally.data_quality_warnings),
             superseded_by=superseded_by if superseded else None,
         )

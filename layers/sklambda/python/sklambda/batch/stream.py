@@ -163,7 +163,7 @@ class _Loop:
         if ok:
             explanations = _explain(loaded, frame) if self.formatter.explain_output is not None else None
             scoring.scored.write(self.formatter.rows([batch.records[i] for i in ok], scored, explanations))
-            tally.data_quality.update(loaded.scorer.flagger.count(frame))
+            tally.data_quality_warnings.update(loaded.scorer.data_quality_checker.count(frame))
             if scoring.observer is not None:
                 scoring.observer(loaded, frame, scored)
         if parsed.bad:

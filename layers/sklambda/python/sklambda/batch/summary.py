@@ -22,7 +22,7 @@ class Tally:
 
     rows_read == rows_scored + rows_rejected after every batch of rows. `physical_lines` are the input lines read
     (a quoted CSV field may span lines; errors files number lines, so a merge offsets each chunk's by the lines
-    before it). `data_quality`: scored values unlike the training data, per check code
+    before it). `data_quality_warnings`: scored values unlike the training data, per check code
     (sklambda.serving.data_quality). `model_version` and `reject_threshold` are set once the model is loaded
     (before that the summary shows no version and the configured threshold). `chunks` and `chunk_seconds` are
     those of a merged fan-out job (the summary's duration when the merge was given no start time).
@@ -32,7 +32,7 @@ class Tally:
     rows_scored: int = 0
     rows_rejected: int = 0
     physical_lines: int = 0
-    data_quality: Counter[str] = field(default_factory=Counter)
+    data_quality_warnings: Counter[str] = field(default_factory=Counter)
     model_version: str | None = None
     reject_threshold: float | None = None
     chunks: int = 1
@@ -71,7 +71,7 @@ class JobSummary:
     failure_reason: str | None = None
     report: str | None = None
     # Scored rows' values unlike the training data, per check (serving.data_quality): scored anyway, counted here.
-    data_quality: dict[str, int] = field(default_factory=dict)
+    data_quality_warnings: dict[str, int] = field(default_factory=dict)
     input_sequencer: str | None = None
     superseded_by: str | None = None  # status superseded: the sequencer of the newer upload already published
 
@@ -123,7 +123,7 @@ class JobSummary:
             "duration_seconds": round(self.duration_seconds, 3),
             "rows_per_second": round(self.rows_per_second, 1),
             "chunks": self.chunks,
-            "data_quality_warnings": dict(self.data_quality),
+            "data_quality_warnings": dict(self.data_quality_warnings),
             "outputs": {
                 "bucket": self.output_bucket,
                 "scored": self.scored_key,

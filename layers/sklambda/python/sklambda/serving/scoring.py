@@ -11,7 +11,7 @@ import pandas as pd
 
 from sklambda.errors import ExplanationUnavailable, FieldError, InvalidInput
 from sklambda.registry.card import CLASSIFICATION, ModelCard
-from sklambda.serving.data_quality import Flag, Flagger
+from sklambda.serving.data_quality import DataQualityChecker, DataQualityWarning
 
 # Classifiers whose predict() is not argmax(predict_proba()) (Platt scaling is fitted separately).
 _PREDICT_DIFFERS_FROM_PROBA = {"SVC", "NuSVC"}
@@ -23,9 +23,7 @@ class Scored:
     model_version: str
     predictions: list
     probabilities: list[dict[str, float]] | None
-    flags: list[Flag] = field(
-        default_factory=list
-    )  # data-quality warnings (sklambda.serving.data_quality), never refusals
+    warnings: list[DataQualityWarning] = field(default_factory=list)  # sklambda.serving.data_quality; never refusals
     decisions: list | None = None  # binary classifiers with a decision threshold in the card
     decision_rule: dict | None = None  # {"positive_class", "threshold"} that made the decisions
     explanations: list[dict] | None = None  # when asked: sklambda.serving.explain, one dict per row
@@ -53,7 +51,7 @@ class Scorer:
         self._classes = np.asarray(getattr(estimator, "classes_", card.classes or ()), dtype=object)
         self._class_keys = [str(c) for c in self._classes]
         self._argmax_is_predict = type(_final_step(estimator)).__name__ not in _PREDICT_DIFFERS_FROM_PROBA
-        self.flagger = Flagger(self.schema)
+        self.data_quality_checker = DataQualityChecker(self.schema)
         self._explainer: Any = None
         self._decision = self._decision_rule(card)
 
@@ -114,9 +112,9 @@ class Scorer:
     def score(self, rows: Sequence[Mapping[str, Any]], *, explain: bool = False) -> Scored:
         frame = self.schema.validate(rows)
         scored = self.score_frame(frame)
-        flags = self.flagger.flag_rows(rows)
-        if flags:
-            scored = replace(scored, flags=flags)
+        warnings = self.data_quality_checker.check_rows(rows)
+        if warnings:
+            scored = replace(scored, warnings=warnings)
         if explain:
             scored = replace(scored, explanations=self.explainer().explain(frame).rows())
         return scored
