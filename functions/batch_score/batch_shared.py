@@ -53,7 +53,9 @@ def record_job(summary: JobSummary) -> None:
     metrics.add_dimension(name="version", value=summary.model_version or "unknown")
     metrics.add_metric(name="RowsRejected", unit=MetricUnit.Count, value=summary.rows_rejected)
     # Per check in the summary; one total here (EphemeralMetrics shares one dimension set per flush).
-    metrics.add_metric(name="DataQualityWarnings", unit=MetricUnit.Count, value=sum(summary.data_quality.values()))
+    metrics.add_metric(
+        name="DataQualityWarnings", unit=MetricUnit.Count, value=sum(summary.data_quality_warnings.values())
+    )
     if summary.status == SUCCEEDED:
         metrics.add_metric(name="RowsScored", unit=MetricUnit.Count, value=summary.rows_scored)
         metrics.add_metric(name="RowsPerSecond", unit=MetricUnit.CountPerSecond, value=summary.rows_per_second)

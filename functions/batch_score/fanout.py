@@ -49,6 +49,8 @@ def _ref(event: dict[str, Any]) -> ObjectRef:
 
 
 def chunk(event: dict[str, Any]) -> dict[str, Any]:
+    """Score one byte range (engine.score_chunk) with capture; returns the ChunkResult as a dict, or
+    {"index", "chunking_unsafe": True} when the range holds a quoted line break."""
     index = int(event["chunk_index"])
     capture = job_capture(event["job_id"])
     try:
@@ -69,17 +71,15 @@ def chunk(event: dict[str, Any]) -> dict[str, Any]:
     return dataclasses.asdict(result)
 
 
-def _chunk_result(data: dict[str, Any]) -> ChunkResult:
-    return ChunkResult(**{**data, "byte_range": ByteRange(**data["byte_range"])})
-
-
 def merge(event: dict[str, Any]) -> dict[str, Any]:
+    """Merge the chunks' parts (engine.merge_chunks), or score the whole object in one pass when a chunk was
+    unsafe; returns the summary as a dict. Raises BatchJobFailed / BatchJobCrashed after recording the job."""
     ref, job_id, results = _ref(event), event["job_id"], event["results"]
     try:
         if any(r.get("chunking_unsafe") for r in results):
             summary = score_object(ref, server=server(), settings=settings, job_id=job_id)
         else:
-            summary = merge_chunks(ref, [_chunk_result(r) for r in results], settings=settings, job_id=job_id)
+            summary = merge_chunks(ref, [ChunkResult.from_dict(r) for r in results], settings=settings, job_id=job_id)
     except (BatchJobFailed, BatchJobCrashed) as e:
         record_job(e.summary)
         raise
@@ -107,6 +107,7 @@ ACTIONS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {"chunk": chunk
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 def handler(event: dict, context: LambdaContext) -> dict:
+    """The state machine's task: dispatch on event["action"] (ACTIONS). Raises ValueError for an unknown action."""
     logger.append_keys(job_id=event.get("job_id"), action=event.get("action"))
     action = ACTIONS.get(event.get("action", ""))
     if action is None:

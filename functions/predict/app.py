@@ -22,8 +22,7 @@ from sklambda.monitoring.capture import Capturer
 from sklambda.registry.signing import CardVerifier
 from sklambda.registry.store import Registry
 from sklambda.runtime_env import find_manifest
-from sklambda.serving import data_quality as flags
-from sklambda.serving import oip
+from sklambda.serving import data_quality, oip
 from sklambda.serving.contracts import (
     InferRequest,
     ModelSelector,
@@ -117,8 +116,8 @@ def _score(loaded: LoadedModel, rows: list[Any], *, explain: bool = False) -> Sc
         name="ExplainLatency" if explain else "PredictLatency", unit=MetricUnit.Milliseconds, value=elapsed_ms
     )
     metrics.add_metric(name="Predictions", unit=MetricUnit.Count, value=len(rows))
-    if scored.flags:
-        for code, n in flags.counts(scored.flags).items():
+    if scored.warnings:
+        for code, n in data_quality.counts(scored.warnings).items():
             _count("DataQualityWarnings", n, model=scored.model_name, check=code)
     return scored
 

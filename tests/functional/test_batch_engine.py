@@ -214,7 +214,7 @@ def test_bad_cells_are_rejected_row_by_row_with_line_and_field(server, s3, churn
     # THEN exactly the bad rows are rejected, each with its physical line (header is line 1) and reason
     errors = errors_of(s3, "churn/b.csv")
     assert summary.rows_scored == 96 and summary.rows_rejected == 4
-    assert summary.data_quality == {"unexpected_null": 2}
+    assert summary.data_quality_warnings == {"unexpected_null": 2}
     got = {e["line"]: (e["reasons"][0]["field"], e["reasons"][0]["message"]) for e in errors}
     assert got == {
         5: ("age", "expected an integer, got string 'forty'"),

@@ -45,7 +45,7 @@ def test_predictions_match_the_model_called_directly(predict_app, published, log
 
 def test_invalid_rows_get_422_naming_each_row_and_field(predict_app, published, lambda_context):
     # GIVEN rows with a wrong type, an unknown feature and a missing one (and a null tenure_months: training had
-    # none, but publish proved the pipeline imputes it, so that one is scored and flagged, not refused)
+    # none, but publish proved the pipeline imputes it, so that one is scored with a warning, not refused)
     # WHEN they are sent
     status, body = call(predict_app, load_event("predict_invalid.json"), lambda_context)
     # THEN the answer is 422 with one message per problem

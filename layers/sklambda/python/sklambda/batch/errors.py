@@ -10,16 +10,15 @@
 - BatchJobCrashed: anything else stopped the job (botocore ClientError for throttling, network errors, a bug);
   a failed summary with the counts so far was written (when S3 allowed it) and the original exception is its
   __cause__. Retryable: a retry is safe (deterministic keys, multipart uploads aborted).
+- JobFailure: internal to the engine, never raised to a caller: the reason code and report of a failure of the
+  input or the registry, turned into BatchJobFailed once the failed summary is written (into InvalidInput by
+  engine.score_file, into a failed ChunkResult by engine.score_chunk).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from sklambda.batch.summary import JobSummary
 from sklambda.errors import SklambdaError
-
-if TYPE_CHECKING:
-    from sklambda.batch.engine import JobSummary
 
 
 class BatchInputError(SklambdaError):
@@ -41,6 +40,7 @@ class BatchJobFailed(SklambdaError):
     retryable = False
 
     def __init__(self, summary: JobSummary) -> None:
+        """The message names the input object and the summary's failure reason and report."""
         super().__init__(f"batch job for s3://{summary.input_bucket}/{summary.input_key} failed: {summary.failure}")
         self.summary = summary
 
@@ -53,5 +53,16 @@ class BatchJobCrashed(SklambdaError):
     retryable = True
 
     def __init__(self, summary: JobSummary) -> None:
+        """The message names the input object and the failed summary's report (the exception's type and text)."""
         super().__init__(f"batch job for s3://{summary.input_bucket}/{summary.input_key} crashed: {summary.failure}")
         self.summary = summary
+
+
+class JobFailure(Exception):
+    """The input or the registry makes the job fail: `reason` is a stable code (bad_header, no_rows, unreadable,
+    reject_threshold, model_not_found...), `report` a sentence for people. Internal to the engine (see above)."""
+
+    def __init__(self, reason: str, report: str) -> None:
+        """`str(self)` is the report."""
+        super().__init__(report)
+        self.reason, self.report = reason, report

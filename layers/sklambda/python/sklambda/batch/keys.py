@@ -30,6 +30,8 @@ _VERSION_RE = re.compile(r"^(\d+|.*\..*)$")
 
 @dataclass(frozen=True)
 class Target:
+    """What an incoming/ key asks for (model, alias or version, relative path) and the output keys it gets."""
+
     model: str
     alias: str | None
     version: str | None
@@ -37,6 +39,7 @@ class Target:
 
     @property
     def format(self) -> str:
+        """The input's format from its suffix: csv, csv.gz, jsonl or jsonl.gz."""
         return detect_format(self.relative_path)
 
     @property
@@ -47,18 +50,22 @@ class Target:
 
     @property
     def scored_key(self) -> str:
+        """scored/<source>/<relative path>: the input's rows with their predictions."""
         return f"scored/{self.source}/{self.relative_path}"
 
     @property
     def summary_key(self) -> str:
+        """<scored key>.summary.json: the job summary (every job ends with one)."""
         return f"{self.scored_key}.summary.json"
 
     @property
     def superseded_key(self) -> str:
+        """<scored key>.superseded.json: the summary of an older upload's job that published nothing."""
         return f"{self.scored_key}.superseded.json"
 
     @property
     def errors_key(self) -> str:
+        """errors/<source>/<relative path>.jsonl: one line per rejected row."""
         return f"errors/{self.source}/{self.relative_path}.jsonl"
 
 
@@ -68,6 +75,10 @@ def decode_s3_key(raw: str) -> str:
 
 
 def detect_format(key: str) -> str:
+    """The format named by the key's suffix (case-insensitive): csv, csv.gz, jsonl or jsonl.gz.
+
+    Raises BatchInputError for any other suffix.
+    """
     lower = key.lower()
     for fmt in FORMATS:
         if lower.endswith("." + fmt):
@@ -78,7 +89,11 @@ def detect_format(key: str) -> str:
 
 
 def parse_incoming_key(key: str) -> Target:
-    """Model, alias or version, and relative path from an incoming/ key (already URL-decoded)."""
+    """Model, alias or version, and relative path from an incoming/ key (already URL-decoded).
+
+    Raises BatchInputError naming the key when it is not incoming/<model>[@<alias or version>]/<file> with a
+    known suffix.
+    """
     if not key.startswith(INCOMING):
         raise BatchInputError(f"cannot score {key!r}: batch inputs must be under {INCOMING}<model>/")
     rest = key[len(INCOMING) :]

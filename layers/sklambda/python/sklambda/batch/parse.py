@@ -37,6 +37,9 @@ class HeaderProblem(Exception):
 
 @dataclass
 class Parsed:
+    """One batch of records validated: the rows the model can score (`frame`, in the schema's column order and
+    dtypes) and the rows rejected, each with its reasons as (field or None, message)."""
+
     ok: list[int]  # indices (in the batch) of the rows in `frame`, in order
     frame: pd.DataFrame
     bad: dict[int, Reasons]
@@ -94,6 +97,12 @@ class CsvLayout:
 
 
 def parse_csv(batch: RecordBatch, layout: CsvLayout) -> Parsed:
+    """Validate a batch of CSV records (without the header) against the header's layout and the schema.
+
+    A row is rejected (never raised) when the reader already rejected it, it is not UTF-8, its field count differs
+    from the header's, or a feature cell does not parse as its type (module docstring); the reasons name every bad
+    field. The frame holds the feature columns of the accepted rows.
+    """
     records = batch.records
     bad: dict[int, Reasons] = {i: [(None, r)] for i, r in batch.rejected.items()}
     candidates = [i for i in range(len(records)) if i not in bad] if bad else range(len(records))
@@ -287,6 +296,12 @@ def _frame(specs: Sequence[FeatureSpec], values: dict[str, np.ndarray], keep: np
 
 # -- JSONL -----------------------------------------------------------------------------------------------
 def parse_jsonl(batch: RecordBatch, schema: InputSchema, output_columns: Sequence[str]) -> Parsed:
+    """Validate a batch of JSON Lines records, one object per record, against the schema.
+
+    A row is rejected (never raised) when the reader already rejected it, it is not UTF-8 or not a JSON object, a
+    feature is missing or fails FeatureSpec.check, or it already has a key named like an output column (they would
+    be written twice). Other keys are carried to the output, never to the model.
+    """
     bad: dict[int, Reasons] = {i: [(None, r)] for i, r in batch.rejected.items()}
     rows: list[dict] = []
     ok: list[int] = []

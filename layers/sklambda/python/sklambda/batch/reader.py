@@ -29,6 +29,9 @@ class CorruptInput(Exception):
 
 @dataclass
 class RecordBatch:
+    """Records as read (bytes, without line ending), the 1-based physical line each starts on, and those the
+    reader already rejected, by index."""
+
     records: list[bytes] = field(default_factory=list)
     lines: list[int] = field(default_factory=list)
     # index in records -> why the reader already rejected it (too long, unterminated quote)

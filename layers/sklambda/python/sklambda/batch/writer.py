@@ -29,6 +29,8 @@ class MultipartWriter:
         self.closed = False
 
     def write(self, data: bytes) -> None:
+        """Append `data` (gzipped first when the writer compresses); uploads a part each time `part_bytes` of
+        (compressed) data are buffered. S3 errors propagate; nothing is visible until complete()."""
         if not data:
             return
         self.bytes_written += len(data)
@@ -52,6 +54,8 @@ class MultipartWriter:
         self._buf, self._buffered = [], 0
 
     def complete(self) -> None:
+        """Make the object visible: a single PutObject when no part was uploaded, else the last part and
+        CompleteMultipartUpload. S3 errors propagate (the caller aborts)."""
         if self._gz is not None:
             self._buf.append(self._gz.flush())
         data = b"".join(self._buf)
@@ -66,6 +70,7 @@ class MultipartWriter:
         self.closed = True
 
     def abort(self) -> None:
+        """Abandon the object: AbortMultipartUpload when parts were uploaded; idempotent, a no-op once complete."""
         if self._upload_id is not None and not self.closed:
             self.s3.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id)
         self.closed = True

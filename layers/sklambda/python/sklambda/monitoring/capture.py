@@ -71,6 +71,7 @@ class Pseudonymizer:
         return cls(plaintext)
 
     def pseudonym(self, value: Any) -> str:
+        """h1:<64 hex>, HMAC-SHA256 of the value's text (a string as is, anything else as JSON) under the key."""
         text = value if isinstance(value, str) else json.dumps(value)
         return PSEUDONYM_PREFIX + hmac.new(self._key, text.encode("utf-8"), hashlib.sha256).hexdigest()
 
@@ -93,6 +94,8 @@ class CaptureRecord:
     key_id: str
 
     def to_json_line(self) -> str:
+        """The record as one compact JSON line ending in a newline: the marker first, then the timestamp, model and
+        version, in the byte form monitoring/windows.py selects on (tests/unit/test_capture_line_format.py)."""
         return json.dumps({"capture": CAPTURE_MARKER, **asdict(self)}, separators=(",", ":"), default=str) + "\n"
 
 
@@ -109,6 +112,11 @@ def build_records(
     pseudonymizer: Pseudonymizer,
     now: datetime | None = None,
 ) -> list[CaptureRecord]:
+    """One record per row, in order: the named features (pii ones pseudonymized, nulls kept), the row's prediction
+    and probabilities, all stamped with one UTC millisecond timestamp (`now`, default the current time).
+
+    Raises whatever the pseudonymizer raises; Capturer.capture turns that into a counted failure.
+    """
     pii = set(pii)
     stamp = (now or datetime.now(UTC)).isoformat(timespec="milliseconds")
     records = []
@@ -171,9 +179,11 @@ class Capturer:
 
     @property
     def enabled(self) -> bool:
+        """Capture is on: a key ciphertext is configured and the sample rate is above 0."""
         return self.settings.enabled
 
     def pseudonymizer(self) -> Pseudonymizer:
+        """The container's pseudonymizer, unwrapped with kms:Decrypt on first use. Raises what KMS raises."""
         if self._pseudonymizer is None:
             assert self.settings.key_ciphertext is not None
             self._pseudonymizer = Pseudonymizer.from_ciphertext(self.settings.key_ciphertext)
@@ -258,6 +268,8 @@ class JobCapture:
         self.version: str | None = None
 
     def __call__(self, loaded: Any, frame: Any, scored: Any) -> None:
+        """Capture a sample of one scored batch (a batch.stream.ScoredObserver): `frame` holds the scored rows,
+        `scored` their ScoredArrays. A failed capture is counted in `self.outcome`, never raised."""
         picked = self.capturer.sample_rows(len(frame), already=self.outcome.sent + self.outcome.failed)
         if not picked:
             return

@@ -106,7 +106,7 @@ class PredictResponse(BaseModel):
             model_version=scored.model_version,
             predictions=scored.predictions,
             probabilities=scored.probabilities,
-            warnings=[f.to_dict() for f in scored.flags],
+            warnings=[w.to_dict() for w in scored.warnings],
             decisions=scored.decisions,
             decision_threshold=scored.decision_rule,
             explanations=scored.explanations,

@@ -1,12 +1,14 @@
-"""Data quality at inference: values the model was not trained on are scored but flagged.
+"""Data-quality warnings at inference: values unlike the training data are scored, each with a warning.
 
-Three checks per row and feature, against the training profile in the card's schema:
+Three checks per row and feature, against the training profile in the card's schema (registry/schema.py, inferred
+at publish); a warning's `code` names its check:
 - `out_of_range`: a number below the training minimum or above the training maximum;
 - `unseen_category`: a category the training data did not have (when the card lists the categories);
 - `unexpected_null`: a null where training had none (accepted only when publish proved the model scores it:
   `FeatureSpec.accepts_null`, see `probe_null_tolerance`).
-pii features carry no range or category list, so they are never flagged (their values are not in the card).
-Flags never change a prediction; callers return them per row and count them in metrics.
+pii features carry no range or category list, so they are never checked (their values are not in the card).
+A warning never changes a prediction: the API returns them per row (`warnings`), the batch summary counts them per
+check (`data_quality_warnings`), and both count them in the `DataQualityWarnings` metric.
 """
 
 from __future__ import annotations
@@ -22,17 +24,21 @@ import pandas as pd
 from sklambda.registry.schema import CATEGORY, INTEGER, NUMBER, InputSchema, to_records
 
 OUT_OF_RANGE, UNSEEN_CATEGORY, UNEXPECTED_NULL = "out_of_range", "unseen_category", "unexpected_null"
-FLAG_CODES = (OUT_OF_RANGE, UNSEEN_CATEGORY, UNEXPECTED_NULL)
+WARNING_CODES = (OUT_OF_RANGE, UNSEEN_CATEGORY, UNEXPECTED_NULL)
 
 
 @dataclass(frozen=True)
-class Flag:
+class DataQualityWarning:
+    """One value unlike the training data: `row` (0-based index in the request or frame), `field` (the feature),
+    `code` (one of WARNING_CODES) and a message for people."""
+
     row: int
     field: str
     code: str
     message: str
 
     def to_dict(self) -> dict[str, Any]:
+        """{"row", "field", "code", "message"}: one item of the API's `warnings`."""
         return {"row": self.row, "field": self.field, "code": self.code, "message": self.message}
 
 
@@ -78,8 +84,8 @@ class _Check:
         return "is null; training had no nulls here"
 
 
-class Flagger:
-    """Built once per loaded model: the per-feature checks, compiled from the schema."""
+class DataQualityChecker:
+    """The per-feature checks of one model, compiled once from its card's schema (Scorer builds one per model)."""
 
     def __init__(self, schema: InputSchema) -> None:
         self._checks: list[_Check] = []
@@ -91,17 +97,18 @@ class Flagger:
             if spec.accepts_null and not spec.nullable:
                 self._checks.append(_Check(spec.name, UNEXPECTED_NULL))
 
-    def flag_rows(self, rows: Sequence[Mapping[str, Any]]) -> list[Flag]:
-        """Flags of validated request rows, ordered by row then by schema order."""
+    def check_rows(self, rows: Sequence[Mapping[str, Any]]) -> list[DataQualityWarning]:
+        """The warnings of validated request rows (every feature present), ordered by row then by schema order."""
         return [
-            Flag(i, c.field, c.code, c.message(row[c.field]))
+            DataQualityWarning(i, c.field, c.code, c.message(row[c.field]))
             for i, row in enumerate(rows)
             for c in self._checks
             if c.bad(row[c.field])
         ]
 
     def count(self, frame: pd.DataFrame) -> dict[str, int]:
-        """Flags per code of a frame, without building each flag."""
+        """Warnings per code of a validated frame (batch: one column per feature), without building each warning;
+        codes without a warning are left out."""
         out: Counter[str] = Counter()
         for c in self._checks:
             n = int(np.count_nonzero(c.bad_array(frame[c.field].to_numpy())))
@@ -109,24 +116,28 @@ class Flagger:
                 out[c.code] += n
         return dict(out)
 
-    def flag(self, frame: pd.DataFrame) -> list[Flag]:
-        """Flags of a validated frame (batch), ordered by row then by schema order."""
-        found: list[tuple[int, int, Flag]] = []
+    def check_frame(self, frame: pd.DataFrame) -> list[DataQualityWarning]:
+        """The warnings of a validated frame, ordered by row then by schema order (as check_rows)."""
+        found: list[tuple[int, int, DataQualityWarning]] = []
         for order, c in enumerate(self._checks):
             values = frame[c.field].to_numpy()
-            found.extend((int(i), order, Flag(int(i), c.field, c.code, c.message(values[i])))
+            found.extend((int(i), order, DataQualityWarning(int(i), c.field, c.code, c.message(values[i])))
                          for i in np.flatnonzero(c.bad_array(values)))  # fmt: skip
         return [f for _, _, f in sorted(found, key=lambda t: (t[0], t[1]))]
 
 
-def counts(flags: list[Flag]) -> dict[str, int]:
-    """Flags per code (for metrics)."""
-    return dict(Counter(f.code for f in flags))
+def counts(warnings: list[DataQualityWarning]) -> dict[str, int]:
+    """Warnings per code (the `check` dimension of the DataQualityWarnings metric)."""
+    return dict(Counter(w.code for w in warnings))
 
 
 def probe_null_tolerance(model: Any, X: pd.DataFrame, schema: InputSchema, rows: int = 5) -> InputSchema:
-    """Mark each feature without nulls in training whose null the model still scores (an imputer), by scoring
-    a few training rows with that feature set to null. Features the model cannot score null stay refused."""
+    """The schema with `accepts_null` set on each feature without nulls in training whose null the model still
+    scores (an imputer), found by scoring `rows` training rows of X with that feature set to null.
+
+    Features the model cannot score null (any exception) stay refused; at inference a null in an accepting feature
+    is scored with an unexpected_null warning. Called by publish; raises nothing.
+    """
     sample = X.head(rows)
     features = []
     for spec in schema.features:

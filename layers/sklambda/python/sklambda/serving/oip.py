@@ -148,8 +148,8 @@ def encode(scored: Scored, card: ModelCard, request: InferRequest) -> dict[str, 
     body: dict[str, Any] = {"model_name": scored.model_name, "model_version": scored.model_version, "outputs": outputs}
     if request.id is not None:
         body["id"] = request.id
-    if scored.flags:  # the protocol's free-form response parameters carry the data-quality warnings
-        body["parameters"] = {"warnings": [f.to_dict() for f in scored.flags]}
+    if scored.warnings:  # the protocol's free-form response parameters carry the data-quality warnings
+        body["parameters"] = {"warnings": [w.to_dict() for w in scored.warnings]}
     return body
 
 

@@ -1,4 +1,5 @@
-"""Scoring rows with a loaded estimator: validation against the card, predictions, probabilities."""
+"""Scoring rows with a loaded estimator: validation against the card, predictions, probabilities, decisions,
+data-quality warnings and (when asked) explanations."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pandas as pd
 
 from sklambda.errors import ExplanationUnavailable, FieldError, InvalidInput
 from sklambda.registry.card import CLASSIFICATION, ModelCard
-from sklambda.serving.data_quality import Flag, Flagger
+from sklambda.serving.data_quality import DataQualityChecker, DataQualityWarning
 
 # Classifiers whose predict() is not argmax(predict_proba()) (Platt scaling is fitted separately).
 _PREDICT_DIFFERS_FROM_PROBA = {"SVC", "NuSVC"}
@@ -19,13 +20,14 @@ _PREDICT_DIFFERS_FROM_PROBA = {"SVC", "NuSVC"}
 
 @dataclass(frozen=True)
 class Scored:
+    """The answer for a list of rows, one entry per row in each list: predictions (class labels or numbers),
+    probabilities keyed by class (classifiers with predict_proba, else None), and the optional parts below."""
+
     model_name: str
     model_version: str
     predictions: list
     probabilities: list[dict[str, float]] | None
-    flags: list[Flag] = field(
-        default_factory=list
-    )  # data-quality warnings (sklambda.serving.data_quality), never refusals
+    warnings: list[DataQualityWarning] = field(default_factory=list)  # sklambda.serving.data_quality; never refusals
     decisions: list | None = None  # binary classifiers with a decision threshold in the card
     decision_rule: dict | None = None  # {"positive_class", "threshold"} that made the decisions
     explanations: list[dict] | None = None  # when asked: sklambda.serving.explain, one dict per row
@@ -45,6 +47,12 @@ def _final_step(estimator: Any) -> Any:
 
 
 class Scorer:
+    """One loaded model with its card: validates rows against the card's schema and scores them.
+
+    Built once per model version per container (serving.server.ModelServer); holds the data-quality checks and,
+    once asked for, the explainer.
+    """
+
     def __init__(self, estimator: Any, card: ModelCard) -> None:
         self.estimator = estimator
         self.card = card
@@ -53,7 +61,7 @@ class Scorer:
         self._classes = np.asarray(getattr(estimator, "classes_", card.classes or ()), dtype=object)
         self._class_keys = [str(c) for c in self._classes]
         self._argmax_is_predict = type(_final_step(estimator)).__name__ not in _PREDICT_DIFFERS_FROM_PROBA
-        self.flagger = Flagger(self.schema)
+        self.data_quality_checker = DataQualityChecker(self.schema)
         self._explainer: Any = None
         self._decision = self._decision_rule(card)
 
@@ -90,6 +98,7 @@ class Scorer:
 
     @property
     def has_probabilities(self) -> bool:
+        """A classifier whose estimator has predict_proba: scores come with probabilities."""
         return self._proba
 
     @property
@@ -105,23 +114,33 @@ class Scorer:
 
     @property
     def classes(self) -> list:
+        """The fitted classes (estimator.classes_, else the card's) as Python values; [] for a regressor."""
         return self._classes.tolist()
 
     @property
     def class_keys(self) -> list[str]:
+        """The classes as text, in column order: the keys of `Scored.probabilities` and the proba_<key> columns."""
         return list(self._class_keys)
 
     def score(self, rows: Sequence[Mapping[str, Any]], *, explain: bool = False) -> Scored:
+        """Validate `rows` (JSON-like dicts of feature values) against the card's schema and score them, with the
+        data-quality warnings of each row and, with `explain`, one explanation per row (serving/explain.py).
+
+        Raises InvalidInput naming each bad row and field (schema), or each row the model cannot score or scores
+        as NaN/infinite; ExplanationUnavailable when `explain` is asked of a model that cannot be explained.
+        """
         frame = self.schema.validate(rows)
         scored = self.score_frame(frame)
-        flags = self.flagger.flag_rows(rows)
-        if flags:
-            scored = replace(scored, flags=flags)
+        warnings = self.data_quality_checker.check_rows(rows)
+        if warnings:
+            scored = replace(scored, warnings=warnings)
         if explain:
             scored = replace(scored, explanations=self.explainer().explain(frame).rows())
         return scored
 
     def score_frame(self, X: pd.DataFrame) -> Scored:
+        """Score an already validated frame (columns in schema order): predictions, probabilities keyed by class,
+        and decisions when the card has a threshold. Raises InvalidInput as score_arrays."""
         arrays = self.score_arrays(X)
         probabilities = None
         if arrays.probabilities is not None:
@@ -134,6 +153,7 @@ class Scorer:
 
     @property
     def decision_rule(self) -> dict | None:
+        """{"positive_class", "threshold"} of a binary classifier whose card sets a decision threshold, else None."""
         if self._decision is None:
             return None
         return {"positive_class": self._decision[2], "threshold": self._decision[4]}

@@ -1,4 +1,5 @@
-"""Data quality at inference: values unlike the training data are scored but flagged, per row and in metrics."""
+"""Data-quality warnings at inference: values unlike the training data are scored with a warning, per row and in
+metrics."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from sklambda.serving.data_quality import (
     OUT_OF_RANGE,
     UNEXPECTED_NULL,
     UNSEEN_CATEGORY,
-    Flagger,
+    DataQualityChecker,
     counts,
     probe_null_tolerance,
 )
@@ -35,33 +36,33 @@ ROWS = [
 ]
 
 
-def test_each_unusual_value_is_flagged_with_its_row_field_and_reason() -> None:
+def test_each_unusual_value_gets_a_warning_with_its_row_field_and_reason() -> None:
     # GIVEN rows with values inside, outside and on the edge of the training profile
-    flags = Flagger(SCHEMA).flag_rows(ROWS)
-    # THEN only row 1 is flagged, once per unusual field, in schema order, with a readable message
-    assert [(f.row, f.field, f.code) for f in flags] == [
+    warnings = DataQualityChecker(SCHEMA).check_rows(ROWS)
+    # THEN only row 1 has warnings, one per unusual field, in schema order, with a readable message
+    assert [(w.row, w.field, w.code) for w in warnings] == [
         (1, "age", OUT_OF_RANGE),
         (1, "income", OUT_OF_RANGE),
         (1, "tenure", UNEXPECTED_NULL),
         (1, "plan", UNSEEN_CATEGORY),
     ]
-    assert flags[0].message == "300 is outside the training range [18, 84]"
-    assert "'platinum' was not seen in training" in flags[3].message
-    assert counts(flags) == {OUT_OF_RANGE: 2, UNEXPECTED_NULL: 1, UNSEEN_CATEGORY: 1}
+    assert warnings[0].message == "300 is outside the training range [18, 84]"
+    assert "'platinum' was not seen in training" in warnings[3].message
+    assert counts(warnings) == {OUT_OF_RANGE: 2, UNEXPECTED_NULL: 1, UNSEEN_CATEGORY: 1}
 
 
-def test_frame_and_row_checks_agree_and_counts_need_no_flag_objects() -> None:
+def test_frame_and_row_checks_agree_and_counts_need_no_warning_objects() -> None:
     # GIVEN the same rows as a validated frame (the batch path)
     frame = SCHEMA.validate(ROWS)
-    flagger = Flagger(SCHEMA)
-    # THEN the vectorized checks find the same flags and the same counts
-    assert flagger.flag(frame) == flagger.flag_rows(ROWS)
-    assert flagger.count(frame) == counts(flagger.flag_rows(ROWS))
+    checker = DataQualityChecker(SCHEMA)
+    # THEN the vectorized checks find the same warnings and the same counts
+    assert checker.check_frame(frame) == checker.check_rows(ROWS)
+    assert checker.count(frame) == counts(checker.check_rows(ROWS))
 
 
-def test_pii_features_are_never_flagged_because_the_card_holds_none_of_their_values() -> None:
-    flags = Flagger(SCHEMA).flag_rows([{**ROWS[0], "who": "someone never seen"}])
-    assert flags == []
+def test_pii_features_are_never_checked_because_the_card_holds_none_of_their_values() -> None:
+    warnings = DataQualityChecker(SCHEMA).check_rows([{**ROWS[0], "who": "someone never seen"}])
+    assert warnings == []
 
 
 def test_a_null_is_refused_unless_publish_proved_the_model_scores_it() -> None:
@@ -74,7 +75,7 @@ def test_a_null_is_refused_unless_publish_proved_the_model_scores_it() -> None:
     # WHEN publish probes each feature with a null
     probed = probe_null_tolerance(imputing, X, schema)
     bare_probed = probe_null_tolerance(bare, numeric, infer_schema(numeric))
-    # THEN the imputed features accept a null (scored and flagged), the bare model's stay refused
+    # THEN the imputed features accept a null (scored with a warning), the bare model's stay refused
     assert probed.feature("tenure_months").accepts_null and probed.feature("plan").accepts_null
     assert not bare_probed.feature("age").accepts_null
     row = {**to_records(X.head(1))[0], "tenure_months": None}
@@ -111,7 +112,7 @@ def test_clean_prediction_has_an_empty_warning_list(predict_app, published, lamb
     assert status == 200 and answer["warnings"] == []
 
 
-def test_a_null_the_pipeline_imputes_is_scored_and_flagged_not_refused(predict_app, published, lambda_context):
+def test_a_null_the_pipeline_imputes_is_scored_with_a_warning_not_refused(predict_app, published, lambda_context):
     # GIVEN the published churn pipeline (training had no null tenure_months; publish proved it imputes one)
     assert published.input_schema.feature("tenure_months").accepts_null
     body = json.loads(load_event("predict.json")["body"])
