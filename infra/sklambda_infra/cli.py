@@ -235,7 +235,7 @@ def _models_show(args: argparse.Namespace) -> int:
         if f.nullable:
             extra.append("nullable")
         elif f.accepts_null:
-            extra.append("null scored and flagged")
+            extra.append("null scored with a data-quality warning")
         if f.pii:
             extra.append("PII")
         print(f"    {f.name:<20} {f.type:<9} {'; '.join(extra)}")

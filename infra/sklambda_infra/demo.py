@@ -177,7 +177,7 @@ def run() -> int:
         print(f"  base {why['base_value']['yes']:.3f} + attributions = {total:.4f} = P(churn) "
               f"{body['probabilities'][0]['yes']:.4f}  ({why['method']})")  # fmt: skip
 
-        say("Unusual values are scored but flagged (data quality at inference)")
+        say("Unusual values are scored with data-quality warnings")
         odd = {**customers[0], "age": 140, "plan": "platinum", "tenure_months": None}
         status, body = http("POST", f"{api}/models/churn/predict", api_key=key, body={"instances": [odd]})
         print(f"  {status}: P(churn) {body['probabilities'][0]['yes']:.2f}, warnings:")

@@ -32,7 +32,7 @@ def test_demo_runs_end_to_end_on_the_local_stack():
     assert "line 11: age: expected an integer, got string 'forty'" in out
     assert "unshifted                      4000 rows: no_drift" in out
     assert "4000 rows: drift; drifted features: monthly_charges" in out
-    # explanations add up over the local API, unusual values are flagged, bad data is refused, the card renders
+    # explanations add up over the local API, unusual values are warned about, bad data is refused, the card renders
     assert "= P(churn)" in out and "(linear_exact)" in out
     assert "unseen_category: category 'platinum' was not seen in training" in out
     assert "[constant_feature] 'region'" in out and "[holdout_overlap]" in out

@@ -53,7 +53,7 @@ def test_models_list_and_show(cli, files, capsys):
     assert "churn version 1 (classification)" in out and "PII" in out
     assert "signature: verified, ECDSA_SHA_256 with the trusted key " in out and "NOT VERIFIED" not in out
     assert "importance (roc_auc drop, holdout): " in out and "decision: yes when P >= 0.500 (default)" in out
-    assert "explanations: yes" in out and "null scored and flagged" in out
+    assert "explanations: yes" in out and "null scored with a data-quality warning" in out
 
 
 def test_a_missing_target_column_is_a_clear_error(cli, files, capsys):

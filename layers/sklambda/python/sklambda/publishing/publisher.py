@@ -197,7 +197,7 @@ def build_card(
     except Exception as e:
         raise PublishRejected(f"[schema] the model cannot score rows rebuilt from its schema: {_why(e)}") from None
     # Which features without nulls in training the model still scores a null for (an imputer): such a null is
-    # then scored and flagged at inference instead of refused (sklambda.serving.data_quality).
+    # then scored with a data-quality warning at inference instead of refused (sklambda.serving.data_quality).
     with _check("schema"):
         schema = probe_null_tolerance(model, X, schema)
 

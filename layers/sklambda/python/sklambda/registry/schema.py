@@ -48,7 +48,7 @@ class FeatureSpec:
     maximum: float | None = None
     categories: tuple[str, ...] | None = None
     # Training had no null here, but publish proved the model scores one (an imputer): a null is scored and
-    # flagged instead of refused (sklambda.serving.data_quality).
+    # scored with a data-quality warning instead of refused (sklambda.serving.data_quality).
     accepts_null: bool = False
     # Category columns: the marker nulls had in training (MISSING_*). None on cards published before it was
     # recorded: nulls then stay None, as those versions were served.

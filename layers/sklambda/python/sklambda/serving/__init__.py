@@ -1,4 +1,4 @@
-"""Answering requests: load a verified model once per container, validate rows, predict, explain, flag.
+"""Answering requests: load a verified model once per container, validate rows, predict, explain, warn on data quality.
 
 server.py         ModelServer / LoadedModel: resolve an alias, verify, unpickle, cache per container
 contracts.py      the REST request and response bodies (pydantic)
