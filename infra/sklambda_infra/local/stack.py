@@ -24,12 +24,7 @@ from typing import Any, ClassVar
 import boto3
 from botocore.config import Config
 
-from sklambda_infra.local.events import (
-    ExecutionWatcher,
-    SqsPoller,
-    enrich_moto_s3_events,
-    sqs_event_sources,
-)
+from sklambda_infra.local.events import ExecutionWatcher, SqsPoller, sqs_event_sources
 from sklambda_infra.local.functions import (
     FAKE_ACCESS_KEY_ID,
     FAKE_SECRET_ACCESS_KEY,
@@ -39,6 +34,7 @@ from sklambda_infra.local.functions import (
     worker_environment,
 )
 from sklambda_infra.local.gateway import IMPLICIT_API, Gateway, GatewayServer, Route, api_routes
+from sklambda_infra.local.moto_patches import enrich_s3_notifications
 from sklambda_infra.local.provision import Provisioner, ProvisionResult
 from sklambda_infra.local.scheduler import Scheduler, schedule_every_from_env, schedule_sources
 from sklambda_infra.local.subscriptions import LogForwarder, subscriptions
@@ -270,7 +266,7 @@ class LocalStack:
                     raise LocalStackError(f"cannot listen on {HOST}:{self.aws_port} for moto: {e}") from None
         # One line per moto request would drown the functions' logs.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        enrich_moto_s3_events()  # versionId and sequencer in S3 notifications, as S3 sends them
+        enrich_s3_notifications()  # versionId and sequencer in S3 notifications, as S3 sends them
         self._moto = ThreadedMotoServer(ip_address=HOST, port=self.aws_port, verbose=False)
         self._moto.start()
         host, port = self._moto.get_host_and_port()
