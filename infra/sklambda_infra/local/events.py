@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sklambda_infra.local.functions import FunctionError, InvocationError
+from sklambda_infra.local.functions import FunctionError, FunctionTimeout, InvocationError
 from sklambda_infra.local.moto_patches import record_execution_outcome
 from sklambda_infra.local.states import StateMachineRunner, StatesError, TaskFailed
 from sklambda_infra.template import SERVERLESS_FUNCTION, Resolver, merged_properties, resources_of_type
@@ -288,9 +288,10 @@ class ExecutionWatcher:
             return self.invoke_arn(function_arn, payload)
         except FunctionError as e:
             raise TaskFailed(str(e.error.get("errorType", "Error")), json.dumps(e.error)) from None
-        except InvocationError as e:
-            error = "States.Timeout" if "timed out" in str(e).lower() else "Lambda.ServiceException"
-            raise TaskFailed(error, str(e)) from None
+        except FunctionTimeout as e:  # ran past its Timeout (handler or init): the Task timed out
+            raise TaskFailed("States.Timeout", str(e)) from None
+        except InvocationError as e:  # crashed, or never got to run
+            raise TaskFailed("Lambda.ServiceException", str(e)) from None
 
     def _finish(self, execution_arn: str, status: str, *, output: Any = None, error: str = "", cause: str = "") -> None:
         """Record the outcome on moto's execution (moto runs in this process)."""
