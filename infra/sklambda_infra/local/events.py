@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sklambda_infra.local.functions import FunctionError, FunctionTimeout, InvocationError
-from sklambda_infra.local.moto_patches import record_execution_outcome
 from sklambda_infra.local.states import StateMachineRunner, StatesError, TaskFailed
 from sklambda_infra.template import SERVERLESS_FUNCTION, Resolver, merged_properties, resources_of_type
 
@@ -295,6 +294,8 @@ class ExecutionWatcher:
 
     def _finish(self, execution_arn: str, status: str, *, output: Any = None, error: str = "", cause: str = "") -> None:
         """Record the outcome on moto's execution (moto runs in this process)."""
+        from sklambda_infra.local.moto_patches import record_execution_outcome
+
         out = json.dumps(output) if status == "SUCCEEDED" else None
         record_execution_outcome(
             self.account_id, self.region, execution_arn, status, output=out, error=error, cause=cause

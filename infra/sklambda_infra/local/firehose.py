@@ -15,10 +15,10 @@ import re
 import threading
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sklambda_infra.local import moto_patches
-from sklambda_infra.local.moto_patches import Partitioner
+if TYPE_CHECKING:
+    from sklambda_infra.local.moto_patches import Partitioner
 
 _QUERY = re.compile(r"^\{\s*(\w+)\s*:\s*\.(\w+)\s*(?:,\s*(\w+)\s*:\s*\.(\w+)\s*)*\}$")
 _PAIR = re.compile(r"(\w+)\s*:\s*\.(\w+)")
@@ -72,9 +72,11 @@ def partitioning(prefix: str, query: str | None) -> Partitioning | None:
 def register(stream_name: str, spec: Partitioning) -> None:
     """Partition the records of the stream ``stream_name`` by ``spec`` from now on (moto's delivery is patched
     once, by moto_patches.partition_firehose_deliveries)."""
+    from sklambda_infra.local.moto_patches import partition_firehose_deliveries  # moto: only when a stack runs
+
     with _lock:
         _streams[stream_name] = spec
-    moto_patches.partition_firehose_deliveries(_partitioner_for)
+    partition_firehose_deliveries(_partitioner_for)
 
 
 def _partitioner_for(stream_name: str) -> Partitioner | None:

@@ -34,7 +34,6 @@ from sklambda_infra.local.functions import (
     worker_environment,
 )
 from sklambda_infra.local.gateway import IMPLICIT_API, Gateway, GatewayServer, Route, api_routes
-from sklambda_infra.local.moto_patches import enrich_s3_notifications
 from sklambda_infra.local.provision import Provisioner, ProvisionResult
 from sklambda_infra.local.scheduler import Scheduler, schedule_every_from_env, schedule_sources
 from sklambda_infra.local.subscriptions import LogForwarder, subscriptions
@@ -255,6 +254,8 @@ class LocalStack:
 
     def _start_moto(self) -> None:
         from moto.server import ThreadedMotoServer
+
+        from sklambda_infra.local.moto_patches import enrich_s3_notifications  # importing it checks moto's version
 
         # ThreadedMotoServer binds in its own thread and would wait forever if the port is taken: check first.
         if self.aws_port:
