@@ -337,7 +337,7 @@ def test_cli_creates_a_wrapped_key_and_erases_with_it(mocked_aws, capsys) -> Non
 
 
 def test_capture_benchmark_runs_both_arms_and_reports_the_ratio(aws_credentials) -> None:
-    from sklambda_infra import capture_bench
+    from sklambda_infra.bench import capture as capture_bench
     from sklambda_infra.bench import common
 
     # GIVEN tiny models and a one-round plan

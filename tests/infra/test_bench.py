@@ -380,3 +380,19 @@ def test_a_quick_explain_run_lands_in_the_report_as_section_7_with_its_summary_r
     assert "| explanation p50, 100-tree forest, 20 features, one row |" in text and "| <= 25 ms |" in text
     assert "--quick --only explain" in text
     assert json.loads((tmp_path / "results.json").read_text())["explain"]["method"] == "tree_exact"
+
+
+def test_every_benchmark_reads_the_repository_files_and_writes_under_build_bench() -> None:
+    # GIVEN the benchmarks that live in sklambda_infra/bench/ and read the repository's own files
+    from cfnlint.decode import cfn_yaml
+
+    from sklambda_infra.bench import batch, common, drift, explain
+
+    template = cfn_yaml.load(str(common.ROOT / "template.yaml"))["Resources"]
+
+    # WHEN they look for them
+    # THEN they find the batch function and its event, and the drift function's memory as the template states it
+    assert (batch.BATCH_FUNCTION / "app.py").is_file() and (common.ROOT / "events" / "batch_sqs_event.json").is_file()
+    assert drift._lambda_memory_mb() == template["DriftCheckFunction"]["Properties"]["MemorySize"]
+    # AND each writes its own report into the repository's build/bench folder
+    assert batch.BUILD == drift.BUILD == explain.BUILD == common.ROOT / "build" / "bench"

@@ -16,6 +16,7 @@ from cfnlint.decode import cfn_yaml
 
 from sklambda.runtime_env import MANIFEST_NAME, RuntimeManifest
 from sklambda_infra import layer
+from sklambda_infra.layer import slimming
 
 ROOT = Path(__file__).resolve().parents[2]
 MAKEFILE = ROOT / "layers" / "deps" / "Makefile"
@@ -347,7 +348,7 @@ def test_slim_refuses_before_deleting_anything_when_a_rule_would_remove_a_kept_p
     site: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN a kept path that a rule matches (as if a library's runtime code lived in a tests folder)
-    monkeypatch.setattr(layer, "KEEP", ("pandas/tests",))
+    monkeypatch.setattr(slimming, "KEEP", ("pandas/tests",))
 
     # WHEN the tree is slimmed
     with pytest.raises(RuntimeError, match="pandas/tests"):
@@ -368,7 +369,7 @@ def test_strip_targets_every_extension_module_but_not_the_vendored_libraries(sit
 
 def test_strip_is_skipped_with_a_reason_when_binutils_is_missing(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # GIVEN no `strip` on PATH
-    monkeypatch.setattr(layer.shutil, "which", lambda name: None)
+    monkeypatch.setattr(slimming.shutil, "which", lambda name: None)
 
     # WHEN binaries are stripped
     result = layer.strip_binaries(site)

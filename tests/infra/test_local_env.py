@@ -16,6 +16,7 @@ import pytest
 
 from sklambda.runtime_env import MANIFEST_NAME, RuntimeManifest, find_manifest
 from sklambda_infra import layer
+from sklambda_infra.layer import local as host_copy
 
 LIGHTGBM = "4.7.0"  # py3-none manylinux_2_28 wheel; needs narwhals, numpy, scipy (all in the layer) and libgomp
 OTHER_SKLEARN = "1.8.0"
@@ -75,7 +76,7 @@ def test_host_copy_is_reused_without_running_pip(default_copy: Path, monkeypatch
     def no_pip(cmd):
         raise AssertionError(f"pip ran: {cmd}")
 
-    monkeypatch.setattr(layer, "_run_pip", no_pip)
+    monkeypatch.setattr(host_copy, "run_pip", no_pip)
 
     # WHEN the copy is asked for again
     again = layer.local_env()
@@ -89,7 +90,7 @@ def test_failed_build_leaves_nothing_in_the_cache(tmp_path: Path, monkeypatch: p
     def failing_pip(cmd):
         raise layer.LayerBuildError("pip install failed (1)")
 
-    monkeypatch.setattr(layer, "_run_pip", failing_pip)
+    monkeypatch.setattr(host_copy, "run_pip", failing_pip)
 
     # WHEN a copy is built into an empty cache
     with pytest.raises(layer.LayerBuildError, match="pip install failed"):

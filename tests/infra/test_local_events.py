@@ -10,8 +10,8 @@ import boto3
 import pytest
 
 from sklambda_infra.local import events
-from sklambda_infra.local.events import SqsEventSource, SqsPoller, sqs_event
-from sklambda_infra.local.functions import FunctionError
+from sklambda_infra.local.events import ExecutionWatcher, SqsEventSource, SqsPoller, sqs_event
+from sklambda_infra.local.functions import FunctionCrashed, FunctionError, FunctionTimeout
 from sklambda_infra.local.states import StateMachineRunner, StatesError, TaskFailed, UnsupportedState
 
 FN = "arn:aws:lambda:us-east-1:123456789012:function:fn"
@@ -237,3 +237,40 @@ def test_a_poison_message_ends_in_the_dead_letter_queue_after_max_receives(mocke
     # THEN the function saw it 3 times, and the message now sits in the DLQ, not lost
     assert calls == ["1", "2", "3"]
     assert [m["Body"] for m in moved] == ['{"poison": true}']
+
+
+@pytest.mark.parametrize(
+    ("raised", "error"),
+    [
+        (FunctionTimeout("Task timed out after 3.00 seconds"), "States.Timeout"),
+        (FunctionTimeout("Fn did not finish its init in 10 s"), "States.Timeout"),
+        (FunctionCrashed("Fn: worker exited (exit status -9) after the request timed out"), "Lambda.ServiceException"),
+    ],
+)
+def test_an_execution_fails_with_the_error_the_functions_failure_type_names(mocked_aws, raised, error) -> None:
+    # GIVEN a state machine whose one task invokes a function, and an execution of it RUNNING in moto
+    sfn = boto3.client("stepfunctions")
+    task = {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "OutputPath": "$.Payload"}
+    definition = {
+        "StartAt": "T",
+        "States": {"T": {**task, "Parameters": {"FunctionName": FN, "Payload.$": "$"}, "End": True}},
+    }
+    machine = sfn.create_state_machine(
+        name="m", definition=json.dumps(definition), roleArn="arn:aws:iam::123456789012:role/r"
+    )["stateMachineArn"]
+    execution = sfn.start_execution(stateMachineArn=machine, input="{}")["executionArn"]
+
+    def invoke(function_arn, payload):
+        raise raised
+
+    watcher = ExecutionWatcher(
+        {machine: "M"}, sfn, invoke, lambda line: None, account_id="123456789012", region="us-east-1"
+    )
+
+    # WHEN the local interpreter runs it and the function fails that way
+    watcher._run(machine, execution)
+
+    # THEN moto's execution reports FAILED with the error of the failure's type, whatever its message says
+    described = sfn.describe_execution(executionArn=execution)
+    assert (described["status"], described["error"]) == ("FAILED", error)
+    assert described["cause"] == str(raised) and "stopDate" in described

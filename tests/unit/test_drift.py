@@ -393,8 +393,8 @@ def test_predicted_classes_that_are_not_strings_are_keyed_like_the_baseline():
 
 
 def test_the_benchmark_writes_its_markdown_and_json(tmp_path):
-    # GIVEN a tiny benchmark run (the real one: python -m sklambda_infra.drift_bench)
-    from sklambda_infra import drift_bench
+    # GIVEN a tiny benchmark run (the real one: python -m sklambda_infra.bench.drift)
+    from sklambda_infra.bench import drift as drift_bench
 
     drift_bench.main(
         ["--rows", "20000", "--repeats", "1", "--clean-windows", "8", "--shift-windows", "2", "--e2e-repeats", "1",

@@ -14,8 +14,20 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from sklambda_infra import batch_bench, capture_bench, drift_bench, explain_bench
-from sklambda_infra.bench import bundle, cold, common, load, machine, parity, report, warm
+from sklambda_infra.bench import (
+    batch,
+    bundle,
+    capture,
+    cold,
+    common,
+    drift,
+    explain,
+    load,
+    machine,
+    parity,
+    report,
+    warm,
+)
 from sklambda_infra.runtime import ensure_runtime_path
 
 KINDS = ("warm", "cold", "bundle", "batch", "drift", "capture", "explain", "parity", "load")
@@ -64,21 +76,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         results["bundle"] = bundle.run(report=ns.layer_report, verify=ns.verify_layer).to_dict()
     if "batch" in kinds:
         rows, memory_rows = (200_000, [200_000]) if ns.quick else (1_000_000, [1_000_000, 5_000_000])
-        results["batch"] = batch_bench.run(rows, memory_rows, repeats=1 if ns.quick else 3)
+        results["batch"] = batch.run(rows, memory_rows, repeats=1 if ns.quick else 3)
     if "drift" in kinds:
-        drift = {"machine": drift_bench.machine()}
-        drift["speed"] = drift_bench.speed(200_000 if ns.quick else 1_000_000, 2 if ns.quick else 5)
+        checked = {"machine": drift.machine()}
+        checked["speed"] = drift.speed(200_000 if ns.quick else 1_000_000, 2 if ns.quick else 5)
         # End to end from S3: quick samples 20,000 of 100,000 lines so the sampled path still runs.
-        drift["end_to_end"] = (
-            drift_bench.end_to_end(100_000, 1, max_rows=20_000) if ns.quick else drift_bench.end_to_end(1_000_000, 3)
+        checked["end_to_end"] = (
+            drift.end_to_end(100_000, 1, max_rows=20_000) if ns.quick else drift.end_to_end(1_000_000, 3)
         )
-        drift["rates"] = drift_bench.rates(*((100, 10) if ns.quick else (800, 50)))
-        results["drift"] = drift
+        checked["rates"] = drift.rates(*((100, 10) if ns.quick else (800, 50)))
+        results["drift"] = checked
     if "capture" in kinds:
         capture_models = common.fit_models(rows=5000, trees=50)
-        results["capture"] = capture_bench.run(10 if ns.quick else 40, 25, 1, capture_models)
+        results["capture"] = capture.run(10 if ns.quick else 40, 25, 1, capture_models)
     if "explain" in kinds:
-        results["explain"] = explain_bench.run(quick=ns.quick)
+        results["explain"] = explain.run(quick=ns.quick)
     if "parity" in kinds:
         results["parity"] = parity.run(rounds=1 if ns.quick else 3)
     if "load" in kinds:

@@ -5,15 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sklambda_infra.batch_bench import report as render_batch
+from sklambda_infra.bench.batch import report as render_batch
+from sklambda_infra.bench.capture import report as capture_report
+from sklambda_infra.bench.drift import markdown as drift_markdown
+from sklambda_infra.bench.explain import markdown as explain_markdown
+from sklambda_infra.bench.explain import summary_rows as explain_summary_rows
 from sklambda_infra.bench.load import markdown as load_markdown
 from sklambda_infra.bench.load import summary_rows as load_summary_rows
 from sklambda_infra.bench.parity import markdown as parity_markdown
 from sklambda_infra.bench.parity import summary_rows as parity_summary_rows
-from sklambda_infra.capture_bench import report as capture_report
-from sklambda_infra.drift_bench import markdown as drift_markdown
-from sklambda_infra.explain_bench import markdown as explain_markdown
-from sklambda_infra.explain_bench import summary_rows as explain_summary_rows
 
 MIB = 1024 * 1024
 # A ratio this close to its target (relative) gets a note: one more noisy run could flip its verdict.

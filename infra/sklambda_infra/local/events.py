@@ -23,10 +23,9 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
-from sklambda_infra.local.functions import FunctionError, InvocationError
+from sklambda_infra.local.functions import FunctionError, FunctionTimeout, InvocationError
 from sklambda_infra.local.states import StateMachineRunner, StatesError, TaskFailed
 from sklambda_infra.template import EVENT_SOURCE_MAPPING, Resolver, referenced_function, resources_of_type
 
@@ -291,50 +290,16 @@ class ExecutionWatcher:
             return self.invoke_arn(function_arn, payload)
         except FunctionError as e:
             raise TaskFailed(str(e.error.get("errorType", "Error")), json.dumps(e.error)) from None
-        except InvocationError as e:
-            error = "States.Timeout" if "timed out" in str(e).lower() else "Lambda.ServiceException"
-            raise TaskFailed(error, str(e)) from None
+        except FunctionTimeout as e:  # ran past its Timeout (handler or init): the Task timed out
+            raise TaskFailed("States.Timeout", str(e)) from None
+        except InvocationError as e:  # crashed, or never got to run
+            raise TaskFailed("Lambda.ServiceException", str(e)) from None
 
     def _finish(self, execution_arn: str, status: str, *, output: Any = None, error: str = "", cause: str = "") -> None:
         """Record the outcome on moto's execution (moto runs in this process)."""
-        from moto.stepfunctions.models import stepfunctions_backends
+        from sklambda_infra.local.moto_patches import record_execution_outcome
 
-        backend = stepfunctions_backends[self.account_id][self.region]
-        execution = backend.describe_execution(execution_arn)
-        execution.status = status
-        execution.stop_date = datetime.now(UTC)
-        if status == "SUCCEEDED":
-            execution.output = json.dumps(output)
-        else:
-            execution.error, execution.cause = error, cause
-
-
-_enrich_lock = threading.Lock()
-
-
-def enrich_moto_s3_events() -> None:
-    """Give moto's S3 notifications the `versionId` and `sequencer` fields real S3 sends.
-
-    moto (5.2) leaves both out of ObjectCreated records; consumers that key on the object version (exactly-once
-    batch scoring) need them. moto's server runs in this process, so its event builder is wrapped once here.
-    """
-    from moto.s3 import notifications
-
-    with _enrich_lock:
-        if getattr(notifications._get_s3_event, "_sklambda_enriched", False):
-            return
-        original = notifications._get_s3_event
-        counter = iter(range(1, 1 << 62))
-
-        def get_s3_event(event_name: str, bucket: Any, key: Any, notification_id: str) -> dict[str, Any]:
-            event = original(event_name, bucket, key, notification_id)
-            for record in event.get("Records", []):
-                obj = record["s3"]["object"]
-                version = getattr(key, "version_id", None)
-                if version and version != "null":
-                    obj.setdefault("versionId", version)
-                obj.setdefault("sequencer", f"{int(time.time() * 1000):012X}{next(counter):08X}")
-            return event
-
-        get_s3_event._sklambda_enriched = True  # type: ignore[attr-defined]
-        notifications._get_s3_event = get_s3_event
+        out = json.dumps(output) if status == "SUCCEEDED" else None
+        record_execution_outcome(
+            self.account_id, self.region, execution_arn, status, output=out, error=error, cause=cause
+        )

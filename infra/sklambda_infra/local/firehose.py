@@ -4,7 +4,8 @@ moto (5.2) writes every PutRecord(Batch) call as one object under `<prefix>YYYY/
 `!{...}` expression. Streams registered here get what Firehose does in the cloud instead: each record's
 partition keys are read with the stream's MetadataExtraction query (the simple `{key: .field}` form), the
 prefix's `!{partitionKeyFromQuery:key}` and `!{timestamp:<pattern>}` expressions are evaluated, and records are
-written grouped by the resulting prefix. Buffering, compression and error output are not emulated.
+written grouped by the resulting prefix. Buffering, compression and error output are not emulated. The hook into
+moto's delivery is in moto_patches.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ from __future__ import annotations
 import json
 import re
 import threading
-import uuid
-from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sklambda_infra.local.moto_patches import Partitioner
 
 _QUERY = re.compile(r"^\{\s*(\w+)\s*:\s*\.(\w+)\s*(?:,\s*(\w+)\s*:\s*\.(\w+)\s*)*\}$")
 _PAIR = re.compile(r"(\w+)\s*:\s*\.(\w+)")
@@ -45,6 +47,14 @@ class Partitioning:
 
         return _EXPRESSION.sub(value, self.prefix)
 
+    def prefix_for_data(self, data: bytes, now: datetime) -> str:
+        """prefix_for a record as Firehose receives it: JSON bytes (anything else has no partition keys)."""
+        try:
+            parsed = json.loads(data)
+        except (ValueError, UnicodeDecodeError):
+            parsed = {}
+        return self.prefix_for(parsed if isinstance(parsed, dict) else {}, now)
+
 
 def partitioning(prefix: str, query: str | None) -> Partitioning | None:
     """The emulation for a stream, or None when its prefix uses something this module does not evaluate."""
@@ -60,37 +70,16 @@ def partitioning(prefix: str, query: str | None) -> Partitioning | None:
 
 
 def register(stream_name: str, spec: Partitioning) -> None:
+    """Partition the records of the stream ``stream_name`` by ``spec`` from now on (moto's delivery is patched
+    once, by moto_patches.partition_firehose_deliveries)."""
+    from sklambda_infra.local.moto_patches import partition_firehose_deliveries  # moto: only when a stack runs
+
     with _lock:
         _streams[stream_name] = spec
-        _install()
+    partition_firehose_deliveries(_partitioner_for)
 
 
-def _install() -> None:
-    from moto.firehose.models import FirehoseBackend
-    from moto.s3.models import s3_backends
-
-    original = FirehoseBackend.put_s3_records
-    if getattr(original, "_sklambda_partitioning", False):
-        return
-
-    def put_s3_records(self, delivery_stream_name, version_id, s3_destination, records):
-        spec = _streams.get(delivery_stream_name)
-        if spec is None:
-            return original(self, delivery_stream_name, version_id, s3_destination, records)
-        now = datetime.now(UTC)
-        groups: dict[str, list[bytes]] = defaultdict(list)
-        for r in records:
-            try:
-                parsed = json.loads(r["Data"])
-            except (ValueError, UnicodeDecodeError):
-                parsed = {}
-            groups[spec.prefix_for(parsed if isinstance(parsed, dict) else {}, now)].append(r["Data"])
-        bucket = s3_destination["BucketARN"].split(":")[-1]
-        stamp = now.strftime("%Y-%m-%d-%H-%M-%S")
-        for prefix, data in groups.items():
-            key = f"{prefix}{delivery_stream_name}-{version_id}-{stamp}-{uuid.uuid4()}"
-            s3_backends[self.account_id][self.partition].put_object(bucket, key, b"".join(data))
-        return [{"RecordId": str(uuid.uuid4())} for _ in records]
-
-    put_s3_records._sklambda_partitioning = True  # type: ignore[attr-defined]
-    FirehoseBackend.put_s3_records = put_s3_records
+def _partitioner_for(stream_name: str) -> Partitioner | None:
+    with _lock:
+        spec = _streams.get(stream_name)
+    return None if spec is None else spec.prefix_for_data

@@ -17,16 +17,18 @@ time <seconds> after the stack starts) instead of following its expression; unse
 are followed (rate(1 day) fires a day after the stack started, cron in UTC).
 
 Expressions: `rate(<n> minute|minutes|hour|hours|day|days)` (singular for 1, plural otherwise, as EventBridge
-requires) and `cron(minutes hours day-of-month month day-of-week year)` with `*`, `?`, lists, ranges, `/`
-steps, month and day names (JAN-DEC, SUN-SAT; day-of-week 1 is Sunday), `L` and `W` in day-of-month
-(`L`, `LW`, `15W`) and `L` and `#` in day-of-week (`6L` last Friday, `2#1` first Monday). One of
-day-of-month and day-of-week must be `?`. EventBridge Scheduler (`Type: ScheduleV2`, `at(...)`) is not
-emulated.
+requires) and `cron(minutes hours day-of-month month day-of-week year)`. Cron is evaluated by croniter
+(pallets-eco/croniter, a dev dependency: the tooling never ships): this module checks EventBridge's own rules
+(6 fields, `?` in exactly one of day-of-month and day-of-week, day-of-week 1-7 from Sunday, `L` and `#` alone in
+day-of-week) and translates the rest to croniter's form (day-of-week 0-6, `6L` -> `L5`, a seconds field); lists,
+ranges, steps, names, `L` and `<day>W` in day-of-month, `<day>L` and `<day>#<n>` in day-of-week are croniter's.
+Not run locally, refused at start with the reason: `LW` in day-of-month (croniter has no equivalent) and years
+after 2099 (croniter's range; EventBridge's goes to 2199). EventBridge Scheduler (`Type: ScheduleV2`, `at(...)`)
+is not emulated.
 """
 
 from __future__ import annotations
 
-import calendar
 import json
 import math
 import os
@@ -36,7 +38,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sklambda_infra.template import (
@@ -55,7 +57,7 @@ Clock = Callable[[], datetime]
 SCHEDULE_EVERY_ENV = "SKLAMBDA_LOCAL_SCHEDULE_EVERY"
 # Lambda retries a failed asynchronous invocation twice unless EventInvokeConfig.MaximumRetryAttempts says so.
 DEFAULT_ASYNC_RETRIES = 2
-MIN_YEAR, MAX_YEAR = 1970, 2199  # EventBridge's cron year range
+MIN_YEAR = 1970  # the first year of a cron expression (EventBridge's, croniter's)
 MAX_SLEEP_S = 30.0  # the thread re-reads the wall clock at least this often (a laptop may sleep)
 
 
@@ -120,154 +122,52 @@ def _parse_rate(expression: str) -> Rate:
     return Rate(value * _RATE_UNITS[singular], expression)
 
 
-@dataclass(frozen=True)
-class _Field:
-    name: str
-    low: int
-    high: int
-    names: Mapping[str, int]
-
-
-_MONTHS_ABBR = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"]
-_MONTH_NAMES = {name: i for i, name in enumerate(_MONTHS_ABBR, start=1)}
-_DAY_NAMES = {name: i for i, name in enumerate(["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"], start=1)}
-_MINUTES = _Field("minutes", 0, 59, {})
-_HOURS = _Field("hours", 0, 23, {})
-_DAY_OF_MONTH = _Field("day-of-month", 1, 31, {})
-_MONTH = _Field("month", 1, 12, _MONTH_NAMES)
-_DAY_OF_WEEK = _Field("day-of-week", 1, 7, _DAY_NAMES)
-_YEAR = _Field("year", MIN_YEAR, MAX_YEAR, {})
-
-
-def _aws_day_of_week(day: date) -> int:
-    """EventBridge numbers days of the week 1 (Sunday) to 7 (Saturday)."""
-    return (day.weekday() + 1) % 7 + 1
-
-
-def _last_day(day: date) -> int:
-    return calendar.monthrange(day.year, day.month)[1]
-
-
-def _nearest_weekday(year: int, month: int, target: int) -> int | None:
-    """The `<target>W` day of a month: the weekday nearest to `target`, without leaving the month."""
-    last = calendar.monthrange(year, month)[1]
-    if target > last:
-        return None
-    weekday = date(year, month, target).weekday()  # Monday 0 .. Sunday 6
-    if weekday == 5:  # Saturday: the Friday before, or the Monday after when the 1st is a Saturday
-        return target - 1 if target > 1 else target + 2
-    if weekday == 6:  # Sunday: the Monday after, or the Friday before at the end of the month
-        return target + 1 if target < last else target - 2
-    return target
-
-
-DayRule = Callable[[date], bool]
+# EventBridge's names of the days of the week, numbered as it numbers them: 1 (Sunday) to 7 (Saturday).
+_AWS_DAYS = {name: i for i, name in enumerate(["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"], start=1)}
+_DAY_NUMBER = re.compile(r"(?<![#/\w])(\d+)")  # a day of the week, not the n of #n nor a step
+_LAST_OF = re.compile(r"(\d+|[A-Z]{3})L")  # <day>L: the last <day> of the month
 
 
 @dataclass(frozen=True)
 class Cron:
-    """`cron(minutes hours day-of-month month day-of-week year)`, evaluated in UTC as EventBridge rules are."""
+    """`cron(minutes hours day-of-month month day-of-week year)`, evaluated in UTC as EventBridge rules are.
+
+    The grammar and the calendar are croniter's (pallets-eco/croniter): `croniter_form` is the same schedule in
+    croniter's 7-field form (`minute hour day-of-month month day-of-week second year`, days of the week 0-6 from
+    Sunday), as _parse_cron translates it.
+    """
 
     expression: str
-    minutes: frozenset[int]
-    hours: frozenset[int]
-    months: frozenset[int]
-    years: frozenset[int]
-    day_rule: DayRule
+    croniter_form: str
 
     def next_after(self, after: datetime, *, anchor: datetime | None = None) -> datetime | None:
-        """The first minute strictly after `after` that matches, or None when none is left (year 2199 passed)."""
-        moment = _utc(after).replace(second=0, microsecond=0) + timedelta(minutes=1)
-        while moment.year <= MAX_YEAR:
-            if moment.year not in self.years:
-                later = [year for year in self.years if year > moment.year]
-                if not later:
-                    return None
-                moment = datetime(min(later), 1, 1, tzinfo=UTC)
-            elif moment.month not in self.months:
-                moment = (moment.replace(day=1, hour=0, minute=0) + timedelta(days=32)).replace(day=1)
-            elif not self.day_rule(moment.date()):
-                moment = moment.replace(hour=0, minute=0) + timedelta(days=1)
-            elif moment.hour not in self.hours:
-                moment = moment.replace(minute=0) + timedelta(hours=1)
-            elif moment.minute not in self.minutes:
-                moment += timedelta(minutes=1)
-            else:
-                return moment
-        return None
+        """The first minute strictly after `after` that matches (aware UTC), or None when none is left."""
+        from croniter import CroniterBadDateError, croniter
+
+        try:
+            return croniter(self.croniter_form, _utc(after)).get_next(datetime)
+        except CroniterBadDateError:  # croniter found no matching time (a past year, 30 February)
+            return None
 
 
-def _number(token: str, field: _Field, expression: str) -> int:
-    upper = token.upper()
-    if upper in field.names:
-        return field.names[upper]
-    if not token.isdigit():
-        raise invalid(expression, f"{field.name}: {token!r} is not a number{' or a name' if field.names else ''}")
-    value = int(token)
-    if not field.low <= value <= field.high:
-        raise invalid(expression, f"{field.name}: {value} is outside {field.low}-{field.high}")
-    return value
-
-
-def _values(text: str, field: _Field, expression: str) -> frozenset[int]:
-    """`*`, `5`, `1,15`, `MON-FRI`, `0/15`, `*/10`, `8-18/2` -> the values they stand for."""
-    values: set[int] = set()
-    for item in text.split(","):
-        base, slash, step_text = item.partition("/")
-        if not base:
-            raise invalid(expression, f"{field.name}: empty item in {text!r}")
-        step = 1
-        if slash:
-            if not step_text.isdigit() or int(step_text) < 1:
-                raise invalid(expression, f"{field.name}: step {step_text!r} is not a whole number of at least 1")
-            step = int(step_text)
-        if base == "*":
-            start, end = field.low, field.high
-        elif "-" in base:
-            first, _, last = base.partition("-")
-            start, end = _number(first, field, expression), _number(last, field, expression)
-            if start > end:
-                raise invalid(expression, f"{field.name}: range {base!r} goes backwards")
-        else:
-            start = _number(base, field, expression)
-            end = field.high if slash else start
-        values.update(range(start, end + 1, step))
-    return frozenset(values)
-
-
-def _day_of_month_rule(text: str, expression: str) -> DayRule:
+def _day_of_week(text: str, expression: str) -> str:
+    """EventBridge's day-of-week field in croniter's numbering: 1-7 from Sunday become 0-6, `<day>L` (the last
+    <day> of the month) becomes croniter's `L<day>` and `L` alone (the last day of the week) Saturday."""
     upper = text.upper()
     if upper == "L":
-        return lambda day: day.day == _last_day(day)
-    if upper == "LW":
-        return lambda day: day.day == _nearest_weekday(day.year, day.month, _last_day(day))
-    if upper.endswith("W"):
-        target = _number(upper[:-1], _DAY_OF_MONTH, expression)
-        return lambda day: day.day == _nearest_weekday(day.year, day.month, target)
-    if "L" in upper or "W" in upper or "#" in upper:
-        raise invalid(expression, f"day-of-month: {text!r} is not supported (use L, LW or <day>W alone)")
-    days = _values(text, _DAY_OF_MONTH, expression)
-    return lambda day: day.day in days
+        return "SAT"
+    if "," in upper and ("L" in upper or "#" in upper):
+        # EventBridge: with # the field holds one expression ("3#1,6#3" is invalid); L the same way.
+        raise invalid(expression, f"day-of-week: L and # stand alone in the field, not in a list ({text!r})")
 
+    def day(token: str) -> int:
+        number = int(token) if token.isdigit() else _AWS_DAYS.get(token)
+        if number is None or not 1 <= number <= 7:
+            raise invalid(expression, f"day-of-week: {token} is outside 1-7 (1 is Sunday) and SUN-SAT")
+        return number - 1
 
-def _day_of_week_rule(text: str, expression: str) -> DayRule:
-    upper = text.upper()
-    if upper == "L":  # the last day of the week: Saturday
-        return lambda day: _aws_day_of_week(day) == 7
-    if upper.endswith("L") and "," not in upper:
-        weekday = _number(upper[:-1], _DAY_OF_WEEK, expression)
-        return lambda day: _aws_day_of_week(day) == weekday and day.day + 7 > _last_day(day)
-    if "#" in upper and "," not in upper:
-        weekday_text, _, nth_text = upper.partition("#")
-        weekday = _number(weekday_text, _DAY_OF_WEEK, expression)
-        if not nth_text.isdigit() or not 1 <= int(nth_text) <= 5:
-            raise invalid(expression, f"day-of-week: in {text!r} the number after # must be 1 to 5")
-        nth = int(nth_text)
-        return lambda day: _aws_day_of_week(day) == weekday and (day.day - 1) // 7 + 1 == nth
-    if "L" in upper or "#" in upper:
-        raise invalid(expression, f"day-of-week: {text!r} is not supported (use <day>L or <day>#<n> alone)")
-    weekdays = _values(text, _DAY_OF_WEEK, expression)
-    return lambda day: _aws_day_of_week(day) in weekdays
+    upper = _LAST_OF.sub(lambda match: f"L{day(match.group(1))}", upper)
+    return _DAY_NUMBER.sub(lambda match: str(day(match.group(1))), upper)
 
 
 _CRON = re.compile(r"cron\((.*)\)", re.DOTALL)
@@ -275,6 +175,9 @@ _CRON_FIELDS = "minutes hours day-of-month month day-of-week year"
 
 
 def _parse_cron(expression: str) -> Cron:
+    """EventBridge's own rules are checked here (6 fields, `?`, days of the week 1-7); croniter checks the rest."""
+    from croniter import CroniterError, croniter  # a dev dependency: `sklambda --help` must not need it
+
     match = _CRON.fullmatch(expression)
     if match is None:
         raise invalid(expression, f"expected cron({_CRON_FIELDS})")
@@ -282,26 +185,27 @@ def _parse_cron(expression: str) -> Cron:
     if len(fields) != 6:
         raise invalid(expression, f"cron takes 6 fields ({_CRON_FIELDS}), got {len(fields)}")
     minutes, hours, day_of_month, month, day_of_week, year = fields
-    for text, field in ((minutes, _MINUTES), (hours, _HOURS), (month, _MONTH), (year, _YEAR)):
+    for text, name in ((minutes, "minutes"), (hours, "hours"), (month, "month"), (year, "year")):
         if "?" in text:
-            raise invalid(expression, f"{field.name}: ? is only allowed in day-of-month or day-of-week")
-    for text, field in ((day_of_month, _DAY_OF_MONTH), (day_of_week, _DAY_OF_WEEK)):
+            raise invalid(expression, f"{name}: ? is only allowed in day-of-month or day-of-week")
+    for text, name in ((day_of_month, "day-of-month"), (day_of_week, "day-of-week")):
         if "?" in text and text != "?":
-            raise invalid(expression, f"{field.name}: ? must be the whole field, got {text!r}")
+            raise invalid(expression, f"{name}: ? must be the whole field, got {text!r}")
     if (day_of_month == "?") == (day_of_week == "?"):
         raise invalid(expression, "exactly one of day-of-month and day-of-week must be ? (EventBridge rule)")
-    if day_of_month == "?":
-        day_rule = _day_of_week_rule(day_of_week, expression)
-    else:
-        day_rule = _day_of_month_rule(day_of_month, expression)
-    return Cron(
-        expression=expression,
-        minutes=_values(minutes, _MINUTES, expression),
-        hours=_values(hours, _HOURS, expression),
-        months=_values(month, _MONTH, expression),
-        years=_values(year, _YEAR, expression),
-        day_rule=day_rule,
-    )
+    if day_of_month.upper() == "LW":
+        raise invalid(
+            expression,
+            "day-of-month: LW (the last weekday of the month) is not supported locally: croniter has no equivalent",
+        )
+    day_of_month = "*" if day_of_month == "?" else day_of_month
+    day_of_week = "*" if day_of_week == "?" else _day_of_week(day_of_week, expression)
+    form = f"{minutes} {hours} {day_of_month} {month} {day_of_week} 0 {year}"
+    try:
+        croniter(form, datetime(MIN_YEAR, 1, 1, tzinfo=UTC))
+    except CroniterError as e:
+        raise invalid(expression, f"croniter refuses it (as {form!r}): {e}") from None
+    return Cron(expression, form)
 
 
 Schedule = Rate | Cron

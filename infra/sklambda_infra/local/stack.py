@@ -24,12 +24,7 @@ from typing import Any, ClassVar
 import boto3
 from botocore.config import Config
 
-from sklambda_infra.local.events import (
-    ExecutionWatcher,
-    SqsPoller,
-    enrich_moto_s3_events,
-    sqs_event_sources,
-)
+from sklambda_infra.local.events import ExecutionWatcher, SqsPoller, sqs_event_sources
 from sklambda_infra.local.functions import (
     FAKE_ACCESS_KEY_ID,
     FAKE_SECRET_ACCESS_KEY,
@@ -271,6 +266,8 @@ class LocalStack:
     def _start_moto(self) -> None:
         from moto.server import ThreadedMotoServer
 
+        from sklambda_infra.local.moto_patches import enrich_s3_notifications  # importing it checks moto's version
+
         # ThreadedMotoServer binds in its own thread and would wait forever if the port is taken: check first.
         if self.aws_port:
             with socket.socket() as probe:
@@ -281,7 +278,7 @@ class LocalStack:
                     raise LocalStackError(f"cannot listen on {HOST}:{self.aws_port} for moto: {e}") from None
         # One line per moto request would drown the functions' logs.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        enrich_moto_s3_events()  # versionId and sequencer in S3 notifications, as S3 sends them
+        enrich_s3_notifications()  # versionId and sequencer in S3 notifications, as S3 sends them
         self._moto = ThreadedMotoServer(ip_address=HOST, port=self.aws_port, verbose=False)
         self._moto.start()
         host, port = self._moto.get_host_and_port()

@@ -42,7 +42,7 @@ the whole estimator is called.
 
 The background is capped to ``max_background`` rows (default 16, a seeded sample of the card's 32): the cost of
 every method but linear_exact grows with it, and a 100-tree forest on 20 features must explain a row in 25 ms
-(see infra/sklambda_infra/explain_bench.py). A bare estimator (no Pipeline) is explained from input rows.
+(see infra/sklambda_infra/bench/explain.py). A bare estimator (no Pipeline) is explained from input rows.
 ``Explainer.from_card(estimator, card)`` builds the explainer from a model card's stored background.
 
 JSON shape of one row (``Explanations.row(i)``); every inner dict is keyed by output (class label as a string, or

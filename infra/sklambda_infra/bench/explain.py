@@ -1,6 +1,6 @@
 """Explanation benchmark: single-row latency of serving.explain on a 100-tree forest with 20 features, and accuracy.
 
-    python -m sklambda_infra.explain_bench [--quick] [--rounds 40] [--per-round 10] [--out build/bench]
+    python -m sklambda_infra.bench.explain [--quick] [--rounds 40] [--per-round 10] [--out build/bench]
 
 Model: the churn data of sklambda_infra.sample extended to 20 model features (the 10 churn features plus 7 numeric
 and 3 categorical ones, some of them informative) and customer_id (pii, dropped by the ColumnTransformer); a
@@ -16,7 +16,7 @@ Accuracy: tree_exact against exact Shapley values by enumeration of all coalitio
 on the 10-feature churn forest; and the sampling path (antithetic permutations) against tree_exact (exact) on the
 20-feature forest, mean and max absolute error over a few rows. Writes build/bench/explain.md and explain.json.
 
-Hook into `make bench`: see `run`, `markdown` and `summary_rows` (the same shape as drift_bench's pieces).
+Hook into `make bench`: see `run`, `markdown` and `summary_rows` (the same shape as bench/drift.py's pieces).
 """
 
 from __future__ import annotations
@@ -40,10 +40,9 @@ from sklambda.serving.background import background_frame, background_sample
 from sklambda.serving.explain import SHAPLEY_EXACT, SHAPLEY_SAMPLING, Explainer
 from sklambda_infra import sample
 from sklambda_infra.bench import stats
-from sklambda_infra.drift_bench import machine
+from sklambda_infra.bench.common import BUILD
+from sklambda_infra.bench.drift import machine
 
-ROOT = Path(__file__).resolve().parents[2]
-BUILD = ROOT / "build" / "bench"
 EXTRA_NUMERIC = tuple(f"x{i}" for i in range(7))
 EXTRA_CATEGORICAL = ("device", "channel", "segment")
 NUMERIC = (*sample.NUMERIC, *EXTRA_NUMERIC)

@@ -1,6 +1,6 @@
 """Batch scoring benchmark: the batch function (S3 → S3 through moto, in process) vs a plain pandas script.
 
-    python -m sklambda_infra.batch_bench [--rows 1000000] [--memory-rows 1000000 5000000]
+    python -m sklambda_infra.bench.batch [--rows 1000000] [--memory-rows 1000000 5000000]
 
 Same machine, same run, same 20-feature logistic pipeline (14 numeric, 6 categorical), same CSV:
 - pandas arm: read_csv, predict_proba, to_csv with prediction and probability columns, local files;
@@ -30,10 +30,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sklambda_infra.bench.common import FAKE_AWS, log
+from sklambda_infra.bench.common import BUILD, FAKE_AWS, ROOT, log
 
-ROOT = Path(__file__).resolve().parents[2]
-BUILD = ROOT / "build" / "bench"
 BATCH_FUNCTION = ROOT / "functions" / "batch_score"
 NUMERIC = [f"x{i:02d}" for i in range(14)]
 CATEGORICAL = [f"c{i}" for i in range(6)]
@@ -270,7 +268,7 @@ def measure_memory(rows: int, tmp: Path) -> dict:
     root.mkdir(exist_ok=True)
     write_csv(root / "in.csv", rows)
     out = subprocess.run(
-        [sys.executable, "-m", "sklambda_infra.batch_bench", "--memory-child", str(root)],
+        [sys.executable, "-m", "sklambda_infra.bench.batch", "--memory-child", str(root)],
         check=True,
         capture_output=True,
         text=True,

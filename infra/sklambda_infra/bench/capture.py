@@ -1,6 +1,6 @@
 """Capture overhead benchmark: a warm prediction through the handler with prediction capture on vs off.
 
-    python -m sklambda_infra.capture_bench [--rounds 40] [--block 25] [--rows 1]
+    python -m sklambda_infra.bench.capture [--rounds 40] [--block 25] [--rows 1]
 
 Both arms are the predict handler, imported twice in one process against the same moto registry (in process):
 one container with capture off (no pseudonymization key), one with capture on (sample rate 1, the key unwrapped

@@ -1,9 +1,9 @@
 """Drift check benchmark: speed and memory on 1,000,000 rows x 20 features, false-alarm and detection rates.
 
-    python -m sklambda_infra.drift_bench [--rows 1000000] [--repeats 5] [--clean-windows 800] [--shift-windows 50]
-                                         [--e2e-repeats 3] [--max-rows 50000]
+    python -m sklambda_infra.bench.drift [--rows 1000000] [--repeats 5] [--clean-windows 800] [--shift-windows 50]
+                                          [--e2e-repeats 3] [--max-rows 50000]
 
-Speed: a 20-feature frame (14 numeric, 6 categorical, as batch_bench) plus predicted class and probabilities;
+Speed: a 20-feature frame (14 numeric, 6 categorical, as bench/batch.py) plus predicted class and probabilities;
 the baseline is computed by publishing.baseline from a 50,000-row sample of the same generator, as publish does.
 Reported: median and best of ``--repeats`` runs of ``check_drift``, the ratio to a floor (the counting any
 drift check must do: ``np.histogram`` per numeric column on the baseline edges, ``value_counts`` per categorical
@@ -49,9 +49,8 @@ from sklambda.publishing.baseline import feature_baseline, prediction_baseline
 from sklambda.registry.card import CLASSIFICATION, ArtifactRef, ModelCard
 from sklambda.registry.schema import infer_schema
 from sklambda_infra import sample
+from sklambda_infra.bench.common import BUILD, ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
-BUILD = ROOT / "build" / "bench"
 NUMERIC = [f"x{i:02d}" for i in range(14)]
 CATEGORICAL = [f"c{i}" for i in range(6)]
 LEVELS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]

@@ -1,0 +1,173 @@
+"""Every reach into moto's private internals, in one module, for the moto release the patches were written for.
+
+The local stack runs moto's server in this process (ThreadedMotoServer), so where moto lacks something the template
+relies on, the stack can change moto's own objects. Each function below names what moto lacks. They touch private
+names (``moto.firehose.models``, ``moto.s3.notifications._get_s3_event``, ``moto.stepfunctions.models``) that moto
+may rename or reshape in any release, so importing this module checks ``moto.__version__`` first and refuses any
+version outside SUPPORTED_MOTO (pyproject.toml pins ``moto[server]==5.2.5``). To move to a newer moto: re-check each
+patch against its source, then widen SUPPORTED_MOTO.
+
+Every patch is installed at most once per process and is idempotent.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import moto
+
+# The moto releases these patches were written against and checked with: >=5.2.5, <5.3.
+SUPPORTED_MOTO = ((5, 2, 5), (5, 3, 0))
+
+# A Firehose stream's partitioner: a record's data and the delivery time -> the S3 prefix the record belongs under.
+Partitioner = Callable[[bytes, datetime], str]
+
+_lock = threading.Lock()
+_installed: set[str] = set()
+
+
+class UnsupportedMoto(RuntimeError):
+    """The installed moto is not one the patches of moto's internals were written for."""
+
+
+def _version_tuple(version: str) -> tuple[int, int, int]:
+    match = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", version)
+    if not match:
+        raise UnsupportedMoto(f"cannot read moto's version {version!r}")
+    major, minor, patch = match.groups()
+    return int(major), int(minor), int(patch or 0)
+
+
+def check_moto_version(version: str) -> None:
+    """Raise UnsupportedMoto unless ``version`` (moto.__version__, e.g. ``5.2.5``) is within SUPPORTED_MOTO."""
+    low, high = SUPPORTED_MOTO
+    if not low <= _version_tuple(version) < high:
+        wanted = f">={'.'.join(map(str, low))},<{'.'.join(map(str, high))}"
+        raise UnsupportedMoto(
+            f"the local stack patches moto's internals for moto {wanted} (pyproject.toml pins moto[server]==5.2.5), "
+            f"but moto {version} is installed. Reinstall the pinned one (`.venv/bin/pip install -e '.[dev]'`), or "
+            f"check every patch in {__name__} against moto {version} and widen SUPPORTED_MOTO."
+        )
+
+
+check_moto_version(moto.__version__)
+
+
+def _once(name: str) -> bool:
+    """True the first time ``name`` is asked for in this process (the caller installs then), False afterwards."""
+    with _lock:
+        if name in _installed:
+            return False
+        _installed.add(name)
+        return True
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Firehose: dynamic partitioning
+
+
+def partition_firehose_deliveries(partitioner_for: Callable[[str], Partitioner | None]) -> None:
+    """Write Firehose records to S3 under the prefix each stream's partitioner gives them.
+
+    moto lacks: dynamic partitioning. moto 5.2.5's ``FirehoseBackend.put_s3_records`` writes each PutRecord(Batch)
+    call as one object under ``<Prefix>YYYY/MM/DD/HH/`` and evaluates no ``!{...}`` expression of the prefix (no moto
+    issue found; LocalStack's is localstack/localstack#8169). Wrapped here: a stream for which
+    ``partitioner_for(stream_name)`` returns a Partitioner has its records grouped by the prefix it gives each one and
+    written as one object per prefix, named as Firehose names them; any other stream keeps moto's behaviour.
+    """
+    if not _once("firehose"):
+        return
+    from moto.firehose.models import FirehoseBackend
+    from moto.s3.models import s3_backends
+
+    original = FirehoseBackend.put_s3_records
+
+    def put_s3_records(self, delivery_stream_name, version_id, s3_destination, records):
+        partitioner = partitioner_for(delivery_stream_name)
+        if partitioner is None:
+            return original(self, delivery_stream_name, version_id, s3_destination, records)
+        now = datetime.now(UTC)
+        groups: dict[str, list[bytes]] = defaultdict(list)
+        for record in records:
+            groups[partitioner(record["Data"], now)].append(record["Data"])
+        bucket = s3_destination["BucketARN"].split(":")[-1]
+        stamp = now.strftime("%Y-%m-%d-%H-%M-%S")
+        for prefix, data in groups.items():
+            key = f"{prefix}{delivery_stream_name}-{version_id}-{stamp}-{uuid.uuid4()}"
+            s3_backends[self.account_id][self.partition].put_object(bucket, key, b"".join(data))
+        return [{"RecordId": str(uuid.uuid4())} for _ in records]
+
+    FirehoseBackend.put_s3_records = put_s3_records
+
+
+# --------------------------------------------------------------------------------------------------------------
+# S3: event notification fields
+
+
+def enrich_s3_notifications() -> None:
+    """Give moto's S3 event notifications the ``versionId`` and ``sequencer`` fields real S3 sends.
+
+    moto lacks: moto 5.2.5's ``moto.s3.notifications._get_s3_event`` builds ObjectCreated records with only the
+    object's key, size and eTag (no moto issue found). S3 sends ``versionId`` for a versioned bucket and a
+    ``sequencer`` (hex, increasing per key) always (https://docs.aws.amazon.com/AmazonS3/latest/userguide/
+    notification-content-structure.html); consumers that key on the object version (exactly-once batch scoring)
+    need them. Wrapped here: both are added when moto's record lacks them.
+    """
+    if not _once("s3-notifications"):
+        return
+    from moto.s3 import notifications
+
+    original = notifications._get_s3_event
+    counter = iter(range(1, 1 << 62))
+
+    def get_s3_event(event_name: str, bucket: Any, key: Any, notification_id: str) -> dict[str, Any]:
+        event = original(event_name, bucket, key, notification_id)
+        for record in event.get("Records", []):
+            obj = record["s3"]["object"]
+            version = getattr(key, "version_id", None)
+            if version and version != "null":
+                obj.setdefault("versionId", version)
+            obj.setdefault("sequencer", f"{int(time.time() * 1000):012X}{next(counter):08X}")
+        return event
+
+    notifications._get_s3_event = get_s3_event
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Step Functions: an execution's outcome
+
+
+def record_execution_outcome(
+    account_id: str,
+    region: str,
+    execution_arn: str,
+    status: str,
+    *,
+    output: str | None = None,
+    error: str = "",
+    cause: str = "",
+) -> None:
+    """Set a Step Functions execution's ``status`` (``SUCCEEDED`` with ``output`` as JSON text, or ``FAILED`` with
+    ``error`` and ``cause``) and its stop date on moto's execution, so DescribeExecution reports it.
+
+    moto lacks: running executions. moto 5.2.5 keeps state machines and executions but never runs them: an execution
+    stays RUNNING (or FAILED for every one with SF_EXECUTION_HISTORY_TYPE=FAILURE; getmoto/moto#6154, #6155), and no
+    API sets its outcome. The local stack runs the execution itself (local/states.py) and writes the outcome onto
+    moto's ``Execution`` object here. Raises moto's ExecutionDoesNotExist for an unknown ``execution_arn``.
+    """
+    from moto.stepfunctions.models import stepfunctions_backends
+
+    execution = stepfunctions_backends[account_id][region].describe_execution(execution_arn)
+    execution.status = status
+    execution.stop_date = datetime.now(UTC)
+    if status == "SUCCEEDED":
+        execution.output = output
+    else:
+        execution.error, execution.cause = error, cause
