@@ -8,6 +8,7 @@ here: `sklambda_infra.translation` has aws-sam-translator produce the CloudForma
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import uuid
@@ -15,8 +16,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 # moto's default account; every ARN the local stack builds uses it.
 ACCOUNT_ID = "123456789012"
@@ -72,33 +71,42 @@ NO_VALUE = _NoValue()
 # Loading
 
 
-class _CfnLoader(yaml.SafeLoader):
-    """SafeLoader that understands CloudFormation's short-form tags."""
+@functools.cache
+def _cfn_loader() -> type:
+    """SafeLoader that understands CloudFormation's short-form tags (`!Ref`, `!GetAtt a.b`, `!Sub`...).
 
+    Built on first use: PyYAML is in the dev extra only, and `sklambda --help` or `publish` must start without it.
+    """
+    import yaml
 
-def _construct_short_tag(loader: _CfnLoader, tag_suffix: str, node: yaml.Node) -> dict[str, Any]:
-    if isinstance(node, yaml.ScalarNode):
-        value: Any = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)
-    if tag_suffix == "Ref":
-        return {"Ref": value}
-    if tag_suffix == "Condition":
-        return {"Condition": value}
-    if tag_suffix == "GetAtt" and isinstance(value, str):
-        logical_id, _, attribute = value.partition(".")
-        return {"Fn::GetAtt": [logical_id, attribute]}
-    return {f"Fn::{tag_suffix}": value}
+    class CfnLoader(yaml.SafeLoader):
+        pass
 
+    def construct_short_tag(loader: CfnLoader, tag_suffix: str, node: yaml.Node) -> dict[str, Any]:
+        if isinstance(node, yaml.ScalarNode):
+            value: Any = loader.construct_scalar(node)
+        elif isinstance(node, yaml.SequenceNode):
+            value = loader.construct_sequence(node, deep=True)
+        else:
+            value = loader.construct_mapping(node, deep=True)
+        if tag_suffix == "Ref":
+            return {"Ref": value}
+        if tag_suffix == "Condition":
+            return {"Condition": value}
+        if tag_suffix == "GetAtt" and isinstance(value, str):
+            logical_id, _, attribute = value.partition(".")
+            return {"Fn::GetAtt": [logical_id, attribute]}
+        return {f"Fn::{tag_suffix}": value}
 
-_CfnLoader.add_multi_constructor("!", _construct_short_tag)
+    CfnLoader.add_multi_constructor("!", construct_short_tag)
+    return CfnLoader
 
 
 def parse_template(text: str) -> dict[str, Any]:
+    import yaml
+
     try:
-        template = yaml.load(text, Loader=_CfnLoader)
+        template = yaml.load(text, Loader=_cfn_loader())
     except yaml.YAMLError as e:
         raise TemplateError(f"template is not valid YAML: {e}") from None
     if not isinstance(template, dict) or not isinstance(template.get("Resources"), dict):

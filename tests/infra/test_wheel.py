@@ -1,5 +1,5 @@
 """The package installs whole: a wheel built from the tracked files holds every package of the tree, and installed
-into a fresh venv it runs `sklambda --help` and imports every runtime and tooling module.
+into a fresh venv with only the runtime dependencies it runs `sklambda --help` and imports every runtime module.
 
 `make test` uses an editable install, which finds modules in the tree whether or not the wheel would ship them;
 this test is the only one that sees the package as `pip install .` makes it.
@@ -11,7 +11,6 @@ import os
 import shutil
 import subprocess
 import sys
-import sysconfig
 import venv
 import zipfile
 from pathlib import Path
@@ -40,9 +39,10 @@ def packages_in_tree() -> set[str]:
     return found
 
 
-def modules_in_tree() -> list[str]:
+def runtime_modules() -> list[str]:
+    """Every module of the runtime package (the CLI's tooling modules need the dev extra to import)."""
     names = []
-    for top, root in PACKAGE_ROOTS.items():
+    for top, root in [("sklambda", PACKAGE_ROOTS["sklambda"])]:
         for path in sorted((root / top).rglob("*.py")):
             if "__pycache__" in path.parts or path.name == "__main__.py":
                 continue
@@ -82,10 +82,53 @@ def test_the_wheel_holds_every_package_of_the_tree(wheel: Path) -> None:
     assert {"sklambda.batch", "sklambda.monitoring.drift", "sklambda_infra.local", "sklambda_infra.bench"} <= in_wheel
 
 
-def test_the_wheel_installed_in_a_fresh_venv_runs_the_cli_and_imports_every_module(wheel: Path, tmp_path: Path) -> None:
-    # GIVEN a fresh venv with only the wheel installed; its dependencies come from this venv's site-packages
-    # through a .pth line (a path line adds the folder but runs none of its .pth files, so the editable
-    # install's finder stays off and only the wheel's copy of sklambda can be imported)
+def runtime_closure() -> set[str]:
+    """The distributions `pip install sklambda` pulls: [project].dependencies and theirs, without extras."""
+    from importlib.metadata import distribution
+
+    from packaging.requirements import Requirement
+
+    seen: set[str] = set()
+    todo = [Requirement(r) for r in distribution("sklambda").requires or []]
+    while todo:
+        requirement = todo.pop()
+        if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
+            continue  # an extra's requirement (e.g. sklambda[dev]) or another platform's
+        name = requirement.name.lower().replace("_", "-")
+        if name in seen:
+            continue
+        seen.add(name)
+        todo.extend(Requirement(r) for r in distribution(name).requires or [])
+        for extra in requirement.extras:  # aws-lambda-powertools[tracer]
+            todo.extend(
+                Requirement(r)
+                for r in distribution(name).requires or []
+                if Requirement(r).marker is not None and Requirement(r).marker.evaluate({"extra": extra})
+            )
+    return seen
+
+
+def runtime_site(folder: Path) -> Path:
+    """A site folder holding only the runtime closure: links to this venv's installed copies, no download."""
+    from importlib.metadata import distribution
+
+    folder.mkdir()
+    for name in runtime_closure():
+        dist = distribution(name)
+        # Every top-level entry the distribution installed (packages, modules, .libs, its .dist-info); `..` entries
+        # are scripts in bin/, not importable.
+        for top in {f.parts[0] for f in dist.files or [] if f.parts[0] != ".."}:
+            source = Path(dist.locate_file(top))
+            if source.exists() and not (folder / top).exists():
+                (folder / top).symlink_to(source)
+    return folder
+
+
+def test_the_wheel_installed_in_a_fresh_venv_runs_the_cli_and_imports_every_runtime_module(
+    wheel: Path, tmp_path: Path
+) -> None:
+    # GIVEN a fresh venv with the wheel and only the packages `pip install sklambda` would bring (linked from this
+    # venv through a .pth line: no dev tool such as moto, PyYAML or pytest is importable there)
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=False).create(env_dir)
     python = env_dir / "bin" / "python"
@@ -95,7 +138,7 @@ def test_the_wheel_installed_in_a_fresh_venv_runs_the_cli_and_imports_every_modu
         capture_output=True,
         text=True,
     ).stdout.strip()
-    Path(fresh_site, "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    Path(fresh_site, "dependencies.pth").write_text(f"{runtime_site(tmp_path / 'runtime-site')}\n")
     subprocess.run(
         [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "-q", str(wheel)],
         check=True,
@@ -110,7 +153,7 @@ def test_the_wheel_installed_in_a_fresh_venv_runs_the_cli_and_imports_every_modu
     assert cli.returncode == 0, cli.stderr
     assert "usage: sklambda" in cli.stdout
 
-    # WHEN every module of the tree is imported from the fresh venv
+    # WHEN every runtime module of the tree is imported from the fresh venv
     script = (
         "import importlib, sys\n"
         "site = sys.argv[1]\n"
@@ -119,7 +162,7 @@ def test_the_wheel_installed_in_a_fresh_venv_runs_the_cli_and_imports_every_modu
         "    assert module.__file__.startswith(site), (name, module.__file__)\n"
         "print('imported', len(sys.argv) - 2)\n"
     )
-    names = modules_in_tree()
+    names = runtime_modules()
     imported = subprocess.run(
         [python, "-c", script, fresh_site, *names], capture_output=True, text=True, env=clean_env, cwd=tmp_path
     )
