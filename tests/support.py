@@ -1,7 +1,7 @@
 """Shared test helpers (not fixtures): the registry environment, API Gateway events from events/, publishing the churn
 sample, calling a handler, writing capture lines, pointing boto3 at a running local stack.
 
-Imported as `from tests.support import ...`; fixtures live in tests/conftest.py.
+Imported as `from tests.support import ...`; fixtures live in tests/conftest.py and in each layer's conftest.py.
 """
 
 from __future__ import annotations
