@@ -12,10 +12,13 @@ from sklambda.registry.card import ModelCard
 from sklambda.registry.signing import CardSigner, CardVerifier
 from sklambda.registry.store import Registry
 from tests.support import (
+    BuiltVersion,
     RegistryEnv,
+    build_churn,
     import_predict_app,
     make_signing_key,
     publish_churn,
+    store_built,
 )
 
 
@@ -27,9 +30,24 @@ def registry_env(mocked_aws: None) -> RegistryEnv:
     return RegistryEnv(bucket, key, Registry(bucket), CardSigner(key), CardVerifier(key))
 
 
+@pytest.fixture(scope="session")
+def churn_v1(churn: SimpleNamespace, logistic_model, target_runtime: str) -> BuiltVersion:
+    """Version 1 of churn (the logistic pipeline) as publish_churn builds it: schema, metrics, baseline,
+    importance and the parity gate's run in the target runtime. Built once: nothing in it depends on the registry
+    or the signing key, which are new in every test."""
+    return build_churn(churn, logistic_model)
+
+
 @pytest.fixture
-def published(registry_env: RegistryEnv, churn, logistic_model) -> ModelCard:
-    return publish_churn(registry_env, churn, logistic_model)
+def published(request: pytest.FixtureRequest, registry_env: RegistryEnv, churn, logistic_model) -> ModelCard:
+    """churn version 1 (logistic) in this test's registry, signed with its key and promoted to production.
+
+    Most tests only need it there: they get the session's build, signed and stored as publish() does. Modules
+    about publishing itself (marked `publishing`) run publish() from the start, gate included, in every test.
+    """
+    if request.node.get_closest_marker("publishing"):
+        return publish_churn(registry_env, churn, logistic_model)
+    return store_built(registry_env, request.getfixturevalue("churn_v1"), alias="production")
 
 
 @pytest.fixture
