@@ -1,5 +1,5 @@
 """Shared test helpers (not fixtures): the registry environment, API Gateway events from events/, publishing the churn
-sample, calling a handler, writing capture lines, pointing boto3 at a running local stack.
+sample, calling a handler, writing capture lines, a local stack's log, pointing boto3 at a running local stack.
 
 Imported as `from tests.support import ...`; fixtures live in tests/conftest.py and in each layer's conftest.py.
 """
@@ -28,6 +28,18 @@ ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
 FIXTURES = ROOT / "tests" / "fixtures"
 PREDICT_APP = ROOT / "functions" / "predict" / "app.py"
+
+
+# The shared e2e stack's batch settings: a 7 MB file fans out into two chunks (tests/e2e/test_batch_local.py).
+FANOUT_BYTES = 6 * 1024 * 1024
+CHUNK_BYTES = 5 * 1024 * 1024
+
+
+class Log(list):
+    """A local stack's log: every line it was given, in order."""
+
+    def __call__(self, line: str) -> None:
+        self.append(line)
 
 
 @dataclass(frozen=True)
