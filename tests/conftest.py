@@ -1,23 +1,33 @@
-"""Shared fixtures: moto-backed registry, small models fitted per session, the predict function's module.
+"""Fixtures every layer uses: the target runtime, AWS credentials and moto, the churn sample and its models fitted
+once per session, and a reset of powertools' metrics around every test.
 
-Helpers that are not fixtures live in tests/support.py.
+Each layer adds its own in its folder's conftest.py (functional: the registry, published versions and the predict
+function; e2e: the local stacks). Helpers that are not fixtures live in tests/support.py.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from types import ModuleType, SimpleNamespace
+from types import SimpleNamespace
 
-import boto3
+import botocore.loaders
+import botocore.session
 import pytest
+from aws_lambda_powertools import Metrics
+from aws_lambda_powertools.metrics.provider import cold_start
 from moto import mock_aws
 
 from sklambda import aws
-from sklambda.registry.card import ModelCard
-from sklambda.registry.signing import CardSigner, CardVerifier
-from sklambda.registry.store import Registry
 from sklambda_infra import sample
-from tests.support import RegistryEnv, import_predict_app, make_signing_key, publish_churn
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Build the layer's host copy once, before pytest-xdist starts its workers (they inherit the variable);
+    without it every worker would build the same copy at once on a fresh machine."""
+    if not hasattr(config, "workerinput"):
+        from sklambda_infra.runtime import ensure_runtime_path
+
+        ensure_runtime_path()
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -26,6 +36,38 @@ def target_runtime() -> str:
     from sklambda_infra.runtime import ensure_runtime_path
 
     return ensure_runtime_path()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def botocore_data_read_once() -> Iterator[None]:
+    """botocore parses its endpoint, partition and service JSON files anew for every Session, and every test starts
+    new ones (moto's mock_aws replaces boto3's default session, sklambda.aws.reset_clients drops its own): ~0.3 s
+    of JSON per session. One loader for all sessions reads each file once; botocore already shares one loader's
+    data between all the clients of a session, so nothing changes but the time."""
+    loaders: dict[str | None, botocore.loaders.Loader] = {}
+    create_loader = botocore.session.create_loader
+
+    def shared_loader(search_path_string: str | None = None) -> botocore.loaders.Loader:
+        if search_path_string not in loaders:
+            loaders[search_path_string] = create_loader(search_path_string)
+        return loaders[search_path_string]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(botocore.session, "create_loader", shared_loader)
+        yield
+
+
+@pytest.fixture(autouse=True)
+def reset_metrics() -> Iterator[None]:
+    """powertools keeps metrics, dimensions and the cold-start flag at class and module level, shared by every
+    function module imported in this process: each test starts as a new container would, and leaves nothing."""
+    metrics = Metrics()
+    metrics.clear_metrics()
+    metrics.clear_default_dimensions()
+    cold_start.is_cold_start = True
+    yield
+    metrics.clear_metrics()
+    metrics.clear_default_dimensions()
 
 
 @pytest.fixture
@@ -51,14 +93,6 @@ def mocked_aws(aws_credentials: None) -> Iterator[None]:
     aws.reset_clients()
 
 
-@pytest.fixture
-def registry_env(mocked_aws: None) -> RegistryEnv:
-    bucket = "sklambda-models-test"
-    boto3.client("s3").create_bucket(Bucket=bucket)
-    key = make_signing_key()
-    return RegistryEnv(bucket, key, Registry(bucket), CardSigner(key), CardVerifier(key))
-
-
 @pytest.fixture(scope="session")
 def churn() -> SimpleNamespace:
     X, y = sample.churn_data(2000, seed=1)
@@ -74,51 +108,3 @@ def logistic_model(churn: SimpleNamespace):
 @pytest.fixture(scope="session")
 def forest_model(churn: SimpleNamespace):
     return sample.forest_pipeline(n_estimators=10).fit(churn.X, churn.y)
-
-
-@pytest.fixture
-def published(registry_env: RegistryEnv, churn: SimpleNamespace, logistic_model) -> ModelCard:
-    return publish_churn(registry_env, churn, logistic_model)
-
-
-@pytest.fixture
-def function_env(registry_env: RegistryEnv, monkeypatch: pytest.MonkeyPatch) -> RegistryEnv:
-    monkeypatch.setenv("SKLAMBDA_MODEL_BUCKET", registry_env.bucket)
-    monkeypatch.setenv("SKLAMBDA_SIGNING_KEY_ID", registry_env.signing_key_id)
-    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "sklambda")
-    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "sklambda")
-    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
-    return registry_env
-
-
-@pytest.fixture
-def predict_app(function_env: RegistryEnv) -> Iterator[ModuleType]:
-    module = import_predict_app()
-    yield module
-    module.metrics.clear_metrics()
-
-
-@pytest.fixture
-def lambda_context() -> SimpleNamespace:
-    return SimpleNamespace(
-        function_name="sklambda-predict",
-        function_version="$LATEST",
-        memory_limit_in_mb=1769,
-        invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:sklambda-predict",
-        aws_request_id="5f1c1b8e-0c1a-4f5e-9d7c-0123456789ab",
-        get_remaining_time_in_millis=lambda: 30_000,
-    )
-
-
-@pytest.fixture
-def files(tmp_path, churn, logistic_model) -> dict:
-    """The churn model as a joblib file and its training and holdout data as CSVs (target `churned`), for the CLI."""
-    import joblib
-
-    model = tmp_path / "model.joblib"
-    joblib.dump(logistic_model, model)
-    train = tmp_path / "train.csv"
-    churn.X.assign(churned=churn.y).to_csv(train, index=False)
-    holdout = tmp_path / "holdout.csv"
-    churn.X_holdout.assign(churned=churn.y_holdout).to_csv(holdout, index=False)
-    return {"model": str(model), "train": str(train), "holdout": str(holdout), "dir": tmp_path}

@@ -1,7 +1,7 @@
 """Shared test helpers (not fixtures): the registry environment, API Gateway events from events/, publishing the churn
-sample, calling a handler, writing capture lines, pointing boto3 at a running local stack.
+sample, calling a handler, writing capture lines, a local stack's log, pointing boto3 at a running local stack.
 
-Imported as `from tests.support import ...`; fixtures live in tests/conftest.py.
+Imported as `from tests.support import ...`; fixtures live in tests/conftest.py and in each layer's conftest.py.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import boto3
 import pytest
 
 from sklambda import aws
-from sklambda.publishing import publish
+from sklambda.publishing import build_card, publish
 from sklambda.registry.card import ModelCard
 from sklambda.registry.signing import CardSigner, CardVerifier
 from sklambda.registry.store import Registry
@@ -28,6 +28,18 @@ ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
 FIXTURES = ROOT / "tests" / "fixtures"
 PREDICT_APP = ROOT / "functions" / "predict" / "app.py"
+
+
+# The shared e2e stack's batch settings: a 7 MB file fans out into two chunks (tests/e2e/test_batch_local.py).
+FANOUT_BYTES = 6 * 1024 * 1024
+CHUNK_BYTES = 5 * 1024 * 1024
+
+
+class Log(list):
+    """A local stack's log: every line it was given, in order."""
+
+    def __call__(self, line: str) -> None:
+        self.append(line)
 
 
 @dataclass(frozen=True)
@@ -47,18 +59,40 @@ def make_signing_key() -> str:
     return kms.create_key(KeyUsage="SIGN_VERIFY", KeySpec="ECC_NIST_P256")["KeyMetadata"]["Arn"]
 
 
+def churn_card_options(churn: SimpleNamespace) -> dict:
+    """How the churn sample is published in tests: its holdout set, customer_id as pii."""
+    return {"name": "churn", "pii": sample.PII, "X_holdout": churn.X_holdout, "y_holdout": churn.y_holdout}
+
+
 def publish_churn(env: RegistryEnv, churn: SimpleNamespace, model, **kwargs) -> ModelCard:
-    options = {"name": "churn", "alias": "production", "pii": sample.PII, **kwargs}
-    return publish(
-        model,
-        churn.X,
-        churn.y,
-        registry=env.registry,
-        signer=env.signer,
-        X_holdout=churn.X_holdout,
-        y_holdout=churn.y_holdout,
-        **options,
-    )
+    options = {**churn_card_options(churn), "alias": "production", **kwargs}
+    return publish(model, churn.X, churn.y, registry=env.registry, signer=env.signer, **options)
+
+
+@dataclass(frozen=True)
+class BuiltVersion:
+    """build_card's result: the unsigned card, the artifact bytes and the user code shipped with it."""
+
+    card: ModelCard
+    blob: bytes
+    code: dict[str, bytes]
+
+
+def build_churn(churn: SimpleNamespace, model, *, version: str = "1") -> BuiltVersion:
+    """What publish_churn(env, churn, model) builds as `version` before it signs and stores it (build_card with the
+    same data and options), without a registry; tests/functional/test_support.py checks that they agree."""
+    card, blob, code = build_card(model, churn.X, churn.y, version=version, **churn_card_options(churn))
+    return BuiltVersion(card, blob, code)
+
+
+def store_built(env: RegistryEnv, built: BuiltVersion, *, alias: str | None = None) -> ModelCard:
+    """The rest of publish() for a version built elsewhere: sign it with env's key, store it in env's registry and
+    point `alias` at it. The card is copied: a test may change what it gets back."""
+    signed = env.signer.sign(copy.deepcopy(built.card))
+    env.registry.put_version(signed, built.blob, dict(built.code))
+    if alias:
+        env.registry.set_alias(signed.name, alias, signed.version)
+    return signed
 
 
 def load_event(name: str, *, body: object = ..., raw_body: str | None = None, query: dict | None = None) -> dict:

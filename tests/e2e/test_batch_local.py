@@ -14,36 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from sklambda import aws
 from sklambda_infra import sample
 from sklambda_infra.local import LocalStack
-from tests.support import point_at_stack, publish_to_stack
+from tests.support import FANOUT_BYTES
 
-ROOT = Path(__file__).resolve().parents[2]
-FANOUT_BYTES = 6 * 1024 * 1024
-CHUNK_BYTES = 5 * 1024 * 1024
 BIG_ROWS = 130_000  # about 7.4 MB: two chunks
 
 
-class Log(list):
-    def __call__(self, line: str) -> None:
-        self.append(line)
-
-
-@pytest.fixture(scope="module")
-def log() -> Log:
-    return Log()
-
-
-@pytest.fixture(scope="module")
-def stack(log: Log, churn, logistic_model):
-    parameters = {"FanOutThresholdBytes": FANOUT_BYTES, "BatchChunkBytes": CHUNK_BYTES}
-    with LocalStack(ROOT, stack_name="batch-e2e", aws_port=0, api_port=0, parameters=parameters, log=log) as running:
-        with pytest.MonkeyPatch.context() as patch:
-            point_at_stack(running, patch)
-            publish_to_stack(running, churn, logistic_model)
-        aws.reset_clients()
-        yield running
+@pytest.fixture
+def stack(project_stack: LocalStack) -> LocalStack:
+    """The shared project stack: churn in production, a fan-out threshold of FANOUT_BYTES and chunks of CHUNK_BYTES."""
+    return project_stack
 
 
 def aws_cli(stack: LocalStack, *args: str) -> subprocess.CompletedProcess:

@@ -45,6 +45,7 @@ def test_a_load_run_with_a_reset_or_a_lost_request_is_a_miss_that_names_the_erro
 
 @pytest.mark.e2e
 def test_a_small_load_run_on_the_project_stack_answers_every_prediction():
+    # A stack of its own: load.run() is the benchmark's whole run as `make bench` does it (start, publish, clients).
     # GIVEN the project's stack with the churn model published WHEN 10 clients send 100 predictions
     results = load.run(requests=100, clients=10)
     # THEN every request got two predictions, on kept-alive and on new connections alike

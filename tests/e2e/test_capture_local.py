@@ -18,14 +18,9 @@ from sklambda.monitoring.capture import Pseudonymizer
 from sklambda.monitoring.windows import capture_prefix
 from sklambda_infra import cli
 from sklambda_infra.local import LocalStack
-from tests.support import event_body, point_at_stack, publish_to_stack
+from tests.support import Log, event_body, point_at_stack, publish_to_stack
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-class Log(list):
-    def __call__(self, line: str) -> None:
-        self.append(line)
 
 
 def predict(stack, details) -> int:
@@ -51,63 +46,66 @@ def wait_for_objects(s3, bucket: str, timeout_s: float = 10.0) -> list[dict]:
 
 
 @pytest.mark.e2e
-def test_prediction_over_the_local_api_is_captured_pseudonymized_and_erasable(churn, logistic_model, monkeypatch):
-    with LocalStack(ROOT, stack_name="capture-e2e", aws_port=0, api_port=0, log=Log()) as stack:
-        details = stack.details
-        # GIVEN the local stack generated the wrapped key, gave it to the function, and subscribed its log group
-        ciphertext = details["generated_parameters"]["PseudonymKeyCiphertext"]
-        (capture,) = details["captures"]
-        env = details["functions"]["PredictFunction"]["environment"]
-        assert env[config.PSEUDONYM_KEY_CIPHERTEXT] == ciphertext
-        subscribed = {(s["filter"], s["stream"]) for s in details["log_subscriptions"]}
-        assert ("PredictCaptureSubscription", capture["stream"]) in subscribed
-        point_at_stack(stack, monkeypatch)
-        publish_to_stack(stack, churn, logistic_model)
-        # WHEN the sample rows are predicted through the local API
-        assert predict(stack, details) == 200
-        # THEN a capture object holds one record per row, with pseudonyms and no raw customer id
-        s3 = boto3.client("s3", endpoint_url=stack.aws_endpoint_url)
-        listing = wait_for_objects(s3, capture["bucket"])
-        data = b"".join(s3.get_object(Bucket=capture["bucket"], Key=o["Key"])["Body"].read() for o in listing)
-        records = [json.loads(line) for line in data.splitlines()]
-        assert len(records) == 2
-        # AND it is partitioned per model and day, as Firehose's dynamic partitioning does in the cloud
-        day = datetime.now(UTC).date()
-        assert [o["Key"].startswith(capture_prefix("churn", day)) for o in listing] == [True] * len(listing)
-        assert b"C0100042" not in data and b"C0100043" not in data
-        pseudonymizer = Pseudonymizer.from_ciphertext(ciphertext)
-        assert records[0]["features"]["customer_id"] == pseudonymizer.pseudonym("C0100042")
-        # AND `sklambda privacy erase` removes exactly that subject's record
-        code = cli.main(
-            [
-                "--endpoint-url",
-                stack.aws_endpoint_url,
-                "privacy",
-                "erase",
-                "--model",
-                "churn",
-                "--subject",
-                "C0100042",
-                "--data-bucket",
-                capture["bucket"],
-                "--key-ciphertext",
-                ciphertext,
-                "--prefix",
-                capture["prefix"],
-            ]
-        )
-        assert code == 0
-        after = b"".join(
-            s3.get_object(Bucket=capture["bucket"], Key=o["Key"])["Body"].read()
-            for o in s3.list_objects_v2(Bucket=capture["bucket"], Prefix=config.CAPTURE_PREFIX)["Contents"]
-        )
-        left = [json.loads(line) for line in after.splitlines()]
-        assert [r["features"]["customer_id"] for r in left] == [pseudonymizer.pseudonym("C0100043")]
+def test_prediction_over_the_local_api_is_captured_pseudonymized_and_erasable(
+    nothing_captured, churn, logistic_model, monkeypatch
+):
+    stack = nothing_captured
+    details = stack.details
+    # GIVEN the local stack generated the wrapped key, gave it to the function, and subscribed its log group
+    ciphertext = details["generated_parameters"]["PseudonymKeyCiphertext"]
+    (capture,) = details["captures"]
+    env = details["functions"]["PredictFunction"]["environment"]
+    assert env[config.PSEUDONYM_KEY_CIPHERTEXT] == ciphertext
+    subscribed = {(s["filter"], s["stream"]) for s in details["log_subscriptions"]}
+    assert ("PredictCaptureSubscription", capture["stream"]) in subscribed
+    point_at_stack(stack, monkeypatch)
+    publish_to_stack(stack, churn, logistic_model)
+    # WHEN the sample rows are predicted through the local API
+    assert predict(stack, details) == 200
+    # THEN a capture object holds one record per row, with pseudonyms and no raw customer id
+    s3 = boto3.client("s3", endpoint_url=stack.aws_endpoint_url)
+    listing = wait_for_objects(s3, capture["bucket"])
+    data = b"".join(s3.get_object(Bucket=capture["bucket"], Key=o["Key"])["Body"].read() for o in listing)
+    records = [json.loads(line) for line in data.splitlines()]
+    assert len(records) == 2
+    # AND it is partitioned per model and day, as Firehose's dynamic partitioning does in the cloud
+    day = datetime.now(UTC).date()
+    assert [o["Key"].startswith(capture_prefix("churn", day)) for o in listing] == [True] * len(listing)
+    assert b"C0100042" not in data and b"C0100043" not in data
+    pseudonymizer = Pseudonymizer.from_ciphertext(ciphertext)
+    assert records[0]["features"]["customer_id"] == pseudonymizer.pseudonym("C0100042")
+    # AND `sklambda privacy erase` removes exactly that subject's record
+    code = cli.main(
+        [
+            "--endpoint-url",
+            stack.aws_endpoint_url,
+            "privacy",
+            "erase",
+            "--model",
+            "churn",
+            "--subject",
+            "C0100042",
+            "--data-bucket",
+            capture["bucket"],
+            "--key-ciphertext",
+            ciphertext,
+            "--prefix",
+            capture["prefix"],
+        ]
+    )
+    assert code == 0
+    after = b"".join(
+        s3.get_object(Bucket=capture["bucket"], Key=o["Key"])["Body"].read()
+        for o in s3.list_objects_v2(Bucket=capture["bucket"], Prefix=config.CAPTURE_PREFIX)["Contents"]
+    )
+    left = [json.loads(line) for line in after.splitlines()]
+    assert [r["features"]["customer_id"] for r in left] == [pseudonymizer.pseudonym("C0100043")]
     aws.reset_clients()
 
 
 @pytest.mark.e2e
 def test_a_failing_capture_stream_does_not_fail_predictions(churn, logistic_model, monkeypatch):
+    # A stack of its own: the test deletes the capture stream, which the shared stack keeps for the other tests.
     log = Log()
     with LocalStack(ROOT, stack_name="capture-down", aws_port=0, api_port=0, log=log) as stack:
         details = stack.details

@@ -12,7 +12,8 @@ from tests.support import ROOT
 
 @pytest.mark.e2e
 def test_demo_runs_end_to_end_on_the_local_stack():
-    # GIVEN a clean environment (no AWS credentials or endpoint of the caller's)
+    # GIVEN a clean environment (no AWS credentials or endpoint of the caller's); the demo starts a stack of its own,
+    # in its own process, as `make demo` does: it counts versions from 1 and shortens the alias TTL
     env = {"PATH": "/usr/bin:/bin", "HOME": str(ROOT), "LANG": "C.UTF-8"}
     # WHEN the demo runs as `make demo` runs it
     result = subprocess.run(

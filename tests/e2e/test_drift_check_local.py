@@ -10,45 +10,42 @@ import boto3
 import pytest
 
 from sklambda_infra import cli, sample
-from sklambda_infra.local import LocalStack
 from sklambda_infra.local import cli as local_cli
 from tests.support import point_at_stack, publish_to_stack, write_capture
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-class Log(list):
-    def __call__(self, line: str) -> None:
-        self.append(line)
-
-
 @pytest.mark.e2e
-def test_local_invoke_runs_the_drift_check_against_the_running_stack(churn, logistic_model, monkeypatch, capsys):
-    with LocalStack(ROOT, stack_name="drift-e2e", aws_port=0, api_port=0, log=Log()) as stack:
-        details = stack.details
-        point_at_stack(stack, monkeypatch)
-        # GIVEN churn in production and an hour-old capture of 800 rows in the stack's data bucket
-        publish_to_stack(stack, churn, logistic_model)
-        data_bucket = details["buckets"]["DataBucket"]
-        s3 = boto3.client("s3", endpoint_url=stack.aws_endpoint_url)
-        write_capture(
-            s3,
-            data_bucket,
-            logistic_model,
-            sample.churn_data(800, seed=31)[0],
-            at=datetime.now(UTC) - timedelta(hours=1),
-        )
-        # WHEN `sklambda local invoke drift-check` runs (this stack's details stand for .sklambda/local.json)
-        monkeypatch.setattr(local_cli, "read_details", lambda root: details)
-        capsys.readouterr()
-        code = cli.main(["local", "invoke", "drift-check", "--project-root", str(ROOT), "--model", "churn"])
-        # THEN it prints the check of churn over the last day, whose report is in the stack's data bucket
-        summary = json.loads(capsys.readouterr().out)
-        assert code == 0, summary
-        (result,) = summary["results"]
-        assert (result["model"], result["rows"], result["status"]) == ("churn", 800, "checked")
-        s3.head_object(Bucket=data_bucket, Key=result["reports"]["json"])
-        # AND an unknown model is a failed result and a non-zero exit, not a crash
-        code = cli.main(["local", "invoke", "drift-check", "--project-root", str(ROOT), "--model", "nosuchmodel"])
-        assert code == 1
-        assert json.loads(capsys.readouterr().out)["results"][0]["error"]["code"] == "model_not_found"
+def test_local_invoke_runs_the_drift_check_against_the_running_stack(
+    nothing_captured, churn, logistic_model, monkeypatch, capsys
+):
+    stack = nothing_captured
+    details = stack.details
+    point_at_stack(stack, monkeypatch)
+    # GIVEN churn in production and an hour-old capture of 800 rows in the stack's data bucket
+    card = publish_to_stack(stack, churn, logistic_model)
+    data_bucket = details["buckets"]["DataBucket"]
+    s3 = boto3.client("s3", endpoint_url=stack.aws_endpoint_url)
+    write_capture(
+        s3,
+        data_bucket,
+        logistic_model,
+        sample.churn_data(800, seed=31)[0],
+        at=datetime.now(UTC) - timedelta(hours=1),
+        version=card.version,
+    )
+    # WHEN `sklambda local invoke drift-check` runs (this stack's details stand for .sklambda/local.json)
+    monkeypatch.setattr(local_cli, "read_details", lambda root: details)
+    capsys.readouterr()
+    code = cli.main(["local", "invoke", "drift-check", "--project-root", str(ROOT), "--model", "churn"])
+    # THEN it prints the check of churn over the last day, whose report is in the stack's data bucket
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 0, summary
+    (result,) = summary["results"]
+    assert (result["model"], result["rows"], result["status"]) == ("churn", 800, "checked")
+    s3.head_object(Bucket=data_bucket, Key=result["reports"]["json"])
+    # AND an unknown model is a failed result and a non-zero exit, not a crash
+    code = cli.main(["local", "invoke", "drift-check", "--project-root", str(ROOT), "--model", "nosuchmodel"])
+    assert code == 1
+    assert json.loads(capsys.readouterr().out)["results"][0]["error"]["code"] == "model_not_found"

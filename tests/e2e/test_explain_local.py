@@ -6,15 +6,11 @@ import json
 import shutil
 import subprocess
 import urllib.request
-from pathlib import Path
 
 import pytest
 
 from sklambda import aws
-from sklambda_infra.local import LocalStack
 from tests.support import event_body, point_at_stack, publish_to_stack
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def post(url: str, key: str, body: dict) -> dict:
@@ -35,20 +31,24 @@ def post(url: str, key: str, body: dict) -> dict:
 
 
 @pytest.mark.e2e
-def test_explain_true_over_the_local_api_returns_attributions_that_add_up(churn, forest_model, monkeypatch):
-    with LocalStack(ROOT, stack_name="explain-e2e", aws_port=0, api_port=0, log=lambda _: None) as stack:
-        # GIVEN a forest published to the local stack's registry and promoted to production
-        point_at_stack(stack, monkeypatch)
-        card = publish_to_stack(stack, churn, forest_model)
-        # WHEN the sample rows are posted with ?explain=true
-        answer = post(
-            f"{stack.api_url}/models/churn/predict?explain=true", stack.details["api_key"], event_body("predict.json")
-        )
-        # THEN every row's base value plus its attributions equals each class probability
-        assert len(answer["explanations"]) == len(answer["probabilities"]) == 2
-        for why, probabilities in zip(answer["explanations"], answer["probabilities"], strict=True):
-            assert list(why["attributions"]) == list(card.input_schema.names)
-            for cls, p in probabilities.items():
-                total = why["base_value"][cls] + sum(a[cls] for a in why["attributions"].values())
-                assert total == pytest.approx(p, abs=1e-6)
+def test_explain_true_over_the_local_api_returns_attributions_that_add_up(
+    fresh_predict_container, churn, forest_model, monkeypatch
+):
+    stack = fresh_predict_container
+    # GIVEN a forest published to the local stack's registry and promoted to production
+    point_at_stack(stack, monkeypatch)
+    card = publish_to_stack(stack, churn, forest_model)
+    # WHEN the sample rows are posted with ?explain=true
+    answer = post(
+        f"{stack.api_url}/models/churn/predict?explain=true", stack.details["api_key"], event_body("predict.json")
+    )
+    # THEN the forest just published answers, and every row's base value plus its attributions equals each class
+    # probability
+    assert answer["model_version"] == card.version
+    assert len(answer["explanations"]) == len(answer["probabilities"]) == 2
+    for why, probabilities in zip(answer["explanations"], answer["probabilities"], strict=True):
+        assert list(why["attributions"]) == list(card.input_schema.names)
+        for cls, p in probabilities.items():
+            total = why["base_value"][cls] + sum(a[cls] for a in why["attributions"].values())
+            assert total == pytest.approx(p, abs=1e-6)
     aws.reset_clients()

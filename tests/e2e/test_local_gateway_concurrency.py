@@ -11,14 +11,12 @@ import http.client
 import json
 import socket
 import threading
-from pathlib import Path
 
 import pytest
 
 from sklambda_infra.local import LocalStack
 from sklambda_infra.local.gateway import Gateway, GatewayServer
 
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "local_stack"
 CLIENTS = 50
 REQUESTS_PER_CLIENT = 6
 
@@ -57,10 +55,9 @@ def test_fifty_connections_made_before_the_gateway_accepts_any_all_complete_and_
             server.server_close()
 
 
-@pytest.fixture(scope="module")
-def stack():
-    with LocalStack(FIXTURE, stack_name="concurrency", aws_port=0, api_port=0, log=lambda line: None) as running:
-        yield running
+@pytest.fixture
+def stack(fixture_stack: LocalStack) -> LocalStack:
+    return fixture_stack
 
 
 def _client(stack: LocalStack, client: int, keep_alive: bool, answers: list, errors: list, start: threading.Barrier):

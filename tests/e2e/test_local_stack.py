@@ -35,6 +35,7 @@ from sklambda_infra.local.gateway import (
 )
 from sklambda_infra.local.provision import local_bucket_policy
 from sklambda_infra.template import Pseudo
+from tests.support import Log
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "local_stack"
@@ -78,20 +79,14 @@ PROXY_EVENT_KEYS = {
 }
 
 
-class Log(list):
-    def __call__(self, line: str) -> None:
-        self.append(line)
+@pytest.fixture
+def log(fixture_stack_log: Log) -> Log:
+    return fixture_stack_log
 
 
-@pytest.fixture(scope="module")
-def log() -> Log:
-    return Log()
-
-
-@pytest.fixture(scope="module")
-def stack(log: Log):
-    with LocalStack(FIXTURE, aws_port=0, api_port=0, log=log) as running:
-        yield running
+@pytest.fixture
+def stack(fixture_stack: LocalStack) -> LocalStack:
+    return fixture_stack
 
 
 def request(url: str, method: str = "GET", headers: dict | None = None, body: bytes | None = None):
@@ -352,8 +347,9 @@ def test_provisioner_honours_conditions_and_lists_cloud_only_resources(stack):
     assert set(details["resources"]) | set(details["cloud_only"]) | set(local) | {"Jobs"} == set(types)
 
 
+@pytest.mark.e2e
 def test_parameter_overrides_change_conditions_auth_and_environment(log):
-    # GIVEN the fixture started with the queue on and API keys off
+    # GIVEN the fixture started with the queue on and API keys off (a stack of its own: other parameters)
     parameters = {"WithQueue": "yes", "AuthMode": "NONE"}
     with LocalStack(FIXTURE, stack_name="overrides", aws_port=0, api_port=0, parameters=parameters, log=log) as stack:
         # THEN the queue exists and the probe's !If picks its URL
@@ -644,52 +640,52 @@ def test_cli_up_writes_local_json_status_reports_it_and_down_stops_it(tmp_path):
     not (ROOT / "template.yaml").exists() or not (ROOT / "functions" / "predict" / "app.py").exists(),
     reason="needs the project's template.yaml and predict function",
 )
-def test_project_template_serves_health_with_the_api_key_only(log, tmp_path):
+def test_project_template_serves_health_with_the_api_key_only(project_stack, log, tmp_path):
     # GIVEN the project's own template and predict function
-    with LocalStack(ROOT, stack_name="project", aws_port=0, api_port=0, log=log) as stack:
-        details = stack.details
-        env = details["functions"]["PredictFunction"]["environment"]
-        # THEN the function is wired to the local bucket and signing key
-        assert env["SKLAMBDA_MODEL_BUCKET"] == details["model_bucket"]
-        assert env["SKLAMBDA_SIGNING_KEY_ID"] == details["signing_key_id"]
-        # AND /health answers with the key and is refused without
-        assert request(f"{stack.api_url}/health")[0] == 403
-        status, _, body = request(f"{stack.api_url}/health", headers=keyed(stack))
-        assert status == 200, body
-        assert json.loads(body)["status"] == "ok"
-        # AND the function runs on the host copy of the dependency layer and says so: its package set is the pins'
-        host_copy = layer.local_env()
-        manifest = RuntimeManifest.read(host_copy)
-        assert json.loads(body)["runtime"] == {
-            "fingerprint": manifest.fingerprint,
-            "python": manifest.python,
-            "platform": "host",
-            "packages": dict(manifest.packages),
-        }
-        assert host_copy in stack.functions["PredictFunction"].python_path
-        assert any("host-Python copy" in note for note in details["functions"]["PredictFunction"]["notes"])
+    stack = project_stack
+    details = stack.details
+    env = details["functions"]["PredictFunction"]["environment"]
+    # THEN the function is wired to the local bucket and signing key
+    assert env["SKLAMBDA_MODEL_BUCKET"] == details["model_bucket"]
+    assert env["SKLAMBDA_SIGNING_KEY_ID"] == details["signing_key_id"]
+    # AND /health answers with the key and is refused without
+    assert request(f"{stack.api_url}/health")[0] == 403
+    status, _, body = request(f"{stack.api_url}/health", headers=keyed(stack))
+    assert status == 200, body
+    assert json.loads(body)["status"] == "ok"
+    # AND the function runs on the host copy of the dependency layer and says so: its package set is the pins'
+    host_copy = layer.local_env()
+    manifest = RuntimeManifest.read(host_copy)
+    assert json.loads(body)["runtime"] == {
+        "fingerprint": manifest.fingerprint,
+        "python": manifest.python,
+        "platform": "host",
+        "packages": dict(manifest.packages),
+    }
+    assert host_copy in stack.functions["PredictFunction"].python_path
+    assert any("host-Python copy" in note for note in details["functions"]["PredictFunction"]["notes"])
 
-        # WHEN a probe runs in a worker with the predict function's layers and runtime stand-in
-        spec = stack.functions["PredictFunction"]
-        (tmp_path / "app.py").write_text(PROBE_IMPORTS)
-        probe = replace(spec, code_dir=tmp_path, python_path=(tmp_path, *spec.python_path[1:]), handler="app.handler")
-        runner = FunctionRunner(probe, stack.runners["PredictFunction"].env, log)
-        try:
-            found = runner.invoke({"names": ["sklearn", "sklambda", "boto3", "moto", "yaml", "pytest"]}).result
-        finally:
-            runner.stop()
+    # WHEN a probe runs in a worker with the predict function's layers and runtime stand-in
+    spec = stack.functions["PredictFunction"]
+    (tmp_path / "app.py").write_text(PROBE_IMPORTS)
+    probe = replace(spec, code_dir=tmp_path, python_path=(tmp_path, *spec.python_path[1:]), handler="app.handler")
+    runner = FunctionRunner(probe, stack.runners["PredictFunction"].env, log)
+    try:
+        found = runner.invoke({"names": ["sklearn", "sklambda", "boto3", "moto", "yaml", "pytest"]}).result
+    finally:
+        runner.stop()
 
-        # THEN what the venv has beside the layer (moto, PyYAML, pytest) cannot be imported; the layer's can
-        assert {name: origin is not None for name, origin in found.items()} == {
-            "sklearn": True,
-            "sklambda": True,
-            "boto3": True,
-            "moto": False,
-            "yaml": False,
-            "pytest": False,
-        }
-        assert found["sklearn"].startswith(str(host_copy))
-        assert found["boto3"].startswith(str(layer.local_runtime_stand_in()))
+    # THEN what the venv has beside the layer (moto, PyYAML, pytest) cannot be imported; the layer's can
+    assert {name: origin is not None for name, origin in found.items()} == {
+        "sklearn": True,
+        "sklambda": True,
+        "boto3": True,
+        "moto": False,
+        "yaml": False,
+        "pytest": False,
+    }
+    assert found["sklearn"].startswith(str(host_copy))
+    assert found["boto3"].startswith(str(layer.local_runtime_stand_in()))
 
 
 PROBE_IMPORTS = """

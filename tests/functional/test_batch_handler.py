@@ -11,7 +11,6 @@ import importlib.util
 import itertools
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 
@@ -71,10 +70,8 @@ def batch_env(function_env, published, monkeypatch: pytest.MonkeyPatch) -> Simpl
 
 
 @pytest.fixture
-def batch_app(batch_env) -> Iterator[ModuleType]:
-    module = _import("app")
-    yield module
-    module.metrics.clear_metrics()
+def batch_app(batch_env) -> ModuleType:
+    return _import("app")
 
 
 @pytest.fixture
@@ -319,7 +316,6 @@ def test_batch_job_captures_a_capped_sample_of_its_scored_rows_pseudonymized(
     capsys.readouterr()
     # WHEN the job runs
     assert app.handler(sqs_event({"Records": [notification]}), lambda_context) == {"batchItemFailures": []}
-    app.metrics.clear_metrics()
     # THEN the sample (capped) was written as capture lines under the job id, with pseudonyms only
     out = capsys.readouterr().out
     records = capture_lines(out)

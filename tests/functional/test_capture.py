@@ -33,9 +33,7 @@ def capture_env(function_env, monkeypatch: pytest.MonkeyPatch) -> SimpleNamespac
 
 @pytest.fixture
 def capturing_app(capture_env):
-    module = import_predict_app()
-    yield module
-    module.metrics.clear_metrics()
+    return import_predict_app()
 
 
 def captured_objects(s3) -> dict[str, bytes]:
@@ -152,7 +150,6 @@ def test_sampling_rate_zero_captures_nothing_and_one_captures_all(
     # WHEN 5 requests of 2 rows are scored
     for _ in range(5):
         assert call(app, load_event("predict.json"), lambda_context)[0] == 200
-    app.metrics.clear_metrics()
     # THEN nothing or everything was captured
     assert len(capture_lines(capsys.readouterr().out)) == 5 * expected
 

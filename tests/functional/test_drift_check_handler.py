@@ -74,8 +74,7 @@ def drift_app(drift_env) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     sys.modules["drift_check_app"] = module
     spec.loader.exec_module(module)
-    yield module
-    module.metrics.clear_metrics()
+    return module
 
 
 def emf_documents(out: str) -> list[dict]:

@@ -28,7 +28,6 @@ def test_explain_true_returns_attributions_per_input_feature_that_add_up_to_the_
     app = import_predict_app()
     # WHEN the sample rows are scored with ?explain=true
     status, body = predict(app, lambda_context, query={"explain": "true"})
-    app.metrics.clear_metrics()
     # THEN each row has one attribution per original input feature (no one-hot columns) ...
     assert status == 200
     rows = body["explanations"]
@@ -58,7 +57,6 @@ def test_explain_is_limited_to_a_number_of_rows_per_request(function_env, publis
     # WHEN 2 rows are sent with explain=true, then without
     status, body = predict(app, lambda_context, query={"explain": "true"})
     plain, _ = predict(app, lambda_context)
-    app.metrics.clear_metrics()
     # THEN the explained request is refused with 413 naming the limit, the plain one is scored
     assert status == 413 and "limited to 1 rows" in body["error"]["message"]
     assert plain == 200
@@ -83,7 +81,6 @@ def test_a_card_without_background_cannot_be_explained_but_still_predicts(
     # WHEN it is asked to explain, then to predict
     status, body = predict(app, lambda_context, query={"explain": "true"})
     plain, _ = predict(app, lambda_context)
-    app.metrics.clear_metrics()
     # THEN explaining is a 409 saying why and what to do, and predicting still works
     assert status == 409 and body["error"]["code"] == "explanation_unavailable"
     assert "republish" in body["error"]["message"]
@@ -101,7 +98,6 @@ def test_the_decision_applies_the_cards_threshold_to_the_positive_class_probabil
     rows = event_body("predict.json")["instances"]
     # WHEN rows are scored
     status, body = predict(app, lambda_context)
-    app.metrics.clear_metrics()
     # THEN each row's decision is "yes" exactly when P(yes) >= 0.2, next to the model's own prediction
     assert status == 200
     assert body["decision_threshold"] == {"positive_class": "yes", "threshold": 0.2}

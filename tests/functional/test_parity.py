@@ -31,6 +31,8 @@ from sklambda.registry import schema as schema_module
 from sklambda.serving.server import ModelServer
 from tests.support import call, import_predict_app, load_event
 
+pytestmark = pytest.mark.publishing  # `published` runs publish() itself in each test
+
 ROW = {"a": 2.0409191213851825, "d": None}  # the row: P(1) must be the pipeline's, not a None category's
 
 

@@ -12,6 +12,8 @@ from sklambda.publishing import publish
 from sklambda_infra import sample
 from tests.support import publish_churn
 
+pytestmark = pytest.mark.publishing  # `published` runs publish() itself in each test
+
 
 def test_versions_are_numbered_and_listed_in_order(registry_env, churn, logistic_model):
     # GIVEN eleven publishes of the same model
