@@ -19,6 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from sklambda import config
 from sklambda.errors import SklambdaError
+from sklambda_infra.layer import LayerBuildError
 from sklambda_infra.local.cli import project_root
 from sklambda_infra.local.cli import register as register_local
 from sklambda_infra.local.stack import details_path
@@ -447,6 +448,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except LayerBuildError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     except SklambdaError as e:
         print(f"error: {e.message}", file=sys.stderr)
         for detail in e.errors[:20]:
@@ -455,6 +459,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ClientError, BotoCoreError) as e:
         print(f"error: AWS call failed: {e}", file=sys.stderr)
         return 1
+    except ModuleNotFoundError as e:
+        # The local stack, layer build and benchmarks run on the dev tools (moto, PyYAML, aws-sam-translator...).
+        print(
+            f"error: this command needs the module {e.name!r}, one of the dev tools: install sklambda with its "
+            "dev extra (`pip install -e '.[dev]'` in a clone, as `make test` does)",
+            file=sys.stderr,
+        )
+        return 2
     except FileNotFoundError as e:
         print(f"error: {e.strerror}: {e.filename}", file=sys.stderr)
         return 2

@@ -9,14 +9,27 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 from sklambda.publishing.parity import ENV_RUNTIME_PATH, Runtime
-from sklambda_infra.layer import local_env, local_runtime_stand_in
+from sklambda_infra.layer import LAYER_REQUIREMENTS, LayerBuildError, local_env, local_runtime_stand_in
 
 
 def runtime_paths(log: Callable[[str], None] | None = None, **layer_options) -> list[str]:
     """[layer copy, Lambda runtime stand-in], built once per machine (~15 s with a warm pip cache).
-    `layer_options` go to local_env (requirements=..., sklearn=...). Raises LayerBuildError."""
+    `layer_options` go to local_env (requirements=..., sklearn=...).
+
+    Raises LayerBuildError when the build fails, or when the layer's requirement files are not there: they are
+    part of a sklambda checkout (layers/deps/), not of the installed wheel.
+    """
+    missing = [str(p) for p in layer_options.get("requirements", LAYER_REQUIREMENTS) if not Path(p).is_file()]
+    if missing:
+        raise LayerBuildError(
+            "publish checks every model against the Lambda layer's packages, pinned in layers/deps/*.txt of a "
+            f"sklambda checkout, and there is none here (missing: {', '.join(missing)}). Publish from a clone "
+            f"(`pip install -e .` in it), or set {ENV_RUNTIME_PATH} to the layer's host copy and the runtime "
+            "stand-in that a clone's `make demo` builds under .sklambda/runtime/ (separated by ':')."
+        )
     return [str(local_env(log=log, **layer_options)), str(local_runtime_stand_in(log=log))]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -15,6 +16,8 @@ def test_demo_runs_end_to_end_on_the_local_stack():
     # GIVEN a clean environment (no AWS credentials or endpoint of the caller's); the demo starts a stack of its own,
     # in its own process, as `make demo` does: it counts versions from 1 and shortens the alias TTL
     env = {"PATH": "/usr/bin:/bin", "HOME": str(ROOT), "LANG": "C.UTF-8"}
+    if os.environ.get("SKLAMBDA_RUNTIME_CACHE"):  # a layer copy built elsewhere: reuse it as the other tests do
+        env["SKLAMBDA_RUNTIME_CACHE"] = os.environ["SKLAMBDA_RUNTIME_CACHE"]
     # WHEN the demo runs as `make demo` runs it
     result = subprocess.run(
         [sys.executable, "-m", "sklambda_infra.demo"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=240

@@ -437,3 +437,20 @@ def test_makefile_finds_the_repository_from_sam_scratch_dir(tmp_path: Path) -> N
     assert f'--requirements "{ROOT}/layers/deps/requirements.txt"' in proc.stdout
     assert f'--requirements "{ROOT}/layers/deps/extra-requirements.txt"' in proc.stdout
     assert f'--target "{tmp_path / "artifacts"}/python"' in proc.stdout
+
+
+def test_publish_outside_a_checkout_says_where_the_layer_pins_are_instead_of_a_missing_file(tmp_path: Path) -> None:
+    # GIVEN requirement files that are not there, as in a wheel installed outside a sklambda clone
+    from sklambda_infra.layer import LayerBuildError
+    from sklambda_infra.runtime import runtime_paths
+
+    missing = tmp_path / "layers" / "deps" / "requirements.txt"
+
+    # WHEN the target runtime for publish is asked for
+    with pytest.raises(LayerBuildError) as raised:
+        runtime_paths(requirements=[missing])
+
+    # THEN the error names the missing file, where it comes from, and the two ways out
+    message = str(raised.value)
+    assert str(missing) in message and "sklambda checkout" in message
+    assert "pip install -e ." in message and "SKLAMBDA_RUNTIME_PATH" in message

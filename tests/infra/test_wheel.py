@@ -153,6 +153,21 @@ def test_the_wheel_installed_in_a_fresh_venv_runs_the_cli_and_imports_every_runt
     assert cli.returncode == 0, cli.stderr
     assert "usage: sklambda" in cli.stdout
 
+    # WHEN a command that runs on the dev tools starts there (the local stack reads template.yaml with PyYAML)
+    local = subprocess.run(
+        [env_dir / "bin" / "sklambda", "local", "up"],
+        capture_output=True,
+        text=True,
+        env=clean_env,
+        cwd=ROOT,
+        timeout=120,
+    )
+
+    # THEN it says what to install, without a traceback
+    assert local.returncode == 2, local.stderr
+    assert "needs the module 'yaml'" in local.stderr and "dev extra" in local.stderr
+    assert "Traceback" not in local.stderr
+
     # WHEN every runtime module of the tree is imported from the fresh venv
     script = (
         "import importlib, sys\n"
