@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from sklambda_infra.bench import load, report
+from sklambda_infra.bench import load
 
 
 def _results(errors: dict[str, int], ok: int) -> dict:
@@ -18,29 +18,6 @@ def _results(errors: dict[str, int], ok: int) -> dict:
         "errors": errors,
         "latency_ms": {"all": stats, "keep-alive": stats, "new connection": stats},
     }
-
-
-def test_a_load_run_without_errors_passes_and_reports_latency_and_throughput():
-    # GIVEN a run where every request was answered
-    results = _results({}, 5000)
-    # THEN its summary passes and shows p50 / p99 and requests per second
-    errors_row, latency_row = load.summary_rows(results)
-    assert errors_row[1:] == ["0", "0", "PASS"]
-    assert latency_row[1] == "12.5 / 80.2 ms, 200 req/s"
-    # AND its section is numbered in BENCHMARKS.md, after the parity gate
-    rendered = report.render({"machine": _machine(), "elapsed_s": 30, "load": results})
-    assert "## 9. The local API under load" in rendered
-    assert "| 5000 | 5000 | 0 | 25.0 s | 200 req/s |" in rendered
-
-
-def test_a_load_run_with_a_reset_or_a_lost_request_is_a_miss_that_names_the_errors():
-    # GIVEN a run where one connection was reset and another request was not sent
-    results = _results({"ConnectionResetError": 1, "not sent: deadline passed": 1}, 4998)
-    # THEN it misses and the report lists the errors by kind
-    assert load.summary_rows(results)[0][1:] == ["2", "0", "MISS"]
-    assert "Errors: ConnectionResetError x1, not sent: deadline passed x1" in load.markdown(results)
-    # AND answered requests alone are not enough: every request must have been answered
-    assert load.summary_rows(_results({}, 4999))[0][3] == "MISS"
 
 
 @pytest.mark.e2e

@@ -1,0 +1,204 @@
+"""Local-stack tooling with no stack: proxy events and responses, route tables, bucket policies, worker env."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sklambda_infra.local.functions import FunctionSpec, worker_environment
+from sklambda_infra.local.gateway import (
+    ApiSettings,
+    BadProxyResponse,
+    Route,
+    RouteTable,
+    http_response,
+    proxy_event,
+)
+from sklambda_infra.local.provision import local_bucket_policy
+from sklambda_infra.template import Pseudo
+
+PLUMBING = {
+    "AWS_ENDPOINT_URL",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_LAMBDA_FUNCTION_VERSION",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+    "AWS_LAMBDA_FUNCTION_TIMEOUT",
+    "AWS_LAMBDA_FUNCTION_HANDLER",
+    "AWS_LAMBDA_LOG_GROUP_NAME",
+    "AWS_LAMBDA_LOG_STREAM_NAME",
+    "AWS_EXECUTION_ENV",
+    "LAMBDA_TASK_ROOT",
+    "_HANDLER",
+    "TZ",
+    "POWERTOOLS_TRACE_DISABLED",
+    "PATH",
+    "HOME",
+    "LANG",
+}
+PROXY_EVENT_KEYS = {
+    "resource",
+    "path",
+    "httpMethod",
+    "headers",
+    "multiValueHeaders",
+    "queryStringParameters",
+    "multiValueQueryStringParameters",
+    "pathParameters",
+    "stageVariables",
+    "requestContext",
+    "body",
+    "isBase64Encoded",
+}
+
+
+def _route(method: str, resource: str, function: str = "Fn") -> Route:
+    return Route(method, resource, function, ApiSettings("Api", stage="v1"), api_key_required=False)
+
+
+def test_route_table_prefers_literal_segments_over_parameters_over_greedy_paths():
+    # GIVEN overlapping resources
+    table = RouteTable(
+        [
+            _route("GET", "/models/{name}", "ByName"),
+            _route("GET", "/models/latest", "Latest"),
+            _route("ANY", "/{proxy+}", "CatchAll"),
+        ]
+    )
+    # WHEN paths are matched THEN the most specific resource wins and path parameters are decoded
+    assert table.match("GET", "/models/latest")[0].function == "Latest"
+    route, params = table.match("GET", "/models/churn%20v2")
+    assert (route.function, params) == ("ByName", {"name": "churn v2"})
+    route, params = table.match("DELETE", "/a/b/c")
+    assert (route.function, params) == ("CatchAll", {"proxy": "a/b/c"})
+
+
+def test_route_table_has_no_match_for_a_missing_method_on_a_known_resource():
+    table = RouteTable([_route("GET", "/health")])
+    assert table.match("POST", "/health") is None
+    assert table.match("GET", "/health/") is not None
+
+
+def test_proxy_event_has_the_rest_api_v1_shape():
+    # GIVEN a request with repeated headers and query parameters
+    route = Route("POST", "/models/{name}/predict", "Predict", ApiSettings("Api", stage="v1"), True)
+    event = proxy_event(
+        route,
+        method="POST",
+        raw_path="/models/churn/predict?alias=production&tag=a&tag=b",
+        headers=[("Content-Type", "application/json"), ("X-Multi", "1"), ("X-Multi", "2"), ("Host", "h:3000")],
+        body=b'{"instances": []}',
+        path_parameters={"name": "churn"},
+        request_id="req-1",
+        api_key="secret",
+        api_key_id="key-1",
+    )
+    # THEN it has exactly API Gateway's keys, single values are the last ones and multi values keep all
+    assert set(event) == PROXY_EVENT_KEYS
+    assert event["resource"] == "/models/{name}/predict"
+    assert event["path"] == "/models/churn/predict"
+    assert event["httpMethod"] == "POST"
+    assert event["headers"]["X-Multi"] == "2" and event["multiValueHeaders"]["X-Multi"] == ["1", "2"]
+    assert event["queryStringParameters"] == {"alias": "production", "tag": "b"}
+    assert event["multiValueQueryStringParameters"]["tag"] == ["a", "b"]
+    assert event["pathParameters"] == {"name": "churn"}
+    assert event["stageVariables"] is None
+    assert event["body"] == '{"instances": []}' and event["isBase64Encoded"] is False
+    context = event["requestContext"]
+    assert context["requestId"] == "req-1" and context["stage"] == "v1"
+    assert context["resourcePath"] == "/models/{name}/predict" and context["httpMethod"] == "POST"
+    assert context["path"] == "/v1/models/churn/predict"
+    assert context["identity"]["apiKey"] == "secret" and context["identity"]["apiKeyId"] == "key-1"
+
+
+def test_proxy_event_without_query_or_body_uses_nulls_like_api_gateway():
+    event = proxy_event(
+        _route("GET", "/health"), method="GET", raw_path="/health", headers=[], body=b"", path_parameters={}
+    )
+    assert event["queryStringParameters"] is None and event["multiValueQueryStringParameters"] is None
+    assert event["pathParameters"] is None and event["body"] is None
+
+
+def test_proxy_event_base64_encodes_binary_media_types():
+    route = Route("POST", "/upload", "Fn", ApiSettings("Api", binary_media_types=("application/octet-stream",)), False)
+    event = proxy_event(
+        route,
+        method="POST",
+        raw_path="/upload",
+        headers=[("Content-Type", "application/octet-stream")],
+        body=b"\x00\xff",
+        path_parameters={},
+    )
+    assert event["isBase64Encoded"] is True and event["body"] == "AP8="
+
+
+def test_http_response_merges_headers_and_decodes_base64_bodies():
+    # GIVEN a proxy response with both header maps and a base64 body
+    response = http_response(
+        {
+            "statusCode": 201,
+            "headers": {"X-One": "1", "Set-Cookie": "ignored"},
+            "multiValueHeaders": {"Set-Cookie": ["a=1", "b=2"]},
+            "body": "AP8=",
+            "isBase64Encoded": True,
+        },
+        "req-1",
+    )
+    # THEN multiValueHeaders win for the same name, the body is decoded, and API Gateway's defaults are added
+    assert response.status == 201 and response.body == b"\x00\xff"
+    assert [v for k, v in response.headers if k == "Set-Cookie"] == ["a=1", "b=2"]
+    assert response.header("X-One") == "1"
+    assert response.header("Content-Type") == "application/json"
+    assert response.header("x-amzn-RequestId") == "req-1"
+
+
+@pytest.mark.parametrize(
+    "result",
+    [None, "text", {"statusCode": "abc"}, {"statusCode": 200, "body": {"a": 1}}, {"statusCode": 200, "extra": 1}],
+)
+def test_http_response_refuses_malformed_proxy_responses(result):
+    with pytest.raises(BadProxyResponse):
+        http_response(result, "req-1")
+
+
+def test_bucket_policy_statements_with_conditions_are_left_out_locally():
+    # GIVEN a TLS-only deny (moto cannot evaluate aws:SecureTransport) and an unconditional deny
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "TlsOnly", "Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}}},
+            {"Sid": "NoDelete", "Effect": "Deny", "Action": "s3:DeleteBucket"},
+        ],
+    }
+    # WHEN it is prepared for moto THEN only the unconditional statement is kept, and the other is reported
+    kept, dropped = local_bucket_policy(policy)
+    assert [s["Sid"] for s in kept["Statement"]] == ["NoDelete"]
+    assert dropped == ["TlsOnly"]
+
+
+def test_worker_environment_is_the_templates_plus_local_plumbing(monkeypatch):
+    # GIVEN a variable in the parent's environment that the template does not give the function
+    monkeypatch.setenv("SKLAMBDA_SECRET_OF_THE_PARENT", "leak")
+    spec = FunctionSpec(
+        logical_id="Fn",
+        name="stack-fn",
+        arn="arn:aws:lambda:us-east-1:123456789012:function:stack-fn",
+        handler="app.handler",
+        runtime="python3.11",
+        code_dir=Path("/code"),
+        python_path=(Path("/code"),),
+        timeout_s=7,
+        memory_mb=512,
+        environment={"FROM_TEMPLATE": "1", "AWS_REGION": "template-cannot-move-the-region"},
+    )
+    # WHEN the worker's environment is built
+    env = worker_environment(spec, Pseudo(region="eu-west-1"), "http://127.0.0.1:4566")
+    # THEN it is the template's variables plus the plumbing only; the plumbing wins
+    assert set(env) == {"FROM_TEMPLATE"} | PLUMBING
+    assert env["AWS_REGION"] == "eu-west-1" and env["AWS_ENDPOINT_URL"] == "http://127.0.0.1:4566"
+    assert env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "512" and env["AWS_LAMBDA_FUNCTION_TIMEOUT"] == "7"
+    assert env["POWERTOOLS_TRACE_DISABLED"] == "true"
