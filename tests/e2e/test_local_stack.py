@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -470,6 +471,23 @@ def test_cli_up_writes_local_json_status_reports_it_and_down_stops_it(tmp_path):
         assert request(f"{details['api_url']}/probe", headers={"x-api-key": details["api_key"]})[0] == 200
         status = subprocess.run([*command, "status", "--project-root", str(project)], capture_output=True, text=True)
         assert status.returncode == 0 and details["api_url"] in status.stdout
+        # WHEN a shell evaluates `local env` (without any AWS configuration of its own)
+        # THEN the AWS CLI and a plain HTTP client reach the stack with no other setup
+        python = shlex.quote(sys.executable)
+        script = (
+            f'eval "$({python} -m sklambda_infra.local env --project-root {shlex.quote(str(project))})" && '
+            f"{python} -m awscli s3 ls && "
+            f'{python} -c "import os, urllib.request as u; '
+            "e = os.environ; key = {'x-api-key': e['SKLAMBDA_API_KEY']}; "
+            "r = u.Request(e['SKLAMBDA_API_URL'] + '/probe', headers=key); "
+            'print(u.urlopen(r).status)"'
+        )
+        clean = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SKLAMBDA_"))}
+        shell = subprocess.run(
+            ["bash", "-c", script], capture_output=True, text=True, env={**clean, "HOME": str(tmp_path)}, timeout=60
+        )
+        assert shell.returncode == 0, shell.stderr
+        assert details["model_bucket"] in shell.stdout and shell.stdout.rstrip().endswith("200")
         # WHEN `down` runs THEN the stack stops and removes its file
         down = subprocess.run([*command, "down", "--project-root", str(project)], capture_output=True, text=True)
         assert down.returncode == 0, down.stderr
@@ -479,6 +497,8 @@ def test_cli_up_writes_local_json_status_reports_it_and_down_stops_it(tmp_path):
         assert "curl -s -H 'x-api-key:" in up.stdout.read()
         status = subprocess.run([*command, "status", "--project-root", str(project)], capture_output=True, text=True)
         assert status.returncode == 3
+        stopped = subprocess.run([*command, "env", "--project-root", str(project)], capture_output=True, text=True)
+        assert stopped.returncode == 3 and stopped.stdout == "" and "not running" in stopped.stderr
     finally:
         if up.poll() is None:
             up.send_signal(signal.SIGTERM)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import signal
 import socket
 import sys
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
+from sklambda import config
 from sklambda_infra.local.functions import (
     LOCAL_RUNTIME,
     FunctionRunner,
@@ -77,6 +79,12 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     _root_option(status)
     status.add_argument("--json", action="store_true", help="print the details file")
     status.set_defaults(func=cmd_status)
+
+    env = commands.add_parser(
+        "env", help='shell exports to reach the running local stack: eval "$(sklambda local env)"'
+    )
+    _root_option(env)
+    env.set_defaults(func=cmd_env)
 
     invoke = commands.add_parser("invoke", help="invoke a function of the running local stack with its event")
     _root_option(invoke)
@@ -234,6 +242,41 @@ def cmd_status(args: argparse.Namespace) -> int:
     if details.get("signing_key_id"):
         print(f"  signing key   {details['signing_key_id']}")
     return 0 if api == aws == "up" else 1
+
+
+def stack_environment(details: dict[str, Any]) -> dict[str, str]:
+    """The environment that points boto3, the AWS CLI, `sklambda.publish` and curl at a running local stack.
+
+    Keys: the standard AWS SDK variables (AWS_ENDPOINT_URL, region, the stack's fake credentials: see the AWS SDKs
+    and Tools reference guide, "Service-specific endpoints"), the registry variables `sklambda.publish` reads
+    (SKLAMBDA_MODEL_BUCKET, SKLAMBDA_SIGNING_KEY_ID), and SKLAMBDA_API_URL, SKLAMBDA_API_KEY and
+    SKLAMBDA_DATA_BUCKET for the README's curl and `aws s3` commands. Values missing from the details are left out.
+    """
+    values = {
+        "AWS_ENDPOINT_URL": details.get("aws_endpoint_url"),
+        "AWS_REGION": details.get("region"),
+        "AWS_DEFAULT_REGION": details.get("region"),
+        "AWS_ACCESS_KEY_ID": details.get("access_key_id"),
+        "AWS_SECRET_ACCESS_KEY": details.get("secret_access_key"),
+        config.MODEL_BUCKET: details.get("model_bucket"),
+        config.SIGNING_KEY_ID: details.get("signing_key_id"),
+        "SKLAMBDA_DATA_BUCKET": (details.get("buckets") or {}).get("DataBucket"),
+        "SKLAMBDA_API_URL": details.get("api_url"),
+        "SKLAMBDA_API_KEY": details.get("api_key"),
+    }
+    return {name: str(value) for name, value in values.items() if value}
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    """Print `export NAME=value` lines (shell-quoted) for the running stack; exit 3 when none is running."""
+    root = project_root(args.project_root)
+    details = read_details(root)
+    if details is None or not _alive(int(details.get("pid", 0))):
+        print("the local stack is not running: start it with `make local` (or `sklambda local up`)", file=sys.stderr)
+        return EXIT_NOT_RUNNING
+    for name, value in stack_environment(details).items():
+        print(f"export {name}={shlex.quote(value)}")
+    return 0
 
 
 def _spec_from_details(details: dict[str, Any], logical_id: str) -> FunctionSpec:
