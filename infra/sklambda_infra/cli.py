@@ -362,7 +362,10 @@ NO_VERIFY_HELP = (
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import sklambda
+
     parser = argparse.ArgumentParser(prog="sklambda", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"sklambda {sklambda.__version__}")
     parser.add_argument("--bucket", help=f"model bucket (default: ${config.MODEL_BUCKET})")
     parser.add_argument("--signing-key", help=f"KMS signing key id or ARN (default: ${config.SIGNING_KEY_ID})")
     parser.add_argument("--endpoint-url", help="AWS endpoint, e.g. the local stack's (default: $AWS_ENDPOINT_URL)")

@@ -178,3 +178,16 @@ X.assign(label=y).to_csv("train.csv", index=False)
     assert with_code == 0 and "published ratio version 1" in out
     card = registry_env.registry.get_card("ratio", "1")
     assert [f["path"] for f in card.code["files"]] == ["feature_utils.py"]
+
+
+def test_version_prints_the_package_version_and_exits_0(capsys):
+    # GIVEN the installed package's version
+    import sklambda
+
+    # WHEN the CLI is asked for its version
+    with pytest.raises(SystemExit) as ended:
+        main(["--version"])
+
+    # THEN it prints it, as argparse's version action does, and succeeds
+    assert ended.value.code == 0
+    assert capsys.readouterr().out.strip() == f"sklambda {sklambda.__version__}"
