@@ -162,14 +162,14 @@ def point_at_stack(stack, patch: pytest.MonkeyPatch) -> None:
     aws.reset_clients()
 
 
-def publish_to_stack(stack, churn: SimpleNamespace, model) -> ModelCard:
-    """Publish the churn model into a running local stack's registry, promoted to production."""
+def publish_to_stack(stack, churn: SimpleNamespace, model, name: str = "churn") -> ModelCard:
+    """Publish the churn model (as `name`) into a running local stack's registry, promoted to production."""
     details = stack.details
     return publish(
         model,
         churn.X,
         churn.y,
-        name="churn",
+        name=name,
         alias="production",
         pii=sample.PII,
         registry=Registry(details["model_bucket"]),

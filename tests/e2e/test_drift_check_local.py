@@ -49,3 +49,10 @@ def test_local_invoke_runs_the_drift_check_against_the_running_stack(
     code = cli.main(["local", "invoke", "drift-check", "--project-root", str(ROOT), "--model", "nosuchmodel"])
     assert code == 1
     assert json.loads(capsys.readouterr().out)["results"][0]["error"]["code"] == "model_not_found"
+    # AND without --model it checks every model with the default alias, as the schedule does, whatever their names
+    publish_to_stack(stack, churn, logistic_model, name="retention")
+    code = cli.main(["local", "invoke", "drift-check", "--project-root", str(ROOT)])
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 0, summary
+    assert {"churn", "retention"} <= {r["model"] for r in summary["results"]}
+    assert "nosuchmodel" not in {r["model"] for r in summary["results"]}

@@ -45,7 +45,14 @@ from sklambda_infra.template import DEFAULT_REGION, DEFAULT_STACK_NAME, Pseudo, 
 EXIT_NOT_RUNNING = 3  # as `systemctl status` / LSB init scripts say "not running"
 TEMPLATE = "template.yaml"
 # `sklambda local invoke <name>`: the template function and the event file (in the project) it is invoked with.
-INVOCABLE = {"drift-check": ("DriftCheckFunction", Path("events") / "drift_check_on_demand.json")}
+# Function -> (logical id, the on-demand event for one --model, the scheduled event that checks every model).
+INVOCABLE = {
+    "drift-check": (
+        "DriftCheckFunction",
+        Path("events") / "drift_check_on_demand.json",
+        Path("events") / "drift_check_scheduled.json",
+    )
+}
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
@@ -89,9 +96,11 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     invoke = commands.add_parser("invoke", help="invoke a function of the running local stack with its event")
     _root_option(invoke)
     invoke.add_argument("function", choices=sorted(INVOCABLE))
-    invoke.add_argument("--model", help="model to check (default: the event file's)")
-    invoke.add_argument("--window-hours", type=float, help="window length (default: the function's setting)")
-    invoke.add_argument("--end", help="ISO time the window ends (default: now)")
+    invoke.add_argument(
+        "--model", help="model to check (default: every model with the default alias, as the schedule does)"
+    )
+    invoke.add_argument("--window-hours", type=float, help="window length, with --model (default: the function's)")
+    invoke.add_argument("--end", help="ISO time the window ends, with --model (default: now)")
     invoke.add_argument("--event", type=Path, help="another event file (used as given)")
     invoke.set_defaults(func=cmd_invoke)
     return local
@@ -296,10 +305,18 @@ def _spec_from_details(details: dict[str, Any], logical_id: str) -> FunctionSpec
     )
 
 
-def _invoke_event(args: argparse.Namespace, root: Path, default_event: Path) -> Any:
+def _invoke_event(args: argparse.Namespace, root: Path, on_demand: Path, scheduled: Path) -> Any:
+    """The event given with --event; else the scheduled one (every model) or, with --model, the on-demand one."""
     if args.event is not None:
         return json.loads(args.event.read_text(encoding="utf-8"))
-    event = json.loads((root / default_event).read_text(encoding="utf-8"))
+    if args.model is None:
+        if args.window_hours is not None or args.end is not None:
+            raise SystemExit(
+                "--window-hours and --end need --model: without it every model with the default alias is checked "
+                "over the function's own window, ending now, as the schedule does"
+            )
+        return json.loads((root / scheduled).read_text(encoding="utf-8"))
+    event = json.loads((root / on_demand).read_text(encoding="utf-8"))
     event.pop("end", None)  # the file's end is fixed for tests; by default the window ends now
     for key, value in {"model": args.model, "window_hours": args.window_hours, "end": args.end}.items():
         if value is not None:
@@ -315,7 +332,7 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     if details is None or not _alive(int(details.get("pid", 0))):
         print("the local stack is not running (start it with `sklambda local up`)", file=sys.stderr)
         return EXIT_NOT_RUNNING
-    logical_id, default_event = INVOCABLE[args.function]
+    logical_id, on_demand, scheduled = INVOCABLE[args.function]
     if logical_id not in details.get("functions", {}):
         print(f"the running local stack has no {logical_id}; restart it with the current template", file=sys.stderr)
         return 1
@@ -323,7 +340,7 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     pseudo = Pseudo(region=details["region"], account_id=details["account_id"], stack_name=details["stack_name"])
     runner = FunctionRunner(spec, worker_environment(spec, pseudo, details["aws_endpoint_url"]), _stderr_line)
     try:
-        result = runner.invoke(_invoke_event(args, root, default_event)).result
+        result = runner.invoke(_invoke_event(args, root, on_demand, scheduled)).result
     except InvocationError as e:
         print(f"{logical_id} failed: {e}", file=sys.stderr)
         return 1
