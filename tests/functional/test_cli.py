@@ -191,3 +191,23 @@ def test_version_prints_the_package_version_and_exits_0(capsys):
     # THEN it prints it, as argparse's version action does, and succeeds
     assert ended.value.code == 0
     assert capsys.readouterr().out.strip() == f"sklambda {sklambda.__version__}"
+
+
+def test_every_argument_of_every_command_has_help():
+    # GIVEN the CLI's parser, subcommands included
+    import argparse
+
+    from sklambda_infra.cli import build_parser
+
+    def undocumented(parser: argparse.ArgumentParser, path: str) -> list[str]:
+        found = []
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    found += undocumented(sub, f"{path} {name}")
+            elif not action.help:
+                found.append(f"{path} {'/'.join(action.option_strings) or action.dest}")
+        return found
+
+    # WHEN every action is looked at THEN each says what it is for in --help
+    assert undocumented(build_parser(), "sklambda") == []

@@ -65,8 +65,12 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     up.add_argument("--template", default=TEMPLATE, help="template file inside the project root")
     up.add_argument("--aws-port", type=int, default=DEFAULT_AWS_PORT, help="moto's port (0: any free port)")
     up.add_argument("--api-port", type=int, default=DEFAULT_API_PORT, help="the API's port (0: any free port)")
-    up.add_argument("--region", default=DEFAULT_REGION)
-    up.add_argument("--stack-name", default=DEFAULT_STACK_NAME)
+    up.add_argument("--region", default=DEFAULT_REGION, help=f"AWS::Region of the stack (default: {DEFAULT_REGION})")
+    up.add_argument(
+        "--stack-name",
+        default=DEFAULT_STACK_NAME,
+        help=f"AWS::StackName, in resource names (default: {DEFAULT_STACK_NAME})",
+    )
     up.add_argument(
         "--parameter-overrides",
         nargs="*",
@@ -95,7 +99,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
     invoke = commands.add_parser("invoke", help="invoke a function of the running local stack with its event")
     _root_option(invoke)
-    invoke.add_argument("function", choices=sorted(INVOCABLE))
+    invoke.add_argument("function", choices=sorted(INVOCABLE), help="the function to run once")
     invoke.add_argument(
         "--model", help="model to check (default: every model with the default alias, as the schedule does)"
     )
