@@ -175,3 +175,43 @@ def publish_to_stack(stack, churn: SimpleNamespace, model, name: str = "churn") 
         registry=Registry(details["model_bucket"]),
         signer=CardSigner(details["signing_key_id"]),
     )
+
+
+# What the local stack adds to a worker's environment beyond the template's variables (Lambda's own runtime
+# variables and the local plumbing), and the keys of an API Gateway REST (v1) proxy event.
+LOCAL_PLUMBING = {
+    "AWS_ENDPOINT_URL",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_LAMBDA_FUNCTION_VERSION",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+    "AWS_LAMBDA_FUNCTION_TIMEOUT",
+    "AWS_LAMBDA_FUNCTION_HANDLER",
+    "AWS_LAMBDA_LOG_GROUP_NAME",
+    "AWS_LAMBDA_LOG_STREAM_NAME",
+    "AWS_EXECUTION_ENV",
+    "LAMBDA_TASK_ROOT",
+    "_HANDLER",
+    "TZ",
+    "POWERTOOLS_TRACE_DISABLED",
+    "PATH",
+    "HOME",
+    "LANG",
+}
+PROXY_EVENT_KEYS = {
+    "resource",
+    "path",
+    "httpMethod",
+    "headers",
+    "multiValueHeaders",
+    "queryStringParameters",
+    "multiValueQueryStringParameters",
+    "pathParameters",
+    "stageVariables",
+    "requestContext",
+    "body",
+    "isBase64Encoded",
+}

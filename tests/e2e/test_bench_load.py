@@ -8,18 +8,6 @@ import pytest
 from sklambda_infra.bench import load
 
 
-def _results(errors: dict[str, int], ok: int) -> dict:
-    stats = {"n": ok, "p50": 12.5, "p99": 80.25, "max": 120.0}
-    return {
-        "requests": 5000,
-        "clients": 50,
-        "wall_s": 25.0,
-        "ok": ok,
-        "errors": errors,
-        "latency_ms": {"all": stats, "keep-alive": stats, "new connection": stats},
-    }
-
-
 @pytest.mark.e2e
 def test_a_small_load_run_on_the_project_stack_answers_every_prediction():
     # A stack of its own: load.run() is the benchmark's whole run as `make bench` does it (start, publish, clients).
@@ -29,19 +17,3 @@ def test_a_small_load_run_on_the_project_stack_answers_every_prediction():
     assert results["errors"] == {}
     assert results["ok"] == 100
     assert results["latency_ms"]["keep-alive"]["n"] == 50 and results["latency_ms"]["new connection"]["n"] == 50
-
-
-def _machine() -> dict:
-    return {
-        "date": "2026-11-30T00:00:00+00:00",
-        "cpu": "Test CPU",
-        "cores": 2,
-        "usable_cores": 2,
-        "memory_gib": 4.0,
-        "os": "Linux",
-        "python": "CPython 3.11.7",
-        "libraries": {},
-        "thread_env": {},
-        "blas": [],
-        "load_average_start": "0.1 0.1 0.1",
-    }

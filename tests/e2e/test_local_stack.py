@@ -30,48 +30,10 @@ from sklambda_infra.local.gateway import (
     ApiSettings,
     Route,
 )
-from tests.support import Log
+from tests.support import LOCAL_PLUMBING, PROXY_EVENT_KEYS, Log
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "local_stack"
-# What the local stack adds to a function's environment, and nothing else.
-PLUMBING = {
-    "AWS_ENDPOINT_URL",
-    "AWS_REGION",
-    "AWS_DEFAULT_REGION",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_LAMBDA_FUNCTION_NAME",
-    "AWS_LAMBDA_FUNCTION_VERSION",
-    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
-    "AWS_LAMBDA_FUNCTION_TIMEOUT",
-    "AWS_LAMBDA_FUNCTION_HANDLER",
-    "AWS_LAMBDA_LOG_GROUP_NAME",
-    "AWS_LAMBDA_LOG_STREAM_NAME",
-    "AWS_EXECUTION_ENV",
-    "LAMBDA_TASK_ROOT",
-    "_HANDLER",
-    "TZ",
-    "POWERTOOLS_TRACE_DISABLED",
-    "PATH",
-    "HOME",
-    "LANG",
-}
-# Keys of a REST API (v1) Lambda proxy event, as API Gateway sends them.
-PROXY_EVENT_KEYS = {
-    "resource",
-    "path",
-    "httpMethod",
-    "headers",
-    "multiValueHeaders",
-    "queryStringParameters",
-    "multiValueQueryStringParameters",
-    "pathParameters",
-    "stageVariables",
-    "requestContext",
-    "body",
-    "isBase64Encoded",
-}
 
 
 @pytest.fixture
@@ -296,7 +258,7 @@ def test_worker_runs_with_only_the_templates_environment_and_its_own_sys_path(st
         "TABLE_NAME": details["resources"]["Table"],
         "QUEUE_URL": "none",
     }
-    assert set(env) == set(template_env) | PLUMBING
+    assert set(env) == set(template_env) | LOCAL_PLUMBING
     assert {k: env[k] for k in template_env} == template_env
     assert env["AWS_ENDPOINT_URL"] == details["aws_endpoint_url"]
     assert env["AWS_LAMBDA_FUNCTION_NAME"] == details["functions"]["ProbeFunction"]["name"]

@@ -17,43 +17,7 @@ from sklambda_infra.local.gateway import (
 )
 from sklambda_infra.local.provision import local_bucket_policy
 from sklambda_infra.template import Pseudo
-
-PLUMBING = {
-    "AWS_ENDPOINT_URL",
-    "AWS_REGION",
-    "AWS_DEFAULT_REGION",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_LAMBDA_FUNCTION_NAME",
-    "AWS_LAMBDA_FUNCTION_VERSION",
-    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
-    "AWS_LAMBDA_FUNCTION_TIMEOUT",
-    "AWS_LAMBDA_FUNCTION_HANDLER",
-    "AWS_LAMBDA_LOG_GROUP_NAME",
-    "AWS_LAMBDA_LOG_STREAM_NAME",
-    "AWS_EXECUTION_ENV",
-    "LAMBDA_TASK_ROOT",
-    "_HANDLER",
-    "TZ",
-    "POWERTOOLS_TRACE_DISABLED",
-    "PATH",
-    "HOME",
-    "LANG",
-}
-PROXY_EVENT_KEYS = {
-    "resource",
-    "path",
-    "httpMethod",
-    "headers",
-    "multiValueHeaders",
-    "queryStringParameters",
-    "multiValueQueryStringParameters",
-    "pathParameters",
-    "stageVariables",
-    "requestContext",
-    "body",
-    "isBase64Encoded",
-}
+from tests.support import LOCAL_PLUMBING, PROXY_EVENT_KEYS
 
 
 def _route(method: str, resource: str, function: str = "Fn") -> Route:
@@ -198,7 +162,7 @@ def test_worker_environment_is_the_templates_plus_local_plumbing(monkeypatch):
     # WHEN the worker's environment is built
     env = worker_environment(spec, Pseudo(region="eu-west-1"), "http://127.0.0.1:4566")
     # THEN it is the template's variables plus the plumbing only; the plumbing wins
-    assert set(env) == {"FROM_TEMPLATE"} | PLUMBING
+    assert set(env) == {"FROM_TEMPLATE"} | LOCAL_PLUMBING
     assert env["AWS_REGION"] == "eu-west-1" and env["AWS_ENDPOINT_URL"] == "http://127.0.0.1:4566"
     assert env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "512" and env["AWS_LAMBDA_FUNCTION_TIMEOUT"] == "7"
     assert env["POWERTOOLS_TRACE_DISABLED"] == "true"
