@@ -67,14 +67,10 @@ def predict_app(function_env: RegistryEnv) -> ModuleType:
 
 @pytest.fixture
 def lambda_context() -> SimpleNamespace:
-    return SimpleNamespace(
-        function_name="sklambda-predict",
-        function_version="$LATEST",
-        memory_limit_in_mb=1769,
-        invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:sklambda-predict",
-        aws_request_id="5f1c1b8e-0c1a-4f5e-9d7c-0123456789ab",
-        get_remaining_time_in_millis=lambda: 30_000,
-    )
+    """The predict function's Lambda context, the same one the benchmarks pass."""
+    from sklambda_infra.bench.common import lambda_context
+
+    return lambda_context()
 
 
 @pytest.fixture
