@@ -9,6 +9,8 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
+import os
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,8 @@ from sklambda.registry.store import Registry
 from sklambda_infra import sample
 
 ROOT = Path(__file__).resolve().parents[1]
+# The data bucket of the batch engine tests on moto.
+BATCH_DATA_BUCKET = "sklambda-data-test"
 EVENTS = ROOT / "events"
 FIXTURES = ROOT / "tests" / "fixtures"
 PREDICT_APP = ROOT / "functions" / "predict" / "app.py"
@@ -215,3 +219,25 @@ PROXY_EVENT_KEYS = {
     "body",
     "isBase64Encoded",
 }
+
+
+def aws_cli(stack, *args: str) -> subprocess.CompletedProcess:
+    """The AWS CLI (awscli, dev extra) against a running local stack, with its credentials and no user AWS config."""
+    binary = Path(sys.executable).parent / "aws"
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "AWS_ACCESS_KEY_ID": stack.details["access_key_id"],
+        "AWS_SECRET_ACCESS_KEY": stack.details["secret_access_key"],
+        "AWS_DEFAULT_REGION": stack.details["region"],
+        "AWS_CONFIG_FILE": "/dev/null",
+        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+    }
+    return subprocess.run(
+        [str(binary), "--endpoint-url", stack.aws_endpoint_url, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=True,
+    )

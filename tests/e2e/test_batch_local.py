@@ -6,17 +6,13 @@ machine's Distributed Map (local interpreter, parallel chunk workers) and comes 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from sklambda_infra import sample
 from sklambda_infra.local import LocalStack
-from tests.support import FANOUT_BYTES
+from tests.support import FANOUT_BYTES, aws_cli
 
 BIG_ROWS = 130_000  # about 7.4 MB: two chunks
 
@@ -25,27 +21,6 @@ BIG_ROWS = 130_000  # about 7.4 MB: two chunks
 def stack(project_stack: LocalStack) -> LocalStack:
     """The shared project stack: churn in production, a fan-out threshold of FANOUT_BYTES and chunks of CHUNK_BYTES."""
     return project_stack
-
-
-def aws_cli(stack: LocalStack, *args: str) -> subprocess.CompletedProcess:
-    binary = Path(sys.executable).parent / "aws"
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": os.environ.get("HOME", "/tmp"),
-        "AWS_ACCESS_KEY_ID": stack.details["access_key_id"],
-        "AWS_SECRET_ACCESS_KEY": stack.details["secret_access_key"],
-        "AWS_DEFAULT_REGION": stack.details["region"],
-        "AWS_CONFIG_FILE": "/dev/null",
-        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
-    }
-    return subprocess.run(
-        [str(binary), "--endpoint-url", stack.aws_endpoint_url, *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        check=True,
-    )
 
 
 def wait_for_object(stack: LocalStack, bucket: str, key: str, timeout_s: float) -> bytes:

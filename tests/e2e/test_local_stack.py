@@ -30,7 +30,7 @@ from sklambda_infra.local.gateway import (
     ApiSettings,
     Route,
 )
-from tests.support import LOCAL_PLUMBING, PROXY_EVENT_KEYS, Log
+from tests.support import LOCAL_PLUMBING, PROXY_EVENT_KEYS, Log, aws_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "local_stack"
@@ -350,29 +350,9 @@ def test_malformed_proxy_response_answers_502(stack):
 # Real clients (e2e)
 
 
-def _aws_env(stack: LocalStack) -> dict:
-    return {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": os.environ.get("HOME", "/tmp"),
-        "AWS_ACCESS_KEY_ID": stack.details["access_key_id"],
-        "AWS_SECRET_ACCESS_KEY": stack.details["secret_access_key"],
-        "AWS_DEFAULT_REGION": stack.details["region"],
-        "AWS_CONFIG_FILE": "/dev/null",
-        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
-    }
-
-
 @pytest.mark.e2e
 def test_aws_cli_lists_the_model_bucket(stack):
-    aws = Path(sys.executable).parent / "aws"
-    out = subprocess.run(
-        [str(aws), "--endpoint-url", stack.aws_endpoint_url, "s3", "ls"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=_aws_env(stack),
-        check=True,
-    )
+    out = aws_cli(stack, "s3", "ls")
     assert stack.details["model_bucket"] in out.stdout
 
 

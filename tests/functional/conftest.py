@@ -11,7 +11,9 @@ import pytest
 from sklambda.registry.card import ModelCard
 from sklambda.registry.signing import CardSigner, CardVerifier
 from sklambda.registry.store import Registry
+from sklambda.serving.server import ModelServer
 from tests.support import (
+    BATCH_DATA_BUCKET,
     BuiltVersion,
     RegistryEnv,
     build_churn,
@@ -85,3 +87,15 @@ def files(tmp_path, churn, logistic_model) -> dict:
     holdout = tmp_path / "holdout.csv"
     churn.X_holdout.assign(churned=churn.y_holdout).to_csv(holdout, index=False)
     return {"model": str(model), "train": str(train), "holdout": str(holdout), "dir": tmp_path}
+
+
+@pytest.fixture
+def server(registry_env, published) -> ModelServer:
+    """A model server over the registry holding the published churn model, with the batch data bucket created."""
+    registry_env.s3().create_bucket(Bucket=BATCH_DATA_BUCKET)
+    return ModelServer(registry_env.registry, registry_env.verifier)
+
+
+@pytest.fixture
+def s3(registry_env):
+    return registry_env.s3()

@@ -30,22 +30,10 @@ from sklambda.batch import (
 )
 from sklambda.config import BatchSettings
 from sklambda.serving.scoring import Scorer
-from sklambda.serving.server import ModelServer
+from tests.support import BATCH_DATA_BUCKET as DATA
 from tests.support import publish_churn
 
-DATA = "sklambda-data-test"
 PROBA = ["proba_no", "proba_yes"]
-
-
-@pytest.fixture
-def server(registry_env, published) -> ModelServer:
-    registry_env.s3().create_bucket(Bucket=DATA)
-    return ModelServer(registry_env.registry, registry_env.verifier)
-
-
-@pytest.fixture
-def s3(registry_env):
-    return registry_env.s3()
 
 
 def put(s3, key: str, body: bytes) -> ObjectRef:

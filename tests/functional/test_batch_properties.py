@@ -19,9 +19,8 @@ from hypothesis import strategies as st
 
 from sklambda.batch import BatchJobFailed, ObjectRef, score_object
 from sklambda.config import BatchSettings
-from sklambda.serving.server import ModelServer
+from tests.support import BATCH_DATA_BUCKET as DATA
 
-DATA = "sklambda-data-test"
 SETTINGS = BatchSettings(chunk_rows=16, max_line_bytes=16 * 1024)
 PROPERTY = settings(
     derandomize=True,
@@ -32,17 +31,6 @@ PROPERTY = settings(
 HUGE = ["2" + "0" * 308, "1" + "0" * 4300, "-" + "9" * 400, "1e309", "-1e400", "1" + "0" * 20]
 SPECIAL = ["NaN", "nan", "inf", "-inf", "Infinity", "", " ", "true", "FALSE", "1.5", "3.0", "0x10", "١٢"]
 _keys = itertools.count()
-
-
-@pytest.fixture
-def server(registry_env, published) -> ModelServer:
-    registry_env.s3().create_bucket(Bucket=DATA)
-    return ModelServer(registry_env.registry, registry_env.verifier)
-
-
-@pytest.fixture
-def s3(registry_env):
-    return registry_env.s3()
 
 
 @pytest.fixture
