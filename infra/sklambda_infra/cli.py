@@ -100,17 +100,30 @@ def _publish(args: argparse.Namespace) -> int:
     from sklambda_infra.runtime import ensure_runtime_path
 
     registry, signer = _connect(args, need_signer=True)
-    ensure_runtime_path(lambda line: print(line, file=sys.stderr))
-    data = pd.read_csv(args.data)
-    holdout = pd.read_csv(args.holdout) if args.holdout else None
-    missing = [
-        f"target column {args.target!r} is not in {path} (columns: {', '.join(map(str, frame.columns))})"
-        for path, frame in ((args.data, data), (args.holdout, holdout))
-        if frame is not None and args.target not in frame.columns
-    ]
-    if missing:
-        print("error: publish refused:\n" + "\n".join(f"  - [target] {m}" for m in missing), file=sys.stderr)
+    # Every input file is read and checked before the target runtime is built (~15 s the first time on a machine):
+    # a typo in a path, or a file that is not a CSV, is refused at once, all problems together.
+    problems = [] if Path(args.model).is_file() else [f"[model] no file {args.model}"]
+    frames: dict[str, pd.DataFrame] = {}
+    for option, path in (("data", args.data), ("holdout", args.holdout)):
+        if path is None:
+            continue
+        try:
+            frame = pd.read_csv(path)
+        except FileNotFoundError:
+            problems.append(f"[{option}] no file {path}")
+            continue
+        except ValueError as e:  # pandas ParserError / EmptyDataError, UnicodeDecodeError
+            problems.append(f"[{option}] {path} is not a readable CSV file: {str(e).splitlines()[0]}")
+            continue
+        if args.target not in frame.columns:
+            columns = ", ".join(map(str, frame.columns))
+            problems.append(f"[target] target column {args.target!r} is not in {path} (columns: {columns})")
+        frames[option] = frame
+    if problems:
+        print("error: publish refused:\n" + "\n".join(f"  - {m}" for m in problems), file=sys.stderr)
         return 2
+    ensure_runtime_path(lambda line: print(line, file=sys.stderr))
+    data, holdout = frames["data"], frames.get("holdout")
     options: dict[str, Any] = {}
     if holdout is not None:
         options.update(X_holdout=holdout.drop(columns=[args.target]), y_holdout=holdout[args.target])

@@ -211,3 +211,38 @@ def test_every_argument_of_every_command_has_help():
 
     # WHEN every action is looked at THEN each says what it is for in --help
     assert undocumented(build_parser(), "sklambda") == []
+
+
+@pytest.mark.parametrize(
+    ("broken", "expected"),
+    [
+        ("data-empty", "[data] {train} is not a readable CSV file: No columns to parse from file"),
+        ("data-missing", "[data] no file {train}"),
+        ("model-missing", "[model] no file {model}"),
+    ],
+)
+def test_unreadable_inputs_are_refused_together_before_the_target_runtime_is_built(
+    cli, files, monkeypatch, capsys, broken, expected
+):
+    # GIVEN an empty training CSV, a missing one, or a missing model file; building the runtime would fail the test
+    import sklambda_infra.runtime
+
+    def must_not_build(*args, **kwargs):
+        raise AssertionError("the target runtime was built before the inputs were checked")
+
+    monkeypatch.setattr(sklambda_infra.runtime, "ensure_runtime_path", must_not_build)
+    if broken == "data-empty":
+        open(files["train"], "w").close()
+    elif broken == "data-missing":
+        files["train"] = str(files["dir"] / "no-such.csv")
+    else:
+        files["model"] = str(files["dir"] / "no-such.joblib")
+
+    # WHEN publish runs
+    code = cli(*publish_args(files))
+
+    # THEN it is refused with the file and the reason, without a traceback
+    err = capsys.readouterr().err
+    assert code == 2
+    assert expected.format(train=files["train"], model=files["model"]) in err
+    assert "Traceback" not in err
