@@ -18,54 +18,39 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from sklambda import config
-from sklambda.errors import SklambdaError
+from sklambda.connection import Target, find_local_details, read_local_details, resolve
+from sklambda.errors import ConfigurationError, SklambdaError
 from sklambda_infra.layer import LayerBuildError
-from sklambda_infra.local.cli import project_root
 from sklambda_infra.local.cli import register as register_local
-from sklambda_infra.local.stack import details_path
 
 
 def _local_details() -> tuple[dict[str, Any] | None, Path]:
-    """The running local stack's details: $SKLAMBDA_LOCAL_FILE, else the one beside the nearest template.yaml."""
-    given = os.environ.get("SKLAMBDA_LOCAL_FILE")
-    path = Path(given) if given else details_path(project_root(None))
-    try:
-        return json.loads(path.read_text()), path
-    except (OSError, ValueError):
-        return None, path
+    """The running local stack's details and their path (sklambda.connection's rules); None when none is running."""
+    path = find_local_details()
+    return read_local_details(path), path
 
 
 def _connect(args: argparse.Namespace, *, need_signer: bool = False, need_key: bool = False):
-    """Resolve where the registry is and return (Registry, CardSigner | None); the signing key resolved when
-    `need_signer` or `need_key` is left in `args.signing_key`."""
-    from sklambda import aws
+    """Resolve where the registry is (sklambda.connection.resolve: options, else environment, else a running local
+    stack) and return (Registry, CardSigner | None); the signing key resolved is left in `args.signing_key`."""
     from sklambda.registry.signing import CardSigner
     from sklambda.registry.store import Registry
 
-    bucket = args.bucket or os.environ.get(config.MODEL_BUCKET)
-    key = args.signing_key or os.environ.get(config.SIGNING_KEY_ID)
-    endpoint = args.endpoint_url or os.environ.get(config.AWS_ENDPOINT_URL)
-    if not bucket or ((need_signer or need_key) and not key):
-        local, path = _local_details()
-        if local is None:
-            missing = "model bucket" if not bucket else "signing key"
-            unverified = " (or pass --no-verify to read the card without checking its signature)" if need_key else ""
-            raise SklambdaError(
-                f"no {missing} configured: pass --bucket/--signing-key, set {config.MODEL_BUCKET}/"
-                f"{config.SIGNING_KEY_ID}, or start the local stack with `make local`{unverified}"
-            )
-        print(f"using the local stack from {path}", file=sys.stderr)
-        bucket = bucket or local["model_bucket"]
-        key = key or local["signing_key_id"]
-        endpoint = endpoint or local["aws_endpoint_url"]
-        os.environ.setdefault("AWS_ACCESS_KEY_ID", local.get("access_key_id", "testing"))
-        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", local.get("secret_access_key", "testing"))
-        os.environ.setdefault("AWS_DEFAULT_REGION", local.get("region", "us-east-1"))
-    if endpoint:
-        os.environ[config.AWS_ENDPOINT_URL] = endpoint
-        aws.reset_clients()
-    args.signing_key = key
-    return Registry(bucket), (CardSigner(key) if need_signer else None)
+    try:
+        target = resolve(
+            model_bucket=args.bucket,
+            signing_key_id=args.signing_key,
+            endpoint_url=args.endpoint_url,
+            need_signing_key=need_signer or need_key,
+        )
+    except ConfigurationError as e:
+        hint = " (or pass --no-verify to read the card without checking its signature)" if need_key else ""
+        raise SklambdaError(f"{e.message}{hint}") from None
+    if target.local_file is not None:
+        print(f"using the local stack from {target.local_file}", file=sys.stderr)
+    target.use()
+    args.signing_key = target.signing_key_id
+    return Registry(target.model_bucket), (CardSigner(target.signing_key_id) if need_signer else None)
 
 
 def _read_card(args: argparse.Namespace):
@@ -306,14 +291,16 @@ def _privacy_connection(args: argparse.Namespace) -> dict[str, Any]:
         prefix = prefix or capture.get("prefix")
         generated = local.get("generated_parameters", {}).get("PseudonymKeyCiphertext")
         ciphertexts = ciphertexts or ([generated] if generated else [])
-        endpoint = endpoint or local["aws_endpoint_url"]
         args.kms_key = getattr(args, "kms_key", None) or local.get("data_key_id")
-        os.environ.setdefault("AWS_ACCESS_KEY_ID", local.get("access_key_id", "testing"))
-        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", local.get("secret_access_key", "testing"))
-        os.environ.setdefault("AWS_DEFAULT_REGION", local.get("region", "us-east-1"))
-    if endpoint:
-        os.environ[config.AWS_ENDPOINT_URL] = endpoint
-        aws.reset_clients()
+        target = Target.from_local_details(local, path)
+        aws.configure(
+            endpoint_url=endpoint or target.endpoint_url,
+            region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or target.region,
+            access_key_id=os.environ.get("AWS_ACCESS_KEY_ID") or target.access_key_id,
+            secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY") or target.secret_access_key,
+        )
+    elif endpoint:
+        aws.configure(endpoint_url=endpoint)
     return {"bucket": bucket, "prefix": prefix, "ciphertexts": ciphertexts}
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
-from sklambda import config
+from sklambda.connection import Target
 from sklambda_infra.local.functions import (
     LOCAL_RUNTIME,
     FunctionRunner,
@@ -260,24 +260,12 @@ def cmd_status(args: argparse.Namespace) -> int:
 def stack_environment(details: dict[str, Any]) -> dict[str, str]:
     """The environment that points boto3, the AWS CLI, `sklambda.publish` and curl at a running local stack.
 
-    Keys: the standard AWS SDK variables (AWS_ENDPOINT_URL, region, the stack's fake credentials: see the AWS SDKs
-    and Tools reference guide, "Service-specific endpoints"), the registry variables `sklambda.publish` reads
-    (SKLAMBDA_MODEL_BUCKET, SKLAMBDA_SIGNING_KEY_ID), and SKLAMBDA_API_URL, SKLAMBDA_API_KEY and
-    SKLAMBDA_DATA_BUCKET for the README's curl and `aws s3` commands. Values missing from the details are left out.
+    The variables are sklambda.connection's (Target.environment): the standard AWS SDK ones (AWS_ENDPOINT_URL, region,
+    the stack's fake credentials), the registry's (SKLAMBDA_MODEL_BUCKET, SKLAMBDA_SIGNING_KEY_ID), SKLAMBDA_API_URL,
+    SKLAMBDA_API_KEY and SKLAMBDA_DATA_BUCKET for the README's curl and `aws s3` commands, and SKLAMBDA_RUNTIME_PATH
+    for publish's parity gate. Values missing from the details are left out.
     """
-    values = {
-        "AWS_ENDPOINT_URL": details.get("aws_endpoint_url"),
-        "AWS_REGION": details.get("region"),
-        "AWS_DEFAULT_REGION": details.get("region"),
-        "AWS_ACCESS_KEY_ID": details.get("access_key_id"),
-        "AWS_SECRET_ACCESS_KEY": details.get("secret_access_key"),
-        config.MODEL_BUCKET: details.get("model_bucket"),
-        config.SIGNING_KEY_ID: details.get("signing_key_id"),
-        "SKLAMBDA_DATA_BUCKET": (details.get("buckets") or {}).get("DataBucket"),
-        "SKLAMBDA_API_URL": details.get("api_url"),
-        "SKLAMBDA_API_KEY": details.get("api_key"),
-    }
-    return {name: str(value) for name, value in values.items() if value}
+    return Target.from_local_details(details).environment()
 
 
 def cmd_env(args: argparse.Namespace) -> int:

@@ -55,6 +55,7 @@ DETAILS_FILE = "local.json"
 # Logical ids of the sklambda template that get their own key in the details.
 MODEL_BUCKET = "ModelBucket"
 SIGNING_KEY = "SigningKey"
+DATA_BUCKET = "DataBucket"
 DATA_KEY = "DataKey"
 STATE_MACHINE_TYPES = ("AWS::StepFunctions::StateMachine",)
 # Workers one function may run at once for a state machine's Map (like Lambda containers; each is a process).
@@ -400,6 +401,17 @@ class LocalStack:
 
     # -- details ---------------------------------------------------------------------------------------------
 
+    def _runtime_path(self) -> str | None:
+        """The target runtime publish checks models in (the layer's host copy, the runtime stand-in), os.pathsep
+        separated; None when this checkout cannot build it (a wheel install without layers/deps)."""
+        from sklambda_infra.layer import LayerBuildError
+        from sklambda_infra.runtime import runtime_paths  # pandas and numpy: only once the stack is up
+
+        try:
+            return os.pathsep.join(runtime_paths())
+        except LayerBuildError:
+            return None
+
     def _build_details(self, api_keys: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:
         assert self.provisioned is not None and self._gateway is not None
         p = self.provisioned
@@ -427,7 +439,10 @@ class LocalStack:
             "api_key_id": first_key["id"] if first_key else None,
             "api_keys": {api: dict(key) for api, key in api_keys.items()},
             "model_bucket": resources.get(MODEL_BUCKET),
+            "data_bucket": resources.get(DATA_BUCKET),
             "signing_key_id": arn_of(SIGNING_KEY),
+            # Where publish's parity gate finds the functions' packages (sklambda.connection reads it).
+            "runtime_path": self._runtime_path(),
             "data_key_id": arn_of(DATA_KEY),
             "resources": resources,
             "arns": arns,

@@ -16,6 +16,8 @@ _clients: dict[str, Any] = {}
 # thread-safe, but clients are only created under _lock (the clients themselves are thread-safe).
 _session: boto3.session.Session | None = None
 _lock = threading.Lock()
+# Set by configure() (a publisher pointing at a stack it resolved); empty in Lambda, where the environment rules.
+_overrides: dict[str, str] = {}
 
 
 def client(service: str) -> Any:
@@ -29,14 +31,43 @@ def client(service: str) -> Any:
     with _lock:
         if service not in _clients:
             if _session is None:
-                _session = boto3.session.Session()
-            _clients[service] = _session.client(service, config=_CONFIG)
+                _session = boto3.session.Session(
+                    region_name=_overrides.get("region"),
+                    aws_access_key_id=_overrides.get("access_key_id"),
+                    aws_secret_access_key=_overrides.get("secret_access_key"),
+                )
+            _clients[service] = _session.client(service, config=_CONFIG, endpoint_url=_overrides.get("endpoint_url"))
         return _clients[service]
 
 
+def configure(
+    *,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+    access_key_id: str | None = None,
+    secret_access_key: str | None = None,
+) -> None:
+    """Make the next clients use these values instead of the environment's (None: boto3's own resolution); forgets
+    cached clients. Used by publishers that resolved a stack (sklambda.connection), never by the functions."""
+    global _session
+    given = {
+        "endpoint_url": endpoint_url,
+        "region": region,
+        "access_key_id": access_key_id,
+        "secret_access_key": secret_access_key,
+    }
+    with _lock:
+        _overrides.clear()
+        _overrides.update({k: v for k, v in given.items() if v})
+        _clients.clear()
+        _session = None
+
+
 def reset_clients() -> None:
-    """Forget cached clients and their session (tests switch between moto backends and credentials)."""
+    """Forget cached clients, their session and any configure() values: back to the environment (tests switch
+    between moto backends and credentials)."""
     global _session
     with _lock:
         _clients.clear()
+        _overrides.clear()
         _session = None

@@ -43,6 +43,8 @@ MAX_EXPLAIN_ROWS = "SKLAMBDA_MAX_EXPLAIN_ROWS"
 PRELOAD_MODELS = "SKLAMBDA_PRELOAD_MODELS"
 # Set only by the local stack (boto3 reads it natively); never set in the cloud.
 AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
+# Publisher side only: the target runtime's packages (os.pathsep-separated folders) the parity gate scores in.
+RUNTIME_PATH = "SKLAMBDA_RUNTIME_PATH"
 
 # Batch scoring of files uploaded to S3 (sklambda.batch): the engine's settings.
 BATCH_DATA_BUCKET = "SKLAMBDA_BATCH_DATA_BUCKET"

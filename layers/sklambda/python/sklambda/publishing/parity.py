@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sklambda import config
 from sklambda.errors import FieldError, PublishRejected
 from sklambda.publishing.parity_child import CSV_ROUTE, JSONL_ROUTE, REST, V2
 from sklambda.registry.card import ModelCard
@@ -49,7 +50,7 @@ ROUTES = (REST, V2, CSV_ROUTE, JSONL_ROUTE)
 START_TIMEOUT_S = 120.0
 JOB_TIMEOUT_S = 300
 SHOWN_ROWS = 5
-ENV_RUNTIME_PATH = "SKLAMBDA_RUNTIME_PATH"  # os.pathsep-separated folders: the target runtime's packages
+ENV_RUNTIME_PATH = config.RUNTIME_PATH  # os.pathsep-separated folders: the target runtime's packages
 
 
 @dataclass(frozen=True)

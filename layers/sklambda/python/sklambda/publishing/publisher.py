@@ -31,8 +31,8 @@ from sklearn.base import is_classifier, is_regressor
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
-from sklambda import config
-from sklambda.errors import ConfigurationError, InvalidInput, PublishRejected, RegistryConflict, SklambdaError
+from sklambda import config, connection
+from sklambda.errors import InvalidInput, PublishRejected, RegistryConflict, SklambdaError
 from sklambda.publishing.artifact import ArtifactUnreadable, check_needs, installed_modules, scan_artifact
 from sklambda.publishing.baseline import feature_baseline, prediction_baseline
 from sklambda.publishing.parity import Runtime, check_parity, select_rows, server_for
@@ -598,8 +598,11 @@ def publish(
     name: the model (1-63 of a-z, 0-9, '-', '_'). version: default one more than the highest numeric version.
     code: module files and package folders the model's pickle imports, shipped with it (`["feature_utils.py",
         "mypkg/"]`).
-    runtime: the target runtime's packages (default SKLAMBDA_RUNTIME_PATH), where the parity gate unpickles and scores
-        the artifact before anything is uploaded.
+    registry, signer: where to publish and the KMS key that signs; by default the stack `sklambda.connection.resolve`
+        finds (the environment's SKLAMBDA_MODEL_BUCKET and SKLAMBDA_SIGNING_KEY_ID, else a running local stack's
+        `.sklambda/local.json`, whose endpoint, region and credentials are then used too).
+    runtime: the target runtime's packages (default SKLAMBDA_RUNTIME_PATH, else the running local stack's), where the
+        parity gate unpickles and scores the artifact before anything is uploaded.
     card_options: build_card's (X_holdout, y_holdout, pii, threshold, costs, min_metrics, owner, ...).
 
     In order: build_card checks and describes the model (data quality, schema, metrics, baseline, importance,
@@ -609,12 +612,18 @@ def publish(
     Returns the signed ModelCard; data-quality warnings are in its `quality["warnings"]`.
     Raises PublishRejected (naming every problem: data quality, parity, a schema that cannot be inferred, metrics below
     min_metrics) before anything is written; RegistryConflict when the version exists (versions are immutable) or two
-    publishers race; ConfigurationError when neither `registry`/`signer` nor
-    SKLAMBDA_MODEL_BUCKET/SKLAMBDA_SIGNING_KEY_ID say where to publish; ModelNotFound for an invalid name, version or
-    alias. S3 and KMS errors propagate as botocore's ClientError.
+    publishers race; ConfigurationError when neither `registry`/`signer`, nor
+    SKLAMBDA_MODEL_BUCKET/SKLAMBDA_SIGNING_KEY_ID, nor a running local stack say where to publish; ModelNotFound for an
+    invalid name, version or alias. S3 and KMS errors propagate as botocore's ClientError.
     """
-    registry = registry or Registry(_env(config.MODEL_BUCKET))
-    signer = signer or CardSigner(_env(config.SIGNING_KEY_ID))
+    if registry is None or signer is None:
+        target = connection.resolve()
+        if target.local_file is not None:  # only then: a cloud publisher's boto3 chain is left alone
+            target.use()
+        registry = registry or Registry(target.model_bucket)
+        signer = signer or CardSigner(target.signing_key_id)
+        if runtime is None and target.runtime_path and not os.environ.get(config.RUNTIME_PATH, "").strip():
+            runtime = Runtime.at(target.runtime_path.split(os.pathsep))
     artifact = None
     code = _code_files(code)
     if isinstance(model, str | os.PathLike):
@@ -632,10 +641,3 @@ def publish(
     if alias:
         registry.set_alias(name, alias, version)
     return signed
-
-
-def _env(name: str) -> str:
-    value = os.environ.get(name, "").strip()
-    if not value:
-        raise ConfigurationError(f"pass it explicitly or set the environment variable {name}")
-    return value
