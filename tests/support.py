@@ -20,6 +20,7 @@ import boto3
 import pytest
 
 from sklambda import aws
+from sklambda.connection import Target
 from sklambda.publishing import build_card, publish
 from sklambda.registry.card import ModelCard
 from sklambda.registry.signing import CardSigner, CardVerifier
@@ -154,15 +155,11 @@ def write_capture(s3, bucket: str, model, X, *, at, name: str = "churn", version
 
 
 def point_at_stack(stack, patch: pytest.MonkeyPatch) -> None:
-    """Make this process's boto3 clients talk to a running local stack."""
-    details = stack.details
-    for name, value in {
-        "AWS_ENDPOINT_URL": stack.aws_endpoint_url,
-        "AWS_ACCESS_KEY_ID": details["access_key_id"],
-        "AWS_SECRET_ACCESS_KEY": details["secret_access_key"],
-        "AWS_DEFAULT_REGION": details["region"],
-    }.items():
-        patch.setenv(name, value)
+    """Make this process's boto3 clients talk to a running local stack: the AWS SDK variables its details give, as
+    `sklambda local env` exports them (sklambda.connection.Target)."""
+    for name, value in Target.from_local_details(stack.details).environment().items():
+        if name.startswith("AWS_"):
+            patch.setenv(name, value)
     aws.reset_clients()
 
 
