@@ -31,8 +31,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
+# `make local SAMPLE=0`: start without publishing the sample model (penguins) to production.
 local: $(STAMP)
-	$(PY) -m sklambda_infra.cli local up
+	$(PY) -m sklambda_infra.cli local up $(if $(filter 0,$(SAMPLE)),--no-sample)
 
 bench: $(STAMP)
 	$(PY) -m sklambda_infra.bench

@@ -265,6 +265,34 @@ def _models_card(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sample_write(args: argparse.Namespace) -> int:
+    from sklambda_infra import penguins
+
+    try:
+        paths = penguins.write_sample(args.folder, overwrite=args.overwrite)
+    except FileExistsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    model, train, holdout = (os.path.normpath(p) for p in paths)
+    print(f"wrote the sample (Palmer penguins, real data: target {penguins.TARGET!r}, pii {', '.join(penguins.PII)}): "
+          f"{model}, {train}, {holdout}")  # fmt: skip
+    print("publish it with:")
+    print(f"  sklambda publish --model {model} --data {train} --holdout {holdout} --target {penguins.TARGET} "
+          f"--name {penguins.NAME} --pii {' '.join(penguins.PII)} --promote staging")  # fmt: skip
+    return 0
+
+
+def _register_sample(sub: Any) -> None:
+    sample = sub.add_parser("sample", help="the sample model's files, to try `sklambda publish` with")
+    commands = sample.add_subparsers(dest="sample_command", required=True)
+    p = commands.add_parser(
+        "write", help="write model.joblib, train.csv and holdout.csv of the sample (Palmer penguins) into a folder"
+    )
+    p.add_argument("folder", nargs="?", default=".", help="where to write them, created if missing (default: .)")
+    p.add_argument("--overwrite", action="store_true", help="replace the files when they are there already")
+    p.set_defaults(func=_sample_write)
+
+
 def _privacy_connection(args: argparse.Namespace) -> dict[str, Any]:
     """Endpoint, data bucket, capture prefix and key ciphertexts: options, else environment, else the local stack."""
     from sklambda import aws
@@ -443,6 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_models_card)
 
     _register_privacy(sub)
+    _register_sample(sub)
     register_local(sub)
     return parser
 

@@ -1,8 +1,12 @@
-"""`make demo`: the whole path on the local stack, start to finish, in well under two minutes.
+"""`make demo`: the whole path on the local stack, start to finish, in well under a minute.
 
-Starts the local stack, trains a churn model (ColumnTransformer pipeline, customer_id marked pii),
-publishes and promotes it, predicts over HTTP with the API key, shows a client mistake, promotes a
-second model without a redeploy, shows a tampered artifact being refused, and shuts down.
+On real data, the Palmer penguins shipped inside the palmerpenguins package (sklambda_infra.penguins): starts the
+local stack, trains a model of a penguin's sex from its measurements (ColumnTransformer pipeline, individual_id
+marked pii), publishes and promotes it with a decision threshold chosen from costs, predicts over HTTP with the API
+key and explanations, shows refused publishes (bad data, a parity failure), code shipped with a model, the model
+card, client mistakes, the v2 route, a second version promoted without a redeploy and rolled back, a tampered
+artifact refused, a file scored in batch with its bad rows quarantined, captured traffic checked for drift, and
+shuts down. The dataset has 333 birds: the traffic of the batch and drift steps is real rows resampled.
 """
 
 from __future__ import annotations
@@ -60,14 +64,14 @@ def table(rows: list[dict], columns: list[str]) -> str:
 
 
 # The demo's shipped module: a FunctionTransformer's function lives here, not in the training script.
-FEATURE_UTILS = '''"""Feature code shipped with the churn-capped model (sklambda publish --code feature_utils.py)."""
+FEATURE_UTILS = '''"""Feature code shipped with the penguins-capped model (sklambda publish --code feature_utils.py)."""
 
-CAP = 6  # support calls above this say nothing more about churn
+CAP_G = 5500  # a bird heavier than this is a large Gentoo whatever its sex: more mass says nothing more
 
 
-def cap_support_calls(X):
+def cap_body_mass(X):
     X = X.copy()
-    X["support_calls"] = X["support_calls"].clip(upper=CAP)
+    X["body_mass_g"] = X["body_mass_g"].clip(upper=CAP_G)
     return X
 '''
 
@@ -84,10 +88,11 @@ def run() -> int:
     from sklambda.registry.schema import to_records
     from sklambda.registry.signing import CardSigner, CardVerifier, read_card
     from sklambda.registry.store import Registry
-    from sklambda_infra import modelcard, sample
+    from sklambda_infra import modelcard, penguins
     from sklambda_infra.local import LocalStack
     from sklambda_infra.runtime import ensure_runtime_path
 
+    name, female = penguins.NAME, penguins.POSITIVE_CLASS
     started = time.perf_counter()
     say("Starting the local stack from template.yaml (moto + API gateway on 127.0.0.1)")
     # The function's own logs (JSON lines, EMF metrics) go to a file so the demo output stays readable.
@@ -115,80 +120,75 @@ def run() -> int:
         # Publish checks every model in the layer's host copy (the stack's workers run on the same one).
         ensure_runtime_path(lambda line: print(f"  {line}"))
 
-        say("Training a churn model: 20,000 customers, 6 numeric + 4 categorical columns, customer_id is PII")
-        X, y = sample.churn_data(20_000, seed=7)
-        X_train, y_train, X_hold, y_hold = sample.split(X, y)
-        logistic = sample.logistic_pipeline().fit(X_train, y_train)
+        say("Real data: the Palmer penguins, shipped inside the palmerpenguins package (no download)")
+        X, y = penguins.load()
+        X_train, y_train, X_hold, y_hold = penguins.split(X, y)
+        nulls = ", ".join(f"{c} {n}" for c, n in X.isna().sum().items() if n)
+        print(f"  {len(X)} adult penguins measured near Palmer Station, Antarctica, 2007-2009 (Gorman et al. 2014)")
+        print(f"  target {penguins.TARGET!r} ({', '.join(f'{k} {v}' for k, v in y.value_counts().items())}); "
+              f"categorical {', '.join(penguins.CATEGORICAL)}; {len(penguins.NUMERIC)} numeric; "
+              f"{penguins.PII[0]} is PII")  # fmt: skip
+        print(f"  nulls: {nulls} (blood not analysed); {len(X_train)} birds to train on, {len(X_hold)} held out")
+        logistic = penguins.logistic_pipeline().fit(X_train, y_train)
         print(f"  {type(logistic[-1]).__name__} behind a ColumnTransformer(impute+scale numeric, one-hot categorical)")
 
         say("Publishing version 1 (schema, metrics, baseline, KMS signature) and promoting it to production")
-        card = publish(
-            logistic,
-            X_train,
-            y_train,
-            name="churn",
-            registry=registry,
-            signer=signer,
-            X_holdout=X_hold,
-            y_holdout=y_hold,
-            pii=sample.PII,
-            alias="production",
-            description="Probability that a customer cancels within 90 days (demo data).",
-            owner="retention-analytics@example.com",
-            intended_use="Rank customers for a retention call; not for pricing or credit decisions.",
-            limitations=["Synthetic demo data", "Not validated on customers younger than 18"],
-            costs=(1.0, 5.0),  # a missed churner costs 5 retention calls: publish picks the threshold
-            min_metrics={"roc_auc": 0.7},
-        )
+        options = penguins.card_options(X_hold, y_hold)
+        card = publish(logistic, X_train, y_train, name=name, registry=registry, signer=signer, alias="production",
+                       **options)  # fmt: skip
         m = card.metrics
-        print(f"  churn v{card.version}: holdout AUC {m['roc_auc']:.3f}, accuracy {m['accuracy']:.3f}, "
+        print(f"  {name} v{card.version}: holdout AUC {m['roc_auc']:.3f}, accuracy {m['accuracy']:.3f}, "
               f"{card.artifact.size / 1024:.0f} KiB, sha256 {card.artifact.sha256[:12]}, "
               f"signed with {card.signature.algorithm}")  # fmt: skip
         top = ", ".join(f"{f['name']} {f['mean']:.3f}" for f in card.importance["features"][:3])
         print(f"  permutation importance (AUC drop on the holdout): {top}, ...")
-        print(f"  decision threshold {card.decision['threshold']:.3f}, chosen from costs FP=1, FN=5 on the holdout")
+        cost_fp, cost_fn = penguins.COSTS
+        print(f"  decision threshold {card.decision['threshold']:.3f} on P({female}), chosen from costs "
+              f"FP={cost_fp:g} (a male tagged in a study of females), FN={cost_fn:g} on the holdout")  # fmt: skip
 
-        say("Predicting over HTTP: POST /models/churn/predict")
-        # Five customers spread from the least to the most likely to churn, so the table shows a range.
-        risk_order = logistic.predict_proba(X_hold)[:, 1].argsort()
-        customers = to_records(X_hold.iloc[risk_order[[0, len(risk_order) // 2, -60, -20, -1]]])
-        status, body = http("POST", f"{api}/models/churn/predict", api_key=key, body={"instances": customers})
+        say(f"Predicting over HTTP: POST /models/{name}/predict")
+        # Five held-out birds spread from the least to the most likely female, so the table shows a range.
+        complete = X_hold.dropna().reset_index(drop=True)
+        order = logistic.predict_proba(complete)[:, list(logistic.classes_).index(female)].argsort()
+        birds = to_records(complete.iloc[order[[0, len(order) // 3, len(order) // 2, -10, -1]]])
+        status, body = http("POST", f"{api}/models/{name}/predict", api_key=key, body={"instances": birds})
         assert status == 200, body
         print(table(
             [
-                {"customer": c["customer_id"], "plan": c["plan"], "tenure": c["tenure_months"],
-                 "support calls": c["support_calls"], "prediction": p, "P(churn)": f"{pr['yes']:.2f}"}
-                for c, p, pr in zip(customers, body["predictions"], body["probabilities"], strict=True)
+                {"bird": b["individual_id"], "species": b["species"], "island": b["island"],
+                 "body mass g": b["body_mass_g"], "culmen depth mm": b["culmen_depth_mm"], "prediction": p,
+                 f"P({female})": f"{pr[female]:.2f}"}
+                for b, p, pr in zip(birds, body["predictions"], body["probabilities"], strict=True)
             ],
-            ["customer", "plan", "tenure", "support calls", "prediction", "P(churn)"],
+            ["bird", "species", "island", "body mass g", "culmen depth mm", "prediction", f"P({female})"],
         ))  # fmt: skip
         print(f"  answered by {body['model_name']} version {body['model_version']}; decisions at threshold "
               f"{body['decision_threshold']['threshold']:.3f}: {body['decisions']}")  # fmt: skip
 
-        say("Why? POST /models/churn/predict?explain=true for the riskiest customer")
-        status, body = http("POST", f"{api}/models/churn/predict?explain=true", api_key=key,
-                            body={"instances": customers[-1:]})  # fmt: skip
+        say(f"Why? POST /models/{name}/predict?explain=true for the likeliest female")
+        status, body = http("POST", f"{api}/models/{name}/predict?explain=true", api_key=key,
+                            body={"instances": birds[-1:]})  # fmt: skip
         assert status == 200, body
         why = body["explanations"][0]
-        ranked = sorted(why["attributions"].items(), key=lambda kv: -abs(kv[1]["yes"]))
-        for name, value in ranked[:5]:
-            print(f"  {name:<16} {customers[-1][name]!s:>10}  {value['yes']:+.3f}")
-        total = why["base_value"]["yes"] + sum(v["yes"] for v in why["attributions"].values())
-        print(f"  base {why['base_value']['yes']:.3f} + attributions = {total:.4f} = P(churn) "
-              f"{body['probabilities'][0]['yes']:.4f}  ({why['method']})")  # fmt: skip
+        ranked = sorted(why["attributions"].items(), key=lambda kv: -abs(kv[1][female]))
+        for feature, value in ranked[:5]:
+            print(f"  {feature:<18} {birds[-1][feature]!s:>10}  {value[female]:+.3f}")
+        total = why["base_value"][female] + sum(v[female] for v in why["attributions"].values())
+        print(f"  base {why['base_value'][female]:.3f} + attributions = {total:.4f} = P({female}) "
+              f"{body['probabilities'][0][female]:.4f}  ({why['method']})")  # fmt: skip
 
         say("Unusual values are scored with data-quality warnings")
-        odd = {**customers[0], "age": 140, "plan": "platinum", "tenure_months": None}
-        status, body = http("POST", f"{api}/models/churn/predict", api_key=key, body={"instances": [odd]})
-        print(f"  {status}: P(churn) {body['probabilities'][0]['yes']:.2f}, warnings:")
+        odd = {**birds[1], "body_mass_g": 12000, "island": "Deception", "flipper_length_mm": None}
+        status, body = http("POST", f"{api}/models/{name}/predict", api_key=key, body={"instances": [odd]})
+        print(f"  {status}: P({female}) {body['probabilities'][0][female]:.2f}, warnings:")
         for w in body["warnings"]:
             print(f"    row {w['row']}, {w['field']}: {w['code']}: {w['message']}")
 
         say("A bad training set is refused with a report (constant column, holdout copied from training)")
-        broken = X_train.head(3000).assign(region="north")
+        broken = X_train.assign(island="Biscoe")
         try:
-            publish(logistic, broken, y_train.head(3000), name="churn", registry=registry, signer=signer,
-                    X_holdout=broken.head(500), y_holdout=y_train.head(500), pii=sample.PII)  # fmt: skip
+            publish(logistic, broken, y_train, name=name, registry=registry, signer=signer,
+                    X_holdout=broken.head(60), y_holdout=y_train.head(60), pii=penguins.PII)  # fmt: skip
             raise AssertionError("the bad training set was published")
         except PublishRejected as e:
             for line in e.message.splitlines():
@@ -201,42 +201,41 @@ def run() -> int:
         sys.path.insert(0, str(shipped.parent))
         import feature_utils
 
-        capped = make_pipeline(FunctionTransformer(feature_utils.cap_support_calls), sample.logistic_pipeline())
+        capped = make_pipeline(FunctionTransformer(feature_utils.cap_body_mass), penguins.logistic_pipeline())
         capped.fit(X_train, y_train)
-        card2 = publish(capped, X_train, y_train, name="churn-capped", registry=registry, signer=signer,
-                        X_holdout=X_hold, y_holdout=y_hold, pii=sample.PII, alias="production",
+        card2 = publish(capped, X_train, y_train, name=f"{name}-capped", registry=registry, signer=signer,
+                        X_holdout=X_hold, y_holdout=y_hold, pii=penguins.PII, alias="production",
                         code=[shipped])  # fmt: skip
         parity = card2.parity
-        print(f"  churn-capped v{card2.version}: ships {[f['path'] for f in card2.code['files']]} "
+        print(f"  {name}-capped v{card2.version}: ships {[f['path'] for f in card2.code['files']]} "
               f"(sha256 {card2.code['files'][0]['sha256'][:12]} in the signed card)")  # fmt: skip
         print(f"  parity gate: {parity['rows']} rows through {', '.join(parity['routes'])} in the layer's packages "
               f"(fingerprint {parity['runtime']['fingerprint'][:12]}): max difference "
               f"{parity['max_abs_difference']:.1e}, {parity['seconds']:.2f} s")  # fmt: skip
-        status, body = http("POST", f"{api}/models/churn-capped/predict", api_key=key,
-                            body={"instances": customers[-1:]})  # fmt: skip
-        expected = float(capped.predict_proba(X_hold.iloc[risk_order[[-1]]])[0, 1])
-        print(f"  served P(churn) {body['probabilities'][0]['yes']!r} = in memory {expected!r}: {status}")
+        status, body = http("POST", f"{api}/models/{name}-capped/predict", api_key=key,
+                            body={"instances": birds[-1:]})  # fmt: skip
+        likeliest = complete.iloc[order[[-1]]]  # birds[-1], as a frame
+        expected = float(capped.predict_proba(likeliest)[0, list(capped.classes_).index(female)])
+        print(f"  served P({female}) {body['probabilities'][0][female]!r} = in memory {expected!r}: {status}")
 
         say("The parity gate refuses a model that would be served differently than it answers in memory")
-        feature_utils.CAP = 2  # a notebook tweak: the shipped file still says 6, as every fresh process reads it
-        tweaked = make_pipeline(FunctionTransformer(feature_utils.cap_support_calls), sample.logistic_pipeline())
+        feature_utils.CAP_G = 4000  # a notebook tweak: the shipped file still says 5500, as every fresh process reads
+        tweaked = make_pipeline(FunctionTransformer(feature_utils.cap_body_mass), penguins.logistic_pipeline())
         tweaked.fit(X_train, y_train)
         try:
-            publish(tweaked, X_train, y_train, name="churn-capped", registry=registry, signer=signer,
-                    X_holdout=X_hold, y_holdout=y_hold, pii=sample.PII, code=[shipped])  # fmt: skip
+            publish(tweaked, X_train, y_train, name=f"{name}-capped", registry=registry, signer=signer,
+                    X_holdout=X_hold, y_holdout=y_hold, pii=penguins.PII, code=[shipped])  # fmt: skip
             raise AssertionError("the tweaked model was published")
         except PublishRejected as e:
             head, _, rows = e.message.partition(": row ")
             print(f"  {head}:")
             print(f"    row {rows[:300]}...")
-        print(f"  versions of churn-capped: {registry.list_versions('churn-capped')} (nothing stored)")
+        print(f"  versions of {name}-capped: {registry.list_versions(f'{name}-capped')} (nothing stored)")
 
-        say("The model card: sklambda models card churn --format html")
+        say(f"The model card: sklambda models card {name} --format html")
         card_file = ROOT / ".sklambda" / "model-card.html"
-        stored, check = read_card(registry, verifier, "churn", card.version)  # as the command does: verified
-        card_file.write_text(
-            modelcard.render(stored, "html", aliases=registry.list_aliases("churn"), verification=check)
-        )
+        stored, check = read_card(registry, verifier, name, card.version)  # as the command does: verified
+        card_file.write_text(modelcard.render(stored, "html", aliases=registry.list_aliases(name), verification=check))
         markdown = modelcard.render(stored, "markdown", verification=check).splitlines()
         start = next(i for i, line in enumerate(markdown) if "importance" in line.lower())
         for line in markdown[start : start + 8]:
@@ -244,61 +243,62 @@ def run() -> int:
         print(f"  the whole card, to open in a browser: {card_file.relative_to(ROOT)}")
 
         say("The same call without the API key, and with a malformed row")
-        status, body = http("POST", f"{api}/models/churn/predict", api_key=None, body={"instances": customers[:1]})
+        status, body = http("POST", f"{api}/models/{name}/predict", api_key=None, body={"instances": birds[:1]})
         print(f"  no key      -> {status} {body}")
-        bad = {**customers[0], "age": "forty", "plan": None}
-        bad.pop("region")
-        status, body = http("POST", f"{api}/models/churn/predict", api_key=key, body={"instances": [bad]})
+        bad = {**birds[0], "body_mass_g": "heavy", "species": None}
+        bad.pop("island")
+        status, body = http("POST", f"{api}/models/{name}/predict", api_key=key, body={"instances": [bad]})
         print(f"  bad row     -> {status} {body['error']['message'].split(':')[0]}")
         for problem in body["error"]["details"]:
             print(f"                 row {problem['row']}, {problem['field']}: {problem['message']}")
 
-        say("Open Inference Protocol v2: POST /v2/models/churn/infer (KServe/MLServer clients work unchanged)")
+        say(f"Open Inference Protocol v2: POST /v2/models/{name}/infer (KServe/MLServer clients work unchanged)")
         inputs = [
             {"name": f.name, "shape": [2], "datatype": "BYTES" if f.type == "category" else "FP64",
-             "data": [c[f.name] for c in customers[:2]]}
+             "data": [b[f.name] for b in birds[:2]]}
             for f in card.input_schema.features
         ]  # fmt: skip
-        status, body = http("POST", f"{api}/v2/models/churn/infer", api_key=key, body={"id": "demo", "inputs": inputs})
+        status, body = http("POST", f"{api}/v2/models/{name}/infer", api_key=key, body={"id": "demo", "inputs": inputs})
         proba = next(o for o in body["outputs"] if o["name"] == "predict_proba")
         print(f"  {status}: predict={body['outputs'][0]['data']}, predict_proba shape {proba['shape']}")
 
         say("Publishing a random forest as version 2 and promoting it: no redeploy")
-        forest = sample.forest_pipeline(n_estimators=100).fit(X_train, y_train)
-        card2 = publish(forest, X_train, y_train, name="churn", registry=registry, signer=signer,
-                        X_holdout=X_hold, y_holdout=y_hold, pii=sample.PII, alias="production")  # fmt: skip
-        print(f"  churn v{card2.version}: holdout AUC {card2.metrics['roc_auc']:.3f}; production -> {card2.version}")
+        forest = penguins.forest_pipeline(n_estimators=100).fit(X_train, y_train)
+        card2 = publish(forest, X_train, y_train, name=name, registry=registry, signer=signer, alias="production",
+                        **options)  # fmt: skip
+        print(f"  {name} v{card2.version}: holdout AUC {card2.metrics['roc_auc']:.3f}; production -> {card2.version}")
         time.sleep(float(DEMO_PARAMETERS["AliasTtlSeconds"]) + 0.5)
-        status, body = http("POST", f"{api}/models/churn/predict", api_key=key, body={"instances": customers[:1]})
-        print(f"  now answered by version {body['model_version']}: P(churn)={body['probabilities'][0]['yes']:.2f}")
-        registry.rollback("churn", "production")
+        status, body = http("POST", f"{api}/models/{name}/predict", api_key=key, body={"instances": birds[:1]})
+        print(f"  now answered by version {body['model_version']}: P({female})={body['probabilities'][0][female]:.2f}")
+        registry.rollback(name, "production")
         time.sleep(float(DEMO_PARAMETERS["AliasTtlSeconds"]) + 0.5)
-        status, body = http("POST", f"{api}/models/churn/predict", api_key=key, body={"instances": customers[:1]})
-        print(f"  after `sklambda rollback churn`: answered by version {body['model_version']}")
+        status, body = http("POST", f"{api}/models/{name}/predict", api_key=key, body={"instances": birds[:1]})
+        print(f"  after `sklambda rollback {name}`: answered by version {body['model_version']}")
 
         say("Tampering: version 3 is published, then its artifact is overwritten in S3")
-        card3 = publish(logistic, X_train, y_train, name="churn", registry=registry, signer=signer, pii=sample.PII)
+        card3 = publish(logistic, X_train, y_train, name=name, registry=registry, signer=signer, pii=penguins.PII)
         s3 = aws.client("s3")
         blob = s3.get_object(Bucket=d["model_bucket"], Key=card3.artifact.key)["Body"].read()
         s3.put_object(Bucket=d["model_bucket"], Key=card3.artifact.key, Body=blob.replace(b"sklearn", b"evilmod", 1))
-        status, body = http("POST", f"{api}/models/churn/predict?version=3", api_key=key,
-                            body={"instances": customers[:1]})  # fmt: skip
+        status, body = http("POST", f"{api}/models/{name}/predict?version=3", api_key=key,
+                            body={"instances": birds[:1]})  # fmt: skip
         print(f"  {status}: {body['error']['message']}")
         assert status == 503, body
-        status, body = http("POST", f"{api}/models/churn/predict", api_key=key, body={"instances": customers[:1]})
+        status, body = http("POST", f"{api}/models/{name}/predict", api_key=key, body={"instances": birds[:1]})
         print(f"  production (version {body['model_version']}) is unaffected: {status}")
 
-        say("Batch scoring: a CSV of 4,000 customers uploaded to incoming/churn/ (4 rows are broken)")
+        say(f"Batch scoring: a CSV of 4,000 birds uploaded to incoming/{name}/ (4 rows are broken)")
+        print(f"  its rows are drawn with replacement from the {len(X)} real birds (too few for a batch on their own)")
         data_bucket = d["buckets"]["DataBucket"]
-        batch = X_hold.astype(object)
-        batch.loc[9, "age"] = "forty"  # text in a numeric column
-        batch.loc[19, "tenure_months"] = 12.5  # a fraction in an integer column
-        batch.loc[29, "monthly_charges"] = "NaN"
+        batch = penguins.resample(X, 4000, seed=11).astype(object)
+        batch.loc[9, "body_mass_g"] = "heavy"  # text in an integer column
+        batch.loc[19, "flipper_length_mm"] = 190.5  # a fraction in an integer column
+        batch.loc[29, "culmen_length_mm"] = "NaN"
         text = batch.to_csv(index=False).splitlines()
         text[40] = text[40].replace(",", ";")  # one line with the wrong delimiter
-        s3.put_object(Bucket=data_bucket, Key="incoming/churn/2026-11-27/customers.csv",
+        s3.put_object(Bucket=data_bucket, Key=f"incoming/{name}/2026-11-27/birds.csv",
                       Body=("\n".join(text) + "\n").encode())  # fmt: skip
-        summary = wait_for_summary(s3, data_bucket, "scored/churn/2026-11-27/customers.csv.summary.json")
+        summary = wait_for_summary(s3, data_bucket, f"scored/{name}/2026-11-27/birds.csv.summary.json")
         print(f"  {summary['status']}: {summary['rows_read']} rows read, {summary['rows_scored']} scored, "
               f"{summary['rows_rejected']} rejected, model {summary['model']['name']} v{summary['model']['version']}, "
               f"{summary['duration_seconds']:.2f} s")  # fmt: skip
@@ -312,36 +312,40 @@ def run() -> int:
         print(f"  s3://{data_bucket}/{summary['outputs']['scored']} starts with:")
         print(f"    {header}\n    {first}")
 
-        say("Monitoring: predictions are captured (customer_id pseudonymized), then checked for drift")
-        fresh, _ = sample.churn_data(4000, seed=21)  # new customers from the same population
-        shifted = fresh.copy()
-        shifted["monthly_charges"] = shifted["monthly_charges"] + 12  # a price rise
-        for label, frame in (("unshifted", fresh), ("shifted (monthly_charges +12)", shifted)):
+        say(f"Monitoring: predictions are captured ({penguins.PII[0]} pseudonymized), then checked for drift")
+        biscoe = X[X["island"] == "Biscoe"]
+        print(f"  traffic: 4,000 requests' rows resampled from the real birds, first from all {len(X)}, then from "
+              f"the {len(biscoe)} of Biscoe only (a season surveying one island)")  # fmt: skip
+        windows = (
+            ("all islands", penguins.resample(X, 4000, seed=21)),
+            ("Biscoe only", penguins.resample(biscoe, 4000, seed=22)),
+        )
+        for label, frame in windows:
             window_start = datetime.now(UTC)
             rows = to_records(frame)
             for i in range(0, len(rows), 1000):
-                status, body = http("POST", f"{api}/models/churn/predict", api_key=key,
+                status, body = http("POST", f"{api}/models/{name}/predict", api_key=key,
                                     body={"instances": rows[i : i + 1000]})  # fmt: skip
                 assert status == 200, body
             window = Window(window_start, datetime.now(UTC) + timedelta(seconds=1))
             # Capture lines leave through the function's log and the subscription after each response.
-            card, _ = read_card(registry, verifier, "churn", registry.resolve("churn", alias="production"))
+            served, _ = read_card(registry, verifier, name, registry.resolve(name, alias="production"))
             deadline = time.monotonic() + 30
-            while read_capture(s3, data_bucket, card, window).rows < len(rows) and time.monotonic() < deadline:
+            while read_capture(s3, data_bucket, served, window).rows < len(rows) and time.monotonic() < deadline:
                 time.sleep(0.2)
-            result = run_drift_check(
-                "churn", registry=registry, data_bucket=data_bucket, window=window, verifier=verifier
-            )
+            result = run_drift_check(name, registry=registry, data_bucket=data_bucket, window=window, verifier=verifier)
             drifted = ", ".join(result.report.drifted_features) or "none"
-            print(f"  {label:<30} {result.report.rows} rows: {result.report.verdict}; drifted features: {drifted}")
-            print(f"  {'':<30} report: s3://{data_bucket}/{result.report_keys['html']}")
+            print(f"  {label:<12} {result.report.rows} rows: {result.report.verdict}; drifted features: {drifted}")
+            print(f"  {'':<12} report: s3://{data_bucket}/{result.report_keys['html']}")
+        print("  Biscoe has no Chinstraps and is mostly Gentoo, the largest species: the species and island mix "
+              "shift, and with them the measurements")  # fmt: skip
         local_report = ROOT / ".sklambda" / "drift-report.html"
         local_report.write_bytes(s3.get_object(Bucket=data_bucket, Key=result.report_keys["html"])["Body"].read())
-        print(f"  the shifted window's report, to open in a browser: {local_report.relative_to(ROOT)}")
+        print(f"  the Biscoe window's report, to open in a browser: {local_report.relative_to(ROOT)}")
 
         say("Shutting down the local stack")
     print(f"  done in {time.perf_counter() - started:.1f} s. Function logs and metrics: {LOG_FILE.relative_to(ROOT)}")
-    print("  Next: `make local`, then curl it (see README).")
+    print(f"  Next: `make local` (publishes {name} to production), then curl it (see README).")
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -22,24 +23,36 @@ def test_demo_runs_end_to_end_on_the_local_stack():
     result = subprocess.run(
         [sys.executable, "-m", "sklambda_infra.demo"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=240
     )
-    # THEN it exits 0 after predicting, refusing the unauthenticated and malformed calls, following the alias,
-    # refusing the tampered artifact, scoring an uploaded file with its bad rows quarantined, and shutting down
+    # THEN it exits 0 after training on the real penguins, predicting, refusing the unauthenticated and malformed
+    # calls, following the alias, refusing the tampered artifact, scoring an uploaded file with its bad rows
+    # quarantined, and shutting down
     out = result.stdout
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "answered by churn version 1" in out
+    assert "333 adult penguins" in out and "individual_id is PII" in out and "nulls: delta_15n" in out
+    assert "answered by penguins version 1" in out
     assert "no key      -> 403" in out
-    assert "bad row     -> 422" in out and "row 0, region: missing feature" in out
-    assert "now answered by version 2" in out and "after `sklambda rollback churn`: answered by version 1" in out
-    assert "503: artifact of model 'churn' version '3' does not match the signed sha256" in out
+    assert "bad row     -> 422" in out and "row 0, island: missing feature" in out
+    assert "row 0, body_mass_g: expected an integer, got string 'heavy'" in out
+    assert "now answered by version 2" in out and "after `sklambda rollback penguins`: answered by version 1" in out
+    assert "503: artifact of model 'penguins' version '3' does not match the signed sha256" in out
     assert "production (version 1) is unaffected: 200" in out
     assert "succeeded: 4000 rows read, 3996 scored, 4 rejected" in out
-    assert "line 11: age: expected an integer, got string 'forty'" in out
-    assert "unshifted                      4000 rows: no_drift" in out
-    assert "4000 rows: drift; drifted features: monthly_charges" in out
+    assert "line 11: body_mass_g: expected an integer, got string 'heavy'" in out
+    assert "line 21: flipper_length_mm: expected an integer, got 190.5" in out
+    assert "drawn with replacement from the 333 real birds" in out
+    # the drift check: traffic resampled from every island is like the training data, one island's is not
+    assert re.search(r"all islands +4000 rows: no_drift; drifted features: none", out)
+    biscoe = re.search(r"Biscoe only +4000 rows: drift; drifted features: (.*)", out)
+    assert biscoe and {"island", "species", "body_mass_g"} <= set(biscoe.group(1).split(", "))
     # explanations add up over the local API, unusual values are warned about, bad data is refused, the card renders
-    assert "= P(churn)" in out and "(linear_exact)" in out
-    assert "unseen_category: category 'platinum' was not seen in training" in out
-    assert "[constant_feature] 'region'" in out and "[holdout_overlap]" in out
-    assert "decision threshold" in out and "chosen from costs" in out
+    assert "= P(female)" in out and "(linear_exact)" in out
+    assert "unseen_category: category 'Deception' was not seen in training" in out
+    assert "body_mass_g: out_of_range: 12000" in out and "flipper_length_mm: unexpected_null" in out
+    assert "[constant_feature] 'island'" in out and "[holdout_overlap]" in out
+    assert re.search(r"decision threshold 0\.\d+ on P\(female\), chosen from costs FP=3", out)
+    # code shipped with a model is served as in memory; a notebook tweak the shipped file lacks is refused
+    assert "ships ['feature_utils.py']" in out and "max difference 0.0e+00" in out
+    assert "[parity] served probabilities differ" in out
+    assert "versions of penguins-capped: ['1'] (nothing stored)" in out
     assert "## Feature importance" in out
     assert "Shutting down" in out

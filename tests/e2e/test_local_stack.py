@@ -374,12 +374,13 @@ def test_curl_reaches_the_api_with_the_key_and_is_refused_without(stack):
 
 @pytest.mark.e2e
 def test_cli_up_writes_local_json_status_reports_it_and_down_stops_it(tmp_path):
-    # GIVEN a copy of the fixture project
+    # GIVEN a copy of the fixture project (it has a model bucket and signing key: `up` would publish the sample
+    # model there but for --no-sample)
     project = tmp_path / "project"
     shutil.copytree(FIXTURE, project)
     command = [sys.executable, "-m", "sklambda_infra.local"]
     up = subprocess.Popen(
-        [*command, "up", "--project-root", str(project), "--aws-port", "0", "--api-port", "0"],
+        [*command, "up", "--project-root", str(project), "--aws-port", "0", "--api-port", "0", "--no-sample"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -436,7 +437,11 @@ def test_cli_up_writes_local_json_status_reports_it_and_down_stops_it(tmp_path):
         up.wait(timeout=20)
         assert up.returncode == 0
         assert not details_file.exists()
-        assert "curl -s -H 'x-api-key:" in up.stdout.read()
+        printed = up.stdout.read()
+        assert "curl -s -H 'x-api-key:" in printed
+        # THEN with --no-sample no sample model was published or announced
+        assert "sample_model" not in details and "Sample model" not in printed
+        assert "sample model" not in up.stderr.read()
         status = subprocess.run([*command, "status", "--project-root", str(project)], capture_output=True, text=True)
         assert status.returncode == 3
         stopped = subprocess.run([*command, "env", "--project-root", str(project)], capture_output=True, text=True)

@@ -43,6 +43,9 @@ from sklambda_infra.local.stack import (
 from sklambda_infra.template import DEFAULT_REGION, DEFAULT_STACK_NAME, Pseudo, TemplateError
 
 EXIT_NOT_RUNNING = 3  # as `systemctl status` / LSB init scripts say "not running"
+# `local up` publishes the sample model (sklambda_infra.penguins, imported only then: it loads pandas and
+# scikit-learn) and points this alias at it, so the stack answers predictions as soon as it is up.
+SAMPLE_ALIAS = "production"
 TEMPLATE = "template.yaml"
 # `sklambda local invoke <name>`: the template function and the event file (in the project) it is invoked with.
 # Function -> (logical id, the on-demand event for one --model, the scheduled event that checks every model).
@@ -79,6 +82,12 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         help="template parameter values, as for `sam deploy`",
     )
     up.add_argument("--log-file", help=f"also write the log here (default: {DETAILS_DIR}/local.log)")
+    up.add_argument(
+        "--no-sample",
+        dest="sample",
+        action="store_false",
+        help=f"do not publish the sample model (Palmer penguins, sklambda_infra.penguins) to {SAMPLE_ALIAS} once up",
+    )
     up.set_defaults(func=cmd_up)
 
     down = commands.add_parser("down", help="stop the local stack started by `local up`")
@@ -193,6 +202,8 @@ def cmd_up(args: argparse.Namespace) -> int:
             print(f"sklambda local up: {e}", file=sys.stderr)
             return 1
         print(summary(stack.details), flush=True)
+        if args.sample:
+            publish_sample(stack, log)
         while not stop.wait(0.5):
             pass
         print("stopping the local stack ...", file=sys.stderr, flush=True)
@@ -202,6 +213,76 @@ def cmd_up(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         log_stream.close()
+
+
+def publish_sample(stack: LocalStack, log: Callable[[str], None]) -> dict[str, str] | None:
+    """Publish the sample model (Palmer penguins, sklambda_infra.penguins) into the running stack's registry and
+    point SAMPLE_ALIAS at it; print its name and a curl command to paste after `eval "$(sklambda local env)"`.
+
+    Returns {"name", "version", "alias"}, also added to the stack's details (`sample_model` in
+    .sklambda/local.json) once the model is served. A stack without a model registry gets no sample (None). A
+    failure is printed as one line and returns None: the stack keeps running without the sample.
+    """
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from sklambda.errors import SklambdaError
+    from sklambda.registry.schema import to_records
+    from sklambda.registry.signing import CardSigner
+    from sklambda.registry.store import Registry
+    from sklambda_infra import penguins
+    from sklambda_infra.layer import LayerBuildError
+    from sklambda_infra.runtime import ensure_runtime_path
+
+    details = stack.details
+    if not (details.get("model_bucket") and details.get("signing_key_id")):
+        log("no sample model: this template has no model bucket and signing key")
+        return None
+    log(f"publishing the sample model '{penguins.NAME}' (Palmer penguins) to {SAMPLE_ALIAS} ...")
+    try:
+        # Publish checks the model in the layer's host copy, which the stack's workers already run on (built once).
+        ensure_runtime_path(log)
+        card = penguins.publish_sample(
+            Registry(details["model_bucket"], s3=lambda: stack.client("s3")),
+            CardSigner(details["signing_key_id"], kms=lambda: stack.client("kms")),
+            alias=SAMPLE_ALIAS,
+        )
+    except (SklambdaError, LayerBuildError, ClientError, BotoCoreError, ModuleNotFoundError) as e:
+        message = getattr(e, "message", None) or str(e)
+        if isinstance(e, ModuleNotFoundError):
+            message = f"it needs the module {e.name!r}, a dev dependency: pip install -e '.[dev]' (as make does)"
+        print(f"sklambda local up: the sample model was not published: {message}", file=sys.stderr, flush=True)
+        return None
+    sample = {"name": card.name, "version": card.version, "alias": SAMPLE_ALIAS}
+    stack.add_details(sample_model=sample)
+    _, _, X_holdout, _ = penguins.split(*penguins.load())
+    bird = to_records(X_holdout.dropna().head(1))[0]
+    body = json.dumps({"instances": [bird]})
+    threshold = card.decision["threshold"] if card.decision else None
+    lines = [
+        "",
+        f"  Sample model     {card.name} version {card.version} -> {SAMPLE_ALIAS}: P({penguins.POSITIVE_CLASS}) "
+        f"of a real penguin from its measurements (Palmer penguins; {', '.join(penguins.PII)} is pii)",
+        f"                   holdout ROC AUC {card.metrics['roc_auc']:.3f}"
+        + (f", decision threshold {threshold:.3f} (from costs)" if threshold is not None else ""),
+        "  Predict (in another shell, from this folder):",
+        f'    eval "$({_sklambda_command()} local env)"',
+        f'    curl -s -X POST "$SKLAMBDA_API_URL/models/{card.name}/predict" -H "x-api-key: $SKLAMBDA_API_KEY" \\',
+        f"         -H 'content-type: application/json' -d '{body}'",
+    ]
+    print("\n".join(lines), flush=True)
+    return sample
+
+
+def _sklambda_command() -> str:
+    """How to call this `sklambda` from the current folder: the venv's script beside this Python when there is one
+    (`make local` runs it without activating the venv), else the name on PATH."""
+    script = Path(sys.executable).parent / "sklambda"
+    if not script.is_file():
+        return "sklambda"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return shlex.quote(str(script))
 
 
 def cmd_down(args: argparse.Namespace) -> int:

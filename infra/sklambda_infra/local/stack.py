@@ -188,6 +188,15 @@ class LocalStack:
             raise LocalStackError(f"cannot listen on {HOST}:{self.api_port} for the API: {e}") from None
         self._gateway.start()
         self.details = self._build_details(api_keys)
+        self._save_details()
+
+    def add_details(self, **fields: Any) -> None:
+        """Add `fields` to the details (e.g. the sample model `sklambda local up` published), and to
+        .sklambda/local.json when this stack writes it."""
+        self.details.update(fields)
+        self._save_details()
+
+    def _save_details(self) -> None:
         if self.write_details:
             path = details_path(self.project_root)
             path.parent.mkdir(parents=True, exist_ok=True)
