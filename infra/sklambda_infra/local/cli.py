@@ -58,6 +58,18 @@ INVOCABLE = {
 }
 
 
+# Ports for `make local` when the defaults are taken (a second checkout, a test running the README as printed).
+ENV_AWS_PORT = "SKLAMBDA_LOCAL_AWS_PORT"
+ENV_API_PORT = "SKLAMBDA_LOCAL_API_PORT"
+
+
+def _port(text: str) -> int:
+    """argparse type of a port option: 0-65535 (0 picks a free port)."""
+    if not text.strip().isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535; 0 picks a free port)")
+    return int(text)
+
+
 def register(subparsers: Any) -> argparse.ArgumentParser:
     local = subparsers.add_parser("local", help="run the stack on this machine (moto + local API Gateway)")
     local.set_defaults(func=lambda args: _usage(local))
@@ -66,8 +78,18 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     up = commands.add_parser("up", help="start the local stack in the foreground (Ctrl-C stops it)")
     _root_option(up)
     up.add_argument("--template", default=TEMPLATE, help="template file inside the project root")
-    up.add_argument("--aws-port", type=int, default=DEFAULT_AWS_PORT, help="moto's port (0: any free port)")
-    up.add_argument("--api-port", type=int, default=DEFAULT_API_PORT, help="the API's port (0: any free port)")
+    up.add_argument(
+        "--aws-port",
+        type=_port,  # argparse converts a string default with it too: a bad variable is a usage error
+        default=os.environ.get(ENV_AWS_PORT, str(DEFAULT_AWS_PORT)),
+        help=f"moto's port (0: any free port; default ${ENV_AWS_PORT}, else {DEFAULT_AWS_PORT})",
+    )
+    up.add_argument(
+        "--api-port",
+        type=_port,
+        default=os.environ.get(ENV_API_PORT, str(DEFAULT_API_PORT)),
+        help=f"the API's port (0: any free port; default ${ENV_API_PORT}, else {DEFAULT_API_PORT})",
+    )
     up.add_argument("--region", default=DEFAULT_REGION, help=f"AWS::Region of the stack (default: {DEFAULT_REGION})")
     up.add_argument(
         "--stack-name",
