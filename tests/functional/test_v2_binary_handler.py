@@ -94,7 +94,7 @@ def test_a_nan_for_a_feature_that_cannot_be_null_is_a_422_naming_row_and_input(
 def test_binary_tensor_bytes_that_do_not_match_their_shape_are_a_client_error_naming_the_input(
     predict_app, published, churn, lambda_context
 ):
-    # GIVEN a tritonclient body with the last 8 bytes cut off (part of the region tensor... whichever input is last)
+    # GIVEN a tritonclient body with its last 8 bytes cut off (the end of the last input's tensor)
     frame = churn.X_holdout.head(2)
     inputs = triton_inputs(frame, datatypes(predict_app, lambda_context))
     body, header_length = triton.InferenceServerClient.generate_request_body(inputs)
