@@ -12,11 +12,14 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 
 import boto3
+import numpy as np
+import pandas as pd
 import pytest
 
 from sklambda import aws
@@ -129,6 +132,30 @@ def import_predict_app() -> ModuleType:
 def call(app: ModuleType, event: dict, context) -> tuple[int, dict]:
     response = app.handler(event, context)
     return response["statusCode"], json.loads(response["body"]) if response.get("body") else {}
+
+
+# numpy dtypes for the Open Inference Protocol datatypes of the v2 metadata, as tritonclient wants its arrays.
+TRITON_NUMPY = {"BOOL": bool, "INT64": "int64", "FP32": "float32", "FP64": "float64", "BYTES": object}
+
+
+def triton_inputs(frame: pd.DataFrame, datatypes: Mapping[str, str]) -> list:
+    """One tritonclient.http InferInput per column of `frame`, of the datatype the v2 model metadata gives it, its data
+    set as tritonclient sends it by default (binary). Missing values are sent the protocol's way: NaN in a float
+    column, "" in a BYTES one."""
+    import tritonclient.http as triton  # dev-only, and it imports gevent: only the tests that use it pay for it
+
+    inputs = []
+    for name in frame.columns:
+        datatype = datatypes[name]
+        column = frame[name]
+        if datatype == "BYTES":
+            array = np.array(["" if pd.isna(v) else str(v) for v in column], dtype=object)
+        else:
+            array = column.to_numpy(dtype=TRITON_NUMPY[datatype])
+        tensor = triton.InferInput(name, [len(array)], datatype)
+        tensor.set_data_from_numpy(array)
+        inputs.append(tensor)
+    return inputs
 
 
 def write_capture(s3, bucket: str, model, X, *, at, name: str = "churn", version: str = "1", part: str = "part-0"):

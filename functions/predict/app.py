@@ -28,6 +28,7 @@ from sklambda.serving.contracts import (
     ModelSelector,
     PredictRequest,
     PredictResponse,
+    body_bytes,
     check_row_count,
     decode_body,
     parse_body,
@@ -215,6 +216,11 @@ def health() -> dict:
 
 
 # --- Open Inference Protocol v2 ---------------------------------------------------------------------------------
+@app.get("/v2")
+def v2_server_metadata() -> dict:
+    return oip.server_metadata(sklambda.__version__)
+
+
 @app.get("/v2/health/live")
 def v2_live() -> dict:
     return {"live": True}
@@ -241,19 +247,34 @@ def v2_model_ready(name: str) -> dict:
 @app.post("/v2/models/<name>/infer")
 @app.post("/v2/models/<name>/versions/<version>/infer")
 @tracer.capture_method
-def v2_infer(name: str, version: str | None = None) -> dict:
-    request = parse_body(_body(), InferRequest, max_bytes=settings.max_body_bytes)
+def v2_infer(name: str, version: str | None = None) -> dict | Response:
+    event = app.current_event
+    header_length = event.headers.get(oip.HEADER_LENGTH)
+    if header_length is None:
+        request = parse_body(_body(), InferRequest, max_bytes=settings.max_body_bytes)
+    else:  # the binary tensor data extension: a JSON header, then raw tensor bytes
+        raw = body_bytes(event.body, is_base64=event.is_base64_encoded)
+        request = oip.read_request(raw, header_length, max_bytes=settings.max_body_bytes)
     loaded = server().get(name, **_pick(version))
     rows = oip.decode(request, loaded.card)
     scored = _score(loaded, rows)
     answer = oip.encode(scored, loaded.card, request)  # may still refuse (an output the model does not give)
+    binary = oip.encode_binary(answer, request)
     _capture(loaded, rows, scored)
-    return answer
+    if binary is None:
+        return answer
+    return Response(
+        status_code=200,
+        content_type=oip.BINARY_CONTENT_TYPE,
+        body=binary.body,  # bytes: the resolver base64-encodes them and sets isBase64Encoded
+        headers={oip.HEADER_LENGTH: str(binary.header_length)},
+    )
 
 
 # --- errors: the one place that turns exceptions into responses ------------------------------------------------
 def _error(status: int, code: str, message: str, details: list[dict] | None = None) -> Response:
-    if app.current_event.path.startswith("/v2/"):
+    path = app.current_event.path
+    if path == "/v2" or path.startswith("/v2/"):
         body: dict[str, Any] = {"error": message}  # Open Inference Protocol error shape
         if details:
             body["details"] = details

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import pytest
@@ -100,6 +101,54 @@ def test_proxy_event_base64_encodes_binary_media_types():
     assert event["isBase64Encoded"] is True and event["body"] == "AP8="
 
 
+@pytest.mark.parametrize(
+    ("content_type", "binary_types", "encoded"),
+    [
+        (None, ("*/*",), True),  # no Content-Type: API Gateway takes it for application/json
+        (None, ("application/json",), True),
+        (None, ("application/octet-stream",), False),
+        ("application/octet-stream; charset=binary", ("application/*",), True),
+        ("text/csv", ("image/*", "application/octet-stream"), False),
+    ],
+)
+def test_proxy_event_base64_encodes_a_body_whose_content_type_is_a_binary_media_type(
+    content_type, binary_types, encoded
+):
+    # GIVEN an API with these binary media types and a request with this Content-Type (or none)
+    route = Route("POST", "/v2/models/{name}/infer", "Fn", ApiSettings("Api", binary_media_types=binary_types), False)
+    headers = [("Content-Type", content_type)] if content_type else []
+    # WHEN it becomes a proxy event
+    body = b"{}\xff"
+    event = proxy_event(route, method="POST", raw_path="/x", headers=headers, body=body, path_parameters={})
+    # THEN the body is base64 exactly when the media type matches, else text (bytes UTF-8 cannot read replaced)
+    assert event["isBase64Encoded"] is encoded
+    assert event["body"] == (base64.b64encode(body).decode() if encoded else "{}\ufffd")
+
+
+@pytest.mark.parametrize(
+    ("accept", "content_type", "binary_types", "decoded"),
+    [
+        (None, "application/octet-stream", ("*/*",), True),  # tritonclient: no Accept
+        (None, "application/octet-stream", ("application/octet-stream",), True),
+        (None, "application/octet-stream", ("image/png",), False),
+        ("application/json", "application/octet-stream", ("application/octet-stream",), False),  # first Accept wins
+        ("image/png, application/octet-stream", "application/octet-stream", ("application/octet-stream",), False),
+        ("application/octet-stream, */*", "application/json", ("application/octet-stream",), True),
+        ("*/*", "application/octet-stream", ("application/octet-stream",), True),
+        (None, "application/octet-stream", (), False),  # no binary media types: the base64 text goes out as is
+    ],
+)
+def test_a_base64_answer_is_decoded_when_the_first_accept_or_its_content_type_is_binary(
+    accept, content_type, binary_types, decoded
+):
+    # GIVEN a proxy answer with isBase64Encoded, and the request's Accept
+    result = {"statusCode": 200, "headers": {"Content-Type": content_type}, "body": "AP8=", "isBase64Encoded": True}
+    # WHEN API Gateway maps it
+    response = http_response(result, "req-1", accept=accept, binary_media_types=binary_types)
+    # THEN the body is the bytes, or the base64 text itself
+    assert response.body == (b"\x00\xff" if decoded else b"AP8=")
+
+
 def test_http_response_merges_headers_and_decodes_base64_bodies():
     # GIVEN a proxy response with both header maps and a base64 body
     response = http_response(
@@ -111,6 +160,7 @@ def test_http_response_merges_headers_and_decodes_base64_bodies():
             "isBase64Encoded": True,
         },
         "req-1",
+        binary_media_types=("*/*",),
     )
     # THEN multiValueHeaders win for the same name, the body is decoded, and API Gateway's defaults are added
     assert response.status == 201 and response.body == b"\x00\xff"

@@ -33,6 +33,7 @@ SERVED_ROUTES = {
     ("POST", "/models/{name}/predict"),
     ("GET", "/models/{name}"),
     ("GET", "/health"),
+    ("GET", "/v2"),
     ("GET", "/v2/health/live"),
     ("GET", "/v2/health/ready"),
     ("GET", "/v2/models/{name}"),

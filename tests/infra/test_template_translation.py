@@ -257,10 +257,22 @@ def test_iam_auth_is_reported_as_an_authorizer_of_each_route() -> None:
     resolver = provisioned(template.template, AuthMode="IAM")
     # WHEN the routes are read THEN every route names AWS_IAM (not enforced locally) and needs no key
     routes = api_routes(resolver)
-    assert len(routes) == 10
+    assert len(routes) == 11
     assert {(r.function, r.authorizer, r.api_key_required, r.api.stage) for r in routes} == {
         ("PredictFunction", "AWS_IAM", False, "v1")
     }
+
+
+def test_the_predict_api_takes_every_body_as_binary_as_the_template_says() -> None:
+    # GIVEN the project's template: its PredictApi's BinaryMediaTypes, with SAM's ~1 for a slash
+    template = load_template(ROOT / "template.yaml")
+    declared = template["Resources"]["PredictApi"]["Properties"]["BinaryMediaTypes"]
+    # WHEN the local gateway reads its routes from the translated template
+    routes = api_routes(provisioned(translate(template, project_root=ROOT).template))
+    # THEN every route has the template's binary media types, and they match a request without any Content-Type
+    #      (tritonclient.http sends none with its binary tensors; API Gateway takes it for application/json)
+    assert {r.api.binary_media_types for r in routes} == {tuple(t.replace("~1", "/") for t in declared)}
+    assert routes[0].api.binary_media_types == ("*/*",)
 
 
 def test_sqs_event_sources_come_from_event_source_mappings(sam_template: dict) -> None:

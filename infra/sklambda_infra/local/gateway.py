@@ -227,15 +227,33 @@ class RouteTable:
 # Events and responses
 
 
-def _binary(content_type: str | None, binary_types: Iterable[str]) -> bool:
-    if not content_type:
-        return False
-    mime = content_type.split(";")[0].strip().lower()
+# What API Gateway takes a request without a Content-Type for ("None (default to application/json)", API Gateway
+# developer guide, "Integration passthrough behaviors").
+DEFAULT_CONTENT_TYPE = "application/json"
+
+
+def _binary(media_type: str, binary_types: Iterable[str]) -> bool:
+    """Whether `media_type` (a Content-Type or Accept value; parameters ignored) is one of the API's binary media
+    types, which may use wildcards (`*/*`, `image/*`)."""
+    mime = media_type.split(";")[0].strip().lower()
     for pattern in binary_types:
         pattern = pattern.lower()
         if pattern in ("*/*", mime) or (pattern.endswith("/*") and mime.startswith(pattern[:-1])):
             return True
     return False
+
+
+def decodes_base64_response(accept: str | None, content_type: str | None, binary_types: Iterable[str]) -> bool:
+    """Whether API Gateway turns a Lambda proxy answer with isBase64Encoded back into bytes, else passes the base64
+    text on as the body. It "uses the first Accept header from clients to determine if a response should return
+    binary media" (API Gateway developer guide, "Binary media types for REST APIs"): the first media type of Accept
+    must be a binary media type. A request without Accept, or whose first one is a wildcard, is matched on the
+    answer's Content-Type instead, as SAM CLI's local API does (it takes the best match of Accept among the
+    answer's Content-Types)."""
+    first = (accept or "").split(",")[0].split(";")[0].strip()
+    if not first or "*" in first:
+        first = content_type or DEFAULT_CONTENT_TYPE
+    return _binary(first, binary_types)
 
 
 def _header(headers: Iterable[tuple[str, str]], name: str) -> str | None:
@@ -278,7 +296,7 @@ def proxy_event(
     for name, value in query:
         single_query[name] = value
         multi_query.setdefault(name, []).append(value)
-    content_type = _header(headers, "Content-Type")
+    content_type = _header(headers, "Content-Type") or DEFAULT_CONTENT_TYPE
     is_binary = bool(body) and _binary(content_type, route.api.binary_media_types)
     if not body:
         event_body = None
@@ -335,8 +353,14 @@ def proxy_event(
     }
 
 
-def http_response(result: Any, request_id: str) -> GatewayResponse:
-    """Map a Lambda proxy response to HTTP; raises BadProxyResponse as API Gateway would answer 502."""
+def http_response(
+    result: Any, request_id: str, *, accept: str | None = None, binary_media_types: Iterable[str] = ()
+) -> GatewayResponse:
+    """Map a Lambda proxy response to HTTP; raises BadProxyResponse as API Gateway would answer 502.
+
+    A body with isBase64Encoded is decoded to bytes when the request's `accept` (else the answer's Content-Type) is
+    one of the API's `binary_media_types` (decodes_base64_response), else passed on as its base64 text.
+    """
     if not isinstance(result, dict):
         raise BadProxyResponse(f"response is not an object: {type(result).__name__}")
     unknown = set(result) - {"statusCode", "headers", "multiValueHeaders", "body", "isBase64Encoded", "cookies"}
@@ -349,17 +373,8 @@ def http_response(result: Any, request_id: str) -> GatewayResponse:
     if not 100 <= status <= 599:
         raise BadProxyResponse(f"statusCode out of range: {status}")
     body = result.get("body")
-    if body is None:
-        payload = b""
-    elif not isinstance(body, str):
+    if body is not None and not isinstance(body, str):
         raise BadProxyResponse("body must be a string")
-    elif result.get("isBase64Encoded"):
-        try:
-            payload = base64.b64decode(body, validate=True)
-        except (binascii.Error, ValueError):
-            raise BadProxyResponse("isBase64Encoded is true but body is not base64") from None
-    else:
-        payload = body.encode()
     multi = result.get("multiValueHeaders") or {}
     single = result.get("headers") or {}
     if not isinstance(multi, dict) or not isinstance(single, dict):
@@ -374,7 +389,17 @@ def http_response(result: Any, request_id: str) -> GatewayResponse:
             headers.append((str(name), str(value)))
     names = {name.lower() for name, _ in headers}
     if "content-type" not in names:
-        headers.append(("Content-Type", "application/json"))
+        headers.append(("Content-Type", DEFAULT_CONTENT_TYPE))
+    content_type = _header(headers, "Content-Type")
+    if body is None:
+        payload = b""
+    elif result.get("isBase64Encoded") and decodes_base64_response(accept, content_type, binary_media_types):
+        try:
+            payload = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            raise BadProxyResponse("isBase64Encoded is true but body is not base64") from None
+    else:
+        payload = body.encode()
     headers.append(("x-amzn-RequestId", request_id))
     return GatewayResponse(status, headers, payload)
 
@@ -445,7 +470,8 @@ class Gateway:
             self.log(f"[gateway] {route.function}: {e}")
             return gateway_error(502, "Internal server error", "InternalServerErrorException", request_id)
         try:
-            return http_response(result, request_id)
+            accept = _header(headers, "Accept")
+            return http_response(result, request_id, accept=accept, binary_media_types=route.api.binary_media_types)
         except BadProxyResponse as e:
             self.log(f"[gateway] Execution failed due to configuration error: Malformed Lambda proxy response ({e})")
             return gateway_error(502, "Internal server error", "InternalServerErrorException", request_id)

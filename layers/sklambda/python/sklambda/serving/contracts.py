@@ -58,6 +58,22 @@ def decode_body(body: str | None, *, is_base64: bool) -> str | None:
         raise MalformedRequest("request body is not UTF-8 encoded JSON") from None
 
 
+def body_bytes(body: str | None, *, is_base64: bool) -> bytes:
+    """The body as the client sent it, for the binary tensor data of Open Inference Protocol requests: API Gateway
+    base64-encodes a body whose Content-Type is one of the API's BinaryMediaTypes; any other body arrives as text.
+
+    Raises MalformedRequest (HTTP 400) when a body marked base64 is not base64.
+    """
+    if not body:
+        return b""
+    if not is_base64:
+        return body.encode("utf-8", "surrogatepass")
+    try:
+        return base64.b64decode(body, validate=True)
+    except binascii.Error:
+        raise MalformedRequest("request body is marked base64 but is not") from None
+
+
 def _field_errors(e: ValidationError) -> list[FieldError]:
     return [
         FieldError(err["msg"].removeprefix("Value error, "), field=".".join(str(p) for p in err["loc"]) or None)
@@ -114,13 +130,15 @@ class PredictResponse(BaseModel):
 
 
 class RequestInput(BaseModel):
-    """One input tensor of an Open Inference Protocol v2 request."""
+    """One input tensor of an Open Inference Protocol v2 request: its values in `data` (JSON), or, with the binary
+    tensor data extension, `parameters.binary_data_size` bytes after the JSON header (sklambda.serving.oip fills
+    `data` from them)."""
 
     name: str
     shape: list[int]
     datatype: str
     parameters: dict[str, Any] | None = None
-    data: list[Any]
+    data: list[Any] | None = None
 
 
 class RequestOutput(BaseModel):
