@@ -1,5 +1,6 @@
 """Shared test helpers (not fixtures): the registry environment, API Gateway events from events/, publishing the churn
-sample, calling a handler, writing capture lines, a local stack's log, pointing boto3 at a running local stack.
+sample, calling a handler, writing capture lines, a local stack's log, pointing boto3 at a running local stack,
+reading an HTML page.
 
 Imported as `from tests.support import ...`; fixtures live in tests/conftest.py and in each layer's conftest.py.
 """
@@ -14,6 +15,7 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from html.parser import HTMLParser
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 
@@ -265,3 +267,47 @@ def aws_cli(stack, *args: str) -> subprocess.CompletedProcess:
         env=env,
         check=True,
     )
+
+
+# The elements a monitoring page may contain: text, layout and inline SVG; nothing that runs, loads or embeds.
+PAGE_TAGS = {
+    "html", "head", "meta", "title", "style", "body", "h1", "h2", "h3", "p", "b", "span", "div", "a",
+    "table", "tr", "th", "td", "svg", "line", "polyline", "rect", "circle", "text",
+}  # fmt: skip
+
+
+class HtmlPage(HTMLParser):
+    """An HTML page as a parser reads it (monitoring page, drift report): every tag with its attributes, the text, the
+    links, and the `circle class='point'` elements of each `svg` by its id."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+        self.points: dict[str, list[dict]] = {}
+        self.charts: list[str] = []
+        self.text: list[str] = []
+        self._svg: str | None = None
+        self.feed(text)
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        a = dict(attrs)
+        self.tags.append((tag, a))
+        if tag == "svg":
+            self._svg = a.get("id")
+            self.charts.append(self._svg)
+            self.points[self._svg] = []
+        elif tag == "circle" and a.get("class") == "point":
+            self.points[self._svg].append(a)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "svg":
+            self._svg = None
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+    def attrs(self, tag: str, **match: str) -> list[dict]:
+        return [a for t, a in self.tags if t == tag and all(a.get(k) == v for k, v in match.items())]
+
+    def links(self) -> list[str]:
+        return [a["href"] for t, a in self.tags if t == "a"]

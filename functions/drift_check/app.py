@@ -6,9 +6,10 @@ Two events (both in events/):
   optional): that model only. It is validated here, at the edge; a bad one returns an `invalid_request` result.
 
 Per model, monitoring.drift_check.run_drift_check reads the window from capture/, keeps the consecutive-window state
-and writes reports/drift/<model>/<window end>.json|.html. This handler emits its EMF metrics (namespace from
-POWERTOOLS_METRICS_NAMESPACE, dimensions model and version: DriftedFeatures, RowsInWindow, DriftVerdict,
-ModelDrifted) and, when the model is drifted (a shift that persisted over consecutive windows), puts a
+and writes reports/drift/<model>/<window end>.json|.html and the model's monitoring page
+reports/drift/<model>/index.html (its last SKLAMBDA_DRIFT_HISTORY_WINDOWS windows). This handler emits its EMF
+metrics (namespace from POWERTOOLS_METRICS_NAMESPACE, dimensions model and version: DriftedFeatures, RowsInWindow,
+DriftVerdict, ModelDrifted) and, when the model is drifted (a shift that persisted over consecutive windows), puts a
 `DriftDetected` event (source sklambda.monitoring) on the configured bus. A model that cannot be checked (unknown,
 refused card...) is logged and counted (DriftCheckFailed) and does not stop the others.
 
@@ -146,6 +147,7 @@ def check_model(model: str, window: Window) -> dict[str, Any]:
             alias=settings.default_alias,
             verifier=CardVerifier(settings.signing_key_id),
             max_rows=settings.max_rows,
+            history_windows=settings.history_windows,
         )
     except SklambdaError as e:
         logger.error("drift check failed", extra={"model": model, "code": e.code, "reason": e.message})
@@ -159,6 +161,8 @@ def check_model(model: str, window: Window) -> dict[str, Any]:
         record_check(result)
     except Exception:  # the reports are written: a metric that cannot be emitted must not turn the check into a failure
         logger.exception("drift check metrics not emitted", extra=log)
+    if result.page_error:  # the reports and verdict stand; only the page is stale
+        logger.warning("monitoring page not updated", extra={**log, "reason": result.page_error})
     if result.quarantined_records:
         logger.warning(
             "capture records quarantined",

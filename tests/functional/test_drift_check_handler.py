@@ -169,7 +169,14 @@ def test_on_demand_event_checks_only_the_named_model_over_its_window(
     # THEN only churn is checked, over [end - 2h, end): the older capture is outside
     (result,) = summary["results"]
     assert result["model"] == "churn" and result["rows"] == 400
-    assert result["window"] == {"start": "2026-11-27T04:00:00+00:00", "end": "2026-11-27T06:00:00+00:00"}
+    assert result["window"] == {
+        "start": "2026-11-27T04:00:00+00:00",
+        "end": "2026-11-27T06:00:00+00:00",
+        "end_exclusive": True,
+        "hours": 2.0,
+    }
+    # AND the result names the model's monitoring page beside its reports
+    assert result["report_urls"]["page"] == f"s3://{DATA_BUCKET}/reports/drift/churn/index.html"
 
 
 def test_an_unknown_model_is_a_clear_error_result(drift_app, drift_env, published, lambda_context, capsys):
@@ -225,6 +232,11 @@ def test_settings_default_to_a_day_on_the_default_bus_and_require_the_buckets() 
     settings = DriftCheckSettings.from_env(env)
     assert (settings.window_hours, settings.event_bus, settings.default_alias) == (24.0, "default", "production")
     assert DriftCheckSettings.from_env({**env, config.DRIFT_WINDOW_HOURS: "6"}).window_hours == 6.0
+    # AND the monitoring page shows the last 30 windows unless told otherwise (at least one)
+    assert settings.history_windows == 30
+    assert DriftCheckSettings.from_env({**env, config.DRIFT_HISTORY_WINDOWS: "90"}).history_windows == 90
+    with pytest.raises(ConfigurationError, match=config.DRIFT_HISTORY_WINDOWS):
+        DriftCheckSettings.from_env({**env, config.DRIFT_HISTORY_WINDOWS: "0"})
     for missing in env:
         with pytest.raises(ConfigurationError, match=missing):
             DriftCheckSettings.from_env({k: v for k, v in env.items() if k != missing})

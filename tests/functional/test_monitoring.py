@@ -1,17 +1,20 @@
-"""The drift check over captured predictions in S3: window selection, reports, consecutive-window state."""
+"""The drift check over captured predictions in S3: window selection, reports, consecutive-window state, the monitoring
+page."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from sklambda.errors import ModelRefused
+from sklambda.monitoring import drift_check
 from sklambda.monitoring.drift_check import StateStore, run_drift_check
 from sklambda.monitoring.windows import Window
 from sklambda_infra import sample
-from tests.support import write_capture
+from tests.support import HtmlPage, store_built, write_capture
 
 DATA_BUCKET = "sklambda-data-test"
 END = datetime(2026, 11, 27, 6, 0, tzinfo=UTC)
@@ -202,3 +205,173 @@ def test_records_that_cannot_be_used_are_quarantined_counted_and_the_rest_compar
     assert result.to_dict()["quarantined_records"] == 10
     html = data_bucket.get_object(Bucket=DATA_BUCKET, Key=result.report_keys["html"])["Body"].read().decode()
     assert "10 record(s) quarantined" in html and "forty-two" not in html
+
+
+# --- the monitoring page ------------------------------------------------------------------------------------------
+
+
+def check_day(registry_env, day: int, **options):
+    """The check of the day-long window ending `day` days after END."""
+    window = Window.ending(END + timedelta(days=day), hours=24)
+    return run_drift_check("churn", registry=registry_env.registry, data_bucket=DATA_BUCKET, window=window,
+                           verifier=registry_env.verifier, **options)  # fmt: skip
+
+
+def read(s3, key: str) -> bytes:
+    return s3.get_object(Bucket=DATA_BUCKET, Key=key)["Body"].read()
+
+
+def publish_version_2(registry_env, churn_v1) -> None:
+    """churn version 2 (version 1's model and baseline, published again) promoted to production."""
+    card = churn_v1.card
+    artifact = replace(card.artifact, key=card.artifact.key.replace("/versions/1/", "/versions/2/"))
+    store_built(registry_env, replace(churn_v1, card=replace(card, version="2", artifact=artifact)), alias="production")
+
+
+def test_checks_of_consecutive_windows_build_one_page_with_every_window(
+    registry_env, published, churn_v1, data_bucket, logistic_model
+):
+    # GIVEN four consecutive days of captures: two of version 1, then version 2 in production and two days where
+    # monthly charges rose by 15
+    for day in range(4):
+        X, _ = sample.churn_data(600, seed=40 + day)
+        if day >= 2:
+            X["monthly_charges"] = X["monthly_charges"] + 15
+        capture(data_bucket, logistic_model, X, version="1" if day < 2 else "2", at=END + timedelta(days=day, hours=-1))
+    # WHEN the drift check runs once per window, version 2 promoted after the second
+    results = []
+    for day in range(4):
+        if day == 2:
+            publish_version_2(registry_env, churn_v1)
+        results.append(check_day(registry_env, day))
+    # THEN every check points at the same page, beside its reports
+    page_key = "reports/drift/churn/index.html"
+    assert {r.report_keys["page"] for r in results} == {page_key} and not any(r.page_error for r in results)
+    page = HtmlPage(read(data_bucket, page_key).decode())
+    # AND the page has the four windows, in order, in every chart, with their versions, and links to each report
+    ends = [(END + timedelta(days=day)).isoformat() for day in range(4)]
+    for chart in ("verdicts", "feature-0", "feature-5"):
+        assert [p["data-window"] for p in page.points[chart]] == ends, chart
+    assert [r.report.verdict for r in results] == ["no_drift", "no_drift", "drift", "drift"]
+    assert [r.model_drifted for r in results] == [False, False, False, True]
+    names = sorted(r.report_keys[kind].rsplit("/", 1)[1] for r in results for kind in ("html", "json"))
+    assert sorted(page.links()) == names
+    text = " ".join(page.text)
+    assert "v1" in text and "v2" in text and "monthly_charges" in text
+    # AND the history beside it holds the same windows
+    history = json.loads(read(data_bucket, results[-1].report_keys["history"]))
+    assert [w["window"]["end"] for w in history["windows"]] == ends
+    assert [w["model_version"] for w in history["windows"]] == ["1", "1", "2", "2"]
+    # AND each report states its window and baseline, and links the page
+    doc = json.loads(read(data_bucket, results[-1].report_keys["json"]))
+    assert doc["window"] == {
+        "start": (END + timedelta(days=2)).isoformat(),
+        "end": ends[-1],
+        "end_exclusive": True,
+        "hours": 24.0,
+        "rows_in_window": 600,
+        "rows_in_window_estimated": False,
+        "rows_compared": 600,
+    }
+    card = registry_env.registry.get_card("churn", "2")
+    assert doc["baseline"] == {"model": "churn", "version": "2", "published_at": card.created_at}
+    assert doc["monitoring_page"] == {"key": page_key, "href": "index.html"}
+    assert doc["prediction_distribution"]["type"] == "classification"
+    html = HtmlPage(read(data_bucket, results[-1].report_keys["html"]).decode())
+    assert "index.html" in html.links() and "the end is not in it" in "".join(html.text)
+
+
+def test_the_page_keeps_the_last_n_windows_and_a_recheck_replaces_its_window(
+    registry_env, published, data_bucket, logistic_model
+):
+    # GIVEN three days of captures
+    for day in range(3):
+        capture(
+            data_bucket,
+            logistic_model,
+            sample.churn_data(500, seed=50 + day)[0],
+            at=END + timedelta(days=day, hours=-1),
+        )
+    # WHEN each day is checked with a history of two windows, and the last day is checked again
+    for day in (0, 1, 2, 2):
+        result = check_day(registry_env, day, history_windows=2)
+    # THEN the page and the history have the last two windows, once each
+    page = HtmlPage(read(data_bucket, result.report_keys["page"]).decode())
+    ends = [(END + timedelta(days=day)).isoformat() for day in (1, 2)]
+    assert [p["data-window"] for p in page.points["verdicts"]] == ends
+    history = json.loads(read(data_bucket, result.report_keys["history"]))
+    assert [w["window"]["end"] for w in history["windows"]] == ends
+
+
+def test_a_missing_or_unreadable_history_is_rebuilt_from_the_reports(
+    registry_env, published, data_bucket, logistic_model
+):
+    # GIVEN two checked days whose history was then deleted, as before the page existed
+    for day in range(3):
+        capture(
+            data_bucket,
+            logistic_model,
+            sample.churn_data(500, seed=60 + day)[0],
+            at=END + timedelta(days=day, hours=-1),
+        )
+    first = check_day(registry_env, 0)
+    check_day(registry_env, 1)
+    data_bucket.delete_object(Bucket=DATA_BUCKET, Key=first.report_keys["history"])
+    # WHEN the third day is checked
+    third = check_day(registry_env, 2)
+    # THEN the page has all three windows, the first two read back from their reports
+    page = HtmlPage(read(data_bucket, third.report_keys["page"]).decode())
+    assert len(page.points["verdicts"]) == 3
+    # AND a history that is not JSON is rebuilt the same way
+    data_bucket.put_object(Bucket=DATA_BUCKET, Key=third.report_keys["history"], Body=b"{torn")
+    again = check_day(registry_env, 2)
+    assert len(json.loads(read(data_bucket, again.report_keys["history"]))["windows"]) == 3
+
+
+def test_a_page_that_cannot_be_written_leaves_the_reports_and_verdict_standing(
+    registry_env, published, data_bucket, logistic_model, monkeypatch
+):
+    # GIVEN captures, and a page that fails to render
+    capture(data_bucket, logistic_model, sample.churn_data(500, seed=70)[0])
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no page today")
+
+    monkeypatch.setattr(drift_check, "render_page", broken)
+    # WHEN the check runs
+    result = check(registry_env)
+    # THEN the reports and state are written, the verdict returned, and the failure said in the result
+    assert result.page_error == "RuntimeError: no page today" and result.to_dict()["page_error"] == result.page_error
+    assert "page" not in result.report_keys
+    read(data_bucket, result.report_keys["json"])
+    assert StateStore(data_bucket, DATA_BUCKET).load("churn") == result.state
+
+
+def test_two_checks_writing_the_history_at_once_both_keep_their_window(
+    registry_env, published, data_bucket, logistic_model
+):
+    # GIVEN two checked days, and a third check whose history write is overtaken by another check's write
+    for day in range(3):
+        X = sample.churn_data(500, seed=80 + day)[0]
+        capture(data_bucket, logistic_model, X, at=END + timedelta(days=day, hours=-1))
+    check_day(registry_env, 0)
+    history_key = drift_check.HistoryStore.key("churn")
+    overtaken = []
+
+    class Racing:
+        """The S3 client, except that another check writes the history just before this one's first write."""
+
+        def __getattr__(self, name):
+            return getattr(data_bucket, name)
+
+        def put_object(self, **kwargs):
+            if kwargs["Key"] == history_key and not overtaken:
+                overtaken.append(check_day(registry_env, 1))
+            return data_bucket.put_object(**kwargs)
+
+    # WHEN the third day is checked
+    result = check_day(registry_env, 2, s3=Racing())
+    # THEN its conditional write failed once, and it merged again: the history has all three windows
+    assert overtaken
+    history = json.loads(read(data_bucket, result.report_keys["history"]))
+    assert [w["window"]["end"] for w in history["windows"]] == [(END + timedelta(days=d)).isoformat() for d in range(3)]

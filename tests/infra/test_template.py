@@ -946,10 +946,11 @@ def test_drift_check_role_is_least_privilege(template: dict) -> None:
     assert grants_kms_sign(list(statements.values())) == []
     assert statements["VerifyModelCards"]["Resource"] == {"Fn::GetAtt": ["SigningKey", "Arn"]}
     assert "kms:ViaService" in statements["UseDataKeyThroughS3"]["Condition"]["StringEquals"]
-    # AND it reads captures, lists only capture/ and models/, and writes nothing outside reports/drift/
+    # AND it reads captures, lists only capture/, models/ and reports/drift/, and writes nothing outside reports/drift/
     assert statements["ReadCaptures"]["Resource"] == {"Fn::Sub": "${DataBucket.Arn}/capture/*"}
     assert statements["ListCaptures"]["Condition"] == {"StringLike": {"s3:prefix": "capture/*"}}
     assert statements["ListModels"]["Condition"] == {"StringLike": {"s3:prefix": "models/*"}}
+    assert statements["ListDriftReports"]["Condition"] == {"StringLike": {"s3:prefix": "reports/drift/*"}}
     writers = [s for action, s in allowed_actions(list(statements.values())) if action == "s3:putobject"]
     assert [s["Resource"] for s in writers] == [{"Fn::Sub": "${DataBucket.Arn}/reports/drift/*"}]
     # AND it puts events on the default bus only

@@ -73,6 +73,7 @@ MONITORING_BUCKET = "SKLAMBDA_MONITORING_BUCKET"
 DRIFT_WINDOW_HOURS = "SKLAMBDA_DRIFT_WINDOW_HOURS"
 DRIFT_EVENT_BUS = "SKLAMBDA_DRIFT_EVENT_BUS"
 DRIFT_MAX_ROWS = "SKLAMBDA_DRIFT_MAX_ROWS"
+DRIFT_HISTORY_WINDOWS = "SKLAMBDA_DRIFT_HISTORY_WINDOWS"
 
 # --- constants that are not settings -------------------------------------------------------------------------------
 # S3 multipart uploads: every part but the last must be at least 5 MiB (Amazon S3 User Guide, "Multipart upload
@@ -324,6 +325,8 @@ class DriftCheckSettings(RegistrySettings):
     max_rows: above this many captured rows in a window, a uniform sample of this size is decoded and compared
         (decoding JSON is most of a large check's time; 50,000 rows estimate every statistic far more finely than
         the thresholds need).
+    history_windows: how many of a model's latest windows its monitoring page shows (and its history keeps): 30
+        daily windows are a month, at 2-3 KB of history per window for a model of a dozen features.
     """
 
     monitoring_bucket: str = setting(MONITORING_BUCKET)
@@ -331,3 +334,4 @@ class DriftCheckSettings(RegistrySettings):
     window_hours: float = setting(DRIFT_WINDOW_HOURS, 24.0, above=0)
     event_bus: str = setting(DRIFT_EVENT_BUS, "default")
     max_rows: int = setting(DRIFT_MAX_ROWS, 50_000, minimum=1)
+    history_windows: int = setting(DRIFT_HISTORY_WINDOWS, 30, minimum=1, maximum=1000)

@@ -25,10 +25,21 @@ table{border-collapse:collapse;font-size:.85rem}td,th{padding:.15rem .6rem;text-
 
 
 def render_html(
-    report: DriftReport, baseline: Mapping[str, Any], *, quarantined: Mapping[str, int] | None = None
+    report: DriftReport,
+    baseline: Mapping[str, Any],
+    *,
+    quarantined: Mapping[str, int] | None = None,
+    window: Mapping[str, Any] | None = None,
+    reference: Mapping[str, Any] | None = None,
+    page_href: str | None = None,
 ) -> str:
-    """The report as a page a person can read: verdict, then per feature the two distributions and the scores;
-    `quarantined`: the window's records left out, counted by reason.
+    """The report as a page a person can read: its window and baseline, the verdict, then per feature the two
+    distributions and the scores.
+
+    quarantined: the window's records left out, counted by reason. window: the JSON report's `window` ({"start",
+    "end" (ISO 8601 UTC, end exclusive), "hours", "rows_in_window", "rows_compared"}). reference: the JSON report's
+    `baseline` ({"model", "version", "published_at"}): the version whose training data is the reference. page_href:
+    the link to the model's monitoring page (relative: it sits beside the report).
 
     Every value shown is HTML-escaped, and the page is always valid UTF-8 text: a string that UTF-8 cannot encode
     (a lone surrogate in a category name) is written as its escape (\\ud800), so data never fails the report."""
@@ -41,6 +52,7 @@ def render_html(
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>{title}</title><style>{CSS}</style></head><body>",
         f"<h1>{title}</h1>",
+        *_context(window, reference, page_href),
         f"<p><span class='verdict' style='background:{colour}'>{escape(report.verdict)}</span> "
         f"{report.rows:,} rows in the window; {report.tests_in_family} tests, "
         f"{escape(report.config.correction)}-adjusted at alpha={report.config.alpha}; "
@@ -71,6 +83,35 @@ def render_html(
         parts.append(_column(col, base))
     parts.append("</body></html>")
     return printable("\n".join(parts))
+
+
+def _context(window: Mapping[str, Any] | None, reference: Mapping[str, Any] | None, page_href: str | None) -> list[str]:
+    out = []
+    if window:
+        estimated = " (estimated from a sample)" if window.get("rows_in_window_estimated") else ""
+        out.append(
+            f"<p id='window'>Window: <b>{escape(str(window.get('start')))}</b> to "
+            f"<b>{escape(str(window.get('end')))}</b> (UTC; the end is not in it), "
+            f"{escape(_fmt(window.get('hours')))} h: "
+            f"{_count(window.get('rows_in_window'))} captured rows in the window{estimated}, "
+            f"{_count(window.get('rows_compared'))} compared.</p>"
+        )
+    if reference:
+        out.append(
+            f"<p id='baseline'>Compared with the baseline of {escape(str(reference.get('model')))} version "
+            f"<b>{escape(str(reference.get('version')))}</b>, published {escape(str(reference.get('published_at')))} "
+            "(statistics of its training data, stored in its signed card).</p>"
+        )
+    if page_href:
+        out.append(
+            f"<p><a id='monitoring-page' href='{escape(page_href)}'>Monitoring page</a>: this model's recent windows "
+            "as charts (drift scores, predictions, verdicts).</p>"
+        )
+    return out
+
+
+def _count(v: Any) -> str:
+    return f"{v:,}" if isinstance(v, int) else "—"
 
 
 def _column(col: ColumnDrift, base: Mapping[str, Any]) -> str:
