@@ -336,12 +336,23 @@ def run() -> int:
             result = run_drift_check(name, registry=registry, data_bucket=data_bucket, window=window, verifier=verifier)
             drifted = ", ".join(result.report.drifted_features) or "none"
             print(f"  {label:<12} {result.report.rows} rows: {result.report.verdict}; drifted features: {drifted}")
-            print(f"  {'':<12} report: s3://{data_bucket}/{result.report_keys['html']}")
+            start, end = (t.strftime("%H:%M:%S") for t in (result.window.start, result.window.end))
+            print(f"  {'':<12} window {start}-{end} UTC; report: s3://{data_bucket}/{result.report_keys['html']}")
         print("  Biscoe has no Chinstraps and is mostly Gentoo, the largest species: the species and island mix "
               "shift, and with them the measurements")  # fmt: skip
-        local_report = ROOT / ".sklambda" / "drift-report.html"
-        local_report.write_bytes(s3.get_object(Bucket=data_bucket, Key=result.report_keys["html"])["Body"].read())
-        print(f"  the Biscoe window's report, to open in a browser: {local_report.relative_to(ROOT)}")
+        # The page links to each window's report by relative links: download the model's whole report folder.
+        page_key = result.report_keys["page"]
+        folder = page_key.rsplit("/", 1)[0] + "/"
+        local_folder = ROOT / ".sklambda" / "monitoring" / name
+        local_folder.mkdir(parents=True, exist_ok=True)
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=data_bucket, Prefix=folder):
+            for item in page.get("Contents", []):
+                target = local_folder / item["Key"][len(folder) :]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(s3.get_object(Bucket=data_bucket, Key=item["Key"])["Body"].read())
+        print(f"  the monitoring page (drift score per feature, prediction shares and verdict over the windows, "
+              f"each window's report linked): s3://{data_bucket}/{page_key}")  # fmt: skip
+        print(f"  downloaded with its reports, to open in a browser: {(local_folder / 'index.html').relative_to(ROOT)}")
 
         say("Shutting down the local stack")
     print(f"  done in {time.perf_counter() - started:.1f} s. Function logs and metrics: {LOG_FILE.relative_to(ROOT)}")

@@ -44,6 +44,14 @@ def test_demo_runs_end_to_end_on_the_local_stack():
     assert re.search(r"all islands +4000 rows: no_drift; drifted features: none", out)
     biscoe = re.search(r"Biscoe only +4000 rows: drift; drifted features: (.*)", out)
     assert biscoe and {"island", "species", "body_mass_g"} <= set(biscoe.group(1).split(", "))
+    assert re.search(r"window \d\d:\d\d:\d\d-\d\d:\d\d:\d\d UTC; report: s3://", out)
+    page = re.search(r"downloaded with its reports, to open in a browser: (\S+)", out)
+    assert page and "reports/drift/penguins/index.html" in out
+    html = (ROOT / page.group(1)).read_text()
+    linked = set(re.findall(r"href=[\"']([^\"'#]+\.html)[\"']", html))
+    assert (
+        "<svg" in html and len(linked) >= 2 and all((ROOT / page.group(1)).parent.joinpath(x).is_file() for x in linked)
+    )
     # explanations add up over the local API, unusual values are warned about, bad data is refused, the card renders
     assert "= P(female)" in out and "(linear_exact)" in out
     assert "unseen_category: category 'Deception' was not seen in training" in out
