@@ -12,11 +12,19 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV)
 
 .PHONY: demo test local bench lint layer fmt clean
 
+# On a terminal pip shows what it installs with its progress bars; in a log (`make demo > demo.log 2>&1`) it is quiet
+# and the step is announced instead. A shell statement: `test -t 1` must run in the recipe's shell, whose stdout is
+# make's (inside a $$(...) substitution stdout is the substitution's pipe).
+PIP_OUTPUT = if test -t 1; then pip_output=--progress-bar=on; else pip_output='--quiet --progress-bar=off'; fi
+
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	@echo "installing sklambda and its dev tools into $(VENV) (first run, or pyproject.toml changed: about 2 minutes)"
+	@$(PIP_OUTPUT); \
+	  $(PY) -m pip install $$pip_output --disable-pip-version-check --upgrade pip && \
+	  $(PY) -m pip install $$pip_output --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)
+	@echo "installed into $(VENV)"
 
 $(CHECKOV_STAMP):
 	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)

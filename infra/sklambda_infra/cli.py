@@ -15,17 +15,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from sklambda import config
 from sklambda.connection import Target, find_local_details, read_local_details, resolve
 from sklambda.errors import ConfigurationError, SklambdaError
-from sklambda_infra.layer import LayerBuildError
+from sklambda_infra import cli_errors, rollout
+from sklambda_infra.local.cli import TEMPLATE, project_root
 from sklambda_infra.local.cli import register as register_local
+from sklambda_infra.progress import Progress
 
 
 def _local_details() -> tuple[dict[str, Any] | None, Path]:
-    """The running local stack's details and their path (sklambda.connection's rules); None when none is running."""
+    """The running local stack's details and their path (sklambda.connection's rules); None when none is running
+    (no file, or the process that wrote it is gone: a stack stopped by a crash)."""
     path = find_local_details()
     return read_local_details(path), path
 
@@ -46,6 +47,11 @@ def _connect(args: argparse.Namespace, *, need_signer: bool = False, need_key: b
     except ConfigurationError as e:
         hint = " (or pass --no-verify to read the card without checking its signature)" if need_key else ""
         raise SklambdaError(f"{e.message}{hint}") from None
+    if target.endpoint_url:
+        try:
+            _endpoint_url(target.endpoint_url)
+        except argparse.ArgumentTypeError as e:
+            raise SklambdaError(f"the AWS endpoint is not usable ({config.AWS_ENDPOINT_URL}?): {e}") from None
     if target.local_file is not None:
         print(f"using the local stack from {target.local_file}", file=sys.stderr)
     target.use()
@@ -82,12 +88,12 @@ def _publish(args: argparse.Namespace) -> int:
 
     from sklambda.errors import PublishRejected
     from sklambda.publishing import publish
-    from sklambda_infra.runtime import ensure_runtime_path
+    from sklambda_infra.runtime import ensure_runtime_path, runtime_path_ready
 
     registry, signer = _connect(args, need_signer=True)
     # Every input file is read and checked before the target runtime is built (~15 s the first time on a machine):
     # a typo in a path, or a file that is not a CSV, is refused at once, all problems together.
-    problems = [] if Path(args.model).is_file() else [f"[model] no file {args.model}"]
+    problems = _model_file_problems(args.model)
     frames: dict[str, pd.DataFrame] = {}
     for option, path in (("data", args.data), ("holdout", args.holdout)):
         if path is None:
@@ -107,7 +113,12 @@ def _publish(args: argparse.Namespace) -> int:
     if problems:
         print("error: publish refused:\n" + "\n".join(f"  - {m}" for m in problems), file=sys.stderr)
         return 2
-    ensure_runtime_path(lambda line: print(line, file=sys.stderr))
+    progress = Progress("publish")
+    if runtime_path_ready():
+        ensure_runtime_path()
+    else:
+        with progress.stage("building the target runtime, the dependency layer's host copy (first use only, ~15 s)"):
+            ensure_runtime_path(progress.note)
     data, holdout = frames["data"], frames.get("holdout")
     options: dict[str, Any] = {}
     if holdout is not None:
@@ -141,12 +152,17 @@ def _publish(args: argparse.Namespace) -> int:
             positive_class=args.positive_class,
             min_metrics=dict(args.min_metric) or None,
             code=args.code,
+            on_stage=progress.step,
             **options,
         )
-    except PublishRejected as e:
+    except BaseException as e:
+        progress.fail()
+        if not isinstance(e, PublishRejected):
+            raise
         # The message is already the report, one line per problem: no need to repeat e.errors.
         print(f"error: {e.message}", file=sys.stderr)
         return 2
+    progress.done()
     print(f"published {card.name} version {card.version} (sha256 {card.artifact.sha256[:12]}, signed)")
     _print_metrics(card.metrics)
     if card.decision:
@@ -157,7 +173,34 @@ def _publish(args: argparse.Namespace) -> int:
         print(f"  warning [{w['check']}]{where}: {w['message']}")
     if args.promote:
         print(f"{args.promote} -> {card.version}")
+        _say_when(args, registry)
     return 0
+
+
+def _endpoint_url(text: str) -> str:
+    """--endpoint-url: an http(s) URL, as botocore requires (it raises a bare ValueError for anything else)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise argparse.ArgumentTypeError(f"expected an http(s) URL such as http://127.0.0.1:4566, got {text!r}")
+    return text
+
+
+def _model_file_problems(path: str) -> list[str]:
+    """Why the --model file cannot be a model, read before anything slow runs: missing, unreadable, or not a pickle
+    (a CSV given as the model). Its content is only scanned here, never run (sklambda.publishing.artifact)."""
+    from sklambda.publishing.artifact import ArtifactUnreadable, scan_artifact
+
+    if not Path(path).is_file():
+        return [f"[model] no file {path}"]
+    try:
+        scan_artifact(Path(path).read_bytes())
+    except OSError as e:
+        return [f"[model] cannot read {path}: {e.strerror or e}"]
+    except ArtifactUnreadable as e:
+        return [f"[model] {path} is not a model saved with joblib.dump: {e}"]
+    return []
 
 
 def _metric_gate(text: str) -> tuple[str, float]:
@@ -178,76 +221,99 @@ def _print_metrics(metrics: dict) -> None:
 
 def _promote(args: argparse.Namespace) -> int:
     registry, _ = _connect(args)
+    before = _alias_target(registry, args.name, args.alias)
     record = registry.set_alias(args.name, args.alias, args.version)
-    print(f"{args.name}: {record.alias} -> {record.version}")
-    return 0
+    if before == record.version:
+        print(f"{args.name}: {record.alias} already points at version {record.version}; nothing changed")
+        return 0
+    print(f"{args.name}: {record.alias} -> {record.version}" + (f" (was {before})" if before else ""))
+    return _takes_effect(args, registry, record.version)
 
 
 def _rollback(args: argparse.Namespace) -> int:
     registry, _ = _connect(args)
+    before = _alias_target(registry, args.name, args.alias)
     record = registry.rollback(args.name, args.alias)
-    print(f"{args.name}: {record.alias} rolled back to {record.version}")
-    return 0
+    print(f"{args.name}: {record.alias} rolled back to {record.version} (was {before})")
+    return _takes_effect(args, registry, record.version)
+
+
+def _alias_target(registry: Any, name: str, alias: str) -> str | None:
+    """The version `alias` points at now, None when it does not exist yet (its first promote)."""
+    from sklambda.errors import ModelNotFound
+
+    try:
+        return registry.get_alias(name, alias).version
+    except ModelNotFound:
+        return None
+
+
+def _say_when(args: argparse.Namespace, registry: Any) -> tuple[rollout.AliasTtl, dict[str, Any] | None]:
+    """Print when running functions serve an alias change; return the TTL and the local stack's details when the
+    registry is that stack's."""
+    local, _ = _local_details()
+    stack = local if local and local.get("model_bucket") == registry.bucket else None
+    ttl = rollout.alias_ttl(getattr(args, "alias_ttl", None), stack, project_root(None) / TEMPLATE)
+    print(f"  running functions pick it up within the alias TTL: {ttl.seconds:g} s ({ttl.source})")
+    return ttl, stack
+
+
+def _takes_effect(args: argparse.Namespace, registry: Any, version: str) -> int:
+    """Say when running functions serve the alias change; with --wait, wait until they do (exit 1 on timeout)."""
+    ttl, stack = _say_when(args, registry)
+    if not args.wait:
+        return 0
+    api_url = args.api_url or os.environ.get(rollout.API_URL_ENV) or (stack or {}).get("api_url")
+    api_key = args.api_key or os.environ.get(rollout.API_KEY_ENV) or (stack or {}).get("api_key")
+    api = rollout.Api(api_url, api_key) if api_url else None
+    timeout = args.timeout if args.timeout is not None else ttl.seconds + rollout.WAIT_MARGIN_SECONDS
+    what = f"{args.alias} -> {version}"
+    if api is None:
+        step = f"no API URL known ({rollout.API_URL_ENV}, --api-url): waiting out the alias TTL for {what}"
+    else:
+        step = f"waiting until {api.url} serves {what}"
+    progress = Progress(args.command)
+    progress.step(step)
+    served = rollout.wait_until_served(api, args.name, args.alias, version, ttl=ttl, timeout=timeout)
+    progress.done("done" if served.ok else "failed")
+    if served.ok and served.checked:
+        print(f"  the API serves {args.name} {what} (after {served.seconds:.1f} s)")
+        if served.seconds < ttl.seconds:
+            rest = ttl.seconds - served.seconds
+            print(f"  containers that cached the alias before the change switch within {rest:.0f} s more")
+        return 0
+    if served.ok:
+        print(f"  {what} is served everywhere: the alias TTL ({ttl.seconds:g} s) has passed (the API was not asked)")
+        return 0
+    last = f"; last answer: version {served.served}" if served.served else ""
+    problem = f" ({served.problem})" if served.problem else ""
+    print(
+        f"error: {args.name} {what} not served after {served.seconds:.0f} s{problem}{last}",
+        file=sys.stderr,
+    )
+    return cli_errors.FAILED
 
 
 def _models_list(args: argparse.Namespace) -> int:
+    from sklambda_infra.modelview import models_table
+
     registry, _ = _connect(args)
-    names = registry.list_models()
+    models = {n: (registry.list_versions(n), registry.list_aliases(n)) for n in registry.list_models()}
     if args.json:
-        print(
-            json.dumps({n: {"versions": registry.list_versions(n), "aliases": registry.list_aliases(n)} for n in names})
-        )
+        print(json.dumps({n: {"versions": versions, "aliases": aliases} for n, (versions, aliases) in models.items()}))
         return 0
-    if not names:
-        print("no models published yet")
-    for name in names:
-        aliases = ", ".join(f"{a}->{v}" for a, v in sorted(registry.list_aliases(name).items())) or "no aliases"
-        print(f"{name}: versions {', '.join(registry.list_versions(name))}; {aliases}")
+    print(models_table(models))
     return 0
 
 
 def _models_show(args: argparse.Namespace) -> int:
+    from sklambda_infra.modelview import card_text
+
     registry, card, check = _read_card(args)
     if args.json:
         print(json.dumps({**card.to_dict(), "verification": check.to_dict()}, indent=2))
         return 0
-    if not check.verified:
-        print(f"NOT VERIFIED: {UNVERIFIED}")
-    print(f"{card.name} version {card.version} ({card.task}), created {card.created_at}")
-    print(f"  estimator: {card.estimator}")
-    print(f"  scikit-learn {card.sklearn_version}; artifact {card.artifact.size} bytes, sha256 {card.artifact.sha256}")
-    if check.verified:
-        print(f"  signature: verified, {check.algorithm} with the trusted key {check.key_id}")
-    else:
-        claimed = f"the card claims {card.signature.algorithm}" if card.signature else "the card is not signed"
-        print(f"  signature: NOT VERIFIED ({claimed})")
-    if card.classes:
-        print(f"  classes: {', '.join(map(str, card.classes))}")
-    _print_metrics(dict(card.metrics))
-    print("  input schema:")
-    for f in card.input_schema.features:
-        extra = []
-        if f.minimum is not None:
-            extra.append(f"range {f.minimum:g}..{f.maximum:g}")
-        if f.categories:
-            extra.append(f"categories {', '.join(f.categories[:8])}{' ...' if len(f.categories) > 8 else ''}")
-        if f.nullable:
-            extra.append("nullable")
-        elif f.accepts_null:
-            extra.append("null scored with a data-quality warning")
-        if f.pii:
-            extra.append("PII")
-        print(f"    {f.name:<20} {f.type:<9} {'; '.join(extra)}")
-    if card.importance:
-        ranked = ", ".join(f"{f['name']} {f['mean']:+.3f}" for f in card.importance["features"][:5])
-        print(f"  importance ({card.importance['scoring']} drop, {card.importance['split']}): {ranked}")
-    if card.decision:
-        print(f"  decision: {card.decision['positive_class']} when P >= {card.decision['threshold']:.3f} "
-              f"({card.decision['source']})")  # fmt: skip
-    for w in (card.quality or {}).get("warnings", []):
-        print(f"  warning [{w['check']}] {w.get('feature') or ''}: {w['message']}")
-    print(f"  explanations: {'yes' if (card.explanation or {}).get('background') else 'no (republish to add)'}")
-    print(f"  aliases: {registry.list_aliases(card.name)}")
+    print(card_text(card, check, registry.list_aliases(card.name), UNVERIFIED))
     return 0
 
 
@@ -383,6 +449,36 @@ def _register_privacy(sub: Any) -> None:
     p.set_defaults(func=_privacy_erase)
 
 
+def _wait_options(p: argparse.ArgumentParser) -> None:
+    """promote/rollback: when the change takes effect, and --wait for it."""
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait until the API serves the change (GET /models/NAME?alias=), or, with no API URL known, for the "
+        "alias TTL; exit 1 on timeout",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help=f"give up waiting after this long (default: the alias TTL + {rollout.WAIT_MARGIN_SECONDS:.0f} s)",
+    )
+    p.add_argument(
+        "--alias-ttl",
+        type=float,
+        metavar="SECONDS",
+        help=f"the stack's {rollout.TTL_PARAMETER} (default: the running local stack's, else the template's default)",
+    )
+    p.add_argument(
+        "--api-url",
+        help=f"the API to ask with --wait (default: ${rollout.API_URL_ENV}, else the running local stack's)",
+    )
+    p.add_argument(
+        "--api-key",
+        help=f"its API key (default: ${rollout.API_KEY_ENV}, else the running local stack's)",
+    )
+
+
 NO_VERIFY_HELP = (
     "do not check the card's signature with the signing key (default: checked, and a card that fails is refused); "
     "the card is then shown marked NOT VERIFIED"
@@ -394,9 +490,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="sklambda", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"sklambda {sklambda.__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", help="print the traceback of every error, not only of unexpected ones"
+    )
     parser.add_argument("--bucket", help=f"model bucket (default: ${config.MODEL_BUCKET})")
     parser.add_argument("--signing-key", help=f"KMS signing key id or ARN (default: ${config.SIGNING_KEY_ID})")
-    parser.add_argument("--endpoint-url", help="AWS endpoint, e.g. the local stack's (default: $AWS_ENDPOINT_URL)")
+    parser.add_argument(
+        "--endpoint-url",
+        type=_endpoint_url,
+        help="AWS endpoint, e.g. the local stack's (default: $AWS_ENDPOINT_URL)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("publish", help="publish a joblib model with its training data as a new signed version")
@@ -404,7 +507,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="training CSV (features and the target column)")
     p.add_argument("--target", required=True, help="name of the target column")
     p.add_argument("--name", required=True, help="model name")
-    p.add_argument("--holdout", help="holdout CSV with the same columns, for the card's metrics")
+    p.add_argument(
+        "--holdout", help="holdout CSV with the same columns, for the card's metrics (default: none, metrics on --data)"
+    )
     p.add_argument(
         "--code",
         nargs="*",
@@ -413,13 +518,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="module files (feature_utils.py) and package folders (mypkg/) the model's pickle imports, shipped with it",
     )
     p.add_argument("--version", help="version id (default: next integer)")
-    p.add_argument("--promote", metavar="ALIAS", help="point this alias at the new version")
+    p.add_argument("--promote", metavar="ALIAS", help="point this alias at the new version (default: none moves)")
     p.add_argument("--pii", nargs="*", default=[], metavar="COLUMN", help="columns holding personal data")
     p.add_argument("--nullable", nargs="*", default=[], metavar="COLUMN", help="columns allowed to be null")
     p.add_argument("--categorical", nargs="*", default=[], metavar="COLUMN", help="treat these columns as categories")
-    p.add_argument("--description", default="", help="what the model is for")
-    p.add_argument("--owner", default="", help="team or person answerable for the model (model card)")
-    p.add_argument("--intended-use", default="", help="what the model may be used for (model card)")
+    p.add_argument("--description", default="", help="what the model is for (default: empty)")
+    p.add_argument("--owner", default="", help="team or person answerable for the model (model card; default: empty)")
+    p.add_argument("--intended-use", default="", help="what the model may be used for (model card; default: empty)")
     p.add_argument("--limitation", action="append", default=[], metavar="TEXT", help="a known limitation (repeatable)")
     p.add_argument(
         "--min-metric",
@@ -429,9 +534,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="refuse to publish when this metric is below VALUE (above, for mae/rmse/log_loss); repeatable",
     )
-    p.add_argument("--threshold", type=float, help="decision threshold on P(positive class), binary classifiers")
-    p.add_argument("--cost-fp", type=float, help="cost of a false positive: with --cost-fn, chooses the threshold")
-    p.add_argument("--cost-fn", type=float, help="cost of a false negative")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        help="decision threshold on P(positive class), binary classifiers (default: 0.5, or chosen from the costs)",
+    )
+    p.add_argument(
+        "--cost-fp", type=float, help="cost of a false positive: with --cost-fn, chooses the threshold (default: none)"
+    )
+    p.add_argument("--cost-fn", type=float, help="cost of a false negative (default: none)")
     p.add_argument("--positive-class", help="the class the threshold is about (default: the model's second class)")
     p.set_defaults(func=_publish)
 
@@ -439,11 +550,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="model name")
     p.add_argument("version", help="the version the alias will point at")
     p.add_argument("--alias", default="production", help="the alias to move (default: production)")
+    _wait_options(p)
     p.set_defaults(func=_promote)
 
     p = sub.add_parser("rollback", help="point an alias back at its previous version")
     p.add_argument("name", help="model name")
     p.add_argument("--alias", default="production", help="the alias to move back (default: production)")
+    _wait_options(p)
     p.set_defaults(func=_rollback)
 
     models = sub.add_parser("models", help="list and inspect models").add_subparsers(
@@ -477,31 +590,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command `argv` (default: sys.argv[1:]) and return its exit code. Errors are reported by
+    sklambda_infra.cli_errors: a message for a known one, a traceback for a bug (and for any with --debug)."""
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except LayerBuildError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except SklambdaError as e:
-        print(f"error: {e.message}", file=sys.stderr)
-        for detail in e.errors[:20]:
-            print(f"  - {detail}", file=sys.stderr)
-        return 2
-    except (ClientError, BotoCoreError) as e:
-        print(f"error: AWS call failed: {e}", file=sys.stderr)
-        return 1
-    except ModuleNotFoundError as e:
-        # The local stack, layer build and benchmarks run on the dev tools (moto, PyYAML, aws-sam-translator...).
-        print(
-            f"error: this command needs the module {e.name!r}, one of the dev tools: install sklambda with its "
-            "dev extra (`pip install -e '.[dev]'` in a clone, as `make test` does)",
-            file=sys.stderr,
-        )
-        return 2
-    except FileNotFoundError as e:
-        print(f"error: {e.strerror}: {e.filename}", file=sys.stderr)
-        return 2
+    except BrokenPipeError:
+        return cli_errors.quiet_broken_pipe()
+    except (Exception, KeyboardInterrupt) as e:
+        return cli_errors.handle(e, debug=args.debug)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ shuts down. The dataset has 333 birds: the traffic of the batch and drift steps 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -21,6 +22,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from sklambda_infra.progress import Progress, bold
+
 ROOT = Path(__file__).resolve().parents[2]
 # A short alias TTL so the promote step shows up within seconds; production keeps the template's 60 s.
 DEMO_PARAMETERS = {"AliasTtlSeconds": "2"}
@@ -28,7 +31,7 @@ LOG_FILE = ROOT / ".sklambda" / "demo.log"
 
 
 def say(text: str) -> None:
-    print(f"\n\033[1m== {text}\033[0m", flush=True)
+    print("\n" + bold(f"== {text}", sys.stdout), flush=True)  # bold only on a terminal: a piped log stays plain
 
 
 def http(method: str, url: str, *, api_key: str | None, body: Any = None) -> tuple[int, Any]:
@@ -97,12 +100,18 @@ def run() -> int:
     say("Starting the local stack from template.yaml (moto + API gateway on 127.0.0.1)")
     # The function's own logs (JSON lines, EMF metrics) go to a file so the demo output stays readable.
     LOG_FILE.parent.mkdir(parents=True, exist_ok=True)
-    with (
-        LOG_FILE.open("w") as log,
-        LocalStack(
-            ROOT, aws_port=0, api_port=0, parameters=DEMO_PARAMETERS, log=lambda line: print(line, file=log, flush=True)
-        ) as stack,
-    ):
+    progress = Progress("demo", sys.stdout)
+    with LOG_FILE.open("w") as log, contextlib.ExitStack() as running:
+        with progress.stage("starting the stack (the first run on a machine builds the layer's host copy, ~15 s)"):
+            stack = running.enter_context(
+                LocalStack(
+                    ROOT,
+                    aws_port=0,
+                    api_port=0,
+                    parameters=DEMO_PARAMETERS,
+                    log=lambda line: print(line, file=log, flush=True),
+                )
+            )
         d = stack.details
         print(f"  API:          {d['api_url']}  (x-api-key: {d['api_key']})")
         print(f"  AWS endpoint: {d['aws_endpoint_url']}")
@@ -118,7 +127,8 @@ def run() -> int:
         verifier = CardVerifier(d["signing_key_id"])
         api, key = d["api_url"], d["api_key"]
         # Publish checks every model in the layer's host copy (the stack's workers run on the same one).
-        ensure_runtime_path(lambda line: print(f"  {line}"))
+        with progress.stage("the target runtime publish checks models in"):
+            ensure_runtime_path(progress.note)
 
         say("Real data: the Palmer penguins, shipped inside the palmerpenguins package (no download)")
         X, y = penguins.load()

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sklambda.publishing.parity import ENV_RUNTIME_PATH, Runtime
-from sklambda_infra.layer import LAYER_REQUIREMENTS, LayerBuildError, local_env, local_runtime_stand_in
+from sklambda_infra.layer import LAYER_REQUIREMENTS, LayerBuildError, local_env, local_env_built, local_runtime_stand_in
 
 
 def runtime_paths(log: Callable[[str], None] | None = None, **layer_options) -> list[str]:
@@ -36,6 +36,17 @@ def runtime_paths(log: Callable[[str], None] | None = None, **layer_options) -> 
 def local_runtime(log: Callable[[str], None] | None = None, **layer_options) -> Runtime:
     """The target runtime for publish on this machine (see runtime_paths)."""
     return Runtime.at(runtime_paths(log, **layer_options))
+
+
+def runtime_path_ready() -> bool:
+    """Whether ensure_runtime_path() returns at once: SKLAMBDA_RUNTIME_PATH is set, or the layer's host copy is in
+    the cache (else it builds it, ~15 s, which a command shows as progress). False without the layer's pins."""
+    if os.environ.get(ENV_RUNTIME_PATH, "").strip():
+        return True
+    try:
+        return local_env_built()
+    except (OSError, ValueError):  # no checkout's layers/deps: runtime_paths says so
+        return False
 
 
 def ensure_runtime_path(log: Callable[[str], None] | None = None) -> str:

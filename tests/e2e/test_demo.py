@@ -64,3 +64,4 @@ def test_demo_runs_end_to_end_on_the_local_stack():
     assert "versions of penguins-capped: ['1'] (nothing stored)" in out
     assert "## Feature importance" in out
     assert "Shutting down" in out
+    assert "\x1b" not in out, "a piped demo log has no terminal escape codes"

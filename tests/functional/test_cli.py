@@ -43,17 +43,43 @@ def test_publish_from_files_then_promote_and_rollback(cli, files, registry_env, 
     assert card.input_schema.feature("customer_id").pii and card.metrics["split"] == "holdout"
 
 
-def test_models_list_and_show(cli, files, capsys):
-    cli(*publish_args(files, "--promote", "production"))
-    capsys.readouterr()
+def test_models_list_is_a_table_and_its_json_the_same_facts(cli, published, registry_env, capsys):
+    # GIVEN churn version 1 on production and staging
+    registry_env.registry.set_alias("churn", "staging", "1")
+    # WHEN the models are listed as text and as JSON
+    assert cli("models", "list") == 0
+    table = capsys.readouterr().out.splitlines()
     assert cli("models", "list", "--json") == 0
-    assert json.loads(capsys.readouterr().out) == {"churn": {"versions": ["1"], "aliases": {"production": "1"}}}
+    listed = json.loads(capsys.readouterr().out)
+    # THEN the text is a header and one row per model; the JSON holds the versions and aliases
+    assert [line.split() for line in table] == [
+        ["MODEL", "VERSIONS", "LATEST", "ALIASES"],
+        ["churn", "1", "1", "production", "->", "1,", "staging", "->", "1"],
+    ]
+    assert listed == {"churn": {"versions": ["1"], "aliases": {"production": "1", "staging": "1"}}}
+
+
+def test_models_show_prints_sections_and_the_schema_as_a_table(cli, published, capsys):
+    # GIVEN churn version 1 published and promoted to production
+    # WHEN it is shown
     assert cli("models", "show", "churn") == 0
     out = capsys.readouterr().out
-    assert "churn version 1 (classification)" in out and "PII" in out
-    assert "signature: verified, ECDSA_SHA_256 with the trusted key " in out and "NOT VERIFIED" not in out
-    assert "importance (roc_auc drop, holdout): " in out and "decision: yes when P >= 0.500 (default)" in out
-    assert "explanations: yes" in out and "null scored with a data-quality warning" in out
+    lines = out.splitlines()
+    # THEN identity, signature and aliases are aligned fields, never a Python dict
+    assert lines[0] == "churn version 1 (classification)"
+    assert "  signature:    verified, ECDSA_SHA_256 with the trusted key arn:aws:kms:" in out
+    assert "  aliases:      production -> 1" in lines and "  decision:     yes when P >= 0.500 (default)" in lines
+    assert "  explanations: yes" in lines and "{" not in out
+    # AND the metrics and the schema are tables: a header, then one row per metric / feature
+    assert lines[lines.index("metrics (holdout, 400 rows; trained on 1,600 rows)") + 1].split() == ["METRIC", "VALUE"]
+    start = next(i for i, line in enumerate(lines) if line.startswith("input schema (11 features)"))
+    assert lines[start + 1].split() == ["FEATURE", "TYPE", "NULL", "RANGE", "/", "CATEGORIES", "PII"]
+    rows = {line.split()[0]: line.split() for line in lines[start + 2 : start + 13]}
+    assert rows["customer_id"] == ["customer_id", "category", "warn", "(pii:", "values", "not", "recorded)", "yes"]
+    assert rows["plan"] == ["plan", "category", "warn", "basic,", "plus,", "premium"]
+    assert rows["age"][:3] == ["age", "integer", "warn"] and rows["age"][4] == ".."
+    assert "NULL warn: a null is scored with a data-quality warning" in out
+    assert "importance (roc_auc drop when shuffled, holdout split, top 5)" in out
 
 
 def test_a_missing_target_column_is_a_clear_error(cli, files, capsys):
@@ -119,8 +145,8 @@ def test_no_verify_shows_a_forged_card_marked_not_verified(cli, files, registry_
     shown = json.loads(capsys.readouterr().out)
     # THEN it is shown, marked NOT VERIFIED first and on the signature line; the JSON says verified false
     assert out.startswith("NOT VERIFIED: --no-verify was given") and "WARNING: NOT VERIFIED" in err
-    assert forged in out and "signature: NOT VERIFIED (the card claims ECDSA_SHA_256)" in out
-    assert "signature: verified" not in out
+    assert forged in out and "  signature:    NOT VERIFIED (the card claims ECDSA_SHA_256)" in out
+    assert "verified," not in out
     assert shown["artifact"]["sha256"] == forged and shown["verification"]["verified"] is False
 
 

@@ -46,7 +46,7 @@ from .install import (
     lambda_platforms,
     pip_install,
 )
-from .local import CACHE_ENV, local_cache, local_env, local_runtime_stand_in, python_tag
+from .local import CACHE_ENV, local_cache, local_env, local_env_built, local_runtime_stand_in, python_tag
 from .manifest import layer_modules, manifest_path, runtime_env, write_manifest
 from .measure import LAMBDA_UNZIPPED_LIMIT, MIB, TARGET_UNZIPPED, mib, package_sizes, tree_size, zip_tree
 from .options import Options
@@ -146,6 +146,7 @@ __all__ = [
     "layer_packages",
     "local_cache",
     "local_env",
+    "local_env_built",
     "local_runtime_stand_in",
     "make_report",
     "manifest_path",

@@ -9,6 +9,8 @@ import shutil
 import time
 from pathlib import Path
 
+from sklambda_infra.progress import Progress
+
 from .install import LayerBuildError, check_pins, installed_dists, pip_install
 from .manifest import write_manifest
 from .measure import LAMBDA_UNZIPPED_LIMIT, MIB, package_sizes, tree_size, zip_tree
@@ -61,11 +63,14 @@ def finish_slim(target: Path, state: dict) -> dict:
 
 
 def build(opts: Options) -> tuple[dict, int]:
-    """The full build: layer, runtime layer and function measured, zipped, verified; returns (report, exit code)."""
+    """The full build: layer, runtime layer and function measured, zipped, verified; returns (report, exit code).
+    Its steps are shown on stderr as they run (sklambda_infra.progress); the report goes to stdout."""
     out = opts.out.resolve()
     deps_root, runtime_root, function_root = out / "deps", out / "runtime", out / "function"
     deps = deps_root / "python"
-    state = install_and_slim(deps, opts)
+    progress = Progress("layer")
+    with progress.stage(f"installing the pinned wheels for python{opts.python_version} {opts.platforms[0]}"):
+        state = install_and_slim(deps, opts)
 
     python = find_python(opts.python_version) if opts.verify is not False else None
     if python and not any(platform.machine() in p for p in opts.platforms):
@@ -76,28 +81,32 @@ def build(opts: Options) -> tuple[dict, int]:
     packages = layer_packages(deps)
     if verifying:
         t0 = time.perf_counter()
-        stand_in = runtime_stand_in(out, opts.python_version, opts.platforms)
-        # What imports before slimming, so that slimming is judged against the same interpreter and path.
-        baseline = run_probe(python, walk_args([deps, stand_in], packages))
+        with progress.stage(f"importing every module under {python} before slimming"):
+            stand_in = runtime_stand_in(out, opts.python_version, opts.platforms)
+            # What imports before slimming, so that slimming is judged against the same interpreter and path.
+            baseline = run_probe(python, walk_args([deps, stand_in], packages))
         state["timings"]["baseline_walk_seconds"] = round(time.perf_counter() - t0, 1)
-    finish_slim(deps, state)
+    with progress.stage("slimming and stripping"):
+        finish_slim(deps, state)
 
     copy_code(RUNTIME_LAYER_SRC, runtime_root / "python" / "sklambda")
     function_present = copy_code(FUNCTION_SRC, function_root)
 
     t0 = time.perf_counter()
     zips = out / "zips"
-    zipped = {
-        "deps": zip_tree(deps_root, zips / "deps-layer.zip"),
-        "runtime": zip_tree(runtime_root, zips / "runtime-layer.zip"),
-        "function": zip_tree(function_root, zips / "function.zip"),
-    }
+    with progress.stage("zipping the layers and the function"):
+        zipped = {
+            "deps": zip_tree(deps_root, zips / "deps-layer.zip"),
+            "runtime": zip_tree(runtime_root, zips / "runtime-layer.zip"),
+            "function": zip_tree(function_root, zips / "function.zip"),
+        }
     state["timings"]["zip_seconds"] = round(time.perf_counter() - t0, 1)
 
     verification = None
     if verifying:
         t0 = time.perf_counter()
-        verification = verify(python, deps, runtime_root / "python", stand_in, baseline, packages)
+        with progress.stage(f"verifying that every module imports and pipelines fit under {python}"):
+            verification = verify(python, deps, runtime_root / "python", stand_in, baseline, packages)
         state["timings"]["verify_seconds"] = round(time.perf_counter() - t0, 1)
 
     report = make_report(opts, state, out, zipped, function_present, verification)

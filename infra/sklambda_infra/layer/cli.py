@@ -7,9 +7,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from sklambda_infra.progress import Progress
+
 from .builder import build, deps_only
 from .install import DEFAULT_ARCH, DEFAULT_PYTHON_VERSION, LayerBuildError, lambda_platforms
-from .local import local_env
+from .local import local_env, local_env_built
 from .options import Options
 from .paths import DEFAULT_OUT, LAYER_REQUIREMENTS
 from .requirements import SKLEARN_ENV, SUPPORTED_SKLEARN, sklearn_choice
@@ -58,7 +60,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         sklearn_choice(ns.sklearn)
         if ns.local:
-            print(local_env(requirements, sklearn=ns.sklearn, log=lambda line: print(line, file=sys.stderr)))
+            if local_env_built(requirements, sklearn=ns.sklearn):
+                print(local_env(requirements, sklearn=ns.sklearn))
+                return 0
+            with Progress("layer").stage("building the host-Python copy of the dependency layer (once, ~15 s)"):
+                folder = local_env(requirements, sklearn=ns.sklearn)
+            print(folder)
             return 0
         opts = Options(
             out=ns.out,

@@ -74,8 +74,7 @@ def local_env(
     """
     pins = read_pins(requirements, sklearn)
     lines = pin_arguments(pins)
-    key = f"{python_tag(python)}-{hashlib.sha256(chr(10).join(lines).encode()).hexdigest()[:12]}"
-    final = local_cache(cache) / key
+    final = _env_folder(lines, python, cache)
     folder = final / "python"
     if (folder / runtime_env().MANIFEST_NAME).is_file():
         return folder
@@ -99,6 +98,26 @@ def local_env(
     if log:
         log(f"host-Python copy of the dependency layer built in {time.perf_counter() - t0:.0f} s: {folder}")
     return folder
+
+
+def _env_folder(pin_lines: Sequence[str], python: str, cache: str | Path | None) -> Path:
+    """``<cache>/<py-tag>-<sha12 of the pins>``: where the host copy of these pins is built."""
+    digest = hashlib.sha256(chr(10).join(pin_lines).encode()).hexdigest()[:12]
+    return local_cache(cache) / f"{python_tag(python)}-{digest}"
+
+
+def local_env_built(
+    requirements: Sequence[str | Path] = LAYER_REQUIREMENTS,
+    python: str = sys.executable,
+    sklearn: str | None = None,
+    *,
+    cache: str | Path | None = None,
+) -> bool:
+    """Whether local_env would return at once (the copy is in the cache) rather than build it; no pip runs.
+
+    Raises what read_pins raises (FileNotFoundError, ValueError)."""
+    folder = _env_folder(pin_arguments(read_pins(requirements, sklearn)), python, cache) / "python"
+    return (folder / runtime_env().MANIFEST_NAME).is_file()
 
 
 def local_runtime_stand_in(

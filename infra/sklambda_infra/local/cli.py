@@ -77,7 +77,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
     up = commands.add_parser("up", help="start the local stack in the foreground (Ctrl-C stops it)")
     _root_option(up)
-    up.add_argument("--template", default=TEMPLATE, help="template file inside the project root")
+    up.add_argument("--template", default=TEMPLATE, help="template file inside the project root (default: %(default)s)")
     up.add_argument(
         "--aws-port",
         type=_port,  # argparse converts a string default with it too: a bad variable is a usage error
@@ -114,7 +114,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
     down = commands.add_parser("down", help="stop the local stack started by `local up`")
     _root_option(down)
-    down.add_argument("--timeout", type=float, default=20.0, help="seconds to wait for it to stop")
+    down.add_argument(
+        "--timeout", type=float, default=20.0, help="seconds to wait for it to stop (default: %(default)s)"
+    )
     down.set_defaults(func=cmd_down)
 
     status = commands.add_parser("status", help="is the local stack running, and where")
@@ -136,7 +138,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     )
     invoke.add_argument("--window-hours", type=float, help="window length, with --model (default: the function's)")
     invoke.add_argument("--end", help="ISO time the window ends, with --model (default: now)")
-    invoke.add_argument("--event", type=Path, help="another event file (used as given)")
+    invoke.add_argument("--event", type=Path, help="another event file, used as given (default: the events/ file)")
     invoke.set_defaults(func=cmd_invoke)
     return local
 
@@ -403,7 +405,10 @@ def _spec_from_details(details: dict[str, Any], logical_id: str) -> FunctionSpec
 def _invoke_event(args: argparse.Namespace, root: Path, on_demand: Path, scheduled: Path) -> Any:
     """The event given with --event; else the scheduled one (every model) or, with --model, the on-demand one."""
     if args.event is not None:
-        return json.loads(args.event.read_text(encoding="utf-8"))
+        try:
+            return json.loads(args.event.read_text(encoding="utf-8"))
+        except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+            raise SystemExit(f"--event {args.event} is not a JSON file: {e}") from None
     if args.model is None:
         if args.window_hours is not None or args.end is not None:
             raise SystemExit(

@@ -140,13 +140,35 @@ def scan_artifact(blob: bytes) -> ArtifactNeeds:
     except ArtifactUnreadable:
         raise
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as e:
-        raise ArtifactUnreadable(f"not a joblib or pickle file ({type(e).__name__}: {e})") from None
+        raise ArtifactUnreadable(_not_a_pickle(blob, e)) from None
     except Exception as e:  # a pickle that the inert stand-ins cannot step through is still unreadable here
         raise ArtifactUnreadable(f"the pickle cannot be read without running it ({type(e).__name__}: {e})") from None
     return ArtifactNeeds(
         references={top: sorted(refs) for top, refs in sorted(scanner.refs.items())},
         sklearn_versions=tuple(sorted(scanner.versions)),
     )
+
+
+# How files that joblib.dump writes begin: a pickle (protocol 2 and later start with PROTO, 0x80; PEP 307) or one of
+# joblib's compressors (joblib.numpy_pickle_utils / compressor magic numbers: zlib, gzip, bz2, xz, lzma, lz4).
+_JOBLIB_STARTS = (
+    *(b"\x80", b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"\x5d\x00", b"\x04\x22\x4d\x18"),
+    *(b"\x78\x01", b"\x78\x5e", b"\x78\x9c", b"\x78\xda"),
+)
+
+
+def _not_a_pickle(blob: bytes, error: Exception) -> str:
+    """Why `blob` cannot be read, in the user's terms: empty, text (a CSV given as the model), or damaged."""
+    if not blob:
+        return "the file is empty"
+    if blob.startswith(_JOBLIB_STARTS):
+        return f"a damaged or truncated joblib/pickle file ({type(error).__name__}: {error})"
+    try:
+        head = blob[:200].decode("utf-8")
+    except UnicodeDecodeError:
+        return "not a joblib or pickle file (its first bytes are neither a pickle nor a compressed joblib file)"
+    first = head.splitlines()[0][:60] if head.strip() else ""
+    return f"a text file, not a joblib or pickle file (it starts with {first!r})"
 
 
 @dataclass(frozen=True)

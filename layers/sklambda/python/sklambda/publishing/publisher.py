@@ -15,7 +15,7 @@ import io
 import os
 import platform
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,6 +52,22 @@ IMPORTANCE_SEED = 0
 DEFAULT_THRESHOLD = 0.5
 # Thresholds tried when choosing one from costs, besides every predicted probability of the evaluation set.
 THRESHOLD_GRID = np.round(np.linspace(0.001, 0.999, 999), 6)
+
+StageHook = Callable[[str], None]  # told each step of publishing as it starts (STAGES; a step may be told twice)
+# The steps, in order: the parity gate takes seconds (a process of the target runtime scores the artifact), and
+# KMS signing and the upload a round trip each; the checks before take well under a second for most models.
+CHECKING, DESCRIBING, PARITY, SIGNING, UPLOADING = (
+    "checking the model and its data",
+    "computing metrics, baseline and importance",
+    "parity gate: serving the artifact in the target runtime",
+    "signing the card with KMS",
+    "uploading the version",
+)
+STAGES = (CHECKING, DESCRIBING, PARITY, SIGNING, UPLOADING)
+
+
+def _no_stage(text: str) -> None:
+    """The default stage hook: publishing never prints; a caller that shows progress passes its own."""
 
 
 def library_versions() -> dict[str, str]:
@@ -136,6 +152,7 @@ def build_card(
     costs: tuple[float, float] | None = None,
     positive_class: Any = None,
     min_metrics: Mapping[str, float] | None = None,
+    on_stage: StageHook | None = None,
 ) -> tuple[ModelCard, bytes, dict[str, bytes]]:
     """Check the model, its artifact and its data; compute schema, metrics, baseline, importance and decision;
     prove with the parity gate that the target runtime serves the artifact as the estimator answers in memory.
@@ -149,13 +166,16 @@ def build_card(
     probability of `positive_class` (default: the second of `classes_`) at or above which a row is positive;
     `costs=(false_positive, false_negative)` instead chooses the threshold minimizing the total cost on the
     holdout set (training set without one). min_metrics: {"roc_auc": 0.8, ...}, refused below (for mae, rmse and
-    log_loss: above) the gate.
+    log_loss: above) the gate. on_stage: called with a short description as each step starts (the CLI shows them
+    as progress; see STAGES).
 
     Raises PublishRejected (its message names the check in brackets, e.g. "[parity] ..."), never a raw error from
     pickle, numpy or the estimator.
     """
     check_name(name)
     check_version(version)
+    stage = on_stage or _no_stage
+    stage(CHECKING)
     runtime = runtime or Runtime.from_env()
     server_for(runtime)  # the target runtime's process imports its packages while the checks below run
     try:
@@ -205,6 +225,7 @@ def build_card(
         X_eval, y_eval, split = X_holdout[list(X.columns)], pd.Series(np.asarray(y_holdout)), "holdout"
     else:
         X_eval, y_eval, split = X, y, "training"
+    stage(DESCRIBING)
     with _check("metrics"):
         metrics = {"split": split, "rows": len(X_eval), **_metrics(model, task, X_eval, y_eval)}
     metrics["training_rows"] = len(X)
@@ -261,6 +282,7 @@ def build_card(
         quality=report.card_section(),
         code=describe(code_files) if code_files else None,
     )
+    stage(PARITY)
     with _check("parity"):
         rows = select_rows(X_eval if split == "holdout" else X, X if split == "holdout" else None)
         parity = check_parity(model, card, blob, rows, runtime, code=code_files, needs=needs.to_dict())
@@ -587,6 +609,7 @@ def publish(
     alias: str | None = None,
     code: Sequence[str | os.PathLike[str]] = (),
     runtime: Runtime | None = None,
+    on_stage: StageHook | None = None,
     **card_options: Any,
 ) -> ModelCard:
     """Publish a fitted model as a new immutable version; optionally point `alias` at it. Never on the request path.
@@ -603,6 +626,7 @@ def publish(
         `.sklambda/local.json`, whose endpoint, region and credentials are then used too).
     runtime: the target runtime's packages (default SKLAMBDA_RUNTIME_PATH, else the running local stack's), where the
         parity gate unpickles and scores the artifact before anything is uploaded.
+    on_stage: called with a short description as each step starts (see STAGES), for progress.
     card_options: build_card's (X_holdout, y_holdout, pii, threshold, costs, min_metrics, owner, ...).
 
     In order: build_card checks and describes the model (data quality, schema, metrics, baseline, importance,
@@ -624,9 +648,11 @@ def publish(
         signer = signer or CardSigner(target.signing_key_id)
         if runtime is None and target.runtime_path and not os.environ.get(config.RUNTIME_PATH, "").strip():
             runtime = Runtime.at(target.runtime_path.split(os.pathsep))
+    stage = on_stage or _no_stage
     artifact = None
     code = _code_files(code)
     if isinstance(model, str | os.PathLike):
+        stage(CHECKING)
         model, artifact = load_artifact(model, code, runtime)
     version = version or registry.next_version(name)
     if registry.version_exists(name, version):
@@ -634,9 +660,20 @@ def publish(
     if isinstance(y, pd.Series) and y.name is None:
         y = y.rename("target")
     card, blob, code_files = build_card(
-        model, X, y, name=name, version=version, runtime=runtime, artifact=artifact, code=code, **card_options
+        model,
+        X,
+        y,
+        name=name,
+        version=version,
+        runtime=runtime,
+        artifact=artifact,
+        code=code,
+        on_stage=stage,
+        **card_options,
     )
+    stage(SIGNING)
     signed = signer.sign(card)
+    stage(UPLOADING)
     registry.put_version(signed, blob, code_files)
     if alias:
         registry.set_alias(name, alias, version)
