@@ -183,7 +183,7 @@ def test_a_local_stack_that_stopped_is_reported_not_raised(monkeypatch, tmp_path
     monkeypatch.setenv("SKLAMBDA_LOCAL_FILE", str(silent))
     silent_code, silent_err = main(["models", "list"]), capsys.readouterr().err
     # THEN the first says the stack is not running and how to start one; the second that it cannot be reached
-    assert stale_code == 2 and "is not running" in stale_err and "make local" in stale_err
+    assert stale_code == 2 and "not running any more" in stale_err and "make local" in stale_err
     assert silent_code == 3 and f"cannot reach {details['aws_endpoint_url']}: is the local stack running?" in silent_err
     assert "Traceback" not in stale_err + silent_err
 

@@ -79,6 +79,7 @@ def test_a_stopped_stacks_details_are_ignored_and_the_error_says_how_to_get_a_re
     message = refused.value.message
     assert "no model bucket and no signing key configured" in message
     assert "SKLAMBDA_MODEL_BUCKET" in message and "sklambda local env" in message and "make local" in message
+    assert "local.json is from a local stack that is not running any more" in message
     assert read_local_details(project / ".sklambda" / "local.json") is None
 
 

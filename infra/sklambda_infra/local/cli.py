@@ -108,7 +108,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "--no-sample",
         dest="sample",
         action="store_false",
-        help=f"do not publish the sample model (Palmer penguins, sklambda_infra.penguins) to {SAMPLE_ALIAS} once up",
+        help=f"do not publish the sample model (Palmer penguins, sklambda_infra.penguins) to {SAMPLE_ALIAS} once up "
+        "(default: publish it)",
     )
     up.set_defaults(func=cmd_up)
 

@@ -27,6 +27,7 @@ ENV_API_KEY = "SKLAMBDA_API_KEY"
 ENV_DATA_BUCKET = "SKLAMBDA_DATA_BUCKET"
 LOCAL_DETAILS = Path(".sklambda") / "local.json"
 TEMPLATE = "template.yaml"
+LOCAL_FALLBACKS = {"region": "us-east-1", "access_key_id": "testing", "secret_access_key": "testing"}
 
 # Target field -> (environment variable, key in the local stack's details). Region: boto3 reads AWS_REGION first,
 # then AWS_DEFAULT_REGION (botocore's config chain); both are exported so the AWS CLI v1 finds one too.
@@ -140,6 +141,9 @@ def _from_details(details: Mapping[str, Any]) -> dict[str, Any]:
     values = {name: details.get(key) for name, (_, key) in _SOURCES.items()}
     # Older details files have the data bucket only among the buckets, under its logical id.
     values["data_bucket"] = values["data_bucket"] or (details.get("buckets") or {}).get("DataBucket")
+    # A local stack (moto) accepts any credentials; the stack writes its own, these cover a file without them.
+    for name, fallback in LOCAL_FALLBACKS.items():
+        values[name] = values[name] or fallback
     return values
 
 
@@ -175,9 +179,12 @@ def resolve(
     def complete() -> bool:
         return bool(values["model_bucket"]) and (bool(values["signing_key_id"]) or not need_signing_key)
 
+    stale = ""
     if not complete():
         path = find_local_details(start)
         details = read_local_details(path)
+        if details is None and path.is_file():
+            stale = f"; {path} is from a local stack that is not running any more"
         if details is not None:
             local = _from_details(details)
             values = {name: values[name] or local[name] for name in values}
@@ -188,6 +195,6 @@ def resolve(
         raise ConfigurationError(
             f"no {' and no '.join(missing)} configured: pass registry=/signer= (CLI: --bucket/--signing-key), set "
             f'{config.MODEL_BUCKET} and {config.SIGNING_KEY_ID} (`eval "$(sklambda local env)"` sets them for the '
-            "local stack), or start the local stack with `make local`"
+            f"local stack), or start the local stack with `make local`{stale}"
         )
     return Target(**values, source=source, local_file=local_file)
