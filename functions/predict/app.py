@@ -215,6 +215,51 @@ def health() -> dict:
     }
 
 
+# --- OpenAPI description -----------------------------------------------------------------------------------------
+_documents: Any = None  # sklambda.serving.openapi.Documents, made on first use
+
+
+def _openapi() -> Any:
+    """The container's OpenAPI documents (sklambda.serving.openapi.Documents), made on first use: importing the module
+    costs ~90 ms that a cold start need not pay."""
+    global _documents
+    if _documents is None:
+        from sklambda.serving import openapi
+
+        limits = openapi.Limits(settings.max_rows, settings.max_explain_rows, settings.max_body_bytes)
+        _documents = openapi.Documents(limits, keep=settings.model_cache_size)
+    return _documents
+
+
+def _served(doc: dict) -> dict:
+    """`doc` with this API's URL and the caller's way in. The URL is the one the caller used up to the route (its
+    stage included: requestContext.path less the resource's path). The security is what the request came with: an API
+    key (AuthMode API_KEY) or a SigV4 signature (AuthMode IAM)."""
+    event = app.current_event
+    context = event.request_context
+    prefix = context.path.removesuffix(event.path) if context.path else f"/{context.stage}"
+    scheme = event.headers.get("X-Forwarded-Proto") or "https"  # API Gateway sets it; the local gateway too
+    identity = context.identity
+    return _openapi().served(
+        doc,
+        server_url=f"{scheme}://{context.domain_name}{prefix}",
+        api_key=bool(identity.api_key_id),
+        signed=bool(identity.access_key or identity.user_arn),
+    )
+
+
+@app.get("/openapi.json")
+def openapi_document() -> dict:
+    return _served(_openapi().general())
+
+
+@app.get("/models/<name>/openapi.json")
+def model_openapi_document(name: str) -> dict:
+    """The document with the row schema of the version the predict route would serve (verified and loaded as it
+    does: an unknown model is the same 404, a refused one the same 503)."""
+    return _served(_openapi().of_model(server().get(name, **_pick()).card))
+
+
 # --- Open Inference Protocol v2 ---------------------------------------------------------------------------------
 @app.get("/v2")
 def v2_server_metadata() -> dict:

@@ -1,7 +1,8 @@
 """The CloudFormation that a SAM template becomes, computed offline by aws-sam-translator.
 
-CloudFormation deploys `template.yaml` in two transforms: AWS::LanguageExtensions first (it replaces each `Fn::If`
-whose condition it can decide with the chosen branch), then AWS::Serverless-2016-10-31 (aws-sam-translator), which
+CloudFormation deploys a SAM template through its transforms: AWS::LanguageExtensions first when declared (it replaces
+each `Fn::If` whose condition it can decide with the chosen branch; template.yaml needs none, the local stack's test
+fixture uses it), then AWS::Serverless-2016-10-31 (aws-sam-translator), which
 merges Globals and turns each AWS::Serverless::* resource and its Events into plain resources: AWS::Lambda::Function,
 EventSourceMapping, Permission, AWS::Events::Rule, AWS::ApiGateway::RestApi with its OpenAPI body, Stage, usage plan
 and API key, and so on. The local stack and the template tests read that result instead of re-implementing SAM.

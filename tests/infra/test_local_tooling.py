@@ -68,6 +68,7 @@ def test_proxy_event_has_the_rest_api_v1_shape():
     assert event["path"] == "/models/churn/predict"
     assert event["httpMethod"] == "POST"
     assert event["headers"]["X-Multi"] == "2" and event["multiValueHeaders"]["X-Multi"] == ["1", "2"]
+    assert event["headers"]["X-Forwarded-Proto"] == "http"  # as API Gateway says https: the scheme the client used
     assert event["queryStringParameters"] == {"alias": "production", "tag": "b"}
     assert event["multiValueQueryStringParameters"]["tag"] == ["a", "b"]
     assert event["pathParameters"] == {"name": "churn"}
@@ -76,7 +77,7 @@ def test_proxy_event_has_the_rest_api_v1_shape():
     context = event["requestContext"]
     assert context["requestId"] == "req-1" and context["stage"] == "v1"
     assert context["resourcePath"] == "/models/{name}/predict" and context["httpMethod"] == "POST"
-    assert context["path"] == "/v1/models/churn/predict"
+    assert context["path"] == "/models/churn/predict"  # as requested: the local gateway's URLs have no stage
     assert context["identity"]["apiKey"] == "secret" and context["identity"]["apiKeyId"] == "key-1"
 
 

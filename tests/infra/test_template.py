@@ -2,8 +2,8 @@
 
 The template is loaded with cfn-lint's YAML loader (it understands !Ref, !Sub, ...). Checks that need the
 resources SAM generates (RestApi, usage plan, API key, function versions) translate the template offline with
-sklambda_infra.translation (aws-sam-translator after the parameter-only `!If`s are resolved the way the
-AWS::LanguageExtensions transform does), the translation the local stack runs. Nothing here talks to AWS.
+sklambda_infra.translation (aws-sam-translator), the translation the local stack runs, and evaluate what
+CloudFormation decides from the parameters (`Fn::If` on AuthMode, ...) with its resolver. Nothing here talks to AWS.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from cfnlint.decode import cfn_yaml
 
 from sklambda import config
 from sklambda_infra import translation
+from sklambda_infra.template import Resolver
 from sklambda_infra.translation import resolve_language_extensions
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,6 +42,8 @@ SERVED_ROUTES = {
     ("POST", "/v2/models/{name}/infer"),
     ("GET", "/v2/models/{name}/versions/{version}"),
     ("POST", "/v2/models/{name}/versions/{version}/infer"),
+    ("GET", "/openapi.json"),
+    ("GET", "/models/{name}/openapi.json"),
 }
 # Managed policies SAM attaches by itself (basic logging; X-Ray because Tracing is Active). Neither touches KMS or S3.
 SAM_MANAGED_POLICIES = {
@@ -75,6 +78,40 @@ def parameter_values(template: dict, overrides: dict[str, Any]) -> dict[str, Any
 def translate(**overrides: Any) -> dict:
     """The CloudFormation that SAM produces for the given parameter values (defaults otherwise)."""
     return translation.translate(json.loads(_template_json()), project_root=ROOT, parameters=overrides).template
+
+
+def deployed(translated: dict, **overrides: Any) -> Resolver:
+    """What CloudFormation makes of `translated` with these parameter values: conditions and `Fn::If` evaluated; a
+    reference to a resource resolves to "<LogicalId>" (Ref) or "<LogicalId.Attribute>" (Fn::GetAtt)."""
+
+    def unresolved(logical_id: str, attribute: str | None) -> str:
+        return f"<{logical_id}>" if attribute is None else f"<{logical_id}.{attribute}>"
+
+    return Resolver(translated, parameters=overrides, fallback=unresolved)
+
+
+def sam_validate(template: dict, region: str = "us-east-1") -> dict:
+    """The translation `sam validate` runs (SAM CLI 1.170 samcli/lib/translate/sam_template_validator.py): no
+    language extensions unless --language-extensions is given, no parameter values (SAM adds the Defaults), local
+    CodeUri / ContentUri replaced with an S3 URI, aws-sam-translator's Translator without plugins.
+
+    Raises samtranslator's InvalidDocumentException when SAM rejects the template.
+    """
+    import boto3
+    from samtranslator.parser.parser import Parser
+    from samtranslator.translator.translator import Translator
+
+    template = copy.deepcopy(template)
+    code_properties = {"AWS::Serverless::Function": "CodeUri", "AWS::Serverless::LayerVersion": "ContentUri"}
+    for resource in template["Resources"].values():
+        prop = code_properties.get(resource["Type"])
+        properties = resource.get("Properties", {})
+        if prop and not (isinstance(properties.get(prop), dict) or str(properties.get(prop)).startswith("s3://")):
+            properties[prop] = "s3://bucket/value"
+    translator = Translator(
+        managed_policy_map=None, sam_parser=Parser(), plugins=[], boto_session=boto3.session.Session(region_name=region)
+    )
+    return translator.translate(sam_template=template, parameter_values={}, get_managed_policy_map=dict)
 
 
 # --- policy helpers ------------------------------------------------------------------------------------------------
@@ -115,26 +152,61 @@ def test_template_passes_cfn_lint_without_errors() -> None:
     assert not errors, "\n".join(f"{m.rule.id} line {m.linenumber}: {m.message}" for m in errors)
 
 
+def test_sam_validate_accepts_the_template_without_language_extensions(template: dict) -> None:
+    # GIVEN the template as `sam validate` reads it (no flags: language extensions are not processed)
+    # WHEN SAM translates it as `sam validate` does
+    translated = sam_validate(template)
+    # THEN SAM accepts it: no intrinsic sits where SAM needs a literal (an API's Auth), and nothing needs the
+    #      AWS::LanguageExtensions transform
+    assert "AWS::LanguageExtensions" not in translation.transforms(template)
+    assert translated["Resources"]["PredictApi"]["Type"] == "AWS::ApiGateway::RestApi"
+
+
+def test_sam_validate_refuses_an_intrinsic_inside_auth(template: dict) -> None:
+    # GIVEN the AuthMode switch written as an !If inside the API's Auth (the way it was before)
+    from samtranslator.model.exceptions import InvalidDocumentException
+
+    api = template["Resources"]["PredictApi"]["Properties"]
+    api["Auth"] = {"Fn::If": ["UseApiKeys", {"ApiKeyRequired": True}, {"DefaultAuthorizer": "AWS_IAM"}]}
+    # WHEN `sam validate` translates it THEN SAM refuses it, naming Auth
+    with pytest.raises(InvalidDocumentException, match="Auth"):
+        sam_validate(template)
+
+
 def test_default_mode_translates_to_rest_api_with_usage_plan_and_api_key() -> None:
     # GIVEN the default parameters (AuthMode API_KEY)
-    # WHEN SAM translates the template
-    resources = translate()["Resources"]
-    kinds = {r["Type"] for r in resources.values()}
+    # WHEN SAM translates the template and CloudFormation decides the conditions
+    translated = translate()
+    resources = translated["Resources"]
+    cloud = deployed(translated)
+    kinds = {r["Type"] for name, r in resources.items() if cloud.enabled(name)}
     # THEN a REST API is created with one usage plan tying one API key to the stage
     assert {"AWS::ApiGateway::RestApi", "AWS::ApiGateway::UsagePlan", "AWS::ApiGateway::ApiKey"} <= kinds
     assert {"PredictApi", "PredictApiUsagePlan", "PredictApiApiKey", "PredictApiUsagePlanKey"} <= set(resources)
     plan = resources["PredictApiUsagePlan"]["Properties"]
     assert plan["ApiStages"] == [{"ApiId": {"Ref": "PredictApi"}, "Stage": {"Ref": "PredictApiStage"}}]
     assert set(plan["Throttle"]) == {"RateLimit", "BurstLimit"}
+    key = resources["PredictApiApiKey"]["Properties"]
+    assert key == {
+        "Enabled": True,
+        "StageKeys": [{"RestApiId": {"Ref": "PredictApi"}, "StageName": {"Ref": "PredictApiStage"}}],
+    }
+    usage_plan_key = resources["PredictApiUsagePlanKey"]["Properties"]
+    assert usage_plan_key == {
+        "KeyId": {"Ref": "PredictApiApiKey"},
+        "KeyType": "API_KEY",
+        "UsagePlanId": {"Ref": "PredictApiUsagePlan"},
+    }
+    # AND the ApiKeyId output names that key
+    assert cloud.resolve(translated["Outputs"]["ApiKeyId"]["Value"]) == "<PredictApiApiKey>"
 
 
 def test_usage_plan_throttle_comes_from_the_parameters(template: dict) -> None:
-    # GIVEN the API's auth settings in the default (API_KEY) mode
-    api = resolve_language_extensions(template, parameter_values(template, {}))["Resources"]["PredictApi"]
-    usage_plan = api["Properties"]["Auth"]["UsagePlan"]
-    # THEN the plan is per API and throttled by the stack parameters, like the stage
-    assert usage_plan["CreateUsagePlan"] == "PER_API"
-    assert usage_plan["Throttle"] == {
+    # GIVEN the usage plan of the API_KEY mode
+    plan = template["Resources"]["PredictApiUsagePlan"]
+    # THEN it exists only in that mode and is throttled by the stack parameters, like the stage
+    assert plan["Condition"] == "UseApiKeys"
+    assert plan["Properties"]["Throttle"] == {
         "RateLimit": {"Ref": "ThrottleRateLimit"},
         "BurstLimit": {"Ref": "ThrottleBurstLimit"},
     }
@@ -146,20 +218,42 @@ def test_usage_plan_throttle_comes_from_the_parameters(template: dict) -> None:
 
 def test_iam_mode_signs_requests_with_sigv4_and_creates_no_api_key() -> None:
     # GIVEN AuthMode IAM
-    # WHEN SAM translates the template
+    # WHEN SAM translates the template and CloudFormation decides the conditions
     translated = translate(AuthMode="IAM")
     resources = translated["Resources"]
+    cloud = deployed(translated, AuthMode="IAM")
     # THEN there is no key or usage plan, every route requires SigV4, and API Gateway invokes the function with
     #      its resource permission rather than the caller's credentials
-    kinds = {r["Type"] for r in resources.values()}
+    kinds = {r["Type"] for name, r in resources.items() if cloud.enabled(name)}
     assert not kinds & {"AWS::ApiGateway::ApiKey", "AWS::ApiGateway::UsagePlan", "AWS::ApiGateway::UsagePlanKey"}
-    paths = resources["PredictApi"]["Properties"]["Body"]["paths"]
+    body = cloud.resolve(resources["PredictApi"]["Properties"]["Body"])
+    assert body["components"]["securitySchemes"]["AWS_IAM"]["x-amazon-apigateway-authtype"] == "awsSigv4"
     for method, path in SERVED_ROUTES:
-        operation = paths[path][method.lower()]
+        operation = body["paths"][path][method.lower()]
         assert operation["security"] == [{"AWS_IAM": []}], (method, path)
         assert "credentials" not in operation["x-amazon-apigateway-integration"], (method, path)
     # AND the ApiKeyId output no longer refers to a key that does not exist
-    assert translated["Outputs"]["ApiKeyId"]["Value"] == "none"
+    assert cloud.resolve(translated["Outputs"]["ApiKeyId"]["Value"]) == "none"
+
+
+def test_switching_auth_mode_redeploys_the_stage() -> None:
+    # GIVEN the API's methods, whose security CloudFormation picks from AuthMode after SAM has named the deployment
+    api = json.loads(_template_json())["Resources"]["PredictApi"]["Properties"]
+    # THEN the API is deployed on every stack update, so the stage serves the methods of the mode chosen
+    assert api["AlwaysDeploy"] is True
+
+
+def test_the_stack_needs_no_capability_beyond_capability_iam(template: dict) -> None:
+    # GIVEN the resources CloudFormation creates (after the SAM transform) and the template's own
+    resources = translate()["Resources"]
+    iam = {name: r for name, r in resources.items() if r["Type"].startswith("AWS::IAM::")}
+    # THEN it has IAM resources (CAPABILITY_IAM), none with a custom name (that would need CAPABILITY_NAMED_IAM), and
+    #      no nested stack or application (CAPABILITY_AUTO_EXPAND), as README "Deploy to AWS" says
+    assert iam
+    custom_names = {"RoleName", "UserName", "GroupName", "ManagedPolicyName", "InstanceProfileName"}
+    assert not {name for name, r in iam.items() if custom_names & set(r.get("Properties", {}))}
+    nested = {"AWS::CloudFormation::Stack", "AWS::Serverless::Application"}
+    assert not [name for name, r in {**template["Resources"], **resources}.items() if r["Type"] in nested]
 
 
 def test_published_version_uses_snapstart_behind_the_live_alias() -> None:
@@ -348,23 +442,38 @@ def test_every_served_route_is_an_event_of_the_predict_api(template: dict) -> No
 
 
 def test_every_served_route_requires_an_api_key_by_default() -> None:
-    # GIVEN the OpenAPI document SAM generates in the default mode
-    body = translate()["Resources"]["PredictApi"]["Properties"]["Body"]
+    # GIVEN the OpenAPI document of the REST API in the default mode, as CloudFormation resolves it
+    translated = translate()
+    body = deployed(translated).resolve(translated["Resources"]["PredictApi"]["Properties"]["Body"])
     # THEN every route exists, invokes the live alias and requires the x-api-key header
     assert body["components"]["securitySchemes"]["api_key"] == {"type": "apiKey", "name": "x-api-key", "in": "header"}
     for method, path in SERVED_ROUTES:
         operation = body["paths"][path][method.lower()]
         assert {"api_key": []} in operation["security"], (method, path)
-        assert "${PredictFunctionAliaslive}" in operation["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"]
+        assert "/functions/<PredictFunctionAliaslive>/" in operation["x-amazon-apigateway-integration"]["uri"]
+
+
+def test_every_method_of_the_api_body_is_a_route_of_the_function() -> None:
+    # GIVEN the REST API body: PredictApi's DefinitionBody (security per method) merged with the function's events
+    body = translate()["Resources"]["PredictApi"]["Properties"]["Body"]
+    # THEN each method has an integration: no path in DefinitionBody lacks its event (API Gateway refuses a method
+    #      without integration), and no event lacks its security entry (checked above, in both modes)
+    methods = {(method.upper(), path) for path, item in body["paths"].items() for method in item}
+    assert methods == SERVED_ROUTES
+    for method, path in methods:
+        assert "x-amazon-apigateway-integration" in body["paths"][path][method.lower()], (method, path)
 
 
 def test_api_access_logs_go_to_the_stacks_log_group_only_when_enabled() -> None:
     # GIVEN the default (Disabled) and Enabled access logging
-    default_stage = translate()["Resources"]["PredictApiStage"]["Properties"]
-    enabled_stage = translate(ApiAccessLogging="Enabled")["Resources"]["PredictApiStage"]["Properties"]
+    default, enabled = translate(), translate(ApiAccessLogging="Enabled")
+    default_stage = deployed(default).resolve(default["Resources"]["PredictApiStage"]["Properties"])
+    enabled_stage = deployed(enabled, ApiAccessLogging="Enabled").resolve(
+        enabled["Resources"]["PredictApiStage"]["Properties"]
+    )
     # THEN only the enabled stage logs, to the access log group of this stack
     assert "AccessLogSetting" not in default_stage
-    assert enabled_stage["AccessLogSetting"]["DestinationArn"] == {"Fn::GetAtt": ["PredictApiAccessLogGroup", "Arn"]}
+    assert enabled_stage["AccessLogSetting"]["DestinationArn"] == "<PredictApiAccessLogGroup.Arn>"
     assert json.loads(enabled_stage["AccessLogSetting"]["Format"])["requestId"] == "$context.requestId"
 
 

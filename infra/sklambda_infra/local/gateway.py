@@ -285,6 +285,8 @@ def proxy_event(
     request_id = request_id or str(uuid.uuid4())
     split = urlsplit(raw_path)
     path = split.path or "/"
+    # API Gateway tells the function the scheme the client used (X-Forwarded-Proto: https); this gateway serves HTTP.
+    headers = [(n, v) for n, v in headers if n.lower() != "x-forwarded-proto"] + [("X-Forwarded-Proto", "http")]
     single_headers: dict[str, str] = {}
     multi_headers: dict[str, list[str]] = {}
     for name, value in headers:
@@ -322,7 +324,8 @@ def proxy_event(
             "httpMethod": method.upper(),
             "extendedRequestId": request_id,
             "requestTime": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
-            "path": f"/{route.api.stage}{path}",
+            # The path the client requested: API Gateway's has the stage first (/v1/...), this gateway serves none.
+            "path": path,
             "accountId": ACCOUNT_ID,
             "protocol": "HTTP/1.1",
             "stage": route.api.stage,

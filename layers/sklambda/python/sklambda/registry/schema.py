@@ -261,6 +261,13 @@ def _column(spec: FeatureSpec, values: list[Any], index: pd.RangeIndex) -> np.nd
     return pd.Series(array, index=index, dtype=object, copy=False)
 
 
+def is_required(spec: FeatureSpec) -> bool:
+    """Whether every row must carry this feature (a request, a batch file's header, an Open Inference Protocol input):
+    the one test of it (the API's OpenAPI description reads it). Every feature is: `validate` refuses a row without
+    one."""
+    return True
+
+
 def to_records(X: pd.DataFrame) -> list[dict]:
     """Rows as a JSON client would send them (NaN → null, numpy scalars → Python)."""
     frame = X.astype(object).where(X.notna(), None)
