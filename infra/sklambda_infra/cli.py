@@ -156,6 +156,7 @@ def _publish(args: argparse.Namespace) -> int:
             positive_class=args.positive_class,
             min_metrics=dict(args.min_metric) or None,
             code=args.code,
+            allow_holdout_overlap=args.allow_holdout_overlap,
             **options,
         )
     except PublishRejected as e:
@@ -252,6 +253,8 @@ def _models_show(args: argparse.Namespace) -> int:
             extra.append("null scored with a data-quality warning")
         if f.pii:
             extra.append("PII")
+        if not f.required:
+            extra.append("optional: the model never reads it")
         print(f"    {f.name:<20} {f.type:<9} {'; '.join(extra)}")
     if card.importance:
         ranked = ", ".join(f"{f['name']} {f['mean']:+.3f}" for f in card.importance["features"][:5])
@@ -418,6 +421,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cost-fp", type=float, help="cost of a false positive: with --cost-fn, chooses the threshold")
     p.add_argument("--cost-fn", type=float, help="cost of a false negative")
     p.add_argument("--positive-class", help="the class the threshold is about (default: the model's second class)")
+    p.add_argument(
+        "--allow-holdout-overlap",
+        action="store_true",
+        help="publish even when the holdout is mostly copies of training rows (a warning, recorded in the card)",
+    )
     p.set_defaults(func=_publish)
 
     p = sub.add_parser("promote", help="point an alias at a version")
