@@ -153,6 +153,7 @@ def _publish(args: argparse.Namespace) -> int:
             min_metrics=dict(args.min_metric) or None,
             code=args.code,
             on_stage=progress.step,
+            allow_holdout_overlap=args.allow_holdout_overlap,
             **options,
         )
     except BaseException as e:
@@ -544,6 +545,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--cost-fn", type=float, help="cost of a false negative (default: none)")
     p.add_argument("--positive-class", help="the class the threshold is about (default: the model's second class)")
+    p.add_argument(
+        "--allow-holdout-overlap",
+        action="store_true",
+        help="publish even when the holdout is mostly copies of training rows (a warning, recorded in the card)",
+    )
     p.set_defaults(func=_publish)
 
     p = sub.add_parser("promote", help="point an alias at a version")

@@ -160,6 +160,7 @@ def _training_data(card: ModelCard) -> Section:
         s = stats.get(spec.name, {})
         null = f"{s['null_rate']:.1%}" if "null_rate" in s else "?"
         kind = spec.type + (", pii" if spec.pii else "") + (", nullable" if spec.nullable else "")
+        kind += "" if spec.required else ", not read by the model (optional)"
         rows.append((spec.name, kind, null, _feature_summary(spec, s)))
     training_rows = card.metrics.get("training_rows")
     lines = (

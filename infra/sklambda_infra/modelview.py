@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sklambda.registry.card import ModelCard
-from sklambda.registry.schema import FeatureSpec
+from sklambda.registry.schema import FeatureSpec, is_required
 from sklambda.registry.signing import SignatureCheck
 
 MAX_CATEGORIES_SHOWN = 6  # the rest are counted ("+14 more")
@@ -72,9 +72,13 @@ def _null(f: FeatureSpec) -> str:
 
 
 def schema_table(features: Sequence[FeatureSpec]) -> str:
-    """The input schema: feature, type, null (yes | warn | no), training range or categories, pii."""
-    rows = [(f.name, f.type, _null(f), _values(f), "yes" if f.pii else "") for f in features]
-    return text_table(("FEATURE", "TYPE", "NULL", "RANGE / CATEGORIES", "PII"), rows)
+    """The input schema: feature, type, null (yes | warn | no), required (no: the model never reads it), training
+    range or categories, pii."""
+    rows = [
+        (f.name, f.type, _null(f), "yes" if is_required(f) else "no", _values(f), "yes" if f.pii else "")
+        for f in features
+    ]
+    return text_table(("FEATURE", "TYPE", "NULL", "REQUIRED", "RANGE / CATEGORIES", "PII"), rows)
 
 
 def card_text(card: ModelCard, check: SignatureCheck, aliases: Mapping[str, str], unverified: str) -> str:
@@ -129,6 +133,8 @@ def card_text(card: ModelCard, check: SignatureCheck, aliases: Mapping[str, str]
     lines += ["", f"input schema ({len(features)} features)", schema_table(features)]
     if any(f.accepts_null and not f.nullable for f in features):
         lines.append("  NULL warn: a null is scored with a data-quality warning (publish proved the model imputes it)")
+    if not all(is_required(f) for f in features):
+        lines.append("  REQUIRED no: the model never reads it; a request may leave it out")
 
     if card.importance:
         imp = card.importance

@@ -139,6 +139,24 @@ def test_no_raw_pii_value_is_ever_captured(capturing_app, capture_env, published
     assert emitted_metrics(out)["CapturedRecords"] == 2
 
 
+def test_a_request_mixing_rows_with_and_without_the_pii_column_is_captured_pseudonymized(
+    capturing_app, capture_env, published, lambda_context, capsys
+):
+    # GIVEN capture on, and the sample request whose second row leaves out customer_id (the model never reads it)
+    rows = event_body("predict.json")["instances"]
+    instances = [rows[0], {k: v for k, v in rows[1].items() if k != "customer_id"}]
+    capsys.readouterr()
+    # WHEN scored
+    status, _ = call(capturing_app, load_event("predict.json", body={"instances": instances}), lambda_context)
+    out = capsys.readouterr().out
+    # THEN both rows are captured: the given id as its pseudonym (never raw), the left-out one as null
+    assert status == 200
+    records = sorted(capture_lines(out), key=lambda r: r["row"])
+    pseudonym = Pseudonymizer.from_ciphertext(capture_env.ciphertext).pseudonym(rows[0]["customer_id"])
+    assert [r["features"]["customer_id"] for r in records] == [pseudonym, None]
+    assert rows[0]["customer_id"] not in out
+
+
 @pytest.mark.parametrize(("rate", "expected"), [("0", 0), ("1", 2)])
 def test_sampling_rate_zero_captures_nothing_and_one_captures_all(
     capture_env, published, lambda_context, monkeypatch, capsys, rate, expected

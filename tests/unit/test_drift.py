@@ -7,6 +7,7 @@ sample, predictions of the fitted model); clean windows come from the same gener
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -24,7 +25,7 @@ from sklambda.monitoring.drift import (
     update_state,
 )
 from sklambda.publishing.baseline import feature_baseline, prediction_baseline
-from sklambda.registry.schema import infer_schema
+from sklambda.registry.schema import InputSchema, infer_schema
 from sklambda_infra import sample
 
 DETECTION_WINDOWS = 20
@@ -281,6 +282,19 @@ def test_ignored_features_are_left_out_and_check_card_uses_the_card_tags(model):
 def test_a_feature_missing_from_the_window_is_listed_not_checked(model):
     report = check_drift(model.baseline, model.schema, clean_window(1000, 71).drop(columns=["plan"]))
     assert report.missing_features == ("plan",) and "plan" not in [f.name for f in report.features]
+
+
+def test_a_feature_the_model_never_reads_is_not_checked_when_clients_leave_it_out(model):
+    # GIVEN the card's schema with customer_id optional (the pipeline drops it), and a window where every row left it
+    # out (captured as null)
+    schema = InputSchema(tuple(replace(f, required=f.name != "customer_id") for f in model.schema.features))
+    w = clean_window(2000, 81)
+    w["customer_id"] = None
+    # WHEN checked
+    report = check_drift(model.baseline, schema, w)
+    # THEN its null rate is not judged and it is not reported missing: it cannot move the model
+    assert "customer_id" not in [f.name for f in report.features] + list(report.missing_features)
+    assert report.verdict == NO_DRIFT
 
 
 # --- pii, report, html ------------------------------------------------------------------------------------------

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from sklambda.errors import InvalidInput, PublishRejected
-from sklambda.registry.schema import FeatureSpec, InputSchema, infer_schema
+from sklambda.registry.schema import FeatureSpec, InputSchema, infer_schema, is_required
 
 
 @pytest.fixture
@@ -38,9 +40,10 @@ def test_naming_an_unknown_column_as_pii_is_refused(frame):
         infer_schema(frame, pii=["email"])
 
 
-def test_columns_of_mixed_objects_cannot_be_inferred():
-    with pytest.raises(PublishRejected, match="cannot infer a feature type for column 'mixed'"):
+def test_columns_of_mixed_objects_cannot_be_inferred_and_the_types_are_named_with_a_row():
+    with pytest.raises(PublishRejected, match="cannot infer a feature type for column 'mixed'") as info:
         infer_schema(pd.DataFrame({"mixed": ["a", 1, None]}))
+    assert "it mixes str (row 0: 'a') and int (row 1: 1)" in info.value.message
 
 
 def test_valid_rows_become_a_frame_in_training_order(frame):
@@ -127,3 +130,51 @@ def test_an_integer_too_large_for_int64_fails_as_pandas_fails():
         pd.Series([2**70], dtype="int64")
     with pytest.raises(OverflowError):
         schema.frame([{"n": 2**70}])
+
+
+# --- features the model never reads ------------------------------------------------------------------------------
+@pytest.fixture
+def optional_schema(frame) -> InputSchema:
+    """The frame's schema with id (pii) and active marked as never read by the model."""
+    schema = infer_schema(frame, pii=["id"])
+    return InputSchema(tuple(replace(f, required=f.name not in ("id", "active")) for f in schema.features))
+
+
+def test_required_is_serialized_only_when_false_so_older_cards_keep_their_bytes(optional_schema):
+    # GIVEN a schema with two optional features
+    as_dict = optional_schema.to_dict()
+    # THEN only those carry "required": false, and the schema reads back the same
+    assert [f["name"] for f in as_dict["features"] if "required" in f] == ["id", "active"]
+    assert all(f["required"] is False for f in as_dict["features"] if "required" in f)
+    assert InputSchema.from_dict(as_dict) == optional_schema
+    assert [is_required(f) for f in optional_schema.features] == [False, True, True, True, False]
+    # AND a card written before the field existed reads as every feature required
+    old = {"features": [{k: v for k, v in f.items() if k != "required"} for f in as_dict["features"]]}
+    assert InputSchema.from_dict(old).optional_names == ()
+
+
+def test_rows_may_leave_out_or_null_the_optional_features_and_the_model_gets_their_missing_marker(optional_schema):
+    # GIVEN one row without id and active, one with them null, one with them set
+    rows = [
+        {"age": 30, "score": 1.0, "plan": "basic"},
+        {"id": None, "age": 31, "score": 1.5, "plan": "plus", "active": None},
+        {"id": "a9", "age": 32, "score": 2.0, "plan": "plus", "active": True},
+    ]
+    # WHEN validated
+    X = optional_schema.validate(rows)
+    # THEN every row is accepted; the left-out values are the training missing marker (NaN), the given one kept
+    assert list(X.columns) == ["id", "age", "score", "plan", "active"]
+    assert X["id"].isna().tolist() == [True, True, False] and X["id"].iloc[2] == "a9"
+    assert X["active"].isna().tolist() == [True, True, False] and X["active"].iloc[2] is True
+
+
+def test_an_optional_feature_still_refuses_a_wrong_type_and_unknown_features_stay_refused(optional_schema):
+    # GIVEN a row with a number for the optional category id, and an unknown field
+    with pytest.raises(InvalidInput) as info:
+        optional_schema.validate([{"id": 5, "age": 30, "score": 1.0, "plan": "basic", "email": "x"}])
+    # THEN both are named; a left-out optional feature is not a problem, a left-out required one is
+    problems = {(e.field, e.message) for e in info.value.errors}
+    assert problems == {("id", "expected a string category, got int 5"), ("email", "unknown feature")}
+    with pytest.raises(InvalidInput) as info:
+        optional_schema.validate([{"score": 1.0, "plan": "basic"}])
+    assert [(e.field, e.message) for e in info.value.errors] == [("age", "missing feature")]

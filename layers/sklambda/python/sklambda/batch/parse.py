@@ -9,7 +9,8 @@ CSV cells are text, so each feature type has a parser with the semantics of Feat
   for (CSV has no other way to say null; sklambda.serving.data_quality counts those).
 Numeric columns are parsed by pandas' C reader; only a column holding a bad cell falls back to per-cell checks.
 JSONL values go through FeatureSpec.check unchanged. Columns or keys that are not features are carried
-through to the output but never reach the model.
+through to the output but never reach the model. A feature the model never reads (`is_required` False) may be left
+out of the header or a JSON object: it is then null for the model.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ class CsvLayout:
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise HeaderProblem(f"the header repeats column(s): {', '.join(dupes)}")
-        missing = [f for f in features if f not in names]
+        missing = [f for f in schema.required_names if f not in names]
         if missing:
             raise HeaderProblem(
                 f"the header lacks feature column(s) {', '.join(missing)} that model needs; "
@@ -92,7 +93,8 @@ class CsvLayout:
         self.ncols = len(names)
         self.extra = [n for n in names if n not in set(features)]
         self.specs = [schema.feature(f) for f in features]
-        self.positions = [names.index(f) for f in features]
+        # None for an optional feature the file leaves out (null in every row).
+        self.positions = [names.index(f) if f in names else None for f in features]
         self.header_bytes = header[3:] if header.startswith(b"\xef\xbb\xbf") else header
 
 
@@ -136,6 +138,9 @@ def parse_csv(batch: RecordBatch, layout: CsvLayout) -> Parsed:
     keep = np.ones(len(good), dtype=bool)
     values = {}
     for spec, column in zip(layout.specs, columns, strict=True):
+        if column is None:
+            values[spec.name] = _absent(spec, len(good))
+            continue
         parsed, problems = _parse_column(spec, column)
         values[spec.name] = parsed
         for j, message in problems:
@@ -150,16 +155,19 @@ def _csv_fields(record: bytes) -> list[str]:
     return next(csv.reader([record.decode("utf-8")]), [])
 
 
-def _read_columns(records: list[bytes], layout: CsvLayout) -> list[np.ndarray]:
-    """The feature columns of well-formed rows: numeric arrays where every cell parsed, else arrays of str."""
+def _read_columns(records: list[bytes], layout: CsvLayout) -> list[np.ndarray | None]:
+    """The feature columns of well-formed rows: numeric arrays where every cell parsed, else arrays of str; None for
+    an optional feature the file leaves out."""
     if not records:
-        return [np.empty(0, dtype=object) for _ in layout.specs]
+        return [np.empty(0, dtype=object) if p is not None else None for p in layout.positions]
+    present = [p for p in layout.positions if p is not None]
     dtypes = {p: object for p, s in zip(layout.positions, layout.specs, strict=True) if s.type not in (NUMBER, INTEGER)}
+    dtypes.pop(None, None)
     try:
         df = pd.read_csv(
             io.BytesIO(b"\n".join(records)),
             header=None,
-            usecols=layout.positions,
+            usecols=present,
             dtype=dtypes,
             na_filter=False,
             skip_blank_lines=False,
@@ -167,12 +175,17 @@ def _read_columns(records: list[bytes], layout: CsvLayout) -> list[np.ndarray]:
             encoding="utf-8",
         )
         if len(df) == len(records):
-            return [df[p].to_numpy() for p in layout.positions]
+            return [df[p].to_numpy() if p is not None else None for p in layout.positions]
     except (ValueError, pd.errors.ParserError):
         pass
     # The C reader disagreed with the csv module on some row: read with the csv module, row by row.
     rows = [_csv_fields(r) for r in records]  # parse_csv refused every row the csv module cannot read
-    return [np.array([row[p] for row in rows], dtype=object) for p in layout.positions]
+    return [np.array([row[p] for row in rows], dtype=object) if p is not None else None for p in layout.positions]
+
+
+def _absent(spec: FeatureSpec, n: int) -> np.ndarray:
+    """The values of an optional feature the file leaves out: null in every row (the model never reads it)."""
+    return np.full(n, np.nan) if spec.type in (NUMBER, INTEGER) else np.full(n, None, dtype=object)
 
 
 def _parse_column(spec: FeatureSpec, column: np.ndarray) -> tuple[np.ndarray, list[tuple[int, str]]]:
@@ -299,8 +312,8 @@ def parse_jsonl(batch: RecordBatch, schema: InputSchema, output_columns: Sequenc
     """Validate a batch of JSON Lines records, one object per record, against the schema.
 
     A row is rejected (never raised) when the reader already rejected it, it is not UTF-8 or not a JSON object, a
-    feature is missing or fails FeatureSpec.check, or it already has a key named like an output column (they would
-    be written twice). Other keys are carried to the output, never to the model.
+    required feature is missing, a feature fails FeatureSpec.check, or it already has a key named like an output
+    column (they would be written twice). Other keys are carried to the output, never to the model.
     """
     bad: dict[int, Reasons] = {i: [(None, r)] for i, r in batch.rejected.items()}
     rows: list[dict] = []
@@ -323,7 +336,8 @@ def parse_jsonl(batch: RecordBatch, schema: InputSchema, output_columns: Sequenc
         reasons: Reasons = []
         for spec in schema.features:
             if spec.name not in row:
-                reasons.append((spec.name, "missing feature"))
+                if spec.required:
+                    reasons.append((spec.name, "missing feature"))
                 continue
             problem = spec.check(row[spec.name])  # also refuses integers no float64 / int64 column holds
             if problem:

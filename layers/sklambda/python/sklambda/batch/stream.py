@@ -207,8 +207,8 @@ def _score(loaded: LoadedModel, parsed: Parsed) -> tuple[list[int], pd.DataFrame
         refused = {err.row for err in e.errors if err.row is not None} or set(range(len(parsed.ok)))
         for err in e.errors:
             for j in [err.row] if err.row is not None else range(len(parsed.ok)):
-                if (None, err.message) not in parsed.bad.get(parsed.ok[j], []):
-                    parsed.bad.setdefault(parsed.ok[j], []).append((None, err.message))
+                if (err.field, err.message) not in parsed.bad.get(parsed.ok[j], []):
+                    parsed.bad.setdefault(parsed.ok[j], []).append((err.field, err.message))
         keep = [j for j in range(len(parsed.ok)) if j not in refused]
         if not keep:
             return [], None, None

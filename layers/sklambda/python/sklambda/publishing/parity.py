@@ -150,9 +150,14 @@ def select_rows(X: pd.DataFrame, extra: pd.DataFrame | None = None, size: int = 
 
 
 def payloads(rows: pd.DataFrame, card: ModelCard) -> dict[str, str]:
-    """The rows as clients send them to each route."""
+    """The rows as clients send them to each route. Features the model never reads (`is_required` False) are left
+    out as a client that lacks them would: from every other row of the REST and JSON Lines payloads (so both forms
+    are checked), and from the v2 inputs and the CSV columns altogether."""
     records = to_records(rows)
-    names = card.input_schema.names
+    schema = card.input_schema
+    optional = set(schema.optional_names)
+    names = [n for n in schema.names if n not in optional]
+    sparse = [{k: v for k, v in r.items() if k not in optional} if i % 2 else r for i, r in enumerate(records)]
     v2 = {
         "inputs": [
             {"name": n, "shape": [len(records)], "datatype": _v2_datatype(card, n), "data": [r[n] for r in records]}
@@ -160,10 +165,10 @@ def payloads(rows: pd.DataFrame, card: ModelCard) -> dict[str, str]:
         ]
     }
     return {
-        REST: json.dumps({"instances": records}),
+        REST: json.dumps({"instances": sparse}),
         V2: json.dumps(v2),
-        CSV_ROUTE: rows.to_csv(index=False),
-        JSONL_ROUTE: "".join(json.dumps(r) + "\n" for r in records),
+        CSV_ROUTE: rows.drop(columns=[c for c in rows.columns if c in optional]).to_csv(index=False),
+        JSONL_ROUTE: "".join(json.dumps(r) + "\n" for r in sparse),
     }
 
 

@@ -32,13 +32,29 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
 from sklambda import config, connection
-from sklambda.errors import InvalidInput, PublishRejected, RegistryConflict, SklambdaError
+from sklambda.errors import (
+    FieldError,
+    InvalidInput,
+    PublishRejected,
+    RegistryConflict,
+    SklambdaError,
+)
 from sklambda.publishing.artifact import ArtifactUnreadable, check_needs, installed_modules, scan_artifact
 from sklambda.publishing.baseline import feature_baseline, prediction_baseline
 from sklambda.publishing.parity import Runtime, check_parity, select_rows, server_for
 from sklambda.publishing.quality import Problem, QualityReport, check_metric_gates, check_training_data, rank_auc
+from sklambda.publishing.unread import confirm_unread, encoder_categories, unread_columns
 from sklambda.registry.card import CLASSIFICATION, REGRESSION, ArtifactRef, ModelCard
-from sklambda.registry.schema import infer_schema, to_records
+from sklambda.registry.schema import (
+    BOOLEAN,
+    CATEGORY,
+    INTEGER,
+    NUMBER,
+    InputSchema,
+    infer_schema,
+    infer_type,
+    to_records,
+)
 from sklambda.registry.signing import CardSigner
 from sklambda.registry.store import Registry, check_name, check_version
 from sklambda.registry.usercode import CodeProblem, collect, describe, importable, materialize, top_level_module
@@ -153,6 +169,7 @@ def build_card(
     positive_class: Any = None,
     min_metrics: Mapping[str, float] | None = None,
     on_stage: StageHook | None = None,
+    allow_holdout_overlap: bool = False,
 ) -> tuple[ModelCard, bytes, dict[str, bytes]]:
     """Check the model, its artifact and its data; compute schema, metrics, baseline, importance and decision;
     prove with the parity gate that the target runtime serves the artifact as the estimator answers in memory.
@@ -167,7 +184,10 @@ def build_card(
     `costs=(false_positive, false_negative)` instead chooses the threshold minimizing the total cost on the
     holdout set (training set without one). min_metrics: {"roc_auc": 0.8, ...}, refused below (for mae, rmse and
     log_loss: above) the gate. on_stage: called with a short description as each step starts (the CLI shows them
-    as progress; see STAGES).
+    as progress; see STAGES). allow_holdout_overlap: publish a holdout that is mostly copies of training rows (the
+    `holdout_overlap` refusal of sklambda.publishing.quality) with a warning; the card's `quality.overrides` says so.
+    Columns the model never reads (sklambda.publishing.unread) are optional in the schema (`FeatureSpec.required`
+    False), listed in the card's `quality.measurements.unused_feature` and, unless pii, warned about.
 
     Raises PublishRejected (its message names the check in brackets, e.g. "[parity] ..."), never a raw error from
     pickle, numpy or the estimator.
@@ -201,6 +221,7 @@ def build_card(
                 nullable=nullable,
                 categorical=categorical,
                 model_features=[str(f) for f in getattr(model, "feature_names_in_", ())],
+                allow_holdout_overlap=allow_holdout_overlap,
             )
         )
     report.raise_if_refused()
@@ -215,11 +236,20 @@ def build_card(
     except InvalidInput as e:
         raise PublishRejected(f"[schema] training rows do not pass the inferred schema: {e.message}") from None
     except Exception as e:
+        mismatched = _fitted_type_mismatches(model, X)
+        if mismatched:  # name the column rather than pass on numpy's message (e.g. "ufunc 'isnan' not supported")
+            raise PublishRejected(
+                f"{len(mismatched)} problem(s) with the training data:\n"
+                + "\n".join(f"  - [column_type] {c!r}: {m}" for c, m in mismatched),
+                errors=[FieldError(f"[column_type] {m}", field=c) for c, m in mismatched],
+            ) from None
         raise PublishRejected(f"[schema] the model cannot score rows rebuilt from its schema: {_why(e)}") from None
     # Which features without nulls in training the model still scores a null for (an imputer): such a null is
     # then scored with a data-quality warning at inference instead of refused (sklambda.serving.data_quality).
     with _check("schema"):
         schema = probe_null_tolerance(model, X, schema)
+        schema, unused = _optional_unread(model, X, schema)
+    report = report.merge(unused)
 
     if X_holdout is not None and y_holdout is not None:
         X_eval, y_eval, split = X_holdout[list(X.columns)], pd.Series(np.asarray(y_holdout)), "holdout"
@@ -287,6 +317,46 @@ def build_card(
         rows = select_rows(X_eval if split == "holdout" else X, X if split == "holdout" else None)
         parity = check_parity(model, card, blob, rows, runtime, code=code_files, needs=needs.to_dict())
     return replace(card, parity=parity.card_section()), blob, code_files
+
+
+def _fitted_type_mismatches(model: Any, X: pd.DataFrame) -> list[tuple[str, str]]:
+    """(column, message) for each training column whose values are text where the model's encoder was fitted on
+    numbers, or numbers or booleans where it was fitted on text categories (sklambda.publishing.unread)."""
+    out = []
+    for column, (where, categories) in encoder_categories(model, [str(c) for c in X.columns]).items():
+        fitted_text = categories.dtype.kind in "OUS" and all(isinstance(v, str) for v in categories.tolist())
+        fitted_numbers = categories.dtype.kind in "iuf"
+        kind = infer_type(X[column])
+        if (fitted_text and kind in (INTEGER, NUMBER, BOOLEAN)) or (fitted_numbers and kind == CATEGORY):
+            shown = ", ".join(repr(v) for v in categories.tolist()[:3]) + (", ..." if len(categories) > 3 else "")
+            values = X[column].dropna()
+            first = values.iloc[0].item() if isinstance(values.iloc[0], np.generic) else values.iloc[0]
+            out.append(
+                (
+                    column,
+                    f"the training data has {kind} values (e.g. {first!r}) where the model's {where} was fitted on "
+                    f"{'text categories' if fitted_text else 'numbers'} ({shown}): pass the data the model was "
+                    "fitted on",
+                )
+            )
+    return out
+
+
+def _optional_unread(model: Any, X: pd.DataFrame, schema: InputSchema) -> tuple[InputSchema, QualityReport]:
+    """The schema with the columns the model never reads made optional (none when the model's answers change without
+    them: then they stay required), and the `unused_feature` check's report: every such column with why in its
+    measurements, and a warning for each one not marked pii (a pii column is usually kept on purpose, for capture)."""
+    unread = unread_columns(model, [str(c) for c in X.columns])
+    confirmed = confirm_unread(model, X, schema, list(unread)) if unread else None
+    if confirmed is None:
+        return schema, QualityReport(checks_passed=("unused_feature",))
+    warnings = tuple(
+        Problem("unused_feature", name, f"the model never reads it: {why}; requests and batch files may leave it out")
+        for name, why in unread.items()
+        if not schema.feature(name).pii
+    )
+    passed = () if warnings else ("unused_feature",)
+    return confirmed, QualityReport(warnings=warnings, checks_passed=passed, measurements={"unused_feature": unread})
 
 
 @contextlib.contextmanager

@@ -38,6 +38,9 @@ class FeatureSpec:
     minimum, maximum: the training range of a numeric feature (None for pii or all-null columns).
     categories: the training categories of a category feature; None when there were more than MAX_CATEGORIES (an
         identifier or free text) or for pii.
+    required: False for a column the model never reads (publish found it dropped, e.g. by a ColumnTransformer with
+        remainder="drop", and proved the answers unchanged without it): requests may omit it or send null, and it
+        reaches the model as its missing marker. `is_required` is the one test of it.
     """
 
     name: str
@@ -53,6 +56,7 @@ class FeatureSpec:
     # Category columns: the marker nulls had in training (MISSING_*). None on cards published before it was
     # recorded: nulls then stay None, as those versions were served.
     missing: str | None = None
+    required: bool = True
 
     def to_dict(self) -> dict:
         """The feature as the card's JSON stores it (optional keys only when set, so older signed cards keep their
@@ -71,6 +75,8 @@ class FeatureSpec:
             out["accepts_null"] = True
         if self.missing is not None:
             out["missing"] = self.missing
+        if not self.required:  # only when not: older cards keep their canonical form
+            out["required"] = False
         return out
 
     @classmethod
@@ -89,6 +95,7 @@ class FeatureSpec:
             categories=tuple(cats) if cats is not None else None,
             accepts_null=bool(d.get("accepts_null", False)),
             missing=d.get("missing") if d.get("missing") in MISSING_VALUES else None,
+            required=d.get("required", True) is not False,
         )
 
     @property
@@ -98,8 +105,9 @@ class FeatureSpec:
 
     @property
     def null_allowed(self) -> bool:
-        """Whether a request may send null: the feature is nullable, or publish proved the model scores a null."""
-        return self.nullable or self.accepts_null
+        """Whether a request may send null: the feature is nullable, publish proved the model scores a null, or the
+        model never reads it."""
+        return self.nullable or self.accepts_null or not self.required
 
     def check(self, value: Any) -> str | None:
         """Return a message saying what is wrong with `value` for this feature, or None if it is fine."""
@@ -169,6 +177,16 @@ class InputSchema:
         """Names of the features marked pii."""
         return tuple(f.name for f in self.features if f.pii)
 
+    @property
+    def required_names(self) -> tuple[str, ...]:
+        """Names of the features every row must have (`is_required`), in training column order."""
+        return tuple(f.name for f in self.features if is_required(f))
+
+    @property
+    def optional_names(self) -> tuple[str, ...]:
+        """Names of the features the model never reads: a row may omit them (`is_required`)."""
+        return tuple(f.name for f in self.features if not is_required(f))
+
     def feature(self, name: str) -> FeatureSpec:
         """The feature called `name`; KeyError if there is none."""
         for f in self.features:
@@ -188,8 +206,9 @@ class InputSchema:
     def validate(self, rows: Sequence[Any]) -> pd.DataFrame:
         """Check every row against the schema and return the DataFrame the model scores (see `frame`).
 
-        rows: a sequence of JSON objects, {feature name: value}. Every problem is collected, so the caller learns about
-            every bad field in one answer: an unknown or missing feature, a value of the wrong type, a null where none
+        rows: a sequence of JSON objects, {feature name: value}; a feature the model never reads (`is_required` False)
+            may be left out. Every problem is collected, so the caller learns about every bad field in one answer: an
+            unknown feature, a missing required one, a value of the wrong type, a null where none
             is allowed, NaN or an infinity, a number beyond float64 or an integer feature beyond int64, a category that
             is not valid Unicode.
 
@@ -209,7 +228,8 @@ class InputSchema:
                     errors.append(FieldError("unknown feature", row=i, field=printable(str(name))))
             for spec in self.features:
                 if spec.name not in row:
-                    errors.append(FieldError("missing feature", row=i, field=spec.name))
+                    if spec.required:
+                        errors.append(FieldError("missing feature", row=i, field=spec.name))
                     continue
                 problem = spec.check(row[spec.name])
                 if problem:
@@ -223,14 +243,17 @@ class InputSchema:
     def frame(self, rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
         """Rows already validated by `validate` as the DataFrame the model scores: one column per feature in training
         order, each of `FeatureSpec.dtype`, a RangeIndex of len(rows); nulls as NaN, or as the category's training
-        missing marker.
+        missing marker. An optional feature a row leaves out is a null there.
         """
         # Hot path: one DataFrame per request. A dict of one pd.Series per column cost ~0.6 ms for one row
         # (pandas builds, aligns and reindexes every Series); numpy arrays on one shared RangeIndex give the
         # same frame (columns, dtypes, values, block layout) in ~0.2 ms. See infra/sklambda_infra/bench.
         rows = rows if isinstance(rows, Sequence) else list(rows)
         index = pd.RangeIndex(len(rows))
-        columns = {f.name: _column(f, [r[f.name] for r in rows], index) for f in self.features}
+        columns = {
+            f.name: _column(f, [r[f.name] for r in rows] if f.required else [r.get(f.name) for r in rows], index)
+            for f in self.features
+        }
         return pd.DataFrame(columns, index=index)
 
 
@@ -263,9 +286,8 @@ def _column(spec: FeatureSpec, values: list[Any], index: pd.RangeIndex) -> np.nd
 
 def is_required(spec: FeatureSpec) -> bool:
     """Whether every row must carry this feature (a request, a batch file's header, an Open Inference Protocol input):
-    the one test of it (the API's OpenAPI description reads it). Every feature is: `validate` refuses a row without
-    one."""
-    return True
+    False only for a column publish found the model never reads (`FeatureSpec.required`)."""
+    return spec.required
 
 
 def to_records(X: pd.DataFrame) -> list[dict]:
@@ -294,9 +316,11 @@ def infer_schema(
         name = str(col)
         s = X[col]
         has_null = bool(s.isna().any())
-        kind = _infer_type(s, forced_category=name in categorical)
+        kind = infer_type(s, forced_category=name in categorical)
         if kind is None:
-            raise PublishRejected(f"cannot infer a feature type for column {name!r} (dtype {s.dtype})")
+            mixed = value_types(s)
+            why = f": it mixes {mixed}" if mixed else ""
+            raise PublishRejected(f"cannot infer a feature type for column {name!r} (dtype {s.dtype}){why}")
         minimum = maximum = None
         categories = None
         present = s.dropna()
@@ -335,7 +359,9 @@ def missing_marker(s: pd.Series) -> str:
     return MISSING_NA if na is pd.NA else MISSING_NAN
 
 
-def _infer_type(s: pd.Series, *, forced_category: bool) -> str | None:
+def infer_type(s: pd.Series, *, forced_category: bool = False) -> str | None:
+    """The feature type (FEATURE_TYPES) of a column from its dtype, and for object columns from its values (all
+    booleans: boolean; all strings: category); None when no type fits (an object column mixing value types)."""
     if forced_category:
         return CATEGORY
     if pd.api.types.is_bool_dtype(s):
@@ -352,6 +378,27 @@ def _infer_type(s: pd.Series, *, forced_category: bool) -> str | None:
             return None
         return CATEGORY
     return None
+
+
+def value_types(s: pd.Series, shown: int = 3) -> str:
+    """The Python value types of a column's non-null values with the first row (position) holding each, e.g.
+    "str (row 0: 'x') and int (row 1: 1)"; "" when they are all of one type."""
+    first: dict[str, tuple[int, Any]] = {}
+    for i, v in enumerate(s.tolist()):
+        if v is None or (isinstance(v, float) and v != v) or v is pd.NA:
+            continue
+        first.setdefault(type(v).__name__, (i, v))
+        if len(first) > shown:
+            break
+    if len(first) < 2:
+        return ""
+    parts = [f"{t} (row {i}: {_describe_short(v)})" for t, (i, v) in list(first.items())[:shown]]
+    return ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def _describe_short(v: Any) -> str:
+    text = repr(v.item() if isinstance(v, np.generic) else v)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _article(word: str) -> str:

@@ -6,7 +6,8 @@ at publish); a warning's `code` names its check:
 - `unseen_category`: a category the training data did not have (when the card lists the categories);
 - `unexpected_null`: a null where training had none (accepted only when publish proved the model scores it:
   `FeatureSpec.accepts_null`, see `probe_null_tolerance`).
-pii features carry no range or category list, so they are never checked (their values are not in the card).
+pii features carry no range or category list, so they are never checked (their values are not in the card); nor
+are features the model never reads (`is_required` False), which a row may leave out.
 A warning never changes a prediction: the API returns them per row (`warnings`), the batch summary counts them per
 check (`data_quality_warnings`), and both count them in the `DataQualityWarnings` metric.
 """
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sklambda.registry.schema import CATEGORY, INTEGER, NUMBER, InputSchema, to_records
+from sklambda.registry.schema import CATEGORY, INTEGER, NUMBER, InputSchema, is_required, to_records
 
 OUT_OF_RANGE, UNSEEN_CATEGORY, UNEXPECTED_NULL = "out_of_range", "unseen_category", "unexpected_null"
 WARNING_CODES = (OUT_OF_RANGE, UNSEEN_CATEGORY, UNEXPECTED_NULL)
@@ -90,6 +91,8 @@ class DataQualityChecker:
     def __init__(self, schema: InputSchema) -> None:
         self._checks: list[_Check] = []
         for spec in schema.features:
+            if not is_required(spec):  # the model never reads it: how its values compare with training is moot
+                continue
             if spec.type in (NUMBER, INTEGER) and spec.minimum is not None and spec.maximum is not None:
                 self._checks.append(_Check(spec.name, OUT_OF_RANGE, minimum=spec.minimum, maximum=spec.maximum))
             if spec.type == CATEGORY and spec.categories is not None:

@@ -219,15 +219,15 @@ def decode(request: InferRequest, card: ModelCard) -> list[dict[str, Any]]:
     """The rows (one {feature: value} dict per row, in schema order) that an inference request's tensors hold.
 
     Two layouts, as MLServer's sklearn runtime and KServe clients send them: one input per feature, named after it, of
-    shape [N] (or [N, 1]); or a single input of shape [N, F] with the F features in the card's schema order, row-major.
-    Missing values of nullable features become None (module docstring: JSON null, NaN in a floating-point tensor, an
-    empty string in a BYTES tensor of a category). Values are not type-checked here: the Scorer validates the rows
-    against the schema.
+    shape [N] (or [N, 1]), where a feature the model never reads may have none; or a single input of shape [N, F]
+    with the F features in the card's schema order, row-major. Missing values of nullable features become None (module
+    docstring: JSON null, NaN in a floating-point tensor, an empty string in a BYTES tensor of a category). Values are
+    not type-checked here: the Scorer validates the rows against the schema.
 
     Raises MalformedRequest (HTTP 400) naming an input that has no data (or binary_data_size without the binary
     extension's header); InvalidInput (HTTP 422) naming the input when a shape does not match its data, a single unnamed
-    input is not [N, F], an input is not a feature or a feature has no input, or the per-feature inputs have different
-    lengths.
+    input is not [N, F], an input is not a feature or a feature the model reads has no input, or the per-feature inputs
+    have different lengths.
     """
     schema = card.input_schema
     names = schema.names
@@ -258,7 +258,7 @@ def decode(request: InferRequest, card: ModelCard) -> list[dict[str, Any]]:
         n_rows = inp.shape[0]
     else:
         unknown = [n for n in by_name if n not in names]
-        missing = [n for n in names if n not in by_name]
+        missing = [n for n in schema.required_names if n not in by_name]  # one the model never reads may be left out
         errors = [FieldError("unknown input: not a feature of this model", field=n) for n in unknown]
         errors += [FieldError("missing input for this feature", field=n) for n in missing]
         if errors:
@@ -266,13 +266,14 @@ def decode(request: InferRequest, card: ModelCard) -> list[dict[str, Any]]:
         columns = {
             f.name: _with_missing(_flatten(by_name[f.name].data or []), f, by_name[f.name].datatype)
             for f in schema.features
+            if f.name in by_name
         }
         lengths = {len(v) for v in columns.values()}
         if len(lengths) != 1:
             detail = ", ".join(f"{n}={len(v)}" for n, v in columns.items())
             raise InvalidInput(f"inputs have different numbers of rows: {detail}")
         n_rows = lengths.pop()
-    return [{n: columns[n][r] for n in names} for r in range(n_rows)]
+    return [{n: values[r] for n, values in columns.items()} for r in range(n_rows)]
 
 
 def _label_datatype(values: list[Any]) -> str:

@@ -12,7 +12,7 @@ import pandas as pd
 
 from sklambda.errors import ExplanationUnavailable, FieldError, InvalidInput
 from sklambda.registry.card import CLASSIFICATION, ModelCard
-from sklambda.serving.data_quality import DataQualityChecker, DataQualityWarning
+from sklambda.serving.data_quality import UNSEEN_CATEGORY, DataQualityChecker, DataQualityWarning
 
 # Classifiers whose predict() is not argmax(predict_proba()) (Platt scaling is fitted separately).
 _PREDICT_DIFFERS_FROM_PROBA = {"SVC", "NuSVC"}
@@ -124,7 +124,8 @@ class Scorer:
 
     def score(self, rows: Sequence[Mapping[str, Any]], *, explain: bool = False) -> Scored:
         """Validate `rows` (JSON-like dicts of feature values) against the card's schema and score them, with the
-        data-quality warnings of each row and, with `explain`, one explanation per row (serving/explain.py).
+        data-quality warnings of each row and, with `explain`, one explanation per row (serving/explain.py). A feature
+        the model never reads may be left out of a row: the model gets that column's missing marker (InputSchema.frame).
 
         Raises InvalidInput naming each bad row and field (schema), or each row the model cannot score or scores
         as NaN/infinite; ExplanationUnavailable when `explain` is asked of a model that cannot be explained.
@@ -189,13 +190,21 @@ class Scorer:
         return ScoredArrays(np.asarray(self.estimator.predict(X)).tolist(), None)
 
     def _explain_failure(self, X: pd.DataFrame, error: Exception) -> InvalidInput:
-        """The model rejected the batch: find which rows it rejects, so the caller can fix them."""
+        """The model rejected the batch: find which rows it rejects, so the caller can fix them. A rejected row holding
+        a category training did not have is reported on that field (an encoder with handle_unknown="error" refuses
+        it, and its own message names a column position, not the feature)."""
         bad: list[FieldError] = []
         for i in range(len(X)):
             try:
                 self._score(X.iloc[[i]])
             except (ValueError, TypeError, KeyError) as e:
-                bad.append(FieldError(f"the model cannot score this row: {_short(e)}", row=i))
+                unseen = [w for w in self.data_quality_checker.check_frame(X.iloc[[i]]) if w.code == UNSEEN_CATEGORY]
+                bad.extend(
+                    FieldError(f"the model cannot score this row: {w.message} ({_short(e)})", row=i, field=w.field)
+                    for w in unseen
+                )
+                if not unseen:
+                    bad.append(FieldError(f"the model cannot score this row: {_short(e)}", row=i))
         if not bad:
             bad = [FieldError(f"the model cannot score this batch: {_short(error)}")]
         return InvalidInput(f"{len(bad)} row(s) could not be scored: {bad[0]}", errors=bad)

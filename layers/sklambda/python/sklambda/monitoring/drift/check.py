@@ -160,8 +160,9 @@ def check_drift(
 
     ``baseline`` is the card's ``baseline`` dict ({"features": ..., "predictions": ...}). ``predictions`` ([N] labels or
     values) and ``probabilities`` ([N, classes], in the card's class order, or a DataFrame with one column per class)
-    are optional: without them only the features are checked. Features in ``config.ignore``, without a baseline, or
-    without a column in the window are skipped (the last listed in ``missing_features``).
+    are optional: without them only the features are checked. Features in ``config.ignore``, the model never reads
+    (``FeatureSpec.required`` False), without a baseline, or without a column in the window are skipped (the last
+    listed in ``missing_features``).
 
     Returns the DriftReport; the tests and thresholds are in the module docstring and DriftConfig. A window of fewer
     than config.min_rows rows (an empty one too) is insufficient_data.
@@ -176,9 +177,11 @@ def check_drift(
     training_rows = max((int(b.get("count", 0)) for b in features_base.values()), default=0)
     rows = len(window)
     pending: list[_Pending] = []
-    missing = tuple(f.name for f in schema.features if f.name not in window.columns and f.name not in config.ignore)
-    for spec in schema.features:
-        if spec.name in config.ignore or spec.name not in features_base or spec.name not in window.columns:
+    # A feature the model never reads (optional: clients may leave it out, so its null rate shifts) cannot move it.
+    checked = [f for f in schema.features if f.required and f.name not in config.ignore]
+    missing = tuple(f.name for f in checked if f.name not in window.columns)
+    for spec in checked:
+        if spec.name not in features_base or spec.name not in window.columns:
             continue
         pending.append(_feature(spec, features_base[spec.name], window[spec.name], config))
     pred_pending = _predictions(baseline.get("predictions"), training_rows, predictions, probabilities, config)
