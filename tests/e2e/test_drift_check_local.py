@@ -120,7 +120,7 @@ def test_drift_checks_over_three_windows_write_a_monitoring_page_that_a_browser_
         pytest.skip("/usr/bin/chromium is not installed (apt-get install chromium): the page was checked as text only")
     rendered = render_headless(folder / "index.html", tmp_path / "profile")
     dom = HtmlPage(rendered.stdout)
-    assert dom.charts == page.charts and len(dom.charts) == 2 + len(card.input_schema.names)
+    assert dom.charts == page.charts and len(dom.charts) == 2 + len(card.input_schema.required_names)
     for chart in dom.charts:
         assert {p["data-window"] for p in dom.points[chart]} == {e.isoformat() for e in ends}, chart
     assert [p["fill"] for p in dom.points["verdicts"]][-1] == "#c0392b"  # the dearer hour drifted

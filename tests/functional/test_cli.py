@@ -73,11 +73,13 @@ def test_models_show_prints_sections_and_the_schema_as_a_table(cli, published, c
     # AND the metrics and the schema are tables: a header, then one row per metric / feature
     assert lines[lines.index("metrics (holdout, 400 rows; trained on 1,600 rows)") + 1].split() == ["METRIC", "VALUE"]
     start = next(i for i, line in enumerate(lines) if line.startswith("input schema (11 features)"))
-    assert lines[start + 1].split() == ["FEATURE", "TYPE", "NULL", "RANGE", "/", "CATEGORIES", "PII"]
+    assert lines[start + 1].split() == ["FEATURE", "TYPE", "NULL", "REQUIRED", "RANGE", "/", "CATEGORIES", "PII"]
     rows = {line.split()[0]: line.split() for line in lines[start + 2 : start + 13]}
-    assert rows["customer_id"] == ["customer_id", "category", "warn", "(pii:", "values", "not", "recorded)", "yes"]
-    assert rows["plan"] == ["plan", "category", "warn", "basic,", "plus,", "premium"]
-    assert rows["age"][:3] == ["age", "integer", "warn"] and rows["age"][4] == ".."
+    # customer_id is pii, and optional: the pipeline's ColumnTransformer drops it
+    pii_row = ["customer_id", "category", "warn", "no", "(pii:", "values", "not", "recorded)", "yes"]
+    assert rows["customer_id"] == pii_row
+    assert rows["plan"] == ["plan", "category", "warn", "yes", "basic,", "plus,", "premium"]
+    assert rows["age"][:4] == ["age", "integer", "warn", "yes"] and rows["age"][5] == ".."
     assert "NULL warn: a null is scored with a data-quality warning" in out
     assert "importance (roc_auc drop when shuffled, holdout split, top 5)" in out
 

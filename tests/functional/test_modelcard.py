@@ -163,6 +163,7 @@ def test_a_refused_publish_prints_one_line_per_problem_and_exits_2(cli, files, c
     assert code == 2
     assert "Traceback" not in err
     lines = err.strip().splitlines()
+    lines = lines[next(i for i, line in enumerate(lines) if line.startswith("error:")) :]  # after the progress lines
     assert lines[0] == "error: publish refused: 2 problems with the model or its data"
     assert lines[1:] == [
         "  - [decision]: give a threshold or costs, not both: costs choose the threshold",

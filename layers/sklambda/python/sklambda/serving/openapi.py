@@ -108,6 +108,14 @@ class Health(BaseModel):
     runtime: dict[str, Any] | None
 
 
+class V2ServerMetadata(BaseModel):
+    """GET /v2: the server's name, version and the protocol extensions it supports (e.g. binary_tensor_data)."""
+
+    name: str
+    version: str
+    extensions: list[str]
+
+
 class V2Live(BaseModel):
     """GET /v2/health/live."""
 
@@ -235,6 +243,9 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation("get", "/openapi.json", "openApi", "This document", OpenApiDocument, tags=("openapi",)),
     Operation("get", "/health", "health", "Liveness, versions and the runtime's package set", Health),
+    Operation(
+        "get", "/v2", "v2ServerMetadata", "Open Inference Protocol: server metadata", V2ServerMetadata, tags=("v2",)
+    ),
     Operation("get", "/v2/health/live", "v2Live", "Open Inference Protocol: server live", V2Live, tags=("v2",)),
     Operation("get", "/v2/health/ready", "v2Ready", "Open Inference Protocol: server ready", V2Ready, tags=("v2",)),
     Operation(
