@@ -360,3 +360,15 @@ def wage_like(n: int = 3000, seed: int = 0) -> tuple[pd.DataFrame, pd.Series]:
         + rng.normal(0, 0.27, n)
     )
     return X, pd.Series(np.round(np.exp(log_wage), 2), name="wage")
+
+
+def cli_arguments(parser, path: str = "sklambda"):
+    """Every argument of a CLI parser and its subcommands: (command path, option strings or dest, argparse action)."""
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from cli_arguments(sub, f"{path} {name}")
+        else:
+            yield path, "/".join(action.option_strings) or action.dest, action

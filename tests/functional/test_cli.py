@@ -8,6 +8,7 @@ import pytest
 
 from sklambda_infra import sample
 from sklambda_infra.cli import main
+from tests.support import cli_arguments
 
 
 @pytest.fixture
@@ -223,22 +224,11 @@ def test_version_prints_the_package_version_and_exits_0(capsys):
 
 def test_every_argument_of_every_command_has_help():
     # GIVEN the CLI's parser, subcommands included
-    import argparse
-
     from sklambda_infra.cli import build_parser
 
-    def undocumented(parser: argparse.ArgumentParser, path: str) -> list[str]:
-        found = []
-        for action in parser._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                for name, sub in action.choices.items():
-                    found += undocumented(sub, f"{path} {name}")
-            elif not action.help:
-                found.append(f"{path} {'/'.join(action.option_strings) or action.dest}")
-        return found
-
     # WHEN every action is looked at THEN each says what it is for in --help
-    assert undocumented(build_parser(), "sklambda") == []
+    undocumented = [f"{path} {name}" for path, name, action in cli_arguments(build_parser()) if not action.help]
+    assert undocumented == []
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ from sklearn.linear_model import LogisticRegression
 from sklambda.registry.store import Registry
 from sklambda_infra import sample
 from sklambda_infra.cli import build_parser, main
-from tests.support import BuiltVersion, store_built
+from tests.support import BuiltVersion, cli_arguments, store_built
 
 
 @pytest.fixture
@@ -294,15 +294,12 @@ def test_every_option_with_a_default_says_it_in_its_help():
     # GIVEN the CLI's parser, subcommands included
     import argparse
 
-    def silent(parser: argparse.ArgumentParser, path: str) -> list[str]:
-        found = []
-        for action in parser._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                for name, sub in action.choices.items():
-                    found += silent(sub, f"{path} {name}")
-            elif action.option_strings and action.default not in (None, False, [], argparse.SUPPRESS):
-                found += [] if "default" in (action.help or "") else [f"{path} {'/'.join(action.option_strings)}"]
-        return found
-
     # WHEN every option with a default is looked at THEN its help states the default
-    assert silent(build_parser(), "sklambda") == []
+    silent = [
+        f"{path} {name}"
+        for path, name, action in cli_arguments(build_parser())
+        if action.option_strings
+        and action.default not in (None, False, [], argparse.SUPPRESS)
+        and "default" not in (action.help or "")
+    ]
+    assert silent == []

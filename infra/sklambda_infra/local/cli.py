@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
-from sklambda.connection import Target
+from sklambda.connection import Target, process_running
 from sklambda_infra.local.functions import (
     LOCAL_RUNTIME,
     FunctionRunner,
@@ -34,7 +34,6 @@ from sklambda_infra.local.stack import (
     DETAILS_DIR,
     LocalStack,
     LocalStackError,
-    _process_running,
     details_path,
     read_details,
     summary,
@@ -179,7 +178,7 @@ def _parameters(pairs: list[str]) -> dict[str, str]:
 
 
 def _alive(pid: int) -> bool:
-    return pid > 0 and _process_running(pid)
+    return pid > 0 and process_running(pid)
 
 
 def _logger(log_file: Path) -> tuple[Callable[[str], None], TextIO]:

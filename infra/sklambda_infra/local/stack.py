@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 import boto3
 from botocore.config import Config
 
+from sklambda.connection import process_running
 from sklambda_infra.local.events import ExecutionWatcher, SqsPoller, sqs_event_sources
 from sklambda_infra.local.functions import (
     FAKE_ACCESS_KEY_ID,
@@ -594,24 +595,10 @@ def wait_until_stopped(pid: int, timeout_s: float, details_file: Path | None = N
     while time.monotonic() < deadline:
         if details_file is not None and not details_file.exists():
             return True
-        if not _process_running(pid):
+        if not process_running(pid):
             return True
         time.sleep(0.1)
     return False
-
-
-def _process_running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state != "Z"
 
 
 def log_group_of(resolver: Resolver, logical_id: str, spec: FunctionSpec) -> str:

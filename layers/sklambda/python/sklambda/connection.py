@@ -122,19 +122,25 @@ def read_local_details(path: Path) -> dict[str, Any] | None:
     if not isinstance(details, dict):
         return None
     pid = details.get("pid")
-    if isinstance(pid, int) and pid > 0 and not _alive(pid):
+    if isinstance(pid, int) and pid > 0 and not process_running(pid):
         return None
     return details
 
 
-def _alive(pid: int) -> bool:
+def process_running(pid: int) -> bool:
+    """Whether process `pid` runs: it exists (os.kill with signal 0; someone else's counts) and is not a zombie (a
+    stack killed but not yet reaped by its parent still has a pid; Linux says so in /proc/<pid>/stat)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # someone else's process: it exists
+    except PermissionError:
         return True
-    return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc (macOS): existing is running
+    return state != "Z"
 
 
 def _from_details(details: Mapping[str, Any]) -> dict[str, Any]:
