@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from sklambda import config
+from sklambda.connection import ENV_API_KEY, ENV_API_URL
 
 TTL_PARAMETER = "AliasTtlSeconds"
 # Where the API is, as `sklambda local env` exports it (a deployed stack: the ApiUrl output and its key).
-API_URL_ENV = "SKLAMBDA_API_URL"
-API_KEY_ENV = "SKLAMBDA_API_KEY"
+API_URL_ENV = ENV_API_URL  # sklambda.connection names the variables `sklambda local env` exports
+API_KEY_ENV = ENV_API_KEY
 WAIT_MARGIN_SECONDS = 60.0  # --wait's default timeout is the alias TTL plus this (cold starts, a slow first load)
 POLL_SECONDS = 1.0  # between two GET /models/{name} while waiting
 REQUEST_TIMEOUT_SECONDS = 10.0  # one GET; a cold start loading the model takes a few seconds
