@@ -19,6 +19,7 @@ Settings: sklambda.config.DriftCheckSettings.
 from __future__ import annotations
 
 import json
+import warnings
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sklambda import aws
 from sklambda.config import DriftCheckSettings
 from sklambda.errors import SklambdaError
-from sklambda.monitoring.drift_check import DriftCheckResult, run_drift_check
+from sklambda.monitoring.drift_check import DriftCheckResult, run_drift_check, window_bounds
 from sklambda.monitoring.windows import Window
 from sklambda.registry.signing import CardVerifier
 from sklambda.registry.store import Registry
@@ -38,6 +39,9 @@ from sklambda.registry.store import Registry
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
+# Every metric here is emitted with its own dimensions (per model), none on the handler's batch: powertools would
+# warn at each invocation that the batch is empty.
+warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 EVENT_SOURCE = "sklambda.monitoring"
 EVENT_DETAIL_TYPE = "DriftDetected"
@@ -197,7 +201,7 @@ def run(event: Any, now: datetime) -> dict[str, Any]:
     failed = sum(r["status"] == "failed" for r in results)
     return {
         "status": "failed" if failed and failed == len(results) else "ok",
-        "window": {"start": window.start.isoformat(), "end": window.end.isoformat()},
+        "window": window_bounds(window),
         "checked": len(results) - failed,
         "failed": failed,
         "drifted": [r["model"] for r in results if r.get("model_drifted")],
