@@ -456,13 +456,18 @@ def test_an_over_long_alias_is_a_400_naming_the_parameter(predict_app, published
 def test_log_keys_of_one_request_do_not_leak_into_the_next(predict_app, published, lambda_context):
     # GIVEN a request whose logs are tagged with the model version
     stream = io.StringIO()
-    predict_app.logger.registered_handler.setStream(stream)
-    call(predict_app, load_event("predict_invalid.json"), lambda_context)
-    assert '"model_version":"1"' in stream.getvalue()
-    stream.truncate(0)
-    stream.seek(0)
-    # WHEN the next request fails before any model is chosen
-    call(predict_app, load_event("predict.json", raw_body="{"), lambda_context)
+    handler = predict_app.logger.registered_handler
+    # Assigned, not setStream(): that flushes the previous stream, which an earlier test's capture may have closed.
+    previous, handler.stream = handler.stream, stream
+    try:
+        call(predict_app, load_event("predict_invalid.json"), lambda_context)
+        assert '"model_version":"1"' in stream.getvalue()
+        stream.truncate(0)
+        stream.seek(0)
+        # WHEN the next request fails before any model is chosen
+        call(predict_app, load_event("predict.json", raw_body="{"), lambda_context)
+    finally:
+        handler.stream = previous
     logs = [json.loads(line) for line in stream.getvalue().splitlines()]
     # THEN its log lines carry no stale model keys
     assert logs and all("model_version" not in line for line in logs)
