@@ -43,6 +43,7 @@ def _connect(args: argparse.Namespace, *, need_signer: bool = False, need_key: b
             signing_key_id=args.signing_key,
             endpoint_url=args.endpoint_url,
             need_signing_key=need_signer or need_key,
+            arguments="--bucket/--signing-key",
         )
     except ConfigurationError as e:
         hint = " (or pass --no-verify to read the card without checking its signature)" if need_key else ""
@@ -55,6 +56,8 @@ def _connect(args: argparse.Namespace, *, need_signer: bool = False, need_key: b
     if target.local_file is not None:
         print(f"using the local stack from {target.local_file}", file=sys.stderr)
     target.use()
+    if target.local_file is not None and target.runtime_path and not os.environ.get(config.RUNTIME_PATH, "").strip():
+        os.environ[config.RUNTIME_PATH] = target.runtime_path  # the stack's workers' packages: publish checks in them
     args.signing_key = target.signing_key_id
     return Registry(target.model_bucket), (CardSigner(target.signing_key_id) if need_signer else None)
 

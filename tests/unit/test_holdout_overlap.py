@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from sklambda.publishing import quality
 from sklambda.publishing.quality import overlap_estimate
+from sklambda.registry.card import CLASSIFICATION, REGRESSION
 from tests.support import wage_like
 
 
@@ -76,3 +78,52 @@ def test_the_same_values_as_integer_and_float_are_one_row():
     k_train = quality._row_keys(train, ["age", "plan"], {"age"})
     k_hold = quality._row_keys(hold, ["age", "plan"], {"age"})
     assert overlap_estimate(k_train, k_hold).shared_rows == 1
+
+
+def few_combinations(n: int = 3000, seed: int = 0):
+    """The trial's data: three categories of 3-4 levels and a 10-valued integer, so most rows repeat another."""
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame(
+        {
+            "region": rng.choice(["n", "s", "e"], n),
+            "plan": rng.choice(["a", "b", "c", "d"], n),
+            "channel": rng.choice(["web", "app", "shop", "phone"], n),
+            "tenure": rng.integers(0, 10, n),
+        }
+    )
+    y = pd.Series(np.where((X["tenure"] < 3) ^ (X["plan"] == "d"), "yes", "no"), name="churned")
+    return X, y
+
+
+def overlap_warnings(X, y, X_hold, y_hold, task=CLASSIFICATION, **options):
+    report = quality.check_training_data(X, y, task=task, X_holdout=X_hold, y_holdout=y_hold, **options)
+    return report, [w for w in report.warnings if w.check == "holdout_overlap"]
+
+
+@pytest.mark.parametrize("copied", [False, True])
+def test_on_data_with_few_distinct_rows_the_check_says_it_cannot_tell_a_copy_from_a_split(copied):
+    # GIVEN data whose random splits already repeat ~98 % of their rows, and a holdout split off or copied
+    X, y = few_combinations()
+    X_train, X_hold = random_split(X, seed=3)
+    y_train, y_hold = y.loc[X_train.index], y.loc[X_hold.index]
+    if copied:
+        X_hold, y_hold = X_train.iloc[:600], y_train.iloc[:600]
+    # WHEN the data is checked
+    report, warned = overlap_warnings(X_train, y_train, X_hold, y_hold)
+    # THEN neither passes silently nor is refused: one warning says this check cannot tell
+    assert not [r for r in report.refusals if r.check == "holdout_overlap"]
+    assert len(warned) == 1 and "this check cannot tell" in warned[0].message
+    assert report.measurements["holdout_overlap"]["expected_rate"] >= quality.OVERLAP_UNTESTABLE
+
+
+def test_the_override_is_recorded_only_when_it_turned_a_refusal_into_a_warning():
+    # GIVEN Wage-like data, a correct random split and a copied holdout, both checked with the override
+    X, y = wage_like()
+    X_train, X_hold = random_split(X, seed=5)
+    y_train = y.loc[X_train.index]
+    options = {"task": REGRESSION, "allow_holdout_overlap": True}
+    clean, _ = overlap_warnings(X_train, y_train, X_hold, y.loc[X_hold.index], **options)
+    copy, warned = overlap_warnings(X_train, y_train, X_train.iloc[:600], y_train.iloc[:600], **options)
+    # THEN only the copy, which would have been refused, records the override
+    assert clean.overrides == () and copy.overrides == ("holdout_overlap",)
+    assert not copy.refusals and "published anyway" in warned[0].message

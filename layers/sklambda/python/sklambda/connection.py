@@ -161,11 +161,13 @@ def resolve(
     need_signing_key: bool = True,
     start: str | os.PathLike[str] | None = None,
     environ: Mapping[str, str] | None = None,
+    arguments: str = "registry=/signer=",
 ) -> Target:
     """The target named by explicit arguments, else the environment, else a running local stack's details.
 
     need_signing_key: False for read-only commands that do not verify cards (the bucket alone is enough).
     start: the folder to look for the local stack from (default: the current folder). environ: default os.environ.
+    arguments: how the caller passes them explicitly, for the error message (the CLI: "--bucket/--signing-key").
 
     The local stack fills only values still missing, and only when the bucket (or, with `need_signing_key`, the
     signing key) is missing after arguments and environment.
@@ -199,7 +201,7 @@ def resolve(
         missing = [] if values["model_bucket"] else ["model bucket"]
         missing += [] if values["signing_key_id"] or not need_signing_key else ["signing key"]
         raise ConfigurationError(
-            f"no {' and no '.join(missing)} configured: pass registry=/signer= (CLI: --bucket/--signing-key), set "
+            f"no {' and no '.join(missing)} configured: pass {arguments}, set "
             f'{config.MODEL_BUCKET} and {config.SIGNING_KEY_ID} (`eval "$(sklambda local env)"` sets them for the '
             f"local stack), or start the local stack with `make local`{stale}"
         )
