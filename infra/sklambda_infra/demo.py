@@ -127,7 +127,7 @@ def run() -> int:
         verifier = CardVerifier(d["signing_key_id"])
         api, key = d["api_url"], d["api_key"]
         # Publish checks every model in the layer's host copy (the stack's workers run on the same one).
-        with progress.stage("the target runtime publish checks models in"):
+        with progress.stage("finding the dependency layer's host copy, where publish checks each model"):
             ensure_runtime_path(progress.note)
 
         say("Real data: the Palmer penguins, shipped inside the palmerpenguins package (no download)")
@@ -330,14 +330,17 @@ def run() -> int:
             ("all islands", penguins.resample(X, 4000, seed=21)),
             ("Biscoe only", penguins.resample(biscoe, 4000, seed=22)),
         )
+        window_start = datetime.now(UTC)
         for label, frame in windows:
-            window_start = datetime.now(UTC)
             rows = to_records(frame)
             for i in range(0, len(rows), 1000):
                 status, body = http("POST", f"{api}/models/{name}/predict", api_key=key,
                                     body={"instances": rows[i : i + 1000]})  # fmt: skip
                 assert status == 200, body
+            # Consecutive windows, [start, end): the next one starts where this one ends, and its traffic waits for
+            # that moment, so no request is in both; reports are named by their window's end, a second apart at least.
             window = Window(window_start, datetime.now(UTC) + timedelta(seconds=1))
+            window_start = window.end
             # Capture lines leave through the function's log and the subscription after each response.
             served, _ = read_card(registry, verifier, name, registry.resolve(name, alias="production"))
             deadline = time.monotonic() + 30
@@ -346,6 +349,7 @@ def run() -> int:
             result = run_drift_check(name, registry=registry, data_bucket=data_bucket, window=window, verifier=verifier)
             drifted = ", ".join(result.report.drifted_features) or "none"
             print(f"  {label:<12} {result.report.rows} rows: {result.report.verdict}; drifted features: {drifted}")
+            time.sleep(max(0.0, (window.end - datetime.now(UTC)).total_seconds()))
             start, end = (t.strftime("%H:%M:%S") for t in (result.window.start, result.window.end))
             print(f"  {'':<12} window {start}-{end} UTC; report: s3://{data_bucket}/{result.report_keys['html']}")
         print("  Biscoe has no Chinstraps and is mostly Gentoo, the largest species: the species and island mix "

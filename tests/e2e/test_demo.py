@@ -49,6 +49,9 @@ def test_demo_runs_end_to_end_on_the_local_stack():
     assert page and "reports/drift/penguins/index.html" in out
     html = (ROOT / page.group(1)).read_text()
     linked = set(re.findall(r"href=[\"']([^\"'#]+\.html)[\"']", html))
+    # two windows, one report each: consecutive windows never share a report
+    windows = re.findall(r"window (\d\d:\d\d:\d\d)-(\d\d:\d\d:\d\d) UTC", out)
+    assert len(windows) == 2 and windows[0][1] == windows[1][0] and len(linked) == 2
     assert (
         "<svg" in html and len(linked) >= 2 and all((ROOT / page.group(1)).parent.joinpath(x).is_file() for x in linked)
     )

@@ -16,11 +16,13 @@ from sklambda.monitoring.drift import (
     DriftConfig,
     check_drift,
     merge,
+    page,
     prediction_distribution,
     render_html,
     render_page,
     summarize,
 )
+from sklambda.monitoring.drift.html import duration_text
 from sklambda.publishing.baseline import feature_baseline, prediction_baseline
 from sklambda.registry.schema import infer_schema
 from tests.support import PAGE_TAGS, HtmlPage
@@ -251,3 +253,25 @@ def test_the_html_report_states_its_window_and_baseline_and_links_the_monitoring
     assert "24 h: 812 captured rows in the window, 800 compared" in shown
     assert "baseline of churn version 3, published 2026-10-01T12:00:00+00:00" in shown
     assert page.links() == ["index.html"]
+
+
+@pytest.mark.parametrize(
+    ("ends", "labels"),
+    [
+        (["2026-11-26T06:00:00+00:00", "2026-11-27T06:00:00+00:00"], ["11-26", "11-27"]),
+        (["2026-11-27T06:00:00+00:00", "2026-11-27T07:00:00+00:00"], ["11-27 06:00", "11-27 07:00"]),
+        (["2026-11-30T14:15:14+00:00", "2026-11-30T14:15:40+00:00"], ["11-30 14:15:14", "11-30 14:15:40"]),
+    ],
+)
+def test_window_labels_are_the_shortest_that_tell_the_windows_apart(ends, labels):
+    # GIVEN windows ending on different days, hours of one day, or seconds apart (on-demand checks)
+    entries = [{"window": {"end": end}} for end in ends]
+    # THEN each x-axis label is distinct, and no longer than it needs to be
+    assert page._axis_labels(entries) == labels
+
+
+@pytest.mark.parametrize(
+    ("hours", "text"), [(24.0, "24 h"), (1.5, "1.5 h"), (0.2, "12 min"), (4.0e-4, "1.44 s"), (None, "?")]
+)
+def test_a_windows_length_reads_in_hours_minutes_or_seconds_never_in_scientific_notation(hours, text):
+    assert duration_text(hours) == text

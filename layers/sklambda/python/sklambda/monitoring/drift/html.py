@@ -92,7 +92,7 @@ def _context(window: Mapping[str, Any] | None, reference: Mapping[str, Any] | No
         out.append(
             f"<p id='window'>Window: <b>{escape(str(window.get('start')))}</b> to "
             f"<b>{escape(str(window.get('end')))}</b> (UTC; the end is not in it), "
-            f"{escape(_fmt(window.get('hours')))} h: "
+            f"{escape(duration_text(window.get('hours')))}: "
             f"{_count(window.get('rows_in_window'))} captured rows in the window{estimated}, "
             f"{_count(window.get('rows_compared'))} compared.</p>"
         )
@@ -187,3 +187,14 @@ def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.3g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.2e}"
     return str(v)
+
+
+def duration_text(hours: Any) -> str:
+    """A window's length for a person: "24 h", "1.5 h", "12 min", "1.4 s" ("?" when not a number)."""
+    if not isinstance(hours, int | float) or isinstance(hours, bool) or hours != hours:
+        return "?"
+    if hours >= 1:
+        return f"{hours:.3g} h"
+    if hours * 60 >= 1:
+        return f"{hours * 60:.3g} min"
+    return f"{hours * 3600:.3g} s"

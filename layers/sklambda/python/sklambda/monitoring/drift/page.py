@@ -24,12 +24,15 @@ from typing import Any
 from sklambda.errors import printable
 from sklambda.monitoring.drift.check import DRIFT, INSUFFICIENT_DATA, NO_DRIFT, PII
 from sklambda.monitoring.drift.history import PREDICTION_QUANTILES
+from sklambda.monitoring.drift.html import duration_text
 
 VERDICT_COLOUR = {DRIFT: "#c0392b", NO_DRIFT: "#27ae60", INSUFFICIENT_DATA: "#95a5a6"}
 SCORE_COLOUR, THRESHOLD_COLOUR, LIVE_COLOUR, BASE_COLOUR = "#4c72b0", "#c0392b", "#fc8d62", "#555"
 # ColorBrewer Dark2: eight classes told apart, also in greyscale print.
 CLASS_COLOURS = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666")
 OTHER_CLASSES = "(other classes)"
+# x-axis labels of window ends, shortest first: the first that tells the windows apart is used.
+AXIS_FORMATS = ("%m-%d", "%m-%d %H:%M", "%m-%d %H:%M:%S")
 CSS = """
 body{font-family:system-ui,sans-serif;margin:2rem;color:#222;max-width:1150px}
 h1{font-size:1.4rem}h2{font-size:1.15rem;margin:2rem 0 .4rem}h3{font-size:.95rem;margin:0}
@@ -113,7 +116,7 @@ def _summary(entries: Sequence[Mapping[str, Any]], limit: int, location: str, ge
 
 def _table(entries: Sequence[Mapping[str, Any]]) -> str:
     rows = [
-        "<table id='windows'><tr><th>window start (UTC)</th><th>end (UTC, exclusive)</th><th>hours</th>"
+        "<table id='windows'><tr><th>window start (UTC)</th><th>end (UTC, exclusive)</th><th>length</th>"
         "<th>model version</th><th>rows compared / in window</th><th>verdict</th><th>model drifted</th>"
         "<th>drifted features</th><th>report</th></tr>"
     ]
@@ -128,7 +131,7 @@ def _table(entries: Sequence[Mapping[str, Any]]) -> str:
         rows.append(
             f"<tr><td class='t'>{escape(_when(window.get('start')))}</td>"
             f"<td class='t'>{escape(_when(window.get('end')))}</td>"
-            f"<td>{escape(_num(window.get('hours')))}</td><td>{escape(str(e.get('model_version')))}</td>"
+            f"<td>{escape(duration_text(window.get('hours')))}</td><td>{escape(str(e.get('model_version')))}</td>"
             f"<td>{_int(e.get('rows'))} / {_int(e.get('rows_in_window'))}</td><td>{_badge(e['verdict'])}</td>"
             f"<td>{'<span class=drifted>yes</span>' if e.get('model_drifted') else 'no'}</td>"
             f"<td>{escape(drifted)}</td><td>{links}</td></tr>"
@@ -282,15 +285,18 @@ def _nice(x: float) -> float:
 
 
 def _axis_labels(entries: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Each window's end, short: month-day, with the time of day when the windows do not all end at the same one."""
+    """Each window's end, short: month-day, with the time of day (to the minute, else the second) when needed to tell
+    the windows apart."""
     ends: list[datetime | None] = []
     for e in entries:
         try:
             ends.append(datetime.fromisoformat(str((e.get("window") or {}).get("end"))).astimezone(UTC))
         except ValueError:
             ends.append(None)
-    same_time = len({(d.hour, d.minute) for d in ends if d}) <= 1
-    return [d.strftime("%m-%d" if same_time else "%m-%d %H:%M") if d else "?" for d in ends]
+    known = [d for d in ends if d]
+    # The shortest form that tells the windows apart (on-demand checks minutes or seconds apart need the time).
+    fmt = next((f for f in AXIS_FORMATS if len({d.strftime(f) for d in known}) == len(set(known))), AXIS_FORMATS[-1])
+    return [d.strftime(fmt) if d else "?" for d in ends]
 
 
 def _verdict_chart(entries: Sequence[Mapping[str, Any]]) -> str:
