@@ -347,8 +347,10 @@ def _sample_write(args: argparse.Namespace) -> int:
     print(f"wrote the sample (Palmer penguins, real data: target {penguins.TARGET!r}, pii {', '.join(penguins.PII)}): "
           f"{model}, {train}, {holdout}")  # fmt: skip
     print("publish it with:")
+    cost_fp, cost_fn = penguins.COSTS  # the decision threshold `make local`'s version 1 has, chosen the same way
     print(f"  sklambda publish --model {model} --data {train} --holdout {holdout} --target {penguins.TARGET} "
-          f"--name {penguins.NAME} --pii {' '.join(penguins.PII)} --promote staging")  # fmt: skip
+          f"--name {penguins.NAME} --pii {' '.join(penguins.PII)} --positive-class {penguins.POSITIVE_CLASS} "
+          f"--cost-fp {cost_fp:g} --cost-fn {cost_fn:g} --promote staging")  # fmt: skip
     return 0
 
 

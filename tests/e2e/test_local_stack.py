@@ -231,7 +231,9 @@ def test_route_with_api_key_required_false_is_public(stack):
     assert status == 200 and "env" in json.loads(body)
 
 
-@pytest.mark.parametrize(("method", "path"), [("GET", "/nowhere"), ("POST", "/probe"), ("GET", "/other/deeper")])
+@pytest.mark.parametrize(
+    ("method", "path"), [("GET", "/nowhere"), ("POST", "/probe"), ("GET", "/other/deeper"), ("TRACE", "/probe")]
+)
 def test_unknown_route_is_403_missing_authentication_token(stack, method, path):
     status, headers, body = request(f"{stack.api_url}{path}", method=method, headers=keyed(stack))
     assert (status, json.loads(body)) == (403, {"message": "Missing Authentication Token"})

@@ -145,7 +145,8 @@ def test_the_readme_walkthrough_runs_as_printed_after_make_local(tmp_path):
         assert details["model_bucket"] in output_of(results, ".venv/bin/aws s3 ls")
         assert "penguins" in output_of(results, ".venv/bin/sklambda models list")
         assert "staging" in output_of(results, ".venv/bin/sklambda publish")
-        assert "penguins" in output_of(results, ".venv/bin/sklambda models show")
+        shown = output_of(results, ".venv/bin/sklambda models show")
+        assert "penguins version 2" in shown and "female when P >= 0.593 (costs)" in shown, shown
         for name in ("model.joblib", "train.csv", "holdout.csv"):
             assert (project / ".sklambda" / "sample" / name).is_file()
         # the uploaded file is scored by the stack's batch function (asynchronously: S3 -> SQS -> Lambda)

@@ -71,6 +71,18 @@ def details_path(project_root: str | Path) -> Path:
     return Path(project_root) / DETAILS_DIR / DETAILS_FILE
 
 
+def _tools_folder() -> str:
+    """The folder of this interpreter's console scripts as a prefix ("" when it is not a venv's with sklambda in it),
+    relative to the current folder when under it (".venv/bin/")."""
+    folder = Path(sys.executable).parent
+    if not (folder / "sklambda").exists():
+        return ""
+    try:
+        return f"{folder.relative_to(Path.cwd())}/"
+    except ValueError:
+        return f"{folder}/"
+
+
 def read_details(project_root: str | Path) -> dict[str, Any] | None:
     """The running stack's details (`.sklambda/local.json`), or None when there is no such file."""
     try:
@@ -579,8 +591,13 @@ def summary(details: Mapping[str, Any]) -> str:
         notes.append(f"    authorizer {', '.join(authorizers)} is NOT enforced locally: those routes are open")
     if notes:
         lines += ["  Notes:", *notes]
-    env = f"AWS_ACCESS_KEY_ID={details['access_key_id']} AWS_SECRET_ACCESS_KEY={details['secret_access_key']}"
-    lines += ["", "  Try:", f"    {env} aws --endpoint-url {endpoint} --region {details['region']} s3 ls"]
+    tools = _tools_folder()  # this venv's sklambda and aws, which need nothing else on PATH
+    lines += [
+        "",
+        "  Try (in another shell, from this folder):",
+        f'    eval "$({tools}sklambda local env)"   # AWS_ENDPOINT_URL, region, credentials, API URL and key, buckets',
+        f"    {tools}aws s3 ls",
+    ]
     first_get = next((r for r in details["routes"] if r["method"] in ("GET", "ANY") and "{" not in r["path"]), None)
     if first_get is not None:
         header = f" -H 'x-api-key: {details['api_key']}'" if first_get["api_key_required"] else ""
