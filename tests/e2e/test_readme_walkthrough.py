@@ -130,7 +130,7 @@ def test_the_readme_walkthrough_runs_as_printed_after_make_local(tmp_path):
 
         # THEN each did what the README says it does, and so does the curl command `make local` printed
         pasted = subprocess.run(
-            ["bash", "-c", printed[printed.index('    eval "$(') :].strip()],
+            ["bash", "-c", printed[printed.rindex('    eval "$(') :].strip()],
             cwd=project,
             env=env,
             capture_output=True,
@@ -138,6 +138,9 @@ def test_the_readme_walkthrough_runs_as_printed_after_make_local(tmp_path):
             timeout=60,
         )
         assert pasted.returncode == 0 and json.loads(pasted.stdout)["decision_threshold"]["positive_class"] == "female"
+        tried = printed.split("  Try (in another shell, from this folder):\n", 1)[1].split("\n\n", 1)[0]
+        listed = subprocess.run(["bash", "-c", tried], cwd=project, env=env, capture_output=True, text=True, timeout=60)
+        assert listed.returncode == 0 and details["model_bucket"] in listed.stdout, listed.stderr
         assert json.loads(output_of(results, 'curl -s "$SKLAMBDA_API_URL/health"'))["status"] == "ok"
         explained = json.loads(output_of(results, "curl -s -X POST"))
         assert explained["model_name"] == "penguins" and explained["model_version"] == "1"
