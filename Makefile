@@ -23,6 +23,8 @@ $(STAMP): pyproject.toml
 	@$(PIP_OUTPUT); \
 	  $(PY) -m pip install $$pip_output --disable-pip-version-check --upgrade pip && \
 	  $(PY) -m pip install $$pip_output --disable-pip-version-check -e '.[dev]'
+	@echo "building the dependency layer's host copy, where publish and the local stack run models (once, ~15 s)"
+	@$(PY) -c 'from sklambda_infra.runtime import ensure_runtime_path; ensure_runtime_path()'
 	@touch $(STAMP)
 	@echo "installed into $(VENV)"
 
