@@ -281,17 +281,17 @@ def test_checks_of_consecutive_windows_build_one_page_with_every_window(
     assert "index.html" in html.links() and "the end is not in it" in "".join(html.text)
 
 
+def capture_days(data_bucket, model, *, days: int, seed: int) -> None:
+    """500 captured churn rows an hour before the end of each of `days` daily windows (seeds seed, seed + 1, ...)."""
+    for day in range(days):
+        capture(data_bucket, model, sample.churn_data(500, seed=seed + day)[0], at=END + timedelta(days=day, hours=-1))
+
+
 def test_the_page_keeps_the_last_n_windows_and_a_recheck_replaces_its_window(
     registry_env, published, data_bucket, logistic_model
 ):
     # GIVEN three days of captures
-    for day in range(3):
-        capture(
-            data_bucket,
-            logistic_model,
-            sample.churn_data(500, seed=50 + day)[0],
-            at=END + timedelta(days=day, hours=-1),
-        )
+    capture_days(data_bucket, logistic_model, days=3, seed=50)
     # WHEN each day is checked with a history of two windows, and the last day is checked again
     for day in (0, 1, 2, 2):
         result = check_day(registry_env, day, history_windows=2)
@@ -307,13 +307,7 @@ def test_a_missing_or_unreadable_history_is_rebuilt_from_the_reports(
     registry_env, published, data_bucket, logistic_model
 ):
     # GIVEN two checked days whose history was then deleted, as before the page existed
-    for day in range(3):
-        capture(
-            data_bucket,
-            logistic_model,
-            sample.churn_data(500, seed=60 + day)[0],
-            at=END + timedelta(days=day, hours=-1),
-        )
+    capture_days(data_bucket, logistic_model, days=3, seed=60)
     first = check_day(registry_env, 0)
     check_day(registry_env, 1)
     data_bucket.delete_object(Bucket=DATA_BUCKET, Key=first.report_keys["history"])
@@ -351,9 +345,7 @@ def test_two_checks_writing_the_history_at_once_both_keep_their_window(
     registry_env, published, data_bucket, logistic_model
 ):
     # GIVEN two checked days, and a third check whose history write is overtaken by another check's write
-    for day in range(3):
-        X = sample.churn_data(500, seed=80 + day)[0]
-        capture(data_bucket, logistic_model, X, at=END + timedelta(days=day, hours=-1))
+    capture_days(data_bucket, logistic_model, days=3, seed=80)
     check_day(registry_env, 0)
     history_key = drift_check.HistoryStore.key("churn")
     overtaken = []
