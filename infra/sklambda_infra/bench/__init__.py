@@ -9,8 +9,10 @@
 - explain: single-row explanation latency of a 100-tree forest with 20 features, and accuracy
 - parity:  what the publish-time parity gate adds to a publish
 - load:    the local API under 50 clients
+- estimation: CBPE's estimated accuracy vs the realized one on covariate-shifted windows, vs the holdout accuracy
 
-Each kind is a module here; batch, capture, drift and explain also run alone (`python -m sklambda_infra.bench.drift`).
+Each kind is a module here; batch, capture, drift, estimation and explain also run alone
+(`python -m sklambda_infra.bench.drift`).
 
 Every result is a ratio against a baseline measured in the same run, interleaved with it: the machine is shared.
 """

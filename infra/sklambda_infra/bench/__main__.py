@@ -1,6 +1,6 @@
 """python -m sklambda_infra.bench [--quick] [--only KIND ...] [--out PATH]
 
-KIND: warm, cold, bundle, batch, drift, capture, explain, parity, load.
+KIND: warm, cold, bundle, batch, drift, capture, explain, parity, load, estimation.
 
 [--layer-report PATH] reads an existing layer build instead of building one.
 """
@@ -21,6 +21,7 @@ from sklambda_infra.bench import (
     cold,
     common,
     drift,
+    estimation,
     explain,
     load,
     machine,
@@ -30,7 +31,7 @@ from sklambda_infra.bench import (
 )
 from sklambda_infra.runtime import ensure_runtime_path
 
-KINDS = ("warm", "cold", "bundle", "batch", "drift", "capture", "explain", "parity", "load")
+KINDS = ("warm", "cold", "bundle", "batch", "drift", "capture", "explain", "parity", "load", "estimation")
 DEFAULT_OUT = common.ROOT / "BENCHMARKS.md"
 PARTIAL_OUT = common.BUILD / "BENCHMARKS.md"
 RESULTS = common.BUILD / "results.json"
@@ -95,6 +96,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         results["parity"] = parity.run(rounds=1 if ns.quick else 3)
     if "load" in kinds:
         results["load"] = load.run(requests=500 if ns.quick else load.REQUESTS)
+    if "estimation" in kinds:
+        plan = estimation.QUICK if ns.quick else estimation.FULL
+        results["estimation"] = estimation.run(plan["windows"], plan["rows"])
     results["load_average_end"] = machine.load_average()
     results["elapsed_s"] = time.perf_counter() - started
 

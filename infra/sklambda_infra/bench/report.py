@@ -8,6 +8,8 @@ from typing import Any
 from sklambda_infra.bench.batch import report as render_batch
 from sklambda_infra.bench.capture import report as capture_report
 from sklambda_infra.bench.drift import markdown as drift_markdown
+from sklambda_infra.bench.estimation import markdown as estimation_markdown
+from sklambda_infra.bench.estimation import summary_rows as estimation_summary_rows
 from sklambda_infra.bench.explain import markdown as explain_markdown
 from sklambda_infra.bench.explain import summary_rows as explain_summary_rows
 from sklambda_infra.bench.load import markdown as load_markdown
@@ -102,6 +104,8 @@ def render(results: Mapping[str, Any]) -> str:
         parts += ["", _demote(parity_markdown(results["parity"]), "8. ")]
     if results.get("load") is not None:
         parts += ["", _demote(load_markdown(results["load"]), "9. ")]
+    if results.get("estimation") is not None:
+        parts += ["", _demote(estimation_markdown(results["estimation"]), "10. ")]
     parts += ["", render_reproduce(), "", render_caveats()]
     return "\n".join(parts).rstrip() + "\n"
 
@@ -228,6 +232,8 @@ def summary_rows(results: Mapping[str, Any]) -> list[list[str]]:
         rows += parity_summary_rows(results["parity"])
     if results.get("load") is not None:
         rows += load_summary_rows(results["load"])
+    if results.get("estimation") is not None:
+        rows += estimation_summary_rows(results["estimation"])
     return rows
 
 

@@ -4,7 +4,8 @@ Before anything is written, `sklambda.publishing.quality` checks the data and ev
 PublishRejected (its `errors` list one FieldError per problem). Besides schema, metrics and baseline, the card
 records permutation importance per input feature, the background sample for per-prediction explanations, the
 decision threshold of a binary classifier (given, or chosen to minimize the expected cost of its errors on the
-holdout set), the model's documentation and the data quality warnings.
+holdout set), the model's documentation, the data quality warnings and, for a binary classifier published with a
+holdout, the calibration map that estimates its performance before labels arrive (`estimation`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ from sklambda.errors import (
     RegistryConflict,
     SklambdaError,
 )
+from sklambda.monitoring.model_quality.estimation import EstimationUnavailable
+from sklambda.monitoring.model_quality.estimation import card_section as estimation_section
 from sklambda.publishing.artifact import ArtifactUnreadable, check_needs, installed_modules, scan_artifact
 from sklambda.publishing.baseline import feature_baseline, prediction_baseline
 from sklambda.publishing.parity import Runtime, check_parity, select_rows, server_for
@@ -281,6 +284,12 @@ def build_card(
     except Exception as e:  # an exotic estimator must not block publishing; the card says why it has none
         importance = None
         extra.append(Problem("importance", None, f"permutation importance could not be computed: {e}"))
+    estimation = None
+    if decision is not None and split == "holdout":
+        try:
+            estimation = _estimation(model, decision, X_eval, y_eval)
+        except EstimationUnavailable as e:
+            extra.append(Problem("estimation", None, f"performance cannot be estimated before labels arrive: {e}"))
     report = report.merge(QualityReport(warnings=tuple(extra)))
 
     sha = hashlib.sha256(blob).hexdigest()
@@ -311,6 +320,7 @@ def build_card(
         documentation={"owner": owner, "intended_use": intended_use, "limitations": [str(x) for x in limitations]},
         quality=report.card_section(),
         code=describe(code_files) if code_files else None,
+        estimation=estimation,
     )
     stage(PARITY)
     with _check("parity"):
@@ -585,6 +595,16 @@ def _decision(
     out.update(threshold=chosen, source="costs", costs={"false_positive": fp, "false_negative": fn})
     out[f"{split}_expected_cost"] = total / len(y_eval)  # mean cost per row at the chosen threshold
     return out
+
+
+def _estimation(model: Any, decision: Mapping[str, Any], X_eval: pd.DataFrame, y_eval: pd.Series) -> dict[str, Any]:
+    """The card's `estimation` section: the CBPE calibration map fitted on the holdout at the card's threshold
+    (sklambda.monitoring.model_quality.estimation). Raises EstimationUnavailable for too few rows of a class."""
+    positive = decision["positive_class"]
+    column = [_plain(c) for c in model.classes_].index(positive)
+    is_positive = np.array([_plain(v) == positive for v in y_eval])
+    proba = np.asarray(model.predict_proba(X_eval))
+    return estimation_section(proba, is_positive, positive_index=column, threshold=float(decision["threshold"]))
 
 
 def _importance(

@@ -3,7 +3,7 @@
 The canonical JSON of the card, minus its signature, is what gets signed, so the signature covers the
 schema, metrics and the artifact's sha256 and size.
 
-Optional sections (`importance`, `explanation`, `decision`, `documentation`, `quality`) were added after the
+Optional sections (`importance`, `explanation`, `decision`, `documentation`, `quality`, ...) were added after the
 first cards were published. A section that is None is left out of `to_dict`, so a card written before it
 existed keeps the exact canonical JSON it was signed with and still verifies. The reverse does not hold: a
 runtime older than a section drops it when reading, so a card carrying it fails that runtime's signature check
@@ -24,6 +24,10 @@ runtime older than a section drops it when reading, so a card carrying it fails 
                     "tolerance": {"rtol", "atol"}, "runtime": {"fingerprint", "python", "platform", "scikit-learn"},
                     "needs": {"modules": [names], "sklearn_versions": [versions]}, "seconds": float}
                    the publish-time parity gate (sklambda.publishing.parity): what was checked and where
+    estimation     {"method": "cbpe", "positive_index", "threshold", "calibration": {"method": "isotonic", "x", "y"},
+                    "holdout": {"rows", "accuracy", "f1", "roc_auc", "positive_rate"}}   binary classifiers with
+                   predict_proba published with a holdout: the calibration map that estimates performance before
+                   labels arrive (sklambda.monitoring.model_quality.estimation)
 """
 
 from __future__ import annotations
@@ -39,7 +43,16 @@ from sklambda.registry.schema import InputSchema
 CARD_FORMAT = "sklambda.registry.card/v1"
 CLASSIFICATION, REGRESSION = "classification", "regression"
 # Sections a card may lack (older cards): omitted from the signed JSON when None, see the module docstring.
-OPTIONAL_SECTIONS = ("importance", "explanation", "decision", "documentation", "quality", "code", "parity")
+OPTIONAL_SECTIONS = (
+    "importance",
+    "explanation",
+    "decision",
+    "documentation",
+    "quality",
+    "code",
+    "parity",
+    "estimation",
+)
 
 
 @dataclass(frozen=True)
@@ -117,6 +130,7 @@ class ModelCard:
     quality: Mapping[str, Any] | None = None
     code: Mapping[str, Any] | None = None
     parity: Mapping[str, Any] | None = None
+    estimation: Mapping[str, Any] | None = None
 
     @property
     def sklearn_version(self) -> str:
