@@ -3,8 +3,8 @@
 The canonical JSON of the card, minus its signature, is what gets signed, so the signature covers the
 schema, metrics and the artifact's sha256 and size.
 
-Optional sections (`importance`, `explanation`, `decision`, `documentation`, `quality`) were added after the
-first cards were published. A section that is None is left out of `to_dict`, so a card written before it
+Optional sections (`importance`, `explanation`, `decision`, `documentation`, `quality`, `segments`, ...) were added
+after the first cards were published. A section that is None is left out of `to_dict`, so a card written before it
 existed keeps the exact canonical JSON it was signed with and still verifies. The reverse does not hold: a
 runtime older than a section drops it when reading, so a card carrying it fails that runtime's signature check
 (deploy the layer before publishing with a newer publisher). Their shapes:
@@ -24,6 +24,12 @@ runtime older than a section drops it when reading, so a card carrying it fails 
                     "tolerance": {"rtol", "atol"}, "runtime": {"fingerprint", "python", "platform", "scikit-learn"},
                     "needs": {"modules": [names], "sklearn_versions": [versions]}, "seconds": float}
                    the publish-time parity gate (sklambda.publishing.parity): what was checked and where
+    segments       {"split", "task", "rows", "positive_label", "min_group_rows", "confidence", "bounds": {name: gap},
+                    "features": [{"name", "sensitive", "groups": [{"group", "rows", "positives", "too_small",
+                    "metrics": {name: value|None}, "intervals": {name: [low, high]}}], "gaps": [{"name", "gap",
+                    "highest", "lowest", "interval", "bound", "flagged"}]}], "flagged": [{"feature", "name", "gap"}]}
+                   metrics per group of the categorical columns named at publish, fairness differences for the
+                   sensitive ones (sklambda.monitoring.model_quality.fairness); never a pii column
 """
 
 from __future__ import annotations
@@ -39,7 +45,16 @@ from sklambda.registry.schema import InputSchema
 CARD_FORMAT = "sklambda.registry.card/v1"
 CLASSIFICATION, REGRESSION = "classification", "regression"
 # Sections a card may lack (older cards): omitted from the signed JSON when None, see the module docstring.
-OPTIONAL_SECTIONS = ("importance", "explanation", "decision", "documentation", "quality", "code", "parity")
+OPTIONAL_SECTIONS = (
+    "importance",
+    "explanation",
+    "decision",
+    "documentation",
+    "quality",
+    "code",
+    "parity",
+    "segments",
+)
 
 
 @dataclass(frozen=True)
@@ -117,6 +132,7 @@ class ModelCard:
     quality: Mapping[str, Any] | None = None
     code: Mapping[str, Any] | None = None
     parity: Mapping[str, Any] | None = None
+    segments: Mapping[str, Any] | None = None
 
     @property
     def sklearn_version(self) -> str:
