@@ -157,6 +157,9 @@ def _publish(args: argparse.Namespace) -> int:
             code=args.code,
             on_stage=progress.step,
             allow_holdout_overlap=args.allow_holdout_overlap,
+            segments=args.segment,
+            sensitive=args.sensitive,
+            fairness_bounds=dict(args.fairness_bound) or None,
             **options,
         )
     except BaseException as e:
@@ -208,7 +211,7 @@ def _model_file_problems(path: str) -> list[str]:
 
 
 def _metric_gate(text: str) -> tuple[str, float]:
-    """NAME=VALUE for --min-metric."""
+    """NAME=VALUE for --min-metric and --fairness-bound."""
     name, sep, value = text.partition("=")
     try:
         if not sep or not name.strip():
@@ -554,6 +557,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-holdout-overlap",
         action="store_true",
         help="publish even when the holdout is mostly copies of training rows (a warning, recorded in the card)",
+    )
+    p.add_argument(
+        "--segment",
+        action="append",
+        default=[],
+        metavar="COLUMN",
+        help="a categorical column whose groups get their own metrics in the card (repeatable; not pii)",
+    )
+    p.add_argument(
+        "--sensitive",
+        action="append",
+        default=[],
+        metavar="COLUMN",
+        help="a segment also checked for demographic parity and equal opportunity (repeatable; not pii)",
+    )
+    p.add_argument(
+        "--fairness-bound",
+        action="append",
+        default=[],
+        type=_metric_gate,
+        metavar="NAME=GAP",
+        help="largest acceptable gap between groups, e.g. demographic_parity_difference=0.05 (repeatable; "
+        "default 0.1 for rates and AUC, none for mae and mean_bias)",
     )
     p.set_defaults(func=_publish)
 

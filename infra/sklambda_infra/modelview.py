@@ -81,6 +81,28 @@ def schema_table(features: Sequence[FeatureSpec]) -> str:
     return text_table(("FEATURE", "TYPE", "NULL", "REQUIRED", "RANGE / CATEGORIES", "PII"), rows)
 
 
+def segments_text(section: Mapping[str, Any]) -> list[str]:
+    """The card's `segments`: per feature, a table of its groups (rows and each metric; "small" groups are left out
+    of the gaps), then its gaps with their bounds, FLAGGED where the rule of
+    sklambda.monitoring.model_quality.fairness holds."""
+    lines = [f"segments ({section['split']} split, groups under {section['min_group_rows']} rows are too small)"]
+    for f in section["features"]:
+        metrics = list(dict.fromkeys(m for g in f["groups"] for m in g["metrics"]))
+        rows = [
+            (g["group"] if g["group"] is not None else "(null)", g["rows"], *(
+                "-" if g["metrics"].get(m) is None else f"{g['metrics'][m]:.3f}" for m in metrics
+            ), "small" if g["too_small"] else "")
+            for g in f["groups"]
+        ]  # fmt: skip
+        title = f"{f['name']}{' (sensitive)' if f['sensitive'] else ''}"
+        lines.append(text_table((title.upper(), "ROWS", *(m.upper() for m in metrics), ""), rows))
+        for gap in f["gaps"]:
+            bound = "no bound" if gap["bound"] is None else f"bound {gap['bound']:g}"
+            flag = "  FLAGGED" if gap["flagged"] else ""
+            lines.append(f"    {gap['name']} gap {gap['gap']:.3f} ({gap['highest']} vs {gap['lowest']}; {bound}){flag}")
+    return lines
+
+
 def card_text(card: ModelCard, check: SignatureCheck, aliases: Mapping[str, str], unverified: str) -> str:
     """`models show`: identity, signature, aliases, metrics, the schema as a table, importance, decision, warnings.
 
@@ -142,6 +164,8 @@ def card_text(card: ModelCard, check: SignatureCheck, aliases: Mapping[str, str]
         ranked = imp["features"][:TOP_IMPORTANCE]
         lines.append(text_table(("FEATURE", "MEAN", "STD"), [(f["name"], f"{f['mean']:+.4f}", f"{f['std']:.4f}")
                                                              for f in ranked]))  # fmt: skip
+    if card.segments:
+        lines += ["", *segments_text(card.segments)]
     warnings = (card.quality or {}).get("warnings", [])
     if warnings:
         lines += ["", "data quality warnings"]

@@ -85,6 +85,32 @@ def test_models_show_prints_sections_and_the_schema_as_a_table(cli, published, c
     assert "importance (roc_auc drop when shuffled, holdout split, top 5)" in out
 
 
+def test_publish_with_segment_and_sensitive_flags_and_models_show_prints_the_table(cli, files, registry_env, capsys):
+    # GIVEN churn published with --segment region and --sensitive has_partner and a tighter parity bound
+    bound = ("--fairness-bound", "demographic_parity_difference=0.05")
+    assert cli(*publish_args(files, "--segment", "region", "--sensitive", "has_partner", *bound)) == 0
+    card = registry_env.registry.get_card("churn", "1")
+    # THEN the signed card has both features, the bound given
+    assert [f["name"] for f in card.segments["features"]] == ["region", "has_partner"]
+    assert card.segments["bounds"]["demographic_parity_difference"] == 0.05
+    capsys.readouterr()
+    # AND models show prints a table per feature with its gaps
+    assert cli("models", "show", "churn", "--version", "1") == 0
+    out = capsys.readouterr().out
+    assert "segments (holdout split, groups under 30 rows are too small)" in out
+    lines = out.splitlines()
+    header = next(line for line in lines if line.strip().startswith("HAS_PARTNER (SENSITIVE)"))
+    assert header.split()[2:] == ["ROWS", "ACCURACY", "RECALL", "ROC_AUC", "SELECTION_RATE"]
+    assert any(line.strip().startswith("demographic_parity_difference gap") for line in lines)
+
+
+def test_a_pii_segment_is_refused_by_the_cli(cli, files, capsys):
+    # GIVEN the pii column named as a sensitive feature
+    assert cli(*publish_args(files, "--sensitive", "customer_id")) == 2
+    # THEN the refusal names it
+    assert "[segments] 'customer_id'" in capsys.readouterr().err
+
+
 def test_a_missing_target_column_is_a_clear_error(cli, files, capsys):
     code = cli(*publish_args(files)[:-6], "--target", "label", "--name", "churn")
     assert code == 2

@@ -46,6 +46,7 @@ from sklambda.publishing.artifact import ArtifactUnreadable, check_needs, instal
 from sklambda.publishing.baseline import feature_baseline, prediction_baseline
 from sklambda.publishing.parity import Runtime, check_parity, select_rows, server_for
 from sklambda.publishing.quality import Problem, QualityReport, check_metric_gates, check_training_data, rank_auc
+from sklambda.publishing.segments import check_segment_columns, flagged_warnings, segments_section
 from sklambda.publishing.unread import confirm_unread, encoder_categories, unread_columns
 from sklambda.registry.card import CLASSIFICATION, REGRESSION, ArtifactRef, ModelCard
 from sklambda.registry.schema import (
@@ -173,6 +174,9 @@ def build_card(
     min_metrics: Mapping[str, float] | None = None,
     on_stage: StageHook | None = None,
     allow_holdout_overlap: bool = False,
+    segments: Iterable[str] = (),
+    sensitive: Iterable[str] = (),
+    fairness_bounds: Mapping[str, float] | None = None,
 ) -> tuple[ModelCard, bytes, dict[str, bytes]]:
     """Check the model, its artifact and its data; compute schema, metrics, baseline, importance and decision;
     prove with the parity gate that the target runtime serves the artifact as the estimator answers in memory.
@@ -191,6 +195,10 @@ def build_card(
     `holdout_overlap` refusal of sklambda.publishing.quality) with a warning; the card's `quality.overrides` says so.
     Columns the model never reads (sklambda.publishing.unread) are optional in the schema (`FeatureSpec.required`
     False), listed in the card's `quality.measurements.unused_feature` and, unless pii, warned about.
+    segments / sensitive: categorical columns of X (not pii) whose groups get their own metrics in the card's
+    `segments` section (sklambda.publishing.segments), with demographic parity and equal opportunity differences
+    for the sensitive ones; fairness_bounds: {metric or difference: largest acceptable gap} over
+    fairness.DEFAULT_BOUNDS. A flagged gap is a data-quality warning, never a refusal.
 
     Raises PublishRejected (its message names the check in brackets, e.g. "[parity] ..."), never a raw error from
     pickle, numpy or the estimator.
@@ -253,6 +261,8 @@ def build_card(
         schema = probe_null_tolerance(model, X, schema)
         schema, unused = _optional_unread(model, X, schema)
     report = report.merge(unused)
+    segments, sensitive = list(segments), list(sensitive)
+    QualityReport(refusals=tuple(check_segment_columns(X, X_holdout, schema, segments, sensitive))).raise_if_refused()
 
     if X_holdout is not None and y_holdout is not None:
         X_eval, y_eval, split = X_holdout[list(X.columns)], pd.Series(np.asarray(y_holdout)), "holdout"
@@ -290,6 +300,22 @@ def build_card(
             estimation = _estimation(model, decision, X_eval, y_eval)
         except EstimationUnavailable as e:
             extra.append(Problem("estimation", None, f"performance cannot be estimated before labels arrive: {e}"))
+    segment_section = None
+    if segments or sensitive:
+        with _check("segments"):
+            segment_section = segments_section(
+                model,
+                task,
+                X_eval,
+                y_eval,
+                split,
+                segments,
+                sensitive,
+                positive=positive,
+                threshold=decision["threshold"] if decision else None,
+                bounds=fairness_bounds,
+            )
+        extra.extend(flagged_warnings(segment_section))
     report = report.merge(QualityReport(warnings=tuple(extra)))
 
     sha = hashlib.sha256(blob).hexdigest()
@@ -321,6 +347,7 @@ def build_card(
         quality=report.card_section(),
         code=describe(code_files) if code_files else None,
         estimation=estimation,
+        segments=segment_section,
     )
     stage(PARITY)
     with _check("parity"):

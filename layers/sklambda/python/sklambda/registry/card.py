@@ -3,11 +3,11 @@
 The canonical JSON of the card, minus its signature, is what gets signed, so the signature covers the
 schema, metrics and the artifact's sha256 and size.
 
-Optional sections (`importance`, `explanation`, `decision`, `documentation`, `quality`, ...) were added after the
-first cards were published. A section that is None is left out of `to_dict`, so a card written before it
-existed keeps the exact canonical JSON it was signed with and still verifies. The reverse does not hold: a
-runtime older than a section drops it when reading, so a card carrying it fails that runtime's signature check
-(deploy the layer before publishing with a newer publisher). Their shapes:
+Optional sections (`importance`, `explanation`, `decision`, `documentation`, `quality`, `estimation`, `segments`,
+...) were added after the first cards were published. A section that is None is left out of `to_dict`, so a card
+written before it existed keeps the exact canonical JSON it was signed with and still verifies. The reverse does not
+hold: a runtime older than a section drops it when reading, so a card carrying it fails that runtime's signature
+check (deploy the layer before publishing with a newer publisher). Their shapes:
 
     importance     {"method": "permutation", "split": "holdout"|"training", "scoring": "roc_auc"|"accuracy"|"r2",
                     "n_repeats": int, "rows": int, "seed": int,
@@ -28,6 +28,12 @@ runtime older than a section drops it when reading, so a card carrying it fails 
                     "holdout": {"rows", "accuracy", "f1", "roc_auc", "positive_rate"}}   binary classifiers with
                    predict_proba published with a holdout: the calibration map that estimates performance before
                    labels arrive (sklambda.monitoring.model_quality.estimation)
+    segments       {"split", "task", "rows", "positive_label", "min_group_rows", "confidence", "bounds": {name: gap},
+                    "features": [{"name", "sensitive", "groups": [{"group", "rows", "positives", "too_small",
+                    "metrics": {name: value|None}, "intervals": {name: [low, high]}}], "gaps": [{"name", "gap",
+                    "highest", "lowest", "interval", "bound", "flagged"}]}], "flagged": [{"feature", "name", "gap"}]}
+                   metrics per group of the categorical columns named at publish, fairness differences for the
+                   sensitive ones (sklambda.monitoring.model_quality.fairness); never a pii column
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ OPTIONAL_SECTIONS = (
     "code",
     "parity",
     "estimation",
+    "segments",
 )
 
 
@@ -131,6 +138,7 @@ class ModelCard:
     code: Mapping[str, Any] | None = None
     parity: Mapping[str, Any] | None = None
     estimation: Mapping[str, Any] | None = None
+    segments: Mapping[str, Any] | None = None
 
     @property
     def sklearn_version(self) -> str:
