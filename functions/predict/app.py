@@ -22,7 +22,7 @@ from sklambda.monitoring.capture import Capturer
 from sklambda.registry.signing import CardVerifier
 from sklambda.registry.store import Registry
 from sklambda.runtime_env import find_manifest
-from sklambda.serving import data_quality, oip
+from sklambda.serving import data_quality, ids, oip
 from sklambda.serving.contracts import (
     InferRequest,
     ModelSelector,
@@ -123,7 +123,7 @@ def _score(loaded: LoadedModel, rows: list[Any], *, explain: bool = False) -> Sc
     return scored
 
 
-def _capture(loaded: LoadedModel, rows: list[Any], scored: Scored) -> None:
+def _capture(loaded: LoadedModel, rows: list[Any], scored: Scored, inference_ids: list[str]) -> None:
     """Write the scored rows (pii pseudonymized) as capture lines to the log; a failure is counted, never raised.
 
     Called last, once the successful answer is fully built: a request answered with an error is never captured.
@@ -140,6 +140,7 @@ def _capture(loaded: LoadedModel, rows: list[Any], scored: Scored) -> None:
         probabilities=scored.probabilities,
         feature_names=schema.names,
         pii=schema.pii_features,
+        inference_ids=inference_ids,
     )
     if outcome.sent:
         metrics.add_metric(name="CapturedRecords", unit=MetricUnit.Count, value=outcome.sent)
@@ -154,13 +155,19 @@ def predict(name: str) -> dict:
     body = parse_body(_body(), PredictRequest, max_bytes=settings.max_body_bytes)
     check_row_count(len(body.instances), settings.max_rows)
     selector = parse_selector(app.current_event.query_string_parameters)
+    inference_ids = ids.request_ids(
+        len(body.instances),
+        row_ids=body.inference_ids,
+        request_id=body.inference_id,
+        generated_prefix=app.current_event.request_context.request_id,
+    )
     loaded = server().get(name, **_pick(selector=selector))
     scored = _score(loaded, body.instances, explain=selector.explain)
-    answer = PredictResponse.from_scored(scored).model_dump()
+    answer = PredictResponse.from_scored(scored, inference_ids).model_dump()
     for key in ("decisions", "decision_threshold", "explanations"):  # only when the model or request has them
         if answer[key] is None:
             del answer[key]
-    _capture(loaded, body.instances, scored)
+    _capture(loaded, body.instances, scored, inference_ids)
     return answer
 
 
@@ -302,10 +309,12 @@ def v2_infer(name: str, version: str | None = None) -> dict | Response:
         request = oip.read_request(raw, header_length, max_bytes=settings.max_body_bytes)
     loaded = server().get(name, **_pick(version))
     rows = oip.decode(request, loaded.card)
+    inference_ids = oip.inference_ids(request, len(rows), event.request_context.request_id)
     scored = _score(loaded, rows)
-    answer = oip.encode(scored, loaded.card, request)  # may still refuse (an output the model does not give)
+    # may still refuse (an output the model does not give)
+    answer = oip.encode(scored, loaded.card, request, inference_ids=inference_ids)
     binary = oip.encode_binary(answer, request)
-    _capture(loaded, rows, scored)
+    _capture(loaded, rows, scored, inference_ids)
     if binary is None:
         return answer
     return Response(

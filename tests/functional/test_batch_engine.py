@@ -113,7 +113,7 @@ def test_csv_output_is_input_columns_plus_prediction_probabilities_and_version(s
     assert (summary.status, summary.rows_read, summary.rows_scored, summary.rows_rejected) == ("succeeded", 192, 192, 0)
     out = get(s3, "scored/churn/2024/day.csv")
     in_lines, out_lines = body.decode().splitlines(), out.decode().splitlines()
-    assert out_lines[0] == in_lines[0] + ",prediction,proba_no,proba_yes,decision,model_version"
+    assert out_lines[0] == in_lines[0] + ",prediction,proba_no,proba_yes,decision,model_version,inference_id"
     assert all(o.startswith(i + ",") for i, o in zip(in_lines[1:], out_lines[1:], strict=True))
     scored = pd.read_csv(io.BytesIO(out))
     expected = logistic_model.predict_proba(churn.X_holdout.iloc[:192])
@@ -149,7 +149,67 @@ def test_each_format_is_scored_into_the_same_format(server, s3, churn, logistic_
     scored = pd.read_csv(io.BytesIO(out)) if suffix.startswith("csv") else pd.read_json(io.BytesIO(out), lines=True)
     assert summary.rows_scored == 150 and summary.format == suffix
     assert np.allclose(scored[PROBA].to_numpy(), logistic_model.predict_proba(frame), rtol=0, atol=1e-15)
-    assert list(scored.columns) == [*frame.columns, "prediction", *PROBA, "decision", "model_version"]
+    assert list(scored.columns) == [*frame.columns, "prediction", *PROBA, "decision", "model_version", "inference_id"]
+
+
+# -- prediction ids ---------------------------------------------------------------------------------------
+def test_generated_inference_ids_name_job_and_byte_offset_and_a_retry_writes_the_same_ones(server, s3, churn):
+    # GIVEN a CSV of 100 rows without an inference_id column
+    body = holdout_csv(churn, 100)
+    ref = put(s3, "incoming/churn/ids.csv", body)
+
+    # WHEN it is scored twice (a retried job)
+    score_object(ref, server=server, settings=SETTINGS, s3=s3, job_id="jobA")
+    first = get(s3, "scored/churn/ids.csv")
+    score_object(ref, server=server, settings=SETTINGS, s3=s3, job_id="jobA")
+
+    # THEN every row gets the id <job id>-<byte offset of its line>, unique, and the retry writes the same bytes
+    scored = pd.read_csv(io.BytesIO(first))
+    offsets, at = [], 0
+    for line in body.splitlines(keepends=True):
+        offsets.append(at)
+        at += len(line)
+    assert scored["inference_id"].tolist() == [f"jobA-{o}" for o in offsets[1:]]
+    assert scored["inference_id"].is_unique
+    assert get(s3, "scored/churn/ids.csv") == first
+
+
+def test_a_csv_inference_id_column_gives_the_ids_and_bad_or_repeated_ones_are_rejected_naming_the_line(
+    server, s3, churn
+):
+    # GIVEN a CSV whose inference_id column holds the caller's ids; one is blank-containing, one repeats row 0's
+    frame = churn.X_holdout.iloc[:30].copy()
+    frame["inference_id"] = [f"order-{i}" for i in range(30)]
+    frame.loc[frame.index[4], "inference_id"] = "has space"
+    frame.loc[frame.index[7], "inference_id"] = "order-0"
+    ref = put(s3, "incoming/churn/given.csv", frame.to_csv(index=False).encode())
+
+    # WHEN scored
+    summary = score_object(ref, server=server, settings=SETTINGS, s3=s3)
+
+    # THEN the good rows keep their ids (no second inference_id column) and the bad ones are rejected with reasons
+    scored = pd.read_csv(io.BytesIO(get(s3, "scored/churn/given.csv")))
+    assert list(scored.columns).count("inference_id") == 1
+    assert scored["inference_id"].tolist() == [f"order-{i}" for i in range(30) if i not in (4, 7)]
+    assert (summary.rows_scored, summary.rows_rejected) == (28, 2)
+    reasons = {e["line"]: e["reasons"][0] for e in errors_of(s3, "churn/given.csv")}
+    assert set(reasons) == {6, 9} and {r["field"] for r in reasons.values()} == {"inference_id"}
+    assert "already the id of line 2" in reasons[9]["message"]
+
+
+def test_jsonl_rows_with_an_inference_id_key_keep_it_and_the_others_get_one(server, s3, churn):
+    # GIVEN JSON Lines where the first row carries the caller's id and the second does not
+    rows = json.loads(churn.X_holdout.iloc[:2].to_json(orient="records"))
+    rows[0]["inference_id"] = "mine-1"
+    body = b"".join(json.dumps(r).encode() + b"\n" for r in rows)
+    ref = put(s3, "incoming/churn/ids.jsonl", body)
+
+    # WHEN scored
+    score_object(ref, server=server, settings=SETTINGS, s3=s3, job_id="jobB")
+
+    # THEN the first keeps its id (once) and the second gets <job id>-<byte offset>
+    out = [json.loads(line) for line in get(s3, "scored/churn/ids.jsonl").splitlines()]
+    assert [o["inference_id"] for o in out] == ["mine-1", f"jobB-{body.index(b'}') + 2}"]
 
 
 # -- bad input --------------------------------------------------------------------------------------------
@@ -362,7 +422,7 @@ def test_chunk_plan_and_merge_equal_the_single_pass_byte_for_byte(server, s3, ch
     frame = churn.X_holdout.iloc[:400].astype(object)
     frame.loc[[3, 150, 390], "age"] = "bad"
     ref = put(s3, "incoming/churn/f.csv", frame.to_csv(index=False).encode())
-    single = score_object(ref, server=server, settings=SETTINGS, s3=s3)
+    single = score_object(ref, server=server, settings=SETTINGS, s3=s3, job_id="job1")
     one_pass = (get(s3, "scored/churn/f.csv"), get(s3, "errors/churn/f.csv.jsonl"))
 
     # WHEN planned in ~6 KiB ranges, scored per range and merged
@@ -418,13 +478,13 @@ def test_explanation_columns_are_added_when_the_upload_asks_and_add_up_to_the_pr
     ref = ObjectRef(DATA, f"incoming/churn/explained.{suffix}")
     # WHEN scored
     summary = score_object(ref, server=server, settings=SETTINGS, s3=s3)
-    # THEN after model_version come explain_base and one explain_<feature> per input feature, which add up to
-    # P(yes) on every row
+    # THEN after model_version come explain_base and one explain_<feature> per input feature (then the inference id),
+    # which add up to P(yes) on every row
     out = get(s3, f"scored/churn/explained.{suffix}")
     scored = pd.read_csv(io.BytesIO(out)) if suffix == "csv" else pd.read_json(io.BytesIO(out), lines=True)
     names = [f"explain_{c}" for c in frame.columns]
     assert summary.rows_scored == 40
-    assert list(scored.columns)[-len(names) - 2 :] == ["model_version", "explain_base", *names]
+    assert list(scored.columns)[-len(names) - 3 :] == ["model_version", "explain_base", *names, "inference_id"]
     total = scored["explain_base"] + scored[names].sum(axis=1)
     assert np.allclose(total.to_numpy(), scored["proba_yes"].to_numpy(), atol=1e-9)
     assert (scored["explain_customer_id"] == 0).all()

@@ -153,6 +153,29 @@ def test_lines_in_any_layout_are_read_and_torn_or_foreign_lines_are_skipped(
     assert set(sampled.features["customer_id"]) <= set(full.features["customer_id"])
 
 
+def test_records_written_before_prediction_ids_are_read_with_those_that_have_them(
+    registry_env, published, data_bucket, logistic_model
+):
+    from sklambda.monitoring.windows import capture_prefix, read_capture
+
+    # GIVEN 10 captured rows in today's layout (with an inference_id key) and 10 in the layout before ids existed
+    X, _ = sample.churn_data(20, seed=17)
+    capture(data_bucket, logistic_model, X)
+    key = capture_prefix("churn", END.date()) + "part-0"
+    records = [
+        json.loads(line) for line in data_bucket.get_object(Bucket=DATA_BUCKET, Key=key)["Body"].read().splitlines()
+    ]
+    assert all("inference_id" in r for r in records)
+    old = [{k: v for k, v in r.items() if k != "inference_id"} for r in records[10:]]
+    lines = [json.dumps(r, separators=(",", ":")) for r in [*records[:10], *old]]
+    data_bucket.put_object(Bucket=DATA_BUCKET, Key=key, Body="\n".join(lines).encode() + b"\n")
+    # WHEN the window is read
+    window = read_capture(data_bucket, DATA_BUCKET, registry_env.registry.get_card("churn", "1"), WINDOW)
+    # THEN every row is read, old and new, none quarantined
+    assert (window.rows, window.rows_in_window) == (20, 20)
+    assert window.features["age"].tolist() == X["age"].tolist()
+
+
 def _line_of(record: dict, **features) -> bytes:
     """A capture line in CaptureRecord's own byte layout (so it takes read_capture's fast path) with some values
     replaced, as an older or broken writer could have left it."""

@@ -148,7 +148,7 @@ def _capture_template(model: str) -> str:
     return (
         '{"capture":"sklambda/v1","timestamp":"%s","model":' + json.dumps(model) + ',"version":"1",'
         '"request_id":"%s","row":0,"features":{' + features + '},"prediction":"%s",'
-        '"probabilities":{"no":%r,"yes":%r},"key_id":"' + KEY_ID + '"}'
+        '"probabilities":{"no":%r,"yes":%r},"key_id":"' + KEY_ID + '","inference_id":"%s-0"}'
     )
 
 
@@ -161,7 +161,8 @@ def _capture_lines(model: str, X: pd.DataFrame, pred: np.ndarray, proba: np.ndar
     stamps = [s + "+00:00" for s in stamps.tolist()]
     request_ids = [f"{i:08x}-0000-4000-8000-{i:012x}" for i in range(n)]
     columns = [X[name].tolist() for name in (*NUMERIC, *CATEGORICAL)]
-    rows = zip(stamps, request_ids, *columns, pred.tolist(), proba[:, 0].tolist(), proba[:, 1].tolist(), strict=True)
+    probas = (proba[:, 0].tolist(), proba[:, 1].tolist())
+    rows = zip(stamps, request_ids, *columns, pred.tolist(), *probas, request_ids, strict=True)
     template = _capture_template(model)
     lines = [template % row for row in rows]
     for i in range(min(n, 3)):  # the fast path of read_capture needs the exact bytes CaptureRecord writes
@@ -175,6 +176,7 @@ def _capture_lines(model: str, X: pd.DataFrame, pred: np.ndarray, proba: np.ndar
             prediction=str(pred[i]),
             probabilities={"no": float(proba[i, 0]), "yes": float(proba[i, 1])},
             key_id=KEY_ID,
+            inference_id=f"{request_ids[i]}-0",
         )
         if record.to_json_line() != lines[i] + "\n":
             raise AssertionError(f"capture line differs from CaptureRecord.to_json_line:\n{lines[i]}")

@@ -298,7 +298,7 @@ def _score_part(
         first = byte_range.start == 0
         csv = job.target.format in (CSV, CSV_GZ)
         header = read_header(job.s3, job.ref, job.settings.max_line_bytes) if csv and not first else None
-        part = Part(starts_file=first, header=header, whole_file=False)
+        part = Part(starts_file=first, header=header, whole_file=False, start_offset=byte_range.start)
     response = get_object(job.s3, job.ref, byte_range)
     scoring = Scoring(
         loaded,
@@ -308,6 +308,7 @@ def _score_part(
         errors_out,
         explain=wants_explanations(response),
         observer=observer,
+        job_id=job.job_id,
     )
     stream(response["Body"], scoring, tally, part)
 

@@ -9,7 +9,10 @@ CSV cells are text, so each feature type has a parser with the semantics of Feat
   for (CSV has no other way to say null; sklambda.serving.data_quality counts those).
 Numeric columns are parsed by pandas' C reader; only a column holding a bad cell falls back to per-cell checks.
 JSONL values go through FeatureSpec.check unchanged. Columns or keys that are not features are carried
-through to the output but never reach the model. A feature the model never reads (`is_required` False) may be left
+through to the output but never reach the model. An `inference_id` column or key (INFERENCE_ID) is the caller's
+prediction id of the row (sklambda.serving.ids), carried to the output as is; a bad one (an empty cell, a null)
+rejects the row. A CSV file with the column gives every row's id; a JSON Lines row without the key gets a generated
+one (batch/stream.py). A feature the model never reads (`is_required` False) may be left
 out of the header or a JSON object: it is then null for the model.
 """
 
@@ -27,6 +30,10 @@ import pandas as pd
 
 from sklambda.batch.reader import RecordBatch
 from sklambda.registry.schema import BOOLEAN, CATEGORY, INTEGER, NUMBER, FeatureSpec, InputSchema
+from sklambda.serving.ids import id_problem
+
+# The column (CSV) or key (JSON Lines) that holds the caller's prediction id of a row, and the output column of ids.
+INFERENCE_ID = "inference_id"
 
 Reasons = list[tuple[str | None, str]]
 _TRUE = {"true": True, "1": True, "false": False, "0": False}
@@ -44,6 +51,9 @@ class Parsed:
     ok: list[int]  # indices (in the batch) of the rows in `frame`, in order
     frame: pd.DataFrame
     bad: dict[int, Reasons]
+    # per row of `frame`: the caller's inference id, None where the row has none (a JSON Lines row without the key);
+    # None for a CSV file without the column
+    ids: list[str | None] | None = None
 
 
 def _short(text: str) -> str:
@@ -95,6 +105,8 @@ class CsvLayout:
         self.specs = [schema.feature(f) for f in features]
         # None for an optional feature the file leaves out (null in every row).
         self.positions = [names.index(f) if f in names else None for f in features]
+        # The caller's inference id column (None when the file has none: the job generates every id).
+        self.id_position = names.index(INFERENCE_ID) if INFERENCE_ID in names and INFERENCE_ID not in features else None
         self.header_bytes = header[3:] if header.startswith(b"\xef\xbb\xbf") else header
 
 
@@ -146,8 +158,28 @@ def parse_csv(batch: RecordBatch, layout: CsvLayout) -> Parsed:
         for j, message in problems:
             keep[j] = False
             bad.setdefault(good[j], []).append((spec.name, message))
+    ids = None
+    if layout.id_position is not None:
+        cells = _cells([records[i] for i in good], layout.id_position)
+        for j, cell in enumerate(cells):
+            problem = id_problem(cell)
+            if problem:
+                keep[j] = False
+                bad.setdefault(good[j], []).append((INFERENCE_ID, problem))
+        ids = [cell for cell, k in zip(cells, keep, strict=True) if k]
     ok = [i for i, k in zip(good, keep, strict=True) if k]
-    return Parsed(ok, _frame(layout.specs, values, keep), bad)
+    return Parsed(ok, _frame(layout.specs, values, keep), bad, ids)
+
+
+def _cells(records: list[bytes], position: int) -> list[str]:
+    """The text of one column of well-formed rows (quoted cells unquoted by the csv module)."""
+    out = []
+    for r in records:
+        if b'"' in r or b"\r" in r:
+            out.append(_csv_fields(r)[position])
+        else:
+            out.append(r.split(b",")[position].decode("utf-8"))
+    return out
 
 
 def _csv_fields(record: bytes) -> list[str]:
@@ -318,6 +350,8 @@ def parse_jsonl(batch: RecordBatch, schema: InputSchema, output_columns: Sequenc
     bad: dict[int, Reasons] = {i: [(None, r)] for i, r in batch.rejected.items()}
     rows: list[dict] = []
     ok: list[int] = []
+    ids: list[str | None] = []
+    id_is_feature = INFERENCE_ID in schema.names
     for i, record in enumerate(batch.records):
         if i in bad:
             continue
@@ -343,10 +377,15 @@ def parse_jsonl(batch: RecordBatch, schema: InputSchema, output_columns: Sequenc
             if problem:
                 reasons.append((spec.name, problem))
         reasons.extend((c, "the row already has this output field; rename it") for c in output_columns if c in row)
+        given = row[INFERENCE_ID] if INFERENCE_ID in row and not id_is_feature else None
+        problem = id_problem(given) if INFERENCE_ID in row and not id_is_feature else None
+        if problem:
+            reasons.append((INFERENCE_ID, problem))
         if reasons:
             bad[i] = reasons
         else:
             ok.append(i)
             rows.append(row)
+            ids.append(given)
     frame = schema.frame(rows) if rows else pd.DataFrame({f.name: [] for f in schema.features})
-    return Parsed(ok, frame, bad)
+    return Parsed(ok, frame, bad, ids)

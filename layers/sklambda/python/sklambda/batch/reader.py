@@ -17,6 +17,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import accumulate
 
 from sklambda.batch.errors import ChunkingUnsafe
 
@@ -29,11 +30,12 @@ class CorruptInput(Exception):
 
 @dataclass
 class RecordBatch:
-    """Records as read (bytes, without line ending), the 1-based physical line each starts on, and those the
-    reader already rejected, by index."""
+    """Records as read (bytes, without line ending), the 1-based physical line each starts on, the byte offset of
+    its first byte in the (decompressed) object, and those the reader already rejected, by index."""
 
     records: list[bytes] = field(default_factory=list)
     lines: list[int] = field(default_factory=list)
+    offsets: list[int] = field(default_factory=list)
     # index in records -> why the reader already rejected it (too long, unterminated quote)
     rejected: dict[int, str] = field(default_factory=dict)
 
@@ -82,7 +84,9 @@ class RecordReader:
         max_line_bytes: int,
         quoted: bool,
         allow_multiline: bool = True,
+        start_offset: int = 0,
     ) -> None:
+        """`start_offset`: the byte offset in the object of the first block's first byte (a byte range's start)."""
         self._blocks = iter(blocks)
         self.batch_rows = batch_rows
         self.max_line = max_line_bytes
@@ -94,16 +98,19 @@ class RecordReader:
         self._skipping = False  # inside an over-long line: discard up to the next newline
         self._pending: list[bytes] | None = None  # lines of an open quoted record
         self._pending_line = 0
+        self._pending_offset = 0
         self._pending_len = 0
+        self._fed = start_offset  # offset of the byte after the last block fed
         self._out = RecordBatch()
 
     # -- output -------------------------------------------------------------------------------------
-    def _emit(self, record: bytes, line: int, reason: str | None = None) -> None:
+    def _emit(self, record: bytes, line: int, offset: int, reason: str | None = None) -> None:
         out = self._out
         if reason is not None:
             out.rejected[len(out.records)] = reason
         out.records.append(record)
         out.lines.append(line)
+        out.offsets.append(offset)
 
     def __iter__(self) -> Iterator[RecordBatch]:
         for block in self._blocks:
@@ -119,12 +126,17 @@ class RecordReader:
         if len(out) <= n:
             self._out = RecordBatch()
             return out
-        head = RecordBatch(out.records[:n], out.lines[:n], {i: r for i, r in out.rejected.items() if i < n})
-        self._out = RecordBatch(out.records[n:], out.lines[n:], {i - n: r for i, r in out.rejected.items() if i >= n})
+        head = RecordBatch(
+            out.records[:n], out.lines[:n], out.offsets[:n], {i: r for i, r in out.rejected.items() if i < n}
+        )
+        self._out = RecordBatch(
+            out.records[n:], out.lines[n:], out.offsets[n:], {i - n: r for i, r in out.rejected.items() if i >= n}
+        )
         return head
 
     # -- input --------------------------------------------------------------------------------------
     def _feed(self, block: bytes) -> None:
+        self._fed += len(block)
         if self._skipping:
             nl = block.find(b"\n")
             if nl < 0:
@@ -139,7 +151,7 @@ class RecordReader:
             self._check_leftover()
             return
         self._leftover = buf[cut + 1 :]
-        self._lines(buf[: cut + 1])
+        self._lines(buf[: cut + 1], self._fed - len(buf))
         self._check_leftover()
 
     def _check_leftover(self) -> None:
@@ -148,7 +160,9 @@ class RecordReader:
             if self._pending is not None:
                 self._reject_pending()
             else:
-                self._emit(self._leftover[: self.max_line], self.next_line, self._too_long())
+                self._emit(
+                    self._leftover[: self.max_line], self.next_line, self._fed - len(self._leftover), self._too_long()
+                )
             self._leftover = b""
             self._skipping = True
 
@@ -159,9 +173,11 @@ class RecordReader:
         self.next_line += n
         self.physical_lines += n
 
-    def _lines(self, buf: bytes) -> None:
+    def _lines(self, buf: bytes, start: int) -> None:
+        """Cut `buf` (whole lines, ending with a newline; its first byte at offset `start`) into records."""
         lines = buf.split(b"\n")
         lines.pop()  # buf ends with a newline
+        offsets = list(accumulate((len(ln) + 1 for ln in lines[:-1]), initial=start))
         if b"\r" in buf:
             lines = [ln[:-1] if ln.endswith(b"\r") else ln for ln in lines]
         fast = (
@@ -174,12 +190,13 @@ class RecordReader:
             first = self.next_line
             self._out.records.extend(lines)
             self._out.lines.extend(range(first, first + len(lines)))
+            self._out.offsets.extend(offsets)
             self._advance(len(lines))
             return
-        for ln in lines:
-            self._line(ln)
+        for ln, offset in zip(lines, offsets, strict=True):
+            self._line(ln, offset)
 
-    def _line(self, ln: bytes) -> None:
+    def _line(self, ln: bytes, offset: int) -> None:
         line_no = self.next_line
         self._advance(1)
         if self._pending is not None:
@@ -189,14 +206,14 @@ class RecordReader:
                 record = b"\n".join(self._pending)
                 start = self._pending_line
                 self._pending = None
-                self._emit(record, start)
+                self._emit(record, start, self._pending_offset)
             elif self._pending_len > self.max_line:
                 self._reject_pending()
             return
         if not ln:
             return
         if len(ln) > self.max_line:
-            self._emit(ln[: self.max_line], line_no, self._too_long())
+            self._emit(ln[: self.max_line], line_no, offset, self._too_long())
             return
         if self.quoted and ln.count(b'"') % 2:
             if not self.allow_multiline:
@@ -206,15 +223,17 @@ class RecordReader:
                 )
             self._pending = [ln]
             self._pending_line = line_no
+            self._pending_offset = offset
             self._pending_len = len(ln)
             return
-        self._emit(ln, line_no)
+        self._emit(ln, line_no, offset)
 
     def _reject_pending(self) -> None:
         record = b"\n".join(self._pending or [])[: self.max_line]
         self._emit(
             record,
             self._pending_line,
+            self._pending_offset,
             f"a quoted field is not closed within {self.max_line} bytes (the row limit); the row was not read",
         )
         self._pending = None
@@ -224,8 +243,9 @@ class RecordReader:
             self._advance(1)
         elif self._leftover:
             tail, self._leftover = self._leftover, b""
-            self._lines(tail + b"\n")
+            self._lines(tail + b"\n", self._fed - len(tail))
         if self._pending is not None:
             record = b"\n".join(self._pending)[: self.max_line]
-            self._emit(record, self._pending_line, "a quoted field is not closed before the end of the file")
+            reason = "a quoted field is not closed before the end of the file"
+            self._emit(record, self._pending_line, self._pending_offset, reason)
             self._pending = None

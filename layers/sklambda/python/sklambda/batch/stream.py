@@ -11,7 +11,7 @@ memory. All three go through `stream`, so a row's output bytes do not depend on 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import pandas as pd
@@ -19,7 +19,7 @@ import pandas as pd
 from sklambda.batch.errors import JobFailure
 from sklambda.batch.format import RowFormatter, error_line
 from sklambda.batch.keys import CSV, CSV_GZ
-from sklambda.batch.parse import CsvLayout, HeaderProblem, Parsed, parse_csv, parse_jsonl
+from sklambda.batch.parse import INFERENCE_ID, CsvLayout, HeaderProblem, Parsed, parse_csv, parse_jsonl
 from sklambda.batch.reader import CorruptInput, RecordBatch, RecordReader, raw_blocks
 from sklambda.batch.summary import Tally
 from sklambda.config import BatchSettings
@@ -28,9 +28,10 @@ from sklambda.registry.schema import InputSchema
 from sklambda.serving.scoring import ScoredArrays
 from sklambda.serving.server import LoadedModel
 
-# Called with (model, frame of the scored rows, their ScoredArrays) after each scored batch of rows: how the
-# handler captures a sample for monitoring without the engine knowing about capture.
-ScoredObserver = Callable[[LoadedModel, pd.DataFrame, ScoredArrays], None]
+# Called with (model, frame of the scored rows, their ScoredArrays, their inference ids, their 1-based input lines)
+# after each scored batch of rows: how the handler captures a sample for monitoring without the engine knowing about
+# capture.
+ScoredObserver = Callable[[LoadedModel, pd.DataFrame, ScoredArrays, list[str], list[int]], None]
 
 # Scored frames are padded (with copies of their last row) to a multiple of this many rows. BLAS kernels
 # (OpenBLAS gemv/gemm) take a different code path for the last rows of a matrix whose height is not a multiple
@@ -51,7 +52,10 @@ class Sink(Protocol):
 class Scoring:
     """The job's context for the loop: the model, the file's format (keys.CSV...), limits, where rows go.
 
-    `explain` adds the explanation columns (format.output_columns); `observer` sees every scored batch.
+    `explain` adds the explanation columns (format.output_columns); `observer` sees every scored batch. `job_id`
+    prefixes the generated inference ids: `<job_id>-<byte offset of the row in the object>` (the offset rather than
+    the line: a fan-out chunk knows where its byte range starts, not how many lines precede it), so a retried job
+    (same object version, same job id) and every path (single pass, fan-out) give a row the same id.
     """
 
     loaded: LoadedModel
@@ -61,6 +65,7 @@ class Scoring:
     errors: Sink
     explain: bool = False
     observer: ScoredObserver | None = None
+    job_id: str = "batch"
 
 
 @dataclass(frozen=True)
@@ -70,12 +75,14 @@ class Part:
     `starts_file`: it starts at byte 0, so a CSV's first record is its header (written to the scored output), and
     a part with no row fails the job. `header`: the file's CSV header line, for a part that starts after it.
     `whole_file`: it runs to the end in one piece, so a quoted CSV field may span lines; a chunk cut on newlines
-    must not hold one (the reader raises ChunkingUnsafe).
+    must not hold one (the reader raises ChunkingUnsafe). `start_offset`: the byte offset in the object where the
+    part starts (of the decompressed text; 0 for a whole file).
     """
 
     starts_file: bool = True
     header: bytes | None = None
     whole_file: bool = True
+    start_offset: int = 0
 
 
 WHOLE_FILE = Part()
@@ -89,7 +96,9 @@ def stream(body: Any, scoring: Scoring, tally: Tally, part: Part = WHOLE_FILE) -
     Raises JobFailure for the whole part: bad_header (unreadable or not matching the schema), unreadable (corrupt
     gzip), empty / no_rows (a part that starts the file and holds no row), explain_unavailable /
     explain_unsupported. Raises ChunkingUnsafe (reader.py) for a quoted line break in a part that is not the whole
-    file. Rows the schema or the model refuses are not errors: they go to the errors output with their reasons.
+    file. Rows the schema or the model refuses are not errors: they go to the errors output with their reasons, as
+    does a row whose caller-given inference id is bad or repeats one of an earlier row of the part (a fan-out job
+    checks repeats within each chunk only).
     """
     fmt, settings = scoring.fmt, scoring.settings
     is_csv = fmt in (CSV, CSV_GZ)
@@ -102,6 +111,7 @@ def stream(body: Any, scoring: Scoring, tally: Tally, part: Part = WHOLE_FILE) -
         max_line_bytes=settings.max_line_bytes,
         quoted=is_csv,
         allow_multiline=part.whole_file,
+        start_offset=part.start_offset,
     )
     columns = loop.formatter.columns
     layout = _layout(part.header, schema, columns) if (is_csv and part.header is not None) else None
@@ -113,7 +123,12 @@ def stream(body: Any, scoring: Scoring, tally: Tally, part: Part = WHOLE_FILE) -
                 layout = _layout(batch.records[0], schema, columns)
                 if part.starts_file:
                     scoring.scored.write(loop.formatter.header(layout))
-                batch = RecordBatch(batch.records[1:], batch.lines[1:], {i - 1: r for i, r in batch.rejected.items()})
+                batch = RecordBatch(
+                    batch.records[1:],
+                    batch.lines[1:],
+                    batch.offsets[1:],
+                    {i - 1: r for i, r in batch.rejected.items()},
+                )
             loop.score(batch, layout)
     except CorruptInput as e:
         tally.physical_lines = reader.physical_lines
@@ -148,6 +163,7 @@ class _Loop:
     scoring: Scoring
     formatter: RowFormatter
     tally: Tally
+    seen_ids: dict[str, int] = field(default_factory=dict)  # caller-given inference id -> its line
 
     def score(self, batch: RecordBatch, layout: CsvLayout | None) -> None:
         """Parse, score and write one batch of records (CSV when `layout` is given, else JSON Lines)."""
@@ -159,13 +175,16 @@ class _Loop:
             parsed = parse_csv(batch, layout)
         else:
             parsed = parse_jsonl(batch, loaded.card.input_schema, self.formatter.columns)
+        given = self._caller_ids(batch, parsed)
         ok, frame, scored = _score(loaded, parsed) if parsed.ok else ([], None, None)
         if ok:
             explanations = _explain(loaded, frame) if self.formatter.explain_output is not None else None
-            scoring.scored.write(self.formatter.rows([batch.records[i] for i in ok], scored, explanations))
+            appended = [None if given.get(i) else f"{scoring.job_id}-{batch.offsets[i]}" for i in ok]
+            ids = [given.get(i) or a for i, a in zip(ok, appended, strict=True)]
+            scoring.scored.write(self.formatter.rows([batch.records[i] for i in ok], scored, explanations, appended))
             tally.data_quality_warnings.update(loaded.scorer.data_quality_checker.count(frame))
             if scoring.observer is not None:
-                scoring.observer(loaded, frame, scored)
+                scoring.observer(loaded, frame, scored, ids, [batch.lines[i] for i in ok])
         if parsed.bad:
             max_raw = scoring.settings.max_raw_bytes
             lines = [
@@ -176,6 +195,30 @@ class _Loop:
         tally.rows_read += len(batch)
         tally.rows_scored += len(ok)
         tally.rows_rejected += len(parsed.bad)
+
+    def _caller_ids(self, batch: RecordBatch, parsed: Parsed) -> dict[int, str]:
+        """The caller-given inference ids of the parsed rows, by index in the batch. A row repeating the id of an
+        earlier row of the part moves from parsed.ok (and its frame) to parsed.bad."""
+        if parsed.ids is None:
+            return {}
+        given: dict[int, str] = {}
+        keep: list[int] = []
+        seen = self.seen_ids
+        for j, (i, value) in enumerate(zip(parsed.ok, parsed.ids, strict=True)):
+            if value is None:
+                keep.append(j)
+            elif value in seen:
+                message = f"inference id {value!r} is already the id of line {seen[value]}: ids must be unique"
+                parsed.bad.setdefault(i, []).append((INFERENCE_ID, message))
+            else:
+                seen[value] = batch.lines[i]
+                given[i] = value
+                keep.append(j)
+        if len(keep) < len(parsed.ok):
+            parsed.ok = [parsed.ok[j] for j in keep]
+            parsed.frame = parsed.frame.iloc[keep].reset_index(drop=True)
+            parsed.ids = [parsed.ids[j] for j in keep]
+        return given
 
 
 def _score_padded(loaded: LoadedModel, frame: pd.DataFrame) -> ScoredArrays:

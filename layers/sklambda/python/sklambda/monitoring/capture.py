@@ -81,7 +81,10 @@ class Pseudonymizer:
 
 @dataclass(frozen=True)
 class CaptureRecord:
-    """One scored row as stored: pii features pseudonymized. `request_id` is the API request id or a batch job id."""
+    """One scored row as stored: pii features pseudonymized. `request_id` is the API request id or a batch job id;
+    `row` the row's place in the request (0-based) or its line in the batch input (1-based); `inference_id` the
+    prediction id returned to the caller (sklambda.serving.ids). Records written before ids existed have no
+    `inference_id` key (monitoring/windows.py reads them all the same)."""
 
     timestamp: str
     model: str
@@ -92,6 +95,7 @@ class CaptureRecord:
     prediction: Any
     probabilities: dict[str, float] | None
     key_id: str
+    inference_id: str | None = None
 
     def to_json_line(self) -> str:
         """The record as one compact JSON line ending in a newline: the marker first, then the timestamp, model and
@@ -110,10 +114,13 @@ def build_records(
     feature_names: Sequence[str],
     pii: Iterable[str],
     pseudonymizer: Pseudonymizer,
+    inference_ids: Sequence[str] | None = None,
+    row_numbers: Sequence[int] | None = None,
     now: datetime | None = None,
 ) -> list[CaptureRecord]:
-    """One record per row, in order: the named features (pii ones pseudonymized, nulls kept), the row's prediction
-    and probabilities, all stamped with one UTC millisecond timestamp (`now`, default the current time).
+    """One record per row, in order: the named features (pii ones pseudonymized, nulls kept), the row's prediction,
+    probabilities and inference id (None when `inference_ids` is not given), all stamped with one UTC millisecond
+    timestamp (`now`, default the current time). `row_numbers` gives each record's `row` (default 0, 1, ...).
 
     Raises whatever the pseudonymizer raises; Capturer.capture turns that into a counted failure.
     """
@@ -133,11 +140,12 @@ def build_records(
                 model=model,
                 version=version,
                 request_id=request_id,
-                row=i,
+                row=row_numbers[i] if row_numbers is not None else i,
                 features=features,
                 prediction=predictions[i],
                 probabilities=dict(probabilities[i]) if probabilities is not None else None,
                 key_id=pseudonymizer.key_id,
+                inference_id=inference_ids[i] if inference_ids is not None else None,
             )
         )
     return records
@@ -215,9 +223,12 @@ class Capturer:
         probabilities: Sequence[Mapping[str, float]] | None,
         feature_names: Sequence[str],
         pii: Iterable[str],
+        inference_ids: Sequence[str] | None = None,
+        row_numbers: Sequence[int] | None = None,
         sample: bool = True,
     ) -> CaptureOutcome:
-        """Capture `rows` if this request is sampled (`sample=False`: the caller sampled already)."""
+        """Capture `rows` (with their `inference_ids` and `row_numbers`, see build_records) if this request is sampled
+        (`sample=False`: the caller sampled already)."""
         outcome = CaptureOutcome()
         if not self.enabled or not rows or (sample and not self.sampled()):
             return outcome
@@ -233,6 +244,8 @@ class Capturer:
                 feature_names=feature_names,
                 pii=pii,
                 pseudonymizer=self.pseudonymizer(),
+                inference_ids=inference_ids,
+                row_numbers=row_numbers,
             )
             lines = [r.to_json_line() for r in records]
         except Exception as e:  # the key could not be unwrapped, a value could not be serialized...
@@ -267,9 +280,10 @@ class JobCapture:
         self.model: str | None = None
         self.version: str | None = None
 
-    def __call__(self, loaded: Any, frame: Any, scored: Any) -> None:
+    def __call__(self, loaded: Any, frame: Any, scored: Any, inference_ids: Any = None, lines: Any = None) -> None:
         """Capture a sample of one scored batch (a batch.stream.ScoredObserver): `frame` holds the scored rows,
-        `scored` their ScoredArrays. A failed capture is counted in `self.outcome`, never raised."""
+        `scored` their ScoredArrays, `inference_ids` their ids and `lines` their 1-based lines in the input (the
+        records' `row`). A failed capture is counted in `self.outcome`, never raised."""
         picked = self.capturer.sample_rows(len(frame), already=self.outcome.sent + self.outcome.failed)
         if not picked:
             return
@@ -288,6 +302,8 @@ class JobCapture:
             probabilities=probabilities,
             feature_names=schema.names,
             pii=schema.pii_features,
+            inference_ids=[inference_ids[i] for i in picked] if inference_ids is not None else None,
+            row_numbers=[lines[i] for i in picked] if lines is not None else None,
             sample=False,
         )
         self.outcome.sampled = True

@@ -57,7 +57,8 @@ def _rest(scorer: Any, text: str) -> dict[str, Any]:
     from sklambda.serving.contracts import PredictRequest, PredictResponse, parse_body
 
     body = parse_body(text, PredictRequest, max_bytes=len(text.encode()) + 1)
-    answer = PredictResponse.from_scored(scorer.score(body.instances)).model_dump()
+    scored = scorer.score(body.instances)
+    answer = PredictResponse.from_scored(scored, [f"parity-{i}" for i in range(len(body.instances))]).model_dump()
     keys = scorer.class_keys
     proba = answer["probabilities"]
     return {

@@ -10,9 +10,9 @@ import base64
 import binascii
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, model_validator
 
 from sklambda.errors import FieldError, MalformedRequest, PayloadTooLarge, is_unicode, printable
 from sklambda.serving.scoring import Scored
@@ -81,19 +81,36 @@ def _field_errors(e: ValidationError) -> list[FieldError]:
     ]
 
 
+# An inference id as sklambda.serving.ids accepts it: 1-64 printable ASCII characters without spaces.
+_ID_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[!-~]+$"}
+
+
 class PredictRequest(BaseModel):
     """The body of POST /models/{name}/predict: {"instances": [row, ...]}, each row an object of feature values
-    (validated later against the card's schema). Any other top-level key is refused.
+    (validated later against the card's schema), and optionally the caller's prediction ids: `inference_ids`, one per
+    row, or `inference_id` for the request (sklambda.serving.ids checks them and derives the rows' ids). Any other
+    top-level key is refused.
     """
 
     model_config = ConfigDict(extra="forbid")
 
     instances: list[Any] = Field(description="Rows to score: one object of feature values per row.")
+    # Checked by sklambda.serving.ids (HTTP 422 naming the row), not here: pydantic's errors would be a 400 without
+    # one. The documented schema (OpenAPI) is the shape ids.py accepts.
+    inference_ids: Annotated[Any, WithJsonSchema({"type": "array", "items": _ID_SCHEMA})] = Field(
+        None, description="One prediction id per row (unique in the request), returned as the rows' ids."
+    )
+    inference_id: Annotated[Any, WithJsonSchema(_ID_SCHEMA)] = Field(
+        None,
+        description="One prediction id for the request: a one-row request's row gets it, rows of a longer one "
+        "<inference_id>-<row>. Not with inference_ids.",
+    )
 
 
 class PredictResponse(BaseModel):
     """The answer of POST /models/{name}/predict; README "API reference" describes each field.
 
+    inference_ids: one prediction id per row (sklambda.serving.ids), the key that joins a ground-truth label to it.
     predictions: one per row, the estimator's own `predict` output as JSON values.
     probabilities: classifiers only, one {class: probability} per row, else None.
     warnings: values unlike the training data, scored anyway, one {row, field, code, message} each.
@@ -104,6 +121,7 @@ class PredictResponse(BaseModel):
 
     model_name: str
     model_version: str
+    inference_ids: list[str]
     predictions: list[Any]
     probabilities: list[dict[str, float]] | None = None
     # Values unlike the training data (scored anyway): {row, field, code, message}; empty when none.
@@ -115,11 +133,12 @@ class PredictResponse(BaseModel):
     explanations: list[dict[str, Any]] | None = None
 
     @classmethod
-    def from_scored(cls, scored: Scored) -> PredictResponse:
-        """The response for a Scored result of Scorer.score (same rows, same order)."""
+    def from_scored(cls, scored: Scored, inference_ids: list[str]) -> PredictResponse:
+        """The response for a Scored result of Scorer.score and the rows' ids (same rows, same order)."""
         return cls(
             model_name=scored.model_name,
             model_version=scored.model_version,
+            inference_ids=inference_ids,
             predictions=scored.predictions,
             probabilities=scored.probabilities,
             warnings=[w.to_dict() for w in scored.warnings],
@@ -153,7 +172,8 @@ class InferRequest(BaseModel):
     Request JSON Object").
 
     inputs: at least one tensor (sklambda.serving.oip.decode says which layouts are accepted). outputs: the outputs
-        wanted; None for all. id: echoed in the response.
+        wanted; None for all. id: echoed in the response. parameters.inference_ids / parameters.inference_id: the
+        caller's prediction ids (sklambda.serving.oip.inference_ids).
     """
 
     id: str | None = None

@@ -27,6 +27,7 @@ import numpy as np
 from sklambda.errors import FieldError, InvalidInput, MalformedRequest, PayloadTooLarge
 from sklambda.registry.card import ModelCard
 from sklambda.registry.schema import BOOLEAN, CATEGORY, INTEGER, NUMBER, FeatureSpec
+from sklambda.serving import ids
 from sklambda.serving.contracts import InferRequest, parse_body
 from sklambda.serving.scoring import Scored, Scorer
 
@@ -286,13 +287,35 @@ def _label_datatype(values: list[Any]) -> str:
     return "BYTES"
 
 
-def encode(scored: Scored, card: ModelCard, request: InferRequest) -> dict[str, Any]:
+def inference_ids(request: InferRequest, n: int, request_id: str) -> list[str]:
+    """The prediction ids of a v2 request's `n` rows (sklambda.serving.ids): the caller's `parameters.inference_ids`
+    (one per row), else derived from its `parameters.inference_id`, else `<request_id>-<row>` (`request_id`: the API
+    request id). The request's own `id` is not used: v2 clients often send the same one every time (it is only echoed).
+
+    Raises InvalidInput (HTTP 422) naming the row of a bad or repeated id.
+    """
+    parameters = request.parameters or {}
+    return ids.request_ids(
+        n,
+        row_ids=parameters.get("inference_ids"),
+        request_id=parameters.get("inference_id"),
+        generated_prefix=request_id,
+        row_field="parameters.inference_ids",
+        request_field="parameters.inference_id",
+    )
+
+
+def encode(
+    scored: Scored, card: ModelCard, request: InferRequest, *, inference_ids: list[str] | None = None
+) -> dict[str, Any]:
     """The inference response for scored rows (Open Inference Protocol v2 "Inference Response JSON Object").
 
     Outputs: "predict", shape [N], datatype from the labels (BOOL, INT64, FP64 or BYTES); for classifiers with
     probabilities also "predict_proba", shape [N, C], FP64, row-major, with parameters.classes naming the C columns.
-    `request.outputs` selects among them; `request.id` is echoed; data-quality warnings, if any, go in the response's
-    free-form `parameters.warnings`.
+    `request.outputs` selects among them; `request.id` is echoed; the rows' prediction ids (`inference_ids`, see
+    `inference_ids()`) go in the response's free-form `parameters.inference_ids`, and data-quality warnings, if any, in
+    its `parameters.warnings`. Ids are a parameter rather than an output so that a client asking for outputs by name
+    gets exactly those.
 
     Raises InvalidInput (HTTP 422) naming each requested output the model cannot give.
     """
@@ -330,8 +353,13 @@ def encode(scored: Scored, card: ModelCard, request: InferRequest) -> dict[str, 
     body: dict[str, Any] = {"model_name": scored.model_name, "model_version": scored.model_version, "outputs": outputs}
     if request.id is not None:
         body["id"] = request.id
+    parameters: dict[str, Any] = {}
+    if inference_ids is not None:
+        parameters["inference_ids"] = inference_ids
     if scored.warnings:  # the protocol's free-form response parameters carry the data-quality warnings
-        body["parameters"] = {"warnings": [w.to_dict() for w in scored.warnings]}
+        parameters["warnings"] = [w.to_dict() for w in scored.warnings]
+    if parameters:
+        body["parameters"] = parameters
     return body
 
 
