@@ -5,13 +5,15 @@
 - bundle: unzipped sizes of the Lambda layers and function code, from the layer build
 - batch:   the batch function (S3 → S3 through moto) vs a plain pandas script, and its peak memory
 - drift:   the drift check's speed and memory on 1,000,000 rows, its false-alarm and detection rates
+- model_quality: false degradation alarms, detection of concept drift, joining 100,000 labels with 1,000,000
+  predictions and computing every metric
 - capture: a warm prediction with prediction capture on vs off
 - explain: single-row explanation latency of a 100-tree forest with 20 features, and accuracy
 - parity:  what the publish-time parity gate adds to a publish
 - load:    the local API under 50 clients
 - estimation: CBPE's estimated accuracy vs the realized one on covariate-shifted windows, vs the holdout accuracy
 
-Each kind is a module here; batch, capture, drift, estimation and explain also run alone
+Each kind is a module here; batch, capture, drift, estimation, model_quality and explain also run alone
 (`python -m sklambda_infra.bench.drift`).
 
 Every result is a ratio against a baseline measured in the same run, interleaved with it: the machine is shared.

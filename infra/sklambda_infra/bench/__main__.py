@@ -1,6 +1,6 @@
 """python -m sklambda_infra.bench [--quick] [--only KIND ...] [--out PATH]
 
-KIND: warm, cold, bundle, batch, drift, capture, explain, parity, load, estimation.
+KIND: warm, cold, bundle, batch, drift, capture, explain, parity, load, estimation, model_quality.
 
 [--layer-report PATH] reads an existing layer build instead of building one.
 """
@@ -25,13 +25,26 @@ from sklambda_infra.bench import (
     explain,
     load,
     machine,
+    model_quality,
     parity,
     report,
     warm,
 )
 from sklambda_infra.runtime import ensure_runtime_path
 
-KINDS = ("warm", "cold", "bundle", "batch", "drift", "capture", "explain", "parity", "load", "estimation")
+KINDS = (
+    "warm",
+    "cold",
+    "bundle",
+    "batch",
+    "drift",
+    "capture",
+    "explain",
+    "parity",
+    "load",
+    "estimation",
+    "model_quality",
+)
 DEFAULT_OUT = common.ROOT / "BENCHMARKS.md"
 PARTIAL_OUT = common.BUILD / "BENCHMARKS.md"
 RESULTS = common.BUILD / "results.json"
@@ -87,6 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         checked["rates"] = drift.rates(*((100, 10) if ns.quick else (800, 50)))
         results["drift"] = checked
+    if "model_quality" in kinds:
+        results["model_quality"] = model_quality.run(quick=ns.quick)
     if "capture" in kinds:
         capture_models = common.fit_models(rows=5000, trees=50)
         results["capture"] = capture.run(10 if ns.quick else 40, 25, 1, capture_models)

@@ -14,6 +14,8 @@ from sklambda_infra.bench.explain import markdown as explain_markdown
 from sklambda_infra.bench.explain import summary_rows as explain_summary_rows
 from sklambda_infra.bench.load import markdown as load_markdown
 from sklambda_infra.bench.load import summary_rows as load_summary_rows
+from sklambda_infra.bench.model_quality import markdown as model_quality_markdown
+from sklambda_infra.bench.model_quality import summary_rows as model_quality_summary_rows
 from sklambda_infra.bench.parity import markdown as parity_markdown
 from sklambda_infra.bench.parity import summary_rows as parity_summary_rows
 
@@ -106,6 +108,8 @@ def render(results: Mapping[str, Any]) -> str:
         parts += ["", _demote(load_markdown(results["load"]), "9. ")]
     if results.get("estimation") is not None:
         parts += ["", _demote(estimation_markdown(results["estimation"]), "10. ")]
+    if results.get("model_quality") is not None:
+        parts += ["", _demote(model_quality_markdown(results["model_quality"]), "11. ")]
     parts += ["", render_reproduce(), "", render_caveats()]
     return "\n".join(parts).rstrip() + "\n"
 
@@ -214,6 +218,8 @@ def summary_rows(results: Mapping[str, Any]) -> list[list[str]]:
                 "PASS" if false_alarms <= 0.01 else "MISS",
             ]
         )
+    if results.get("model_quality") is not None:
+        rows += model_quality_summary_rows(results["model_quality"])
     capture = results.get("capture")
     if capture is not None:
         for name, r in capture["models"].items():

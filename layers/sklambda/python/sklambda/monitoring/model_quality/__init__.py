@@ -1,5 +1,17 @@
 """Model quality: how well a published model performs in production, once labels are known and before.
 
+metrics.py       metrics of one window of labeled predictions, each with a confidence interval
+degradation.py   the degradation verdict against the card's holdout metrics, and the consecutive-window state
+join.py          labels joined with captured predictions by prediction id, with the join rate
 estimation.py    performance estimated before labels arrive (CBPE, binary classifiers), from the card's calibration map
 fairness.py      metrics per segment (group of a categorical feature), gaps, fairness differences, flags
+
+Once labels are known:
+
+    joined = join_labels(labels, predictions)                       # id -> label with id -> prediction
+    estimates = window_metrics(card.task, y_true, prob=prob, predicted=pred, decision=card.decision)
+    report = check_degradation(estimates, card.metrics, labeled_rows=len(y_true), decision=card.decision)
+    state, model_degraded = update_state(previous_state, report)
+
+Domain only: no S3, no Lambda event shapes. Not the publish-time data-quality gate (sklambda.publishing.quality).
 """

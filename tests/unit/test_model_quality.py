@@ -1,0 +1,401 @@
+"""Model quality: metrics against scikit-learn, interval coverage, the degradation rule and its state, the join.
+
+Coverage simulations draw windows from a fixed population whose true metric is computed on 400,000 rows; each
+interval should cover it at about its nominal 95 %. Seeds are fixed, so the tests are deterministic.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn import metrics as skm
+
+from sklambda.monitoring.model_quality import metrics as mq
+from sklambda.monitoring.model_quality.degradation import (
+    DEFAULT_TOLERANCES,
+    DEGRADED,
+    INSUFFICIENT_LABELS,
+    NO_REFERENCE,
+    OK,
+    DegradationConfig,
+    check_degradation,
+    holdout_references,
+    update_state,
+)
+from sklambda.monitoring.model_quality.join import join_labels
+
+COVERAGE_SIMULATIONS = 300
+# With 300 simulations a 95 % interval's coverage has a standard error of ~1.3 points.
+COVERAGE_RANGE = (0.91, 0.99)
+
+
+def binary_window(n: int, seed: int, slope: float = 2.0, prevalence_shift: float = -1.0):
+    """A calibrated binary problem: label ~ Bernoulli(p), p = sigmoid(shift + slope * x), ties in the scores."""
+    rng = np.random.default_rng(seed)
+    x = np.round(rng.normal(size=n), 2)  # rounding makes tied scores, which ROC AUC must count as one half
+    p = 1 / (1 + np.exp(-(prevalence_shift + slope * x)))
+    y = rng.random(n) < p
+    return y, p
+
+
+def regression_window(n: int, seed: int):
+    rng = np.random.default_rng(seed)
+    y = rng.normal(3.0, 2.0, n)
+    return y, y + rng.normal(0.2, 1.0, n) + 0.3 * rng.standard_t(4, n)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_classification_metrics_equal_sklearns_on_random_windows(seed):
+    # GIVEN a random binary window with tied scores and a threshold other than 0.5
+    y, p = binary_window(3000, seed)
+    threshold, cost_fp, cost_fn = 0.4, 1.0, 7.5
+    # WHEN every classification metric is computed
+    out = mq.classification_metrics(y, p, threshold=threshold, costs=(cost_fp, cost_fn))
+    # THEN each equals scikit-learn's (or the confusion matrix's cost per row)
+    pred = p >= threshold
+    _tn, fp, fn, _tp = skm.confusion_matrix(y, pred).ravel()
+    expected = {
+        "accuracy": skm.accuracy_score(y, pred),
+        "balanced_accuracy": skm.balanced_accuracy_score(y, pred),
+        "precision": skm.precision_score(y, pred),
+        "recall": skm.recall_score(y, pred),
+        "f1": skm.f1_score(y, pred),
+        "roc_auc": skm.roc_auc_score(y, p),
+        "log_loss": skm.log_loss(y, p),
+        "brier": skm.brier_score_loss(y, p),
+        "cost_per_row": (fp * cost_fp + fn * cost_fn) / len(y),
+    }
+    for name, value in expected.items():
+        assert out[name].value == pytest.approx(value, rel=1e-9, abs=1e-12), name
+        assert out[name].lower <= out[name].value <= out[name].upper, name
+
+
+def test_expected_calibration_error_equals_the_per_bin_definition():
+    # GIVEN a miscalibrated window (probabilities squeezed towards 0.5)
+    y, p = binary_window(5000, 3)
+    q = 0.5 + 0.6 * (p - 0.5)
+    # WHEN ECE is computed
+    ece = mq.expected_calibration_error(y, q)
+    # THEN it equals sum_b n_b/n |acc_b - conf_b| over ten equal-width bins, computed bin by bin
+    edges = np.linspace(0, 1, mq.ECE_BINS + 1)
+    total = 0.0
+    for lo, hi in itertools.pairwise(edges):
+        inside = (q >= lo) & ((q < hi) if hi < 1 else (q <= hi))
+        if inside.any():
+            total += inside.sum() / len(q) * abs(y[inside].mean() - q[inside].mean())
+    assert ece.value == pytest.approx(total, rel=1e-12)
+    assert ece.lower <= ece.value <= ece.upper
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_regression_metrics_equal_sklearns_on_random_windows(seed):
+    # GIVEN a random regression window
+    y, pred = regression_window(2000, seed)
+    # WHEN the regression metrics are computed
+    out = mq.regression_metrics(y, pred)
+    # THEN MAE, RMSE and R² equal scikit-learn's, and mean bias is mean(prediction - truth)
+    assert out["mae"].value == pytest.approx(skm.mean_absolute_error(y, pred), rel=1e-12)
+    assert out["rmse"].value == pytest.approx(np.sqrt(skm.mean_squared_error(y, pred)), rel=1e-12)
+    assert out["r2"].value == pytest.approx(skm.r2_score(y, pred), rel=1e-12)
+    assert out["mean_bias"].value == pytest.approx(np.mean(pred - y), rel=1e-12)
+
+
+def test_metrics_undefined_on_a_window_with_one_class_are_nan_not_errors():
+    # GIVEN a window whose labels are all negative
+    y, p = np.zeros(600, dtype=bool), np.linspace(0.01, 0.99, 600)
+    # WHEN the metrics are computed
+    out = mq.classification_metrics(y, p)
+    # THEN ROC AUC and recall are undefined (NaN) and accuracy is still computed
+    assert np.isnan(out["roc_auc"].value) and np.isnan(out["recall"].value)
+    assert out["accuracy"].value == pytest.approx(np.mean(p < 0.5))
+    assert out["roc_auc"].to_dict()["value"] is None
+
+
+def _coverage(metric, population, n: int) -> float:
+    """Share of COVERAGE_SIMULATIONS windows of n rows whose interval covers the population's value."""
+    truth = metric(*population(400_000, 10_000)).value
+    hits = 0
+    for seed in range(COVERAGE_SIMULATIONS):
+        est = metric(*population(n, seed))
+        hits += est.lower <= truth <= est.upper
+    return hits / COVERAGE_SIMULATIONS
+
+
+def confusion(y, p, threshold: float = 0.5) -> tuple[int, int, int, int]:
+    """(tp, fp, fn, tn) at the threshold."""
+    pred = p >= threshold
+    return int(np.sum(y & pred)), int(np.sum(~y & pred)), int(np.sum(y & ~pred)), int(np.sum(~y & ~pred))
+
+
+def _accuracy(y, p):
+    tp, _fp, _fn, tn = confusion(y, p)
+    return mq.wilson(tp + tn, len(y))
+
+
+def _balanced_accuracy(y, p):
+    tp, fp, fn, tn = confusion(y, p)
+    return mq.balanced_accuracy(tp, fn, tn, fp)
+
+
+def _f1(y, p):
+    return mq.f1(*confusion(y, p))
+
+
+def _log_loss(y, p):
+    return mq.mean_estimate(-np.where(y, np.log(p), np.log1p(-p)))
+
+
+# The functions classification_metrics calls, one at a time (the full set would also bootstrap ECE each time).
+CLASSIFICATION_INTERVALS = {
+    "accuracy (Wilson)": _accuracy,
+    "balanced accuracy (normal)": _balanced_accuracy,
+    "ROC AUC (DeLong)": mq.roc_auc,
+    "log loss (normal)": _log_loss,
+    "F1 (multinomial bootstrap)": _f1,
+}
+
+
+@pytest.mark.parametrize("name", sorted(CLASSIFICATION_INTERVALS))
+def test_classification_intervals_cover_the_population_value_at_the_nominal_rate(name):
+    # GIVEN windows of 800 rows from one binary population WHEN each gets a 95 % interval
+    coverage = _coverage(CLASSIFICATION_INTERVALS[name], binary_window, 800)
+    # THEN about 95 % of the intervals cover the population's value
+    assert COVERAGE_RANGE[0] <= coverage <= COVERAGE_RANGE[1], coverage
+
+
+def _rmse(y, pred):
+    return mq.regression_metrics(y, pred)["rmse"]
+
+
+REGRESSION_INTERVALS = {
+    "MAE (normal)": lambda y, pred: mq.mean_estimate(np.abs(pred - y)),
+    "mean bias (normal)": lambda y, pred: mq.mean_estimate(pred - y),
+    "RMSE (normal, square-rooted)": _rmse,
+    "R² (row bootstrap)": mq.r2,
+}
+
+
+@pytest.mark.parametrize("name", sorted(REGRESSION_INTERVALS))
+def test_regression_intervals_cover_the_population_value_at_the_nominal_rate(name):
+    # GIVEN windows of 800 rows from one regression population WHEN each gets a 95 % interval
+    coverage = _coverage(REGRESSION_INTERVALS[name], regression_window, 800)
+    # THEN about 95 % of the intervals cover the population's value
+    assert COVERAGE_RANGE[0] <= coverage <= COVERAGE_RANGE[1], coverage
+
+
+def test_wilson_interval_stays_inside_zero_one_when_every_trial_succeeds():
+    # GIVEN 50 successes out of 50 WHEN the Wilson interval is computed
+    est = mq.wilson(50, 50)
+    # THEN the interval is below 1 at the bottom (unlike a Wald interval of width 0) and capped at 1
+    assert est.value == 1.0 and 0.9 < est.lower < 1.0 and est.upper == 1.0
+
+
+# ---- degradation rule ----------------------------------------------------------------------------------------
+
+CARD_METRICS = {"split": "holdout", "rows": 20_000, "accuracy": 0.80, "roc_auc": 0.85, "log_loss": 0.45}
+
+
+def estimates(accuracy: float, se: float, roc_auc: float = 0.85, log_loss: float = 0.45) -> dict[str, mq.Estimate]:
+    """Window estimates with one standard error for all (their intervals do not matter to the rule)."""
+    return {
+        "accuracy": mq.Estimate(accuracy, accuracy - 2 * se, accuracy + 2 * se, se, "wilson"),
+        "roc_auc": mq.Estimate(roc_auc, roc_auc - 2 * se, roc_auc + 2 * se, se, "delong"),
+        "log_loss": mq.Estimate(log_loss, log_loss - 2 * se, log_loss + 2 * se, se, "normal"),
+        "brier": mq.Estimate(0.15, 0.14, 0.16, 0.005, "normal"),
+    }
+
+
+def test_too_few_labels_is_insufficient_never_degraded_even_with_a_large_drop():
+    # GIVEN a window 30 accuracy points below the holdout but with fewer labels than min_labeled_rows
+    config = DegradationConfig()
+    # WHEN the rule is applied
+    report = check_degradation(
+        estimates(0.50, 0.03), CARD_METRICS, labeled_rows=config.min_labeled_rows - 1, config=config
+    )
+    # THEN the window and its compared metrics are insufficient_labels
+    assert report.verdict == INSUFFICIENT_LABELS
+    assert report.degraded_metrics == ()
+    assert {m.name: m.verdict for m in report.metrics}["accuracy"] == INSUFFICIENT_LABELS
+
+
+def test_a_significant_drop_within_tolerance_is_ok():
+    # GIVEN 200,000 labels and accuracy 0.5 points below a 2,000,000-row holdout's (significant, but under the
+    # 1-point tolerance)
+    card = {**CARD_METRICS, "rows": 2_000_000}
+    report = check_degradation(estimates(0.795, 0.0009), card, labeled_rows=200_000)
+    # WHEN/THEN the accuracy drop is highly significant yet the verdict is ok
+    accuracy = {m.name: m for m in report.metrics}["accuracy"]
+    assert accuracy.p_value < 1e-3
+    assert accuracy.verdict == OK and report.verdict == OK
+
+
+def test_a_drop_beyond_tolerance_that_is_not_significant_is_ok():
+    # GIVEN 500 labels and accuracy 2 points below the holdout (beyond tolerance, within noise: se 0.018)
+    report = check_degradation(estimates(0.78, 0.018), CARD_METRICS, labeled_rows=500)
+    # THEN the window is ok
+    assert report.verdict == OK
+
+
+def test_a_significant_drop_beyond_tolerance_degrades_the_window():
+    # GIVEN 5,000 labels and ROC AUC 0.05 below the holdout (se 0.006)
+    report = check_degradation(estimates(0.80, 0.006, roc_auc=0.80), CARD_METRICS, labeled_rows=5000)
+    # THEN ROC AUC, and only it, is degraded
+    assert report.verdict == DEGRADED
+    assert report.degraded_metrics == ("roc_auc",)
+
+
+def test_a_lower_is_better_metric_degrades_when_it_rises():
+    # GIVEN log loss 30 % above the holdout's on 5,000 labels (tolerance 10 % of the holdout value)
+    report = check_degradation(estimates(0.80, 0.006, log_loss=0.585), CARD_METRICS, labeled_rows=5000)
+    # THEN log loss is degraded
+    assert report.degraded_metrics == ("log_loss",)
+
+
+def test_metrics_the_card_has_no_holdout_value_for_are_reported_not_compared():
+    # GIVEN a window with a Brier score, which cards do not record
+    report = check_degradation(estimates(0.80, 0.006), CARD_METRICS, labeled_rows=5000)
+    # THEN brier is no_reference
+    assert {m.name: m.verdict for m in report.metrics}["brier"] == NO_REFERENCE
+
+
+def test_holdout_references_take_the_cost_per_row_from_the_decision_section():
+    # GIVEN a card's metrics and a cost-based decision section
+    refs = holdout_references(
+        {"split": "holdout", "rows": 100, "roc_auc": 0.9, "f1_macro": 0.7},
+        {"threshold": 0.3, "costs": {"false_positive": 1, "false_negative": 5}, "holdout_expected_cost": 0.42},
+    )
+    # THEN the compared names are the window's metric names, with cost_per_row from holdout_expected_cost
+    assert refs == {"roc_auc": 0.9, "cost_per_row": 0.42}
+
+
+def test_holdout_uncertainty_makes_a_small_holdout_harder_to_beat():
+    # GIVEN the same window compared with a 20,000-row holdout and with a 500-row one
+    window = estimates(0.775, 0.008)
+    big = check_degradation(window, CARD_METRICS, labeled_rows=2500)
+    small = check_degradation(window, {**CARD_METRICS, "rows": 500}, labeled_rows=2500)
+    # THEN the small holdout's p-value is larger (its own noise is part of the difference)
+    p = {r: {m.name: m.p_value for m in rep.metrics}["accuracy"] for r, rep in (("big", big), ("small", small))}
+    assert p["small"] > p["big"]
+    assert big.verdict == DEGRADED and small.verdict == OK
+
+
+def test_model_is_degraded_only_after_consecutive_degraded_windows():
+    # GIVEN a degraded window report, an ok one and an insufficient one
+    degraded = check_degradation(estimates(0.80, 0.006, roc_auc=0.80), CARD_METRICS, labeled_rows=5000).to_dict()
+    ok = check_degradation(estimates(0.80, 0.006), CARD_METRICS, labeled_rows=5000).to_dict()
+    quiet = check_degradation(estimates(0.80, 0.006), CARD_METRICS, labeled_rows=10).to_dict()
+    # WHEN they are folded in order: degraded, insufficient, degraded, ok
+    state, first = update_state(None, degraded)
+    state, after_quiet = update_state(state, quiet)
+    state, second = update_state(state, degraded)
+    flagged_state = state
+    state, after_ok = update_state(state, ok)
+    # THEN one degraded window is not enough, a quiet window neither counts nor resets, two in a row flag
+    # the model with its metrics, and an ok window clears it
+    assert (first, after_quiet, second, after_ok) == (False, False, True, False)
+    assert flagged_state["degraded_metrics"] == ["roc_auc"] and flagged_state["consecutive_degraded"] == 2
+    assert state["consecutive_degraded"] == 0 and state["windows_seen"] == 4
+
+
+def test_holm_correction_keeps_a_borderline_drop_ok_that_the_per_metric_test_flags():
+    # GIVEN accuracy and ROC AUC both 0.035 below a 1,000,000-row holdout with se 0.018 (one-sided p ~0.026 each)
+    window = estimates(0.765, 0.018, roc_auc=0.815)
+    card = {**CARD_METRICS, "rows": 1_000_000}
+    # WHEN checked per metric and with Holm's correction across the compared metrics
+    per_metric = check_degradation(window, card, labeled_rows=1000)
+    holm = check_degradation(
+        window, card, labeled_rows=1000, config=DegradationConfig.from_dict({"correction": "holm"})
+    )
+    # THEN the per-metric test flags both and Holm (3 tests: smallest p x 3 > 0.05) flags neither
+    assert per_metric.degraded_metrics == ("accuracy", "roc_auc")
+    assert holm.verdict == OK
+    assert all(m.p_adjusted >= m.p_value for m in holm.metrics if m.p_value is not None)
+
+
+def test_tolerance_overrides_merge_into_the_defaults():
+    # GIVEN a config overriding only the ROC AUC tolerance
+    config = DegradationConfig.from_dict({"tolerances": {"roc_auc": "0.05"}})
+    # THEN the other tolerances keep their defaults
+    assert config.tolerances["roc_auc"] == 0.05 and config.tolerances["accuracy"] == DEFAULT_TOLERANCES["accuracy"]
+
+
+def test_update_state_rejects_an_unknown_verdict():
+    with pytest.raises(ValueError, match="unknown verdict"):
+        update_state(None, {"verdict": "drift"})
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"alpha": 0}, {"correction": "bonferroni"}, {"min_labeled_rows": 0}, {"tolerances": {"roc_auc": -0.1}}, {"x": 1}],
+)
+def test_invalid_degradation_settings_are_refused(settings):
+    with pytest.raises(ValueError):
+        DegradationConfig.from_dict(settings)
+
+
+def compared(y, p) -> dict[str, mq.Estimate]:
+    """The estimates a card's holdout metrics can be compared with (ECE and the others are not)."""
+    tp, fp, fn, tn = confusion(y, p)
+    return {
+        "accuracy": mq.wilson(tp + tn, len(y)),
+        "balanced_accuracy": mq.balanced_accuracy(tp, fn, tn, fp),
+        "roc_auc": mq.roc_auc(y, p),
+        "log_loss": _log_loss(y, p),
+    }
+
+
+def test_clean_windows_from_the_holdout_population_rarely_raise_a_model_alarm():
+    # GIVEN 20 cards whose holdout metrics come from 10,000 rows of a population, each with 10 clean windows
+    alarms = 0
+    for model in range(20):
+        card = {"rows": 10_000, **{k: v.value for k, v in compared(*binary_window(10_000, 1000 + model)).items()}}
+        state = None
+        # WHEN each window of 2,000 labels is checked and folded into the model's state
+        for window in range(10):
+            report = check_degradation(compared(*binary_window(2000, 100 * model + window)), card, labeled_rows=2000)
+            state, flagged = update_state(state, report)
+            alarms += flagged
+    # THEN the 2-in-a-row rule raises at most a few of the 200 possible alarms
+    assert alarms <= 5
+
+
+# ---- join ----------------------------------------------------------------------------------------------------
+
+
+def test_join_keeps_the_latest_capture_and_label_and_reports_the_join_rate():
+    # GIVEN 4 captured predictions (id "b" captured twice) and 4 labels (one unknown id, "a" labeled twice)
+    t = pd.Timestamp("2026-01-01")
+    predictions = pd.DataFrame(
+        {
+            "id": ["a", "b", "c", "b"],
+            "prediction": [1, 0, 1, 1],
+            "probability": [0.9, 0.2, 0.7, 0.8],
+            "time": [t, t, t, t + pd.Timedelta("1h")],
+            "version": ["1", "1", "1", "2"],
+        }
+    )
+    labels = pd.DataFrame(
+        {"id": ["a", "b", "zz", "a"], "label": [0, 1, 1, 1], "time": [t, t, t, t + pd.Timedelta("2h")]}
+    )
+    # WHEN they are joined
+    joined = join_labels(labels, predictions)
+    # THEN a and b join (b's second capture, a's second label), zz does not: 2 of 3 distinct labels
+    rows = joined.frame.set_index("id")
+    assert sorted(rows.index) == ["a", "b"]
+    assert rows.loc["b", "version"] == "2" and rows.loc["a", "label"] == 1
+    assert joined.summary() == {
+        "labels": 3,
+        "predictions": 4,
+        "matched": 2,
+        "join_rate": pytest.approx(2 / 3),
+        "duplicate_labels": 1,
+        "duplicate_predictions": 1,
+    }
+
+
+def test_join_refuses_frames_without_their_key_columns():
+    with pytest.raises(ValueError, match="label"):
+        join_labels(pd.DataFrame({"id": ["a"]}), pd.DataFrame({"id": ["a"], "prediction": [1]}))
