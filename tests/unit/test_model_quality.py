@@ -114,6 +114,27 @@ def test_metrics_undefined_on_a_window_with_one_class_are_nan_not_errors():
     assert out["roc_auc"].to_dict()["value"] is None
 
 
+def test_window_metrics_follow_the_cards_task_and_decision_section():
+    # GIVEN a binary window and a decision section with a threshold and costs
+    y, p = binary_window(1000, 5)
+    decision = {"positive_class": 1, "threshold": 0.3, "costs": {"false_positive": 2.0, "false_negative": 3.0}}
+    # WHEN the window's metrics are computed for a classifier, and only two of them on request
+    out = mq.window_metrics("classification", y, prob=p, decision=decision)
+    two = mq.classification_metrics(y, p, threshold=0.3, only=("roc_auc", "accuracy"))
+    # THEN the decision's threshold and costs are used, and `only` computes just those names
+    pred = p >= 0.3
+    assert out["accuracy"].value == pytest.approx(np.mean(pred == y))
+    assert out["cost_per_row"].value == pytest.approx((2.0 * np.sum(pred & ~y) + 3.0 * np.sum(~pred & y)) / len(y))
+    assert set(two) == {"roc_auc", "accuracy"} and two["accuracy"] == out["accuracy"]
+
+
+def test_window_metrics_refuse_an_unknown_task_and_a_regression_window_without_predictions():
+    with pytest.raises(ValueError, match="unknown task"):
+        mq.window_metrics("ranking", np.zeros(3), predicted=np.zeros(3))
+    with pytest.raises(ValueError, match="predictions"):
+        mq.window_metrics("regression", np.zeros(3))
+
+
 def _coverage(metric, population, n: int) -> float:
     """Share of COVERAGE_SIMULATIONS windows of n rows whose interval covers the population's value."""
     truth = metric(*population(400_000, 10_000)).value
