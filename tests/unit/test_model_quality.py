@@ -391,7 +391,7 @@ def test_join_keeps_the_latest_capture_and_label_and_reports_the_join_rate():
     t = pd.Timestamp("2026-01-01")
     predictions = pd.DataFrame(
         {
-            "id": ["a", "b", "c", "b"],
+            "inference_id": ["a", "b", "c", "b"],
             "prediction": [1, 0, 1, 1],
             "probability": [0.9, 0.2, 0.7, 0.8],
             "time": [t, t, t, t + pd.Timedelta("1h")],
@@ -399,12 +399,12 @@ def test_join_keeps_the_latest_capture_and_label_and_reports_the_join_rate():
         }
     )
     labels = pd.DataFrame(
-        {"id": ["a", "b", "zz", "a"], "label": [0, 1, 1, 1], "time": [t, t, t, t + pd.Timedelta("2h")]}
+        {"inference_id": ["a", "b", "zz", "a"], "label": [0, 1, 1, 1], "time": [t, t, t, t + pd.Timedelta("2h")]}
     )
     # WHEN they are joined
     joined = join_labels(labels, predictions)
     # THEN a and b join (b's second capture, a's second label), zz does not: 2 of 3 distinct labels
-    rows = joined.frame.set_index("id")
+    rows = joined.frame.set_index("inference_id")
     assert sorted(rows.index) == ["a", "b"]
     assert rows.loc["b", "version"] == "2" and rows.loc["a", "label"] == 1
     assert joined.summary() == {
@@ -419,4 +419,4 @@ def test_join_keeps_the_latest_capture_and_label_and_reports_the_join_rate():
 
 def test_join_refuses_frames_without_their_key_columns():
     with pytest.raises(ValueError, match="label"):
-        join_labels(pd.DataFrame({"id": ["a"]}), pd.DataFrame({"id": ["a"], "prediction": [1]}))
+        join_labels(pd.DataFrame({"inference_id": ["a"]}), pd.DataFrame({"inference_id": ["a"], "prediction": [1]}))

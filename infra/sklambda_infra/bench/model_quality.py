@@ -170,7 +170,7 @@ def frames(n_predictions: int, n_labels: int, seed: int = 0) -> tuple[pd.DataFra
     start = pd.Timestamp("2026-01-01", tz="UTC")
     predictions = pd.DataFrame(
         {
-            "id": ids,
+            "inference_id": ids,
             "prediction": (p >= 0.5).astype(np.int64),
             "probability": p,
             "time": start + pd.to_timedelta(rng.integers(0, 86_400, n_predictions), unit="s"),
@@ -178,7 +178,9 @@ def frames(n_predictions: int, n_labels: int, seed: int = 0) -> tuple[pd.DataFra
         }
     )
     chosen = rng.choice(n_predictions, n_labels, replace=False)
-    labels = pd.DataFrame({"id": ids[chosen], "label": y[chosen].astype(np.int64), "time": start + pd.Timedelta("2D")})
+    labels = pd.DataFrame(
+        {"inference_id": ids[chosen], "label": y[chosen].astype(np.int64), "time": start + pd.Timedelta("2D")}
+    )
     return labels, predictions
 
 

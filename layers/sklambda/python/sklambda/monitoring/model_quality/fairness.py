@@ -34,6 +34,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sklambda.monitoring.model_quality.metrics import roc_auc, wilson
+
 CLASSIFICATION, REGRESSION = "classification", "regression"  # as sklambda.registry.card's (no import: kept pure)
 ACCURACY, RECALL, SELECTION_RATE, ROC_AUC = "accuracy", "recall", "selection_rate", "roc_auc"
 MAE, MEAN_BIAS = "mae", "mean_bias"
@@ -56,7 +58,6 @@ DEFAULT_BOUNDS: Mapping[str, float] = {
     EQUAL_OPPORTUNITY: 0.1,
 }
 CONFIDENCE = 0.95
-Z = 1.959963984540054  # the two-sided standard normal quantile of CONFIDENCE
 MISSING_GROUP = None  # the label of rows whose group value is null
 
 
@@ -246,15 +247,12 @@ def segment_report(
     )
 
 
-def wilson_interval(successes: int, trials: int, z: float = Z) -> tuple[float, float]:
-    """The Wilson score interval of a proportion (Wilson 1927), (low, high) within [0, 1]; (0, 1) for 0 trials."""
+def wilson_interval(successes: int, trials: int) -> tuple[float, float]:
+    """The Wilson score interval of a proportion at CONFIDENCE (metrics.wilson), (low, high); (0, 1) for 0 trials."""
     if trials == 0:
         return 0.0, 1.0
-    phat = successes / trials
-    denom = 1 + z * z / trials
-    centre = (phat + z * z / (2 * trials)) / denom
-    half = z * math.sqrt(phat * (1 - phat) / trials + z * z / (4 * trials * trials)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    estimate = wilson(successes, trials, CONFIDENCE)
+    return estimate.lower, estimate.upper
 
 
 def newcombe_interval(p1: float, ci1: tuple[float, float], p2: float, ci2: tuple[float, float]) -> tuple[float, float]:
@@ -330,7 +328,7 @@ def _group(
             if positives:
                 intervals[m] = wilson_interval(found, positives)
         elif m == ROC_AUC:
-            values[m] = _auc(is_pos, proba[rows]) if 0 < positives < n else None
+            values[m] = roc_auc(is_pos, proba[rows]).value if 0 < positives < n else None
         elif m == MAE:
             values[m] = float(np.mean(np.abs(yp.astype(float) - yt.astype(float))))
         elif m == MEAN_BIAS:  # predicted minus true: > 0 over-predicts
@@ -344,14 +342,6 @@ def _equals(values: np.ndarray, label: Any) -> np.ndarray:
 
 def _equals_pairwise(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.array([_plain(x) == _plain(y) for x, y in zip(a, b, strict=True)], dtype=bool)
-
-
-def _auc(is_positive: np.ndarray, score: np.ndarray) -> float:
-    """ROC AUC by the rank-sum (Mann-Whitney) statistic, ties counted half: sklearn's roc_auc_score."""
-    ranks = pd.Series(score).rank(method="average").to_numpy()
-    n_pos = int(is_positive.sum())
-    n_neg = len(score) - n_pos
-    return float((ranks[is_positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def _gap(metric: str, groups: tuple[GroupMetrics, ...], bound: float | None, named: str | None = None) -> Gap | None:

@@ -1,7 +1,7 @@
-"""Join ground-truth labels with captured predictions by prediction id.
+"""Join ground-truth labels with captured predictions by prediction id (`inference_id`, as capture and the API say).
 
-labels:      one row per labeled prediction: ``id``, ``label`` and optionally ``time`` (when the label arrived).
-predictions: captured rows: ``id``, ``prediction``, optionally ``probability`` (of the card's positive class),
+labels:      one row per labeled prediction: ``inference_id``, ``label``, optionally ``time`` (when it arrived).
+predictions: captured rows: ``inference_id``, ``prediction``, optionally ``probability`` (of the card's positive class),
              ``time`` (when it was served) and ``version`` (the model version that served it).
 
 A label joins the prediction with the same id. An id captured twice (a retried request) keeps its latest
@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-ID, LABEL, PREDICTION, PROBABILITY, TIME, VERSION = "id", "label", "prediction", "probability", "time", "version"
+ID = "inference_id"
+LABEL, PREDICTION, PROBABILITY, TIME, VERSION = "label", "prediction", "probability", "time", "version"
 LABEL_TIME, PREDICTION_TIME = "label_time", "prediction_time"
 
 
@@ -24,7 +25,7 @@ LABEL_TIME, PREDICTION_TIME = "label_time", "prediction_time"
 class JoinResult:
     """The labeled predictions of a window and how the join went.
 
-    frame: one row per joined id with ``id``, ``label``, ``prediction``, and ``probability``, ``version``,
+    frame: one row per joined id with ``inference_id``, ``label``, ``prediction``, and ``probability``, ``version``,
     ``prediction_time``, ``label_time`` when the inputs had them. labels: distinct labeled ids. predictions:
     captured rows. duplicate_labels / duplicate_predictions: rows dropped as repeats of an id (for predictions,
     counted among the labeled ids only: the others are never looked at).
@@ -66,9 +67,10 @@ def _latest(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def join_labels(labels: pd.DataFrame, predictions: pd.DataFrame) -> JoinResult:
-    """Inner-join ``labels`` with ``predictions`` on ``id`` (module docstring for the columns and duplicates).
+    """Inner-join ``labels`` with ``predictions`` on ``inference_id`` (module docstring for the columns and duplicates).
 
-    Raises ValueError when a required column (labels: id, label; predictions: id, prediction) is missing.
+    Raises ValueError when a required column (labels: inference_id, label; predictions: inference_id, prediction)
+    is missing.
     """
     for name, frame, needed in (("labels", labels, (ID, LABEL)), ("predictions", predictions, (ID, PREDICTION))):
         missing = [c for c in needed if c not in frame.columns]
