@@ -179,8 +179,12 @@ class _Loop:
         ok, frame, scored = _score(loaded, parsed) if parsed.ok else ([], None, None)
         if ok:
             explanations = _explain(loaded, frame) if self.formatter.explain_output is not None else None
-            appended = [None if given.get(i) else f"{scoring.job_id}-{batch.offsets[i]}" for i in ok]
-            ids = [given.get(i) or a for i, a in zip(ok, appended, strict=True)]
+            prefix, offsets = f"{scoring.job_id}-", batch.offsets
+            if given:
+                appended = [None if given.get(i) else f"{prefix}{offsets[i]}" for i in ok]
+                ids = [given.get(i) or a for i, a in zip(ok, appended, strict=True)]
+            else:  # no caller ids (the usual file): one comprehension
+                appended = ids = [f"{prefix}{offsets[i]}" for i in ok]
             scoring.scored.write(self.formatter.rows([batch.records[i] for i in ok], scored, explanations, appended))
             tally.data_quality_warnings.update(loaded.scorer.data_quality_checker.count(frame))
             if scoring.observer is not None:
