@@ -84,6 +84,8 @@ MIN_PART_BYTES = 5 * 1024 * 1024
 PSEUDONYM_KEY_CONTEXT = {"sklambda:purpose": "pseudonymization"}
 # Where Firehose delivers captured predictions (in the data bucket): capture/model=<name>/dt=<yyyy-MM-dd>/...
 CAPTURE_PREFIX = "capture/"
+# Where ground-truth labels are stored (in the data bucket): ground-truth/model=<name>/dt=<arrival yyyy-mm-dd>/...
+GROUND_TRUTH_PREFIX = "ground-truth/"
 
 
 # --- reading -------------------------------------------------------------------------------------------------------
