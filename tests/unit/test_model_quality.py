@@ -23,6 +23,7 @@ from sklambda.monitoring.model_quality.degradation import (
     DegradationConfig,
     check_degradation,
     holdout_references,
+    pooled_run_test,
     update_state,
 )
 from sklambda.monitoring.model_quality.join import join_labels
@@ -343,6 +344,38 @@ def test_tolerance_overrides_merge_into_the_defaults():
     assert config.tolerances["roc_auc"] == 0.05 and config.tolerances["accuracy"] == DEFAULT_TOLERANCES["accuracy"]
 
 
+def _window(rows: int, drop: float, window_se: float, holdout_se: float) -> dict:
+    """A degraded window's report as update_state reads it: one metric (roc_auc) with its drop and variances."""
+    metric = {"name": "roc_auc", "drop": drop, "tolerance": 0.0125, "p_value": 0.01}
+    metric.update(window_variance=window_se**2, holdout_variance=holdout_se**2, verdict=DEGRADED)
+    return {"verdict": DEGRADED, "labeled_rows": rows, "degraded_metrics": ["roc_auc"], "metrics": [metric]}
+
+
+def test_two_borderline_degraded_windows_raise_no_alarm_unless_the_pooled_run_confirms_the_drop():
+    # GIVEN two degraded windows whose drops (0.016, ~1.6 standard errors each) pass the window's test
+    borderline = _window(2000, 0.016, 0.0088, 0.0039)
+    # WHEN they are folded in a row
+    state, _ = update_state(None, borderline)
+    state, alarm = update_state(state, borderline)
+    # THEN the run is long enough, but the pooled drop (z ~2.2 < 2.33) does not confirm it at 1 %: no alarm
+    assert state["consecutive_degraded"] == 2 and not alarm
+    assert state["pooled"]["metrics"]["roc_auc"]["p_adjusted"] > 0.01
+    # AND two windows 0.03 lower (the drop the monitor must catch) raise it
+    state, _ = update_state(None, _window(2000, 0.03, 0.0088, 0.0039))
+    state, alarm = update_state(state, _window(2000, 0.03, 0.0088, 0.0039))
+    assert alarm and state["pooled"]["confirmed"]
+
+
+def test_the_pooled_test_counts_the_shared_holdout_error_once_not_once_per_window():
+    # GIVEN three windows whose own error is small but whose common holdout is noisy (se 0.01)
+    windows = [_window(20_000, 0.018, 0.003, 0.01) for _ in range(3)]
+    # WHEN the run is pooled
+    pooled = pooled_run_test(windows, DegradationConfig(consecutive_windows=3))
+    # THEN the holdout's variance is not averaged away: z = 0.018 / sqrt(0.003^2 / 3 + 0.01^2) ~ 1.76, not 3.2
+    p = pooled["metrics"]["roc_auc"]["p_value"]
+    assert p == pytest.approx(0.039, abs=0.002) and not pooled["confirmed"]
+
+
 def test_update_state_rejects_an_unknown_verdict():
     with pytest.raises(ValueError, match="unknown verdict"):
         update_state(None, {"verdict": "drift"})
@@ -379,7 +412,7 @@ def test_clean_windows_from_the_holdout_population_rarely_raise_a_model_alarm():
             report = check_degradation(compared(*binary_window(2000, 100 * model + window)), card, labeled_rows=2000)
             state, flagged = update_state(state, report)
             alarms += flagged
-    # THEN the 2-in-a-row rule raises at most a few of the 200 possible alarms
+    # THEN the alarm rule (2 in a row, confirmed by the pooled test at 1 %) raises at most a few of 200 alarms
     assert alarms <= 5
 
 
