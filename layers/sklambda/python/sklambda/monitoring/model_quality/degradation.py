@@ -1,6 +1,7 @@
 """The degradation rule: is a window's model quality significantly and materially worse than the card's holdout?
 
-Per metric the card has a holdout value for (same names: ``card.metrics["roc_auc"]``, ``["accuracy"]``, ...; the
+Per metric the card has a holdout value for (same names: ``card.metrics["roc_auc"]``, ``["accuracy"]``, a
+multiclass card's ``["f1_macro"]`` and ``["roc_auc_ovr"]``, ...; the
 cost per row against ``card.decision["holdout_expected_cost"]``), the window is *degraded* only when all hold:
 
 1. the window has at least ``min_labeled_rows`` labeled rows (otherwise *insufficient_labels*, never degraded);
@@ -63,6 +64,11 @@ DEFAULT_TOLERANCES: Mapping[str, float] = {
     "recall": 0.02,
     "f1": 0.02,
     "roc_auc": 0.0125,
+    # Multiclass (macro averages, one-vs-rest AUC): the tolerances of their binary counterparts.
+    "precision_macro": 0.02,
+    "recall_macro": 0.02,
+    "f1_macro": 0.02,
+    "roc_auc_ovr": 0.0125,
     "log_loss": 0.10,
     "brier": 0.01,
     "ece": 0.03,
