@@ -428,7 +428,7 @@ def class_indices(labels: Any, classes: Sequence[Any], field: str = "y_true") ->
     return lookup[inverse.reshape(-1)]
 
 
-def _macro_scores(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def macro_averages(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Macro precision, recall and F1 of confusion matrices shape (..., k, k) (rows: true, columns: predicted).
 
     As sklearn's precision/recall/f1_score(average="macro") without ``labels``: the mean over the classes present
@@ -453,7 +453,7 @@ def macro_scores(
 ) -> dict[str, Estimate]:
     """precision_macro, recall_macro and f1_macro of a k x k confusion matrix (rows true, columns predicted).
 
-    Definitions as sklearn's ``average="macro"`` (see `_macro_scores`); intervals from one seeded multinomial
+    Definitions as sklearn's ``average="macro"`` (see `macro_averages`); intervals from one seeded multinomial
     bootstrap of the k² cells (as `f1`: exact for a row bootstrap, O(resamples·k²)). Empty matrix: NaN estimates.
     """
     cm = np.asarray(cm, dtype=np.int64)
@@ -462,9 +462,9 @@ def macro_scores(
     if n == 0:
         return dict.fromkeys(names, NAN_ESTIMATE)
     k = cm.shape[0]
-    points = _macro_scores(cm)
+    points = macro_averages(cm)
     counts = np.random.default_rng(seed).multinomial(n, cm.ravel() / n, size=resamples).reshape(resamples, k, k)
-    boots = _macro_scores(counts)
+    boots = macro_averages(counts)
     out = {}
     for name, point, boot in zip(names, points, boots, strict=True):
         est = _percentile_interval(float(point), boot, confidence)
