@@ -286,3 +286,17 @@ def test_the_multiclass_estimate_is_json_ready(fitted_multiclass):
     X, _ = three_classes(np.random.default_rng(1), 500)
     d = estimate(section, model.predict_proba(X)).to_dict()
     assert json.loads(json.dumps(d, allow_nan=False)) == d and len(d["expected_class_shares"]) == 3
+
+
+def test_a_multiclass_model_whose_predict_is_not_the_argmax_gets_no_section(fitted_multiclass):
+    # GIVEN a holdout where predict disagrees with predict_proba's argmax on 5 % of the rows (as SVC's can)
+    model, _ = fitted_multiclass
+    X, y = three_classes(np.random.default_rng(15), 1000)
+    proba = model.predict_proba(X)
+    predicted = proba.argmax(axis=1)
+    predicted[:50] = (predicted[:50] + 1) % 3
+    # THEN no section: the estimate assumes the argmax is what is served
+    with pytest.raises(EstimationUnavailable, match=r"differ from the class of its largest probability on 5\.0%"):
+        multiclass_card_section(proba, y, predicted)
+    # AND agreeing predictions are accepted
+    assert multiclass_card_section(proba, y, proba.argmax(axis=1))["method"] == MULTICLASS_METHOD

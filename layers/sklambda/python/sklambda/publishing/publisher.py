@@ -644,10 +644,12 @@ def _estimation(model: Any, decision: Mapping[str, Any], X_eval: pd.DataFrame, y
 
 def _multiclass_estimation(model: Any, X_eval: pd.DataFrame, y_eval: pd.Series) -> dict[str, Any]:
     """The card's `estimation` section of a multiclass classifier: one-vs-rest CBPE calibration maps fitted on the
-    holdout (sklambda.monitoring.model_quality.estimation). Raises EstimationUnavailable for too few rows of a class."""
+    holdout (sklambda.monitoring.model_quality.estimation). Raises EstimationUnavailable for too few rows of a class
+    or a predict that is not predict_proba's argmax."""
     classes = [_plain(c) for c in model.classes_]
     y_index = class_indices([_plain(v) for v in y_eval], classes)
-    return multiclass_estimation_section(np.asarray(model.predict_proba(X_eval)), y_index)
+    predicted = class_indices([_plain(v) for v in model.predict(X_eval)], classes, "predicted")
+    return multiclass_estimation_section(np.asarray(model.predict_proba(X_eval)), y_index, predicted)
 
 
 def _importance(

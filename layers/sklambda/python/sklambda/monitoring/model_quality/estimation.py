@@ -66,6 +66,9 @@ CALIBRATION = "isotonic"
 MAX_BREAKPOINTS = 256
 # Decimals of the stored breakpoints (scores and probabilities).
 DECIMALS = 5
+# Largest share of holdout rows whose predict differs from predict_proba's argmax (exact ties may break either
+# way) for which the multiclass estimate, which assumes the argmax, is still stored.
+MAX_ARGMAX_DISAGREEMENT = 0.01
 # Fewest holdout rows of each class for a calibration map.
 MIN_CLASS_ROWS = 10
 CONFIDENCE = 0.95
@@ -240,12 +243,16 @@ def card_section(
     }
 
 
-def multiclass_card_section(probabilities: np.ndarray, y_index: np.ndarray) -> dict[str, Any]:
+def multiclass_card_section(
+    probabilities: np.ndarray, y_index: np.ndarray, predicted_index: np.ndarray | None = None
+) -> dict[str, Any]:
     """The card's `estimation` section of a multiclass model from the holdout (shape in the module docstring).
 
     probabilities: shape (n, k), k >= 3, predict_proba on the holdout; y_index: int shape (n,), each row's label as
-    its column in probabilities (sklambda.monitoring.model_quality.metrics.class_indices). Raises
-    EstimationUnavailable when a class has fewer than MIN_CLASS_ROWS rows (or all but MIN_CLASS_ROWS),
+    its column in probabilities (sklambda.monitoring.model_quality.metrics.class_indices); predicted_index: the
+    model's predict on the holdout, as columns, to check that it is the argmax the estimate assumes. Raises
+    EstimationUnavailable when a class has fewer than MIN_CLASS_ROWS rows (or all but MIN_CLASS_ROWS) or predict
+    disagrees with the argmax on more than MAX_ARGMAX_DISAGREEMENT of the rows (e.g. SVC's Platt probabilities),
     ValueError for other shapes.
     """
     proba = np.asarray(probabilities, dtype=float)
@@ -255,6 +262,13 @@ def multiclass_card_section(probabilities: np.ndarray, y_index: np.ndarray) -> d
             f"multiclass CBPE needs probabilities (n, k >= 3) and one label per row, got {proba.shape}, {y.shape}"
         )
     k = proba.shape[1]
+    if predicted_index is not None:
+        disagree = float(np.mean(np.asarray(predicted_index) != np.argmax(proba, axis=1)))
+        if disagree > MAX_ARGMAX_DISAGREEMENT:
+            raise EstimationUnavailable(
+                f"the model's predictions differ from the class of its largest probability on {disagree:.1%} of the "
+                "holdout rows; multiclass estimation assumes they agree"
+            )
     calibrations = []
     for c in range(k):
         try:
