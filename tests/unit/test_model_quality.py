@@ -140,7 +140,7 @@ def test_multiclass_ovr_auc_is_undefined_on_a_window_missing_a_class():
 
 
 def test_multiclass_labels_outside_the_cards_classes_are_refused_by_name():
-    with pytest.raises(ValueError, match=r"y_true has label 'penguin', not one of the model's classes"):
+    with pytest.raises(ValueError, match=r"y_true row 1 has label 'penguin', not one of the model's classes"):
         mq.multiclass_metrics(["a", "penguin", "b"], np.full((3, 3), 1 / 3), classes=["a", "b", "c"])
     with pytest.raises(ValueError, match=r"prob must have shape \(n, 3\)"):
         mq.multiclass_metrics(["a", "b"], np.full((2, 2), 0.5), classes=["a", "b", "c"])

@@ -410,7 +410,7 @@ def classification_metrics(
 def class_indices(labels: Any, classes: Sequence[Any], field: str = "y_true") -> np.ndarray:
     """Each label's position in ``classes`` (the card's classes, predict_proba's column order), shape (n,) int.
 
-    Raises ValueError naming the first label that is not one of the classes.
+    Raises ValueError naming the first row (0-based) whose label is not one of the classes, and that label.
     """
     values = np.asarray(labels, dtype=object)
     if values.ndim != 1:
@@ -423,7 +423,10 @@ def class_indices(labels: Any, classes: Sequence[Any], field: str = "y_true") ->
     for j, text in enumerate(uniques):
         found = position.get(values[first[j]], by_text.get(str(text)))
         if found is None:
-            raise ValueError(f"{field} has label {values[first[j]]!r}, not one of the model's classes {list(classes)}")
+            raise ValueError(
+                f"{field} row {int(first[j])} has label {values[first[j]]!r}, not one of the model's classes "
+                f"{list(classes)}"
+            )
         lookup[j] = found
     return lookup[inverse.reshape(-1)]
 
