@@ -432,7 +432,9 @@ def _privacy_erase(args: argparse.Namespace) -> int:
         print(
             f"removed {report.records_removed} record(s) of the subject from {len(report.keys)} object(s) of "
             f"model {args.model} ({report.objects_rewritten} rewritten, {report.objects_deleted} deleted, "
-            f"{report.versions_deleted} old version(s) purged; {report.objects_scanned} scanned)"
+            f"{report.versions_deleted} old version(s) purged; {report.objects_scanned} scanned); removed "
+            f"{report.labels_removed} ground-truth label(s) of those predictions ({report.label_objects_rewritten} "
+            f"label object(s) rewritten, {report.label_objects_deleted} deleted)"
         )
     return 0
 
@@ -443,7 +445,9 @@ def _register_privacy(sub: Any) -> None:
     p = commands.add_parser("create-key", help="print a new pseudonymization key, wrapped by KMS (base64)")
     p.add_argument("--kms-key", help="KMS key that wraps it: the stack's DataKeyArn output (default: local stack)")
     p.set_defaults(func=_privacy_create_key)
-    p = commands.add_parser("erase", help="remove every captured record of one data subject")
+    p = commands.add_parser(
+        "erase", help="remove every captured record of one data subject and the ground-truth labels of those records"
+    )
     p.add_argument("--model", required=True, help="model whose captured records are searched")
     p.add_argument("--subject", required=True, help="the subject's raw identifier (the value of a pii feature)")
     p.add_argument("--data-bucket", help="bucket holding capture/ (the DataBucketName output)")
