@@ -90,12 +90,10 @@ def feedback(name: str) -> Response:
     selector = parse_selector(event.query_string_parameters)
     label_rules = rules().get(name, alias=selector.alias or settings.default_alias, version=selector.version)
     labels = parse_request(body.labels, label_rules, datetime.now(UTC))
-    stored = write_labels(
-        aws.client("s3"), settings.monitoring_bucket, name, labels, arrival=datetime.now(UTC)
-    )
+    stored = write_labels(aws.client("s3"), settings.monitoring_bucket, name, labels, arrival=datetime.now(UTC))
     metrics.add_dimension(name="model", value=name)
     metrics.add_metric(name="LabelsReceived", unit=MetricUnit.Count, value=len(labels))
-    logger.info("labels stored", extra={"model": name, "labels": len(labels), "created": stored.created})
+    logger.info("labels stored", extra={"model": name, "labels": len(labels), "stored": stored.created})
     answer = {
         "model": name,
         "version": label_rules.version,
@@ -190,5 +188,7 @@ def record_handler(record: SQSRecord) -> list[dict[str, Any]]:
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict, context: LambdaContext) -> dict:
     if "Records" in event:  # SQS: S3 notifications of files under feedback/
-        return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+        return process_partial_response(
+            event=event, record_handler=record_handler, processor=processor, context=context
+        )
     return app.resolve(event, context)

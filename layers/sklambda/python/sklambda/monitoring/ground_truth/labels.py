@@ -158,9 +158,13 @@ def parse_time(value: Any, now: datetime) -> datetime | None:
     return moment
 
 
-def parse_row(row: Any, where: int, rules: LabelRules, now: datetime, *, text: bool = False) -> Label | list[Problem]:
+def parse_row(
+    row: Any, where: int, rules: LabelRules, now: datetime, *, text: bool = False, seen: Duplicates | None = None
+) -> Label | list[Problem]:
     """One row (a mapping of field -> value) as a Label, or its problems (every field checked). `where` numbers the
-    row in the problems; `text`: the values are CSV cells (see the module docstring)."""
+    row in the problems; `text`: the values are CSV cells (see the module docstring); `seen`: the ids of the earlier
+    rows of the same request or file (a valid id is remembered there even when another field of its row is bad, so
+    that a later row with it is a duplicate_id naming this one)."""
     if not isinstance(row, Mapping):
         return [Problem(where, None, "not_a_row", f"a label row is a JSON object, got {type(row).__name__}")]
     problems: list[Problem] = []
@@ -175,6 +179,9 @@ def parse_row(row: Any, where: int, rules: LabelRules, now: datetime, *, text: b
         reason = id_problem(row[name])
         if reason is None:
             inference_id = row[name]
+            duplicate = seen.check(inference_id, where) if seen is not None else None
+            if duplicate is not None:
+                problems.append(duplicate)
         else:
             problems.append(Problem(where, name, "bad_id", reason))
     label = None
@@ -202,16 +209,16 @@ class Duplicates:
     def __init__(self) -> None:
         self._first: dict[str, int] = {}
 
-    def check(self, label: Label, where: int) -> Problem | None:
+    def check(self, inference_id: str, where: int) -> Problem | None:
         """None for an id not seen before (now remembered), else the duplicate_id problem naming both rows."""
-        first = self._first.setdefault(label.inference_id, where)
+        first = self._first.setdefault(inference_id, where)
         if first == where:
             return None
         return Problem(
             where,
             "inference_id",
             "duplicate_id",
-            f"inference id {label.inference_id!r} is also the id of row {first}: one label per prediction",
+            f"inference id {inference_id!r} is also the id of row {first}: one label per prediction",
         )
 
 
@@ -227,13 +234,10 @@ def parse_request(rows: Sequence[Any], rules: LabelRules, now: datetime) -> list
     problems: list[Problem] = []
     seen = Duplicates()
     for i, row in enumerate(rows):
-        parsed = parse_row(row, i, rules, now)
+        parsed = parse_row(row, i, rules, now, seen=seen)
         if isinstance(parsed, Label):
-            duplicate = seen.check(parsed, i)
-            if duplicate is None:
-                labels.append(parsed)
-                continue
-            parsed = [duplicate]
+            labels.append(parsed)
+            continue
         problems.extend(parsed)
         if len(problems) >= MAX_PROBLEMS:
             break
@@ -311,14 +315,11 @@ def check_file_rows(
         except ValueError as e:
             out.rejected.append((line, record, [Problem(line, None, "not_a_row", str(e))]))
             continue
-        parsed = parse_row(row, line, rules, now, text=header is not None)
+        parsed = parse_row(row, line, rules, now, text=header is not None, seen=seen)
         if isinstance(parsed, Label):
-            duplicate = seen.check(parsed, line)
-            if duplicate is None:
-                out.labels.append(parsed)
-                continue
-            parsed = [duplicate]
-        out.rejected.append((line, record, parsed))
+            out.labels.append(parsed)
+        else:
+            out.rejected.append((line, record, parsed))
     return out
 
 
