@@ -31,7 +31,6 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict
 
 from sklambda import aws
 from sklambda.batch import decode_s3_key
@@ -42,7 +41,7 @@ from sklambda.monitoring.ground_truth.labels import LabelRulesSource, parse_requ
 from sklambda.monitoring.ground_truth.store import write_labels
 from sklambda.registry.signing import CardVerifier
 from sklambda.registry.store import Registry
-from sklambda.serving.contracts import decode_body, parse_body, parse_selector
+from sklambda.serving.contracts import FeedbackRequest, FeedbackResponse, decode_body, parse_body, parse_selector
 
 logger = Logger()
 tracer = Tracer()
@@ -54,15 +53,6 @@ warnings.filterwarnings("ignore", message="No application metrics to publish")
 # Read at import so a missing variable fails the cold start loudly instead of the first request.
 settings = FeedbackSettings.from_env()
 _rules: LabelRulesSource | None = None
-
-
-class FeedbackRequest(BaseModel):
-    """The request body: {"labels": [{"inference_id" or "id", "label", "time"?}, ...]} (rows checked by
-    sklambda.monitoring.ground_truth.labels, not here, so that errors name rows)."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    labels: list[Any]
 
 
 def rules() -> LabelRulesSource:
@@ -94,13 +84,9 @@ def feedback(name: str) -> Response:
     metrics.add_dimension(name="model", value=name)
     metrics.add_metric(name="LabelsReceived", unit=MetricUnit.Count, value=len(labels))
     logger.info("labels stored", extra={"model": name, "labels": len(labels), "stored": stored.created})
-    answer = {
-        "model": name,
-        "version": label_rules.version,
-        "accepted": len(labels),
-        "stored": stored.created,
-        "key": stored.key,
-    }
+    answer = FeedbackResponse(
+        model=name, version=label_rules.version, accepted=len(labels), stored=stored.created, key=stored.key
+    ).model_dump()
     return Response(
         status_code=201 if stored.created else 200, content_type=content_types.APPLICATION_JSON, body=answer
     )
