@@ -335,3 +335,23 @@ def test_erasing_a_subject_removes_the_labels_of_its_captured_predictions(feedba
         assert b'"p-1"' not in body and b'"p-2"' not in body
     # AND the counts are in the report the CLI prints
     assert report.to_dict()["labels_removed"] == 2
+
+
+# --- CLI -----------------------------------------------------------------------------------------------------------
+def test_cli_feedback_send_uploads_a_label_file_under_the_models_folder(feedback_env, tmp_path, capsys):
+    from sklambda_infra import cli
+
+    # GIVEN a label file and the stack's data bucket
+    path = tmp_path / "week 48.csv"
+    path.write_bytes(CSV)
+    # WHEN it is sent for churn
+    assert cli.main(["feedback", "send", "churn", str(path), "--data-bucket", DATA_BUCKET]) == 0
+    # THEN it is under feedback/churn/ with its name, where the bucket's notification picks it up
+    body = feedback_env.s3.get_object(Bucket=DATA_BUCKET, Key="feedback/churn/week 48.csv")["Body"].read()
+    assert body == CSV
+    # AND a file that is not CSV or JSON Lines is refused before anything is uploaded
+    other = tmp_path / "labels.xlsx"
+    other.write_bytes(b"x")
+    assert cli.main(["feedback", "send", "churn", str(other), "--data-bucket", DATA_BUCKET]) != 0
+    assert "unknown file type" in capsys.readouterr().err
+    assert ground_truth_keys(feedback_env.s3, "feedback/churn/labels") == []
