@@ -305,6 +305,22 @@ def test_a_csv_without_a_label_column_fails_and_a_key_that_is_not_a_label_file_i
     assert ground_truth_keys(s3, "ground-truth/model=") == []
 
 
+def test_a_corrupt_gzip_file_fails_with_a_summary_listing_what_was_stored(feedback_env, lambda_context, monkeypatch):
+    # GIVEN chunks of 10 labels and a gzip file cut short after its first few hundred rows
+    monkeypatch.setenv("SKLAMBDA_FEEDBACK_CHUNK_LABELS", "10")
+    app = _import()
+    rows = b"".join(b'{"id": "g-%d", "label": "no"}\n' % i for i in range(5000))
+    cut = gzip.compress(rows)[:400]
+    # WHEN it is handled
+    with pytest.raises(BatchProcessingError):
+        app.handler(sqs_event(upload(feedback_env.s3, "feedback/churn/cut.jsonl.gz", cut)), lambda_context)
+    # THEN the summary says the file is corrupt and lists the label objects stored before the break
+    summary = summary_of(feedback_env.s3, "cut.jsonl.gz")
+    assert (summary["status"], summary["failure"]["reason"]) == ("failed", "corrupt_input")
+    assert sorted(summary["outputs"]["labels"]) == ground_truth_keys(feedback_env.s3) != []
+    assert summary["rows_accepted"] == len(labels_of(feedback_env.s3)) < 5000
+
+
 # --- erasure -------------------------------------------------------------------------------------------------------
 def test_erasing_a_subject_removes_the_labels_of_its_captured_predictions(feedback_app, feedback_env, lambda_context):
     s3 = feedback_env.s3

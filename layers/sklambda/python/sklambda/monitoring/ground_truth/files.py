@@ -161,6 +161,19 @@ class _Failure(Exception):
         self.reason, self.report = reason, report
 
 
+@dataclass
+class _Progress:
+    """What one file has done so far: counts, label objects written, rejected rows per reason."""
+
+    model_version: str | None = None
+    rows_read: int = 0
+    rows_accepted: int = 0
+    rows_rejected: int = 0
+    label_keys: list[str] = field(default_factory=list)
+    objects_created: int = 0
+    by_reason: Counter[str] = field(default_factory=Counter)
+
+
 def store_label_file(
     s3: Any,
     bucket: str,
@@ -179,7 +192,8 @@ def store_label_file(
     `data_bucket`, quarantine the bad ones, write the summary (module docstring for the keys).
 
     arrival: the upload's time (the S3 event's eventTime), naming the partition. alias: the alias whose card the
-    labels are checked against. chunk_labels: rows read per stored object. now: the clock `time` is checked against
+    labels are checked against. chunk_labels: rows read per stored object (and per batch held in memory).
+    max_line_bytes: a longer row is rejected without being read whole. now: the clock `time` is checked against
     (default: the current time).
 
     Returns the summary (status succeeded, also with rejected rows). Raises FeedbackInputError for a key that is not
@@ -189,139 +203,128 @@ def store_label_file(
     """
     started = time.monotonic()
     target = parse_feedback_key(key)
-    now = now or datetime.now(UTC)
-    summary: dict[str, Any] = {
-        "input_bucket": bucket,
-        "input_key": key,
-        "input_version_id": version_id,
-        "model_name": target.model,
-        "model_version": None,
-        "format": target.format,
-        "arrival": arrival,
-        "output_bucket": data_bucket,
-        "summary_key": target.summary_key,
-    }
     errors = MultipartWriter(s3, data_bucket, target.errors_key, part_bytes=MIN_PART_BYTES)
-    counts: Counter[str] = Counter()
+    progress = _Progress()
+    failure: _Failure | None = None
     try:
         try:
             label_rules = rules.get(target.model, alias=alias)
         except (ModelNotFound, ModelRefused) as e:
             raise _Failure(e.code, e.message) from None
-        summary["model_version"] = label_rules.version
-        _read(
+        progress.model_version = label_rules.version
+        extra = {"VersionId": version_id} if version_id else {}
+        body = s3.get_object(Bucket=bucket, Key=key, **extra)["Body"]
+        _store_rows(
             s3,
-            bucket,
-            key,
-            version_id,
+            body,
             target,
             label_rules,
-            summary,
-            counts,
+            progress,
             errors,
-            arrival,
-            now,
-            chunk_labels,
-            max_line_bytes,
-            data_bucket,
+            data_bucket=data_bucket,
+            arrival=arrival,
+            now=now or datetime.now(UTC),
+            chunk_labels=chunk_labels,
+            max_line_bytes=max_line_bytes,
         )
-        if summary.get("rows_rejected"):
+        if progress.rows_rejected:
             errors.complete()
-            summary["errors_key"] = target.errors_key
         else:
             errors.abort()
-        result = FeedbackSummary(
-            SUCCEEDED, **summary, rejected_by_reason=dict(counts), duration_seconds=time.monotonic() - started
-        )
     except _Failure as e:
         errors.abort()
-        result = FeedbackSummary(
-            FAILED,
-            **summary,
-            rejected_by_reason=dict(counts),
-            duration_seconds=time.monotonic() - started,
-            failure_reason=e.reason,
-            report=e.report,
-        )
+        failure = e
     except BaseException:
         errors.abort()
         raise
+    result = FeedbackSummary(
+        FAILED if failure else SUCCEEDED,
+        input_bucket=bucket,
+        input_key=key,
+        input_version_id=version_id,
+        model_name=target.model,
+        model_version=progress.model_version,
+        format=target.format,
+        arrival=arrival,
+        rows_read=progress.rows_read,
+        rows_accepted=progress.rows_accepted,
+        rows_rejected=progress.rows_rejected,
+        rejected_by_reason=dict(progress.by_reason),
+        label_keys=progress.label_keys,
+        objects_created=progress.objects_created,
+        output_bucket=data_bucket,
+        errors_key=target.errors_key if progress.rows_rejected and not failure else None,
+        summary_key=target.summary_key,
+        duration_seconds=time.monotonic() - started,
+        failure_reason=failure.reason if failure else None,
+        report=failure.report if failure else None,
+    )
     s3.put_object(
         Bucket=data_bucket,
         Key=target.summary_key,
         Body=json.dumps(result.to_dict(), indent=2).encode(),
         ContentType="application/json",
     )
-    if result.status == FAILED:
+    if failure:
         raise FeedbackFileFailed(result)
     return result
 
 
-def _read(
-    s3,
-    bucket,
-    key,
-    version_id,
-    target,
-    label_rules: LabelRules,
-    summary,
-    counts,
-    errors,
-    arrival,
-    now,
-    chunk_labels,
-    max_line_bytes,
-    data_bucket,
+def _store_rows(
+    s3: Any,
+    body: Any,
+    target: FeedbackKey,
+    rules: LabelRules,
+    progress: _Progress,
+    errors: MultipartWriter,
+    *,
+    data_bucket: str,
+    arrival: datetime,
+    now: datetime,
+    chunk_labels: int,
+    max_line_bytes: int,
 ) -> None:
-    extra = {"VersionId": version_id} if version_id else {}
-    body = s3.get_object(Bucket=bucket, Key=key, **extra)["Body"]
-    quoted = target.format in (CSV, CSV_GZ)
+    """Read `body` (a StreamingBody) batch by batch with batch's reader, store each batch's good rows as one label
+    object, write its bad rows to `errors`, and count in `progress` (after every batch, so that a failure later in
+    the file reports what was already stored). Raises _Failure for a bad header or a corrupt file."""
+    csv = target.format in (CSV, CSV_GZ)
     reader = RecordReader(
         raw_blocks(body, gzip=target.format.endswith(".gz")),
         batch_rows=chunk_labels,
         max_line_bytes=max_line_bytes,
-        quoted=quoted,
+        quoted=csv,
     )
     header: list[str] | None = None
     seen = Duplicates()
-    read = accepted = rejected = 0
-    keys: list[str] = []
-    created = 0
     try:
         for batch in reader:
             records, lines, reader_rejected = batch.records, batch.lines, batch.rejected
-            if quoted and header is None:
-                if 0 in reader_rejected:
-                    raise _Failure("bad_header", f"line {lines[0]}: {reader_rejected[0]}")
-                try:
-                    header = csv_header(records[0])
-                except ValueError as e:
-                    raise _Failure("bad_header", f"line {lines[0]}: {e}") from None
+            if csv and header is None:
+                header = _header(records[0], lines[0], reader_rejected.get(0))
                 records, lines = records[1:], lines[1:]
                 reader_rejected = {i - 1: r for i, r in reader_rejected.items() if i > 0}
-            rows = check_file_rows(
-                records, lines, reader_rejected, header=header, rules=label_rules, now=now, seen=seen
-            )
-            read += len(records)
-            accepted += len(rows.labels)
-            rejected += len(rows.rejected)
+            rows = check_file_rows(records, lines, reader_rejected, header=header, rules=rules, now=now, seen=seen)
             for line, raw, problems in rows.rejected:
-                counts[problems[0].reason] += 1
+                progress.by_reason[problems[0].reason] += 1
                 reasons = [(p.field, p.message) for p in problems]
                 errors.write(error_line(line, raw, reasons, MAX_RAW_BYTES, len(raw) >= max_line_bytes))
             if rows.labels:
                 stored = write_labels(s3, data_bucket, target.model, rows.labels, arrival=arrival)
-                keys.append(stored.key)
-                created += stored.created
-            # after every chunk, so that a failure later in the file reports what was already stored
-            summary.update(
-                rows_read=read,
-                rows_accepted=accepted,
-                rows_rejected=rejected,
-                label_keys=list(keys),
-                objects_created=created,
-            )
+                progress.label_keys.append(stored.key)
+                progress.objects_created += stored.created
+            progress.rows_read += len(records)
+            progress.rows_accepted += len(rows.labels)
+            progress.rows_rejected += len(rows.rejected)
     except CorruptInput as e:
         raise _Failure("corrupt_input", str(e)) from None
-    if quoted and header is None:
+    if csv and header is None:
         raise _Failure("bad_header", "the file is empty: a CSV label file starts with a header row")
+
+
+def _header(record: bytes, line: int, reader_rejected: str | None) -> list[str]:
+    if reader_rejected is not None:
+        raise _Failure("bad_header", f"line {line}: {reader_rejected}")
+    try:
+        return csv_header(record)
+    except ValueError as e:
+        raise _Failure("bad_header", f"line {line}: {e}") from None
