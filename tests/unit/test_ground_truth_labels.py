@@ -8,12 +8,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from sklambda.errors import InvalidInput
+from sklambda.errors import InvalidInput, ModelNotFound, ModelRefused
 from sklambda.monitoring.ground_truth.labels import (
     MAX_CLOCK_SKEW,
     MAX_PROBLEMS,
     Duplicates,
     LabelRules,
+    LabelRulesSource,
     Problem,
     check_file_rows,
     csv_header,
@@ -229,3 +230,66 @@ def test_a_problem_is_the_apis_error_detail():
         "field": "label",
         "message": "wrong",
     }
+
+
+class FakeRegistry:
+    """Aliases and cards in memory, counting reads."""
+
+    def __init__(self) -> None:
+        self.aliases = {("churn", "production"): "1"}
+        self.reads = 0
+
+    def resolve(self, name, *, alias=None, version=None):
+        self.reads += 1
+        if version is not None:
+            return version
+        if (name, alias) not in self.aliases:
+            raise ModelNotFound(f"unknown model {name!r}")
+        return self.aliases[(name, alias)]
+
+    def get_card(self, name, version):
+        self.reads += 1
+        return SimpleNamespace(name=name, version=version, task="classification", classes=("no", "yes"))
+
+
+class FakeVerifier:
+    def __init__(self, refuse: bool = False) -> None:
+        self.refuse, self.calls = refuse, 0
+
+    def verify(self, card) -> None:
+        self.calls += 1
+        if self.refuse:
+            raise ModelRefused("bad signature", reason="bad_signature")
+
+
+def test_label_rules_come_from_the_aliased_card_cached_for_the_alias_ttl():
+    # GIVEN a source with a 60 s alias TTL on a fake clock
+    clock = [0.0]
+    registry, verifier = FakeRegistry(), FakeVerifier()
+    source = LabelRulesSource(registry, verifier, alias_ttl_seconds=60, clock=lambda: clock[0])
+    # WHEN production is asked for twice within the TTL
+    first = source.get("churn", alias="production")
+    reads = registry.reads
+    assert source.get("churn", alias="production") is first and registry.reads == reads
+    assert (first.version, first.classes, verifier.calls) == ("1", ("no", "yes"), 1)
+    # THEN after a promotion and the TTL, the new version's card is read (and verified)
+    registry.aliases[("churn", "production")] = "2"
+    clock[0] = 61
+    assert source.get("churn", alias="production").version == "2" and verifier.calls == 2
+    # AND an unknown model is ModelNotFound (the route's 404)
+    with pytest.raises(ModelNotFound):
+        source.get("ghost", alias="production")
+
+
+def test_a_refused_card_is_remembered_for_the_alias_ttl():
+    clock = [0.0]
+    registry, verifier = FakeRegistry(), FakeVerifier(refuse=True)
+    source = LabelRulesSource(registry, verifier, alias_ttl_seconds=60, clock=lambda: clock[0])
+    for _ in range(3):
+        with pytest.raises(ModelRefused):
+            source.get("churn", version="1")
+    assert verifier.calls == 1
+    clock[0] = 61
+    with pytest.raises(ModelRefused):
+        source.get("churn", version="1")
+    assert verifier.calls == 2

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sklambda.errors import FieldError, InvalidInput, printable
+from sklambda.errors import FieldError, InvalidInput, ModelRefused, printable
 from sklambda.monitoring.ground_truth.store import Label
 from sklambda.registry.card import ModelCard
 from sklambda.registry.signing import CardVerifier
@@ -328,7 +328,8 @@ def check_file_rows(
 class LabelRulesSource:
     """The LabelRules of a model by alias or version, read from the registry and verified as the predict route does
     (the card's signature checked with the trusted key), cached per container: alias answers for `alias_ttl_seconds`,
-    versions (immutable) for the container's life (at most `max_versions`, the oldest dropped).
+    versions (immutable) for the container's life (at most `max_versions`, the oldest dropped), a refused card for
+    `alias_ttl_seconds` too (as ModelServer does: no registry read and KMS call per request for a tampered card).
 
     Raises ModelNotFound (HTTP 404) for an unknown model, alias or version, ModelRefused (HTTP 503) for a card that
     fails verification; S3 and KMS errors propagate as botocore's ClientError.
@@ -347,6 +348,7 @@ class LabelRulesSource:
         self.alias_ttl, self.max_versions, self._clock = alias_ttl_seconds, max_versions, clock
         self._aliases: dict[tuple[str, str], tuple[str, float]] = {}
         self._rules: dict[tuple[str, str], LabelRules] = {}
+        self._refused: dict[tuple[str, str], tuple[ModelRefused, float]] = {}
         self._lock = threading.Lock()
 
     def get(self, name: str, *, alias: str | None = None, version: str | None = None) -> LabelRules:
@@ -361,8 +363,16 @@ class LabelRulesSource:
         with self._lock:
             if key in self._rules:
                 return self._rules[key]
-        card = self.registry.get_card(name, version)
-        self.verifier.verify(card)
+            refused = self._refused.get(key)
+            if refused and refused[1] > self._clock():
+                raise refused[0]
+        try:
+            card = self.registry.get_card(name, version)
+            self.verifier.verify(card)
+        except ModelRefused as e:
+            with self._lock:
+                self._refused[key] = (e, self._clock() + self.alias_ttl)
+            raise
         rules = LabelRules.from_card(card)
         with self._lock:
             self._rules[key] = rules
