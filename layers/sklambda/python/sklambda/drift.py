@@ -2,8 +2,7 @@
 
     from sklambda.drift import compare
     report = compare(training_frame, last_week, prediction="predicted")
-    report.verdict, report.drifted_features, report.to_dict()
-    html = render_html(report, baseline)     # sklambda.monitoring.drift.render_html, the same page as the check's
+    report.verdict, report.drifted_features, report.to_dict()   # the scheduled check's verdict and JSON
 
 Domain only: no S3, no Lambda.
 """
