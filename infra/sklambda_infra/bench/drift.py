@@ -53,7 +53,7 @@ from sklambda.config import DRIFT_MAX_ROWS, DriftCheckSettings
 from sklambda.monitoring.capture import CaptureRecord
 from sklambda.monitoring.drift import DRIFT, DriftConfig, check_card, check_drift, update_state
 from sklambda.monitoring.windows import Window, capture_prefix, read_capture
-from sklambda.publishing.baseline import card_baseline, feature_baseline, prediction_baseline
+from sklambda.publishing.baseline import card_baseline
 from sklambda.registry.card import CLASSIFICATION, ArtifactRef, ModelCard
 from sklambda.registry.schema import infer_schema
 from sklambda_infra import sample
@@ -109,10 +109,7 @@ def timed(fn: Callable[[], object], repeats: int) -> list[float]:
 def speed(rows: int, repeats: int) -> dict:
     train, pred_t, proba_t = wide_frame(50_000, 0)
     schema = infer_schema(train)
-    baseline = {
-        "features": feature_baseline(train, schema),
-        "predictions": prediction_baseline(pred_t, proba_t, ["no", "yes"]),
-    }
+    baseline = card_baseline(train, schema, pred_t, proba_t, ["no", "yes"])
     log(f"generating {rows:,} rows")
     X, pred, proba = wide_frame(rows, 1)
 
@@ -312,10 +309,7 @@ def end_to_end(
 
     train, pred_t, proba_t = wide_frame(50_000, 0)
     schema = infer_schema(train)
-    baseline = {
-        "features": feature_baseline(train, schema),
-        "predictions": prediction_baseline(pred_t, proba_t, ["no", "yes"]),
-    }
+    baseline = card_baseline(train, schema, pred_t, proba_t, ["no", "yes"])
     day = datetime(2026, 11, 26, tzinfo=UTC)
     window = Window(day, day + timedelta(days=1))
     with mock_aws():

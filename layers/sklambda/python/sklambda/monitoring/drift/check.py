@@ -540,10 +540,12 @@ def _dependence(
     if len(kept) < 2:
         out.notes.append("not tested: fewer than 2 of its numeric features are in the window")
         return out
-    values = window[[names[i] for i in kept]].apply(pd.to_numeric, errors="coerce").to_numpy(dtype="float64")
+    columns = window[[names[i] for i in kept]]
+    if len(columns) > DEPENDENCE_MAX_ROWS:  # sample first: a 1,000,000-row window is never copied whole
+        picked = np.sort(np.random.default_rng(0).choice(len(columns), DEPENDENCE_MAX_ROWS, replace=False))
+        columns = columns.iloc[picked]
+    values = columns.apply(pd.to_numeric, errors="coerce").to_numpy(dtype="float64")
     values = values[~np.isnan(values).any(axis=1)]
-    if len(values) > DEPENDENCE_MAX_ROWS:
-        values = values[np.random.default_rng(0).choice(len(values), DEPENDENCE_MAX_ROWS, replace=False)]
     out.tests["rows"] = len(values)
     if len(values) < config.min_rows:
         out.notes.append(f"not tested: {len(values)} rows complete in its features, fewer than min_rows")
