@@ -99,6 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             drift.end_to_end(100_000, 1, max_rows=20_000) if ns.quick else drift.end_to_end(1_000_000, 3)
         )
         checked["rates"] = drift.rates(*((100, 10) if ns.quick else (800, 50)))
+        checked["targets"] = drift.targets(0.1 if ns.quick else 1.0)
         results["drift"] = checked
     if "model_quality" in kinds:
         results["model_quality"] = model_quality.run(quick=ns.quick)

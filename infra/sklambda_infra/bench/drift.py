@@ -1,7 +1,7 @@
 """Drift check benchmark: speed and memory on 1,000,000 rows x 20 features, false-alarm and detection rates.
 
     python -m sklambda_infra.bench.drift [--rows 1000000] [--repeats 5] [--clean-windows 800] [--shift-windows 50]
-                                          [--e2e-repeats 3] [--max-rows 50000]
+                                          [--e2e-repeats 3] [--max-rows 50000] [--target-scale 1]
 
 Speed: a 20-feature frame (14 numeric, 6 categorical, as bench/batch.py) plus predicted class and probabilities;
 the baseline is computed by publishing.baseline from a 50,000-row sample of the same generator, as publish does.
@@ -18,7 +18,14 @@ and on a day with one numeric feature shifted.
 Rates: the churn model of sklambda_infra.sample, its baseline from 4,000 training rows; clean windows from
 the same generator (sizes 100 to 50,000, min_rows lowered to 100 so that none is "insufficient"), and the
 single-feature shifts of tests/unit/test_drift.py on 1,000- and 5,000-row windows, per window and with the
-default 2-in-a-row rule. Writes build/bench/drift.md and build/bench/drift.json.
+default 2-in-a-row rule.
+
+Targets (``targets``): the drift issue's figures, each a row with its target and PASS/MISS, default settings
+(min_rows 500): clean windows flagged at 500, 5,000 and 50,000 rows (<= 1%); a 0.2 sd mean shift at 500 rows
+(>= 60%); a correlation between two independent features (Gaussian copula 0.3, marginals unchanged) at 5,000 rows
+(>= 95%); the top decile spread x2 at 5,000 rows and 3% of values far above the training maximum at 500 rows
+(>= 95%, our targets: the issue names the cases, not the rates); a 5-point category move at 500 rows (>= 25%,
+no worse than the issue's figure). Writes build/bench/drift.md and build/bench/drift.json.
 """
 
 from __future__ import annotations
@@ -40,12 +47,13 @@ from pathlib import Path
 import boto3
 import numpy as np
 import pandas as pd
+from scipy.stats import norm
 
 from sklambda.config import DRIFT_MAX_ROWS, DriftCheckSettings
 from sklambda.monitoring.capture import CaptureRecord
 from sklambda.monitoring.drift import DRIFT, DriftConfig, check_card, check_drift, update_state
 from sklambda.monitoring.windows import Window, capture_prefix, read_capture
-from sklambda.publishing.baseline import feature_baseline, prediction_baseline
+from sklambda.publishing.baseline import card_baseline
 from sklambda.registry.card import CLASSIFICATION, ArtifactRef, ModelCard
 from sklambda.registry.schema import infer_schema
 from sklambda_infra import sample
@@ -101,10 +109,7 @@ def timed(fn: Callable[[], object], repeats: int) -> list[float]:
 def speed(rows: int, repeats: int) -> dict:
     train, pred_t, proba_t = wide_frame(50_000, 0)
     schema = infer_schema(train)
-    baseline = {
-        "features": feature_baseline(train, schema),
-        "predictions": prediction_baseline(pred_t, proba_t, ["no", "yes"]),
-    }
+    baseline = card_baseline(train, schema, pred_t, proba_t, ["no", "yes"])
     log(f"generating {rows:,} rows")
     X, pred, proba = wide_frame(rows, 1)
 
@@ -304,10 +309,7 @@ def end_to_end(
 
     train, pred_t, proba_t = wide_frame(50_000, 0)
     schema = infer_schema(train)
-    baseline = {
-        "features": feature_baseline(train, schema),
-        "predictions": prediction_baseline(pred_t, proba_t, ["no", "yes"]),
-    }
+    baseline = card_baseline(train, schema, pred_t, proba_t, ["no", "yes"])
     day = datetime(2026, 11, 26, tzinfo=UTC)
     window = Window(day, day + timedelta(days=1))
     with mock_aws():
@@ -374,10 +376,7 @@ class Churn:
         self.schema = infer_schema(X, pii=sample.PII)
         self.model = sample.logistic_pipeline().fit(X, y)
         self.classes = [str(c) for c in self.model.classes_]
-        self.baseline = {
-            "features": feature_baseline(X, self.schema),
-            "predictions": prediction_baseline(self.model.predict(X), self.model.predict_proba(X), self.classes),
-        }
+        self.baseline = card_baseline(X, self.schema, self.model.predict(X), self.model.predict_proba(X), self.classes)
 
     def check(self, w: pd.DataFrame, logit_shift: float = 0.0, config: DriftConfig | None = None):
         proba = self.model.predict_proba(w)
@@ -470,6 +469,143 @@ def rates(clean_windows: int, shift_windows: int) -> dict:
     }
 
 
+# --- targets: the drift issue's figures, each with its target ---------------------------------------------------
+
+TARGET_NUMERIC = ("age", "monthly_income", "tenure_months", "monthly_charges", "support_calls", "last_login_days")
+FALSE_ALARM_SIZES = {500: 600, 5000: 300, 50000: 100}  # rows: clean windows
+
+
+def _mean_shift(sd: float):
+    """Window i shifts one numeric feature (rotating over TARGET_NUMERIC) by ``sd`` baseline standard deviations."""
+
+    def change(w, rng, base, i):
+        name = TARGET_NUMERIC[i % len(TARGET_NUMERIC)]
+        w[name] = w[name] + sd * base["features"][name]["std"]
+        return w, name
+
+    return change
+
+
+def _plan_move(w, rng, base, i):
+    return _plan(w, rng, base), "plan"
+
+
+def _correlation(w, rng, base, i):
+    """age and tenure_months, independent in training, get a Gaussian-copula correlation of 0.3: the window's own
+    tenure values are re-paired with its age values, so both marginals are exactly the window's."""
+    n = len(w)
+    z_age = (np.argsort(np.argsort(w["age"].to_numpy() + rng.random(n) * 1e-6)) + 0.5) / n
+    z = 0.3 * norm.ppf(z_age) + np.sqrt(1 - 0.3**2) * rng.standard_normal(n)
+    tenure = np.sort(w["tenure_months"].to_numpy())
+    w["tenure_months"] = tenure[np.argsort(np.argsort(z))]
+    return w, "(multivariate)"
+
+
+def _top_decile(w, rng, base, i):
+    """monthly_income: values above the training 90th percentile move twice as far above it (the rest unchanged)."""
+    q90 = base["features"]["monthly_income"]["histogram"]["bin_edges"][-2]
+    x = w["monthly_income"].to_numpy(dtype="float64")
+    w["monthly_income"] = np.where(x > q90, q90 + 2 * (x - q90), x)
+    return w, "monthly_income"
+
+
+def _far_above(w, rng, base, i):
+    """3 % of monthly_charges values set far above the training maximum (max + 2 standard deviations and more)."""
+    b = base["features"]["monthly_charges"]
+    picked = rng.choice(len(w), int(0.03 * len(w)), replace=False)
+    w["monthly_charges"] = w["monthly_charges"].astype("float64")
+    w.loc[picked, "monthly_charges"] = b["max"] + b["std"] * (2 + rng.random(len(picked)))
+    return w, "monthly_charges"
+
+
+# label: (change, rows, windows, target share of windows flagging the changed feature)
+TARGETS = {
+    "mean shift 0.2 sd (one numeric feature, rotating)": (_mean_shift(0.2), 500, 200, 0.60),
+    "category share move of 5 points (plan basic -> premium)": (_plan_move, 500, 200, 0.25),
+    "correlation 0 -> 0.3 (age, tenure_months), marginals unchanged": (_correlation, 5000, 100, 0.95),
+    "top decile of monthly_income spread x2": (_top_decile, 5000, 100, 0.95),
+    "3 % of monthly_charges far above the training max": (_far_above, 500, 200, 0.95),
+}
+
+
+def _flags(report, feature: str) -> bool:
+    if feature == "(multivariate)":
+        return any(m.drifted for m in getattr(report, "multivariate", ()))
+    return feature in report.drifted_features
+
+
+def targets(scale: float = 1.0) -> dict:
+    """The issue's targets as rows: clean false alarms at 500/5,000/50,000 rows and the detection of each change.
+
+    ``scale`` multiplies every window count (0.1 for a quick run). Windows are seeded; each row says its target
+    and whether it is met. A change counts as detected when its feature (or the multivariate test) is flagged.
+    """
+    churn = Churn()
+    rows: list[dict] = []
+    for n, windows in FALSE_ALARM_SIZES.items():
+        windows = max(1, int(windows * scale))
+        started = time.perf_counter()
+        flagged = sum(
+            churn.check(sample.churn_data(n, seed=5_000_000 + n + s)[0]).verdict == DRIFT for s in range(windows)
+        )
+        rate = flagged / windows
+        rows.append(
+            {
+                "measure": f"clean windows flagged (false alarms), {n:,} rows",
+                "rows": n,
+                "windows": windows,
+                "rate": rate,
+                "target": "<= 1%",
+                "passed": rate <= 0.01,
+                "seconds_per_window": (time.perf_counter() - started) / windows,
+            }
+        )
+        log(f"targets: {rows[-1]}")
+    for label, (change, n, windows, target) in TARGETS.items():
+        windows = max(1, int(windows * scale))
+        rng = np.random.default_rng(7)
+        by_feature: dict[str, list[int]] = {}
+        for i in range(windows):
+            w, feature = change(sample.churn_data(n, seed=6_000_000 + n + i)[0], rng, churn.baseline, i)
+            by_feature.setdefault(feature, []).append(int(_flags(churn.check(w), feature)))
+        rate = sum(map(sum, by_feature.values())) / windows
+        rows.append(
+            {
+                "measure": f"{label}, {n:,} rows",
+                "rows": n,
+                "windows": windows,
+                "rate": rate,
+                "target": f">= {target:.0%}",
+                "passed": rate >= target,
+                "by_feature": {k: sum(v) / len(v) for k, v in by_feature.items()} if len(by_feature) > 1 else None,
+            }
+        )
+        log(f"targets: {rows[-1]}")
+    return {"rows": rows, "all_passed": all(r["passed"] for r in rows)}
+
+
+def targets_markdown(t: dict) -> list[str]:
+    lines = [
+        "## Targets of the drift issue",
+        "",
+        "Churn model (baseline from 4,000 training rows), default settings; seeded windows. A change is detected "
+        "when its feature (or the multivariate test) is flagged in that window.",
+        "",
+        "| measure | windows | measured | target | verdict |",
+        "|---|---:|---:|---|---|",
+    ]
+    for r in t["rows"]:
+        verdict = "PASS" if r["passed"] else "MISS"
+        lines.append(f"| {r['measure']} | {r['windows']} | {r['rate']:.1%} | {r['target']} | {verdict} |")
+        if r.get("by_feature"):
+            lines.append(
+                "| &nbsp;&nbsp;by feature: "
+                + ", ".join(f"{k} {v:.0%}" for k, v in r["by_feature"].items())
+                + " | | | | |"
+            )
+    return [*lines, ""]
+
+
 # --- report -----------------------------------------------------------------------------------------------------
 
 
@@ -509,6 +645,8 @@ def markdown(result: dict) -> str:
         "check also has to read and decode the captured lines; see the end-to-end measurement below.",
         "",
     ]
+    if result.get("targets"):
+        lines += targets_markdown(result["targets"])
     if result.get("end_to_end"):
         lines += _end_to_end_markdown(result["end_to_end"])
     lines += [
@@ -608,12 +746,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shift-windows", type=int, default=50)
     parser.add_argument("--e2e-repeats", type=int, default=3, help="runs of the end-to-end check (each mode)")
     parser.add_argument("--max-rows", type=int, default=DEFAULT_MAX_ROWS, help="the end-to-end check's sample")
+    parser.add_argument(
+        "--target-scale", type=float, default=1.0, help="windows of the issue's targets, times this (0: skip them)"
+    )
     parser.add_argument("--out", type=Path, default=BUILD)
     args = parser.parse_args(argv)
     result = {"machine": machine(), "speed": speed(args.rows, args.repeats)}
     log(f"speed: {result['speed']['check_seconds']}")
     result["end_to_end"] = end_to_end(args.rows, args.e2e_repeats, max_rows=args.max_rows)
     result["rates"] = rates(args.clean_windows, args.shift_windows)
+    if args.target_scale > 0:
+        result["targets"] = targets(args.target_scale)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "drift.json").write_text(json.dumps(result, indent=2, allow_nan=False))
     (args.out / "drift.md").write_text(markdown(result))

@@ -218,6 +218,8 @@ def summary_rows(results: Mapping[str, Any]) -> list[list[str]]:
                 "PASS" if false_alarms <= 0.01 else "MISS",
             ]
         )
+        for t in (drift.get("targets") or {}).get("rows", []):
+            rows.append([f"drift: {t['measure']}", f"{t['rate']:.1%}", t["target"], "PASS" if t["passed"] else "MISS"])
     if results.get("model_quality") is not None:
         rows += model_quality_summary_rows(results["model_quality"])
     capture = results.get("capture")

@@ -15,11 +15,19 @@ from sklambda.registry.schema import BOOLEAN, CATEGORY, InputSchema
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 MAX_BINS = 10
 TOP_CATEGORIES = 100
+# The tails the drift check tests: the share of values below the 1st and above the 99th percentile.
+TAIL_QUANTILES = (0.01, 0.99)
+# The multivariate drift test's Spearman matrix: at most this many numeric features (the first in schema order) and
+# training rows (a seeded sample: the matrix's noise at 50,000 rows is already ~0.005).
+DEPENDENCE_MAX_FEATURES = 30
+DEPENDENCE_MAX_ROWS = 50_000
 
 
 def numeric_summary(values: pd.Series | np.ndarray) -> dict[str, Any]:
-    """Baseline statistics of a numeric column: count, null_rate, mean, std (population), min, max, the QUANTILES, and a
-    histogram on up to MAX_BINS quantile bins (edges deduplicated, so ties give fewer bins).
+    """Baseline statistics of a numeric column: count, null_rate, mean, std (population), min, max, the QUANTILES, a
+    histogram on up to MAX_BINS quantile bins (edges deduplicated, so ties give fewer bins), and ``tails``: the
+    TAIL_QUANTILES' values and how many training values lie strictly beyond each ({"lower": {"edge", "beyond"},
+    "upper": {...}}), which the drift check's exceedance tests need (cards published before have none).
 
     Only count and null_rate when every value is null. Quantile bins hold roughly equal mass, which keeps PSI stable
     (monitoring.drift compares live counts on these edges).
@@ -34,6 +42,8 @@ def numeric_summary(values: pd.Series | np.ndarray) -> dict[str, Any]:
     if len(edges) < 2:
         edges = np.array([present[0], present[0]])
     counts, _ = np.histogram(present, bins=edges)
+    # Training values, not interpolations between two: the exceedance test counts what lies beyond an order statistic.
+    low, high = np.quantile(present, TAIL_QUANTILES, method="inverted_cdf")
     out.update(
         {
             "mean": float(present.mean()),
@@ -42,6 +52,10 @@ def numeric_summary(values: pd.Series | np.ndarray) -> dict[str, Any]:
             "max": float(present.max()),
             "quantiles": {str(q): float(v) for q, v in zip(QUANTILES, np.quantile(present, QUANTILES), strict=True)},
             "histogram": {"bin_edges": edges.tolist(), "counts": counts.astype(int).tolist()},
+            "tails": {
+                "lower": {"edge": float(low), "beyond": int((present < low).sum())},
+                "upper": {"edge": float(high), "beyond": int((present > high).sum())},
+            },
         }
     )
     return out
@@ -84,6 +98,31 @@ def feature_baseline(X: pd.DataFrame, schema: InputSchema) -> dict[str, Any]:
     return out
 
 
+def dependence_baseline(X: pd.DataFrame, schema: InputSchema) -> dict[str, Any] | None:
+    """The card's baseline `dependence` section: Spearman's correlation matrix of the numeric features, for the drift
+    check's multivariate test (a change in how features move together, with every marginal unchanged).
+
+    {"features": [names], "rows": training rows used (complete in every one of them), "spearman": the upper
+    triangle row by row, i < j, rounded to 1e-4}. Numeric, non-pii features only, the first DEPENDENCE_MAX_FEATURES in
+    schema order; a seeded sample of DEPENDENCE_MAX_ROWS rows. None when fewer than 2 such features or 50 complete rows.
+    """
+    from sklambda.monitoring.drift.stats import spearman  # one definition of the statistic, live and at publish
+
+    names = [f.name for f in schema.features if not f.pii and f.type not in (CATEGORY, BOOLEAN) and f.name in X]
+    names = names[:DEPENDENCE_MAX_FEATURES]
+    if len(names) < 2:
+        return None
+    values = X[names].apply(pd.to_numeric, errors="coerce").to_numpy(dtype="float64")
+    values = values[~np.isnan(values).any(axis=1)]
+    if len(values) > DEPENDENCE_MAX_ROWS:
+        values = values[np.random.default_rng(0).choice(len(values), DEPENDENCE_MAX_ROWS, replace=False)]
+    if len(values) < 50:
+        return None
+    rho = spearman(values)
+    upper = rho[np.triu_indices(len(names), k=1)]
+    return {"features": names, "rows": len(values), "spearman": [round(float(r), 4) for r in upper]}
+
+
 def prediction_baseline(predictions: np.ndarray, probabilities: np.ndarray | None, classes: list | None) -> dict:
     """The card's baseline `predictions` section.
 
@@ -98,4 +137,22 @@ def prediction_baseline(predictions: np.ndarray, probabilities: np.ndarray | Non
     }
     if probabilities is not None:
         out["probability"] = {str(c): numeric_summary(probabilities[:, i]) for i, c in enumerate(classes)}
+    return out
+
+
+def card_baseline(
+    X: pd.DataFrame,
+    schema: InputSchema,
+    predictions: np.ndarray | None = None,
+    probabilities: np.ndarray | None = None,
+    classes: list | None = None,
+) -> dict[str, Any]:
+    """The card's whole `baseline`, as publish stores it: {"features", "predictions" (when `predictions` are given),
+    "dependence" (when `dependence_baseline` has one)}. Arguments as `feature_baseline` and `prediction_baseline`."""
+    out: dict[str, Any] = {"features": feature_baseline(X, schema)}
+    if predictions is not None:
+        out["predictions"] = prediction_baseline(predictions, probabilities, classes)
+    dependence = dependence_baseline(X, schema)
+    if dependence is not None:
+        out["dependence"] = dependence
     return out

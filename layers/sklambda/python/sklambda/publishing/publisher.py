@@ -46,7 +46,7 @@ from sklambda.monitoring.model_quality.estimation import card_section as estimat
 from sklambda.monitoring.model_quality.estimation import multiclass_card_section as multiclass_estimation_section
 from sklambda.monitoring.model_quality.metrics import class_indices
 from sklambda.publishing.artifact import ArtifactUnreadable, check_needs, installed_modules, scan_artifact
-from sklambda.publishing.baseline import feature_baseline, prediction_baseline
+from sklambda.publishing.baseline import card_baseline
 from sklambda.publishing.parity import Runtime, check_parity, select_rows, server_for
 from sklambda.publishing.quality import Problem, QualityReport, check_metric_gates, check_training_data, rank_auc
 from sklambda.publishing.segments import check_segment_columns, flagged_warnings, segments_section
@@ -283,7 +283,7 @@ def build_card(
     with _check("baseline"):
         pred = np.asarray(model.predict(X))
         proba = np.asarray(model.predict_proba(X)) if classes is not None and hasattr(model, "predict_proba") else None
-        baseline = {"features": feature_baseline(X, schema), "predictions": prediction_baseline(pred, proba, classes)}
+        baseline = card_baseline(X, schema, pred, proba, classes)
 
     extra: list[Problem] = []
     decision = None

@@ -1,9 +1,10 @@
 """Drift thresholds: documented defaults, overridable per model through card tags or a dict.
 
 A window is compared with the card's baseline by several tests per feature. A test flags a feature only when
-its effect size reaches a threshold AND its p-value, adjusted across every test of the window (Holm by
-default), is below ``alpha``: on large windows p-values alone flag differences nobody cares about; on small
-windows effect sizes alone flag noise.
+its effect size reaches a threshold AND its p-value, adjusted (each column's tests merged into one p-value, then
+adjusted across the window's columns, Holm by default: see monitoring.drift.check), is below ``alpha``: on
+large windows p-values alone flag differences nobody cares about; on small windows effect sizes alone flag
+noise.
 """
 
 from __future__ import annotations
@@ -25,8 +26,11 @@ class DriftConfig:
     """
 
     # Family-wise error rate of one window (Holm) or false discovery rate (BH). With valid two-sample tests
-    # a clean window is flagged with probability <= alpha, before the effect thresholds cut it further.
-    alpha: float = 0.01
+    # a clean window is flagged with probability <= alpha, before the effect thresholds cut it further. 0.005,
+    # not 0.01: the per-column combination makes Holm nearly exact (~0.6% of clean 500-row windows flagged at
+    # 0.01; the one Holm over ~40 dependent tests it replaced was conservative), so alpha is close to the rate
+    # itself and the <= 1% target needs this margin; measured in bench/drift.py.
+    alpha: float = 0.005
     correction: str = "holm"
     # Below this many rows the verdict is insufficient_data: only large changes are detectable there and
     # chi-square approximations need a few expected rows per bin.
@@ -38,6 +42,15 @@ class DriftConfig:
     # two-sample KS statistic (0.05: a mean shift of ~0.13 std of a normal feature; 0.25 std gives ~0.10).
     psi_threshold: float = 0.1
     ks_threshold: float = 0.05
+    # Numeric location (rank-sum test): the mean moved by at least this many baseline standard deviations.
+    mean_shift_threshold: float = 0.1
+    # Numeric tails: the share of values below the training 1st or above its 99th percentile moved by this much
+    # (0.01 = 1 point: the expected share is ~1%, so this is a doubling or an emptied tail).
+    tail_share_delta_threshold: float = 0.01
+    # Share of live values outside the training [min, max] (about 2 / training rows when nothing changed).
+    out_of_range_share_threshold: float = 0.01
+    # Multivariate: a pair of numeric features' Spearman correlation moved by at least this much.
+    correlation_delta_threshold: float = 0.1
     # Categorical: largest change of one category's share (0.03 = 3 points) or Jensen-Shannon distance (base 2).
     share_delta_threshold: float = 0.03
     js_threshold: float = 0.1

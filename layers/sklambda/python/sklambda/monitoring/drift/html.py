@@ -54,12 +54,13 @@ def render_html(
         f"<h1>{title}</h1>",
         *_context(window, reference, page_href),
         f"<p><span class='verdict' style='background:{colour}'>{escape(report.verdict)}</span> "
-        f"{report.rows:,} rows in the window; {report.tests_in_family} tests, "
+        f"{report.rows:,} rows in the window; {report.tests_in_family} columns (each one's tests combined), "
         f"{escape(report.config.correction)}-adjusted at alpha={report.config.alpha}; "
         f"minimum {report.config.min_rows:,} rows.</p>",
         "<p>Drifted features: "
         + (escape(", ".join(report.drifted_features)) if report.drifted_features else "none")
-        + f". Prediction drift: {'yes' if report.prediction_drifted else 'no'}.</p>",
+        + f". Prediction drift: {'yes' if report.prediction_drifted else 'no'}. "
+        f"Multivariate drift: {'yes' if report.multivariate_drifted else 'no'}.</p>",
         "<p class='key'>Bars:<span style='background:" + BASE_COLOUR + "'></span>baseline (training)"
         "<span style='background:" + LIVE_COLOUR + "'></span>this window</p>",
     ]
@@ -81,6 +82,10 @@ def render_html(
         else:
             base = pred_base
         parts.append(_column(col, base))
+    if report.multivariate:
+        parts.append("<h1>Across features</h1>")
+    for col in report.multivariate:
+        parts.append(_column(col, {}))
     parts.append("</body></html>")
     return printable("\n".join(parts))
 
@@ -128,7 +133,13 @@ def _column(col: ColumnDrift, base: Mapping[str, Any]) -> str:
             f"<tr><td>p[{escape(key)}]</td><td>{escape(_fmt(value))} "
             f"<span class='muted'>adjusted {escape(_fmt(col.p_adjusted.get(key)))}</span></td></tr>"
         )
+    rows.append(
+        f"<tr><td>p[combined]</td><td>{escape(_fmt(col.p_combined))} "
+        f"<span class='muted'>adjusted {escape(_fmt(col.p_combined_adjusted))}</span></td></tr>"
+    )
     table = f"<table><tr><th>score</th><th>value</th></tr>{''.join(rows)}</table>"
+    if col.notes:
+        table += "".join(f"<p class='muted'>{escape(n)}</p>" for n in col.notes)
     unseen = (col.current or {}).get("unseen_examples")
     if unseen:
         table += f"<p class='muted'>Most frequent unseen categories: {escape(', '.join(map(str, unseen)))}</p>"
@@ -147,12 +158,22 @@ def _chart(col: ColumnDrift, base: Mapping[str, Any]) -> str:
         live_total = sum(current["histogram"]) or 1
         labels = [f"{_short(edges[i])} to {_short(edges[i + 1])}" for i in range(len(counts))]
         return _bars(labels, [c / total for c in counts], [c / live_total for c in current["histogram"]])
+    if "pairs" in current:
+        head = "<tr><th>pair</th><th>baseline</th><th>window</th><th>p</th></tr>"
+        body = "".join(
+            f"<tr><td>{escape(' ~ '.join(map(str, p['features'])))}</td><td>{_fmt(p['baseline'])}</td>"
+            f"<td>{_fmt(p['current'])}</td><td>{_fmt(p['p_value'])}</td></tr>"
+            for p in current["pairs"]
+        )
+        return f"<table><caption>Spearman correlations, most significant pairs</caption>{head}{body}</table>"
     if "frequencies" in current:
         freqs = base.get("frequencies", {})
         other = max(0.0, 1.0 - sum(freqs.values())) if "other_share" not in base else base["other_share"]
         labels = [*freqs, OTHER]
         live = current["frequencies"]
         return _bars(labels, [*freqs.values(), other], [live.get(c, 0.0) for c in labels])
+    if col.kind == "multivariate":
+        return "<p class='muted'>No pairs compared.</p>"
     return "<p class='muted'>No distribution shown: pii feature (null rate only) or no values.</p>"
 
 
