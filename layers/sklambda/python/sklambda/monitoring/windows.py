@@ -3,7 +3,9 @@ malformed lines quarantined (counted by reason, never raised).
 
 Layout in the data bucket (the capture layout is written by Firehose, see sklambda.monitoring.capture):
     capture/model=<name>/dt=<yyyy-mm-dd>/...            JSON lines, one CaptureRecord each
-Only records of the version under check are read: the baseline they are compared with belongs to that version.
+`read_capture` reads the records of the version under check (the drift check: the baseline they are compared with
+belongs to that version); `read_predictions` the records of every version that a model-quality check joins labels with
+(by `inference_id`), with their ids and times.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import gzip
 import json
 import math
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence, Set
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -112,16 +114,7 @@ def read_capture(
     permission, throttling) propagate as botocore's ClientError.
     """
     names = list(card.input_schema.names)
-    keys = [key for day in window.days() for key in _objects(s3, bucket, capture_prefix(card.name, day))]
-
-    def fetch(key: str) -> _Body:
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-        return _Body(gzip.decompress(body) if key.endswith(".gz") else body)
-
-    # S3 reads, zlib and numpy's newline search release the GIL: a few threads overlap the transfers and use a
-    # second vCPU. Lines are addressed by offsets, not split into a million bytes objects.
-    with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
-        lines = _Lines(list(pool.map(fetch, keys)))
+    keys, lines = _read_lines(s3, bucket, card.name, window)
     match = _Matcher(card, window)
     n = len(lines)
     sampled = max_rows is not None and n > max_rows
@@ -173,6 +166,161 @@ def read_capture(
         quarantined=sum(reasons.values()),
         quarantine_reasons=dict(reasons.most_common()),  # few: reasons name only the card's fields
     )
+
+
+def _read_lines(s3: Any, bucket: str, model: str, window: Window) -> tuple[list[str], _Lines]:
+    """The keys of every capture object of `model` on the window's days, and their lines."""
+    keys = [key for day in window.days() for key in _objects(s3, bucket, capture_prefix(model, day))]
+
+    def fetch(key: str) -> _Body:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        return _Body(gzip.decompress(body) if key.endswith(".gz") else body)
+
+    # S3 reads, zlib and numpy's newline search release the GIL: a few threads overlap the transfers and use a
+    # second vCPU. Lines are addressed by offsets, not split into a million bytes objects.
+    with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
+        return keys, _Lines(list(pool.map(fetch, keys)))
+
+
+@dataclass(frozen=True)
+class CapturedPredictions:
+    """The captured predictions of one model (every version) that the model-quality check joins labels with.
+
+    frame: one row per selected record: `inference_id`, `time` (pandas UTC timestamp of the prediction), `version`,
+        `prediction`, `probability` (of `positive`, NaN without one), `probabilities` (the record's {class: p} or
+        None), and one column per requested feature (as captured: pii values pseudonymized).
+    objects: S3 objects read. lines: lines of the model's partitions in the period. unidentified: selected lines
+        without an `inference_id` (captured before prediction ids existed): left out, since no label can join them.
+    quarantined, quarantine_reasons: lines left out, counted by reason (as read_capture's).
+    """
+
+    frame: pd.DataFrame
+    objects: int
+    lines: int
+    unidentified: int = 0
+    quarantined: int = 0
+    quarantine_reasons: Mapping[str, int] = field(default_factory=dict)
+
+
+PREDICTION_COLUMNS = ("inference_id", "time", "version", "prediction", "probability", "probabilities")
+_ID_MARK = b'"inference_id":"'
+
+
+def read_predictions(
+    s3: Any,
+    bucket: str,
+    model: str,
+    period: Window,
+    *,
+    labeled: Set[str],
+    served: tuple[str, Window] | None = None,
+    positive: Any = None,
+    features: Sequence[str] = (),
+) -> CapturedPredictions:
+    """The captured predictions of `model` in `period` ([start, end), every version) that a quality check needs:
+    those whose `inference_id` is in `labeled`, and, with `served=(version, window)`, every prediction of that version
+    served in that window (the rows performance is estimated on before their labels arrive).
+
+    s3: a boto3 S3 client; bucket: the data bucket. positive: the class whose probability fills `probability`
+    (binary classifiers; None leaves it NaN). features: feature values to keep per row (the card's segment features).
+
+    Lines are read as read_capture reads them (the same objects, threads and byte-level selection); a line's id is
+    found on its bytes, so only the selected lines are decoded. Lines that are not JSON objects are quarantined and
+    counted, never raised. S3 errors propagate as botocore's ClientError.
+    """
+    keys, lines = _read_lines(s3, bucket, model, period)
+    start, end = _stamp(period.start).encode(), _stamp(period.end).encode()
+    identity = f'","model":{json.dumps(model)},"version":'.encode()
+    version_b, window_b = None, (b"", b"")
+    if served is not None:
+        version_b = identity + f"{json.dumps(served[0])},".encode()
+        window_b = (_stamp(served[1].start).encode(), _stamp(served[1].end).encode())
+    at = len(_LINE_PREFIX) + _STAMP_LEN
+    wanted = {i.encode() for i in labeled}
+    undecoded: list[bytes] = []
+    decoded: list[dict] = []
+    reasons: Counter[str] = Counter()
+    for i in range(len(lines)):
+        line = lines[i]
+        if line.startswith(_LINE_PREFIX) and line.startswith(identity, at):
+            stamp = line[len(_LINE_PREFIX) : at]
+            if not (stamp.endswith(b"+00:00") and start <= stamp < end):
+                continue
+            mark = line.rfind(_ID_MARK)
+            if mark >= 0:
+                id_end = line.find(b'"', mark + len(_ID_MARK))
+                if line[mark + len(_ID_MARK) : id_end] in wanted:
+                    undecoded.append(line)
+                    continue
+            if version_b is not None and line.startswith(version_b, at) and window_b[0] <= stamp < window_b[1]:
+                undecoded.append(line)
+            continue
+        if not line.strip():
+            continue
+        record = _decode(line)  # a line in another form: decoded to be checked field by field
+        if record is None:
+            reasons["line is not a JSON object (torn, truncated or not UTF-8)"] += 1
+        elif record.get("model") == model:
+            decoded.append(record)
+    fast, torn = _decode_all(undecoded)
+    if torn:
+        reasons["line is not a JSON object (torn, truncated or not UTF-8)"] += torn
+    rows, unidentified = [], 0
+    for record in fast + decoded:
+        if type(record) is not dict:
+            reasons["record is not a JSON object"] += 1
+            continue
+        stamp = _record_time(record)
+        if stamp is None:
+            reasons["timestamp is not an ISO 8601 time"] += 1
+            continue
+        if not (period.start <= stamp < period.end):
+            continue
+        identifier = record.get("inference_id")
+        in_window = (
+            served is not None and record.get("version") == served[0] and served[1].start <= stamp < served[1].end
+        )
+        if not isinstance(identifier, str):
+            unidentified += 1
+            if not in_window:
+                continue
+            identifier = None
+        elif identifier not in labeled and not in_window:
+            continue
+        probabilities = record.get("probabilities")
+        probabilities = probabilities if type(probabilities) is dict else None
+        p = probabilities.get(str(positive)) if probabilities is not None and positive is not None else None
+        values = record.get("features") if type(record.get("features")) is dict else {}
+        rows.append(
+            (
+                identifier,
+                stamp,
+                str(record.get("version")),
+                record.get("prediction"),
+                float(p) if isinstance(p, int | float) and not isinstance(p, bool) else math.nan,
+                probabilities,
+                *(values.get(f) for f in features),
+            )
+        )
+    frame = pd.DataFrame.from_records(rows, columns=[*PREDICTION_COLUMNS, *features])
+    frame["time"] = pd.to_datetime(frame["time"], utc=True)
+    frame["probability"] = frame["probability"].astype("float64")
+    return CapturedPredictions(
+        frame,
+        objects=len(keys),
+        lines=len(lines),
+        unidentified=unidentified,
+        quarantined=sum(reasons.values()),
+        quarantine_reasons=dict(reasons.most_common()),
+    )
+
+
+def _record_time(record: dict) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(str(record["timestamp"]))
+    except (KeyError, ValueError, TypeError):
+        return None
+    return moment if moment.tzinfo is not None else None
 
 
 class _RecordCheck:
