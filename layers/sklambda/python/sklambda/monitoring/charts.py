@@ -99,12 +99,25 @@ class Plot:
         v = min(max(v, self.lo), self.hi)
         return self.top + (self.hi - v) / (self.hi - self.lo) * (self.height - self.top - self.bottom)
 
-    def point(self, i: int, v: float, colour: str, tip: str, *, r: float = 3.5, ring: bool = False) -> None:
-        """A window's value: a circle of class `point`, with its window end and a tooltip."""
+    def point(
+        self,
+        i: int,
+        v: float,
+        colour: str,
+        tip: str,
+        *,
+        r: float = 3.5,
+        ring: bool = False,
+        dx: float = 0.0,
+        series: str | None = None,
+    ) -> None:
+        """A window's value: a circle of class `point`, with its window end, a tooltip, and `data-series` when given.
+        dx shifts it sideways within the window's slot (px), to set two series side by side."""
         end = escape(str((self.entries[i].get("window") or {}).get("end")))
         stroke = " stroke='#111' stroke-width='2'" if ring else ""
+        tag = f" data-series='{escape(series)}'" if series else ""
         self.body.append(
-            f"<circle class='point' data-window='{end}' cx='{self.x(i):.1f}' cy='{self.y(v):.1f}' r='{r}' "
+            f"<circle class='point' data-window='{end}'{tag} cx='{self.x(i) + dx:.1f}' cy='{self.y(v):.1f}' r='{r}' "
             f"fill='{colour}'{stroke}><title>{escape(tip)}</title></circle>"
         )
 
@@ -133,11 +146,14 @@ class Plot:
             f"stroke='{colour}' stroke-width='1.5' stroke-dasharray='{dash}'>{title}</line>"
         )
 
-    def interval(self, i: int, lower: float | None, upper: float | None, colour: str, tip: str = "") -> None:
-        """A vertical bar across window i from `lower` to `upper` (a confidence interval), capped at both ends."""
+    def interval(
+        self, i: int, lower: float | None, upper: float | None, colour: str, tip: str = "", *, dx: float = 0.0
+    ) -> None:
+        """A vertical bar across window i from `lower` to `upper` (a confidence interval), capped at both ends; dx as
+        `point`'s."""
         if lower is None or upper is None:
             return
-        x, y0, y1, cap = self.x(i), self.y(lower), self.y(upper), min(4.0, self.step * 0.2)
+        x, y0, y1, cap = self.x(i) + dx, self.y(lower), self.y(upper), min(4.0, self.step * 0.2)
         title = f"<title>{escape(tip)}</title>" if tip else ""
         self.body.append(
             f"<path class='interval' d='M{x:.1f},{y0:.1f}V{y1:.1f}M{x - cap:.1f},{y0:.1f}H{x + cap:.1f}"
