@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from sklambda.monitoring import charts
 from sklambda.monitoring.drift import (
     DRIFT,
     INSUFFICIENT_DATA,
@@ -16,13 +17,11 @@ from sklambda.monitoring.drift import (
     DriftConfig,
     check_drift,
     merge,
-    page,
     prediction_distribution,
     render_html,
     render_page,
     summarize,
 )
-from sklambda.monitoring import charts
 from sklambda.monitoring.drift.html import duration_text
 from sklambda.publishing.baseline import feature_baseline, prediction_baseline
 from sklambda.registry.schema import infer_schema
