@@ -213,10 +213,9 @@ def run_quality_check(
     )
     predictions = captured.frame[captured.frame[ID].notna()]
     joined = join_labels(labels.frame[[ID, LABEL, "time"]], predictions)
-    frame = joined.frame
-    if segment_features:  # the join keeps its own columns; the segment values of each joined (latest) capture
-        latest = predictions.sort_values("time", kind="stable").drop_duplicates(ID, keep="last")
-        frame = frame.merge(latest[[ID, *segment_features]], on=ID, how="left")
+    # The join keeps its own columns; the probabilities and segment values of each joined (latest) capture besides.
+    latest = predictions.sort_values("time", kind="stable").drop_duplicates(ID, keep="last")
+    frame = joined.frame.merge(latest[[ID, "probabilities", *segment_features]], on=ID, how="left")
 
     versions = []
     current = frame[frame["version"] == version] if len(frame) else frame
