@@ -12,9 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from sklambda.monitoring.capture import CaptureRecord
 from sklambda.monitoring.ground_truth.store import Label, write_labels
 from sklambda.monitoring.quality_check import run_quality_check
-from sklambda.monitoring.windows import Window
+from sklambda.monitoring.windows import Window, capture_prefix, read_predictions
 from sklambda.publishing.segments import segments_section
 from sklambda_infra import sample
 from tests.support import BuiltVersion, HtmlPage, store_built, write_capture
@@ -246,3 +247,42 @@ def test_the_quality_page_links_its_reports_and_the_drift_page_relatively(
     # AND the report links the page back
     report = HtmlPage(read(result.report_keys["html"]).decode())
     assert "index.html" in report.links() and "../../drift/churn/index.html" in report.links()
+
+
+def test_the_prediction_reader_keeps_labeled_ids_and_the_versions_window_and_quarantines_torn_lines(data_bucket):
+    # GIVEN one capture object with lines of churn v1 and v0, another model's line in churn's partition, an id with a
+    # quote in it, a torn line, and a record written before prediction ids existed
+    at = END - timedelta(hours=2)
+
+    def line(identifier, version="1", model="churn", when=at, p=0.8):
+        record = CaptureRecord(when.isoformat(timespec="milliseconds"), model, version, "r", 0, {"region": "north"},
+                               "yes", {"no": 1 - p, "yes": p}, "k", identifier)  # fmt: skip
+        return record.to_json_line()
+
+    body = "".join(
+        [
+            line("a"),  # labeled
+            line("b"),  # unlabeled, v1, in the window: estimated on
+            line("c", version="0"),  # unlabeled, v0: not needed
+            line('q"uote'),  # labeled, id with a JSON escape
+            line("d", model="other"),  # another model's, labeled id
+            line("e", when=END - timedelta(days=3)),  # labeled, served before the window (lookback)
+            line(None),  # no id, in the window: estimated on only
+            '{"capture":"sklambda/v1","timestamp":"2026-11-27T04:00:00.000+00:00","model":"churn","ver\n',
+        ]
+    ).encode()
+    data_bucket.put_object(Bucket=DATA_BUCKET, Key=capture_prefix("churn", at.date()) + "mixed", Body=body)
+    old = line("e", when=END - timedelta(days=3)).encode()
+    data_bucket.put_object(Bucket=DATA_BUCKET, Key=capture_prefix("churn", (END - timedelta(days=3)).date()) + "o",
+                           Body=old)  # fmt: skip
+    # WHEN the predictions of labeled ids a, q"uote, d, e and of v1's window are read, with a 7-day lookback
+    period = Window(WINDOW.start - timedelta(days=7), END)
+    found = read_predictions(data_bucket, DATA_BUCKET, "churn", period, labeled={"a", 'q"uote', "d", "e"},
+                             served=("1", WINDOW), positive="yes", features=["region"])  # fmt: skip
+    frame = found.frame
+    # THEN it has a, b (v1's window), q"uote, e twice (two objects), and the id-less line; not c, not the other model's
+    assert sorted(frame["inference_id"].dropna()) == sorted(["a", "b", 'q"uote', "e", "e"])
+    assert frame["inference_id"].isna().sum() == 1
+    assert found.unidentified == 1 and found.quarantined == 1
+    assert set(frame["probability"]) == {0.8} and set(frame["region"]) == {"north"}
+    assert str(frame["time"].dt.tz) == "UTC"

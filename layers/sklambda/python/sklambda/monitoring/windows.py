@@ -248,8 +248,9 @@ def read_predictions(
                 continue
             mark = line.rfind(_ID_MARK)
             if mark >= 0:
-                id_end = line.find(b'"', mark + len(_ID_MARK))
-                if line[mark + len(_ID_MARK) : id_end] in wanted:
+                raw_id = line[mark + len(_ID_MARK) : line.find(b'"', mark + len(_ID_MARK))]
+                # An id with a JSON escape (a quote or backslash in it) is decoded and compared as text.
+                if raw_id in wanted or b"\\" in raw_id:
                     undecoded.append(line)
                     continue
             if version_b is not None and line.startswith(version_b, at) and window_b[0] <= stamp < window_b[1]:
