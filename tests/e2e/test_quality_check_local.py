@@ -66,7 +66,7 @@ def test_labels_of_predictions_served_by_the_local_api_are_joined_by_the_quality
     # AND their true labels, stored as the feedback path stores them
     labels = [Label(i, t) for i, t in zip(ids, y, strict=True)]
     write_labels(s3, data_bucket, "churn", labels, arrival=datetime.now(UTC) - timedelta(minutes=1))
-    # WHEN `sklambda local invoke quality-check --model churn` runs (this stack's details stand for .sklambda/local.json)
+    # WHEN `sklambda local invoke quality-check --model churn` runs (the stack details stand for .sklambda/local.json)
     monkeypatch.setattr(local_cli, "read_details", lambda root: details)
     capsys.readouterr()
     code = cli.main(["local", "invoke", "quality-check", "--project-root", str(ROOT), "--model", "churn"])

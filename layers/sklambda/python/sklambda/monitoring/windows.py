@@ -235,77 +235,79 @@ def read_predictions(
     if served is not None:
         version_b = identity + f"{json.dumps(served[0])},".encode()
         window_b = (_stamp(served[1].start).encode(), _stamp(served[1].end).encode())
-    at = len(_LINE_PREFIX) + _STAMP_LEN
+    at, mark_len, stamp_at = len(_LINE_PREFIX) + _STAMP_LEN, len(_ID_MARK), len(_LINE_PREFIX)
     wanted = {i.encode() for i in labeled}
     undecoded: list[bytes] = []
     decoded: list[dict] = []
     reasons: Counter[str] = Counter()
-    for i in range(len(lines)):
-        line = lines[i]
-        if line.startswith(_LINE_PREFIX) and line.startswith(identity, at):
-            stamp = line[len(_LINE_PREFIX) : at]
-            if not (stamp.endswith(b"+00:00") and start <= stamp < end):
-                continue
-            mark = line.rfind(_ID_MARK)
-            if mark >= 0:
-                raw_id = line[mark + len(_ID_MARK) : line.find(b'"', mark + len(_ID_MARK))]
-                # An id with a JSON escape (a quote or backslash in it) is decoded and compared as text.
-                if raw_id in wanted or b"\\" in raw_id:
-                    undecoded.append(line)
+    # Lines are looked at in place (offsets into each object's bytes): a million of them is most of the check's time,
+    # so only the lines selected are sliced out, and only those decoded.
+    for body in lines.bodies:
+        data = body.data
+        for s, e in zip(body.starts.tolist(), body.ends.tolist(), strict=True):
+            if data.startswith(_LINE_PREFIX, s) and data.startswith(identity, s + at):
+                stamp = data[s + stamp_at : s + at]
+                if not (stamp.endswith(b"+00:00") and start <= stamp < end):
                     continue
-            if version_b is not None and line.startswith(version_b, at) and window_b[0] <= stamp < window_b[1]:
-                undecoded.append(line)
-            continue
-        if not line.strip():
-            continue
-        record = _decode(line)  # a line in another form: decoded to be checked field by field
-        if record is None:
-            reasons["line is not a JSON object (torn, truncated or not UTF-8)"] += 1
-        elif record.get("model") == model:
-            decoded.append(record)
+                mark = data.rfind(_ID_MARK, s, e)
+                if mark >= 0:
+                    raw_id = data[mark + mark_len : data.find(b'"', mark + mark_len, e)]
+                    # An id with a JSON escape (a quote or backslash in it) is decoded and compared as text.
+                    if raw_id in wanted or b"\\" in raw_id:
+                        undecoded.append(data[s:e])
+                        continue
+                if version_b is not None and window_b[0] <= stamp < window_b[1] and data.startswith(version_b, s + at):
+                    undecoded.append(data[s:e])
+                continue
+            line = data[s:e]
+            if not line.strip():
+                continue
+            record = _decode(line)  # a line in another form: decoded to be checked field by field
+            if record is None:
+                reasons["line is not a JSON object (torn, truncated or not UTF-8)"] += 1
+            elif record.get("model") == model:
+                decoded.append(record)
     fast, torn = _decode_all(undecoded)
     if torn:
         reasons["line is not a JSON object (torn, truncated or not UTF-8)"] += torn
-    rows, unidentified = [], 0
-    for record in fast + decoded:
-        if type(record) is not dict:
-            reasons["record is not a JSON object"] += 1
-            continue
-        stamp = _record_time(record)
-        if stamp is None:
-            reasons["timestamp is not an ISO 8601 time"] += 1
-            continue
-        if not (period.start <= stamp < period.end):
-            continue
-        identifier = record.get("inference_id")
-        in_window = (
-            served is not None and record.get("version") == served[0] and served[1].start <= stamp < served[1].end
-        )
-        if not isinstance(identifier, str):
-            unidentified += 1
-            if not in_window:
-                continue
-            identifier = None
-        elif identifier not in labeled and not in_window:
-            continue
-        probabilities = record.get("probabilities")
-        probabilities = probabilities if type(probabilities) is dict else None
-        p = probabilities.get(str(positive)) if probabilities is not None and positive is not None else None
-        values = record.get("features") if type(record.get("features")) is dict else {}
-        rows.append(
-            (
-                identifier,
-                stamp,
-                str(record.get("version")),
-                record.get("prediction"),
-                float(p) if isinstance(p, int | float) and not isinstance(p, bool) else math.nan,
-                probabilities,
-                *(values.get(f) for f in features),
-            )
-        )
-    frame = pd.DataFrame.from_records(rows, columns=[*PREDICTION_COLUMNS, *features])
-    frame["time"] = pd.to_datetime(frame["time"], utc=True)
-    frame["probability"] = frame["probability"].astype("float64")
+    records = [r for r in fast + decoded if type(r) is dict]
+    if len(records) < len(fast) + len(decoded):
+        reasons["record is not a JSON object"] += len(fast) + len(decoded) - len(records)
+    # Column by column (vectorized where pandas can): a selected window is ~100,000 records.
+    times = pd.to_datetime(
+        pd.Series([r.get("timestamp") for r in records], dtype=object), utc=True, errors="coerce", format="ISO8601"
+    )
+    if bad := int(times.isna().sum()):
+        reasons["timestamp is not an ISO 8601 time"] += bad
+    ids = pd.Series([r.get("inference_id") for r in records], dtype=object)
+    identified = ids.map(type).eq(str).to_numpy()
+    versions = pd.Series([r.get("version") for r in records], dtype=object).astype(str)
+    keep = ((times >= pd.Timestamp(period.start)) & (times < pd.Timestamp(period.end))).to_numpy(copy=True)
+    in_window = np.zeros(len(records), dtype=bool)
+    if served is not None:
+        lo, hi = pd.Timestamp(served[1].start), pd.Timestamp(served[1].end)
+        in_window = ((versions == str(served[0])) & (times >= lo) & (times < hi)).to_numpy() & keep
+    unidentified = int((keep & ~identified).sum())
+    keep = keep & (in_window | (identified & ids.isin(labeled).to_numpy()))
+    chosen = [r for r, k in zip(records, keep.tolist(), strict=True) if k]
+    probabilities = [p if type(p := r.get("probabilities")) is dict else None for r in chosen]
+    positive_key = None if positive is None else str(positive)
+    values = [r.get("features") if type(r.get("features")) is dict else {} for r in chosen]
+    frame = pd.DataFrame(
+        {
+            "inference_id": ids[keep].where(identified[keep], None).to_numpy(dtype=object),
+            "time": times[keep].reset_index(drop=True),
+            "version": versions[keep].to_numpy(dtype=object),
+            "prediction": pd.Series([r.get("prediction") for r in chosen], dtype=object),
+            "probability": pd.to_numeric(
+                pd.Series([p.get(positive_key) if p and positive_key else None for p in probabilities], dtype=object),
+                errors="coerce",
+            ).astype("float64"),
+            "probabilities": pd.Series(probabilities, dtype=object),
+            **{f: pd.Series([v.get(f) for v in values], dtype=object) for f in features},
+        },
+        columns=[*PREDICTION_COLUMNS, *features],
+    )
     return CapturedPredictions(
         frame,
         objects=len(keys),
@@ -314,14 +316,6 @@ def read_predictions(
         quarantined=sum(reasons.values()),
         quarantine_reasons=dict(reasons.most_common()),
     )
-
-
-def _record_time(record: dict) -> datetime | None:
-    try:
-        moment = datetime.fromisoformat(str(record["timestamp"]))
-    except (KeyError, ValueError, TypeError):
-        return None
-    return moment if moment.tzinfo is not None else None
 
 
 class _RecordCheck:
