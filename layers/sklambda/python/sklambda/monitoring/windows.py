@@ -235,30 +235,24 @@ def read_predictions(
     if served is not None:
         version_b = identity + f"{json.dumps(served[0])},".encode()
         window_b = (_stamp(served[1].start).encode(), _stamp(served[1].end).encode())
-    at, mark_len, stamp_at = len(_LINE_PREFIX) + _STAMP_LEN, len(_ID_MARK), len(_LINE_PREFIX)
     wanted = {i.encode() for i in labeled}
     undecoded: list[bytes] = []
     decoded: list[dict] = []
     reasons: Counter[str] = Counter()
-    # Lines are looked at in place (offsets into each object's bytes): a million of them is most of the check's time,
-    # so only the lines selected are sliced out, and only those decoded.
+    select = _Selector(identity, (start, end), version_b, window_b)
     for body in lines.bodies:
         data = body.data
-        for s, e in zip(body.starts.tolist(), body.ends.tolist(), strict=True):
-            if data.startswith(_LINE_PREFIX, s) and data.startswith(identity, s + at):
-                stamp = data[s + stamp_at : s + at]
-                if not (stamp.endswith(b"+00:00") and start <= stamp < end):
-                    continue
-                mark = data.rfind(_ID_MARK, s, e)
-                if mark >= 0:
-                    raw_id = data[mark + mark_len : data.find(b'"', mark + mark_len, e)]
-                    # An id with a JSON escape (a quote or backslash in it) is decoded and compared as text.
-                    if raw_id in wanted or b"\\" in raw_id:
-                        undecoded.append(data[s:e])
-                        continue
-                if version_b is not None and window_b[0] <= stamp < window_b[1] and data.startswith(version_b, s + at):
-                    undecoded.append(data[s:e])
+        served_lines, candidates, other_form = select(body)
+        undecoded += [data[s:e] for s, e in served_lines]
+        for s, e in candidates:  # in the period, not served in the window: kept when labeled
+            mark = data.rfind(_ID_MARK, s, e)
+            if mark < 0:
                 continue
+            raw_id = data[mark + len(_ID_MARK) : data.find(b'"', mark + len(_ID_MARK), e)]
+            # An id with a JSON escape (a quote or backslash in it) is decoded and compared as text.
+            if raw_id in wanted or b"\\" in raw_id:
+                undecoded.append(data[s:e])
+        for s, e in other_form:
             line = data[s:e]
             if not line.strip():
                 continue
@@ -316,6 +310,60 @@ def read_predictions(
         quarantined=sum(reasons.values()),
         quarantine_reasons=dict(reasons.most_common()),
     )
+
+
+class _Selector:
+    """Which lines of one capture object read_predictions needs, found with numpy on the lines' fixed-place bytes.
+
+    Lines in CaptureRecord.to_json_line's form start with the marker, the UTC stamp, the model and the version at
+    fixed offsets, so one gather of each line's head tells, for every line at once: is it of this model, in the
+    period, of the checked version and served in the window? Only the lines left (in the period, not served in the
+    window) are looked at one by one, for their id.
+    """
+
+    def __init__(
+        self, identity: bytes, period: tuple[bytes, bytes], version: bytes | None, window: tuple[bytes, bytes]
+    ) -> None:
+        self.at = len(_LINE_PREFIX) + _STAMP_LEN
+        self.width = self.at + len(version if version is not None else identity)
+        self.offsets = np.arange(self.width)
+        self.prefix = np.frombuffer(_LINE_PREFIX, dtype=np.uint8)
+        self.identity = np.frombuffer(identity, dtype=np.uint8)
+        self.version = None if version is None else np.frombuffer(version, dtype=np.uint8)
+        self.utc = np.frombuffer(b"+00:00", dtype=np.uint8)
+        self.period = tuple(np.bytes_(p) for p in period)
+        self.window = tuple(np.bytes_(w) for w in window)
+
+    def __call__(self, body: _Body) -> tuple[list[tuple[int, int]], list[tuple[int, int]], list[tuple[int, int]]]:
+        """(served in the window, other lines of the period, lines in another form) as (start, end) offsets."""
+        starts, ends = body.starts, body.ends
+        if not len(starts):
+            return [], [], []
+        data = np.frombuffer(body.data, dtype=np.uint8)
+        # A line shorter than the head cannot be in the fast form (its gather, clamped to the data, is ignored).
+        long_enough = ends - starts >= self.width
+        heads = data[np.minimum(starts[:, None] + self.offsets, len(data) - 1)]
+        at, stamp_at = self.at, len(_LINE_PREFIX)
+        fast = (
+            long_enough
+            & (heads[:, :stamp_at] == self.prefix).all(axis=1)
+            & (heads[:, at - len(self.utc) : at] == self.utc).all(axis=1)
+            & (heads[:, at : at + len(self.identity)] == self.identity).all(axis=1)
+        )
+        stamps = np.ascontiguousarray(heads[:, stamp_at:at]).view(f"S{_STAMP_LEN}").ravel()
+        in_period = fast & (stamps >= self.period[0]) & (stamps < self.period[1])
+        served = np.zeros(len(starts), dtype=bool)
+        if self.version is not None:
+            served = (
+                in_period
+                & (heads[:, at : at + len(self.version)] == self.version).all(axis=1)
+                & (stamps >= self.window[0])
+                & (stamps < self.window[1])
+            )
+        return tuple(  # type: ignore[return-value]
+            list(zip(starts[mask].tolist(), ends[mask].tolist(), strict=True))
+            for mask in (served, in_period & ~served, ~fast)
+        )
 
 
 class _RecordCheck:
