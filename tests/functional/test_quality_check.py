@@ -11,12 +11,17 @@ import boto3
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LinearRegression
+from sklearn.pipeline import Pipeline
 
-from sklambda.monitoring.capture import CaptureRecord
+from sklambda.monitoring.capture import CaptureRecord, Pseudonymizer, build_records
 from sklambda.monitoring.ground_truth.store import Label, write_labels
 from sklambda.monitoring.quality_check import run_quality_check
 from sklambda.monitoring.windows import Window, capture_prefix, read_predictions
 from sklambda.publishing.segments import segments_section
+from sklambda.registry.schema import to_records
 from sklambda_infra import sample
 from tests.support import BuiltVersion, HtmlPage, store_built, write_capture
 
@@ -286,3 +291,67 @@ def test_the_prediction_reader_keeps_labeled_ids_and_the_versions_window_and_qua
     assert found.unidentified == 1 and found.quarantined == 1
     assert set(frame["probability"]) == {0.8} and set(frame["region"]) == {"north"}
     assert str(frame["time"].dt.tz) == "UTC"
+
+
+def test_a_window_without_labels_or_captures_is_reported_as_such(registry_env, published, data_bucket):
+    # GIVEN nothing captured and no label arrived
+    # WHEN the check runs
+    result = check(registry_env)
+    doc = result.document
+    # THEN the window is insufficient_labels with a join rate of 0, no estimate (nothing served), and still reported
+    assert (result.verdict, doc["labeled_rows"], doc["join"]["join_rate"]) == ("insufficient_labels", 0, 0.0)
+    assert doc["estimated"]["available"] is False and doc["segments"] is None and doc["versions"] == []
+    assert json.loads(read(result.report_keys["json"]))["verdict"] == "insufficient_labels"
+
+
+def test_a_regressor_gets_mae_rmse_r2_and_mean_bias_with_intervals_and_per_segment(
+    registry_env, churn, churn_v1, data_bucket
+):
+    # GIVEN a regressor of monthly charges in production, its card's holdout metrics and region as a segment (the
+    # check reads the card only: the churn version's card, made a regressor's), and 600 of its predictions labeled
+    numeric = [c for c in sample.NUMERIC if c != "monthly_charges"]
+    X, target = churn.X[[*numeric, "region"]], "monthly_charges"
+    model = Pipeline([("prep", ColumnTransformer([("num", SimpleImputer(), numeric)])), ("model", LinearRegression())])
+    model.fit(X, churn.X[target])
+    holdout, truth_h = churn.X_holdout[X.columns], churn.X_holdout[target]
+    error = model.predict(holdout) - truth_h
+    mae, rmse = float(np.abs(error).mean()), float(np.sqrt((error**2).mean()))
+    r2 = float(1 - (error**2).sum() / ((truth_h - truth_h.mean()) ** 2).sum())
+    card = replace(
+        churn_v1.card,
+        name="charges",
+        task="regression",
+        classes=None,
+        decision=None,
+        estimation=None,
+        metrics={"split": "holdout", "rows": len(holdout), "mae": mae, "rmse": rmse, "r2": r2},
+        segments=segments_section(model, "regression", holdout, truth_h, "holdout", ["region"], []),
+    )
+    store_built(registry_env, BuiltVersion(card, churn_v1.blob, churn_v1.code), alias="production")
+    served = pd.concat([churn.X_holdout] * 2)  # the holdout's population: nothing changed
+    ids = [f"r{i}" for i in range(len(served))]
+    records = build_records(model="charges", version="1", request_id="r", rows=to_records(served[X.columns]),
+                            predictions=model.predict(served[X.columns]).tolist(), probabilities=None,
+                            feature_names=list(X.columns), pii=(), pseudonymizer=Pseudonymizer(b"k" * 32),
+                            inference_ids=ids, now=END - timedelta(hours=3))  # fmt: skip
+    data_bucket.put_object(Bucket=DATA_BUCKET, Key=capture_prefix("charges", END.date()) + "p",
+                           Body="".join(r.to_json_line() for r in records).encode())  # fmt: skip
+    write_labels(data_bucket, DATA_BUCKET, "charges",
+                 [Label(i, t) for i, t in zip(ids, served[target].tolist(), strict=True)],
+                 arrival=END - timedelta(hours=1))  # fmt: skip
+    # WHEN its quality is checked
+    result = run_quality_check("charges", registry=registry_env.registry, data_bucket=DATA_BUCKET, window=WINDOW,
+                               verifier=registry_env.verifier, clock=lambda: END)  # fmt: skip
+    doc = result.document
+    # THEN it has the regression metrics with intervals, equal to the holdout's, and the window is ok
+    metrics = {m["name"]: m for m in doc["realized"]["metrics"]}
+    assert set(metrics) == {"mae", "rmse", "r2", "mean_bias"}
+    for m in metrics.values():
+        assert m["lower"] <= m["value"] <= m["upper"], m["name"]
+    assert metrics["mae"]["value"] == pytest.approx(card.metrics["mae"])
+    assert metrics["rmse"]["value"] == pytest.approx(card.metrics["rmse"])
+    assert doc["labeled_rows"] == len(served) and result.verdict == "ok"
+    # AND no estimate (CBPE is for classifiers), and MAE and mean bias per region
+    assert doc["estimated"]["available"] is False and "no CBPE" in doc["estimated"]["reason"]
+    region = doc["segments"]["features"][0]
+    assert region["name"] == "region" and set(region["groups"][0]["metrics"]) == {"mae", "mean_bias"}
