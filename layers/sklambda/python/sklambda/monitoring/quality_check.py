@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from sklambda import aws
-from sklambda.config import QualityCheckSettings
+from sklambda.config import QUALITY_HISTORY_WINDOWS, QUALITY_LOOKBACK_DAYS, QualityCheckSettings
 from sklambda.monitoring.charts import PAGE_NAME, other_page_href
 from sklambda.monitoring.drift_check import STAMP_FORMAT, HistoryStore, StateStore, window_bounds
 from sklambda.monitoring.ground_truth.store import read_labels
@@ -190,8 +190,8 @@ def run_quality_check(
     """
     s3 = s3 or aws.client("s3")
     defaults = QualityCheckSettings.defaults()
-    limit = history_windows or defaults["SKLAMBDA_QUALITY_HISTORY_WINDOWS"]
-    lookback = defaults["SKLAMBDA_QUALITY_LOOKBACK_DAYS"] if lookback_days is None else lookback_days
+    limit = history_windows or defaults[QUALITY_HISTORY_WINDOWS]
+    lookback = defaults[QUALITY_LOOKBACK_DAYS] if lookback_days is None else lookback_days
     config = config or DegradationConfig()
     version = registry.resolve(model, alias=alias)
     card, signature = read_card(registry, verifier, model, version)
