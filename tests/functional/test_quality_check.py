@@ -159,9 +159,14 @@ def test_too_few_labels_are_insufficient_labels_never_degraded(registry_env, pub
         assert result.document["labeled_rows"] == 120
         assert {m["verdict"] for m in result.document["realized"]["metrics"]} <= {"insufficient_labels", "no_reference"}
     assert results[-1].document["state"]["realized"]["consecutive_degraded"] == 0
-    # AND the page says so, in words, rather than showing a degradation
-    page = read(results[-1].report_keys["html"]).decode()
-    assert "too few labels" in page and "120 labeled rows" in page
+    # AND the report says so, in words, and the quality page draws those windows grey, not red
+    report = read(results[-1].report_keys["html"]).decode()
+    assert "too few labels" in report and "120 labeled rows" in report
+    page = HtmlPage(read(results[-1].report_keys["page"]).decode())
+    accuracy = next(i for i, m in enumerate(results[-1].document["realized"]["metrics"]) if m["name"] == "accuracy")
+    realized = [p for p in page.points[f"metric-{accuracy}"] if p["data-series"] == "realized"]
+    assert [p["fill"] for p in realized] == ["#95a5a6", "#95a5a6"]
+    assert [p["fill"] for p in page.points["verdicts"]] == ["#95a5a6", "#95a5a6"]
 
 
 def test_labels_join_predictions_served_days_before_the_window_within_the_lookback(

@@ -300,8 +300,9 @@ def _metric_charts(entries: Sequence[Mapping[str, Any]]) -> str:
     key = (
         f"<p class='key muted'><span style='background:{REALIZED_COLOUR}'></span>realized (labels), with its 95% "
         f"interval<span style='background:{ESTIMATED_COLOUR}'></span>estimated (CBPE, before labels), with its "
-        "interval — dashes: the card's holdout value; red points: windows where the metric degraded; no point: "
-        "too few labels or undefined.</p>"
+        "interval — dashes: the card's holdout value; red points: windows where the metric degraded; grey points: "
+        "too few labels (or served predictions) to judge, never a degradation; no point: undefined (e.g. one class)."
+        "</p>"
     )
     charts = "".join(_metric_chart(entries, n, k) for k, n in enumerate(names))
     return key + "<div class='grid'>" + charts + "</div>"
@@ -335,7 +336,8 @@ def _metric_chart(entries: Sequence[Mapping[str, Any]], name: str, index: int) -
             )
             # The two series are drawn side by side within the window's slot so their intervals do not overlap.
             plot.interval(i, d.get("lower"), d.get("upper"), colour, tip, dx=dx)
-            fill = "#c0392b" if d.get("verdict") == DEGRADED else colour
+            verdict = d.get("verdict")
+            fill = VERDICT_COLOUR[verdict] if verdict in (DEGRADED, INSUFFICIENT_LABELS, INSUFFICIENT_ROWS) else colour
             plot.point(i, d["value"], fill, tip, dx=dx, series=what)
     plot.line([_value(d) for d in real], REALIZED_COLOUR)
     plot.line([_value(d) for d in est], ESTIMATED_COLOUR, dash="3 2")
