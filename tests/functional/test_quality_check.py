@@ -360,3 +360,29 @@ def test_a_regressor_gets_mae_rmse_r2_and_mean_bias_with_intervals_and_per_segme
     assert doc["estimated"]["available"] is False and "no CBPE" in doc["estimated"]["reason"]
     region = doc["segments"]["features"][0]
     assert region["name"] == "region" and set(region["groups"][0]["metrics"]) == {"mae", "mean_bias"}
+
+
+def test_card_tags_set_one_models_rule_and_a_bad_tag_is_refused_before_anything_is_written(
+    registry_env, churn_v1, data_bucket, logistic_model
+):
+    # GIVEN churn tagged to be judged on 100 labels, in one window, with a wide ROC AUC tolerance
+    tags = {"quality.min_labeled_rows": "100", "quality.consecutive_windows": "1", "quality.tolerance.roc_auc": "0.5"}
+    store_built(registry_env, BuiltVersion(replace(churn_v1.card, tags=tags), churn_v1.blob, churn_v1.code),
+                alias="production")  # fmt: skip
+    ids, truth = serve(logistic_model, 150, seed=120, at=END - timedelta(hours=4))
+    label(ids, truth, at=END - timedelta(hours=1), flip=0.5)
+    # WHEN the check runs
+    result = check(registry_env)
+    # THEN 150 labels are enough for a verdict, one degraded window degrades the model, and ROC AUC is within tolerance
+    config = result.document["realized"]["config"]
+    assert (config["min_labeled_rows"], config["consecutive_windows"], config["tolerances"]["roc_auc"]) == (100, 1, 0.5)
+    assert result.verdict == "degraded" and result.model_degraded
+    assert "roc_auc" not in result.document["realized"]["degraded_metrics"]
+    # AND a tag naming no setting fails the check, naming the tag, with nothing written for the window
+    bad = {"quality.tolerance.auroc": "0.1"}
+    store_built(registry_env, BuiltVersion(replace(churn_v1.card, version="2", tags=bad), churn_v1.blob, churn_v1.code),
+                alias="production")  # fmt: skip
+    with pytest.raises(ValueError, match=r"quality\.tolerance\.auroc"):
+        check(registry_env, Window.ending(END + timedelta(days=1), 24))
+    listed = data_bucket.list_objects_v2(Bucket=DATA_BUCKET, Prefix="reports/quality/churn/2026-11-28")
+    assert listed.get("KeyCount", 0) == 0

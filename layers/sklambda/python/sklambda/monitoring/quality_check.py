@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -49,7 +49,7 @@ from sklambda.monitoring.model_quality.estimation import Z_95, EstimationUnavail
 from sklambda.monitoring.model_quality.fairness import MIN_GROUP_ROWS, REGRESSION, SegmentReport, segment_report
 from sklambda.monitoring.model_quality.history import HISTORY_FORMAT, summarize
 from sklambda.monitoring.model_quality.join import ID, LABEL, join_labels
-from sklambda.monitoring.model_quality.metrics import NAN_ESTIMATE, Estimate, wilson, window_metrics
+from sklambda.monitoring.model_quality.metrics import HIGHER_IS_BETTER, NAN_ESTIMATE, Estimate, wilson, window_metrics
 from sklambda.monitoring.model_quality.page import render_page, render_report
 from sklambda.monitoring.windows import Window, read_predictions
 from sklambda.registry.card import CLASSIFICATION, ModelCard
@@ -63,6 +63,39 @@ STATE_FORMAT = "sklambda.monitoring.quality-state/v1"
 # insufficient_labels, named for what is missing: these rows need no label).
 INSUFFICIENT_ROWS = "insufficient_rows"
 CBPE_METRICS = ("accuracy", "f1", "roc_auc")
+# Card tags that set one model's degradation rule, as drift.* tags set its drift check (DriftConfig.from_card_tags):
+# quality.alpha, quality.correction, quality.min_labeled_rows, quality.consecutive_windows, quality.tolerance.<metric>.
+TAG_PREFIX, TOLERANCE_TAG = "quality.", "tolerance."
+_TAG_TYPES = {"alpha": float, "correction": str, "min_labeled_rows": int, "consecutive_windows": int}
+
+
+def config_from_card_tags(tags: Mapping[str, str] | None, base: DegradationConfig | None = None) -> DegradationConfig:
+    """`base` (default DegradationConfig()) with a card's quality.* tags applied, e.g. {"quality.alpha": "0.01",
+    "quality.tolerance.roc_auc": "0.03"}; other tags are ignored. Raises ValueError naming the tag for an unknown
+    setting or metric, or a value that does not parse or is out of range (DegradationConfig's checks)."""
+    base = base or DegradationConfig()
+    changes: dict[str, Any] = {}
+    tolerances = dict(base.tolerances)
+    for key, value in (tags or {}).items():
+        if not key.startswith(TAG_PREFIX):
+            continue
+        name = key[len(TAG_PREFIX) :]
+        try:
+            if name.startswith(TOLERANCE_TAG):
+                metric = name[len(TOLERANCE_TAG) :]
+                if metric not in HIGHER_IS_BETTER:
+                    raise ValueError(f"no metric {metric!r}; metrics: {sorted(HIGHER_IS_BETTER)}")
+                tolerances[metric] = float(value)
+            elif name in _TAG_TYPES:
+                changes[name] = _TAG_TYPES[name](value)
+            else:
+                raise ValueError(f"not a setting; settings: {sorted(_TAG_TYPES)} and tolerance.<metric>")
+        except ValueError as e:
+            raise ValueError(f"card tag {key}={value!r}: {e}") from None
+    try:
+        return replace(base, **changes, tolerances=tolerances)
+    except ValueError as e:
+        raise ValueError(f"card tags {sorted(k for k in tags or {} if k.startswith(TAG_PREFIX))}: {e}") from None
 
 
 class QualityStateStore(StateStore):
@@ -164,9 +197,9 @@ def run_quality_check(
 
     window: the labels' arrival window [start, end), timezone-aware. lookback_days: how far before `start` the
     predictions they refer to are looked for (default: SKLAMBDA_QUALITY_LOOKBACK_DAYS's). config: the degradation rule
-    (default DegradationConfig()). The version checked is the one `alias` points at now; its card (holdout metrics,
-    decision, estimation and segments sections) is verified with `verifier`; `verifier=None` must be asked for
-    explicitly and the report says so.
+    (default DegradationConfig()), with the card's quality.* tags applied over it (config_from_card_tags). The
+    version checked is the one `alias` points at now; its card (holdout metrics, decision, estimation and segments
+    sections) is verified with `verifier`; `verifier=None` must be asked for explicitly and the report says so.
 
     The JSON report (`document`):
         format, model {name, version}, alias, task, checked_at, card_signature,
@@ -186,15 +219,16 @@ def run_quality_check(
 
     The page and history are written last: when they cannot be, the result carries `page_error` and the reports,
     state and verdict stand. Raises ModelNotFound for an unknown model or alias; ModelRefused when the card fails
-    verification (nothing is written then). S3 and KMS errors propagate as botocore's ClientError.
+    verification (nothing is written then); ValueError for a quality.* card tag that is not a valid setting (nothing is
+    written then). S3 and KMS errors propagate as botocore's ClientError.
     """
     s3 = s3 or aws.client("s3")
     defaults = QualityCheckSettings.defaults()
     limit = history_windows or defaults[QUALITY_HISTORY_WINDOWS]
     lookback = defaults[QUALITY_LOOKBACK_DAYS] if lookback_days is None else lookback_days
-    config = config or DegradationConfig()
     version = registry.resolve(model, alias=alias)
     card, signature = read_card(registry, verifier, model, version)
+    config = config_from_card_tags(card.tags, base=config)
     positive = _positive_class(card)
     segments = card.segments or {}
     segment_features = [str(f["name"]) for f in segments.get("features") or []]
