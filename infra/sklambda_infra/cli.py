@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sklambda import config
-from sklambda.connection import Target, find_local_details, read_local_details, resolve
+from sklambda.connection import ENV_DATA_BUCKET, Target, find_local_details, read_local_details, resolve
 from sklambda.errors import ConfigurationError, SklambdaError
 from sklambda_infra import cli_errors, rollout
 from sklambda_infra.local.cli import TEMPLATE, project_root
@@ -432,9 +432,74 @@ def _privacy_erase(args: argparse.Namespace) -> int:
         print(
             f"removed {report.records_removed} record(s) of the subject from {len(report.keys)} object(s) of "
             f"model {args.model} ({report.objects_rewritten} rewritten, {report.objects_deleted} deleted, "
-            f"{report.versions_deleted} old version(s) purged; {report.objects_scanned} scanned)"
+            f"{report.versions_deleted} old version(s) purged; {report.objects_scanned} scanned); removed "
+            f"{report.labels_removed} ground-truth label(s) of those predictions ({report.label_objects_rewritten} "
+            f"label object(s) rewritten, {report.label_objects_deleted} deleted)"
         )
     return 0
+
+
+def _feedback_send(args: argparse.Namespace) -> int:
+    """Upload a label file to feedback/<model>/ of the resolved stack's data bucket; with --wait, print its summary."""
+    import time
+
+    from sklambda import aws
+    from sklambda.monitoring.ground_truth.files import FeedbackInputError, parse_feedback_key
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise SklambdaError(f"no such file: {path}")
+    key = f"{config.FEEDBACK_PREFIX}{args.model}/{path.name}"
+    try:
+        target_key = parse_feedback_key(key)
+    except FeedbackInputError as e:
+        raise SklambdaError(e.message) from None
+    try:
+        target = resolve(
+            model_bucket=args.bucket, endpoint_url=args.endpoint_url, need_signing_key=False, arguments="--bucket"
+        )
+    except ConfigurationError as e:
+        if not args.data_bucket:
+            raise SklambdaError(e.message) from None
+        target = Target(endpoint_url=args.endpoint_url)  # the bucket is given: boto3's own credentials and region
+    bucket = args.data_bucket or target.data_bucket
+    if not bucket:
+        raise SklambdaError(f"no data bucket: pass --data-bucket (the DataBucketName output) or set {ENV_DATA_BUCKET}")
+    if target.local_file is not None:
+        print(f"using the local stack from {target.local_file}", file=sys.stderr)
+    target.use()
+    s3 = aws.client("s3")
+    s3.upload_file(str(path), bucket, key)
+    print(f"uploaded s3://{bucket}/{key}", file=sys.stderr)
+    if not args.wait:
+        return 0
+    deadline = time.monotonic() + args.timeout
+    while True:
+        try:
+            # The summary of this upload: written after the upload's own LastModified.
+            head = s3.head_object(Bucket=bucket, Key=key)
+            got = s3.get_object(Bucket=bucket, Key=target_key.summary_key)
+            if got["LastModified"] >= head["LastModified"]:
+                summary = json.loads(got["Body"].read())
+                print(json.dumps(summary, indent=2))
+                return 0 if summary.get("status") == "succeeded" else 1
+        except s3.exceptions.NoSuchKey:
+            pass
+        if time.monotonic() > deadline:
+            raise SklambdaError(f"no summary at s3://{bucket}/{target_key.summary_key} after {args.timeout:g} s")
+        time.sleep(0.5)
+
+
+def _register_feedback(sub: Any) -> None:
+    feedback = sub.add_parser("feedback", help="ground-truth labels of served predictions")
+    commands = feedback.add_subparsers(dest="feedback_command", required=True)
+    p = commands.add_parser("send", help="upload a label file (CSV or JSON Lines) to feedback/MODEL/ of the stack")
+    p.add_argument("model", help="the model the labels are for")
+    p.add_argument("file", help=".csv or .jsonl (optionally .gz): inference_id (or id), label, optional time")
+    p.add_argument("--data-bucket", help=f"the stack's data bucket (default: ${ENV_DATA_BUCKET}, else the local stack)")
+    p.add_argument("--wait", action="store_true", help="wait for the file's summary and print it (exit 1 if failed)")
+    p.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS", help="with --wait (default: 60)")
+    p.set_defaults(func=_feedback_send)
 
 
 def _register_privacy(sub: Any) -> None:
@@ -443,7 +508,9 @@ def _register_privacy(sub: Any) -> None:
     p = commands.add_parser("create-key", help="print a new pseudonymization key, wrapped by KMS (base64)")
     p.add_argument("--kms-key", help="KMS key that wraps it: the stack's DataKeyArn output (default: local stack)")
     p.set_defaults(func=_privacy_create_key)
-    p = commands.add_parser("erase", help="remove every captured record of one data subject")
+    p = commands.add_parser(
+        "erase", help="remove every captured record of one data subject and the ground-truth labels of those records"
+    )
     p.add_argument("--model", required=True, help="model whose captured records are searched")
     p.add_argument("--subject", required=True, help="the subject's raw identifier (the value of a pii feature)")
     p.add_argument("--data-bucket", help="bucket holding capture/ (the DataBucketName output)")
@@ -621,6 +688,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_models_card)
 
     _register_privacy(sub)
+    _register_feedback(sub)
     _register_sample(sub)
     register_local(sub)
     return parser

@@ -11,10 +11,14 @@ import pytest
 from sklambda.registry.schema import is_required
 from tests.support import PREDICT_APP, call, event_body, load_event
 
+# The feedback function serves its route on the same API (functions/feedback/app.py); the document describes it too.
+FEEDBACK_APP = PREDICT_APP.parents[1] / "feedback" / "app.py"
+
 
 def served_routes() -> set[tuple[str, str]]:
-    """The handler's routes from its decorators, e.g. @app.get("/models/<name>") -> (get, /models/{name})."""
-    found = re.findall(r"@app\.(get|post|put|patch|delete)\(\s*\"([^\"]+)\"", PREDICT_APP.read_text(encoding="utf-8"))
+    """The handlers' routes from their decorators, e.g. @app.get("/models/<name>") -> (get, /models/{name})."""
+    source = PREDICT_APP.read_text(encoding="utf-8") + FEEDBACK_APP.read_text(encoding="utf-8")
+    found = re.findall(r"@app\.(get|post|put|patch|delete)\(\s*\"([^\"]+)\"", source)
     return {(method, re.sub(r"<(\w+)>", r"{\1}", path)) for method, path in found}
 
 

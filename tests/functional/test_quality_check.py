@@ -13,13 +13,14 @@ import pandas as pd
 import pytest
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LinearRegression
+from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import Pipeline
 
 from sklambda.monitoring.capture import CaptureRecord, Pseudonymizer, build_records
 from sklambda.monitoring.ground_truth.store import Label, write_labels
 from sklambda.monitoring.quality_check import run_quality_check
 from sklambda.monitoring.windows import Window, capture_prefix, read_predictions
+from sklambda.publishing import build_card
 from sklambda.publishing.segments import segments_section
 from sklambda.registry.schema import to_records
 from sklambda_infra import sample
@@ -386,3 +387,38 @@ def test_card_tags_set_one_models_rule_and_a_bad_tag_is_refused_before_anything_
         check(registry_env, Window.ending(END + timedelta(days=1), 24))
     listed = data_bucket.list_objects_v2(Bucket=DATA_BUCKET, Prefix="reports/quality/churn/2026-11-28")
     assert listed.get("KeyCount", 0) == 0
+
+
+def test_a_multiclass_model_gets_its_metrics_and_estimate_per_window(registry_env, churn, data_bucket, target_runtime):
+    # GIVEN a 3-class model (churn's `plan`) published with a holdout, and its holdout's rows served twice and labeled
+    columns = ["age", "tenure_months", "monthly_charges"]
+    model = LogisticRegression(max_iter=500).fit(churn.X[columns], churn.X["plan"])
+    built = build_card(model, churn.X[columns], churn.X["plan"], name="plan", version="1",
+                       X_holdout=churn.X_holdout[columns], y_holdout=churn.X_holdout["plan"])  # fmt: skip
+    card = store_built(registry_env, BuiltVersion(*built), alias="production")
+    served = pd.concat([churn.X_holdout] * 2)
+    proba = model.predict_proba(served[columns])
+    ids = [f"m{i}" for i in range(len(served))]
+    records = build_records(model="plan", version="1", request_id="r", rows=to_records(served[columns]),
+                            predictions=model.classes_[proba.argmax(axis=1)].tolist(),
+                            probabilities=[dict(zip(map(str, model.classes_), p, strict=True)) for p in proba.tolist()],
+                            feature_names=columns, pii=(), pseudonymizer=Pseudonymizer(b"k" * 32), inference_ids=ids,
+                            now=END - timedelta(hours=3))  # fmt: skip
+    data_bucket.put_object(Bucket=DATA_BUCKET, Key=capture_prefix("plan", END.date()) + "p",
+                           Body="".join(r.to_json_line() for r in records).encode())  # fmt: skip
+    write_labels(data_bucket, DATA_BUCKET, "plan", [Label(i, t) for i, t in zip(ids, served["plan"], strict=True)],
+                 arrival=END - timedelta(hours=1))  # fmt: skip
+    # WHEN its quality is checked
+    result = run_quality_check("plan", registry=registry_env.registry, data_bucket=DATA_BUCKET, window=WINDOW,
+                               verifier=registry_env.verifier, clock=lambda: END)  # fmt: skip
+    doc = result.document
+    # THEN the realized multiclass metrics equal the holdout's, and the window is ok
+    metrics = {m["name"]: m for m in doc["realized"]["metrics"]}
+    assert {"accuracy", "f1_macro", "roc_auc_ovr", "log_loss"} <= set(metrics)
+    assert metrics["accuracy"]["value"] == pytest.approx(card.metrics["accuracy"])
+    assert metrics["roc_auc_ovr"]["value"] == pytest.approx(card.metrics["roc_auc_ovr"])
+    assert result.verdict == "ok"
+    # AND CBPE estimated accuracy, macro F1 and OvR ROC AUC on the served predictions, beside the realized ones
+    assert doc["estimated"]["available"] and doc["estimated"]["verdict"] == "ok"
+    assert {m["name"] for m in doc["estimated"]["metrics"]} == {"accuracy", "f1_macro", "roc_auc_ovr"}
+    assert set(doc["estimated_vs_realized"]) == {"accuracy", "f1_macro", "roc_auc_ovr"}

@@ -45,6 +45,9 @@ SERVED_ROUTES = {
     ("GET", "/openapi.json"),
     ("GET", "/models/{name}/openapi.json"),
 }
+# The routes of functions/feedback/app.py, on the same API.
+FEEDBACK_APP = ROOT / "functions" / "feedback" / "app.py"
+FEEDBACK_ROUTES = {("POST", "/models/{name}/feedback")}
 # Managed policies SAM attaches by itself (basic logging; X-Ray because Tracing is Active). Neither touches KMS or S3.
 SAM_MANAGED_POLICIES = {
     "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
@@ -417,9 +420,9 @@ def test_bucket_policy_never_refuses_puts_that_rely_on_default_encryption(templa
 
 
 # --- routes --------------------------------------------------------------------------------------------------------
-def handler_routes() -> set[tuple[str, str]]:
+def handler_routes(app: Path = PREDICT_APP) -> set[tuple[str, str]]:
     """Routes declared in the handler's source, e.g. @app.get("/v2/models/<name>") -> (GET, /v2/models/{name})."""
-    source = PREDICT_APP.read_text(encoding="utf-8")
+    source = app.read_text(encoding="utf-8")
     found = re.findall(r"@app\.(get|post|put|patch|delete)\(\s*\"([^\"]+)\"", source)
     return {(method.upper(), re.sub(r"<(\w+)>", r"{\1}", path)) for method, path in found}
 
@@ -428,6 +431,7 @@ def test_handler_serves_the_routes_this_file_expects() -> None:
     # GIVEN the predict handler's route decorators
     # THEN they are exactly the routes listed here (a new route must be added to the template too)
     assert handler_routes() == SERVED_ROUTES
+    assert handler_routes(FEEDBACK_APP) == FEEDBACK_ROUTES
 
 
 def test_every_served_route_is_an_event_of_the_predict_api(template: dict) -> None:
@@ -451,6 +455,11 @@ def test_every_served_route_requires_an_api_key_by_default() -> None:
         operation = body["paths"][path][method.lower()]
         assert {"api_key": []} in operation["security"], (method, path)
         assert "/functions/<PredictFunctionAliaslive>/" in operation["x-amazon-apigateway-integration"]["uri"]
+    # AND the feedback route requires it too, and invokes the feedback function
+    for method, path in FEEDBACK_ROUTES:
+        operation = body["paths"][path][method.lower()]
+        assert {"api_key": []} in operation["security"], (method, path)
+        assert "<FeedbackFunction.Arn>" in operation["x-amazon-apigateway-integration"]["uri"]
 
 
 def test_every_method_of_the_api_body_is_a_route_of_the_function() -> None:
@@ -459,7 +468,7 @@ def test_every_method_of_the_api_body_is_a_route_of_the_function() -> None:
     # THEN each method has an integration: no path in DefinitionBody lacks its event (API Gateway refuses a method
     #      without integration), and no event lacks its security entry (checked above, in both modes)
     methods = {(method.upper(), path) for path, item in body["paths"].items() for method in item}
-    assert methods == SERVED_ROUTES
+    assert methods == SERVED_ROUTES | FEEDBACK_ROUTES
     for method, path in methods:
         assert "x-amazon-apigateway-integration" in body["paths"][path][method.lower()], (method, path)
 
@@ -736,10 +745,9 @@ def test_batch_queue_outlasts_six_function_timeouts_and_redrives_after_five_rece
 
 
 def test_dead_letter_queue_depth_is_alarmed(template: dict) -> None:
-    alarm = alarm_on(template, "AWS/SQS", "ApproximateNumberOfMessagesVisible")
-    assert alarm["Dimensions"] == [
-        {"Name": "QueueName", "Value": {"Fn::GetAtt": ["BatchDeadLetterQueue", "QueueName"]}}
-    ]
+    dlq = {"Fn::GetAtt": ["BatchDeadLetterQueue", "QueueName"]}
+    alarm = alarm_on(template, "AWS/SQS", "ApproximateNumberOfMessagesVisible", dlq)
+    assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": dlq}]
     assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 0)
     assert {"Ref": "AlarmTopic"} in alarm["AlarmActions"]
     # AND the batch function's errors are alarmed like the predict function's
@@ -750,14 +758,18 @@ def test_dead_letter_queue_depth_is_alarmed(template: dict) -> None:
 def test_data_bucket_notifies_the_queue_of_new_files_under_incoming_only(template: dict) -> None:
     resources = template["Resources"]
     bucket = resources["DataBucket"]
-    # GIVEN the data bucket's notification
-    (config,) = bucket["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
+    # GIVEN the data bucket's notification to the batch queue
+    (config,) = [
+        c
+        for c in bucket["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
+        if c["Queue"] == {"Fn::GetAtt": ["BatchQueue", "Arn"]}
+    ]
     # THEN every ObjectCreated under incoming/ (and nothing the function writes) goes to the batch queue
     assert config["Event"] == "s3:ObjectCreated:*"
     assert config["Queue"] == {"Fn::GetAtt": ["BatchQueue", "Arn"]}
     assert config["Filter"]["S3Key"]["Rules"] == [{"Name": "prefix", "Value": "incoming/"}]
     # AND the queue policy exists before the bucket (S3 checks it) and names the bucket without a Ref (no cycle)
-    assert bucket["DependsOn"] == "BatchQueuePolicy"
+    assert "BatchQueuePolicy" in as_list(bucket["DependsOn"])
     (statement,) = resources["BatchQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
     assert statement["Principal"] == {"Service": "s3.amazonaws.com"} and statement["Action"] == "sqs:SendMessage"
     source_arn = statement["Condition"]["ArnEquals"]["aws:SourceArn"]["Fn::Sub"]
@@ -1093,6 +1105,103 @@ def test_drift_is_alarmed_and_on_the_dashboard(template: dict) -> None:
     source = DRIFT_APP.read_text(encoding="utf-8")
     for metric in ("ModelDrifted", "DriftedFeatures", "DriftCheckFailed"):
         assert f'"{metric}"' in source
+
+
+# --- ground truth in -----------------------------------------------------------------------------------------------
+FEEDBACK_SETTINGS = {
+    config.MODEL_BUCKET,
+    config.SIGNING_KEY_ID,
+    config.MONITORING_BUCKET,
+    config.DEFAULT_ALIAS,
+    config.ALIAS_TTL_SECONDS,
+    config.MAX_BODY_BYTES,
+    config.FEEDBACK_MAX_LABELS,
+}
+
+
+def test_feedback_environment_is_exactly_the_settings_the_code_reads(template: dict) -> None:
+    props = template["Resources"]["FeedbackFunction"]["Properties"]
+    variables = props["Environment"]["Variables"]
+    # THEN the names are sklambda.config's, labels go to the data bucket, cards come from the registry
+    assert set(variables) == FEEDBACK_SETTINGS
+    assert_settings_read_what_the_template_sets(config.FeedbackSettings, variables)
+    assert variables[config.MONITORING_BUCKET] == {"Ref": "DataBucket"}
+    assert variables[config.MODEL_BUCKET] == {"Ref": "ModelBucket"}
+    # AND the defaults agree with the runtime's (the same body limit and alias TTL as the predict function)
+    for name in (config.DEFAULT_ALIAS, config.ALIAS_TTL_SECONDS, config.MAX_BODY_BYTES, config.FEEDBACK_MAX_LABELS):
+        value = deployed_value(template, variables[name])
+        assert takes_the_runtime_default(config.FeedbackSettings, name, value), (name, value)
+        if name in sklambda_variables(template):
+            assert variables[name] == sklambda_variables(template)[name], name
+    assert (props["CodeUri"], props["Handler"]) == ("functions/feedback/", "app.handler")
+
+
+def test_feedback_role_reads_cards_and_label_files_and_writes_only_ground_truth(template: dict) -> None:
+    statements = _statements_by_sid(template, "FeedbackFunction")
+    # THEN it cannot sign, verifies with the signing key only and uses the data key only through S3
+    assert grants_kms_sign(list(statements.values())) == []
+    assert statements["VerifyModelCards"]["Resource"] == {"Fn::GetAtt": ["SigningKey", "Arn"]}
+    assert "kms:ViaService" in statements["UseDataKeyThroughS3"]["Condition"]["StringEquals"]
+    # AND it writes nothing outside ground-truth/, deletes nothing, and reads only feedback/ files, cards and aliases
+    writers = [s for action, s in allowed_actions(list(statements.values())) if action == "s3:putobject"]
+    assert [s["Resource"] for s in writers] == [{"Fn::Sub": "${DataBucket.Arn}/ground-truth/*"}]
+    assert not [a for a, _ in allowed_actions(list(statements.values())) if a.startswith("s3:delete")]
+    readers = [s for action, s in allowed_actions(list(statements.values())) if action == "s3:getobject"]
+    assert [s["Resource"] for s in readers] == [
+        {"Fn::Sub": "${DataBucket.Arn}/feedback/*"},
+        [
+            {"Fn::Sub": "${ModelBucket.Arn}/models/*/versions/*/card.json"},
+            {"Fn::Sub": "${ModelBucket.Arn}/models/*/aliases/*"},
+        ],
+    ]
+    assert statements["ListModels"]["Condition"] == {"StringLike": {"s3:prefix": "models/*"}}
+    # AND no statement uses a wildcard resource or action
+    for sid, statement in statements.items():
+        assert "*" not in as_list(statement["Resource"]), sid
+        assert not any(a.endswith(":*") for a in as_list(statement["Action"])), sid
+
+
+def test_label_files_reach_the_feedback_function_through_a_queue_with_a_dead_letter_queue(template: dict) -> None:
+    resources = template["Resources"]
+    bucket = resources["DataBucket"]
+    # GIVEN the data bucket's notification to the feedback queue
+    (notification,) = [
+        c
+        for c in bucket["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
+        if c["Queue"] == {"Fn::GetAtt": ["FeedbackQueue", "Arn"]}
+    ]
+    # THEN every ObjectCreated under feedback/ (and nothing the function writes, under ground-truth/) goes there
+    assert notification["Event"] == "s3:ObjectCreated:*"
+    assert notification["Filter"]["S3Key"]["Rules"] == [{"Name": "prefix", "Value": "feedback/"}]
+    assert "FeedbackQueuePolicy" in as_list(bucket["DependsOn"])
+    (statement,) = resources["FeedbackQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    batch_statement = resources["BatchQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"][0]
+    assert statement["Condition"] == batch_statement["Condition"]
+    # AND the queue outlasts six function timeouts and moves a message to the alarmed DLQ after five receives
+    queue = resources["FeedbackQueue"]["Properties"]
+    function = resources["FeedbackFunction"]["Properties"]
+    assert queue["VisibilityTimeout"] >= 6 * function["Timeout"]
+    assert queue["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": ["FeedbackDeadLetterQueue", "Arn"]},
+        "maxReceiveCount": 5,
+    }
+    alarm_on(
+        template,
+        "AWS/SQS",
+        "ApproximateNumberOfMessagesVisible",
+        {"Fn::GetAtt": ["FeedbackDeadLetterQueue", "QueueName"]},
+    )
+    alarm_on(template, "AWS/Lambda", "Errors", {"Ref": "FeedbackFunction"})
+    # AND the function reports partial batch failures from that queue
+    (event,) = [e for e in function["Events"].values() if e["Type"] == "SQS"]
+    assert event["Properties"]["Queue"] == {"Fn::GetAtt": ["FeedbackQueue", "Arn"]}
+    assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+
+
+def test_ground_truth_expires_after_its_retention_parameter(template: dict) -> None:
+    rules = {r["Id"]: r for r in template["Resources"]["DataBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]}
+    assert rules["ExpireGroundTruth"]["Prefix"] == config.GROUND_TRUTH_PREFIX
+    assert rules["ExpireGroundTruth"]["ExpirationInDays"] == {"Ref": "GroundTruthRetentionDays"}
 
 
 # --- model-quality check -------------------------------------------------------------------------------------------

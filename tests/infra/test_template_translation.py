@@ -258,9 +258,16 @@ def test_iam_auth_is_reported_as_an_authorizer_of_each_route() -> None:
     resolver = provisioned(template.template, AuthMode="IAM")
     # WHEN the routes are read THEN every route names AWS_IAM (not enforced locally) and needs no key
     routes = api_routes(resolver)
-    assert len(routes) == len(source["Resources"]["PredictFunction"]["Properties"]["Events"])
+    api_events = [
+        event
+        for function in ("PredictFunction", "FeedbackFunction")
+        for event in source["Resources"][function]["Properties"]["Events"].values()
+        if event["Type"] == "Api"
+    ]
+    assert len(routes) == len(api_events)
     assert {(r.function, r.authorizer, r.api_key_required, r.api.stage) for r in routes} == {
-        ("PredictFunction", "AWS_IAM", False, "v1")
+        ("PredictFunction", "AWS_IAM", False, "v1"),
+        ("FeedbackFunction", "AWS_IAM", False, "v1"),
     }
 
 

@@ -23,6 +23,7 @@ from sklambda.monitoring.model_quality.degradation import (
     DegradationConfig,
     check_degradation,
     holdout_references,
+    pooled_run_test,
     update_state,
 )
 from sklambda.monitoring.model_quality.join import join_labels
@@ -71,6 +72,100 @@ def test_classification_metrics_equal_sklearns_on_random_windows(seed):
     for name, value in expected.items():
         assert out[name].value == pytest.approx(value, rel=1e-9, abs=1e-12), name
         assert out[name].lower <= out[name].value <= out[name].upper, name
+
+
+def multiclass_window(n: int, seed: int, k: int = 3):
+    """A calibrated k-class problem: label ~ Categorical(p), p = softmax of random logits, rounded (tied scores)."""
+    rng = np.random.default_rng(seed)
+    p = np.exp(1.5 * rng.normal(size=(n, k)))
+    p = np.round(p / p.sum(axis=1, keepdims=True), 2)
+    p = p / p.sum(axis=1, keepdims=True)
+    y = np.minimum(np.sum(rng.random((n, 1)) >= np.cumsum(p, axis=1), axis=1), k - 1)
+    return y, p
+
+
+@pytest.mark.parametrize(("seed", "k"), [(0, 3), (1, 4), (2, 6)])
+def test_multiclass_metrics_equal_sklearns_on_random_windows(seed, k):
+    # GIVEN a random k-class window with text labels and tied probabilities
+    y, p = multiclass_window(3000, seed, k)
+    classes = [f"class-{c}" for c in range(k)]
+    labels, pred = np.array(classes)[y], np.array(classes)[p.argmax(axis=1)]
+    # WHEN every multiclass metric is computed
+    out = mq.multiclass_metrics(labels, p, classes=classes)
+    # THEN each equals scikit-learn's to 1e-12 (the Brier score is 1.9's multiclass one, not halved)
+    expected = {
+        "accuracy": skm.accuracy_score(labels, pred),
+        "balanced_accuracy": skm.balanced_accuracy_score(labels, pred),
+        "precision_macro": skm.precision_score(labels, pred, average="macro", zero_division=0),
+        "recall_macro": skm.recall_score(labels, pred, average="macro", zero_division=0),
+        "f1_macro": skm.f1_score(labels, pred, average="macro", zero_division=0),
+        "roc_auc_ovr": skm.roc_auc_score(labels, p, multi_class="ovr", average="macro", labels=classes),
+        "log_loss": skm.log_loss(labels, p, labels=classes),
+        "brier": skm.brier_score_loss(labels, p, labels=classes),
+    }
+    assert set(out) == {*expected, "ece"}
+    for name, value in expected.items():
+        assert out[name].value == pytest.approx(value, rel=1e-12, abs=1e-12), name
+        assert out[name].lower <= out[name].value <= out[name].upper, name
+    # AND the ECE is the binary ECE of "the prediction is right" against the predicted class's probability
+    top = mq.expected_calibration_error(pred == labels, p.max(axis=1))
+    assert out["ece"].value == pytest.approx(top.value, rel=1e-12)
+
+
+def test_multiclass_macro_scores_average_the_classes_present_as_sklearn_does():
+    # GIVEN a window where one class is never the label and another never predicted
+    classes = ["a", "b", "c", "d"]
+    y = np.array(["a", "a", "b", "b", "c", "c", "a", "b"])
+    pred = np.array(["a", "b", "b", "d", "a", "c", "a", "b"])
+    # WHEN the metrics are computed from the labels alone
+    out = mq.multiclass_metrics(y, None, classes=classes, predicted=pred)
+    # THEN the macro scores and balanced accuracy equal sklearn's (zero_division=0; balanced accuracy drops "d")
+    for name, metric in (("precision_macro", skm.precision_score), ("recall_macro", skm.recall_score)):
+        assert out[name].value == pytest.approx(metric(y, pred, average="macro", zero_division=0), abs=1e-12)
+    assert out["f1_macro"].value == pytest.approx(skm.f1_score(y, pred, average="macro", zero_division=0), abs=1e-12)
+    with pytest.warns(UserWarning, match="y_pred contains classes not in y_true"):
+        balanced = skm.balanced_accuracy_score(y, pred)
+    assert out["balanced_accuracy"].value == pytest.approx(balanced, abs=1e-12)
+    # AND the probability metrics are left out
+    assert set(out) == {"accuracy", "balanced_accuracy", "precision_macro", "recall_macro", "f1_macro"}
+
+
+def test_multiclass_ovr_auc_is_undefined_on_a_window_missing_a_class():
+    # GIVEN a 3-class window with no row of the third class
+    y, p = multiclass_window(600, 4)
+    y = np.minimum(y, 1)
+    # WHEN the metrics are computed THEN the OvR AUC is NaN (sklearn raises) and the rest are defined
+    out = mq.multiclass_metrics(y, p, classes=[0, 1, 2])
+    assert np.isnan(out["roc_auc_ovr"].value) and np.isfinite(out["log_loss"].value)
+
+
+def test_multiclass_labels_outside_the_cards_classes_are_refused_by_name():
+    with pytest.raises(ValueError, match=r"y_true row 1 has label 'penguin', not one of the model's classes"):
+        mq.multiclass_metrics(["a", "penguin", "b"], np.full((3, 3), 1 / 3), classes=["a", "b", "c"])
+    with pytest.raises(ValueError, match=r"prob must have shape \(n, 3\)"):
+        mq.multiclass_metrics(["a", "b"], np.full((2, 2), 0.5), classes=["a", "b", "c"])
+
+
+def test_multiclass_labels_given_as_text_match_numeric_classes():
+    # GIVEN numeric classes and labels read back as text (a CSV of labels)
+    y, p = multiclass_window(500, 6)
+    # WHEN the metrics are computed from the text labels THEN they equal those from the numbers
+    text = mq.multiclass_metrics(y.astype(str), p, classes=[0, 1, 2], only=("accuracy", "log_loss"))
+    numbers = mq.multiclass_metrics(y, p, classes=[0, 1, 2], only=("accuracy", "log_loss"))
+    assert text == numbers
+
+
+def test_window_metrics_use_the_multiclass_metrics_for_a_card_with_three_classes():
+    # GIVEN a 3-class window and the card's classes
+    y, p = multiclass_window(800, 5)
+    # WHEN the window's metrics are computed for that card
+    out = mq.window_metrics("classification", y, prob=p, classes=[0, 1, 2])
+    # THEN they carry the card's multiclass holdout names, which the degradation check has references for
+    assert {"f1_macro", "roc_auc_ovr", "balanced_accuracy", "log_loss"} <= set(out)
+    card_metrics = {"rows": 1000, "accuracy": 0.7, "f1_macro": 0.7, "roc_auc_ovr": 0.85, "log_loss": 0.7}
+    report = check_degradation(out, card_metrics, labeled_rows=len(y))
+    compared = {m.name for m in report.metrics if m.verdict != NO_REFERENCE}
+    assert compared == {"accuracy", "f1_macro", "roc_auc_ovr", "log_loss"}
 
 
 def test_expected_calibration_error_equals_the_per_bin_definition():
@@ -177,6 +272,32 @@ CLASSIFICATION_INTERVALS = {
     "log loss (normal)": _log_loss,
     "F1 (multinomial bootstrap)": _f1,
 }
+
+
+def _f1_macro(y, p):
+    k = p.shape[1]
+    cm = np.bincount(y * k + p.argmax(axis=1), minlength=k * k).reshape(k, k)
+    return mq.macro_scores(cm)["f1_macro"]
+
+
+def _multiclass_balanced_accuracy(y, p):
+    k = p.shape[1]
+    return mq.multiclass_balanced_accuracy(np.bincount(y * k + p.argmax(axis=1), minlength=k * k).reshape(k, k))
+
+
+MULTICLASS_INTERVALS = {
+    "macro F1 (multinomial bootstrap)": _f1_macro,
+    "balanced accuracy (normal)": _multiclass_balanced_accuracy,
+    "OvR macro ROC AUC (DeLong influence)": mq.roc_auc_ovr,
+}
+
+
+@pytest.mark.parametrize("name", sorted(MULTICLASS_INTERVALS))
+def test_multiclass_intervals_cover_the_population_value_at_the_nominal_rate(name):
+    # GIVEN windows of 800 rows from one 3-class population WHEN each gets a 95 % interval
+    coverage = _coverage(MULTICLASS_INTERVALS[name], multiclass_window, 800)
+    # THEN about 95 % of the intervals cover the population's value
+    assert COVERAGE_RANGE[0] <= coverage <= COVERAGE_RANGE[1], coverage
 
 
 @pytest.mark.parametrize("name", sorted(CLASSIFICATION_INTERVALS))
@@ -288,8 +409,9 @@ def test_holdout_references_take_the_cost_per_row_from_the_decision_section():
         {"split": "holdout", "rows": 100, "roc_auc": 0.9, "f1_macro": 0.7},
         {"threshold": 0.3, "costs": {"false_positive": 1, "false_negative": 5}, "holdout_expected_cost": 0.42},
     )
-    # THEN the compared names are the window's metric names, with cost_per_row from holdout_expected_cost
-    assert refs == {"roc_auc": 0.9, "cost_per_row": 0.42}
+    # THEN the compared names are the window's metric names (f1_macro: a multiclass window's), with cost_per_row
+    # from holdout_expected_cost; "split" and "rows" are not metrics
+    assert refs == {"roc_auc": 0.9, "f1_macro": 0.7, "cost_per_row": 0.42}
 
 
 def test_holdout_uncertainty_makes_a_small_holdout_harder_to_beat():
@@ -343,6 +465,38 @@ def test_tolerance_overrides_merge_into_the_defaults():
     assert config.tolerances["roc_auc"] == 0.05 and config.tolerances["accuracy"] == DEFAULT_TOLERANCES["accuracy"]
 
 
+def _window(rows: int, drop: float, window_se: float, holdout_se: float) -> dict:
+    """A degraded window's report as update_state reads it: one metric (roc_auc) with its drop and variances."""
+    metric = {"name": "roc_auc", "drop": drop, "tolerance": 0.0125, "p_value": 0.01}
+    metric.update(window_variance=window_se**2, holdout_variance=holdout_se**2, verdict=DEGRADED)
+    return {"verdict": DEGRADED, "labeled_rows": rows, "degraded_metrics": ["roc_auc"], "metrics": [metric]}
+
+
+def test_two_borderline_degraded_windows_raise_no_alarm_unless_the_pooled_run_confirms_the_drop():
+    # GIVEN two degraded windows whose drops (0.016, ~1.6 standard errors each) pass the window's test
+    borderline = _window(2000, 0.016, 0.0088, 0.0039)
+    # WHEN they are folded in a row
+    state, _ = update_state(None, borderline)
+    state, alarm = update_state(state, borderline)
+    # THEN the run is long enough, but the pooled drop (z ~2.2 < 2.33) does not confirm it at 1 %: no alarm
+    assert state["consecutive_degraded"] == 2 and not alarm
+    assert state["pooled"]["metrics"]["roc_auc"]["p_adjusted"] > 0.01
+    # AND two windows 0.03 lower (the drop the monitor must catch) raise it
+    state, _ = update_state(None, _window(2000, 0.03, 0.0088, 0.0039))
+    state, alarm = update_state(state, _window(2000, 0.03, 0.0088, 0.0039))
+    assert alarm and state["pooled"]["confirmed"]
+
+
+def test_the_pooled_test_counts_the_shared_holdout_error_once_not_once_per_window():
+    # GIVEN three windows whose own error is small but whose common holdout is noisy (se 0.01)
+    windows = [_window(20_000, 0.018, 0.003, 0.01) for _ in range(3)]
+    # WHEN the run is pooled
+    pooled = pooled_run_test(windows, DegradationConfig(consecutive_windows=3))
+    # THEN the holdout's variance is not averaged away: z = 0.018 / sqrt(0.003^2 / 3 + 0.01^2) ~ 1.76, not 3.2
+    p = pooled["metrics"]["roc_auc"]["p_value"]
+    assert p == pytest.approx(0.039, abs=0.002) and not pooled["confirmed"]
+
+
 def test_update_state_rejects_an_unknown_verdict():
     with pytest.raises(ValueError, match="unknown verdict"):
         update_state(None, {"verdict": "drift"})
@@ -379,7 +533,7 @@ def test_clean_windows_from_the_holdout_population_rarely_raise_a_model_alarm():
             report = check_degradation(compared(*binary_window(2000, 100 * model + window)), card, labeled_rows=2000)
             state, flagged = update_state(state, report)
             alarms += flagged
-    # THEN the 2-in-a-row rule raises at most a few of the 200 possible alarms
+    # THEN the alarm rule (2 in a row, confirmed by the pooled test at 1 %) raises at most a few of 200 alarms
     assert alarms <= 5
 
 

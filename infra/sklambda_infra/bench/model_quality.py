@@ -392,7 +392,7 @@ def summary_rows(result: dict) -> list[list[str]]:
             "PASS" if s["meets_target"] else "MISS",
         ],
         [
-            f"model-quality false degradation alarms, clean windows of {sizes} labels (worst, 2-in-a-row)",
+            f"model-quality false degradation alarms, clean windows of {sizes} labels (worst, alarm rule)",
             f"{r['worst_false_alarm_rate']:.2%}",
             f"<= {FALSE_ALARM_TARGET:.0%}",
             "PASS" if r["meets_false_alarm_target"] else "MISS",

@@ -7,6 +7,7 @@ ConfigurationError naming the variable instead of failing the first request:
     batch scoring, SQS side         BatchScoreSettings    (functions/batch_score/app.py)
     batch scoring, fan-out chunks   BatchChunkSettings    (functions/batch_score/fanout.py)
     scheduled drift check           DriftCheckSettings    (functions/drift_check/app.py)
+    ground truth (route and files)  FeedbackSettings      (functions/feedback/app.py)
     scheduled model-quality check   QualityCheckSettings  (functions/quality_check/app.py)
 
 A field declared with `setting(NAME, default)` is read from the variable NAME; its default is the field's default
@@ -76,6 +77,11 @@ DRIFT_EVENT_BUS = "SKLAMBDA_DRIFT_EVENT_BUS"
 DRIFT_MAX_ROWS = "SKLAMBDA_DRIFT_MAX_ROWS"
 DRIFT_HISTORY_WINDOWS = "SKLAMBDA_DRIFT_HISTORY_WINDOWS"
 
+# Ground truth in (sklambda.monitoring.ground_truth.labels): labels per POST /models/{name}/feedback request, and
+# labels per stored object when a feedback/ file is split.
+FEEDBACK_MAX_LABELS = "SKLAMBDA_FEEDBACK_MAX_LABELS"
+FEEDBACK_CHUNK_LABELS = "SKLAMBDA_FEEDBACK_CHUNK_LABELS"
+
 # The scheduled model-quality check (sklambda.monitoring.quality_check): labels joined with captured predictions.
 QUALITY_WINDOW_HOURS = "SKLAMBDA_QUALITY_WINDOW_HOURS"
 QUALITY_LOOKBACK_DAYS = "SKLAMBDA_QUALITY_LOOKBACK_DAYS"
@@ -95,6 +101,8 @@ PSEUDONYM_KEY_CONTEXT = {"sklambda:purpose": "pseudonymization"}
 CAPTURE_PREFIX = "capture/"
 # Where ground-truth labels are stored (in the data bucket): ground-truth/model=<name>/dt=<arrival yyyy-mm-dd>/...
 GROUND_TRUTH_PREFIX = "ground-truth/"
+# Where label files are uploaded (in the data bucket): feedback/<model>/<relative path>.{csv,jsonl}[.gz]
+FEEDBACK_PREFIX = "feedback/"
 
 
 # --- reading -------------------------------------------------------------------------------------------------------
@@ -151,6 +159,16 @@ def setting(name: str, default: Any = dataclasses.MISSING, **bounds: float) -> A
 def _default_alias() -> Any:
     """The alias a request without `alias` or `version` is served from (README: "Default alias: production")."""
     return setting(DEFAULT_ALIAS, "production")
+
+
+def _max_body_bytes() -> Any:
+    """The API's request body limit in bytes (413 above), shared by the predict and feedback functions."""
+    return setting(MAX_BODY_BYTES, 1024 * 1024, minimum=1)
+
+
+def _alias_ttl_seconds() -> Any:
+    """How long an alias -> version answer is reused before the alias is read again."""
+    return setting(ALIAS_TTL_SECONDS, 60.0, minimum=0)
 
 
 class EnvSettings:
@@ -215,7 +233,7 @@ class ModelServerSettings(RegistrySettings):
     model_cache_size: verified, loaded models kept per container (least recently used evicted).
     """
 
-    alias_ttl_seconds: float = setting(ALIAS_TTL_SECONDS, 60.0, minimum=0)
+    alias_ttl_seconds: float = _alias_ttl_seconds()
     model_cache_size: int = setting(MODEL_CACHE_SIZE, 4, minimum=1)
 
 
@@ -303,7 +321,7 @@ class PredictSettings(ModelServerSettings):
 
     default_alias: str = _default_alias()
     max_rows: int = setting(MAX_ROWS, 1000, minimum=1)
-    max_body_bytes: int = setting(MAX_BODY_BYTES, 1024 * 1024, minimum=1)
+    max_body_bytes: int = _max_body_bytes()
     max_explain_rows: int = setting(MAX_EXPLAIN_ROWS, 100, minimum=1)
     preload_models: tuple[str, ...] = setting(PRELOAD_MODELS, ())
     capture: CaptureSettings = field(default_factory=CaptureSettings)
@@ -346,6 +364,30 @@ class DriftCheckSettings(RegistrySettings):
     event_bus: str = setting(DRIFT_EVENT_BUS, "default")
     max_rows: int = setting(DRIFT_MAX_ROWS, 50_000, minimum=1)
     history_windows: int = setting(DRIFT_HISTORY_WINDOWS, 30, minimum=1, maximum=1000)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FeedbackSettings(RegistrySettings):
+    """The feedback function's settings (functions/feedback/app.py): the route POST /models/{name}/feedback and the
+    label files uploaded under feedback/.
+
+    monitoring_bucket: the data bucket labels are stored in (ground-truth/, sklambda.monitoring.ground_truth.store).
+    default_alias: the alias whose card (its `task` and `classes`) labels are checked against when the request names
+        neither alias nor version, as the predict route does.
+    alias_ttl_seconds: how long an alias -> version answer is reused.
+    max_labels: labels per request (413 above); a file has no such limit (it is stored in chunks).
+    max_body_bytes: request body size in bytes (413 above).
+    chunk_labels: labels per stored object when a file is split (bounds the memory a file holds at once).
+    max_line_bytes: a file row longer than this is rejected without being read whole (a label row is short).
+    """
+
+    monitoring_bucket: str = setting(MONITORING_BUCKET)
+    default_alias: str = _default_alias()
+    alias_ttl_seconds: float = _alias_ttl_seconds()
+    max_labels: int = setting(FEEDBACK_MAX_LABELS, 10_000, minimum=1)
+    max_body_bytes: int = _max_body_bytes()
+    chunk_labels: int = setting(FEEDBACK_CHUNK_LABELS, 100_000, minimum=1)
+    max_line_bytes: int = 64 * 1024
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -45,7 +45,7 @@ from sklambda.monitoring.model_quality.degradation import (
     check_degradation,
     update_state,
 )
-from sklambda.monitoring.model_quality.estimation import Z_95, EstimationUnavailable, estimate
+from sklambda.monitoring.model_quality.estimation import Z_95, EstimationUnavailable, MulticlassEstimate, estimate
 from sklambda.monitoring.model_quality.fairness import MIN_GROUP_ROWS, REGRESSION, SegmentReport, segment_report
 from sklambda.monitoring.model_quality.history import HISTORY_FORMAT, summarize
 from sklambda.monitoring.model_quality.join import ID, LABEL, join_labels
@@ -62,7 +62,6 @@ STATE_FORMAT = "sklambda.monitoring.quality-state/v1"
 # The estimated verdict of a window with fewer served predictions than min_labeled_rows (the rule's
 # insufficient_labels, named for what is missing: these rows need no label).
 INSUFFICIENT_ROWS = "insufficient_rows"
-CBPE_METRICS = ("accuracy", "f1", "roc_auc")
 # Card tags that set one model's degradation rule, as drift.* tags set its drift check (DriftConfig.from_card_tags):
 # quality.alpha, quality.correction, quality.min_labeled_rows, quality.consecutive_windows, quality.tolerance.<metric>.
 TAG_PREFIX, TOLERANCE_TAG = "quality.", "tolerance."
@@ -362,7 +361,8 @@ def _realized(
     """The realized metrics of joined rows (model_quality.metrics.window_metrics).
 
     Binary classifiers: the positive class's probability when every row has one (else the metrics that need none),
-    the served prediction as the decision. Multiclass: accuracy only. Regressors: MAE, RMSE, R², mean bias (a
+    the served prediction as the decision. Multiclass (3+ classes): metrics.multiclass_metrics on the labels that are
+    one of the card's classes. Regressors: MAE, RMSE, R², mean bias (a
     label or prediction that is not a number is left out).
     """
     if card.task == REGRESSION:
@@ -370,9 +370,22 @@ def _realized(
         pred = pd.to_numeric(rows["prediction"], errors="coerce").to_numpy(dtype=float)
         ok = np.isfinite(y) & np.isfinite(pred)
         return window_metrics(REGRESSION, y[ok], predicted=pred[ok])
-    if positive is None:
-        correct = int((rows[LABEL].astype(str).to_numpy() == rows["prediction"].astype(str).to_numpy()).sum())
-        return {"accuracy": wilson(correct, len(rows))}
+    if positive is None:  # multiclass: labels and predictions as the card's classes, by their text
+        classes = list(card.classes or ())
+        by_text = {str(c): c for c in classes}
+        y = rows[LABEL].astype(str).map(by_text)
+        pred = rows["prediction"].astype(str).map(by_text)
+        known = (y.notna() & pred.notna()).to_numpy()  # a label that is no class cannot be scored
+        if len(classes) < 3:
+            return {"accuracy": wilson(int((y[known] == pred[known]).sum()), int(known.sum()))}
+        proba = _proba_matrix(card, rows[known])
+        return window_metrics(
+            CLASSIFICATION,
+            y[known].to_numpy(dtype=object),
+            prob=proba,
+            predicted=pred[known].to_numpy(dtype=object),
+            classes=classes,
+        )
     prob = rows["probability"].to_numpy(dtype=float) if "probability" in rows else np.array([])
     return window_metrics(
         CLASSIFICATION,
@@ -384,11 +397,11 @@ def _realized(
 
 
 def _proba_matrix(card: ModelCard, rows: pd.DataFrame) -> np.ndarray | None:
-    """[rows, 2] probabilities in the card's class order (predict_proba's), or None when a row lacks them."""
+    """[rows, classes] probabilities in the card's class order (predict_proba's), or None when a row lacks them."""
     classes = [str(c) for c in card.classes or ()]
-    if len(classes) != 2 or not len(rows):
+    if len(classes) < 2 or not len(rows):
         return None
-    out = np.empty((len(rows), 2))
+    out = np.empty((len(rows), len(classes)))
     for i, probabilities in enumerate(rows["probabilities"]):
         if not probabilities:
             return None
@@ -399,22 +412,33 @@ def _proba_matrix(card: ModelCard, rows: pd.DataFrame) -> np.ndarray | None:
     return out if np.isfinite(out).all() else None
 
 
-def _cbpe_estimates(card: ModelCard, proba: np.ndarray) -> tuple[dict[str, Estimate], float]:
-    """CBPE's accuracy, F1 and ROC AUC as metrics Estimates (se from the 95 % interval's half-width), and the expected
-    positive rate. Raises EstimationUnavailable, ValueError as estimation.estimate."""
+def _cbpe_estimates(card: ModelCard, proba: np.ndarray) -> tuple[dict[str, Estimate], float | None]:
+    """CBPE's accuracy, F1 and ROC AUC (binary) or accuracy, macro F1 and one-vs-rest ROC AUC (multiclass), named as
+    the realized metrics, as metrics Estimates (se from the 95 % interval's half-width), and the expected positive
+    rate (binary; None for multiclass). Raises EstimationUnavailable, ValueError as estimation.estimate."""
     found = estimate(card.estimation, proba)
+    if isinstance(found, MulticlassEstimate):
+        named = (
+            ("accuracy", found.accuracy, found.accuracy_interval),
+            ("f1_macro", found.f1_macro, found.f1_macro_interval),
+            ("roc_auc_ovr", found.roc_auc_ovr, found.roc_auc_ovr_interval),
+        )
+        positive_rate = None
+    else:
+        named = (
+            ("accuracy", found.accuracy, found.accuracy_interval),
+            ("f1", found.f1, found.f1_interval),
+            ("roc_auc", found.roc_auc, found.roc_auc_interval),
+        )
+        positive_rate = found.expected_positive_rate
     out = {}
-    for name, value, interval in (
-        ("accuracy", found.accuracy, found.accuracy_interval),
-        ("f1", found.f1, found.f1_interval),
-        ("roc_auc", found.roc_auc, found.roc_auc_interval),
-    ):
+    for name, value, interval in named:
         if value is None or interval is None:
             out[name] = NAN_ESTIMATE
             continue
         low, high = interval
         out[name] = Estimate(value, low, high, (high - low) / (2 * Z_95), "cbpe")
-    return out, found.expected_positive_rate
+    return out, positive_rate
 
 
 def _estimated(
@@ -427,7 +451,7 @@ def _estimated(
     whose estimate is unavailable leaves the state as it was.
     """
     if card.task != CLASSIFICATION or not card.estimation:
-        reason = "the model card has no CBPE estimation section (binary classifiers published with a holdout)"
+        reason = "the model card has no CBPE estimation section (classifiers published with a holdout)"
         return {"available": False, "reason": reason}, dict(previous) if previous else None, False
     proba = _proba_matrix(card, served)
     if proba is None:
@@ -452,7 +476,7 @@ def _estimated(
             "verdict": INSUFFICIENT_ROWS if report.verdict == INSUFFICIENT_LABELS else report.verdict,
             "estimated_degraded": degraded,
             "degraded_metrics": section["degraded_metrics"],
-            "expected_positive_rate": positive_rate,
+            "expected_positive_rate": positive_rate,  # binary only
             "metrics": [
                 {**m, "verdict": INSUFFICIENT_ROWS if m["verdict"] == INSUFFICIENT_LABELS else m["verdict"]}
                 for m in section["metrics"]
@@ -478,7 +502,7 @@ def _beside(card: ModelCard, current: pd.DataFrame, report: DegradationReport) -
         return None
     realized = {m.name: m.estimate for m in report.metrics}
     out = {}
-    for name in CBPE_METRICS:
+    for name in estimates:
         est, real = estimates[name].to_dict(), realized.get(name, NAN_ESTIMATE).to_dict()
         out[name] = {
             "estimated": est["value"],

@@ -4,8 +4,9 @@ Before anything is written, `sklambda.publishing.quality` checks the data and ev
 PublishRejected (its `errors` list one FieldError per problem). Besides schema, metrics and baseline, the card
 records permutation importance per input feature, the background sample for per-prediction explanations, the
 decision threshold of a binary classifier (given, or chosen to minimize the expected cost of its errors on the
-holdout set), the model's documentation, the data quality warnings and, for a binary classifier published with a
-holdout, the calibration map that estimates its performance before labels arrive (`estimation`).
+holdout set), the model's documentation, the data quality warnings and, for a classifier with predict_proba
+published with a holdout (binary with its decision, or multiclass), the calibration map that estimates its
+performance before labels arrive (`estimation`).
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ from sklambda.errors import (
 )
 from sklambda.monitoring.model_quality.estimation import EstimationUnavailable
 from sklambda.monitoring.model_quality.estimation import card_section as estimation_section
+from sklambda.monitoring.model_quality.estimation import multiclass_card_section as multiclass_estimation_section
+from sklambda.monitoring.model_quality.metrics import class_indices
 from sklambda.publishing.artifact import ArtifactUnreadable, check_needs, installed_modules, scan_artifact
 from sklambda.publishing.baseline import feature_baseline, prediction_baseline
 from sklambda.publishing.parity import Runtime, check_parity, select_rows, server_for
@@ -295,9 +298,14 @@ def build_card(
         importance = None
         extra.append(Problem("importance", None, f"permutation importance could not be computed: {e}"))
     estimation = None
-    if decision is not None and split == "holdout":
+    multiclass = classes is not None and len(classes) > 2 and hasattr(model, "predict_proba")
+    if (decision is not None or multiclass) and split == "holdout":
         try:
-            estimation = _estimation(model, decision, X_eval, y_eval)
+            estimation = (
+                _multiclass_estimation(model, X_eval, y_eval)
+                if multiclass
+                else _estimation(model, decision, X_eval, y_eval)
+            )
         except EstimationUnavailable as e:
             extra.append(Problem("estimation", None, f"performance cannot be estimated before labels arrive: {e}"))
     segment_section = None
@@ -632,6 +640,16 @@ def _estimation(model: Any, decision: Mapping[str, Any], X_eval: pd.DataFrame, y
     is_positive = np.array([_plain(v) == positive for v in y_eval])
     proba = np.asarray(model.predict_proba(X_eval))
     return estimation_section(proba, is_positive, positive_index=column, threshold=float(decision["threshold"]))
+
+
+def _multiclass_estimation(model: Any, X_eval: pd.DataFrame, y_eval: pd.Series) -> dict[str, Any]:
+    """The card's `estimation` section of a multiclass classifier: one-vs-rest CBPE calibration maps fitted on the
+    holdout (sklambda.monitoring.model_quality.estimation). Raises EstimationUnavailable for too few rows of a class
+    or a predict that is not predict_proba's argmax."""
+    classes = [_plain(c) for c in model.classes_]
+    y_index = class_indices([_plain(v) for v in y_eval], classes)
+    predicted = class_indices([_plain(v) for v in model.predict(X_eval)], classes, "predicted")
+    return multiclass_estimation_section(np.asarray(model.predict_proba(X_eval)), y_index, predicted)
 
 
 def _importance(

@@ -27,7 +27,9 @@ check (deploy the layer before publishing with a newer publisher). Their shapes:
     estimation     {"method": "cbpe", "positive_index", "threshold", "calibration": {"method": "isotonic", "x", "y"},
                     "holdout": {"rows", "accuracy", "f1", "roc_auc", "positive_rate"}}   binary classifiers with
                    predict_proba published with a holdout: the calibration map that estimates performance before
-                   labels arrive (sklambda.monitoring.model_quality.estimation)
+                   labels arrive (sklambda.monitoring.model_quality.estimation); multiclass ones:
+                   {"method": "cbpe_multiclass", "classes": k, "prediction": "argmax", "calibrations": [one map per
+                    class], "holdout": {"rows", "accuracy", "f1_macro", "roc_auc_ovr", "class_shares"}}
     segments       {"split", "task", "rows", "positive_label", "min_group_rows", "confidence", "bounds": {name: gap},
                     "features": [{"name", "sensitive", "groups": [{"group", "rows", "positives", "too_small",
                     "metrics": {name: value|None}, "intervals": {name: [low, high]}}], "gaps": [{"name", "gap",

@@ -148,6 +148,50 @@ class PredictResponse(BaseModel):
         )
 
 
+# One label row as sklambda.monitoring.ground_truth.labels accepts it (documented here; checked there, naming rows).
+_LABEL_ROW_SCHEMA = {
+    "type": "object",
+    "description": "One ground-truth label: the prediction's inference_id (or id, not both), the true label (a class "
+    "of the model, as its value or its text, or a finite number for a regressor) and optionally when it was observed.",
+    "properties": {
+        "inference_id": _ID_SCHEMA,
+        "id": _ID_SCHEMA,
+        "label": {"description": 'A class of the model (value or text, e.g. 1 or "1"), or a finite number.'},
+        "time": {
+            "type": ["string", "null"],
+            "format": "date-time",
+            "description": "ISO 8601 with a timezone, not in the future.",
+        },
+    },
+    "required": ["label"],
+}
+
+
+class FeedbackRequest(BaseModel):
+    """The body of POST /models/{name}/feedback: {"labels": [row, ...]}. Rows are checked by
+    sklambda.monitoring.ground_truth.labels (HTTP 422 naming row and field), not here: pydantic's errors would be a
+    400 without the row. Other top-level keys are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    labels: list[Annotated[Any, WithJsonSchema(_LABEL_ROW_SCHEMA)]] = Field(
+        description="Ground-truth labels, one per prediction (ids unique in the request); all are stored or none. "
+        "At most SKLAMBDA_FEEDBACK_MAX_LABELS (template parameter FeedbackMaxLabels)."
+    )
+
+
+class FeedbackResponse(BaseModel):
+    """The answer of POST /models/{name}/feedback: 201 when the labels were stored, 200 when the same labels were
+    already stored (a retried request: `stored` false). `version`: the model version whose card the labels were
+    checked against; `key`: the S3 key of the object holding them (ground-truth/model=<name>/dt=<day>/...)."""
+
+    model: str
+    version: str
+    accepted: int
+    stored: bool
+    key: str
+
+
 class RequestInput(BaseModel):
     """One input tensor of an Open Inference Protocol v2 request: its values in `data` (JSON), or, with the binary
     tensor data extension, `parameters.binary_data_size` bytes after the JSON header (sklambda.serving.oip fills

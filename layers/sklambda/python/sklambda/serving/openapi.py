@@ -37,7 +37,14 @@ from sklambda.registry.schema import (
     is_required,
 )
 from sklambda.registry.store import NAME_RE, VERSION_RE
-from sklambda.serving.contracts import InferRequest, ModelSelector, PredictRequest, PredictResponse
+from sklambda.serving.contracts import (
+    FeedbackRequest,
+    FeedbackResponse,
+    InferRequest,
+    ModelSelector,
+    PredictRequest,
+    PredictResponse,
+)
 
 OPENAPI_VERSION = "3.1.0"
 # Security schemes: API Gateway's API key (AuthMode API_KEY) and AWS Signature Version 4 (AuthMode IAM).
@@ -203,6 +210,8 @@ class Operation:
     query: tuple[str, ...] = ()
     errors: tuple[int, ...] = ()
     tags: tuple[str, ...] = ("rest",)
+    # 201 Created besides 200: a route that may store something new (the feedback route)
+    creates: bool = False
 
     @property
     def v2(self) -> bool:
@@ -221,6 +230,18 @@ OPERATIONS: tuple[Operation, ...] = (
         request=PredictRequest,
         query=("alias", "version", "explain"),
         errors=(*_MODEL, 409, 413, 422),
+    ),
+    Operation(
+        "post",
+        "/models/{name}/feedback",
+        "feedback",
+        "Send ground-truth labels of served predictions, by inference_id (201 stored, 200 already stored)",
+        FeedbackResponse,
+        request=FeedbackRequest,
+        query=("alias", "version"),
+        errors=(*_MODEL, 413, 422),
+        tags=("rest", "ground-truth"),
+        creates=True,
     ),
     Operation(
         "get",
@@ -303,8 +324,8 @@ _STATUS_TEXT = {
     403: "API Gateway refused the call: no or a wrong API key, or a bad signature",
     404: "No such model, alias or version (or route)",
     409: "The version cannot explain (no background sample, or a classifier without predict_proba)",
-    413: "The body or the number of rows is over the limit",
-    422: "Rows that do not match the model's schema, one detail per row and field",
+    413: "The body or the number of rows (labels) is over the limit",
+    422: "Rows (labels) that do not match the model's schema (classes), one detail per row and field",
     429: "Throttled by the stage or the usage plan",
     503: "The model was refused: bad signature, tampered artifact, scikit-learn version mismatch",
 }
@@ -368,6 +389,7 @@ def document(limits: Limits) -> dict[str, Any]:
         "tags": [
             {"name": "rest", "description": "sklambda's own routes"},
             {"name": "v2", "description": "Open Inference Protocol v2 (KServe, MLServer, Triton clients)"},
+            {"name": "ground-truth", "description": "Labels of served predictions, for model-quality monitoring"},
             {"name": "openapi", "description": "This description"},
         ],
         "paths": paths,
@@ -497,7 +519,7 @@ def feature_schema(spec: FeatureSpec) -> dict[str, Any]:
 
 # --- pieces ------------------------------------------------------------------------------------------------------
 def _is_request(model: type[BaseModel]) -> bool:
-    return model in (PredictRequest, InferRequest)
+    return model in (PredictRequest, InferRequest, FeedbackRequest)
 
 
 def _limit_instances(components: dict[str, Any], limits: Limits) -> None:
@@ -548,6 +570,9 @@ def _responses(op: Operation, ref: Mapping[type[BaseModel], dict[str, Any]]) -> 
     responses: dict[str, Any] = {
         "200": {"description": "OK", "content": {"application/json": {"schema": ref[op.response]}}}
     }
+    if op.creates:
+        responses["200"]["description"] = "Already stored (the same request was stored before)"
+        responses["201"] = {"description": "Stored", "content": {"application/json": {"schema": ref[op.response]}}}
     for status in sorted({*op.errors, 403, 429}):
         schema = ref[GatewayError] if status in (403, 429) else error
         responses[str(status)] = {

@@ -28,6 +28,16 @@ from botocore.exceptions import ClientError
 from sklambda.config import GROUND_TRUTH_PREFIX
 
 ID, LABEL, TIME, ARRIVAL = "inference_id", "label", "time", "arrival"
+# json.dumps(..., sort_keys=True, separators=(",", ":"), ensure_ascii=False) of one row, written out: the keys are
+# already in sorted order, and a string is escaped by the json module's own C encoder (a third of dumps' time).
+_text = json.encoder.encode_basestring  # type: ignore[attr-defined]
+
+
+def _value(value: Any) -> str:
+    value = _plain(value)
+    return _text(value) if isinstance(value, str) else json.dumps(value, allow_nan=False)
+
+
 _EXISTS = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
 
 
@@ -113,11 +123,16 @@ def write_labels(s3: Any, bucket: str, model: str, labels: Sequence[Label], *, a
     if not labels:
         raise ValueError("no labels to store")
     stamp = _iso(arrival)
-    rows = [{ID: lab.inference_id, LABEL: _plain(lab.label), TIME: _iso(lab.time)} for lab in labels]
-    canonical = json.dumps(rows, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-    digest = hashlib.sha256(canonical).hexdigest()[:40]
+    # One encoding per row serves both the digest (the compact, key-sorted JSON list of the rows) and the body (the
+    # same text with the arrival appended): a million-row label file spent ~40 % of its time encoding twice.
+    rows = [
+        f'{{"{ID}":{_text(lab.inference_id)},"{LABEL}":{_value(lab.label)},"{TIME}":{_value(_iso(lab.time))}}}'
+        for lab in labels
+    ]
+    digest = hashlib.sha256(("[" + ",".join(rows) + "]").encode()).hexdigest()[:40]
     key = f"{label_prefix(model, arrival.astimezone(UTC).date())}{digest}.jsonl"
-    body = "".join(json.dumps({**row, ARRIVAL: stamp}, ensure_ascii=False) + "\n" for row in rows).encode()
+    tail = ',"' + ARRIVAL + '":' + json.dumps(stamp) + "}\n"
+    body = "".join(row[:-1] + tail for row in rows).encode()
     try:
         s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/x-ndjson", IfNoneMatch="*")
     except ClientError as e:
@@ -173,11 +188,12 @@ def read_labels(s3: Any, bucket: str, model: str, start: datetime, end: datetime
                 else:
                     records.append(record)
     frame = pd.DataFrame.from_records(records, columns=[ID, LABEL, TIME, ARRIVAL])
-    frame[ARRIVAL] = pd.to_datetime(frame[ARRIVAL], utc=True, errors="coerce", format="ISO8601")
+    # One unit for both columns (the parsed units follow the texts' precision), so one can fill the other.
+    frame[ARRIVAL] = pd.to_datetime(frame[ARRIVAL], utc=True, errors="coerce", format="ISO8601").dt.as_unit("ns")
     bad = frame[ARRIVAL].isna()
     malformed += int(bad.sum())
     frame = frame[~bad & (frame[ARRIVAL] >= lo) & (frame[ARRIVAL] < hi)]
-    observed = pd.to_datetime(frame[TIME], utc=True, errors="coerce", format="ISO8601")
+    observed = pd.to_datetime(frame[TIME], utc=True, errors="coerce", format="ISO8601").dt.as_unit("ns")
     frame = frame.assign(**{TIME: observed.fillna(frame[ARRIVAL])})
     read = len(frame)
     frame = frame.sort_values([TIME, ARRIVAL], kind="stable").drop_duplicates(ID, keep="last").reset_index(drop=True)

@@ -1,4 +1,4 @@
-"""Performance estimated before labels arrive: confidence-based performance estimation (CBPE) for binary classifiers.
+"""Performance estimated before labels arrive: confidence-based performance estimation (CBPE), binary and multiclass.
 
 At publish, `fit_calibration` maps the model's scores for the positive class to calibrated probabilities with
 isotonic regression on the holdout (pool-adjacent-violators, in numpy), and `card_section` stores the map as
@@ -18,14 +18,31 @@ Source: NannyML, "Performance estimation: how it works", CBPE
 Assumption, as in that source: no concept drift. The estimate stays right under covariate shift (P(x) changes,
 P(y | x) does not) as long as the calibration holds where the shifted rows land; when P(y | x) itself changes,
 the calibrated probabilities are wrong and the estimate follows the old concept, not the realized metric
-(tests/unit/test_estimation.py shows both). Binary classifiers only; multiclass (one-vs-rest maps) is not built.
+(tests/unit/test_estimation.py shows both).
 
-Shape of the card section (see sklambda.registry.card):
+Multiclass (3 or more classes; `multiclass_card_section`, `estimate` on such a section), as NannyML's multiclass
+CBPE (https://github.com/NannyML/nannyml/blob/v0.8.5/docs/how_it_works/performance_estimation.rst, "Multiclass
+Classification"): one isotonic map per class, one-vs-rest (P(label = c | score of c)), fitted on the holdout; in
+production each row's k calibrated probabilities are divided by their sum so that they sum to one. The prediction is
+the class of the largest score (predict for sklearn's probabilistic classifiers). The expected confusion matrix
+follows: a row predicted c adds its calibrated probability of each class t to cell (t, c). Expected accuracy is
+the mean calibrated probability of the predicted class; expected macro F1 the mean over classes of each class's
+one-vs-rest expected F1; expected ROC AUC (one-vs-rest, macro) the mean over classes of the binary expected AUC
+of the class's scores against its calibrated probabilities. Intervals as the binary ones, labels drawn from the
+calibrated categorical distribution of each row.
 
-    estimation  {"method": "cbpe", "positive_index": int, "threshold": float,
+Shapes of the card section (see sklambda.registry.card); a binary card keeps its exact form, so cards published
+before multiclass estimation keep their signed JSON, and a runtime that predates it reads a multiclass section as
+"estimation unavailable" (its method is not "cbpe"):
+
+    binary      {"method": "cbpe", "positive_index": int, "threshold": float,
                  "calibration": {"method": "isotonic", "x": [scores], "y": [probabilities]},
                  "holdout": {"rows": int, "accuracy": float, "f1": float, "roc_auc": float | None,
                              "positive_rate": float}}
+    multiclass  {"method": "cbpe_multiclass", "classes": int, "prediction": "argmax",
+                 "calibrations": [{"method": "isotonic", "x": [...], "y": [...]}, ...]   one per class, column order
+                 "holdout": {"rows": int, "accuracy": float, "f1_macro": float, "roc_auc_ovr": float | None,
+                             "class_shares": [float, ...]}}
 
 No scikit-learn import: this module runs monitoring-side and at publish.
 """
@@ -38,12 +55,20 @@ from typing import Any
 
 import numpy as np
 
+from sklambda.monitoring.model_quality.metrics import macro_averages
+
 METHOD = "cbpe"
+MULTICLASS_METHOD = "cbpe_multiclass"
+# How a multiclass row's predicted class follows from its scores (the only rule built).
+ARGMAX = "argmax"
 CALIBRATION = "isotonic"
 # Breakpoints kept in the card: more are thinned to this many, evenly over the map (endpoints kept).
 MAX_BREAKPOINTS = 256
 # Decimals of the stored breakpoints (scores and probabilities).
 DECIMALS = 5
+# Largest share of holdout rows whose predict differs from predict_proba's argmax (exact ties may break either
+# way) for which the multiclass estimate, which assumes the argmax, is still stored.
+MAX_ARGMAX_DISAGREEMENT = 0.01
 # Fewest holdout rows of each class for a calibration map.
 MIN_CLASS_ROWS = 10
 CONFIDENCE = 0.95
@@ -54,7 +79,7 @@ SEED = 0
 
 class EstimationUnavailable(ValueError):
     """The card carries no usable estimation section (published before it existed, without a holdout, not a
-    binary classifier with predict_proba, or a holdout with too few rows of a class)."""
+    classifier with predict_proba, or a holdout with too few rows of a class)."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +104,34 @@ class Estimate:
         """JSON-ready: intervals as [low, high]."""
         out = asdict(self)
         for key in ("accuracy_interval", "f1_interval", "roc_auc_interval"):
+            if out[key] is not None:
+                out[key] = list(out[key])
+        return out
+
+
+@dataclass(frozen=True)
+class MulticlassEstimate:
+    """Estimated metrics of one window of n rows of a multiclass model, each with a CONFIDENCE interval (low, high)
+    for its realized value; names as the realized metrics' (sklambda.monitoring.model_quality.metrics).
+
+    roc_auc_ovr and its interval are None when the window has fewer than 2 rows. expected_class_shares: the mean
+    calibrated probability of each class (card's class order). holdout_accuracy: the "nothing changed" reference.
+    """
+
+    rows: int
+    accuracy: float
+    accuracy_interval: tuple[float, float]
+    f1_macro: float
+    f1_macro_interval: tuple[float, float]
+    roc_auc_ovr: float | None
+    roc_auc_ovr_interval: tuple[float, float] | None
+    expected_class_shares: tuple[float, ...]
+    holdout_accuracy: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: intervals and shares as lists."""
+        out = asdict(self)
+        for key in ("accuracy_interval", "f1_macro_interval", "roc_auc_ovr_interval", "expected_class_shares"):
             if out[key] is not None:
                 out[key] = list(out[key])
         return out
@@ -190,6 +243,65 @@ def card_section(
     }
 
 
+def multiclass_card_section(
+    probabilities: np.ndarray, y_index: np.ndarray, predicted_index: np.ndarray | None = None
+) -> dict[str, Any]:
+    """The card's `estimation` section of a multiclass model from the holdout (shape in the module docstring).
+
+    probabilities: shape (n, k), k >= 3, predict_proba on the holdout; y_index: int shape (n,), each row's label as
+    its column in probabilities (sklambda.monitoring.model_quality.metrics.class_indices); predicted_index: the
+    model's predict on the holdout, as columns, to check that it is the argmax the estimate assumes. Raises
+    EstimationUnavailable when a class has fewer than MIN_CLASS_ROWS rows (or all but MIN_CLASS_ROWS) or predict
+    disagrees with the argmax on more than MAX_ARGMAX_DISAGREEMENT of the rows (e.g. SVC's Platt probabilities),
+    ValueError for other shapes.
+    """
+    proba = np.asarray(probabilities, dtype=float)
+    y = np.asarray(y_index)
+    if proba.ndim != 2 or proba.shape[1] < 3 or y.shape != (len(proba),):
+        raise ValueError(
+            f"multiclass CBPE needs probabilities (n, k >= 3) and one label per row, got {proba.shape}, {y.shape}"
+        )
+    k = proba.shape[1]
+    if predicted_index is not None:
+        disagree = float(np.mean(np.asarray(predicted_index) != np.argmax(proba, axis=1)))
+        if disagree > MAX_ARGMAX_DISAGREEMENT:
+            raise EstimationUnavailable(
+                f"the model's predictions differ from the class of its largest probability on {disagree:.1%} of the "
+                "holdout rows; multiclass estimation assumes they agree"
+            )
+    calibrations = []
+    for c in range(k):
+        try:
+            calibrations.append(fit_calibration(proba[:, c], y == c))
+        except EstimationUnavailable as e:
+            raise EstimationUnavailable(f"class at column {c}: {e}") from e
+    predicted = np.argmax(proba, axis=1)
+    cm = np.bincount(y * k + predicted, minlength=k * k).reshape(k, k)
+    aucs = [_auc_from_labels(_ranks(proba[:, c]), y == c) for c in range(k)]
+    return {
+        "method": MULTICLASS_METHOD,
+        "classes": k,
+        "prediction": ARGMAX,
+        "calibrations": calibrations,
+        "holdout": {
+            "rows": len(y),
+            "accuracy": float(np.trace(cm) / len(y)),
+            "f1_macro": float(macro_averages(cm)[2]),
+            "roc_auc_ovr": None if any(a is None for a in aucs) else float(np.mean(aucs)),
+            "class_shares": [float(v) for v in np.bincount(y, minlength=k) / len(y)],
+        },
+    }
+
+
+def calibrate_multiclass(calibrations: list[Mapping[str, Any]], probabilities: np.ndarray) -> np.ndarray:
+    """Calibrated class probabilities, shape (n, k): each column through its class's map, each row divided by its
+    sum (NannyML's multiclass CBPE). A row every map sends to 0 keeps the model's own probabilities."""
+    proba = np.asarray(probabilities, dtype=float)
+    calibrated = np.column_stack([calibrate(m, proba[:, c]) for c, m in enumerate(calibrations)])
+    total = calibrated.sum(axis=1, keepdims=True)
+    return np.where(total > 0, calibrated / np.where(total > 0, total, 1.0), proba)
+
+
 def estimate(
     section: Mapping[str, Any] | None,
     probabilities: np.ndarray,
@@ -197,21 +309,26 @@ def estimate(
     *,
     simulations: int = SIMULATIONS,
     seed: int = SEED,
-) -> Estimate:
+) -> Estimate | MulticlassEstimate:
     """Estimated accuracy, F1 and ROC AUC of one window of predictions whose labels are not known yet.
 
-    section: the card's `estimation` (None for a card without one). probabilities: shape (n, 2), what the model
-    returned (predict_proba column order, as the card's classes). threshold: the decision threshold on the
-    positive class's probability (default: the one stored in the section, the card's decision). simulations, seed:
-    label draws for the F1 and ROC AUC intervals.
+    section: the card's `estimation` (None for a card without one). probabilities: shape (n, 2) for a binary
+    section, (n, k) for a multiclass one: what the model returned (predict_proba column order, as the card's
+    classes). threshold: binary only, the decision threshold on the positive class's probability (default: the one
+    stored in the section, the card's decision). simulations, seed: label draws for the F1 and ROC AUC intervals.
+    Returns an Estimate (binary) or a MulticlassEstimate (multiclass section: see `estimate_multiclass`).
 
-    Raises EstimationUnavailable when section is None or not a CBPE section; ValueError for an empty window or
-    probabilities that are not (n, 2).
+    Raises EstimationUnavailable when section is None or not a CBPE section; ValueError for an empty window,
+    probabilities of the wrong shape, or a threshold with a multiclass section.
     """
+    if section and section.get("method") == MULTICLASS_METHOD:
+        if threshold is not None:
+            raise ValueError("a threshold applies to binary classifiers only; a multiclass model predicts the argmax")
+        return estimate_multiclass(section, probabilities, simulations=simulations, seed=seed)
     if not section or section.get("method") != METHOD:
         raise EstimationUnavailable(
             "estimation unavailable: the model card has no CBPE calibration (published before estimation existed, "
-            "without a holdout, or not a binary classifier with predict_proba); republish with a holdout"
+            "without a holdout, or not a classifier with predict_proba); republish with a holdout"
         )
     scores = _positive_scores(probabilities, int(section["positive_index"]))
     n = len(scores)
@@ -245,6 +362,78 @@ def estimate(
         expected_positive_rate=float(p.mean()),
         holdout_accuracy=float(section["holdout"]["accuracy"]),
     )
+
+
+def estimate_multiclass(
+    section: Mapping[str, Any], probabilities: np.ndarray, *, simulations: int = SIMULATIONS, seed: int = SEED
+) -> MulticlassEstimate:
+    """Estimated accuracy, macro F1 and one-vs-rest macro ROC AUC of one window of a multiclass model.
+
+    section: a multiclass `estimation` section; probabilities: shape (n, k), k the section's classes. Definitions
+    and intervals in the module docstring: the accuracy interval from the Poisson-binomial variance of "the
+    prediction is right", the F1 and AUC intervals from `simulations` seeded label draws. The realized macro
+    scores these intervals target are sklearn's (metrics.multiclass_metrics); a simulated window missing a class
+    has no OvR AUC and is left out of that interval. Raises ValueError for an empty window or a shape other than
+    (n, k).
+    """
+    calibrations = section["calibrations"]
+    k = len(calibrations)
+    proba = np.asarray(probabilities, dtype=float)
+    if proba.ndim != 2 or proba.shape[1] != k:
+        raise ValueError(f"this model's CBPE needs predict_proba output of shape (n, {k}), got {proba.shape}")
+    n = len(proba)
+    if n == 0:
+        raise ValueError("cannot estimate the performance of an empty window")
+    p = calibrate_multiclass(calibrations, proba)
+    predicted = np.argmax(proba, axis=1)
+    rows = np.arange(n)
+    correct = p[rows, predicted]  # P(the prediction is right), per row
+    accuracy = float(correct.mean())
+    spread = Z_95 * float(np.sqrt(np.sum(correct * (1 - correct)))) / n
+    is_predicted = predicted[:, None] == np.arange(k)
+    tp = np.sum(p * is_predicted, axis=0)
+    fp = np.sum((1 - p) * is_predicted, axis=0)
+    fn = np.sum(p * ~is_predicted, axis=0)
+    f1_macro = float(np.mean([_f1(*c) for c in zip(tp, fp, fn, strict=True)]))
+    aucs = [_expected_auc(proba[:, c], p[:, c]) for c in range(k)] if n >= 2 else [None]
+    auc = None if any(a is None for a in aucs) else float(np.mean(aucs))
+    draws = _draw_classes(p, simulations, np.random.default_rng(seed))  # (simulations, n) labels
+    cells = np.arange(simulations)[:, None] * k * k + draws * k + predicted
+    confusion = np.bincount(cells.ravel(), minlength=simulations * k * k).reshape(simulations, k, k)
+    f1_draws = macro_averages(confusion)[2]
+    auc_interval = None
+    if auc is not None:
+        auc_draws = np.mean([_auc_of_draws(_ranks(proba[:, c]), draws == c) for c in range(k)], axis=0)
+        auc_draws = auc_draws[np.isfinite(auc_draws)]
+        if len(auc_draws):
+            auc_interval = _quantiles(auc_draws)
+    return MulticlassEstimate(
+        rows=n,
+        accuracy=accuracy,
+        accuracy_interval=(max(0.0, accuracy - spread), min(1.0, accuracy + spread)),
+        f1_macro=f1_macro,
+        f1_macro_interval=_quantiles(f1_draws),
+        roc_auc_ovr=auc,
+        roc_auc_ovr_interval=auc_interval,
+        expected_class_shares=tuple(float(v) for v in p.mean(axis=0)),
+        holdout_accuracy=float(section["holdout"]["accuracy"]),
+    )
+
+
+def _draw_classes(p: np.ndarray, simulations: int, rng: np.random.Generator) -> np.ndarray:
+    """Labels drawn from each row's categorical distribution p (n, k): shape (simulations, n), int."""
+    cumulative = np.cumsum(p, axis=1)
+    uniform = rng.random((simulations, len(p), 1)) * cumulative[None, :, -1:]  # rows summing to 1 up to rounding
+    return np.minimum(np.sum(uniform >= cumulative[None], axis=2), p.shape[1] - 1)
+
+
+def _auc_of_draws(ranks: np.ndarray, positive: np.ndarray) -> np.ndarray:
+    """ROC AUC by Mann-Whitney ranks of each row of positive (draws, n); NaN where a draw lacks a class."""
+    n1 = positive.sum(axis=1).astype(float)
+    n0 = positive.shape[1] - n1
+    rank_sum = positive.astype(float) @ ranks
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where((n1 > 0) & (n0 > 0), (rank_sum - n1 * (n1 + 1) / 2) / (n1 * n0), np.nan)
 
 
 def _positive_scores(probabilities: np.ndarray, positive_index: int) -> np.ndarray:

@@ -1,7 +1,10 @@
 """Model-quality metrics of one window of labeled predictions, each with a confidence interval.
 
-Classification (binary, with the card's positive class): accuracy, balanced accuracy, precision, recall and F1
+Binary classification (with the card's positive class): accuracy, balanced accuracy, precision, recall and F1
 of the positive class, ROC AUC, log loss, Brier score, expected calibration error and the business cost per row.
+Multiclass classification (`multiclass_metrics`, names as scikit-learn's scoring strings and the card's holdout
+metrics): accuracy, balanced accuracy, precision_macro, recall_macro, f1_macro, roc_auc_ovr, log loss, the
+multiclass Brier score and the top-label ECE; no cost per row (the card's costs are binary only).
 Regression: MAE, RMSE, R² and mean bias. Every metric is an `Estimate`: the point value, a two-sided interval at
 ``confidence`` and a standard error that the degradation rule (sklambda.monitoring.model_quality.degradation)
 uses for its one-sided test.
@@ -22,18 +25,25 @@ Intervals, by metric:
 - RMSE: the normal interval of the mean squared error, square-rooted at both ends (a monotone transform).
 - F1: a seeded multinomial bootstrap of the confusion matrix (resampling rows with replacement only redraws the
   four counts, so ``BOOTSTRAP_RESAMPLES`` resamples cost O(resamples), not O(rows)); percentile interval.
+  Multiclass precision_macro, recall_macro and f1_macro: the same bootstrap of the k x k confusion matrix.
+- multiclass balanced accuracy: normal interval of the mean of the class recalls, their binomial variances added.
+- multiclass ROC AUC (one-vs-rest, macro): DeLong's structural components of each class's AUC combined into one
+  influence value per row, whose sum of squares is the variance of the macro mean; the covariance between the
+  classes' AUCs (every row is positive for one class and negative for the others) is kept. With one class it is
+  DeLong's variance exactly.
 - expected calibration error, R²: a seeded bootstrap of rows (``BOOTSTRAP_RESAMPLES`` resamples, on at most
   ``BOOTSTRAP_MAX_ROWS`` rows drawn once, the standard error rescaled by √(sample/n)); percentile interval
   shifted to the full-window estimate. ECE uses ``ECE_BINS`` equal-width bins of the positive-class probability
   (Naeini, Cooper & Hauskrecht 2015, "Obtaining well calibrated probabilities using Bayesian binning", AAAI;
-  Guo et al. 2017, "On calibration of modern neural networks", ICML).
+  Guo et al. 2017, "On calibration of modern neural networks", ICML); multiclass, the top-label ECE of Guo et al.
+  2017 (section 2): bins of the predicted class's probability, against whether the prediction was right.
 
 Pure numpy/scipy; no pandas, no S3.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +73,10 @@ HIGHER_IS_BETTER = {
     "recall": True,
     "f1": True,
     "roc_auc": True,
+    "precision_macro": True,
+    "recall_macro": True,
+    "f1_macro": True,
+    "roc_auc_ovr": True,
     "log_loss": False,
     "brier": False,
     "ece": False,
@@ -149,22 +163,32 @@ def roc_auc(y_true: np.ndarray, score: np.ndarray, confidence: float = DEFAULT_C
     is missing. The interval is clipped to [0, 1].
     """
     y = np.asarray(y_true, dtype=bool)
-    s = np.asarray(score, dtype=float)
-    m, n = int(y.sum()), int((~y).sum())
-    if m == 0 or n == 0:
+    components = _delong_components(y, np.asarray(score, dtype=float))
+    if components is None:
         return NAN_ESTIMATE
-    pos, neg = s[y], s[~y]
-    tz = sps.rankdata(s)  # midranks over all rows
-    tz_pos, tz_neg = tz[y], tz[~y]
-    tx = sps.rankdata(pos)
-    ty = sps.rankdata(neg)
-    auc = float((tz_pos.sum() - m * (m + 1) / 2) / (m * n))
-    v10 = (tz_pos - tx) / n  # per positive: share of negatives scored below it
-    v01 = 1.0 - (tz_neg - ty) / m  # per negative: share of positives scored above it
+    auc, v10, v01 = components
+    m, n = len(v10), len(v01)
     var = (np.var(v10, ddof=1) / m if m > 1 else 0.0) + (np.var(v01, ddof=1) / n if n > 1 else 0.0)
     se = float(np.sqrt(var))
     z = _z(confidence)
     return Estimate(auc, max(0.0, auc - z * se), min(1.0, auc + z * se), se, "delong", confidence)
+
+
+def _delong_components(y: np.ndarray, s: np.ndarray) -> tuple[float, np.ndarray, np.ndarray] | None:
+    """(AUC, V10 per positive, V01 per negative): DeLong's structural components by Sun & Xu's midranks.
+
+    V10: per positive, the share of negatives scored below it (ties one half); V01: per negative, the share of
+    positives scored above it. Their means are the AUC. None when one class is missing.
+    """
+    m, n = int(y.sum()), len(y) - int(y.sum())
+    if m == 0 or n == 0:
+        return None
+    tz = sps.rankdata(s)  # midranks over all rows
+    tz_pos, tz_neg = tz[y], tz[~y]
+    auc = float((tz_pos.sum() - m * (m + 1) / 2) / (m * n))
+    v10 = (tz_pos - sps.rankdata(s[y])) / n
+    v01 = 1.0 - (tz_neg - sps.rankdata(s[~y])) / m
+    return auc, v10, v01
 
 
 def balanced_accuracy(tp: int, fn: int, tn: int, fp: int, confidence: float = DEFAULT_CONFIDENCE) -> Estimate:
@@ -383,6 +407,186 @@ def classification_metrics(
     return out
 
 
+def class_indices(labels: Any, classes: Sequence[Any], field: str = "y_true") -> np.ndarray:
+    """Each label's position in ``classes`` (the card's classes, predict_proba's column order), shape (n,) int.
+
+    Raises ValueError naming the first row (0-based) whose label is not one of the classes, and that label.
+    """
+    values = np.asarray(labels, dtype=object)
+    if values.ndim != 1:
+        raise ValueError(f"{field} must be one-dimensional, got shape {values.shape}")
+    position = {c: i for i, c in enumerate(classes)}
+    # Labels may arrive as text (CSV, JSON) for numeric classes: matched by value first, then by text.
+    by_text = {str(c): i for i, c in enumerate(classes)}
+    uniques, first, inverse = np.unique(values.astype(str), return_index=True, return_inverse=True)
+    lookup = np.empty(len(uniques), dtype=np.int64)
+    for j, text in enumerate(uniques):
+        found = position.get(values[first[j]], by_text.get(str(text)))
+        if found is None:
+            raise ValueError(
+                f"{field} row {int(first[j])} has label {values[first[j]]!r}, not one of the model's classes "
+                f"{list(classes)}"
+            )
+        lookup[j] = found
+    return lookup[inverse.reshape(-1)]
+
+
+def macro_averages(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Macro precision, recall and F1 of confusion matrices shape (..., k, k) (rows: true, columns: predicted).
+
+    As sklearn's precision/recall/f1_score(average="macro") without ``labels``: the mean over the classes present
+    in y_true or the predictions, a class with no predicted (or no true) row scoring 0 (zero_division=0).
+    """
+    tp = np.diagonal(cm, axis1=-2, axis2=-1).astype(float)
+    true, pred = cm.sum(axis=-1).astype(float), cm.sum(axis=-2).astype(float)
+    present = (true + pred) > 0
+    classes = np.maximum(present.sum(axis=-1), 1)
+    precision = np.divide(tp, pred, out=np.zeros_like(tp), where=pred > 0)
+    recall = np.divide(tp, true, out=np.zeros_like(tp), where=true > 0)
+    f1_denominator = true + pred  # 2TP + FP + FN
+    f1_score = np.divide(2 * tp, f1_denominator, out=np.zeros_like(tp), where=f1_denominator > 0)
+    return tuple(np.sum(x * present, axis=-1) / classes for x in (precision, recall, f1_score))
+
+
+def macro_scores(
+    cm: np.ndarray,
+    confidence: float = DEFAULT_CONFIDENCE,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> dict[str, Estimate]:
+    """precision_macro, recall_macro and f1_macro of a k x k confusion matrix (rows true, columns predicted).
+
+    Definitions as sklearn's ``average="macro"`` (see `macro_averages`); intervals from one seeded multinomial
+    bootstrap of the k² cells (as `f1`: exact for a row bootstrap, O(resamples·k²)). Empty matrix: NaN estimates.
+    """
+    cm = np.asarray(cm, dtype=np.int64)
+    n = int(cm.sum())
+    names = ("precision_macro", "recall_macro", "f1_macro")
+    if n == 0:
+        return dict.fromkeys(names, NAN_ESTIMATE)
+    k = cm.shape[0]
+    points = macro_averages(cm)
+    counts = np.random.default_rng(seed).multinomial(n, cm.ravel() / n, size=resamples).reshape(resamples, k, k)
+    boots = macro_averages(counts)
+    out = {}
+    for name, point, boot in zip(names, points, boots, strict=True):
+        est = _percentile_interval(float(point), boot, confidence)
+        out[name] = Estimate(float(point), max(0.0, est.lower), min(1.0, est.upper), est.se, "bootstrap", confidence)
+    return out
+
+
+def multiclass_balanced_accuracy(cm: np.ndarray, confidence: float = DEFAULT_CONFIDENCE) -> Estimate:
+    """Mean recall of the classes with rows in y_true (sklearn's balanced_accuracy_score, which drops a class
+    absent from y_true with a warning), normal interval with the recalls' binomial variances added.
+
+    cm: k x k confusion matrix, rows true. NaN estimate for an empty matrix.
+    """
+    cm = np.asarray(cm, dtype=np.int64)
+    support = cm.sum(axis=1)
+    present = support > 0
+    if not present.any():
+        return NAN_ESTIMATE
+    recall = np.diagonal(cm)[present] / support[present]
+    value = float(recall.mean())
+    se = float(np.sqrt(np.sum(recall * (1 - recall) / support[present])) / present.sum())
+    z = _z(confidence)
+    return Estimate(value, max(0.0, value - z * se), min(1.0, value + z * se), se, "normal", confidence)
+
+
+def roc_auc_ovr(y_index: np.ndarray, prob: np.ndarray, confidence: float = DEFAULT_CONFIDENCE) -> Estimate:
+    """One-vs-rest macro ROC AUC: the unweighted mean over the k classes of the AUC of column c for "label is c"
+    (sklearn's roc_auc_score(multi_class="ovr", average="macro"); Fawcett 2006, "An introduction to ROC
+    analysis", Pattern Recognition Letters 27:861-874), with a DeLong-type interval (module docstring).
+
+    y_index: int (n,), each row's class position; prob: (n, k). NaN estimate when a class has no row (its AUC is
+    undefined: sklearn raises there).
+    """
+    y = np.asarray(y_index)
+    p = np.asarray(prob, dtype=float)
+    k = p.shape[1]
+    n = len(y)
+    influence = np.zeros(n)
+    aucs = []
+    for c in range(k):
+        positive = y == c
+        components = _delong_components(positive, p[:, c])
+        if components is None:
+            return NAN_ESTIMATE
+        auc, v10, v01 = components
+        m, q = len(v10), len(v01)
+        aucs.append(auc)
+        # Influence of each row on AUC_c, scaled so that its sum of squares is DeLong's (ddof=1) variance.
+        influence[positive] += (v10 - auc) / (np.sqrt(m * (m - 1)) if m > 1 else m)
+        influence[~positive] += (v01 - auc) / (np.sqrt(q * (q - 1)) if q > 1 else q)
+    value = float(np.mean(aucs))
+    se = float(np.sqrt(np.sum(influence * influence)) / k)
+    z = _z(confidence)
+    return Estimate(value, max(0.0, value - z * se), min(1.0, value + z * se), se, "delong", confidence)
+
+
+def multiclass_metrics(
+    y_true: Any,
+    prob: np.ndarray | None,
+    *,
+    classes: Sequence[Any],
+    predicted: Any = None,
+    confidence: float = DEFAULT_CONFIDENCE,
+    only: Collection[str] | None = None,
+) -> dict[str, Estimate]:
+    """Every multiclass classification metric of one window, by name (the names of HIGHER_IS_BETTER).
+
+    y_true: labels (n,), each one of ``classes`` (the card's classes, in predict_proba's column order).
+    prob: predict_proba output (n, k) or None (then roc_auc_ovr, log loss, Brier and ECE are left out).
+    predicted: the served labels (n,); default the class of the largest probability (what predict returns for
+    sklearn's probabilistic classifiers). only: compute just these names.
+
+    Definitions (scikit-learn 1.9 is the reference): accuracy; balanced accuracy and precision/recall/f1_macro
+    (`multiclass_balanced_accuracy`, `macro_scores`); roc_auc_ovr (`roc_auc_ovr`); log loss -log p(true class),
+    clipped as sklearn's log_loss; Brier score Σ_c (p_c - 1[y = c])² per row, averaged, not halved (sklearn's
+    brier_score_loss for 3+ classes, ranging in [0, 2]); ECE: top-label (Guo et al. 2017), the predicted class's
+    probability against whether the prediction is right. No cost per row: the card's costs are binary only.
+    Raises ValueError when neither prob nor predicted is given, shapes differ, a label is not a class, or there
+    are fewer than 3 classes (use classification_metrics).
+    """
+    k = len(classes)
+    if k < 3:
+        raise ValueError(f"multiclass metrics need 3 or more classes, got {k}: use classification_metrics")
+    if prob is None and predicted is None:
+        raise ValueError("give the class probabilities or the predicted labels")
+    y = class_indices(y_true, classes)
+    p = None if prob is None else np.asarray(prob, dtype=float)
+    if p is not None and p.shape != (len(y), k):
+        raise ValueError(f"prob must have shape (n, {k}) for n = {len(y)} labels and {k} classes, got {p.shape}")
+    yhat = np.argmax(p, axis=1) if predicted is None else class_indices(predicted, classes, "predicted")
+    if yhat.shape != y.shape:
+        raise ValueError(f"shapes differ: y_true {y.shape}, predicted {yhat.shape}")
+    n = len(y)
+    cm = np.bincount(y * k + yhat, minlength=k * k).reshape(k, k)
+    wanted = (lambda name: True) if only is None else set(only).__contains__
+    out: dict[str, Estimate] = {}
+    if wanted("accuracy"):
+        out["accuracy"] = wilson(int(np.trace(cm)), n, confidence)
+    if wanted("balanced_accuracy"):
+        out["balanced_accuracy"] = multiclass_balanced_accuracy(cm, confidence)
+    macro = [name for name in ("precision_macro", "recall_macro", "f1_macro") if wanted(name)]
+    if macro:
+        scores = macro_scores(cm, confidence)
+        out.update({name: scores[name] for name in macro})
+    if p is not None:
+        rows = np.arange(n)
+        if wanted("roc_auc_ovr"):
+            out["roc_auc_ovr"] = roc_auc_ovr(y, p, confidence)
+        if wanted("log_loss"):
+            out["log_loss"] = mean_estimate(-np.log(np.clip(p[rows, y], LOG_LOSS_EPS, 1 - LOG_LOSS_EPS)), confidence)
+        if wanted("brier"):
+            residual = p.copy()
+            residual[rows, y] -= 1.0
+            out["brier"] = mean_estimate(np.sum(residual * residual, axis=1), confidence)
+        if wanted("ece"):
+            out["ece"] = expected_calibration_error(yhat == y, p[rows, yhat], confidence=confidence)
+    return out
+
+
 def regression_metrics(
     y_true: np.ndarray, y_pred: np.ndarray, *, confidence: float = DEFAULT_CONFIDENCE
 ) -> dict[str, Estimate]:
@@ -417,14 +621,18 @@ def window_metrics(
     prob: np.ndarray | None = None,
     predicted: np.ndarray | None = None,
     decision: Mapping[str, Any] | None = None,
+    classes: Sequence[Any] | None = None,
     confidence: float = DEFAULT_CONFIDENCE,
 ) -> dict[str, Estimate]:
-    """The metrics of one window for a card's ``task`` and ``decision`` section.
+    """The metrics of one window for a card's ``task``, ``decision`` and ``classes``.
 
-    Classification: y_true is bool (True = the decision's positive class); the threshold and costs come from
-    ``decision`` (threshold 0.5 without one). Regression: y_true and predicted are numbers.
+    Classification with 3 or more ``classes``: `multiclass_metrics` (y_true and predicted are labels, prob is
+    (n, k)). Other classification: y_true is bool (True = the decision's positive class); the threshold and costs
+    come from ``decision`` (threshold 0.5 without one). Regression: y_true and predicted are numbers.
     Raises ValueError for an unknown task or a regression window without predictions.
     """
+    if task == CLASSIFICATION and classes is not None and len(classes) > 2:
+        return multiclass_metrics(y_true, prob, classes=classes, predicted=predicted, confidence=confidence)
     if task == CLASSIFICATION:
         threshold = float((decision or {}).get("threshold", 0.5))
         return classification_metrics(
