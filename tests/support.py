@@ -160,8 +160,20 @@ def triton_inputs(frame: pd.DataFrame, datatypes: Mapping[str, str]) -> list:
     return inputs
 
 
-def write_capture(s3, bucket: str, model, X, *, at, name: str = "churn", version: str = "1", part: str = "part-0"):
-    """Captured records of `name` under capture/model=<name>/dt=<day>/, as Firehose partitions them."""
+def write_capture(
+    s3,
+    bucket: str,
+    model,
+    X,
+    *,
+    at,
+    name: str = "churn",
+    version: str = "1",
+    part: str = "part-0",
+    inference_ids: list[str] | None = None,
+):
+    """Captured records of `name` under capture/model=<name>/dt=<day>/, as Firehose partitions them; each row with
+    its prediction id when `inference_ids` is given (as the API and batch scoring capture them)."""
     from sklambda.monitoring.capture import Pseudonymizer, build_records
     from sklambda.monitoring.windows import capture_prefix
     from sklambda.registry.schema import to_records
@@ -177,6 +189,7 @@ def write_capture(s3, bucket: str, model, X, *, at, name: str = "churn", version
         feature_names=list(X.columns),
         pii=sample.PII,
         pseudonymizer=Pseudonymizer(b"k" * 32),
+        inference_ids=inference_ids,
         now=at,
     )
     key = capture_prefix(name, at.date()) + part
@@ -372,3 +385,18 @@ def cli_arguments(parser, path: str = "sklambda"):
                 yield from cli_arguments(sub, f"{path} {name}")
         else:
             yield path, "/".join(action.option_strings) or action.dest, action
+
+
+def template_environment(logical_id: str, refs: dict, attributes: dict | None = None) -> dict[str, str]:
+    """The environment template.yaml gives function `logical_id` (its Globals' and its own variables) in a stack
+    deployed with default parameters, resources named by `refs` ({logical id: Ref value}) and `attributes` ({(logical
+    id, attribute): value}). Handler tests take their settings from here, so they cannot drift from the template."""
+    from sklambda_infra.template import Resolver, load_template
+
+    template = load_template(ROOT / "template.yaml")
+    resolver = Resolver(template, refs=refs, attributes=attributes or {})
+    variables = {
+        **template["Globals"]["Function"]["Environment"]["Variables"],
+        **template["Resources"][logical_id]["Properties"]["Environment"]["Variables"],
+    }
+    return {name: str(value) for name, value in resolver.resolve(variables).items()}

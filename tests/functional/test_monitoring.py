@@ -278,7 +278,7 @@ def test_checks_of_consecutive_windows_build_one_page_with_every_window(
     assert [r.report.verdict for r in results] == ["no_drift", "no_drift", "drift", "drift"]
     assert [r.model_drifted for r in results] == [False, False, False, True]
     names = sorted(r.report_keys[kind].rsplit("/", 1)[1] for r in results for kind in ("html", "json"))
-    assert sorted(page.links()) == names
+    assert sorted(link for link in page.links() if not link.startswith("../")) == names
     text = " ".join(page.text)
     assert "v1" in text and "v2" in text and "monthly_charges" in text
     # AND the history beside it holds the same windows

@@ -209,10 +209,23 @@ def test_discovery_finds_the_drift_check_schedule_of_the_real_template_with_the_
     assert isinstance(drift.schedule, Rate)
 
 
+def test_discovery_finds_the_quality_check_schedule_of_the_real_template():
+    # GIVEN the project's template with its parameter defaults, then with the quality schedule overridden
+    template = load_template(ROOT / "template.yaml")
+    [default] = [s for s in schedule_sources(translated(template)) if s.function == "QualityCheckFunction"]
+    sources = schedule_sources(translated(template, QualityCheckSchedule="rate(6 hours)"))
+    [hourly] = [s for s in sources if s.function == "QualityCheckFunction"]
+    # THEN the model-quality check is scheduled on its own parameter, enabled, by its own rule
+    assert default.event == "QualityCheckFunctionQualityCheckSchedule"
+    assert default.expression == template["Parameters"]["QualityCheckSchedule"]["Default"] and default.enabled
+    assert hourly.expression == "rate(6 hours)"
+
+
 def test_discovery_uses_a_parameter_override_and_rejects_an_expression_eventbridge_would_refuse():
     template = load_template(ROOT / "template.yaml")
     # GIVEN a cron override WHEN discovering THEN it is the schedule used
-    [drift] = schedule_sources(translated(template, DriftCheckSchedule="cron(0 6 * * ? *)"))
+    sources = schedule_sources(translated(template, DriftCheckSchedule="cron(0 6 * * ? *)"))
+    [drift] = [s for s in sources if s.function == "DriftCheckFunction"]
     assert drift.expression == "cron(0 6 * * ? *)"
     # GIVEN an override that passes the parameter's AllowedPattern but not EventBridge WHEN discovering
     # THEN the error names the function's event (its rule) and the expression

@@ -1202,3 +1202,97 @@ def test_ground_truth_expires_after_its_retention_parameter(template: dict) -> N
     rules = {r["Id"]: r for r in template["Resources"]["DataBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]}
     assert rules["ExpireGroundTruth"]["Prefix"] == config.GROUND_TRUTH_PREFIX
     assert rules["ExpireGroundTruth"]["ExpirationInDays"] == {"Ref": "GroundTruthRetentionDays"}
+
+
+# --- model-quality check -------------------------------------------------------------------------------------------
+QUALITY_APP = ROOT / "functions" / "quality_check" / "app.py"
+QUALITY_CHECK_SETTINGS = {
+    config.MODEL_BUCKET,
+    config.SIGNING_KEY_ID,
+    config.MONITORING_BUCKET,
+    config.QUALITY_WINDOW_HOURS,
+    config.QUALITY_LOOKBACK_DAYS,
+    config.QUALITY_EVENT_BUS,
+}
+
+
+def test_quality_check_runs_on_its_schedule_parameter_without_retries(template: dict) -> None:
+    # GIVEN the function translated by SAM
+    resources = translate()["Resources"]
+    rules = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Events::Rule"]
+    target_arn = {"Fn::GetAtt": ["QualityCheckFunction", "Arn"]}
+    (rule,) = [r for r in rules if any(t["Arn"] == target_arn for t in r["Targets"])]
+    # THEN an enabled rule invokes it on its own schedule, once per firing
+    assert rule["ScheduleExpression"] == {"Ref": "QualityCheckSchedule"} and rule["State"] == "ENABLED"
+    (target,) = rule["Targets"]
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] == 0
+    # AND the default schedule's period is the default window: each label arrival is counted in one window
+    parameters = template["Parameters"]
+    assert parameters["QualityCheckSchedule"]["Default"] == "rate(1 day)"
+    assert float(parameters["QualityWindowHours"]["Default"]) == 24
+
+
+def test_quality_check_environment_is_exactly_the_settings_the_code_reads(template: dict) -> None:
+    props = template["Resources"]["QualityCheckFunction"]["Properties"]
+    variables = props["Environment"]["Variables"]
+    # THEN the names are sklambda.config's, the labels, captures and reports live in the data bucket
+    assert set(variables) == QUALITY_CHECK_SETTINGS
+    assert_settings_read_what_the_template_sets(config.QualityCheckSettings, variables)
+    assert variables[config.MONITORING_BUCKET] == {"Ref": "DataBucket"}
+    # AND the defaults agree with the runtime's
+    for name in (config.QUALITY_EVENT_BUS, config.QUALITY_WINDOW_HOURS, config.QUALITY_LOOKBACK_DAYS):
+        value = deployed_value(template, variables[name])
+        assert takes_the_runtime_default(config.QualityCheckSettings, name, value), (name, value)
+    assert (props["CodeUri"], props["Handler"]) == ("functions/quality_check/", "app.handler")
+
+
+def test_quality_check_role_is_least_privilege(template: dict) -> None:
+    statements = _statements_by_sid(template, "QualityCheckFunction")
+    # THEN it cannot sign, verifies with the signing key only and uses the data key only through S3
+    assert grants_kms_sign(list(statements.values())) == []
+    assert "kms:ViaService" in statements["UseDataKeyThroughS3"]["Condition"]["StringEquals"]
+    # AND it reads captures and labels, lists only their prefixes, models/ and reports/quality/
+    assert statements["ReadCaptures"]["Resource"] == {"Fn::Sub": "${DataBucket.Arn}/capture/*"}
+    assert statements["ReadLabels"]["Resource"] == {"Fn::Sub": "${DataBucket.Arn}/ground-truth/*"}
+    listed = {sid: s["Condition"]["StringLike"]["s3:prefix"] for sid, s in statements.items() if sid.startswith("List")}
+    assert sorted(listed.values()) == ["capture/*", "ground-truth/*", "models/*", "reports/quality/*"]
+    # AND writes nothing outside reports/quality/ (not the drift folder, not the labels)
+    writers = [s for action, s in allowed_actions(list(statements.values())) if action == "s3:putobject"]
+    assert [s["Resource"] for s in writers] == [{"Fn::Sub": "${DataBucket.Arn}/reports/quality/*"}]
+    # AND it puts events on the default bus only, and needs no PutMetricData (its metrics are EMF log lines)
+    assert statements["PutQualityEvents"]["Resource"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/default"
+    }
+    assert not [a for a, _ in allowed_actions(list(statements.values())) if a.startswith("cloudwatch:")]
+    for sid, statement in statements.items():
+        assert "*" not in as_list(statement["Resource"]), sid
+        assert not any(a.endswith(":*") for a in as_list(statement["Action"])), sid
+
+
+def test_quality_is_alarmed_and_on_the_dashboard(template: dict) -> None:
+    resources = template["Resources"]
+    # GIVEN the alarms on degraded models, realized and estimated
+    for logical_id, metric in (
+        ("ModelDegradedAlarm", "ModelDegraded"),
+        ("EstimatedDegradedAlarm", "EstimatedDegraded"),
+    ):
+        alarm = resources[logical_id]["Properties"]
+        (query,) = [m for m in alarm["Metrics"] if m.get("ReturnData")]
+        # THEN each watches its metric for every model of the service and notifies the alarm topic
+        assert query["Expression"] == f"SELECT MAX({metric}) FROM sklambda WHERE service = 'sklambda'"
+        assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 0)
+        assert {"Ref": "AlarmTopic"} in alarm["AlarmActions"]
+    # AND the function's errors are alarmed too
+    assert {"Ref": "AlarmTopic"} in alarm_on(template, "AWS/Lambda", "Errors", {"Ref": "QualityCheckFunction"})[
+        "AlarmActions"
+    ]
+    # AND the dashboard shows realized and estimated ROC AUC, ModelDegraded, labeled rows and the join rate per model
+    body = resources["OperationsDashboard"]["Properties"]["DashboardBody"]["Fn::Sub"][0]
+    metrics = ("RealizedRocAuc", "EstimatedRocAuc", "ModelDegraded", "LabeledRows", "JoinRate")
+    for metric in metrics:
+        assert f"({metric}) FROM sklambda WHERE service = 'sklambda' GROUP BY model" in body, metric
+    # AND the function really emits those names (Realized/Estimated + the metric in CamelCase)
+    source = QUALITY_APP.read_text(encoding="utf-8")
+    for metric in ("ModelDegraded", "EstimatedDegraded", "LabeledRows", "JoinRate", "QualityCheckFailed"):
+        assert f'"{metric}"' in source
+    assert '"Realized"' in source and '"Estimated"' in source

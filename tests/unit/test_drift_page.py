@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from sklambda.monitoring import charts
 from sklambda.monitoring.drift import (
     DRIFT,
     INSUFFICIENT_DATA,
@@ -16,7 +17,6 @@ from sklambda.monitoring.drift import (
     DriftConfig,
     check_drift,
     merge,
-    page,
     prediction_distribution,
     render_html,
     render_page,
@@ -112,8 +112,11 @@ def test_the_page_charts_each_window_verdict_prediction_shares_and_feature_score
     assert "PSI" in " ".join(page.text) and "Jensen-Shannon distance" in " ".join(page.text)
     # AND the table links each window's reports, relatively (they sit beside the page)
     stamps = ["2026-11-27T06-00-00Z", "2026-11-28T06-00-00Z", "2026-11-29T06-00-00Z"]
-    assert sorted(page.links()) == sorted(f"{s}.{kind}" for s in stamps for kind in ("html", "json"))
+    reports = [link for link in page.links() if not link.startswith("../")]
+    assert sorted(reports) == sorted(f"{s}.{kind}" for s in stamps for kind in ("html", "json"))
     assert "s3://data/reports/drift/churn/index.html" in " ".join(page.text)
+    # AND it links the model's quality page, in its sibling folder reports/quality/churn/
+    assert page.attrs("a", id="quality-page")[0]["href"] == "../../quality/churn/index.html"
 
 
 def test_the_page_fetches_and_runs_nothing(data):
@@ -267,7 +270,7 @@ def test_window_labels_are_the_shortest_that_tell_the_windows_apart(ends, labels
     # GIVEN windows ending on different days, hours of one day, or seconds apart (on-demand checks)
     entries = [{"window": {"end": end}} for end in ends]
     # THEN each x-axis label is distinct, and no longer than it needs to be
-    assert page._axis_labels(entries) == labels
+    assert charts.axis_labels(entries) == labels
 
 
 @pytest.mark.parametrize(

@@ -53,7 +53,12 @@ INVOCABLE = {
         "DriftCheckFunction",
         Path("events") / "drift_check_on_demand.json",
         Path("events") / "drift_check_scheduled.json",
-    )
+    ),
+    "quality-check": (
+        "QualityCheckFunction",
+        Path("events") / "quality_check_on_demand.json",
+        Path("events") / "quality_check_scheduled.json",
+    ),
 }
 
 

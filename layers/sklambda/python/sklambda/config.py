@@ -8,6 +8,7 @@ ConfigurationError naming the variable instead of failing the first request:
     batch scoring, fan-out chunks   BatchChunkSettings    (functions/batch_score/fanout.py)
     scheduled drift check           DriftCheckSettings    (functions/drift_check/app.py)
     ground truth (route and files)  FeedbackSettings      (functions/feedback/app.py)
+    scheduled model-quality check   QualityCheckSettings  (functions/quality_check/app.py)
 
 A field declared with `setting(NAME, default)` is read from the variable NAME; its default is the field's default
 and nowhere else (a variable that is unset, empty or blank takes it), and a field declared without a default is
@@ -80,6 +81,14 @@ DRIFT_HISTORY_WINDOWS = "SKLAMBDA_DRIFT_HISTORY_WINDOWS"
 # labels per stored object when a feedback/ file is split.
 FEEDBACK_MAX_LABELS = "SKLAMBDA_FEEDBACK_MAX_LABELS"
 FEEDBACK_CHUNK_LABELS = "SKLAMBDA_FEEDBACK_CHUNK_LABELS"
+
+# The scheduled model-quality check (sklambda.monitoring.quality_check): labels joined with captured predictions.
+QUALITY_WINDOW_HOURS = "SKLAMBDA_QUALITY_WINDOW_HOURS"
+QUALITY_LOOKBACK_DAYS = "SKLAMBDA_QUALITY_LOOKBACK_DAYS"
+QUALITY_MIN_LABELED_ROWS = "SKLAMBDA_QUALITY_MIN_LABELED_ROWS"
+QUALITY_CONSECUTIVE_WINDOWS = "SKLAMBDA_QUALITY_CONSECUTIVE_WINDOWS"
+QUALITY_EVENT_BUS = "SKLAMBDA_QUALITY_EVENT_BUS"
+QUALITY_HISTORY_WINDOWS = "SKLAMBDA_QUALITY_HISTORY_WINDOWS"
 
 # --- constants that are not settings -------------------------------------------------------------------------------
 # S3 multipart uploads: every part but the last must be at least 5 MiB (Amazon S3 User Guide, "Multipart upload
@@ -379,3 +388,30 @@ class FeedbackSettings(RegistrySettings):
     max_body_bytes: int = _max_body_bytes()
     chunk_labels: int = setting(FEEDBACK_CHUNK_LABELS, 100_000, minimum=1)
     max_line_bytes: int = 64 * 1024
+
+
+@dataclass(frozen=True, kw_only=True)
+class QualityCheckSettings(RegistrySettings):
+    """The model-quality check function's settings (functions/quality_check/app.py).
+
+    monitoring_bucket: the data bucket holding capture/ and ground-truth/ (read) and reports/quality/ (written).
+    default_alias: the alias whose version a scheduled check checks.
+    window_hours: each check takes the labels that arrived in the last `window_hours` hours (above 0).
+    lookback_days: how far before the window the predictions those labels refer to are looked for (labels arrive
+        late: a label arriving today for a prediction served 10 days ago joins only with a lookback of 10 days or
+        more). Every captured object of those days is read, so the check's time grows with it.
+    min_labeled_rows: below this many labeled rows a window is insufficient_labels, never degraded; None takes the
+        degradation rule's own default (model_quality.degradation.DegradationConfig).
+    consecutive_windows: degraded windows in a row before the model is declared degraded; None as above.
+    event_bus: name or ARN of the EventBridge bus a PerformanceDegraded event is put on.
+    history_windows: how many of a model's latest windows its quality page shows (and its history keeps).
+    """
+
+    monitoring_bucket: str = setting(MONITORING_BUCKET)
+    default_alias: str = _default_alias()
+    window_hours: float = setting(QUALITY_WINDOW_HOURS, 24.0, above=0)
+    lookback_days: float = setting(QUALITY_LOOKBACK_DAYS, 14.0, minimum=0, maximum=366)
+    min_labeled_rows: int | None = setting(QUALITY_MIN_LABELED_ROWS, None, minimum=1)
+    consecutive_windows: int | None = setting(QUALITY_CONSECUTIVE_WINDOWS, None, minimum=1)
+    event_bus: str = setting(QUALITY_EVENT_BUS, "default")
+    history_windows: int = setting(QUALITY_HISTORY_WINDOWS, 30, minimum=1, maximum=1000)

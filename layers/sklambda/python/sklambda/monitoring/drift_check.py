@@ -139,15 +139,18 @@ def _code(e: ClientError) -> str:
 
 
 class StateStore:
-    """The consecutive-window state of each model, one JSON object in S3."""
+    """The consecutive-window state of each model, one JSON object in S3 (a subclass sets another `prefix`: the
+    model-quality check keeps its own under reports/quality/)."""
+
+    prefix = REPORT_PREFIX
 
     def __init__(self, s3: Any, bucket: str) -> None:
         self.s3, self.bucket = s3, bucket
 
-    @staticmethod
-    def key(model: str) -> str:
-        """The S3 key of a model's state: `reports/drift/<model>/state.json`."""
-        return f"{REPORT_PREFIX}{model}/state.json"
+    @classmethod
+    def key(cls, model: str) -> str:
+        """The S3 key of a model's state: `<prefix><model>/state.json` (`reports/drift/<model>/state.json`)."""
+        return f"{cls.prefix}{model}/state.json"
 
     def load(self, model: str) -> dict | None:
         """The stored state of `model`, or None before its first check. Other S3 errors propagate as ClientError."""
@@ -167,15 +170,24 @@ class HistoryStore:
     One small object read and written per check, instead of listing and reading every report: the page needs a few
     numbers per window, a report holds every test of every feature. When it is missing (the first check, or reports
     written before it existed), it is rebuilt once from the JSON reports in the folder.
+
+    A subclass sets another `prefix`, history `format` and `summarize` (the model-quality check's history).
     """
+
+    prefix, format = REPORT_PREFIX, HISTORY_FORMAT
 
     def __init__(self, s3: Any, bucket: str, limit: int) -> None:
         self.s3, self.bucket, self.limit = s3, bucket, limit
 
+    @classmethod
+    def key(cls, model: str) -> str:
+        """The S3 key of a model's history: `<prefix><model>/history.json` (`reports/drift/<model>/history.json`)."""
+        return f"{cls.prefix}{model}/{HISTORY_NAME}"
+
     @staticmethod
-    def key(model: str) -> str:
-        """The S3 key of a model's history: `reports/drift/<model>/history.json`."""
-        return report_folder(model) + HISTORY_NAME
+    def summarize(document: Mapping[str, Any], reports: Mapping[str, str], *, window_end: str | None = None) -> dict:
+        """The history entry of one JSON report (drift.history.summarize)."""
+        return summarize(document, reports, window_end=window_end)
 
     def load(self, model: str) -> list[dict] | None:
         """The entries, oldest first, or None when there is no readable history. S3 errors propagate (ClientError)."""
@@ -196,7 +208,7 @@ class HistoryStore:
     def rebuild(self, model: str) -> list[dict]:
         """Entries from the model's JSON reports, the last `limit` by window end. A report that cannot be read as one
         is skipped. S3 errors propagate as ClientError."""
-        folder = report_folder(model)
+        folder = f"{self.prefix}{model}/"
         names = []
         for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=folder):
             names += [o["Key"][len(folder) :] for o in page.get("Contents", [])]
@@ -205,7 +217,9 @@ class HistoryStore:
             try:
                 document = json.loads(self.s3.get_object(Bucket=self.bucket, Key=folder + name)["Body"].read())
                 end = datetime.strptime(name[: -len(".json")], STAMP_FORMAT).replace(tzinfo=UTC).isoformat()
-                entry = summarize(document, {"json": name, "html": name[: -len(".json")] + ".html"}, window_end=end)
+                entry = self.summarize(
+                    document, {"json": name, "html": name[: -len(".json")] + ".html"}, window_end=end
+                )
             except (ValueError, KeyError, TypeError, AttributeError):
                 continue
             entries = merge(entries, entry, self.limit)
@@ -221,7 +235,7 @@ class HistoryStore:
         for attempt in range(HISTORY_WRITE_ATTEMPTS):
             entries, condition = self._read(model)
             entries = merge(self.rebuild(model) if entries is None else entries, entry, self.limit)
-            body = json.dumps({"format": HISTORY_FORMAT, "model": model, "windows": entries}, allow_nan=False)
+            body = json.dumps({"format": self.format, "model": model, "windows": entries}, allow_nan=False)
             try:
                 self.s3.put_object(
                     Bucket=self.bucket,

@@ -3,7 +3,9 @@ malformed lines quarantined (counted by reason, never raised).
 
 Layout in the data bucket (the capture layout is written by Firehose, see sklambda.monitoring.capture):
     capture/model=<name>/dt=<yyyy-mm-dd>/...            JSON lines, one CaptureRecord each
-Only records of the version under check are read: the baseline they are compared with belongs to that version.
+`read_capture` reads the records of the version under check (the drift check: the baseline they are compared with
+belongs to that version); `read_predictions` the records of every version that a model-quality check joins labels with
+(by `inference_id`), with their ids and times.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import gzip
 import json
 import math
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence, Set
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -112,16 +114,7 @@ def read_capture(
     permission, throttling) propagate as botocore's ClientError.
     """
     names = list(card.input_schema.names)
-    keys = [key for day in window.days() for key in _objects(s3, bucket, capture_prefix(card.name, day))]
-
-    def fetch(key: str) -> _Body:
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-        return _Body(gzip.decompress(body) if key.endswith(".gz") else body)
-
-    # S3 reads, zlib and numpy's newline search release the GIL: a few threads overlap the transfers and use a
-    # second vCPU. Lines are addressed by offsets, not split into a million bytes objects.
-    with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
-        lines = _Lines(list(pool.map(fetch, keys)))
+    keys, lines = _read_lines(s3, bucket, card.name, window)
     match = _Matcher(card, window)
     n = len(lines)
     sampled = max_rows is not None and n > max_rows
@@ -173,6 +166,204 @@ def read_capture(
         quarantined=sum(reasons.values()),
         quarantine_reasons=dict(reasons.most_common()),  # few: reasons name only the card's fields
     )
+
+
+def _read_lines(s3: Any, bucket: str, model: str, window: Window) -> tuple[list[str], _Lines]:
+    """The keys of every capture object of `model` on the window's days, and their lines."""
+    keys = [key for day in window.days() for key in _objects(s3, bucket, capture_prefix(model, day))]
+
+    def fetch(key: str) -> _Body:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        return _Body(gzip.decompress(body) if key.endswith(".gz") else body)
+
+    # S3 reads, zlib and numpy's newline search release the GIL: a few threads overlap the transfers and use a
+    # second vCPU. Lines are addressed by offsets, not split into a million bytes objects.
+    with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
+        return keys, _Lines(list(pool.map(fetch, keys)))
+
+
+@dataclass(frozen=True)
+class CapturedPredictions:
+    """The captured predictions of one model (every version) that the model-quality check joins labels with.
+
+    frame: one row per selected record: `inference_id`, `time` (pandas UTC timestamp of the prediction), `version`,
+        `prediction`, `probability` (of `positive`, NaN without one), `probabilities` (the record's {class: p} or
+        None), and one column per requested feature (as captured: pii values pseudonymized).
+    objects: S3 objects read. lines: lines of the model's partitions in the period. unidentified: selected lines
+        without an `inference_id` (captured before prediction ids existed): left out, since no label can join them.
+    quarantined, quarantine_reasons: lines left out, counted by reason (as read_capture's).
+    """
+
+    frame: pd.DataFrame
+    objects: int
+    lines: int
+    unidentified: int = 0
+    quarantined: int = 0
+    quarantine_reasons: Mapping[str, int] = field(default_factory=dict)
+
+
+PREDICTION_COLUMNS = ("inference_id", "time", "version", "prediction", "probability", "probabilities")
+_ID_MARK = b'"inference_id":"'
+
+
+def read_predictions(
+    s3: Any,
+    bucket: str,
+    model: str,
+    period: Window,
+    *,
+    labeled: Set[str],
+    served: tuple[str, Window] | None = None,
+    positive: Any = None,
+    features: Sequence[str] = (),
+) -> CapturedPredictions:
+    """The captured predictions of `model` in `period` ([start, end), every version) that a quality check needs:
+    those whose `inference_id` is in `labeled`, and, with `served=(version, window)`, every prediction of that version
+    served in that window (the rows performance is estimated on before their labels arrive).
+
+    s3: a boto3 S3 client; bucket: the data bucket. positive: the class whose probability fills `probability`
+    (binary classifiers; None leaves it NaN). features: feature values to keep per row (the card's segment features).
+
+    Lines are read as read_capture reads them (the same objects, threads and byte-level selection); a line's id is
+    found on its bytes, so only the selected lines are decoded. Lines that are not JSON objects are quarantined and
+    counted, never raised. S3 errors propagate as botocore's ClientError.
+    """
+    keys, lines = _read_lines(s3, bucket, model, period)
+    start, end = _stamp(period.start).encode(), _stamp(period.end).encode()
+    identity = f'","model":{json.dumps(model)},"version":'.encode()
+    version_b, window_b = None, (b"", b"")
+    if served is not None:
+        version_b = identity + f"{json.dumps(served[0])},".encode()
+        window_b = (_stamp(served[1].start).encode(), _stamp(served[1].end).encode())
+    wanted = {i.encode() for i in labeled}
+    undecoded: list[bytes] = []
+    decoded: list[dict] = []
+    reasons: Counter[str] = Counter()
+    select = _Selector(identity, (start, end), version_b, window_b)
+    for body in lines.bodies:
+        data = body.data
+        served_lines, candidates, other_form = select(body)
+        undecoded += [data[s:e] for s, e in served_lines]
+        for s, e in candidates:  # in the period, not served in the window: kept when labeled
+            mark = data.rfind(_ID_MARK, s, e)
+            if mark < 0:
+                continue
+            raw_id = data[mark + len(_ID_MARK) : data.find(b'"', mark + len(_ID_MARK), e)]
+            # An id with a JSON escape (a quote or backslash in it) is decoded and compared as text.
+            if raw_id in wanted or b"\\" in raw_id:
+                undecoded.append(data[s:e])
+        for s, e in other_form:
+            line = data[s:e]
+            if not line.strip():
+                continue
+            record = _decode(line)  # a line in another form: decoded to be checked field by field
+            if record is None:
+                reasons["line is not a JSON object (torn, truncated or not UTF-8)"] += 1
+            elif record.get("model") == model:
+                decoded.append(record)
+    fast, torn = _decode_all(undecoded)
+    if torn:
+        reasons["line is not a JSON object (torn, truncated or not UTF-8)"] += torn
+    records = [r for r in fast + decoded if type(r) is dict]
+    if len(records) < len(fast) + len(decoded):
+        reasons["record is not a JSON object"] += len(fast) + len(decoded) - len(records)
+    # Column by column (vectorized where pandas can): a selected window is ~100,000 records.
+    times = pd.to_datetime(
+        pd.Series([r.get("timestamp") for r in records], dtype=object), utc=True, errors="coerce", format="ISO8601"
+    )
+    if bad := int(times.isna().sum()):
+        reasons["timestamp is not an ISO 8601 time"] += bad
+    ids = pd.Series([r.get("inference_id") for r in records], dtype=object)
+    identified = ids.map(type).eq(str).to_numpy()
+    versions = pd.Series([r.get("version") for r in records], dtype=object).astype(str)
+    keep = ((times >= pd.Timestamp(period.start)) & (times < pd.Timestamp(period.end))).to_numpy(copy=True)
+    in_window = np.zeros(len(records), dtype=bool)
+    if served is not None:
+        lo, hi = pd.Timestamp(served[1].start), pd.Timestamp(served[1].end)
+        in_window = ((versions == str(served[0])) & (times >= lo) & (times < hi)).to_numpy() & keep
+    unidentified = int((keep & ~identified).sum())
+    keep = keep & (in_window | (identified & ids.isin(labeled).to_numpy()))
+    chosen = [r for r, k in zip(records, keep.tolist(), strict=True) if k]
+    probabilities = [p if type(p := r.get("probabilities")) is dict else None for r in chosen]
+    positive_key = None if positive is None else str(positive)
+    values = [r.get("features") if type(r.get("features")) is dict else {} for r in chosen]
+    frame = pd.DataFrame(
+        {
+            "inference_id": ids[keep].where(identified[keep], None).to_numpy(dtype=object),
+            "time": times[keep].reset_index(drop=True),
+            "version": versions[keep].to_numpy(dtype=object),
+            "prediction": pd.Series([r.get("prediction") for r in chosen], dtype=object),
+            "probability": pd.to_numeric(
+                pd.Series([p.get(positive_key) if p and positive_key else None for p in probabilities], dtype=object),
+                errors="coerce",
+            ).astype("float64"),
+            "probabilities": pd.Series(probabilities, dtype=object),
+            **{f: pd.Series([v.get(f) for v in values], dtype=object) for f in features},
+        },
+        columns=[*PREDICTION_COLUMNS, *features],
+    )
+    return CapturedPredictions(
+        frame,
+        objects=len(keys),
+        lines=len(lines),
+        unidentified=unidentified,
+        quarantined=sum(reasons.values()),
+        quarantine_reasons=dict(reasons.most_common()),
+    )
+
+
+class _Selector:
+    """Which lines of one capture object read_predictions needs, found with numpy on the lines' fixed-place bytes.
+
+    Lines in CaptureRecord.to_json_line's form start with the marker, the UTC stamp, the model and the version at
+    fixed offsets, so one gather of each line's head tells, for every line at once: is it of this model, in the
+    period, of the checked version and served in the window? Only the lines left (in the period, not served in the
+    window) are looked at one by one, for their id.
+    """
+
+    def __init__(
+        self, identity: bytes, period: tuple[bytes, bytes], version: bytes | None, window: tuple[bytes, bytes]
+    ) -> None:
+        self.at = len(_LINE_PREFIX) + _STAMP_LEN
+        self.width = self.at + len(version if version is not None else identity)
+        self.offsets = np.arange(self.width)
+        self.prefix = np.frombuffer(_LINE_PREFIX, dtype=np.uint8)
+        self.identity = np.frombuffer(identity, dtype=np.uint8)
+        self.version = None if version is None else np.frombuffer(version, dtype=np.uint8)
+        self.utc = np.frombuffer(b"+00:00", dtype=np.uint8)
+        self.period = tuple(np.bytes_(p) for p in period)
+        self.window = tuple(np.bytes_(w) for w in window)
+
+    def __call__(self, body: _Body) -> tuple[list[tuple[int, int]], list[tuple[int, int]], list[tuple[int, int]]]:
+        """(served in the window, other lines of the period, lines in another form) as (start, end) offsets."""
+        starts, ends = body.starts, body.ends
+        if not len(starts):
+            return [], [], []
+        data = np.frombuffer(body.data, dtype=np.uint8)
+        # A line shorter than the head cannot be in the fast form (its gather, clamped to the data, is ignored).
+        long_enough = ends - starts >= self.width
+        heads = data[np.minimum(starts[:, None] + self.offsets, len(data) - 1)]
+        at, stamp_at = self.at, len(_LINE_PREFIX)
+        fast = (
+            long_enough
+            & (heads[:, :stamp_at] == self.prefix).all(axis=1)
+            & (heads[:, at - len(self.utc) : at] == self.utc).all(axis=1)
+            & (heads[:, at : at + len(self.identity)] == self.identity).all(axis=1)
+        )
+        stamps = np.ascontiguousarray(heads[:, stamp_at:at]).view(f"S{_STAMP_LEN}").ravel()
+        in_period = fast & (stamps >= self.period[0]) & (stamps < self.period[1])
+        served = np.zeros(len(starts), dtype=bool)
+        if self.version is not None:
+            served = (
+                in_period
+                & (heads[:, at : at + len(self.version)] == self.version).all(axis=1)
+                & (stamps >= self.window[0])
+                & (stamps < self.window[1])
+            )
+        return tuple(  # type: ignore[return-value]
+            list(zip(starts[mask].tolist(), ends[mask].tolist(), strict=True))
+            for mask in (served, in_period & ~served, ~fast)
+        )
 
 
 class _RecordCheck:

@@ -5,6 +5,11 @@ degradation.py   the degradation verdict against the card's holdout metrics, and
 join.py          labels joined with captured predictions by prediction id, with the join rate
 estimation.py    performance estimated before labels arrive (CBPE, binary and multiclass), from the card's calibration
 fairness.py      metrics per segment (group of a categorical feature), gaps, fairness differences, flags
+history.py       one compact entry per checked window (the quality page's data)
+page.py          one window's HTML report and the model's quality page (inline SVG, monitoring.charts)
+
+The scheduled check that reads labels and captures from S3 and writes the reports is
+sklambda.monitoring.quality_check.
 
 Once labels are known:
 
