@@ -79,7 +79,148 @@ def cap_body_mass(X):
 '''
 
 
+def mid_weight_birds(X) -> Any:
+    """Positions of the birds within 0.3 sd of their species' median body mass: there males and females overlap,
+    so the model is less sure (a covariate shift: P(x) moves, P(sex | x) does not)."""
+    import numpy as np
+
+    mass = X["body_mass_g"]
+    by_species = mass.groupby(X["species"])
+    z = ((mass - by_species.transform("median")) / by_species.transform("std")).abs()
+    return np.flatnonzero((z < 0.3).to_numpy())
+
+
+class QualityWindow:
+    """One demo window: its [start, end), the positions of the birds served in it and their prediction ids."""
+
+    def __init__(self, label: str, start: datetime, positions: Any, ids: list[str]) -> None:
+        self.label, self.start, self.positions, self.ids = label, start, positions, ids
+        self.window: Any = None
+
+
+class QualityDemo:
+    """The model-quality part of the demo: windows of served predictions with ids, labels sent through the API and
+    a label file, and the quality check invoked as its function (QualityCheckFunction) on each window."""
+
+    def __init__(self, api, key, name, s3, data_bucket, stack, registry, verifier) -> None:
+        from sklambda.monitoring.model_quality.degradation import DegradationConfig
+        from sklambda_infra import penguins
+
+        self.api, self.key, self.name, self.s3, self.bucket = api, key, name, s3, data_bucket
+        self.stack, self.registry, self.verifier = stack, registry, verifier
+        self.X, _ = penguins.load()
+        self.min_rows = DegradationConfig().min_labeled_rows
+        self.start = datetime.now(UTC)
+        self.count = 0
+
+    def window(self, label: str, positions: Any) -> QualityWindow:
+        """Serve the birds at `positions` with ids of our own, wait for their capture, and close the window."""
+        from sklambda.monitoring.windows import Window, read_capture
+        from sklambda.registry.schema import to_records
+        from sklambda.registry.signing import read_card
+
+        self.count += 1
+        w = QualityWindow(label, self.start, positions, [f"w{self.count}-{i:04d}" for i in range(len(positions))])
+        rows = to_records(self.X.iloc[positions].reset_index(drop=True))
+        for i in range(0, len(rows), 500):
+            status, body = http("POST", f"{self.api}/models/{self.name}/predict", api_key=self.key,
+                                body={"instances": rows[i : i + 500], "inference_ids": w.ids[i : i + 500]})  # fmt: skip
+            assert status == 200, body
+        version = self.registry.resolve(self.name, alias="production")
+        served, _ = read_card(self.registry, self.verifier, self.name, version)
+        probe = Window(w.start, datetime.now(UTC) + timedelta(seconds=60))
+        deadline = time.monotonic() + 30
+        while read_capture(self.s3, self.bucket, served, probe).rows < len(rows) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return w
+
+    def label_window(self, w: QualityWindow, y: Any, *, via_file: bool = False) -> None:
+        """Send the true labels of w's birds: half through POST /feedback, half as a CSV under feedback/ if
+        `via_file` (else all through the API)."""
+        labels = [{"id": i, "label": str(v)} for i, v in zip(w.ids, y.iloc[w.positions], strict=True)]
+        half = len(labels) // 2 if via_file else len(labels)
+        status, body = http("POST", f"{self.api}/models/{self.name}/feedback", api_key=self.key,
+                            body={"labels": labels[:half]})  # fmt: skip
+        assert status in (200, 201), body
+        shown = f"  {w.label:<{LABEL_WIDTH}} POST /models/{self.name}/feedback: {status}, {body['accepted']} labels"
+        if via_file:
+            path = f"{w.ids[0][:2]}-labels.csv"
+            text = "inference_id,label\n" + "".join(f"{r['id']},{r['label']}\n" for r in labels[half:])
+            text += "w1-9999,female\nw1-0000,unicorn\n"  # an id never served is stored; a class the model lacks is not
+            self.s3.put_object(Bucket=self.bucket, Key=f"feedback/{self.name}/{path}", Body=text.encode())
+            summary = wait_for_summary(self.s3, self.bucket, f"ground-truth/summaries/{self.name}/{path}.summary.json")
+            shown += (f"; feedback/{self.name}/{path}: {summary['rows_read']} rows, {summary['rows_accepted']} stored, "
+                      f"{summary['rows_rejected']} rejected")  # fmt: skip
+            errors = self.s3.get_object(Bucket=self.bucket, Key=summary["outputs"]["errors"])["Body"].read().decode()
+            for line in errors.splitlines():
+                entry = json.loads(line)
+                reasons = "; ".join(f"{r['field'] or 'row'}: {r['message']}" for r in entry["reasons"])
+                shown += f"\n  {'':<{LABEL_WIDTH}}   line {entry['line']}: {reasons}"
+        print(shown)
+
+    def close(self, w: QualityWindow) -> None:
+        """End w a second from now, and wait for that moment: the next window starts there, so none shares a label
+        or a prediction with another, and reports (named by their window's end) never collide."""
+        from sklambda.monitoring.windows import Window
+
+        if w.window is None:
+            end = datetime.now(UTC) + timedelta(seconds=1)
+            w.window = Window(w.start, end)
+            time.sleep(max(0.0, (end - datetime.now(UTC)).total_seconds()))
+            self.start = end
+
+    def check(self, w: QualityWindow, note: str = "") -> dict:
+        """Close w, invoke the quality check (QualityCheckFunction) on it and print its outcome."""
+        self.close(w)
+        end = w.window.end
+        event = {"model": self.name, "window_hours": (end - w.start).total_seconds() / 3600, "end": end.isoformat()}
+        out = self.stack.invoke("QualityCheckFunction", event)
+        result = out["results"][0]
+        assert result["status"] == "checked", result
+        realized = result["metrics"]
+        estimated = result.get("estimated_metrics") or {}
+
+        def shown(metrics: dict, name: str) -> str:
+            m = metrics.get(name)
+            if not m or m.get("value") is None:
+                return "-"
+            return f"{m['value']:.3f} [{m['lower']:.3f}, {m['upper']:.3f}]"
+
+        ref = (realized.get("accuracy") or estimated.get("accuracy") or {}).get("reference")
+        print(f"  {w.label:<{LABEL_WIDTH}} quality: {result['verdict']} ({result['labeled_rows']} labeled, join rate "
+              f"{result['join_rate']:.0%}); accuracy realized {shown(realized, 'accuracy')}, estimated "
+              f"{shown(estimated, 'accuracy')}, holdout {ref:.3f}; estimate {result['estimated_verdict']}")  # fmt: skip
+        if note:
+            print(f"  {'':<{LABEL_WIDTH}} {note}")
+        if result["degraded_metrics"]:
+            print(f"  {'':<{LABEL_WIDTH}} degraded (realized): {', '.join(result['degraded_metrics'])}")
+        dropped = [n for n, m in estimated.items() if m.get("verdict") == "degraded"]
+        if dropped:
+            print(f"  {'':<{LABEL_WIDTH}} degraded (estimated): {', '.join(dropped)}")
+        flagged = sorted({f["feature"] for f in result.get("segments_flagged") or []})
+        if flagged:
+            # The window's report has each group's metrics: name the groups behind the flagged gaps.
+            report = json.loads(self.s3.get_object(Bucket=self.bucket, Key=result["reports"]["json"])["Body"].read())
+            for feature in report["segments"]["features"]:
+                if feature["name"] in flagged:
+                    shares = ", ".join(
+                        f"{g['group']} {g['metrics']['accuracy']:.2f}"
+                        for g in feature["groups"]
+                        if g["metrics"].get("accuracy") is not None
+                    )
+                    print(f"  {'':<{LABEL_WIDTH}} accuracy per {feature['name']} (gap flagged): {shares}")
+        if result["model_degraded"]:
+            run = result["state"]["realized"]["consecutive_degraded"]
+            print(f"  {'':<{LABEL_WIDTH}} model degraded ({run} windows in a row, pooled drop confirmed): "
+                  f"PerformanceDegraded event {result.get('event_id')}")  # fmt: skip
+        return result
+
+
+LABEL_WIDTH = 24
+
+
 def run() -> int:
+    import numpy as np
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import FunctionTransformer
 
@@ -354,19 +495,49 @@ def run() -> int:
             print(f"  {'':<12} window {start}-{end} UTC; report: s3://{data_bucket}/{result.report_keys['html']}")
         print("  Biscoe has no Chinstraps and is mostly Gentoo, the largest species: the species and island mix "
               "shift, and with them the measurements")  # fmt: skip
-        # The page links to each window's report by relative links: download the model's whole report folder.
+        say("Ground truth: labels for served predictions, and the model-quality check (is the model still right?)")
+        quality = QualityDemo(api, key, name, s3, data_bucket, stack, registry, verifier)
+        # Labels of one island's birds come from a new field team whose sex calls disagree with the old ones for
+        # half of its birds: the inputs do not move, their relationship to the labels does (concept drift).
+        dream = (X["island"] == "Dream").to_numpy()
+        rng = np.random.default_rng(41)  # which of Dream's birds the new team calls differently
+        mid_weight = mid_weight_birds(X)
+        print(f"  labels are the birds' recorded sex, sent by id (the ids sent with each predict call); "
+              f"min {quality.min_rows} labeled rows per window")  # fmt: skip
+        w = quality.window("a normal week", penguins.resample_index(len(X), 1000, seed=31))
+        quality.label_window(w, y, via_file=True)
+        quality.check(w)
+        w = quality.window("mid-weight birds", mid_weight[penguins.resample_index(len(mid_weight), 1000, seed=32)])
+        note = f"only the {len(mid_weight)} birds within 0.3 sd of their species' median mass, where the sexes overlap"
+        quality.check(w, note=f"{note}; no labels yet: the estimate (CBPE) sees confidence fall")
+        for seed in (33, 34):
+            w = quality.window("Dream's new field team", penguins.resample_index(len(X), 1000, seed=seed))
+            flipped = y.copy()
+            swap = dream & (rng.random(len(X)) < 0.5)
+            flipped[swap] = flipped[swap].map(lambda v: "male" if v == female else female)
+            quality.label_window(w, flipped)
+            quality.close(w)
+            drift = run_drift_check(name, registry=registry, data_bucket=data_bucket, window=w.window,
+                                    verifier=verifier)  # fmt: skip
+            print(f"  {w.label:<{LABEL_WIDTH}} drift check, same window: {drift.report.verdict} "
+                  f"(drifted features: {', '.join(drift.report.drifted_features) or 'none'})")  # fmt: skip
+            quality.check(w)
+
+        # The pages link to each window's report and to each other by relative links: download the model's folders.
+        local_root = ROOT / ".sklambda" / "monitoring"
+        for folder in (f"reports/drift/{name}/", f"reports/quality/{name}/"):
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=data_bucket, Prefix=folder):
+                for item in page.get("Contents", []):
+                    target = local_root / item["Key"]
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(s3.get_object(Bucket=data_bucket, Key=item["Key"])["Body"].read())
         page_key = result.report_keys["page"]
-        folder = page_key.rsplit("/", 1)[0] + "/"
-        local_folder = ROOT / ".sklambda" / "monitoring" / name
-        local_folder.mkdir(parents=True, exist_ok=True)
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=data_bucket, Prefix=folder):
-            for item in page.get("Contents", []):
-                target = local_folder / item["Key"][len(folder) :]
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(s3.get_object(Bucket=data_bucket, Key=item["Key"])["Body"].read())
         print(f"  the monitoring page (drift score per feature, prediction shares and verdict over the windows, "
               f"each window's report linked): s3://{data_bucket}/{page_key}")  # fmt: skip
-        print(f"  downloaded with its reports, to open in a browser: {(local_folder / 'index.html').relative_to(ROOT)}")
+        print(f"  the quality page (realized and estimated metrics with intervals against the holdout, per island): "
+              f"s3://{data_bucket}/reports/quality/{name}/index.html")  # fmt: skip
+        print(f"  downloaded with their reports, to open in a browser: "
+              f"{(local_root / page_key).relative_to(ROOT)}")  # fmt: skip
 
         say("Shutting down the local stack")
     print(f"  done in {time.perf_counter() - started:.1f} s. Function logs and metrics: {LOG_FILE.relative_to(ROOT)}")

@@ -37,6 +37,8 @@ TARGET = "sex"
 POSITIVE_CLASS = "female"
 PII = ("individual_id",)
 CATEGORICAL = ("species", "island", "clutch_completion")
+# Groups the card and each model-quality window report metrics for (publish --segment).
+SEGMENTS = ("island", "species")
 NUMERIC = (
     "culmen_length_mm",
     "culmen_depth_mm",
@@ -140,10 +142,14 @@ def forest_pipeline(n_estimators: int = 100, seed: int = SEED) -> Pipeline:
     return Pipeline([("prep", preprocessor()), ("model", forest)])
 
 
+def resample_index(rows: int, n: int, seed: int) -> np.ndarray:
+    """`n` positions drawn with replacement from range(rows), seeded (which real rows `resample` takes)."""
+    return np.random.default_rng(seed).integers(0, rows, n)
+
+
 def resample(X: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
     """`n` rows drawn with replacement from the real rows of X (traffic for a dataset of 333 birds), index 0..n-1."""
-    rng = np.random.default_rng(seed)
-    return X.iloc[rng.integers(0, len(X), n)].reset_index(drop=True)
+    return X.iloc[resample_index(len(X), n, seed)].reset_index(drop=True)
 
 
 def card_options(X_holdout: pd.DataFrame, y_holdout: pd.Series) -> dict[str, Any]:
@@ -156,6 +162,8 @@ def card_options(X_holdout: pd.DataFrame, y_holdout: pd.Series) -> dict[str, Any
         "positive_class": POSITIVE_CLASS,
         "costs": COSTS,
         "min_metrics": {"roc_auc": 0.9},
+        # Per-group metrics in the card and in each model-quality window.
+        "segments": SEGMENTS,
         **CARD,
     }
 

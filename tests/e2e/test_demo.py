@@ -45,16 +45,33 @@ def test_demo_runs_end_to_end_on_the_local_stack():
     biscoe = re.search(r"Biscoe only +4000 rows: drift; drifted features: (.*)", out)
     assert biscoe and {"island", "species", "body_mass_g"} <= set(biscoe.group(1).split(", "))
     assert re.search(r"window \d\d:\d\d:\d\d-\d\d:\d\d:\d\d UTC; report: s3://", out)
-    page = re.search(r"downloaded with its reports, to open in a browser: (\S+)", out)
+    page = re.search(r"downloaded with their reports, to open in a browser: (\S+)", out)
     assert page and "reports/drift/penguins/index.html" in out
     html = (ROOT / page.group(1)).read_text()
-    linked = set(re.findall(r"href=[\"']([^\"'#]+\.html)[\"']", html))
-    # two windows, one report each: consecutive windows never share a report
+    links = set(re.findall(r"href=[\"']([^\"'#]+\.html)[\"']", html))
+    reports = {x for x in links if not x.startswith("../")}
+    # the drift step's two windows and the two concept-drift windows, one report each: consecutive windows never
+    # share a report; and the page links the quality page, beside it in the download
     windows = re.findall(r"window (\d\d:\d\d:\d\d)-(\d\d:\d\d:\d\d) UTC", out)
-    assert len(windows) == 2 and windows[0][1] == windows[1][0] and len(linked) == 2
-    assert (
-        "<svg" in html and len(linked) >= 2 and all((ROOT / page.group(1)).parent.joinpath(x).is_file() for x in linked)
-    )
+    assert len(windows) == 2 and windows[0][1] == windows[1][0] and len(reports) == 4
+    folder = (ROOT / page.group(1)).parent
+    assert "<svg" in html and all(folder.joinpath(x).is_file() for x in links)
+    assert "../../quality/penguins/index.html" in links
+    # ground truth and model quality: labels in through the API and a file (a bad class quarantined); a normal week
+    # is ok; a covariate shift lowers the estimate before labels; a concept drift leaves the drift check quiet, is
+    # degraded twice, names the island behind it and raises PerformanceDegraded
+    assert "POST /models/penguins/feedback: 201, 500 labels" in out and "502 rows, 501 stored, 1 rejected" in out
+    assert "label: 'unicorn' is not a class of this model" in out
+    assert re.search(r"a normal week +quality: ok \(1000 labeled, join rate 100%\)", out)
+    shifted = r"mid-weight birds +quality: insufficient_labels .* estimated 0\.\d+ .* estimate degraded"
+    assert re.search(shifted, out) and "degraded (estimated): accuracy" in out
+    assert out.count("drift check, same window: no_drift") == 2
+    concept = re.findall(r"Dream's new field team +quality: degraded \(1000 labeled.*accuracy realized (0\.\d+)", out)
+    assert len(concept) == 2 and all(float(a) < 0.85 for a in concept)
+    dream = re.findall(r"accuracy per island \(gap flagged\): .*Dream (0\.\d+)", out)
+    assert dream and all(float(a) < 0.7 for a in dream)
+    alarm = r"model degraded \(2 windows in a row, pooled drop confirmed\): PerformanceDegraded event \S{8}"
+    assert re.search(alarm, out)
     # explanations add up over the local API, unusual values are warned about, bad data is refused, the card renders
     assert "= P(female)" in out and "(linear_exact)" in out
     assert "unseen_category: category 'Deception' was not seen in training" in out
