@@ -311,18 +311,13 @@ class LocalStack:
         if self.scheduler is not None:
             self.scheduler.stop()
             self.scheduler = None
-        for poller in self.pollers:
-            poller.stop()
-        self.pollers = []
-        if self.watcher is not None:
-            self.watcher.stop()
-            self.watcher = None
-        for runners in self._pool_runners.values():
-            for runner in runners:
-                runner.stop()
+        # Each stop waits for a thread or a process (a poller for its long poll, a worker for its interpreter's
+        # exit: about a second each). The event sources first, so no invocation starts on a stopping worker; then
+        # the workers. Stopped together, each group takes its longest wait rather than the sum.
+        stop_together([*self.pollers, *([self.watcher] if self.watcher is not None else [])])
+        self.pollers, self.watcher = [], None
+        stop_together([*(r for runners in self._pool_runners.values() for r in runners), *self.runners.values()])
         self._pools, self._pool_runners = {}, {}
-        for runner in self.runners.values():
-            runner.stop()
         self.runners = {}
         if self.forwarder is not None:  # after the workers: their last lines are still delivered
             self.forwarder.stop()
@@ -604,6 +599,15 @@ def summary(details: Mapping[str, Any]) -> str:
         lines.append(f"    curl -s{header} {details['api_url']}{first_get['path']}")
     lines += ["", "  Details: .sklambda/local.json   Stop: Ctrl-C or `sklambda local down`"]
     return "\n".join(lines)
+
+
+def stop_together(parts: list[Any]) -> None:
+    """Call every part's stop() at once, each in a thread of its own, and return when all have returned."""
+    threads = [threading.Thread(target=part.stop, name=f"stop-{i}") for i, part in enumerate(parts)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 def wait_until_stopped(pid: int, timeout_s: float, details_file: Path | None = None) -> bool:
