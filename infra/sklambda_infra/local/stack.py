@@ -151,6 +151,7 @@ class LocalStack:
         self._endpoint = ""
         self._clients: dict[str, Any] = {}
         self._clients_lock = threading.Lock()
+        self._session: boto3.session.Session | None = None
         self._registered = False
 
     # -- lifecycle -------------------------------------------------------------------------------------------
@@ -369,7 +370,12 @@ class LocalStack:
         """A boto3 client for the local stack's moto."""
         with self._clients_lock:
             if service not in self._clients:
-                self._clients[service] = boto3.session.Session().client(
+                # One session for all of them: each new session reads botocore's endpoint and service data again
+                # (~50 ms a client, ~40 clients to provision the project's template). Creating clients from one
+                # session is not thread-safe: the lock covers it.
+                if self._session is None:
+                    self._session = boto3.session.Session()
+                self._clients[service] = self._session.client(
                     service,
                     endpoint_url=self._endpoint,
                     region_name=self.pseudo.region,
