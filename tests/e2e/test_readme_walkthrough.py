@@ -107,6 +107,10 @@ def test_the_readme_walkthrough_runs_as_printed_after_make_local(tmp_path):
     if os.environ.get("SKLAMBDA_RUNTIME_CACHE"):  # the layer's host copy, built once for the whole suite
         env["SKLAMBDA_RUNTIME_CACHE"] = os.environ["SKLAMBDA_RUNTIME_CACHE"]
     env |= {"SKLAMBDA_LOCAL_AWS_PORT": "0", "SKLAMBDA_LOCAL_API_PORT": "0", "HOME": str(tmp_path)}
+    # `make local` would otherwise (re)install the venv first, from the clone: the checkout's own venv, linked here,
+    # would then import sklambda from this temporary folder and its scripts would run this folder's python
+    stamp = subprocess.run(["make", "-q", ".venv/.installed"], cwd=project, env=env, capture_output=True)
+    assert stamp.returncode == 0, ".venv/.installed is missing or older than pyproject.toml: run `make test` once"
     readme = (ROOT / "README.md").read_text()
     assert "make local" in readme[readme.index("## Run it locally") : readme.index(MARKER)]
     details_file = project / ".sklambda" / "local.json"

@@ -151,6 +151,7 @@ class LocalStack:
         self._endpoint = ""
         self._clients: dict[str, Any] = {}
         self._clients_lock = threading.Lock()
+        self._session: boto3.session.Session | None = None
         self._registered = False
 
     # -- lifecycle -------------------------------------------------------------------------------------------
@@ -311,18 +312,13 @@ class LocalStack:
         if self.scheduler is not None:
             self.scheduler.stop()
             self.scheduler = None
-        for poller in self.pollers:
-            poller.stop()
-        self.pollers = []
-        if self.watcher is not None:
-            self.watcher.stop()
-            self.watcher = None
-        for runners in self._pool_runners.values():
-            for runner in runners:
-                runner.stop()
+        # Each stop waits for a thread or a process (a poller for its long poll, a worker for its interpreter's
+        # exit: about a second each). The event sources first, so no invocation starts on a stopping worker; then
+        # the workers. Stopped together, each group takes its longest wait rather than the sum.
+        stop_together([*self.pollers, *([self.watcher] if self.watcher is not None else [])])
+        self.pollers, self.watcher = [], None
+        stop_together([*(r for runners in self._pool_runners.values() for r in runners), *self.runners.values()])
         self._pools, self._pool_runners = {}, {}
-        for runner in self.runners.values():
-            runner.stop()
         self.runners = {}
         if self.forwarder is not None:  # after the workers: their last lines are still delivered
             self.forwarder.stop()
@@ -374,7 +370,12 @@ class LocalStack:
         """A boto3 client for the local stack's moto."""
         with self._clients_lock:
             if service not in self._clients:
-                self._clients[service] = boto3.session.Session().client(
+                # One session for all of them: each new session reads botocore's endpoint and service data again
+                # (~50 ms a client, ~40 clients to provision the project's template). Creating clients from one
+                # session is not thread-safe: the lock covers it.
+                if self._session is None:
+                    self._session = boto3.session.Session()
+                self._clients[service] = self._session.client(
                     service,
                     endpoint_url=self._endpoint,
                     region_name=self.pseudo.region,
@@ -604,6 +605,15 @@ def summary(details: Mapping[str, Any]) -> str:
         lines.append(f"    curl -s{header} {details['api_url']}{first_get['path']}")
     lines += ["", "  Details: .sklambda/local.json   Stop: Ctrl-C or `sklambda local down`"]
     return "\n".join(lines)
+
+
+def stop_together(parts: list[Any]) -> None:
+    """Call every part's stop() at once, each in a thread of its own, and return when all have returned."""
+    threads = [threading.Thread(target=part.stop, name=f"stop-{i}") for i, part in enumerate(parts)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 def wait_until_stopped(pid: int, timeout_s: float, details_file: Path | None = None) -> bool:

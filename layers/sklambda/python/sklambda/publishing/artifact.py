@@ -20,7 +20,7 @@ import os
 import pickle
 import sys
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -187,16 +187,17 @@ def check_needs(
     needs: ArtifactNeeds,
     target: RuntimeManifest,
     shipped: Iterable[str] = (),
-    installed: Mapping[str, tuple[str, str]] | None = None,
+    installed: Mapping[str, tuple[str, str]] | Callable[[], Mapping[str, tuple[str, str]]] | None = None,
 ) -> list[NeedProblem]:
     """Each top-level module of `needs` must come with the target runtime or with the model's shipped code.
 
     `shipped`: top-level module names of the code published with the model. `installed`: {module: (distribution,
-    version)} in the publisher's environment, used to say which pin to add to the layer. A reference to
-    `__main__` (a class or function defined in the training script) can never be found by the runtime.
+    version)} in the publisher's environment, used to say which pin to add to the layer, or a function returning it
+    (installed_modules), called only when a module is missing: reading every distribution's metadata takes about
+    half a second, and most publishes find every module. A reference to `__main__` (a class or function defined in
+    the training script) can never be found by the runtime.
     """
     shipped = set(shipped)
-    installed = installed or {}
     problems: list[NeedProblem] = []
     for module, refs in needs.references.items():
         shown = ", ".join(refs[:3]) + (f" (and {len(refs) - 3} more)" if len(refs) > 3 else "")
@@ -212,9 +213,12 @@ def check_needs(
                     "and publish with code=['my_features.py'] (CLI: --code my_features.py)",
                 )
             )
-        elif module in shipped or target.provides(module):
             continue
-        elif module in installed:
+        if module in shipped or target.provides(module):
+            continue
+        if callable(installed):
+            installed = installed()  # read once, at the first missing module
+        if installed and module in installed:
             dist, version = installed[module]
             problems.append(
                 NeedProblem(

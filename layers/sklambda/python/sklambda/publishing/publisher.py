@@ -457,7 +457,7 @@ def _artifact(model: Any, artifact: bytes | None, code_files: dict[str, bytes], 
         "rename it"
         for m in clashes
     ]
-    problems += [f"[{p.check}] {p.message}" for p in check_needs(needs, manifest, shipped, installed_modules())]
+    problems += [f"[{p.check}] {p.message}" for p in check_needs(needs, manifest, shipped, installed_modules)]
     target = manifest.sklearn_version
     if len(needs.sklearn_versions) > 1:
         problems.append(
