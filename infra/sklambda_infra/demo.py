@@ -217,6 +217,8 @@ class QualityDemo:
 
 
 LABEL_WIDTH = 24
+# Predictions per model-quality window: above the 500 labeled rows a window needs to be judged.
+QUALITY_ROWS = 600
 
 
 def run() -> int:
@@ -504,14 +506,15 @@ def run() -> int:
         mid_weight = mid_weight_birds(X)
         print(f"  labels are the birds' recorded sex, sent by id (the ids sent with each predict call); "
               f"min {quality.min_rows} labeled rows per window")  # fmt: skip
-        w = quality.window("a normal week", penguins.resample_index(len(X), 1000, seed=31))
+        w = quality.window("a normal week", penguins.resample_index(len(X), QUALITY_ROWS, seed=31))
         quality.label_window(w, y, via_file=True)
         quality.check(w)
-        w = quality.window("mid-weight birds", mid_weight[penguins.resample_index(len(mid_weight), 1000, seed=32)])
+        shifted = mid_weight[penguins.resample_index(len(mid_weight), QUALITY_ROWS, seed=32)]
+        w = quality.window("mid-weight birds", shifted)
         note = f"only the {len(mid_weight)} birds within 0.3 sd of their species' median mass, where the sexes overlap"
         quality.check(w, note=f"{note}; no labels yet: the estimate (CBPE) sees confidence fall")
         for seed in (33, 34):
-            w = quality.window("Dream's new field team", penguins.resample_index(len(X), 1000, seed=seed))
+            w = quality.window("Dream's new field team", penguins.resample_index(len(X), QUALITY_ROWS, seed=seed))
             flipped = y.copy()
             swap = dream & (rng.random(len(X)) < 0.5)
             flipped[swap] = flipped[swap].map(lambda v: "male" if v == female else female)
