@@ -159,12 +159,13 @@ class QualityDemo:
         print(shown)
 
     def close(self, w: QualityWindow) -> None:
-        """End w a second from now, and wait for that moment: the next window starts there, so none shares a label
-        or a prediction with another, and reports (named by their window's end) never collide."""
+        """End w at the next whole second, and wait for that moment: the next window starts there, so none shares a
+        label or a prediction with another, and reports (named by their window's end) never collide."""
         from sklambda.monitoring.windows import Window
 
         if w.window is None:
-            end = datetime.now(UTC) + timedelta(seconds=1)
+            # Reports are named by their window's end to the second: at least a second after the window's start.
+            end = max(datetime.now(UTC), w.start + timedelta(seconds=1)).replace(microsecond=0) + timedelta(seconds=1)
             w.window = Window(w.start, end)
             time.sleep(max(0.0, (end - datetime.now(UTC)).total_seconds()))
             self.start = end
