@@ -26,13 +26,13 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from sklambda import aws
 from sklambda.config import DriftCheckSettings
 from sklambda.errors import SklambdaError
 from sklambda.monitoring.drift_check import DriftCheckResult, run_drift_check, window_bounds
-from sklambda.monitoring.windows import Window
+from sklambda.monitoring.windows import Window, not_in_future
 from sklambda.registry.signing import CardVerifier
 from sklambda.registry.store import Registry
 
@@ -68,11 +68,13 @@ class DriftCheckRequest(BaseModel):
     window_hours: float | None = Field(default=None, gt=0, le=24 * 31)
     end: datetime | None = None
 
+    @field_validator("end")
+    @classmethod
+    def _not_in_future(cls, end: datetime | None) -> datetime | None:
+        return None if end is None else not_in_future(end, datetime.now(UTC))  # a naive time is read as UTC
+
     def window(self, now: datetime) -> Window:
-        end = self.end or now
-        if end.tzinfo is None:
-            end = end.replace(tzinfo=UTC)  # a naive time is read as UTC
-        return Window.ending(end.astimezone(UTC), self.window_hours or settings.window_hours)
+        return Window.ending(self.end or now, self.window_hours or settings.window_hours)
 
 
 def is_scheduled(event: Any) -> bool:

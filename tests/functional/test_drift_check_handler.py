@@ -219,12 +219,23 @@ def test_a_failing_model_does_not_stop_the_scheduled_check_of_the_others(
         {"model": "churn", "window_hours": -1},
         {"model": "churn", "end": "yesterday"},
         {"model": "churn", "extra": 1},
+        {"model": "churn", "end": "2030-01-01T00:00:00Z"},  # a window that has not happened yet
     ],
 )
 def test_a_malformed_on_demand_event_is_refused_with_the_field_named(drift_app, drift_env, event, lambda_context):
     summary = drift_app.handler(event, lambda_context)
     assert summary["status"] == "invalid_request"
     assert summary["error"]["code"] == "malformed_request" and summary["error"]["errors"]
+    if "end" in event:
+        assert summary["error"]["errors"][0]["field"] == "end"
+
+
+def test_a_window_ending_in_the_future_writes_nothing(drift_app, drift_env, published, s3, lambda_context):
+    # WHEN a drift check is asked for a window ending in 2030
+    summary = drift_app.handler({"model": "churn", "end": "2030-01-01T00:00:00Z"}, lambda_context)
+    # THEN it is refused, saying so, and no report, state or page is written
+    assert "is in the future" in summary["error"]["errors"][0]["message"]
+    assert s3.list_objects_v2(Bucket=DATA_BUCKET, Prefix="reports/").get("KeyCount", 0) == 0
 
 
 def test_settings_default_to_a_day_on_the_default_bus_and_require_the_buckets() -> None:

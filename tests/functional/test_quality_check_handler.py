@@ -168,13 +168,22 @@ def test_too_few_labels_put_no_event_however_wrong_they_are(
 
 @pytest.mark.parametrize(
     "event",
-    [{"model": ""}, {"model": "churn", "window_hours": -1}, {"model": "churn", "colour": "red"}, ["churn"]],
+    [
+        {"model": ""},
+        {"model": "churn", "window_hours": -1},
+        {"model": "churn", "colour": "red"},
+        ["churn"],
+        {"model": "churn", "end": "2030-01-01T00:00:00Z"},  # a window that has not happened yet
+    ],
 )
 def test_a_malformed_request_is_an_invalid_request_result_not_a_crash(quality_app, event, lambda_context):
     # WHEN the function is invoked with a request it cannot read
     result = quality_app.handler(event, lambda_context)
     # THEN it answers invalid_request, naming the fields
     assert result["status"] == "invalid_request" and result["error"]["code"] == "malformed_request"
+    if isinstance(event, dict) and "end" in event:
+        error = result["error"]["errors"][0]
+        assert error["field"] == "end" and "is in the future" in error["message"]
 
 
 def test_an_unknown_model_is_a_failed_entry(quality_app, quality_env, published, lambda_context, capsys):

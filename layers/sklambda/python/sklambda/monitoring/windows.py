@@ -28,6 +28,22 @@ from sklambda.registry.card import ModelCard
 from sklambda.registry.schema import BOOLEAN, CATEGORY, FLOAT64_MAX, INTEGER, NUMBER
 
 READ_THREADS = 4
+# How far past now a time may be: clocks drift (NTP keeps servers within well under a second; phones and batch
+# exports less so). Five minutes, the tolerance AWS SigV4 allows a request's timestamp. A label's observed time and an
+# on-demand window's end are both held to it.
+MAX_CLOCK_SKEW = timedelta(minutes=5)
+
+
+def not_in_future(moment: datetime, now: datetime, what: str = "end") -> datetime:
+    """`moment` as an aware UTC datetime (a naive one is read as UTC), checked against `now` + MAX_CLOCK_SKEW.
+
+    Raises ValueError naming `what` when it is later: a window that has not happened yet would be checked as empty and
+    then recorded as the model's newest window in its state, history and page.
+    """
+    aware = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+    if aware > now + MAX_CLOCK_SKEW:
+        raise ValueError(f"{what} {aware.isoformat()} is in the future (now is {now.astimezone(UTC).isoformat()})")
+    return aware
 
 
 @dataclass(frozen=True)

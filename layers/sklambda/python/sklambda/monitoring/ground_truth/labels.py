@@ -28,11 +28,12 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sklambda.errors import FieldError, InvalidInput, ModelRefused, printable
 from sklambda.monitoring.ground_truth.store import Label
+from sklambda.monitoring.windows import MAX_CLOCK_SKEW
 from sklambda.registry.card import ModelCard
 from sklambda.registry.signing import CardVerifier
 from sklambda.registry.store import Registry
@@ -40,9 +41,6 @@ from sklambda.serving.ids import id_problem
 
 ID_FIELDS = ("inference_id", "id")
 LABEL, TIME = "label", "time"
-# How far in the future a label's `time` may be: senders' clocks drift (NTP keeps servers within well under a second;
-# phones and batch exports less so). Five minutes, the tolerance AWS SigV4 allows a request's timestamp.
-MAX_CLOCK_SKEW = timedelta(minutes=5)
 # Problems listed in one 422 answer (a bad request can have thousands; the first ones say enough).
 MAX_PROBLEMS = 20
 
