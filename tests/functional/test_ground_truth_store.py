@@ -60,3 +60,15 @@ def test_only_labels_that_arrived_in_the_window_are_read_and_malformed_lines_are
 def test_a_naive_arrival_time_is_refused(s3) -> None:
     with pytest.raises(ValueError, match="timezone"):
         write_labels(s3, BUCKET, "churn", [Label("a", 1)], arrival=datetime(2026, 11, 30))
+
+
+def test_labels_sent_again_after_a_correction_on_the_same_day_are_the_newest_again(s3) -> None:
+    # GIVEN id "a" labeled "yes", corrected to "no", then sent as "yes" again, all on one day
+    write_labels(s3, BUCKET, "churn", [Label("a", "yes")], arrival=DAY)
+    write_labels(s3, BUCKET, "churn", [Label("a", "no")], arrival=DAY + timedelta(minutes=1))
+    again = write_labels(s3, BUCKET, "churn", [Label("a", "yes")], arrival=DAY + timedelta(minutes=2))
+    # WHEN the day is read
+    read = read_labels(s3, BUCKET, "churn", DAY, DAY + timedelta(days=1))
+    # THEN the repeat was not a new object, but "yes" is the label again
+    assert not again.created
+    assert dict(zip(read.frame["inference_id"], read.frame["label"], strict=True)) == {"a": "yes"}

@@ -293,3 +293,16 @@ def test_a_refused_card_is_remembered_for_the_alias_ttl():
     with pytest.raises(ModelRefused):
         source.get("churn", version="1")
     assert verifier.calls == 2
+
+
+def test_a_request_row_with_an_unknown_field_is_refused_naming_it_while_a_file_row_ignores_it():
+    # GIVEN a row whose time was misspelt, and the same row from a file
+    row = {"id": "a-1", "label": "no", "tme": "2026-11-30T08:00:00Z"}
+    # WHEN a request sends it
+    with pytest.raises(InvalidInput) as refused:
+        parse_request([row], CHURN, NOW)
+    # THEN it is refused naming the field (its label would otherwise be stored undated)
+    (error,) = refused.value.errors
+    assert error.field == "tme" and error.row == 0 and "unknown field 'tme'" in error.message
+    # AND a file's extra column is ignored (exports often carry more columns)
+    assert parse_row(row, 1, CHURN, NOW, text=True) == Label("a-1", "no", None)

@@ -41,6 +41,8 @@ from sklambda.serving.ids import id_problem
 
 ID_FIELDS = ("inference_id", "id")
 LABEL, TIME = "label", "time"
+# The fields of a label row (a request's rows may have no other).
+ROW_FIELDS = (*ID_FIELDS, LABEL, TIME)
 # Problems listed in one 422 answer (a bad request can have thousands; the first ones say enough).
 MAX_PROBLEMS = 20
 
@@ -56,6 +58,7 @@ REASONS = {
     "unknown_class": "the label is not one of the model's classes",
     "bad_time": "time is not ISO 8601 with a timezone",
     "future_time": "time is in the future",
+    "unknown_field": "a field other than inference_id, id, label and time (requests only)",
 }
 
 
@@ -157,15 +160,29 @@ def parse_time(value: Any, now: datetime) -> datetime | None:
 
 
 def parse_row(
-    row: Any, where: int, rules: LabelRules, now: datetime, *, text: bool = False, seen: Duplicates | None = None
+    row: Any,
+    where: int,
+    rules: LabelRules,
+    now: datetime,
+    *,
+    text: bool = False,
+    seen: Duplicates | None = None,
+    strict: bool = False,
 ) -> Label | list[Problem]:
     """One row (a mapping of field -> value) as a Label, or its problems (every field checked). `where` numbers the
     row in the problems; `text`: the values are CSV cells (see the module docstring); `seen`: the ids of the earlier
     rows of the same request or file (a valid id is remembered there even when another field of its row is bad, so
-    that a later row with it is a duplicate_id naming this one)."""
+    that a later row with it is a duplicate_id naming this one); `strict`: any other field is an unknown_field problem
+    (requests; a file's other columns are ignored, as exports often carry more)."""
     if not isinstance(row, Mapping):
         return [Problem(where, None, "not_a_row", f"a label row is a JSON object, got {type(row).__name__}")]
     problems: list[Problem] = []
+    if strict:  # a request's misspelt `tme` would otherwise be dropped without a word, its label stored undated
+        problems += [
+            Problem(where, str(name), "unknown_field", f"unknown field {name!r}: a row has {', '.join(ROW_FIELDS)}")
+            for name in row
+            if name not in ROW_FIELDS
+        ]
     given = [name for name in ID_FIELDS if row.get(name) not in (None, "")]
     inference_id = None
     if not given:
@@ -232,7 +249,7 @@ def parse_request(rows: Sequence[Any], rules: LabelRules, now: datetime) -> list
     problems: list[Problem] = []
     seen = Duplicates()
     for i, row in enumerate(rows):
-        parsed = parse_row(row, i, rules, now, seen=seen)
+        parsed = parse_row(row, i, rules, now, seen=seen, strict=True)
         if isinstance(parsed, Label):
             labels.append(parsed)
             continue

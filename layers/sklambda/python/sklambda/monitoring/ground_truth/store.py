@@ -7,10 +7,11 @@ One object holds the labels of one accepted request or file, one JSON object per
 `time` is when the outcome was observed, as the sender gave it (null when not given); `arrival` is when sklambda
 stored it, and names the partition.
 
-Idempotency. The object's name is the SHA-256 of its labels (ids, labels, times: not the arrival) and it is written
-with `If-None-Match: *`, so the same request retried on the same day is stored once. Across days, or when a label is
-corrected, several records of one id exist; `read_labels` keeps one per id: the newest by (time or arrival, arrival).
-So the same id and label sent twice counts once, and a changed label is the newer one.
+Idempotency. The object's name is the SHA-256 of its labels (ids, labels, times: not the arrival), so the same
+request retried on the same day is stored once (`created=False`); it is rewritten with the later arrival, so labels
+sent again after a correction (A, then B, then A) are the newest again. Across days, or when a label is corrected,
+several records of one id exist; `read_labels` keeps one per id: the newest by (time or arrival, arrival). So the
+same id and label sent twice counts once, and a changed label is the newer one.
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ class Label:
 @dataclass(frozen=True)
 class StoredLabels:
     """What `write_labels` did. key: the S3 key of the object; labels: how many it holds; created: False when an
-    identical object was already stored (a retried request or file), which is not an error.
+    identical object was already stored that day (a retried request or file, or labels sent again after a
+    correction), which is not an error: it was rewritten with the new arrival.
     """
 
     key: str
@@ -133,12 +135,17 @@ def write_labels(s3: Any, bucket: str, model: str, labels: Sequence[Label], *, a
     key = f"{label_prefix(model, arrival.astimezone(UTC).date())}{digest}.jsonl"
     tail = ',"' + ARRIVAL + '":' + json.dumps(stamp) + "}\n"
     body = "".join(row[:-1] + tail for row in rows).encode()
+    put = {"Bucket": bucket, "Key": key, "Body": body, "ContentType": "application/x-ndjson"}
     try:
-        s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/x-ndjson", IfNoneMatch="*")
+        s3.put_object(**put, IfNoneMatch="*")
     except ClientError as e:
-        if e.response.get("Error", {}).get("Code") in _EXISTS:
-            return StoredLabels(key, len(rows), created=False)
-        raise
+        if e.response.get("Error", {}).get("Code") not in _EXISTS:
+            raise
+        # The same labels again on the same day: a retry, or a correction undone (A, then B, then A again). Written
+        # again with this arrival, so that they are the newest again, as their sender means; for a retry (or an SQS
+        # redelivery of a file, whose arrival is the upload's) nothing else changes.
+        s3.put_object(**put)
+        return StoredLabels(key, len(rows), created=False)
     return StoredLabels(key, len(rows), created=True)
 
 
