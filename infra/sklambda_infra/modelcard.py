@@ -20,6 +20,7 @@ from typing import Any
 
 from sklambda.registry.card import ModelCard
 from sklambda.registry.signing import NOT_VERIFIED, SignatureCheck
+from sklambda_infra.modelview import gap_text, no_gap_text, segment_rows
 
 FORMATS = ("markdown", "html")
 BAR_WIDTH = 24  # characters of the Markdown importance bar at the largest importance
@@ -93,6 +94,7 @@ def _sections(card: ModelCard, aliases: Mapping[str, str], verification: Signatu
         _metrics(card),
         _importance(card),
         _decision(card),
+        *_segments(card),
         _quality(card),
         _limitations(card),
     ]
@@ -200,6 +202,25 @@ def _importance(card: ModelCard) -> Section:
         "Zero or negative: the model does not rely on it."
     )
     return Section("Feature importance", lines=(note,), bars=Bars(items))
+
+
+def _segments(card: ModelCard) -> list[Section]:
+    """One section per segment feature (publish --segment / --sensitive): its groups' metrics and its gaps."""
+    section = card.segments
+    if not section:
+        return []
+    out = []
+    for f in section["features"]:
+        header, rows = segment_rows(f)
+        sensitive = " (sensitive: demographic parity and equal opportunity differences too)" if f["sensitive"] else ""
+        note = (
+            f"Metrics per group of {f['name']!r} on the {section['split']} split{sensitive}; "
+            f"groups under {section['min_group_rows']} rows are too small to compare."
+        )
+        gaps = tuple(gap_text(g) for g in f["gaps"]) or (no_gap_text(section),)
+        title = f"Segments: {f['name']}"
+        out.append(Section(title, lines=(note,), bullets=gaps, table=Table(tuple(header), tuple(rows))))
+    return out
 
 
 def _decision(card: ModelCard) -> Section:

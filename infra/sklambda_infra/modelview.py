@@ -81,25 +81,50 @@ def schema_table(features: Sequence[FeatureSpec]) -> str:
     return text_table(("FEATURE", "TYPE", "NULL", "REQUIRED", "RANGE / CATEGORIES", "PII"), rows)
 
 
+def gap_text(gap: Mapping[str, Any]) -> str:
+    """One gap of a `segments` section for people: the groups, the bound and why it is or is not FLAGGED (a gap is
+    flagged only when its 95 % interval lies above the bound: sklambda.monitoring.model_quality.fairness)."""
+    text = f"{gap['name']} gap {gap['gap']:.3f} ({gap['highest']} vs {gap['lowest']}"
+    interval = gap.get("interval")
+    if interval:
+        text += f", 95% interval {interval[0]:.3f} to {interval[1]:.3f}"
+    if gap["bound"] is None:
+        return text + "; no bound)"
+    text += f"; bound {gap['bound']:g})"
+    if gap["flagged"]:
+        return text + "  FLAGGED"
+    if gap["gap"] > gap["bound"]:
+        return text + "  not flagged: the interval reaches below the bound (the groups are too small to tell)"
+    return text
+
+
+def segment_rows(feature: Mapping[str, Any]) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+    """(header, rows) of one segment feature's groups: rows and each metric, "small" for groups left out of gaps."""
+    metrics = list(dict.fromkeys(m for g in feature["groups"] for m in g["metrics"]))
+    rows = [
+        (g["group"] if g["group"] is not None else "(null)", str(g["rows"]), *(
+            "-" if g["metrics"].get(m) is None else f"{g['metrics'][m]:.3f}" for m in metrics
+        ), "small" if g["too_small"] else "")
+        for g in feature["groups"]
+    ]  # fmt: skip
+    return ("group", "rows", *metrics, ""), rows
+
+
+def no_gap_text(section: Mapping[str, Any]) -> str:
+    """Why a segment feature has no gap line."""
+    return f"no gap: fewer than 2 groups of at least {section['min_group_rows']} rows"
+
+
 def segments_text(section: Mapping[str, Any]) -> list[str]:
     """The card's `segments`: per feature, a table of its groups (rows and each metric; "small" groups are left out
     of the gaps), then its gaps with their bounds, FLAGGED where the rule of
-    sklambda.monitoring.model_quality.fairness holds."""
+    sklambda.monitoring.model_quality.fairness holds, and why not where a gap above its bound is not."""
     lines = [f"segments ({section['split']} split, groups under {section['min_group_rows']} rows are too small)"]
     for f in section["features"]:
-        metrics = list(dict.fromkeys(m for g in f["groups"] for m in g["metrics"]))
-        rows = [
-            (g["group"] if g["group"] is not None else "(null)", g["rows"], *(
-                "-" if g["metrics"].get(m) is None else f"{g['metrics'][m]:.3f}" for m in metrics
-            ), "small" if g["too_small"] else "")
-            for g in f["groups"]
-        ]  # fmt: skip
+        header, rows = segment_rows(f)
         title = f"{f['name']}{' (sensitive)' if f['sensitive'] else ''}"
-        lines.append(text_table((title.upper(), "ROWS", *(m.upper() for m in metrics), ""), rows))
-        for gap in f["gaps"]:
-            bound = "no bound" if gap["bound"] is None else f"bound {gap['bound']:g}"
-            flag = "  FLAGGED" if gap["flagged"] else ""
-            lines.append(f"    {gap['name']} gap {gap['gap']:.3f} ({gap['highest']} vs {gap['lowest']}; {bound}){flag}")
+        lines.append(text_table((title.upper(), *(h.upper() for h in header[1:])), rows))
+        lines += [f"    {gap_text(gap)}" for gap in f["gaps"]] or [f"    {no_gap_text(section)}"]
     return lines
 
 

@@ -14,7 +14,7 @@ from sklambda.errors import PublishRejected
 from sklambda.monitoring.model_quality import fairness
 from sklambda.publishing.publisher import build_card
 from sklambda.registry.card import ModelCard
-from sklambda_infra import sample
+from sklambda_infra import modelcard, sample
 from tests.support import publish_churn
 
 
@@ -43,6 +43,13 @@ def test_publish_with_segments_stores_a_signed_section_computed_on_the_holdout(r
             rows = (churn.X_holdout["region"] == g["group"]).to_numpy()
             assert g["metrics"]["selection_rate"] == pytest.approx(np.mean(proba[rows] >= threshold))
     assert stored.to_dict()["segments"] == card.to_dict()["segments"]
+    # AND the rendered model card shows a section per feature with its groups and gaps
+    markdown = modelcard.render(stored, "markdown")
+    assert "## Segments: region" in markdown and "## Segments: has_partner" in markdown
+    for g in region["groups"]:
+        assert f"| {g['group'] if g['group'] is not None else '(null)'} | {g['rows']} |" in markdown
+    assert f"{fairness.DEMOGRAPHIC_PARITY} gap" in markdown
+    assert "Segments: region" in modelcard.render(stored, "html")
 
 
 def test_a_card_without_segments_still_loads():

@@ -574,3 +574,21 @@ def test_join_keeps_the_latest_capture_and_label_and_reports_the_join_rate():
 def test_join_refuses_frames_without_their_key_columns():
     with pytest.raises(ValueError, match="label"):
         join_labels(pd.DataFrame({"inference_id": ["a"]}), pd.DataFrame({"inference_id": ["a"], "prediction": [1]}))
+
+
+def test_the_quality_report_says_why_a_gap_above_its_bound_is_not_flagged():
+    # GIVEN a window's segments: one gap flagged, one above its bound but with an interval reaching below it
+    from sklambda.monitoring.model_quality.page import _segments
+
+    gaps = [
+        {"name": "recall", "gap": 0.3, "highest": "a", "lowest": "b", "interval": [0.2, 0.4], "bound": 0.1,
+         "flagged": True},
+        {"name": "accuracy", "gap": 0.14, "highest": "a", "lowest": "c", "interval": [-0.05, 0.33], "bound": 0.1,
+         "flagged": False},
+    ]  # fmt: skip
+    section = {"features": [{"name": "island", "sensitive": False, "groups": [], "gaps": gaps}]}
+    # WHEN it is rendered
+    html = _segments(section)
+    # THEN the flagged one says so, and the other gives its interval and why it is not flagged
+    assert "— flagged" in html
+    assert "(95% interval -0.05 to 0.33)" in html and "not flagged: its interval reaches below the bound" in html

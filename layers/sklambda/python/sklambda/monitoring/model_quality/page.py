@@ -209,12 +209,27 @@ def _segments(section: Mapping[str, Any] | None) -> str:
         gaps = [
             f"<li{' class=degraded' if gap.get('flagged') else ''}>{escape(str(gap.get('name')))}: gap "
             f"{number_text(gap.get('gap'))} between {escape(str(gap.get('highest')))} and "
-            f"{escape(str(gap.get('lowest')))}; bound {number_text(gap.get('bound'))}"
-            f"{' — flagged' if gap.get('flagged') else ''}</li>"
+            f"{escape(str(gap.get('lowest')))}{_interval_text(gap)}; bound {number_text(gap.get('bound'))}"
+            f"{_flag_text(gap)}</li>"
             for gap in feature.get("gaps") or []
         ]
         out.append("".join(rows) + (f"<ul>{''.join(gaps)}</ul>" if gaps else ""))
     return "".join(out)
+
+
+def _interval_text(gap: dict) -> str:
+    interval = gap.get("interval")
+    return f" (95% interval {number_text(interval[0])} to {number_text(interval[1])})" if interval else ""
+
+
+def _flag_text(gap: dict) -> str:
+    """Flagged, or why a gap above its bound is not (fairness's rule: the whole interval must lie above it)."""
+    if gap.get("flagged"):
+        return " — flagged"
+    bound, value = gap.get("bound"), gap.get("gap")
+    if bound is not None and value is not None and value > bound:
+        return " — not flagged: its interval reaches below the bound (too few rows to tell)"
+    return ""
 
 
 # --- the page over the last windows --------------------------------------------------------------------------------
