@@ -44,8 +44,12 @@ def compare(
         classes, the columns holding each class's probability, in class order (named by class after "proba_"/
         "probability_" prefixes are stripped), compared as the scheduled check compares them. target: a label column
         to leave out (label drift is not part of the check). schema: the features and their types; inferred from
-        ``reference`` by ``infer_schema`` (with ``pii`` columns' values never read) when not given.
-    config: thresholds (DriftConfig); the defaults otherwise.
+        ``reference`` by ``infer_schema`` (with ``pii`` columns' values never read) when not given. pii: identifier
+        columns (one value per row, e.g. a customer id): compared by null rate only, as publish does; left as a
+        category, such a column drifts on every window (its values are all new).
+    config: thresholds (DriftConfig); the defaults otherwise. A ``current`` with fewer than ``config.min_rows``
+        rows (500 by default) is ``insufficient_data``: lower it (``DriftConfig(min_rows=100)``) to judge small
+        frames, with less power.
 
     Raises ValueError when ``reference`` is empty or a named column is absent from either frame, and KeyError when
     ``reference`` lacks a feature of ``schema``.
