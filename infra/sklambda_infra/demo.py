@@ -149,7 +149,8 @@ class QualityDemo:
             text += "w1-9999,female\nw1-0000,unicorn\n"  # an id never served is stored; a class the model lacks is not
             self.s3.put_object(Bucket=self.bucket, Key=f"feedback/{self.name}/{path}", Body=text.encode())
             summary = wait_for_summary(self.s3, self.bucket, f"ground-truth/summaries/{self.name}/{path}.summary.json")
-            shown += (f"; feedback/{self.name}/{path}: {summary['rows_read']} rows, {summary['rows_accepted']} stored, "
+            shown += (f"; feedback/{self.name}/{path}: {summary['rows_read']} rows, {summary['rows_accepted']} stored "
+                      f"(one for an id never served: it joins nothing), "
                       f"{summary['rows_rejected']} rejected")  # fmt: skip
             errors = self.s3.get_object(Bucket=self.bucket, Key=summary["outputs"]["errors"])["Body"].read().decode()
             for line in errors.splitlines():
@@ -187,10 +188,14 @@ class QualityDemo:
                 return "-"
             return f"{m['value']:.3f} [{m['lower']:.3f}, {m['upper']:.3f}]"
 
-        ref = (realized.get("accuracy") or estimated.get("accuracy") or {}).get("reference")
+        # Each is judged against its own kind on the holdout: realized against realized, the estimate against the
+        # estimate the same calibration maps give on the holdout.
+        refs = [(kind, m["accuracy"].get("reference")) for kind, m in (("realized", realized), ("estimated", estimated))
+                if m.get("accuracy")]  # fmt: skip
+        held = ", ".join(f"{kind} {ref:.3f}" for kind, ref in refs if ref is not None)
         print(f"  {w.label:<{LABEL_WIDTH}} quality: {result['verdict']} ({result['labeled_rows']} labeled, join rate "
-              f"{result['join_rate']:.0%}); accuracy realized {shown(realized, 'accuracy')}, estimated "
-              f"{shown(estimated, 'accuracy')}, holdout {ref:.3f}; estimate {result['estimated_verdict']}")  # fmt: skip
+              f"{result['join_rate']:.1%}); accuracy realized {shown(realized, 'accuracy')}, estimated "
+              f"{shown(estimated, 'accuracy')} (holdout: {held}); estimate {result['estimated_verdict']}")  # fmt: skip
         if note:
             print(f"  {'':<{LABEL_WIDTH}} {note}")
         if result["degraded_metrics"]:
@@ -514,8 +519,8 @@ def run() -> int:
         w = quality.window("mid-weight birds", shifted)
         note = f"only the {len(mid_weight)} birds within 0.3 sd of their species' median mass, where the sexes overlap"
         quality.check(w, note=f"{note}; no labels yet: the estimate (CBPE) sees confidence fall")
-        for seed in (33, 34):
-            w = quality.window("Dream's new field team", penguins.resample_index(len(X), QUALITY_ROWS, seed=seed))
+        for k, seed in enumerate((33, 34), start=1):
+            w = quality.window(f"Dream's new team, {k} of 2", penguins.resample_index(len(X), QUALITY_ROWS, seed=seed))
             flipped = y.copy()
             swap = dream & (rng.random(len(X)) < 0.5)
             flipped[swap] = flipped[swap].map(lambda v: "male" if v == female else female)
@@ -540,11 +545,12 @@ def run() -> int:
               f"each window's report linked): s3://{data_bucket}/{page_key}")  # fmt: skip
         print(f"  the quality page (realized and estimated metrics with intervals against the holdout, per island): "
               f"s3://{data_bucket}/reports/quality/{name}/index.html")  # fmt: skip
-        print(f"  downloaded with their reports, to open in a browser: "
-              f"{(local_root / page_key).relative_to(ROOT)}")  # fmt: skip
+        print(f"  downloaded with their reports, to open in a browser: {(local_root / page_key).relative_to(ROOT)} and "
+              f"{(local_root / 'reports' / 'quality' / name / 'index.html').relative_to(ROOT)}")  # fmt: skip
 
         say("Shutting down the local stack")
-    print(f"  done in {time.perf_counter() - started:.1f} s. Function logs and metrics: {LOG_FILE.relative_to(ROOT)}")
+    took = time.perf_counter() - started
+    print(f"  the demo took {took:.1f} s. Function logs and metrics: {LOG_FILE.relative_to(ROOT)}")
     print(f"  Next: `make local` (publishes {name} to production), then curl it (see README).")
     return 0
 
