@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import sys
 import time
 import urllib.error
@@ -535,6 +536,7 @@ def run() -> int:
         # The pages link to each window's report and to each other by relative links: download the model's folders.
         local_root = ROOT / ".sklambda" / "monitoring"
         for folder in (f"reports/drift/{name}/", f"reports/quality/{name}/"):
+            shutil.rmtree(local_root / folder, ignore_errors=True)  # an earlier demo's reports: another stack's
             for page in s3.get_paginator("list_objects_v2").paginate(Bucket=data_bucket, Prefix=folder):
                 for item in page.get("Contents", []):
                     target = local_root / item["Key"]
