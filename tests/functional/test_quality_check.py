@@ -103,6 +103,11 @@ def test_enough_labels_give_every_metric_with_an_interval_and_an_ok_verdict(
     assert metrics["roc_auc"]["value"] == pytest.approx(metrics["roc_auc"]["reference"])
     assert metrics["roc_auc"]["reference"] == pytest.approx(published.metrics["roc_auc"])
     assert metrics["roc_auc"]["verdict"] == "ok"
+    # AND precision, recall and F1 of the positive class and the Brier score are judged against the card's holdout
+    # values too (publish records them with the decision), which the holdout served again reproduces
+    for name in ("precision", "recall", "f1", "brier"):
+        assert metrics[name]["reference"] == pytest.approx(published.metrics[name]), name
+        assert metrics[name]["value"] == pytest.approx(metrics[name]["reference"]) and metrics[name]["verdict"] == "ok"
     # AND the performance was estimated (CBPE) on the 800 predictions served in the window, beside the realized one
     assert doc["estimated"]["available"] and doc["estimated"]["rows"] == 800
     assert doc["estimated"]["verdict"] == "ok"

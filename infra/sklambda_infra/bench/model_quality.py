@@ -4,7 +4,8 @@
 
 Population: a binary problem with one score x ~ N(0, 1); P(y=1 | x) = sigmoid(INTERCEPT + slope * x). The model
 serves the calibrated probability of the clean slope (SLOPE), thresholded at 0.5. The card's holdout metrics
-(accuracy, balanced_accuracy, roc_auc, log_loss: the names publish records) come from HOLDOUT_ROWS rows, drawn
+(accuracy, balanced_accuracy, precision, recall, f1, roc_auc, log_loss, brier: the names publish records for a
+binary classifier with a decision) come from HOLDOUT_ROWS rows, drawn
 afresh for each simulated model, since a lucky holdout would make all of that model's windows look worse.
 
 Rates: each simulated model gets a sequence of windows run through check_degradation and update_state with the
@@ -56,7 +57,8 @@ BUILD = Path("build/bench")
 INTERCEPT = -0.5  # ~40 % positives
 SLOPE = 2.0  # population ROC AUC ~0.87, accuracy ~0.80
 HOLDOUT_ROWS = 10_000
-CARD_METRICS = ("accuracy", "balanced_accuracy", "roc_auc", "log_loss")
+# What publish records for a binary classifier with a decision, and so what every window is compared on.
+CARD_METRICS = ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "roc_auc", "log_loss", "brier")
 CLEAN_SIZES = (500, 2_000, 20_000)
 DRIFT_SIZES = (2_000, 20_000)
 DRIFT_DROP = 0.03  # ROC AUC, or accuracy (3 points)

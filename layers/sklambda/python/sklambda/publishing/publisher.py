@@ -292,6 +292,8 @@ def build_card(
             decision = _decision(model, positive, threshold, costs, X_eval, y_eval, split)
         if split == "training" and costs is not None:
             extra.append(Problem("decision", None, "the threshold was chosen on the training data (no holdout)"))
+        if decision is not None:
+            metrics.update(_positive_class_metrics(model, positive, X_eval, y_eval))
     try:
         importance = _importance(model, task, positive, X_eval, y_eval, split)
     except Exception as e:  # an exotic estimator must not block publishing; the card says why it has none
@@ -629,6 +631,23 @@ def _decision(
     chosen, total = cost_optimal_threshold(proba, is_positive, fp, fn)
     out.update(threshold=chosen, source="costs", costs={"false_positive": fp, "false_negative": fn})
     out[f"{split}_expected_cost"] = total / len(y_eval)  # mean cost per row at the chosen threshold
+    return out
+
+
+def _positive_class_metrics(model: Any, positive: Any, X_eval: pd.DataFrame, y_eval: pd.Series) -> dict[str, float]:
+    """Precision, recall and F1 of the decision's positive class (on model.predict's labels, as served and captured)
+    and the Brier score of its probability, by scikit-learn's definitions: the holdout values the model-quality check
+    compares each window's with (sklambda.monitoring.model_quality.degradation.holdout_references)."""
+    is_positive = np.array([_plain(v) == positive for v in y_eval])
+    predicted = np.array([_plain(v) == positive for v in np.asarray(model.predict(X_eval))])
+    out = {
+        "precision": float(skm.precision_score(is_positive, predicted, zero_division=0)),
+        "recall": float(skm.recall_score(is_positive, predicted, zero_division=0)),
+        "f1": float(skm.f1_score(is_positive, predicted, zero_division=0)),
+    }
+    if hasattr(model, "predict_proba"):
+        column = [_plain(c) for c in model.classes_].index(positive)
+        out["brier"] = float(skm.brier_score_loss(is_positive, np.asarray(model.predict_proba(X_eval))[:, column]))
     return out
 
 
