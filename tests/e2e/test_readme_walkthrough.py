@@ -176,6 +176,11 @@ def test_the_readme_walkthrough_runs_as_printed_after_make_local(tmp_path):
         assert summary["rows_scored"] > 0 and summary["rows_rejected"] == 0, summary
         aliases = s3.get_object(Bucket=details["model_bucket"], Key="models/penguins/aliases/production.json")
         assert json.loads(aliases["Body"].read())["version"] == "1"  # promoted to 2, then rolled back
+        # the label of the prediction made with its own id is stored, and the quality check reads it (too few to judge)
+        labeled = json.loads(output_of(results, 'curl -s -X POST "$SKLAMBDA_API_URL/models/penguins/feedback"'))
+        assert labeled["accepted"] == 1 and labeled["stored"] is True, labeled
+        checked = output_of(results, ".venv/bin/sklambda local invoke quality-check")
+        assert "insufficient_labels" in checked, checked
     finally:
         subprocess.run(
             [str(project / ".venv" / "bin" / "sklambda"), "local", "down"], cwd=project, env=env, capture_output=True
