@@ -314,6 +314,8 @@ def test_erase_removes_exactly_one_subjects_records_and_reports_the_count(mocked
     report = erase_subject(CAPTURE_BUCKET, "churn", "C1", [old, new])
     # THEN its three current records are gone from two objects, and everything else is untouched
     assert (report.records_removed, report.objects_rewritten, report.objects_deleted) == (3, 1, 1)
+    # AND each object touched is named once, however many of its versions held C1
+    assert sorted(report.keys) == ["capture/model=churn/dt=2026-11-01/a", "capture/model=churn/dt=2026-11-02/b"]
     remaining = captured_records(s3)
     c2 = [old.pseudonym("C2"), new.pseudonym("C2")]
     churn = [r for r in remaining if r["model"] == "churn"]

@@ -212,5 +212,6 @@ def _rewrite(
         if version_id:
             s3.delete_object(Bucket=bucket, Key=key, VersionId=version_id)
             out.versions_deleted += 1
-        out.keys.append(key)
+        if not out.keys or out.keys[-1] != key:  # a key's versions are listed together: count the object once
+            out.keys.append(key)
     return out
