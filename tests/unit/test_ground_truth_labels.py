@@ -306,3 +306,10 @@ def test_a_request_row_with_an_unknown_field_is_refused_naming_it_while_a_file_r
     assert error.field == "tme" and error.row == 0 and "unknown field 'tme'" in error.message
     # AND a file's extra column is ignored (exports often carry more columns)
     assert parse_row(row, 1, CHURN, NOW, text=True) == Label("a-1", "no", None)
+
+
+def test_a_refused_json_value_is_quoted_as_json_in_the_message():
+    # GIVEN a JSON true sent as the label of a model whose classes are "no" and "yes"
+    (problem,) = parse_row({"id": "a", "label": True}, 0, CHURN, NOW)
+    # THEN the message shows it as the sender wrote it (true), not as Python's True
+    assert problem.message.startswith("true ") and "True" not in problem.message

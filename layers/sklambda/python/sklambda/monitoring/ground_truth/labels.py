@@ -122,7 +122,12 @@ class LabelRules:
 
 
 def _shown(value: Any) -> str:
-    text = repr(value)
+    """A sent value as its sender wrote it: JSON for true/false/null and numbers (not Python's True/None), quoted text
+    for strings; at most 80 characters, non-printable characters escaped."""
+    try:
+        text = repr(value) if isinstance(value, str) else json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        text = repr(value)
     return printable(text if len(text) <= 80 else text[:77] + "...")
 
 
