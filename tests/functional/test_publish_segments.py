@@ -79,6 +79,20 @@ def test_columns_that_cannot_be_segments_are_refused_by_name(churn, logistic_mod
     assert all(m.startswith("[segments]") for m in fields.values())
 
 
+def test_a_fairness_bound_for_no_metric_is_refused_before_any_metric_is_computed(churn, logistic_model, monkeypatch):
+    # GIVEN a misspelt bound name and a negative bound (the segments themselves are fine)
+    from sklambda.publishing import publisher
+
+    monkeypatch.setattr(publisher, "segments_section", lambda *a, **k: pytest.fail("metrics computed"))
+    with pytest.raises(PublishRejected) as info:
+        build_card(logistic_model, churn.X, churn.y, name="churn", version="1", pii=sample.PII, segments=["region"],
+                   fairness_bounds={"acuracy": 0.05, "recall": -1})  # fmt: skip
+    # THEN each is refused by name, before the segments' metrics
+    fields = {e.field: e.message for e in info.value.errors}
+    assert "which is no metric" in fields["acuracy"] and "accuracy" in fields["acuracy"]
+    assert "must be a number >= 0" in fields["recall"]
+
+
 def test_a_regressor_gets_mae_and_mean_bias_per_group(churn, target_runtime):
     # GIVEN a regressor on the churn features predicting monthly charges, region as a segment
     X = churn.X.drop(columns=["monthly_charges"])

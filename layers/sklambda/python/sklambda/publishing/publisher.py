@@ -49,7 +49,12 @@ from sklambda.publishing.artifact import ArtifactUnreadable, check_needs, instal
 from sklambda.publishing.baseline import card_baseline
 from sklambda.publishing.parity import Runtime, check_parity, select_rows, server_for
 from sklambda.publishing.quality import Problem, QualityReport, check_metric_gates, check_training_data, rank_auc
-from sklambda.publishing.segments import check_segment_columns, flagged_warnings, segments_section
+from sklambda.publishing.segments import (
+    check_fairness_bounds,
+    check_segment_columns,
+    flagged_warnings,
+    segments_section,
+)
 from sklambda.publishing.unread import confirm_unread, encoder_categories, unread_columns
 from sklambda.registry.card import CLASSIFICATION, REGRESSION, ArtifactRef, ModelCard
 from sklambda.registry.schema import (
@@ -265,7 +270,8 @@ def build_card(
         schema, unused = _optional_unread(model, X, schema)
     report = report.merge(unused)
     segments, sensitive = list(segments), list(sensitive)
-    QualityReport(refusals=tuple(check_segment_columns(X, X_holdout, schema, segments, sensitive))).raise_if_refused()
+    refused = check_fairness_bounds(fairness_bounds) + check_segment_columns(X, X_holdout, schema, segments, sensitive)
+    QualityReport(refusals=tuple(refused)).raise_if_refused()
 
     if X_holdout is not None and y_holdout is not None:
         X_eval, y_eval, split = X_holdout[list(X.columns)], pd.Series(np.asarray(y_holdout)), "holdout"

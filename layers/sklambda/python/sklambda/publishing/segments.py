@@ -14,13 +14,27 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sklambda.monitoring.model_quality.fairness import CLASSIFICATION, REGRESSION, segment_report
+from sklambda.monitoring.model_quality.fairness import BOUND_NAMES, CLASSIFICATION, REGRESSION, segment_report
 from sklambda.publishing.quality import Problem
 from sklambda.registry.schema import BOOLEAN, CATEGORY, InputSchema
 
 # More distinct values than this and a column is not a segment (an identifier, a free-text field).
 MAX_SEGMENT_GROUPS = 50
 CHECK = "segments"
+
+
+def check_fairness_bounds(bounds: Mapping[str, float] | None) -> list[Problem]:
+    """One refusal (check "segments") per bound named for no metric or difference (fairness.BOUND_NAMES), or not a
+    number >= 0: refused before any metric is computed."""
+    problems = []
+    for name, value in (bounds or {}).items():
+        if name not in BOUND_NAMES:
+            known = ", ".join(sorted(BOUND_NAMES))
+            problems.append(Problem(CHECK, name, f"a fairness bound for {name!r}, which is no metric: one of {known}"))
+        elif isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+            message = f"the fairness bound of {name!r} must be a number >= 0, got {value!r}"
+            problems.append(Problem(CHECK, name, message))
+    return problems
 
 
 def check_segment_columns(

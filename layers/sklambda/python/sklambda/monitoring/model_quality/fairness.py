@@ -45,6 +45,8 @@ REGRESSION_METRICS = (MAE, MEAN_BIAS)
 RATES = frozenset({ACCURACY, RECALL, SELECTION_RATE})  # proportions: Wilson intervals, Newcombe for the gap
 # The fairness differences are these metrics' gaps, computed on sensitive features only.
 FAIRNESS_OF = {DEMOGRAPHIC_PARITY: SELECTION_RATE, EQUAL_OPPORTUNITY: RECALL}
+# What a bound can be set for: a metric's gap, or a fairness difference.
+BOUND_NAMES = frozenset({*CLASSIFICATION_METRICS, *REGRESSION_METRICS, *FAIRNESS_OF})
 
 # A group with fewer rows is reported with its size and values, never compared nor flagged.
 MIN_GROUP_ROWS = 30
@@ -218,9 +220,8 @@ def segment_report(
     if unknown := sorted(sensitive - set(columns)):
         raise ValueError(f"sensitive features {unknown} are not among the groups {sorted(columns)}")
     chosen = _metrics(task, positive_label, p, metrics)
-    known = {*CLASSIFICATION_METRICS, *REGRESSION_METRICS, *FAIRNESS_OF}
-    if unknown_bounds := sorted(set(bounds or {}) - known):
-        raise ValueError(f"bounds for unknown metrics {unknown_bounds}; choose from {sorted(known)}")
+    if unknown_bounds := sorted(set(bounds or {}) - BOUND_NAMES):
+        raise ValueError(f"bounds for unknown metrics {unknown_bounds}; choose from {sorted(BOUND_NAMES)}")
     merged = {**DEFAULT_BOUNDS, **(bounds or {})}
     for name, bound in merged.items():
         if isinstance(bound, bool) or not isinstance(bound, int | float) or not math.isfinite(bound) or bound < 0:
