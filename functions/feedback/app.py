@@ -4,8 +4,9 @@ One function, two event sources, one role (read cards and aliases, write ground-
 event (it has `Records`) to the batch processor and anything else to the REST resolver. Domain work (validation,
 storage) is sklambda.monitoring.ground_truth.
 
-Route answers: 201 {"model", "version", "accepted", "stored": true, "key"} when the labels were stored, 200 with
-"stored": false when the same labels were already stored today (a retried request); 400 malformed JSON, 404 unknown
+Route answers: 201 {"model", "version", "accepted", "stored": true, "repeat": false, "key"} when the labels were
+stored as new, 200 with "repeat": true when the same labels were already stored today (a retry, or labels sent again
+after a correction: stored again with this arrival, so they are the newest); 400 malformed JSON, 404 unknown
 model, alias or version (predict's body shape), 413 body or label count over the limits, 422 invalid labels (every
 problem, capped, naming row and field).
 
@@ -83,9 +84,14 @@ def feedback(name: str) -> Response:
     stored = write_labels(aws.client("s3"), settings.monitoring_bucket, name, labels, arrival=datetime.now(UTC))
     metrics.add_dimension(name="model", value=name)
     metrics.add_metric(name="LabelsReceived", unit=MetricUnit.Count, value=len(labels))
-    logger.info("labels stored", extra={"model": name, "labels": len(labels), "stored": stored.created})
+    logger.info("labels stored", extra={"model": name, "labels": len(labels), "repeat": not stored.created})
     answer = FeedbackResponse(
-        model=name, version=label_rules.version, accepted=len(labels), stored=stored.created, key=stored.key
+        model=name,
+        version=label_rules.version,
+        accepted=len(labels),
+        stored=True,
+        repeat=not stored.created,
+        key=stored.key,
     ).model_dump()
     return Response(
         status_code=201 if stored.created else 200, content_type=content_types.APPLICATION_JSON, body=answer

@@ -107,7 +107,7 @@ def segment_rows(feature: Mapping[str, Any]) -> tuple[tuple[str, ...], list[tupl
         ), "small" if g["too_small"] else "")
         for g in feature["groups"]
     ]  # fmt: skip
-    return ("group", "rows", *metrics, ""), rows
+    return ("group", "rows", *metrics, "note"), rows
 
 
 def no_gap_text(section: Mapping[str, Any]) -> str:

@@ -100,7 +100,7 @@ def test_publish_with_segment_and_sensitive_flags_and_models_show_prints_the_tab
     assert "segments (holdout split, groups under 30 rows are too small)" in out
     lines = out.splitlines()
     header = next(line for line in lines if line.strip().startswith("HAS_PARTNER (SENSITIVE)"))
-    assert header.split()[2:] == ["ROWS", "ACCURACY", "RECALL", "ROC_AUC", "SELECTION_RATE"]
+    assert header.split()[2:] == ["ROWS", "ACCURACY", "RECALL", "ROC_AUC", "SELECTION_RATE", "NOTE"]
     assert any(line.strip().startswith("demographic_parity_difference gap") for line in lines)
 
 

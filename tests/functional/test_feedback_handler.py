@@ -97,19 +97,22 @@ def ground_truth_keys(s3, prefix: str = "ground-truth/model=churn/") -> list[str
 
 
 # --- the route -----------------------------------------------------------------------------------------------------
-def test_the_sample_request_is_stored_once_and_a_retry_is_not_stored_again(feedback_app, feedback_env, lambda_context):
+def test_the_sample_request_is_stored_once_and_a_retry_rewrites_the_same_object(
+    feedback_app, feedback_env, lambda_context
+):
     # GIVEN the sample request (one label by inference_id with a time, one by id)
     # WHEN it is posted
     status, body = call(feedback_app, load_event("feedback.json"), lambda_context)
     # THEN both labels are stored in one object of the arrival day's partition
     assert status == 201
     assert (body["model"], body["version"], body["accepted"], body["stored"]) == ("churn", "1", 2, True)
+    assert body["repeat"] is False
     assert body["key"].startswith(f"ground-truth/model=churn/dt={NOW.date().isoformat()}/")
     assert labels_of(feedback_env.s3) == {"order-1001": "yes", "order-1002": "no"}
     # WHEN the same request is retried
     status, again = call(feedback_app, load_event("feedback.json"), lambda_context)
-    # THEN it is answered 200, already stored under the same key, and nothing new is written
-    assert (status, again["stored"], again["key"]) == (200, False, body["key"])
+    # THEN it is answered 200 as a repeat, under the same key, and no other object is written
+    assert (status, again["stored"], again["repeat"], again["key"]) == (200, True, True, body["key"])
     assert ground_truth_keys(feedback_env.s3) == [body["key"]]
 
 

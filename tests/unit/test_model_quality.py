@@ -592,3 +592,13 @@ def test_the_quality_report_says_why_a_gap_above_its_bound_is_not_flagged():
     # THEN the flagged one says so, and the other gives its interval and why it is not flagged
     assert "— flagged" in html
     assert "(95% interval -0.05 to 0.33)" in html and "not flagged: its interval reaches below the bound" in html
+
+
+def test_the_quality_report_says_why_a_segment_feature_has_no_gap():
+    # GIVEN a window's segment feature whose groups are all under the minimum size
+    from sklambda.monitoring.model_quality.page import _segments
+
+    groups = [{"group": g, "rows": 20, "too_small": True, "metrics": {"accuracy": 0.9}} for g in ("a", "b")]
+    section = {"min_group_rows": 30, "features": [{"name": "island", "sensitive": False, "groups": groups, "gaps": []}]}
+    # THEN the report says there is no gap, and why
+    assert "no gap: fewer than 2 groups of at least 30 labeled rows" in _segments(section)

@@ -181,14 +181,17 @@ class FeedbackRequest(BaseModel):
 
 
 class FeedbackResponse(BaseModel):
-    """The answer of POST /models/{name}/feedback: 201 when the labels were stored, 200 when the same labels were
-    already stored (a retried request: `stored` false). `version`: the model version whose card the labels were
-    checked against; `key`: the S3 key of the object holding them (ground-truth/model=<name>/dt=<day>/...)."""
+    """The answer of POST /models/{name}/feedback: 201 when the labels were stored as new, 200 when the same labels
+    were already stored today (`repeat` true: a retried request, or labels sent again after a correction; they are
+    stored again with this arrival, so they are the newest labels of their ids). `stored` is true in both.
+    `version`: the model version whose card the labels were checked against; `key`: the S3 key of the object holding
+    them (ground-truth/model=<name>/dt=<day>/...)."""
 
     model: str
     version: str
     accepted: int
     stored: bool
+    repeat: bool
     key: str
 
 

@@ -213,7 +213,10 @@ def _segments(section: Mapping[str, Any] | None) -> str:
             f"{_flag_text(gap)}</li>"
             for gap in feature.get("gaps") or []
         ]
-        out.append("".join(rows) + (f"<ul>{''.join(gaps)}</ul>" if gaps else ""))
+        if not gaps:  # fairness leaves out groups under its minimum: with fewer than two left there is no gap
+            small = section.get("min_group_rows")
+            gaps = [f"<li class='muted'>no gap: fewer than 2 groups of at least {count_text(small)} labeled rows</li>"]
+        out.append("".join(rows) + f"<ul>{''.join(gaps)}</ul>")
     return "".join(out)
 
 
