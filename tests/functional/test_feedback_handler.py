@@ -226,6 +226,18 @@ def test_the_sample_sqs_event_is_an_s3_notification_for_feedback():
     assert record["eventName"].startswith("ObjectCreated") and record["s3"]["object"]["key"].startswith("feedback/")
 
 
+def test_a_label_files_columns_it_does_not_read_are_named_in_its_summary(feedback_app, feedback_env, lambda_context):
+    s3 = feedback_env.s3
+    # GIVEN a CSV label file whose time column is misspelt and which carries a note column
+    text = b"inference_id,label,tme,note\nr-1,yes,2026-11-30T08:00:00Z,checked\n"
+    event = sqs_event(upload(s3, "feedback/churn/typo.csv", text))
+    # WHEN its notification is handled
+    assert feedback_app.handler(event, lambda_context) == {"batchItemFailures": []}
+    # THEN its label is stored (extra columns are allowed in files), and the summary names the columns not read
+    assert labels_of(s3) == {"r-1": "yes"}
+    assert summary_of(s3, "typo.csv")["ignored_columns"] == ["tme", "note"]
+
+
 def test_a_label_file_stores_its_good_rows_quarantines_the_bad_ones_and_writes_a_summary(
     feedback_app, feedback_env, lambda_context
 ):

@@ -39,6 +39,7 @@ from sklambda.batch.writer import MultipartWriter
 from sklambda.config import FEEDBACK_PREFIX, GROUND_TRUTH_PREFIX, MIN_PART_BYTES
 from sklambda.errors import ModelNotFound, ModelRefused, SklambdaError
 from sklambda.monitoring.ground_truth.labels import (
+    ROW_FIELDS,
     Duplicates,
     LabelRules,
     LabelRulesSource,
@@ -130,6 +131,9 @@ class FeedbackSummary:
     duration_seconds: float = 0.0
     failure_reason: str | None = None
     report: str | None = None
+    # A CSV header's columns other than the label row's fields: not read (a misspelt `time` would leave its labels
+    # undated, so the summary names them).
+    ignored_columns: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         """The summary's JSON document."""
@@ -143,6 +147,7 @@ class FeedbackSummary:
             "rows_accepted": self.rows_accepted,
             "rows_rejected": self.rows_rejected,
             "rejected_by_reason": dict(self.rejected_by_reason),
+            "ignored_columns": list(self.ignored_columns),
             "objects_created": self.objects_created,
             "duration_seconds": round(self.duration_seconds, 3),
             "outputs": {
@@ -172,6 +177,7 @@ class _Progress:
     label_keys: list[str] = field(default_factory=list)
     objects_created: int = 0
     by_reason: Counter[str] = field(default_factory=Counter)
+    ignored_columns: list[str] = field(default_factory=list)
 
 
 def store_label_file(
@@ -258,6 +264,7 @@ def store_label_file(
         duration_seconds=time.monotonic() - started,
         failure_reason=failure.reason if failure else None,
         report=failure.report if failure else None,
+        ignored_columns=progress.ignored_columns,
     )
     s3.put_object(
         Bucket=data_bucket,
@@ -301,6 +308,7 @@ def _store_rows(
             records, lines, reader_rejected = batch.records, batch.lines, batch.rejected
             if csv and header is None:
                 header = _header(records[0], lines[0], reader_rejected.get(0))
+                progress.ignored_columns = [name for name in header if name not in ROW_FIELDS]
                 records, lines = records[1:], lines[1:]
                 reader_rejected = {i - 1: r for i, r in reader_rejected.items() if i > 0}
             rows = check_file_rows(records, lines, reader_rejected, header=header, rules=rules, now=now, seen=seen)
