@@ -212,7 +212,11 @@ def run(event: Any, now: datetime) -> dict[str, Any]:
         try:
             request = QualityCheckRequest.model_validate(event)
         except ValidationError as e:
-            errors = [{"field": ".".join(map(str, err["loc"])) or None, "message": err["msg"]} for err in e.errors()]
+            errors = [
+                # pydantic prefixes a validator's own message with "Value error, ": the message is ours, keep it plain
+                {"field": ".".join(map(str, err["loc"])) or None, "message": err["msg"].removeprefix("Value error, ")}
+                for err in e.errors()
+            ]
             logger.warning("invalid quality check request", extra={"errors": errors})
             return {"status": "invalid_request", "error": {"code": "malformed_request", "errors": errors}}
         models, window = [request.model], request.window(now)

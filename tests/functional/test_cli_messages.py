@@ -147,7 +147,11 @@ def test_a_model_file_that_is_not_a_fitted_estimator_is_refused_without_a_traceb
     [
         (("models", "show", "nothing"), "error: unknown model 'nothing'"),
         (("models", "show", "churn", "--version", "9"), "error: model 'churn' has no version '9'"),
-        (("models", "show", "churn", "--alias", "staging"), "error: model 'churn' has no alias 'staging'"),
+        (
+            ("models", "show", "churn", "--alias", "staging"),
+            "error: model 'churn' has no alias 'staging' (its versions: 1: ask for one by version, or promote one to "
+            "'staging')",
+        ),
         (("models", "show", "Churn Model"), "error: invalid model name 'Churn Model'"),
         (("promote", "churn", "9"), "error: model 'churn' has no version '9'"),
         (("rollback", "churn"), "error: alias 'production' of model 'churn' has no previous version to roll back to"),

@@ -251,7 +251,13 @@ class Registry:
         except ClientError as e:
             if _is_missing(e):
                 known = self.list_versions(name)
-                what = f"model {name!r} has no alias {alias!r}" if known else f"unknown model {name!r}"
+                shown = ", ".join(known[-5:]) + (" ..." if len(known) > 5 else "")
+                what = (
+                    f"model {name!r} has no alias {alias!r} (its versions: {shown}: ask for one by version, or "
+                    f"promote one to {alias!r})"
+                    if known
+                    else f"unknown model {name!r}"
+                )
                 raise ModelNotFound(what) from None
             raise
         d = json.loads(raw)
