@@ -1,6 +1,6 @@
 """python -m sklambda_infra.bench [--quick] [--only KIND ...] [--out PATH]
 
-KIND: warm, cold, bundle, batch, drift, capture, explain, parity, load, estimation, model_quality.
+KIND: warm, cold, bundle, batch, drift, capture, explain, parity, load, estimation, model_quality, gate.
 
 [--layer-report PATH] reads an existing layer build instead of building one.
 """
@@ -23,6 +23,7 @@ from sklambda_infra.bench import (
     drift,
     estimation,
     explain,
+    gate,
     load,
     machine,
     model_quality,
@@ -44,6 +45,7 @@ KINDS = (
     "load",
     "estimation",
     "model_quality",
+    "gate",
 )
 DEFAULT_OUT = common.ROOT / "BENCHMARKS.md"
 PARTIAL_OUT = common.BUILD / "BENCHMARKS.md"
@@ -115,6 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "estimation" in kinds:
         plan = estimation.QUICK if ns.quick else estimation.FULL
         results["estimation"] = estimation.run(plan["windows"], plan["rows"])
+    if "gate" in kinds:
+        results["gate"] = gate.run(quick=ns.quick)
     results["load_average_end"] = machine.load_average()
     results["elapsed_s"] = time.perf_counter() - started
 

@@ -12,6 +12,8 @@ from sklambda_infra.bench.estimation import markdown as estimation_markdown
 from sklambda_infra.bench.estimation import summary_rows as estimation_summary_rows
 from sklambda_infra.bench.explain import markdown as explain_markdown
 from sklambda_infra.bench.explain import summary_rows as explain_summary_rows
+from sklambda_infra.bench.gate import markdown as gate_markdown
+from sklambda_infra.bench.gate import summary_rows as gate_summary_rows
 from sklambda_infra.bench.load import markdown as load_markdown
 from sklambda_infra.bench.load import summary_rows as load_summary_rows
 from sklambda_infra.bench.model_quality import markdown as model_quality_markdown
@@ -110,6 +112,8 @@ def render(results: Mapping[str, Any]) -> str:
         parts += ["", _demote(estimation_markdown(results["estimation"]), "10. ")]
     if results.get("model_quality") is not None:
         parts += ["", _demote(model_quality_markdown(results["model_quality"]), "11. ")]
+    if results.get("gate") is not None:
+        parts += ["", _demote(gate_markdown(results["gate"]), "12. ")]
     parts += ["", render_reproduce(), "", render_caveats()]
     return "\n".join(parts).rstrip() + "\n"
 
@@ -242,6 +246,8 @@ def summary_rows(results: Mapping[str, Any]) -> list[list[str]]:
         rows += load_summary_rows(results["load"])
     if results.get("estimation") is not None:
         rows += estimation_summary_rows(results["estimation"])
+    if results.get("gate") is not None:
+        rows += gate_summary_rows(results["gate"])
     return rows
 
 

@@ -163,7 +163,7 @@ def roc_auc(y_true: np.ndarray, score: np.ndarray, confidence: float = DEFAULT_C
     is missing. The interval is clipped to [0, 1].
     """
     y = np.asarray(y_true, dtype=bool)
-    components = _delong_components(y, np.asarray(score, dtype=float))
+    components = delong_components(y, np.asarray(score, dtype=float))
     if components is None:
         return NAN_ESTIMATE
     auc, v10, v01 = components
@@ -174,7 +174,7 @@ def roc_auc(y_true: np.ndarray, score: np.ndarray, confidence: float = DEFAULT_C
     return Estimate(auc, max(0.0, auc - z * se), min(1.0, auc + z * se), se, "delong", confidence)
 
 
-def _delong_components(y: np.ndarray, s: np.ndarray) -> tuple[float, np.ndarray, np.ndarray] | None:
+def delong_components(y: np.ndarray, s: np.ndarray) -> tuple[float, np.ndarray, np.ndarray] | None:
     """(AUC, V10 per positive, V01 per negative): DeLong's structural components by Sun & Xu's midranks.
 
     V10: per positive, the share of negatives scored below it (ties one half); V01: per negative, the share of
@@ -509,7 +509,7 @@ def roc_auc_ovr(y_index: np.ndarray, prob: np.ndarray, confidence: float = DEFAU
     aucs = []
     for c in range(k):
         positive = y == c
-        components = _delong_components(positive, p[:, c])
+        components = delong_components(positive, p[:, c])
         if components is None:
             return NAN_ESTIMATE
         auc, v10, v01 = components
