@@ -237,6 +237,47 @@ def _promote(args: argparse.Namespace) -> int:
     return _takes_effect(args, registry, record.version)
 
 
+def _gate(args: argparse.Namespace) -> int:
+    """Gate a challenger version against the champion on a labeled CSV file (sklambda.updating.gate)."""
+    import pandas as pd
+
+    from sklambda.registry.signing import CardVerifier
+    from sklambda.updating.gate import REPLACE, GateConfig
+    from sklambda.updating.versions import gate_versions
+
+    try:
+        frame = pd.read_csv(args.data)
+    except FileNotFoundError:
+        raise SklambdaError(f"no file {args.data}") from None
+    except ValueError as e:
+        raise SklambdaError(f"{args.data} is not a readable CSV file: {str(e).splitlines()[0]}") from None
+    if args.target not in frame.columns:
+        raise SklambdaError(
+            f"target column {args.target!r} is not in {args.data} (columns: {', '.join(frame.columns)})"
+        )
+    try:
+        given = {"metric": args.metric, "margin": args.margin, "min_gain": args.min_gain, "alpha": args.alpha}
+        config = GateConfig(**{k: v for k, v in given.items() if v is not None})  # the gate's own defaults otherwise
+    except ValueError as e:
+        raise SklambdaError(str(e)) from None
+    registry, _ = _connect(args, need_key=True)
+    champion = args.champion or registry.resolve(args.name, alias="production")
+    try:
+        result = gate_versions(
+            registry, CardVerifier(args.signing_key), args.name, champion, args.challenger,
+            frame.drop(columns=[args.target]), frame[args.target].to_numpy(), config=config,
+        )  # fmt: skip
+    except ValueError as e:
+        raise SklambdaError(str(e)) from None
+    if args.json:
+        print(json.dumps(result.to_dict()))
+    else:
+        print(f"{args.name}: challenger {args.challenger} against champion {champion} on {result.rows:,} rows")
+        print(f"  {result.reason}")
+        print(f"  decision: {result.decision}")
+    return 0 if result.decision == REPLACE else 1 if result.decision == "keep_champion" else 4
+
+
 def _rollback(args: argparse.Namespace) -> int:
     registry, _ = _connect(args)
     before = _alias_target(registry, args.name, args.alias)
@@ -656,6 +697,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alias", default="production", help="the alias to move (default: production)")
     _wait_options(p)
     p.set_defaults(func=_promote)
+
+    p = sub.add_parser(
+        "gate",
+        help="may a challenger version replace the champion? (a paired test on labeled rows; exit 0 replace, "
+        "1 keep the champion, 4 reject)",
+    )
+    p.add_argument("name", help="model name")
+    p.add_argument("challenger", help="the challenger's version")
+    p.add_argument("--champion", help="the champion's version (default: the version production points at)")
+    p.add_argument("--data", required=True, help="labeled rows: a CSV file with the model's features and the target")
+    p.add_argument("--target", required=True, help="the label column of --data")
+    p.add_argument("--metric", help="roc_auc (paired DeLong) or a bootstrap metric (default: roc_auc)")
+    p.add_argument("--margin", type=float, help="how much worse may still be non-inferior (default: 0.01)")
+    p.add_argument("--min-gain", type=float, help="the least gain worth a replacement (default: 0.005)")
+    p.add_argument("--alpha", type=float, help="one-sided level of both tests (default: 0.05)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=_gate)
 
     p = sub.add_parser("rollback", help="point an alias back at its previous version")
     p.add_argument("name", help="model name")

@@ -290,3 +290,32 @@ def test_unreadable_inputs_are_refused_together_before_the_target_runtime_is_bui
     assert code == 2
     assert expected.format(train=files["train"], model=files["model"]) in err
     assert "Traceback" not in err
+
+
+def test_gate_compares_two_published_versions_on_a_labeled_file_as_served(
+    cli, files, registry_env, published, churn, logistic_model, forest_model, capsys
+):
+    # GIVEN churn version 1 (logistic, production) and version 2 (a forest), and a labeled holdout file
+    from tests.support import publish_churn
+
+    publish_churn(registry_env, churn, forest_model)
+    capsys.readouterr()
+    # WHEN the forest is gated against version 1 on ROC AUC
+    code = cli("gate", "churn", "2", "--champion", "1", "--data", files["holdout"], "--target", "churned", "--json")
+    result = json.loads(capsys.readouterr().out)
+    # THEN each version's AUC is what it scores on the file, and the exit code follows the decision
+    from sklearn.metrics import roc_auc_score
+
+    positive = published.decision["positive_class"] if published.decision else logistic_model.classes_[1]
+    y = (churn.y_holdout == positive).to_numpy()
+    column = list(logistic_model.classes_).index(positive)
+    assert result["champion"] == pytest.approx(
+        roc_auc_score(y, logistic_model.predict_proba(churn.X_holdout)[:, column])
+    )
+    assert result["challenger"] == pytest.approx(
+        roc_auc_score(y, forest_model.predict_proba(churn.X_holdout)[:, column])
+    )
+    assert code == {"replace": 0, "keep_champion": 1, "reject": 4}[result["decision"]]
+    # AND a version gated against itself is no replacement
+    assert cli("gate", "churn", "1", "--champion", "1", "--data", files["holdout"], "--target", "churned") == 1
+    assert "decision: keep_champion" in capsys.readouterr().out
