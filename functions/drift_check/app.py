@@ -26,13 +26,14 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ValidationError
 
 from sklambda import aws
 from sklambda.config import DriftCheckSettings
 from sklambda.errors import SklambdaError
 from sklambda.monitoring.drift_check import DriftCheckResult, run_drift_check, window_bounds
-from sklambda.monitoring.windows import Window, not_in_future
+from sklambda.monitoring.requests import OnDemandCheck, models_with_alias
+from sklambda.monitoring.windows import Window
 from sklambda.registry.signing import CardVerifier
 from sklambda.registry.store import Registry
 
@@ -59,22 +60,8 @@ def registry() -> Registry:
     return _registry
 
 
-class DriftCheckRequest(BaseModel):
-    """An on-demand check of one model."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    model: str = Field(min_length=1, max_length=128)
-    window_hours: float | None = Field(default=None, gt=0, le=24 * 31)
-    end: datetime | None = None
-
-    @field_validator("end")
-    @classmethod
-    def _not_in_future(cls, end: datetime | None) -> datetime | None:
-        return None if end is None else not_in_future(end, datetime.now(UTC))  # a naive time is read as UTC
-
-    def window(self, now: datetime) -> Window:
-        return Window.ending(self.end or now, self.window_hours or settings.window_hours)
+class DriftCheckRequest(OnDemandCheck):
+    """An on-demand check of one model (model, window_hours, end)."""
 
 
 def is_scheduled(event: Any) -> bool:
@@ -82,18 +69,10 @@ def is_scheduled(event: Any) -> bool:
 
 
 def models_with_default_alias() -> list[str]:
-    """Every model with the default alias; a model whose aliases cannot be read is listed too, so that its check
-    fails as an entry of its own rather than stopping the others'."""
-    reg = registry()
-    names = []
-    for name in reg.list_models():
-        try:
-            if settings.default_alias not in reg.list_aliases(name):
-                continue
-        except Exception:
-            logger.exception("aliases not readable", extra={"model": name})
-        names.append(name)
-    return names
+    """Every model with the default alias (a model whose aliases cannot be read is listed, and logged)."""
+    return models_with_alias(
+        registry(), settings.default_alias, lambda name: logger.exception("aliases not readable", extra={"model": name})
+    )
 
 
 def report_urls(result: DriftCheckResult) -> dict[str, str]:
@@ -202,7 +181,7 @@ def run(event: Any, now: datetime) -> dict[str, Any]:
             ]
             logger.warning("invalid drift check request", extra={"errors": errors})
             return {"status": "invalid_request", "error": {"code": "malformed_request", "errors": errors}}
-        models, window = [request.model], request.window(now)
+        models, window = [request.model], request.window(now, settings.window_hours)
     results = [check_model(model, window) for model in models]
     failed = sum(r["status"] == "failed" for r in results)
     return {

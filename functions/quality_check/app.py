@@ -29,7 +29,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError
 
 from sklambda import aws
 from sklambda.config import QualityCheckSettings
@@ -37,7 +37,8 @@ from sklambda.errors import SklambdaError
 from sklambda.monitoring.drift_check import window_bounds
 from sklambda.monitoring.model_quality.degradation import DEGRADED, DegradationConfig
 from sklambda.monitoring.quality_check import QualityCheckResult, run_quality_check
-from sklambda.monitoring.windows import Window, not_in_future
+from sklambda.monitoring.requests import OnDemandCheck, models_with_alias
+from sklambda.monitoring.windows import Window
 from sklambda.registry.signing import CardVerifier
 from sklambda.registry.store import Registry
 
@@ -69,23 +70,11 @@ def degradation_config() -> DegradationConfig:
     return DegradationConfig.from_dict({k: v for k, v in changes.items() if v is not None})
 
 
-class QualityCheckRequest(BaseModel):
-    """An on-demand check of one model."""
+class QualityCheckRequest(OnDemandCheck):
+    """An on-demand check of one model (model, window_hours, end), of the version `alias` points at (default: the
+    function's default alias)."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    model: str = Field(min_length=1, max_length=128)
     alias: str | None = Field(default=None, min_length=1, max_length=128)
-    window_hours: float | None = Field(default=None, gt=0, le=24 * 31)
-    end: datetime | None = None
-
-    @field_validator("end")
-    @classmethod
-    def _not_in_future(cls, end: datetime | None) -> datetime | None:
-        return None if end is None else not_in_future(end, datetime.now(UTC))  # a naive time is read as UTC
-
-    def window(self, now: datetime) -> Window:
-        return Window.ending(self.end or now, self.window_hours or settings.window_hours)
 
 
 def is_scheduled(event: Any) -> bool:
@@ -93,18 +82,10 @@ def is_scheduled(event: Any) -> bool:
 
 
 def models_with_default_alias() -> list[str]:
-    """Every model with the default alias; a model whose aliases cannot be read is listed too, so that its check
-    fails as an entry of its own rather than stopping the others'."""
-    reg = registry()
-    names = []
-    for name in reg.list_models():
-        try:
-            if settings.default_alias not in reg.list_aliases(name):
-                continue
-        except Exception:
-            logger.exception("aliases not readable", extra={"model": name})
-        names.append(name)
-    return names
+    """Every model with the default alias (a model whose aliases cannot be read is listed, and logged)."""
+    return models_with_alias(
+        registry(), settings.default_alias, lambda name: logger.exception("aliases not readable", extra={"model": name})
+    )
 
 
 def report_urls(result: QualityCheckResult) -> dict[str, str]:
@@ -219,7 +200,7 @@ def run(event: Any, now: datetime) -> dict[str, Any]:
             ]
             logger.warning("invalid quality check request", extra={"errors": errors})
             return {"status": "invalid_request", "error": {"code": "malformed_request", "errors": errors}}
-        models, window = [request.model], request.window(now)
+        models, window = [request.model], request.window(now, settings.window_hours)
         alias = request.alias or settings.default_alias
     results = [check_model(model, window, alias) for model in models]
     failed = sum(r["status"] == "failed" for r in results)
