@@ -204,6 +204,30 @@ class Plot:
         return "".join(out)
 
 
+def verdict_chart(
+    entries: Sequence[Mapping[str, Any]],
+    rows: Sequence[int],
+    colours: Mapping[str, str],
+    tip: Callable[[Mapping[str, Any], int], str],
+    alarmed: Callable[[Mapping[str, Any]], bool],
+    title: str,
+    key: str,
+) -> str:
+    """One bar per window, as tall as its `rows` and coloured by its verdict (`colours`), with a point carrying the
+    window's `tip` (ringed where `alarmed`: the consecutive-window rule fired); `title` above and `key` below."""
+    plot = Plot(entries, "verdicts", 0.0, max([*rows, 1]), width=1000, height=220)
+    for i, (e, n) in enumerate(zip(entries, rows, strict=True)):
+        colour = colours.get(e["verdict"], "#333")
+        w, top = plot.step * 0.5, plot.y(n)
+        plot.body.append(
+            f"<rect x='{plot.x(i) - w / 2:.1f}' y='{top:.1f}' width='{w:.1f}' height='{plot.y(0) - top:.1f}' "
+            f"fill='{colour}' opacity='.55'/>"
+        )
+        ring = alarmed(e)
+        plot.point(i, n, colour, tip(e, n), r=5.5 if ring else 4, ring=ring)
+    return plot.svg(title, lambda v: f"{v:,.0f}") + f"<p class='key muted'>{key}</p>"
+
+
 def nice_step(x: float) -> float:
     """The smallest of 1, 2, 2.5, 5 times a power of ten that is at least `x` (> 0)."""
     power = 10.0 ** math.floor(math.log10(x)) if x > 0 and math.isfinite(x) else 1.0

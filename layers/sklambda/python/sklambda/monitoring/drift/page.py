@@ -20,7 +20,7 @@ from html import escape
 from typing import Any
 
 from sklambda.errors import printable
-from sklambda.monitoring.charts import Plot, count_text, number_text, page_links, when
+from sklambda.monitoring.charts import Plot, count_text, number_text, page_links, verdict_chart, when
 from sklambda.monitoring.drift.check import DRIFT, INSUFFICIENT_DATA, NO_DRIFT, PII
 from sklambda.monitoring.drift.history import PREDICTION_QUANTILES
 from sklambda.monitoring.drift.html import duration_text
@@ -149,26 +149,22 @@ def _badge(verdict: str) -> str:
 
 
 def _verdict_chart(entries: Sequence[Mapping[str, Any]]) -> str:
-    rows = [e.get("rows") if isinstance(e.get("rows"), int) else 0 for e in entries]
-    plot = Plot(entries, "verdicts", 0.0, max([*rows, 1]), width=1000, height=220)
-    for i, (e, n) in enumerate(zip(entries, rows, strict=True)):
-        colour = VERDICT_COLOUR.get(e["verdict"], "#333")
-        w, top = plot.step * 0.5, plot.y(n)
-        plot.body.append(
-            f"<rect x='{plot.x(i) - w / 2:.1f}' y='{top:.1f}' width='{w:.1f}' height='{plot.y(0) - top:.1f}' "
-            f"fill='{colour}' opacity='.55'/>"
-        )
+    def tip(e: Mapping[str, Any], n: int) -> str:
         features = ", ".join(map(str, e.get("drifted_features") or [])) or "none"
-        tip = (
+        return (
             f"{_window_text(e)} · v{e.get('model_version')} · {e['verdict']} · {n:,} rows · drifted features: "
             f"{features}" + (" · MODEL DRIFTED" if e.get("model_drifted") else "")
         )
-        plot.point(i, n, colour, tip, r=5.5 if e.get("model_drifted") else 4, ring=bool(e.get("model_drifted")))
+
     key = (
         "".join(f"<span style='background:{c}'></span>{escape(v)}" for v, c in VERDICT_COLOUR.items())
         + " — bar height: rows compared; a ringed point: model drifted (drift in consecutive windows)"
     )
-    return plot.svg("Rows compared and verdict per window", lambda v: f"{v:,.0f}") + f"<p class='key muted'>{key}</p>"
+    rows = [e.get("rows") if isinstance(e.get("rows"), int) else 0 for e in entries]
+    return verdict_chart(
+        entries, rows, VERDICT_COLOUR, tip, lambda e: bool(e.get("model_drifted")),
+        "Rows compared and verdict per window", key,
+    )  # fmt: skip
 
 
 def _prediction_chart(entries: Sequence[Mapping[str, Any]]) -> str:

@@ -20,7 +20,7 @@ from html import escape
 from typing import Any
 
 from sklambda.errors import printable
-from sklambda.monitoring.charts import Plot, count_text, number_text, page_links, when
+from sklambda.monitoring.charts import Plot, count_text, number_text, page_links, verdict_chart, when
 from sklambda.monitoring.drift.html import duration_text
 from sklambda.monitoring.drift.page import CLASS_COLOURS
 from sklambda.monitoring.model_quality.degradation import DEGRADED, INSUFFICIENT_LABELS, NO_REFERENCE, OK
@@ -283,28 +283,24 @@ def _window_text(entry: Mapping[str, Any]) -> str:
 
 
 def _verdict_chart(entries: Sequence[Mapping[str, Any]]) -> str:
-    rows = [e.get("labeled_rows") if isinstance(e.get("labeled_rows"), int) else 0 for e in entries]
-    plot = Plot(entries, "verdicts", 0.0, max([*rows, 1]), width=1000, height=220)
-    for i, (e, n) in enumerate(zip(entries, rows, strict=True)):
-        colour = VERDICT_COLOUR.get(e["verdict"], "#333")
-        w, top = plot.step * 0.5, plot.y(n)
-        plot.body.append(
-            f"<rect x='{plot.x(i) - w / 2:.1f}' y='{top:.1f}' width='{w:.1f}' height='{plot.y(0) - top:.1f}' "
-            f"fill='{colour}' opacity='.55'/>"
-        )
+    def tip(e: Mapping[str, Any], n: int) -> str:
         degraded = ", ".join(map(str, e.get("degraded_metrics") or [])) or "none"
-        tip = (
+        return (
             f"{_window_text(e)} · v{e.get('model_version')} · {e['verdict']} · {n:,} labeled rows · join rate "
             f"{_percent(e.get('join_rate'))} · degraded metrics: {degraded}"
             + (" · MODEL DEGRADED" if e.get("model_degraded") else "")
         )
-        plot.point(i, n, colour, tip, r=5.5 if e.get("model_degraded") else 4, ring=bool(e.get("model_degraded")))
+
     key = (
         "".join(f"<span style='background:{c}'></span>{escape(v)}" for v, c in list(VERDICT_COLOUR.items())[:3])
         + " — bar height: labeled rows; grey: too few labels to judge (never degraded); a ringed point: model degraded"
         " (degraded in consecutive windows)"
     )
-    return plot.svg("Labeled rows and verdict per window", lambda v: f"{v:,.0f}") + f"<p class='key muted'>{key}</p>"
+    rows = [e.get("labeled_rows") if isinstance(e.get("labeled_rows"), int) else 0 for e in entries]
+    return verdict_chart(
+        entries, rows, VERDICT_COLOUR, tip, lambda e: bool(e.get("model_degraded")),
+        "Labeled rows and verdict per window", key,
+    )  # fmt: skip
 
 
 def _metric_charts(entries: Sequence[Mapping[str, Any]]) -> str:
