@@ -103,13 +103,12 @@ class QualityDemo:
     """The model-quality part of the demo: windows of served predictions with ids, labels sent through the API and
     a label file, and the quality check invoked as its function (QualityCheckFunction) on each window."""
 
-    def __init__(self, api, key, name, s3, data_bucket, stack, registry, verifier) -> None:
+    def __init__(self, api, key, name, X, s3, data_bucket, stack, registry, verifier) -> None:
         from sklambda.monitoring.model_quality.degradation import DegradationConfig
-        from sklambda_infra import penguins
 
         self.api, self.key, self.name, self.s3, self.bucket = api, key, name, s3, data_bucket
         self.stack, self.registry, self.verifier = stack, registry, verifier
-        self.X, _ = penguins.load()
+        self.X = X
         self.min_rows = DegradationConfig().min_labeled_rows
         self.start = datetime.now(UTC)
         self.count = 0
@@ -505,7 +504,7 @@ def run() -> int:
         print("  Biscoe has no Chinstraps and is mostly Gentoo, the largest species: the species and island mix "
               "shift, and with them the measurements")  # fmt: skip
         say("Ground truth: labels for served predictions, and the model-quality check (is the model still right?)")
-        quality = QualityDemo(api, key, name, s3, data_bucket, stack, registry, verifier)
+        quality = QualityDemo(api, key, name, X, s3, data_bucket, stack, registry, verifier)
         # Labels of one island's birds come from a new field team whose sex calls disagree with the old ones for
         # half of its birds: the inputs do not move, their relationship to the labels does (concept drift).
         dream = (X["island"] == "Dream").to_numpy()

@@ -21,6 +21,30 @@ PAGES = {"drift": "Drift monitoring page", "quality": "Model-quality page"}
 PAGE_NAME = "index.html"
 
 
+# The style both monitoring pages share (each adds the classes of its own cards: .feature / .metric and the flag).
+PAGE_CSS = """
+body{font-family:system-ui,sans-serif;margin:2rem;color:#222;max-width:1150px}
+h1{font-size:1.4rem}h2{font-size:1.15rem;margin:2rem 0 .4rem}h3{font-size:.95rem;margin:0}
+.verdict{display:inline-block;padding:.1rem .5rem;border-radius:4px;color:#fff;font-weight:600}
+.grid{display:flex;flex-wrap:wrap;gap:1rem}
+table{border-collapse:collapse;font-size:.85rem}td.t{white-space:nowrap}
+td,th{padding:.2rem .6rem;text-align:left;border-bottom:1px solid #eee}
+.key span{display:inline-block;width:.8rem;height:.8rem;margin:0 .3rem 0 .8rem;vertical-align:middle}
+svg text{font-family:system-ui,sans-serif}
+"""
+
+
+def card_css(card: str, flagged: str) -> str:
+    """PAGE_CSS plus a page's chart cards (`.<card>`, red-bordered when `.flagged`) and its flagged text class."""
+    return (
+        PAGE_CSS
+        + f".muted{{color:#666;font-size:.85rem}}.{flagged}{{color:#c0392b;font-weight:600}}\n"
+        + f".{card}{{display:flex;flex-direction:column;width:340px;border:1px solid #ddd;border-radius:6px;"
+        + "padding:.6rem}\n"
+        + f".{card}.flagged{{border-color:#c0392b}}\n"
+    )
+
+
 def page_links(model: str, current: str) -> str:
     """A paragraph linking the model's other monitoring pages (PAGES but `current`), relatively: the pages live in
     sibling folders reports/<kind>/<model>/, so `../../<kind>/<model>/index.html` resolves in the bucket and in a

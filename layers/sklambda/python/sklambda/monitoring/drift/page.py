@@ -20,7 +20,7 @@ from html import escape
 from typing import Any
 
 from sklambda.errors import printable
-from sklambda.monitoring.charts import Plot, count_text, number_text, page_links, verdict_chart, when
+from sklambda.monitoring.charts import Plot, card_css, count_text, number_text, page_links, verdict_chart, when
 from sklambda.monitoring.drift.check import DRIFT, INSUFFICIENT_DATA, NO_DRIFT, PII
 from sklambda.monitoring.drift.history import PREDICTION_QUANTILES
 from sklambda.monitoring.drift.html import duration_text
@@ -30,19 +30,7 @@ SCORE_COLOUR, THRESHOLD_COLOUR, LIVE_COLOUR, BASE_COLOUR = "#4c72b0", "#c0392b",
 # ColorBrewer Dark2: eight classes told apart, also in greyscale print.
 CLASS_COLOURS = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666")
 OTHER_CLASSES = "(other classes)"
-CSS = """
-body{font-family:system-ui,sans-serif;margin:2rem;color:#222;max-width:1150px}
-h1{font-size:1.4rem}h2{font-size:1.15rem;margin:2rem 0 .4rem}h3{font-size:.95rem;margin:0}
-.verdict{display:inline-block;padding:.1rem .5rem;border-radius:4px;color:#fff;font-weight:600}
-.muted{color:#666;font-size:.85rem}.drifted{color:#c0392b;font-weight:600}
-.grid{display:flex;flex-wrap:wrap;gap:1rem}
-.feature{display:flex;flex-direction:column;width:340px;border:1px solid #ddd;border-radius:6px;padding:.6rem}
-.feature.flagged{border-color:#c0392b}
-table{border-collapse:collapse;font-size:.85rem}td.t{white-space:nowrap}
-td,th{padding:.2rem .6rem;text-align:left;border-bottom:1px solid #eee}
-.key span{display:inline-block;width:.8rem;height:.8rem;margin:0 .3rem 0 .8rem;vertical-align:middle}
-svg text{font-family:system-ui,sans-serif}
-"""
+CSS = card_css("feature", "drifted")
 
 
 def render_page(
