@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 from sklearn.linear_model import LinearRegression, LogisticRegression
@@ -79,9 +80,60 @@ def test_concurrent_alias_update_is_detected(registry_env, churn, logistic_model
     reg.set_alias("churn", "production", "2")
     # WHEN the slower one writes with its stale ETag
     with pytest.raises(RegistryConflict, match="changed concurrently"):
-        reg._write_alias("churn", "production", "3", ("1",), stale)
+        reg._write(replace(stale, version="3", history=("1",)), stale)
     # THEN the faster one's promote stands
     assert reg.get_alias("churn", "production").version == "2"
+
+
+def test_a_canary_ramps_finishes_and_rolls_back_on_the_alias_record(registry_env, churn, logistic_model):
+    # GIVEN production on version 1 and a version 2
+    reg = registry_env.registry
+    publish_churn(registry_env, churn, logistic_model, alias=None)
+    publish_churn(registry_env, churn, logistic_model, alias=None)
+    reg.set_alias("churn", "production", "1")
+    # WHEN version 2 starts as a 10 % canary keyed by customer, then ramps to 50 %
+    started = reg.start_canary("churn", "production", "2", 10, key="customer_id", bounds={"max_latency_ratio": 2})
+    ramped = reg.start_canary("churn", "production", "2", 50)
+    # THEN the stable version stays 1, the ramp keeps the key, bounds and start, and readers see the canary
+    stored = reg.get_alias("churn", "production")
+    assert (stored.version, stored.canary.version, stored.canary.weight) == ("1", "2", 50.0)
+    assert stored.canary.key == "customer_id" and stored.canary.bounds == {"max_latency_ratio": 2}
+    assert ramped.canary.started_at == started.canary.started_at
+    assert stored.versions() == ("1", "2")
+    # AND a plain promote while the canary runs, or a weight of 100, are refused by name
+    with pytest.raises(RegistryConflict, match="has a canary on version 2"):
+        reg.set_alias("churn", "production", "1")
+    with pytest.raises(ValueError, match="strictly between 0 and 100"):
+        reg.start_canary("churn", "production", "2", 100)
+    # WHEN it is rolled back: the canary is gone at once and version 1 keeps every caller
+    rolled = reg.rollback("churn", "production")
+    assert (rolled.version, rolled.canary, rolled.history) == ("1", None, stored.history)
+    # WHEN a new canary is finished: the alias moves whole, and a rollback returns to version 1
+    reg.start_canary("churn", "production", "2", 10)
+    finished = reg.finish_canary("churn", "production")
+    assert (finished.version, finished.canary, finished.history[-1]) == ("2", None, "1")
+    assert reg.rollback("churn", "production").version == "1"
+    with pytest.raises(ModelNotFound, match="no canary to finish"):
+        reg.finish_canary("churn", "production")
+
+
+def test_a_shadow_is_kept_apart_from_the_answering_versions(registry_env, churn, logistic_model):
+    # GIVEN production on version 1 and a version 2
+    reg = registry_env.registry
+    publish_churn(registry_env, churn, logistic_model, alias=None)
+    publish_churn(registry_env, churn, logistic_model, alias=None)
+    reg.set_alias("churn", "production", "1")
+    # WHEN version 2 shadows production
+    shadowed = reg.set_shadow("churn", "production", "2")
+    # THEN it answers nobody, and it stops being a shadow when it is promoted
+    assert shadowed.shadow.version == "2" and shadowed.versions() == ("1",)
+    assert all(shadowed.route(str(i)) == "1" for i in range(100))
+    with pytest.raises(ValueError, match="is the stable version"):
+        reg.set_shadow("churn", "production", "1")
+    promoted = reg.set_alias("churn", "production", "2")
+    assert (promoted.version, promoted.shadow) == ("2", None)
+    reg.set_shadow("churn", "production", "1")
+    assert reg.clear_shadow("churn", "production").shadow is None
 
 
 @pytest.mark.parametrize("bad", ["Churn", "../etc", "", "a" * 64, "churn/1"])

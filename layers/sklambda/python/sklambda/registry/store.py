@@ -4,7 +4,10 @@ Layout (under the bucket root):
     models/<name>/versions/<version>/card.json             the signed model card (the commit point)
     models/<name>/versions/<version>/model-<sha12>.joblib  the artifact, content-addressed
     models/<name>/versions/<version>/code/<path>           user code shipped with the model (sha256 in the card)
-    models/<name>/aliases/<alias>.json                     {"version": ..., "history": [...]}
+    models/<name>/aliases/<alias>.json                     {"version": ..., "history": [...], "canary"?, "shadow"?}
+
+An alias points at one *stable* version, and optionally at a *canary* version taking a weighted, sticky share of the
+traffic (Canary.takes) and a *shadow* version that never answers (the monitoring run replays captured traffic on it).
 
 Versions are immutable: the card is written with If-None-Match: *, so a second publish of the same
 version fails even when two publishers race. Alias updates use If-Match on the previous ETag, so two
@@ -17,7 +20,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +34,8 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 ALIAS_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 MAX_ALIAS_HISTORY = 50
+# The routing point of a key is a 64-bit hash prefix mapped to [0, 100): finer than any weight one can ask for.
+_HASH_SPACE = float(2**64)
 
 
 def check_name(name: str) -> str:
@@ -66,14 +71,88 @@ def check_alias(alias: str) -> str:
     return alias
 
 
+def check_weight(weight: float) -> float:
+    """`weight` (percent of the traffic a canary takes) if 0 < weight < 100; else ValueError (0 is no canary, 100
+    is `promote --finish`)."""
+    w = float(weight)
+    if not 0 < w < 100:
+        raise ValueError(f"a canary weight is a percent strictly between 0 and 100, got {weight!r}")
+    return w
+
+
+@dataclass(frozen=True)
+class Canary:
+    """A canary version on an alias: it answers `weight` percent of the callers, the stable version the rest.
+
+    version: the canary version. weight: percent in (0, 100). key: the feature whose value is the caller key, hashed
+    (None: the row's inference_id). started_at: ISO 8601 UTC when the canary started (a ramp keeps it). bounds: the
+    automatic-rollback bounds given at promote (sklambda.updating.rollout.rollout_bounds_from reads them; only the
+    values given are stored, so defaults live in one place).
+    """
+
+    version: str
+    weight: float
+    key: str | None = None
+    started_at: str = ""
+    bounds: dict[str, Any] = field(default_factory=dict)
+
+    def point(self, name: str, alias: str, key_value: str) -> float:
+        """Where a caller key falls in [0, 100): the first 8 bytes of sha256("<name>/<alias>/<canary version>/<key>").
+
+        Salted with the canary version so two canaries do not always pick the same callers; not with the weight, so
+        raising the weight keeps every caller already on the canary there (sticky through a ramp).
+        """
+        digest = hashlib.sha256(f"{name}/{alias}/{self.version}/{key_value}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / _HASH_SPACE * 100.0
+
+    def takes(self, name: str, alias: str, key_value: str) -> bool:
+        """Whether the caller with `key_value` is answered by the canary version (sticky: the same key, the same
+        answer, for as long as the canary and its weight last)."""
+        return self.point(name, alias, key_value) < self.weight
+
+    def to_dict(self) -> dict:
+        """The stored JSON object."""
+        return {
+            "version": self.version,
+            "weight": self.weight,
+            "key": self.key,
+            "started_at": self.started_at,
+            "bounds": dict(self.bounds),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Canary:
+        """The inverse of to_dict."""
+        return cls(d["version"], float(d["weight"]), d.get("key"), d.get("started_at", ""), dict(d.get("bounds") or {}))
+
+
+@dataclass(frozen=True)
+class Shadow:
+    """A shadow version on an alias: never answers callers; the monitoring run scores captured traffic with it.
+    started_at: ISO 8601 UTC."""
+
+    version: str
+    started_at: str = ""
+
+    def to_dict(self) -> dict:
+        """The stored JSON object."""
+        return {"version": self.version, "started_at": self.started_at}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Shadow:
+        """The inverse of to_dict."""
+        return cls(d["version"], d.get("started_at", ""))
+
+
 @dataclass(frozen=True)
 class AliasRecord:
     """An alias as stored in models/<name>/aliases/<alias>.json.
 
-    version: the version the alias points at.
-    history: earlier targets, oldest first (at most 50): what `rollback` goes back to.
+    version: the stable version the alias points at (what answers when no canary applies).
+    history: earlier stable targets, oldest first (at most 50): what `rollback` goes back to.
     updated_at: ISO 8601 UTC, to the second.
     etag: the S3 ETag it was read with (the If-Match condition of the next write); None for a record not read from S3.
+    canary: a canary version taking a share of the traffic, or None. shadow: a shadow version, or None.
     """
 
     name: str
@@ -82,16 +161,34 @@ class AliasRecord:
     history: tuple[str, ...]
     updated_at: str
     etag: str | None = None
+    canary: Canary | None = None
+    shadow: Shadow | None = None
+
+    def versions(self) -> tuple[str, ...]:
+        """The versions that answer callers: the stable one, then the canary's if any."""
+        return (self.version, self.canary.version) if self.canary else (self.version,)
+
+    def route(self, key_value: str | None) -> str:
+        """The version answering the caller with `key_value` (None, e.g. no key: the stable version)."""
+        if self.canary is not None and key_value is not None and self.canary.takes(self.name, self.alias, key_value):
+            return self.canary.version
+        return self.version
 
     def to_dict(self) -> dict:
-        """The stored JSON object (without the etag)."""
-        return {
+        """The stored JSON object (without the etag); `canary` / `shadow` only when set, so older readers and records
+        stay as they were."""
+        d: dict[str, Any] = {
             "name": self.name,
             "alias": self.alias,
             "version": self.version,
             "history": list(self.history),
             "updated_at": self.updated_at,
         }
+        if self.canary is not None:
+            d["canary"] = self.canary.to_dict()
+        if self.shadow is not None:
+            d["shadow"] = self.shadow.to_dict()
+        return d
 
 
 def _code(e: ClientError) -> str:
@@ -261,7 +358,16 @@ class Registry:
                 raise ModelNotFound(what) from None
             raise
         d = json.loads(raw)
-        return AliasRecord(name, alias, d["version"], tuple(d.get("history", ())), d.get("updated_at", ""), etag)
+        return AliasRecord(
+            name,
+            alias,
+            d["version"],
+            tuple(d.get("history", ())),
+            d.get("updated_at", ""),
+            etag,
+            canary=Canary.from_dict(d["canary"]) if d.get("canary") else None,
+            shadow=Shadow.from_dict(d["shadow"]) if d.get("shadow") else None,
+        )
 
     def list_aliases(self, name: str) -> dict[str, str]:
         """Every alias of `name` → the version it points at (one read per alias)."""
@@ -333,7 +439,12 @@ class Registry:
             raise
 
     def set_alias(self, name: str, alias: str, version: str) -> AliasRecord:
-        """Point `alias` at `version`, remembering the previous target for rollback."""
+        """Point `alias` at `version`, remembering the previous target for rollback.
+
+        Raises ModelNotFound when the version does not exist; RegistryConflict when the alias has a canary on another
+        version (finish it or roll it back first: a plain promote would silently end a rollout), or changed
+        concurrently. Promoting the canary's own version is `finish_canary`.
+        """
         check_alias(alias)
         if not self.version_exists(name, check_version(version)):
             raise ModelNotFound(f"model {name!r} has no version {version!r}")
@@ -341,27 +452,129 @@ class Registry:
             current = self.get_alias(name, alias)
         except ModelNotFound:
             current = None
+        if current is not None and current.canary is not None:
+            if current.canary.version == version:
+                return self.finish_canary(name, alias)
+            raise RegistryConflict(
+                f"alias {alias!r} of model {name!r} has a canary on version {current.canary.version} "
+                f"({current.canary.weight:g} %): finish it (promote --finish) or roll it back first"
+            )
         if current is not None and current.version == version:
             return current
         history = (*current.history, current.version)[-MAX_ALIAS_HISTORY:] if current else ()
-        return self._write_alias(name, alias, version, history, current)
+        shadow = current.shadow if current else None
+        return self._write(AliasRecord(name, alias, version, history, _now(), shadow=_unless(shadow, version)), current)
 
     def rollback(self, name: str, alias: str) -> AliasRecord:
-        """Point `alias` back at the version it had before its last change."""
+        """Undo the alias's last change: with a canary, drop it at once (the stable version takes all the traffic);
+        otherwise point `alias` back at the version it had before. Raises ModelNotFound when there is nothing to roll
+        back to; RegistryConflict when the alias changed concurrently."""
         current = self.get_alias(name, alias)
+        if current.canary is not None:
+            return self._write(replace(current, canary=None, updated_at=_now()), current)
         if not current.history:
             raise ModelNotFound(f"alias {alias!r} of model {name!r} has no previous version to roll back to")
-        return self._write_alias(name, alias, current.history[-1], current.history[:-1], current)
+        previous = current.history[-1]
+        return self._write(
+            replace(
+                current,
+                version=previous,
+                history=current.history[:-1],
+                updated_at=_now(),
+                shadow=_unless(current.shadow, previous),
+            ),
+            current,
+        )
 
-    def _write_alias(
-        self, name: str, alias: str, version: str, history: tuple[str, ...], current: AliasRecord | None
+    def start_canary(
+        self,
+        name: str,
+        alias: str,
+        version: str,
+        weight: float,
+        *,
+        key: str | None = None,
+        bounds: dict[str, Any] | None = None,
     ) -> AliasRecord:
-        record = AliasRecord(name, alias, version, tuple(history), datetime.now(UTC).isoformat(timespec="seconds"))
+        """Give `version` `weight` percent of the callers of `alias` (0 < weight < 100), sticky per caller key.
+
+        key: the feature whose value identifies a caller (None: the row's inference_id). bounds: the automatic
+        rollback bounds to store with the canary. Called again with the same canary version, it changes the weight
+        (a ramp), keeping started_at; key and bounds change only when given.
+        Raises ModelNotFound (no such version, no such alias: a canary needs a stable version to compare with);
+        ValueError for a weight outside (0, 100) or the alias's own stable version; RegistryConflict when another
+        canary is running (finish or roll it back first) or the alias changed concurrently.
+        """
+        check_alias(alias)
+        weight = check_weight(weight)
+        if not self.version_exists(name, check_version(version)):
+            raise ModelNotFound(f"model {name!r} has no version {version!r}")
+        current = self.get_alias(name, alias)
+        if current.version == version:
+            raise ValueError(f"version {version} is already the stable version of alias {alias!r} of {name!r}")
+        running = current.canary
+        if running is not None and running.version != version:
+            raise RegistryConflict(
+                f"alias {alias!r} of model {name!r} already has a canary on version {running.version} "
+                f"({running.weight:g} %): finish it (promote --finish) or roll it back first"
+            )
+        canary = Canary(
+            version,
+            weight,
+            key if key is not None or running is None else running.key,
+            running.started_at if running is not None else _now(),
+            dict(bounds) if bounds is not None else (dict(running.bounds) if running is not None else {}),
+        )
+        return self._write(replace(current, canary=canary, updated_at=_now()), current)
+
+    def finish_canary(self, name: str, alias: str) -> AliasRecord:
+        """Move the whole alias to its canary version (the stable version goes to the history, so `rollback` after
+        it returns there). Raises ModelNotFound when the alias has no canary; RegistryConflict on a concurrent
+        change."""
+        current = self.get_alias(name, alias)
+        if current.canary is None:
+            raise ModelNotFound(f"alias {alias!r} of model {name!r} has no canary to finish")
+        version = current.canary.version
+        return self._write(
+            replace(
+                current,
+                version=version,
+                history=(*current.history, current.version)[-MAX_ALIAS_HISTORY:],
+                canary=None,
+                shadow=_unless(current.shadow, version),
+                updated_at=_now(),
+            ),
+            current,
+        )
+
+    def set_shadow(self, name: str, alias: str, version: str) -> AliasRecord:
+        """Make `version` the shadow of `alias` (replacing any other shadow). Raises ModelNotFound (no such version or
+        alias); ValueError when it is the alias's stable version; RegistryConflict on a concurrent change."""
+        check_alias(alias)
+        if not self.version_exists(name, check_version(version)):
+            raise ModelNotFound(f"model {name!r} has no version {version!r}")
+        current = self.get_alias(name, alias)
+        if current.version == version:
+            raise ValueError(f"version {version} is the stable version of alias {alias!r} of {name!r}, not a shadow")
+        if current.shadow is not None and current.shadow.version == version:
+            return current
+        return self._write(replace(current, shadow=Shadow(version, _now()), updated_at=_now()), current)
+
+    def clear_shadow(self, name: str, alias: str) -> AliasRecord:
+        """Stop shadowing on `alias` (a no-op without a shadow)."""
+        current = self.get_alias(name, alias)
+        if current.shadow is None:
+            return current
+        return self._write(replace(current, shadow=None, updated_at=_now()), current)
+
+    def _write(self, record: AliasRecord, current: AliasRecord | None) -> AliasRecord:
+        """Store `record`, conditional on the alias being as `current` was read (If-Match its ETag; If-None-Match
+        for a new alias). Raises RegistryConflict when another writer got there first."""
         condition = {"IfMatch": current.etag} if current and current.etag else {"IfNoneMatch": "*"}
         try:
             resp = self._s3().put_object(
                 Bucket=self.bucket,
-                Key=self.alias_key(name, alias),
+                Key=self.alias_key(record.name, record.alias),
                 Body=json.dumps(record.to_dict(), indent=2).encode(),
                 ContentType="application/json",
                 **condition,
@@ -369,10 +582,19 @@ class Registry:
         except ClientError as e:
             if _is_precondition(e):
                 raise RegistryConflict(
-                    f"alias {alias!r} of model {name!r} was changed concurrently; read it again and retry"
+                    f"alias {record.alias!r} of model {record.name!r} was changed concurrently; read it again and retry"
                 ) from None
             raise
-        return AliasRecord(name, alias, version, record.history, record.updated_at, resp.get("ETag"))
+        return replace(record, etag=resp.get("ETag"))
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _unless(shadow: Shadow | None, version: str) -> Shadow | None:
+    """A shadow stops being one when its version becomes the stable version."""
+    return None if shadow is not None and shadow.version == version else shadow
 
 
 def _version_sort_key(v: str) -> tuple:
