@@ -5,7 +5,7 @@ Domain work (validation, verified loading, scoring) lives in the `sklambda` laye
 
 import time
 import warnings
-from typing import Any
+from typing import Any, Self
 
 import sklearn
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -17,12 +17,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 import sklambda
 from sklambda.config import PredictSettings
-from sklambda.errors import ModelRefused, PayloadTooLarge, SklambdaError, http_status
+from sklambda.errors import InvalidInput, ModelRefused, PayloadTooLarge, SklambdaError, http_status
 from sklambda.monitoring.capture import Capturer
 from sklambda.registry.signing import CardVerifier
-from sklambda.registry.store import Registry
+from sklambda.registry.store import AliasRecord, Registry
 from sklambda.runtime_env import find_manifest
-from sklambda.serving import data_quality, ids, oip
+from sklambda.serving import data_quality, ids, oip, routing
 from sklambda.serving.contracts import (
     InferRequest,
     ModelSelector,
@@ -96,37 +96,72 @@ def _body() -> str | None:
     return decode_body(event.body, is_base64=event.is_base64_encoded)
 
 
-def _tag(name: str, version: str) -> None:
+def _tag(name: str, version: str | None) -> None:
+    """The request's metric dimensions and log keys; `version` None when rows of the request were answered by several
+    versions (each version's figures are then emitted with their own dimensions: _version_metric)."""
     metrics.add_dimension(name="model", value=name)
-    metrics.add_dimension(name="version", value=version)
+    if version is not None:
+        metrics.add_dimension(name="version", value=version)
     logger.append_keys(model=name, model_version=version)
 
 
-def _score(loaded: LoadedModel, rows: list[Any], *, explain: bool = False) -> Scored:
-    check_row_count(len(rows), settings.max_rows)
-    if explain and len(rows) > settings.max_explain_rows:
+def _version_metric(metric_name: str, unit: MetricUnit, value: float, name: str, version: str) -> None:
+    """A metric of one version of a request whose rows several versions answered (the request's own dimension set
+    can name only one version)."""
+    with single_metric(name=metric_name, unit=unit, value=value, namespace=metrics.namespace) as metric:
+        metric.add_dimension(name="service", value=metrics.service or "sklambda")
+        metric.add_dimension(name="model", value=name)
+        metric.add_dimension(name="version", value=version)
+
+
+def _check_explain(rows: int, explain: bool) -> None:
+    if explain and rows > settings.max_explain_rows:
         raise PayloadTooLarge(
-            f"explain=true is limited to {settings.max_explain_rows} rows per request, got {len(rows)}: "
+            f"explain=true is limited to {settings.max_explain_rows} rows per request, got {rows}: "
             "split the request or score without explanations"
         )
-    _tag(loaded.card.name, loaded.card.version)
+
+
+def _score(loaded: LoadedModel, rows: list[Any], *, explain: bool = False, split: bool = False) -> tuple[Scored, float]:
+    """Score `rows` with one version, with its metrics: tagged on the request, or, when `split` (the request's rows
+    go to several versions), as metrics of their own naming the version. Returns the Scored and the scoring time in
+    ms (the capture records' latency_ms)."""
+    check_row_count(len(rows), settings.max_rows)
+    _check_explain(len(rows), explain)
+    name, version = loaded.card.name, loaded.card.version
+    if not split:
+        _tag(name, version)
     started = time.perf_counter()
     scored = loaded.scorer.score(rows, explain=explain)
     elapsed_ms = (time.perf_counter() - started) * 1e3
-    metrics.add_metric(
-        name="ExplainLatency" if explain else "PredictLatency", unit=MetricUnit.Milliseconds, value=elapsed_ms
-    )
-    metrics.add_metric(name="Predictions", unit=MetricUnit.Count, value=len(rows))
+    latency = "ExplainLatency" if explain else "PredictLatency"
+    if split:
+        _version_metric(latency, MetricUnit.Milliseconds, elapsed_ms, name, version)
+        _version_metric("Predictions", MetricUnit.Count, len(rows), name, version)
+    else:
+        metrics.add_metric(name=latency, unit=MetricUnit.Milliseconds, value=elapsed_ms)
+        metrics.add_metric(name="Predictions", unit=MetricUnit.Count, value=len(rows))
     if scored.warnings:
         for code, n in data_quality.counts(scored.warnings).items():
             _count("DataQualityWarnings", n, model=scored.model_name, check=code)
-    return scored
+    return scored, elapsed_ms
 
 
-def _capture(loaded: LoadedModel, rows: list[Any], scored: Scored, inference_ids: list[str]) -> None:
+def _capture(
+    loaded: LoadedModel,
+    rows: list[Any],
+    scored: Scored,
+    inference_ids: list[str],
+    *,
+    latency_ms: float,
+    alias: str | None,
+    row_numbers: list[int] | None = None,
+    sample: bool = True,
+) -> None:
     """Write the scored rows (pii pseudonymized) as capture lines to the log; a failure is counted, never raised.
 
-    Called last, once the successful answer is fully built: a request answered with an error is never captured.
+    Called last, once the successful answer is fully built: a request answered with an error writes an error record
+    instead (_Failure). `sample=False`: the request was drawn already (its rows answered by several versions).
     """
     if not capturer.enabled:
         return
@@ -141,7 +176,15 @@ def _capture(loaded: LoadedModel, rows: list[Any], scored: Scored, inference_ids
         feature_names=schema.names,
         pii=schema.pii_features,
         inference_ids=inference_ids,
+        row_numbers=row_numbers,
+        sample=sample,
+        latency_ms=round(latency_ms, 3),
+        alias=alias,
     )
+    _count_capture(outcome)
+
+
+def _count_capture(outcome: Any) -> None:
     if outcome.sent:
         metrics.add_metric(name="CapturedRecords", unit=MetricUnit.Count, value=outcome.sent)
     if outcome.failed:
@@ -149,25 +192,112 @@ def _capture(loaded: LoadedModel, rows: list[Any], scored: Scored, inference_ids
         logger.warning("capture failed", extra={"records": outcome.failed, "errors": outcome.errors[:3]})
 
 
+class _Failure:
+    """Around the work one resolved version does for a request: an exception leaving it writes one error record
+    (sklambda.monitoring.capture.ErrorRecord: status, code, rows) naming that version, then propagates to the
+    exception handlers. The rollout check compares error rates per version with them."""
+
+    __slots__ = ("alias", "name", "rows", "version")
+
+    def __init__(self, name: str, version: str, alias: str | None, rows: int) -> None:
+        self.name, self.version, self.alias, self.rows = name, version, alias, rows
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, kind: Any, error: BaseException | None, traceback: Any) -> bool:
+        if isinstance(error, Exception):
+            self.record(error)
+        return False
+
+    def record(self, error: Exception) -> None:
+        """Write the error record of `error` (never raises)."""
+        if not capturer.enabled:
+            return
+        status, code = (http_status(error), error.code) if isinstance(error, SklambdaError) else (500, "internal")
+        outcome = capturer.capture_error(
+            model=self.name,
+            version=self.version,
+            request_id=app.current_event.request_context.request_id,
+            status=status,
+            code=code,
+            rows=self.rows,
+            alias=self.alias,
+        )
+        _count_capture(outcome)
+
+
 @app.post("/models/<name>/predict")
 @tracer.capture_method
 def predict(name: str) -> dict:
     body = parse_body(_body(), PredictRequest, max_bytes=settings.max_body_bytes)
-    check_row_count(len(body.instances), settings.max_rows)
+    rows = body.instances
+    check_row_count(len(rows), settings.max_rows)
     selector = parse_selector(app.current_event.query_string_parameters)
+    _check_explain(len(rows), selector.explain)
     inference_ids = ids.request_ids(
-        len(body.instances),
+        len(rows),
         row_ids=body.inference_ids,
         request_id=body.inference_id,
         generated_prefix=app.current_event.request_context.request_id,
     )
-    loaded = server().get(name, **_pick(selector=selector))
-    scored = _score(loaded, body.instances, explain=selector.explain)
-    answer = PredictResponse.from_scored(scored, inference_ids).model_dump()
-    for key in ("decisions", "decision_threshold", "explanations"):  # only when the model or request has them
+    if selector.version is not None:  # an explicit version bypasses the alias and its canary
+        alias, version = None, server().registry.resolve(name, version=selector.version)
+    else:
+        alias = selector.alias or settings.default_alias
+        record = server().alias_record(name, alias)
+        if record.canary is not None:
+            return _predict_routed(record, rows, inference_ids, selector.explain)
+        version = record.version
+    with _Failure(name, version, alias, len(rows)):
+        loaded = server().load(name, version)
+        scored, latency_ms = _score(loaded, rows, explain=selector.explain)
+    answer = _without_absent(PredictResponse.from_scored(scored, inference_ids).model_dump())
+    _capture(loaded, rows, scored, inference_ids, latency_ms=latency_ms, alias=alias)
+    return answer
+
+
+def _without_absent(answer: dict) -> dict:
+    """The answer without the optional fields the model, the request or the alias do not have."""
+    for key in ("model_versions", "decisions", "decision_threshold", "decision_thresholds", "explanations"):
         if answer[key] is None:
             del answer[key]
-    _capture(loaded, body.instances, scored, inference_ids)
+    return answer
+
+
+def _predict_routed(record: AliasRecord, rows: list[Any], inference_ids: list[str], explain: bool) -> dict:
+    """A predict request on an alias with a canary: each row routed by its caller key (sklambda.serving.routing), each
+    version's rows scored by it, the answers merged in row order and each version's rows captured with it. Rows one
+    version refuses are reported with those of the other, numbered in the request."""
+    name, alias = record.name, record.alias
+    groups = routing.group_rows(routing.route_rows(record, rows, inference_ids))
+    split = len(groups) > 1
+    if split:
+        _tag(name, None)
+    parts, refused, done = [], [], []
+    for group in groups:
+        failure = _Failure(name, group.version, alias, len(group.rows))
+        with failure:
+            loaded = server().load(name, group.version)
+            group_rows = [rows[i] for i in group.rows]
+            try:
+                scored, latency_ms = _score(loaded, group_rows, explain=explain, split=split)
+            except InvalidInput as e:  # the other version's rows are still checked, to name every problem at once
+                failure.record(e)
+                refused.append((e, group))
+                continue
+        parts.append((group, scored))
+        done.append((loaded, group_rows, scored, latency_ms, group))
+    if refused:
+        raise routing.in_request(refused)
+    answer = _without_absent(
+        PredictResponse.from_routed(routing.merge(name, len(rows), parts), inference_ids).model_dump()
+    )
+    if capturer.enabled and capturer.sampled():  # one draw for the request, as without a canary
+        for loaded, group_rows, scored, latency_ms, group in done:
+            ids_of = [inference_ids[i] for i in group.rows]
+            _capture(loaded, group_rows, scored, ids_of, latency_ms=latency_ms, alias=alias, row_numbers=group.rows,
+                     sample=False)  # fmt: skip
     return answer
 
 
@@ -307,14 +437,24 @@ def v2_infer(name: str, version: str | None = None) -> dict | Response:
     else:  # the binary tensor data extension: a JSON header, then raw tensor bytes
         raw = body_bytes(event.body, is_base64=event.is_base64_encoded)
         request = oip.read_request(raw, header_length, max_bytes=settings.max_body_bytes)
-    loaded = server().get(name, **_pick(version))
-    rows = oip.decode(request, loaded.card)
-    inference_ids = oip.inference_ids(request, len(rows), event.request_context.request_id)
-    scored = _score(loaded, rows)
-    # may still refuse (an output the model does not give)
-    answer = oip.encode(scored, loaded.card, request, inference_ids=inference_ids)
-    binary = oip.encode_binary(answer, request)
-    _capture(loaded, rows, scored, inference_ids)
+    picked = _pick(version)
+    alias = None if picked["version"] else picked["alias"]
+    if alias is None:  # an explicit version bypasses the alias and its canary
+        resolved = server().registry.resolve(name, version=picked["version"])
+    else:  # the whole request goes to one version: the v2 answer has one model_version
+        record = server().alias_record(name, alias)
+        resolved = record.version if record.canary is None else record.route(oip.caller_key(request, event))
+    shape = request.inputs[0].shape
+    with _Failure(name, resolved, alias, shape[0] if shape else 0) as failure:
+        loaded = server().load(name, resolved)
+        rows = oip.decode(request, loaded.card)
+        failure.rows = len(rows)
+        inference_ids = oip.inference_ids(request, len(rows), event.request_context.request_id)
+        scored, latency_ms = _score(loaded, rows)
+        # may still refuse (an output the model does not give)
+        answer = oip.encode(scored, loaded.card, request, inference_ids=inference_ids)
+        binary = oip.encode_binary(answer, request)
+    _capture(loaded, rows, scored, inference_ids, latency_ms=latency_ms, alias=alias)
     if binary is None:
         return answer
     return Response(

@@ -267,24 +267,32 @@ def _predict_with(**values) -> dict:
 
 
 @pytest.mark.parametrize(
-    ("event", "status_code"),
+    ("event", "status_code", "version", "rows"),
     [
-        (lambda: _v2_asking_for("explanations"), 422),  # refused after scoring, while the answer is encoded
-        (lambda: _predict_with(plan="\ud800"), 400),  # the issue's lone surrogate
-        (lambda: _predict_with(age=10**30), 422),
+        (lambda: _v2_asking_for("explanations"), 422, "1", 2),  # refused after scoring, while the answer is encoded
+        (lambda: _predict_with(plan="\ud800"), 400, None, 0),  # the issue's lone surrogate: refused before any version
+        (lambda: _predict_with(age=10**30), 422, "1", 1),  # refused by version 1's validation
     ],
     ids=["v2-unknown-output", "lone-surrogate", "int64-overflow"],
 )
-def test_a_request_answered_with_an_error_captures_nothing(
-    capturing_app, capture_env, published, lambda_context, capsys, event, status_code
+def test_a_request_answered_with_an_error_captures_no_row_only_an_error_record_of_its_version(
+    capturing_app, capture_env, published, lambda_context, capsys, event, status_code, version, rows
 ):
     # GIVEN capture on for every request
     capsys.readouterr()
     # WHEN a request ends in a 4xx, even one refused after its rows were scored
     status, _ = call(capturing_app, event(), lambda_context)
-    # THEN no capture line is written for it
+    # THEN no row is captured; a request that had resolved a version writes one error record naming it, no values
     assert status == status_code
-    assert capture_lines(capsys.readouterr().out) == []
+    lines = capture_lines(capsys.readouterr().out)
+    assert all("features" not in line and "prediction" not in line for line in lines)
+    if version is None:
+        assert lines == []
+    else:
+        assert [(r["outcome"], r["version"], r["status"], r["code"], r["rows"]) for r in lines] == [
+            ("error", version, status_code, "invalid_input", rows)
+        ]
+        assert list(lines[0])[:7] == ["capture", "timestamp", "model", "version", "request_id", "outcome", "status"]
 
 
 # --- erasure -------------------------------------------------------------------------------------------------------

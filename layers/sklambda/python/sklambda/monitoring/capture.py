@@ -83,8 +83,11 @@ class Pseudonymizer:
 class CaptureRecord:
     """One scored row as stored: pii features pseudonymized. `request_id` is the API request id or a batch job id;
     `row` the row's place in the request (0-based) or its line in the batch input (1-based); `inference_id` the
-    prediction id returned to the caller (sklambda.serving.ids). Records written before ids existed have no
-    `inference_id` key (monitoring/windows.py reads them all the same)."""
+    prediction id returned to the caller (sklambda.serving.ids). `latency_ms`: the time the version took to score the
+    request's rows it answered, in milliseconds (the same on each of them; None for batch rows); `alias`: the alias the
+    request named (None for an explicit version or a batch job). Records written before ids (or latencies) existed
+    have no `inference_id` (`latency_ms`, `alias`) key; monitoring/windows.py reads them all the same. A row record has
+    no `outcome` key: that marks an ErrorRecord."""
 
     timestamp: str
     model: str
@@ -96,11 +99,46 @@ class CaptureRecord:
     probabilities: dict[str, float] | None
     key_id: str
     inference_id: str | None = None
+    latency_ms: float | None = None
+    alias: str | None = None
 
     def to_json_line(self) -> str:
         """The record as one compact JSON line ending in a newline: the marker first, then the timestamp, model and
         version, in the byte form monitoring/windows.py selects on (tests/unit/test_capture_line_format.py)."""
         return json.dumps({"capture": CAPTURE_MARKER, **asdict(self)}, separators=(",", ":"), default=str) + "\n"
+
+
+ERROR_OUTCOME = "error"
+
+
+@dataclass(frozen=True)
+class ErrorRecord:
+    """One failed request that had resolved a version (a refused model, rows that version's validation refused, an
+    unexpected error while scoring), for the rollout check's error rates per version. Same marker and leading fields as
+    a CaptureRecord (so it travels the same way and is read with the same selection), then `outcome` "error", the HTTP
+    `status`, the error `code` (sklambda.errors), the `rows` of the request that version was to answer, and `alias`.
+    No features: nothing of the request's values is kept. Every reader of rows skips it (`is_error`)."""
+
+    timestamp: str
+    model: str
+    version: str
+    request_id: str
+    status: int
+    code: str
+    rows: int
+    alias: str | None = None
+
+    def to_json_line(self) -> str:
+        """The record as one compact JSON line ending in a newline, in CaptureRecord.to_json_line's leading form."""
+        fields = asdict(self)
+        head = {k: fields.pop(k) for k in ("timestamp", "model", "version", "request_id")}
+        line = {"capture": CAPTURE_MARKER, **head, "outcome": ERROR_OUTCOME, **fields}
+        return json.dumps(line, separators=(",", ":"), default=str) + "\n"
+
+
+def is_error(record: Mapping[str, Any]) -> bool:
+    """Whether a decoded capture record is an ErrorRecord (no row in it): readers of rows skip those."""
+    return record.get("outcome") == ERROR_OUTCOME
 
 
 def build_records(
@@ -117,10 +155,13 @@ def build_records(
     inference_ids: Sequence[str] | None = None,
     row_numbers: Sequence[int] | None = None,
     now: datetime | None = None,
+    latency_ms: float | None = None,
+    alias: str | None = None,
 ) -> list[CaptureRecord]:
     """One record per row, in order: the named features (pii ones pseudonymized, nulls kept), the row's prediction,
     probabilities and inference id (None when `inference_ids` is not given), all stamped with one UTC millisecond
-    timestamp (`now`, default the current time). `row_numbers` gives each record's `row` (default 0, 1, ...).
+    timestamp (`now`, default the current time), `latency_ms` and `alias` (CaptureRecord). `row_numbers` gives each
+    record's `row` (default 0, 1, ...).
 
     Raises whatever the pseudonymizer raises; Capturer.capture turns that into a counted failure.
     """
@@ -146,6 +187,8 @@ def build_records(
                 probabilities=dict(probabilities[i]) if probabilities is not None else None,
                 key_id=pseudonymizer.key_id,
                 inference_id=inference_ids[i] if inference_ids is not None else None,
+                latency_ms=latency_ms,
+                alias=alias,
             )
         )
     return records
@@ -226,9 +269,11 @@ class Capturer:
         inference_ids: Sequence[str] | None = None,
         row_numbers: Sequence[int] | None = None,
         sample: bool = True,
+        latency_ms: float | None = None,
+        alias: str | None = None,
     ) -> CaptureOutcome:
-        """Capture `rows` (with their `inference_ids` and `row_numbers`, see build_records) if this request is sampled
-        (`sample=False`: the caller sampled already)."""
+        """Capture `rows` (with their `inference_ids`, `row_numbers`, `latency_ms` and `alias`, see build_records) if
+        this request is sampled (`sample=False`: the caller sampled already)."""
         outcome = CaptureOutcome()
         if not self.enabled or not rows or (sample and not self.sampled()):
             return outcome
@@ -246,6 +291,8 @@ class Capturer:
                 pseudonymizer=self.pseudonymizer(),
                 inference_ids=inference_ids,
                 row_numbers=row_numbers,
+                latency_ms=latency_ms,
+                alias=alias,
             )
             lines = [r.to_json_line() for r in records]
         except Exception as e:  # the key could not be unwrapped, a value could not be serialized...
@@ -263,6 +310,34 @@ class Capturer:
             outcome.errors.append(f"{type(e).__name__}: {e}")
             return outcome
         outcome.sent = len(kept)
+        return outcome
+
+    def capture_error(
+        self,
+        *,
+        model: str,
+        version: str,
+        request_id: str,
+        status: int,
+        code: str,
+        rows: int,
+        alias: str | None,
+        sample: bool = True,
+    ) -> CaptureOutcome:
+        """Write one ErrorRecord if this request is sampled (at the rate rows are: error rates stay comparable with
+        the captured rows); never raises, as `capture`."""
+        outcome = CaptureOutcome()
+        if not self.enabled or (sample and not self.sampled()):
+            return outcome
+        outcome.sampled = True
+        try:
+            stamp = datetime.now(UTC).isoformat(timespec="milliseconds")
+            self._write(ErrorRecord(stamp, model, version, request_id, status, code, rows, alias).to_json_line())
+        except Exception as e:
+            outcome.failed = 1
+            outcome.errors.append(f"{type(e).__name__}: {e}")
+            return outcome
+        outcome.sent = 1
         return outcome
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from sklambda import aws
 from sklambda.config import CAPTURE_PREFIX
-from sklambda.monitoring.capture import Pseudonymizer
+from sklambda.monitoring.capture import Pseudonymizer, is_error
 from sklambda.monitoring.ground_truth.store import model_label_prefix
 
 
@@ -84,9 +84,9 @@ def _record(line: bytes) -> dict | None:
 
 def _matches(line: bytes, model: str, pseudonyms: set[str], ids: set[str]) -> bool:
     """Whether `line` is a capture record of `model` with one of `pseudonyms` in its features; its inference id (when
-    it has one) is added to `ids`."""
+    it has one) is added to `ids`. An error record (capture.ErrorRecord) holds no features and is never dropped."""
     record = _record(line)
-    if record is None or record.get("model") != model:
+    if record is None or record.get("model") != model or is_error(record):
         return False
     features = record.get("features") or {}
     if not any(isinstance(v, str) and v in pseudonyms for v in features.values()):

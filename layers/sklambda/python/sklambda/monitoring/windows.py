@@ -5,7 +5,8 @@ Layout in the data bucket (the capture layout is written by Firehose, see sklamb
     capture/model=<name>/dt=<yyyy-mm-dd>/...            JSON lines, one CaptureRecord each
 `read_capture` reads the records of the version under check (the drift check: the baseline they are compared with
 belongs to that version); `read_predictions` the records of every version that a model-quality check joins labels with
-(by `inference_id`), with their ids and times.
+(by `inference_id`), with their ids and times. Both skip error records (sklambda.monitoring.capture.ErrorRecord: a
+failed request, no row in it), on their bytes where the line has CaptureRecord's own form, else once decoded.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from sklambda.config import CAPTURE_PREFIX
+from sklambda.monitoring.capture import is_error
 from sklambda.registry.card import ModelCard
 from sklambda.registry.schema import BOOLEAN, CATEGORY, FLOAT64_MAX, INTEGER, NUMBER
 
@@ -153,11 +155,15 @@ def read_capture(
     fast, torn = _decode_all(undecoded)
     if torn:
         reasons["line is not a JSON object (torn, truncated or not UTF-8)"] += torn
-    matched = len(undecoded) + len(decoded)
+    # Error records in another form than CaptureRecord's own are only told apart once decoded.
+    errors = sum(1 for r in fast + decoded if type(r) is dict and is_error(r))
+    matched = len(undecoded) + len(decoded) - errors
     in_window = matched if visited == n else round(matched * n / visited)
     usable = _RecordCheck(card)
     records = []
     for record in fast + decoded:
+        if type(record) is dict and is_error(record):
+            continue
         problem = usable(record)
         if problem is None:
             records.append(record)
@@ -280,9 +286,10 @@ def read_predictions(
     fast, torn = _decode_all(undecoded)
     if torn:
         reasons["line is not a JSON object (torn, truncated or not UTF-8)"] += torn
-    records = [r for r in fast + decoded if type(r) is dict]
-    if len(records) < len(fast) + len(decoded):
-        reasons["record is not a JSON object"] += len(fast) + len(decoded) - len(records)
+    objects = [r for r in fast + decoded if type(r) is dict]
+    if len(objects) < len(fast) + len(decoded):
+        reasons["record is not a JSON object"] += len(fast) + len(decoded) - len(objects)
+    records = [r for r in objects if not is_error(r)]  # a failed request: no prediction to join a label with
     # Column by column (vectorized where pandas can): a selected window is ~100,000 records.
     times = pd.to_datetime(
         pd.Series([r.get("timestamp") for r in records], dtype=object), utc=True, errors="coerce", format="ISO8601"
@@ -516,6 +523,8 @@ class _Matcher:
         if line.startswith(_LINE_PREFIX):
             stamp = line[len(_LINE_PREFIX) : len(_LINE_PREFIX) + _STAMP_LEN]
             if stamp.endswith(b"+00:00") and line.startswith(self.identity, len(_LINE_PREFIX) + _STAMP_LEN):
+                if _error_line(line, len(_LINE_PREFIX) + _STAMP_LEN + len(self.identity)):
+                    return None
                 return line if self.start_b <= stamp < self.end_b else None
         if not line.strip():
             return None
@@ -523,6 +532,20 @@ class _Matcher:
         if record is None:
             return UNREADABLE
         return record if _in_window(record, self.card, self.start, self.end) else None
+
+
+_REQUEST_ID_KEY = b'"request_id":"'
+_ERROR_AFTER_ID = b'","outcome":"error"'
+
+
+def _error_line(line: bytes, at: int) -> bool:
+    """Whether a line in CaptureRecord's own form, whose request_id key starts at `at`, is an ErrorRecord: its
+    request id is followed by `"outcome":"error"` (a row record's by `"row":`). The id's end is the first `","` after
+    its opening quote: inside a JSON string a quote is always escaped, so that sequence cannot occur in it."""
+    if not line.startswith(_REQUEST_ID_KEY, at):
+        return False
+    end = line.find(b'","', at + len(_REQUEST_ID_KEY))
+    return end >= 0 and line.startswith(_ERROR_AFTER_ID, end)
 
 
 def _decode(line: bytes) -> dict | None:

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, model_validator
 
 from sklambda.errors import FieldError, MalformedRequest, PayloadTooLarge, is_unicode, printable
+from sklambda.serving.routing import Routed
 from sklambda.serving.scoring import Scored
 
 
@@ -110,27 +111,44 @@ class PredictRequest(BaseModel):
 class PredictResponse(BaseModel):
     """The answer of POST /models/{name}/predict; README "API reference" describes each field.
 
+    model_version: the version that answered every row; null only when the alias has a canary and the request's rows
+        were answered by both versions (then `model_versions` says which answered each row).
+    model_versions: only when the alias has a canary (sklambda.serving.routing): the version that answered each row.
     inference_ids: one prediction id per row (sklambda.serving.ids), the key that joins a ground-truth label to it.
     predictions: one per row, the estimator's own `predict` output as JSON values.
     probabilities: classifiers only, one {class: probability} per row, else None.
     warnings: values unlike the training data, scored anyway, one {row, field, code, message} each.
     decisions, decision_threshold: binary classifiers only: the class each row is decided as from P(positive class) >=
-        the card's threshold, and that rule.
+        the card's threshold, and that rule. decision_thresholds: instead of decision_threshold when the versions that
+        answered have different rules: {version: rule}.
     explanations: with ?explain=true, one per row (sklambda.serving.explain).
     """
 
     model_name: str
-    model_version: str
+    model_version: str | None = Field(
+        description="The version that answered every row; null only when an alias's canary and stable versions both "
+        "answered rows of this request (model_versions then names the version of each row)."
+    )
+    model_versions: list[str] | None = Field(
+        None,
+        description="Only while the alias has a canary: the version that answered each row (row order). A row's "
+        "caller key is the value of the canary's key feature in the row, else its inference_id.",
+    )
     inference_ids: list[str]
     predictions: list[Any]
-    probabilities: list[dict[str, float]] | None = None
+    probabilities: list[dict[str, float] | None] | None = None
     # Values unlike the training data (scored anyway): {row, field, code, message}; empty when none.
     warnings: list[dict[str, Any]] = Field(default_factory=list)
     # Binary classifiers: the class each row is decided as, from P(positive class) >= the card's threshold.
     decisions: list[Any] | None = None
     decision_threshold: dict[str, Any] | None = None
+    decision_thresholds: dict[str, dict[str, Any] | None] | None = Field(
+        None,
+        description="Instead of decision_threshold when the versions that answered (model_versions) have different "
+        "decision rules: each version's rule.",
+    )
     # ?explain=true: per row, base value + attributions per input feature (sklambda.serving.explain).
-    explanations: list[dict[str, Any]] | None = None
+    explanations: list[dict[str, Any] | None] | None = None
 
     @classmethod
     def from_scored(cls, scored: Scored, inference_ids: list[str]) -> PredictResponse:
@@ -145,6 +163,27 @@ class PredictResponse(BaseModel):
             decisions=scored.decisions,
             decision_threshold=scored.decision_rule,
             explanations=scored.explanations,
+        )
+
+    @classmethod
+    def from_routed(cls, routed: Routed, inference_ids: list[str]) -> PredictResponse:
+        """The response for rows routed between an alias's stable and canary versions (sklambda.serving.routing):
+        `model_versions` names each row's version; `model_version` is set only when one version answered them all;
+        one `decision_threshold` when every answering version has the same rule, else `decision_thresholds`."""
+        rules = list(routed.decision_rules.values())
+        shared = all(r == rules[0] for r in rules)
+        return cls(
+            model_name=routed.model_name,
+            model_version=routed.model_version,
+            model_versions=routed.versions,
+            inference_ids=inference_ids,
+            predictions=routed.predictions,
+            probabilities=routed.probabilities,
+            warnings=[w.to_dict() for w in routed.warnings],
+            decisions=routed.decisions,
+            decision_threshold=rules[0] if shared else None,
+            decision_thresholds=None if shared else routed.decision_rules,
+            explanations=routed.explanations,
         )
 
 

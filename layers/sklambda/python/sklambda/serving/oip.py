@@ -305,6 +305,24 @@ def inference_ids(request: InferRequest, n: int, request_id: str) -> list[str]:
     )
 
 
+def caller_key(request: InferRequest, event: Any) -> str:
+    """The caller key that routes a whole v2 request on an alias with a canary (sklambda.serving.routing): the caller's
+    `parameters.inference_id`, else the first of its `parameters.inference_ids`, else the request's `id`, else the API
+    request id of `event` (a new one per request). The caller's prediction ids come first: v2 clients often send the
+    same `id` every time (inference_ids), which would pin every request on one version. The v2 answer names one
+    model_version, so a request is not split between versions; the canary key feature is not used here."""
+    parameters = request.parameters or {}
+    first = parameters.get("inference_ids")
+    for candidate in (
+        parameters.get("inference_id"),
+        first[0] if isinstance(first, list) and first else None,
+        request.id,
+    ):
+        if isinstance(candidate, str) and candidate:
+            return candidate
+    return str(event.request_context.request_id)
+
+
 def encode(
     scored: Scored, card: ModelCard, request: InferRequest, *, inference_ids: list[str] | None = None
 ) -> dict[str, Any]:

@@ -22,7 +22,7 @@ import sklearn
 from sklambda.errors import ModelRefused
 from sklambda.registry.card import ModelCard
 from sklambda.registry.signing import CardVerifier
-from sklambda.registry.store import Registry
+from sklambda.registry.store import AliasRecord, Registry
 from sklambda.registry.usercode import importable, materialize
 from sklambda.registry.usercode import verify as verify_code
 from sklambda.serving.scoring import Scorer
@@ -140,11 +140,12 @@ def load_verified(registry: Registry, verifier: CardVerifier, name: str, version
 
 
 class ModelServer:
-    """Per-container cache of verified models: aliases re-resolved after a TTL, models kept in a small LRU.
+    """Per-container cache of verified models: alias records re-read after a TTL, models kept in a small LRU.
 
-    alias_ttl_seconds: how long an alias → version answer is reused (a promote or rollback reaches the container within
-        it); a refused version is also remembered this long, so a tampered model is not downloaded on every request.
-    cache_size: loaded models kept; the least recently used is dropped beyond it.
+    alias_ttl_seconds: how long an alias record (its stable version, canary and shadow) is reused (a promote, a canary
+        or a rollback reaches the container within it); a refused version is also remembered this long, so a tampered
+        model is not downloaded on every request.
+    cache_size: loaded models kept; the least recently used is dropped beyond it (an alias with a canary keeps two).
     events: told of every load and refusal (the predict function turns them into metrics).
     clock: monotonic seconds (tests pass a fake). Thread-safe: the caches are guarded by one lock; two threads missing
         the same model may both load it.
@@ -166,14 +167,15 @@ class ModelServer:
         self.cache_size = cache_size
         self.events = events or NoEvents()
         self._clock = clock
-        self._aliases: dict[tuple[str, str], tuple[str, float]] = {}
+        self._aliases: dict[tuple[str, str], tuple[AliasRecord, float]] = {}
         self._models: OrderedDict[tuple[str, str], LoadedModel] = OrderedDict()
         # Refusals are remembered for one TTL so a tampered model is not re-downloaded on every request.
         self._refused: dict[tuple[str, str], tuple[ModelRefused, float]] = {}
         self._lock = threading.RLock()
 
-    def resolve_version(self, name: str, alias: str) -> str:
-        """The version `alias` of `name` points at, read from the registry at most once per alias TTL.
+    def alias_record(self, name: str, alias: str) -> AliasRecord:
+        """The record of `alias` of `name` (stable version, canary, shadow), read from the registry at most once per
+        alias TTL: the record, not only its version, so that routing a canary costs no registry read per request.
 
         Raises ModelNotFound for an invalid name or alias, an unknown model or a missing alias.
         """
@@ -183,24 +185,40 @@ class ModelServer:
             hit = self._aliases.get(key)
             if hit and hit[1] > now:
                 return hit[0]
-        version = self.registry.resolve(name, alias=alias)
+        record = self.registry.get_alias(name, alias)
         with self._lock:
-            self._aliases[key] = (version, now + self.alias_ttl)
-        return version
+            self._aliases[key] = (record, now + self.alias_ttl)
+        return record
+
+    def resolve_version(self, name: str, alias: str) -> str:
+        """The stable version `alias` of `name` points at (alias_record's, so read at most once per alias TTL).
+
+        Raises ModelNotFound for an invalid name or alias, an unknown model or a missing alias.
+        """
+        return self.alias_record(name, alias).version
 
     def get(self, name: str, *, alias: str | None = None, version: str | None = None) -> LoadedModel:
-        """The loaded model for `name` at `version`, else at `alias` (default "production"); cached per container.
+        """The loaded model for `name` at `version`, else at `alias`'s stable version (default alias "production").
 
-        An explicit version wins over an alias, which is read from the registry at most once per alias TTL. A version in
-        the cache is returned as it is; otherwise it is loaded by `load_verified` (signature, scikit-learn version,
-        sha256 checked before unpickling) and the least recently used model is evicted beyond `cache_size`.
-        Raises ModelNotFound (HTTP 404) for an invalid or unknown name, alias or version; ModelRefused (HTTP 503) when
-        the version fails a check, remembered for one alias TTL and raised again without reloading.
+        An explicit version wins over an alias, whose record is read from the registry at most once per alias TTL; a
+        canary on the alias is not applied here (the predict route routes rows itself: sklambda.serving.routing).
+        Raises ModelNotFound (HTTP 404) for an invalid or unknown name, alias or version; ModelRefused (HTTP 503) as
+        `load`.
         """
         if version is None:
             version = self.resolve_version(name, alias or "production")
         else:
             version = self.registry.resolve(name, version=version)
+        return self.load(name, version)
+
+    def load(self, name: str, version: str) -> LoadedModel:
+        """Version `version` of `name` (an exact, already resolved version), from the cache or loaded now.
+
+        A version in the cache is returned as it is; otherwise it is loaded by `load_verified` (signature, scikit-learn
+        version, sha256 checked before unpickling) and the least recently used model is evicted beyond `cache_size`.
+        Raises ModelNotFound (HTTP 404) for an unknown version; ModelRefused (HTTP 503) when the version fails a
+        check, remembered for one alias TTL and raised again without reloading.
+        """
         key = (name, version)
         with self._lock:
             if key in self._models:
