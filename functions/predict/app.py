@@ -303,9 +303,13 @@ def _predict_routed(record: AliasRecord, rows: list[Any], inference_ids: list[st
 
 @app.get("/models/<name>")
 def model_info(name: str) -> dict:
-    """The public card of the version the predict route would serve, verified and loaded exactly as it does (a card
-    that fails is the same 503 model_refused), with what was checked and what the loaded model can give."""
-    loaded = server().get(name, **_pick())
+    """The public card of the version the predict route would serve (an alias's stable version), verified and loaded
+    exactly as it does (a card that fails is the same 503 model_refused), with what was checked and what the loaded
+    model can give; and the alias's canary as this container routes it, while there is one (`sklambda promote --wait`
+    reads it)."""
+    picked = _pick()
+    record = None if picked["version"] else server().alias_record(name, picked["alias"])
+    loaded = server().get(name, **picked)
     scorer = loaded.scorer
     model = {
         **loaded.card.public_dict(),
@@ -317,7 +321,11 @@ def model_info(name: str) -> dict:
         },
     }
     registry = server().registry
-    return {"model": model, "aliases": registry.list_aliases(name), "versions": registry.list_versions(name)}
+    info = {"model": model, "aliases": registry.list_aliases(name), "versions": registry.list_versions(name)}
+    if record is not None and record.canary is not None:  # as this container routes it (its alias TTL)
+        canary = record.canary
+        info["canary"] = {"version": canary.version, "weight": canary.weight, "key": canary.key}
+    return info
 
 
 _runtime: dict | None = None

@@ -227,23 +227,88 @@ def _print_metrics(metrics: dict) -> None:
 
 
 def _promote(args: argparse.Namespace) -> int:
-    registry, _ = _connect(args)
+    """Move an alias (or start, ramp or finish a canary on it), after the champion/challenger gate with --gate."""
+    _check_promote(args)
+    gate = (_gate_frame(args), _gate_config(args)) if args.gate else None  # a bad file or option before connecting
+    registry, _ = _connect(args, need_key=args.gate)
+    if args.finish:
+        current = registry.get_alias(args.name, args.alias)
+        record = registry.finish_canary(args.name, args.alias)
+        print(f"{args.name}: {record.alias} -> {record.version} (canary finished; was {current.version})")
+        return _takes_effect(args, registry, record)
+    if gate is not None:
+        champion = registry.get_alias(args.name, args.alias).version
+        result = _run_gate(args, registry, champion, args.version, *gate)
+        _print_gate(args, result, champion, args.version)
+        if result.decision != "replace":
+            print(f"error: not promoted: the gate says {result.decision}: {result.reason}", file=sys.stderr)
+            return cli_errors.FAILED
+    if args.canary is not None:
+        return _start_canary(args, registry)
     before = _alias_target(registry, args.name, args.alias)
     record = registry.set_alias(args.name, args.alias, args.version)
     if before == record.version:
         print(f"{args.name}: {record.alias} already points at version {record.version}; nothing changed")
         return 0
     print(f"{args.name}: {record.alias} -> {record.version}" + (f" (was {before})" if before else ""))
-    return _takes_effect(args, registry, record.version)
+    return _takes_effect(args, registry, record)
 
 
-def _gate(args: argparse.Namespace) -> int:
-    """Gate a challenger version against the champion on a labeled CSV file (sklambda.updating.gate)."""
+# promote's options that only mean something with --canary, and their names in the bounds (helper "rollout"'s
+# sklambda.updating.rollout.RolloutBounds states their defaults).
+_BOUND_OPTIONS = ("max_error_rate_increase", "max_latency_ratio", "max_quality_drop", "min_requests")
+
+
+def _check_promote(args: argparse.Namespace) -> None:
+    """Refuse promote options that do not go together (SklambdaError: exit 2), before anything is read."""
+    given = [f"--{o.replace('_', '-')}" for o in ("key", *_BOUND_OPTIONS) if getattr(args, o) is not None]
+    if args.finish:
+        extra = [o for o, v in (("VERSION", args.version), ("--canary", args.canary), ("--gate", args.gate)) if v]
+        if extra or given:
+            refused = ", ".join(extra + given)
+            raise SklambdaError(f"--finish moves the alias to its canary version: it takes no {refused}")
+        return
+    if args.version is None:
+        raise SklambdaError("give the VERSION to promote (or --finish to move the alias to its canary version)")
+    if given and args.canary is None:
+        raise SklambdaError(f"{', '.join(given)} go with --canary PERCENT")
+    if not args.gate and (args.data or args.target):
+        raise SklambdaError("--data and --target go with --gate")
+    if args.gate and not (args.data and args.target):
+        raise SklambdaError("--gate needs --data CSV and --target COLUMN: the labeled rows both versions are scored on")
+
+
+def _start_canary(args: argparse.Namespace, registry: Any) -> int:
+    """Start (or ramp) a canary of args.version on the alias, its key checked against both versions' schemas."""
+    current = registry.get_alias(args.name, args.alias)
+    if args.key is not None:
+        for version in (current.version, args.version):
+            names = registry.get_card(args.name, version).input_schema.names
+            if args.key not in names:
+                raise SklambdaError(
+                    f"--key {args.key!r} is not a feature of version {version} of {args.name} (its features: "
+                    f"{', '.join(names)}): the canary's key must be a feature of both versions"
+                )
+    bounds = {o: getattr(args, o) for o in _BOUND_OPTIONS if getattr(args, o) is not None}
+    try:
+        record = registry.start_canary(
+            args.name, args.alias, args.version, args.canary, key=args.key, bounds=bounds or None
+        )
+    except ValueError as e:  # the alias's own stable version
+        raise SklambdaError(str(e)) from None
+    canary = record.canary
+    ramp = current.canary is not None and current.canary.version == canary.version
+    key = f"the feature {canary.key}" if canary.key else "each row's inference_id"
+    print(f"{args.name}: {record.alias} -> {record.version}, canary {canary.version} takes {canary.weight:g} % of the "
+          f"callers{f' (was {current.canary.weight:g} %)' if ramp else ''}, sticky per {key}")  # fmt: skip
+    if canary.bounds:
+        print(f"  rollback bounds: {', '.join(f'{k}={v:g}' for k, v in canary.bounds.items())}")
+    return _takes_effect(args, registry, record)
+
+
+def _gate_frame(args: argparse.Namespace) -> Any:
+    """The --data CSV, checked to hold the --target column."""
     import pandas as pd
-
-    from sklambda.registry.signing import CardVerifier
-    from sklambda.updating.gate import REPLACE, GateConfig
-    from sklambda.updating.versions import gate_versions
 
     try:
         frame = pd.read_csv(args.data)
@@ -255,35 +320,86 @@ def _gate(args: argparse.Namespace) -> int:
         raise SklambdaError(
             f"target column {args.target!r} is not in {args.data} (columns: {', '.join(frame.columns)})"
         )
+    return frame
+
+
+def _gate_config(args: argparse.Namespace) -> Any:
+    """The GateConfig of the --metric/--margin/--min-gain/--alpha given; the gate's own defaults otherwise."""
+    from sklambda.updating.gate import GateConfig
+
     try:
         given = {"metric": args.metric, "margin": args.margin, "min_gain": args.min_gain, "alpha": args.alpha}
-        config = GateConfig(**{k: v for k, v in given.items() if v is not None})  # the gate's own defaults otherwise
+        return GateConfig(**{k: v for k, v in given.items() if v is not None})
     except ValueError as e:
         raise SklambdaError(str(e)) from None
-    registry, _ = _connect(args, need_key=True)
-    champion = args.champion or registry.resolve(args.name, alias="production")
+
+
+def _run_gate(args: argparse.Namespace, registry: Any, champion: str, challenger: str, frame: Any, config: Any) -> Any:
+    """Gate `challenger` against `champion` of args.name on `frame` (_gate_frame) with `config` (_gate_config):
+    sklambda.updating.versions.gate_versions, both versions loaded verified with the signing key; the GateResult."""
+    from sklambda.registry.signing import CardVerifier
+    from sklambda.updating.versions import gate_versions
+
     try:
-        result = gate_versions(
-            registry, CardVerifier(args.signing_key), args.name, champion, args.challenger,
+        return gate_versions(
+            registry, CardVerifier(args.signing_key), args.name, champion, challenger,
             frame.drop(columns=[args.target]), frame[args.target].to_numpy(), config=config,
         )  # fmt: skip
     except ValueError as e:
         raise SklambdaError(str(e)) from None
-    if args.json:
+
+
+def _print_gate(args: argparse.Namespace, result: Any, champion: str, challenger: str) -> None:
+    if getattr(args, "json", False):
         print(json.dumps(result.to_dict()))
-    else:
-        print(f"{args.name}: challenger {args.challenger} against champion {champion} on {result.rows:,} rows")
-        print(f"  {result.reason}")
-        print(f"  decision: {result.decision}")
+        return
+    print(f"{args.name}: challenger {challenger} against champion {champion} on {result.rows:,} rows")
+    print(f"  {result.reason}")
+    print(f"  decision: {result.decision}")
+
+
+def _gate(args: argparse.Namespace) -> int:
+    """Gate a challenger version against the champion on a labeled CSV file (sklambda.updating.gate)."""
+    from sklambda.updating.gate import REPLACE
+
+    frame, config = _gate_frame(args), _gate_config(args)  # a bad file or option before connecting
+    registry, _ = _connect(args, need_key=True)
+    champion = args.champion or registry.resolve(args.name, alias="production")
+    result = _run_gate(args, registry, champion, args.challenger, frame, config)
+    _print_gate(args, result, champion, args.challenger)
     return 0 if result.decision == REPLACE else 1 if result.decision == "keep_champion" else 4
 
 
 def _rollback(args: argparse.Namespace) -> int:
     registry, _ = _connect(args)
-    before = _alias_target(registry, args.name, args.alias)
+    before = registry.get_alias(args.name, args.alias)
     record = registry.rollback(args.name, args.alias)
-    print(f"{args.name}: {record.alias} rolled back to {record.version} (was {before})")
-    return _takes_effect(args, registry, record.version)
+    if before.canary is not None:
+        print(f"{args.name}: {record.alias} canary {before.canary.version} dropped ({before.canary.weight:g} %): "
+              f"version {record.version} answers every caller")  # fmt: skip
+    else:
+        print(f"{args.name}: {record.alias} rolled back to {record.version} (was {before.version})")
+    return _takes_effect(args, registry, record)
+
+
+def _shadow(args: argparse.Namespace) -> int:
+    """Set or stop the shadow version of an alias (scored on captured traffic by the monitoring run, never answers)."""
+    if args.stop == (args.version is not None):
+        raise SklambdaError("give either a VERSION to shadow or --stop")
+    registry, _ = _connect(args)
+    if args.stop:
+        before = registry.get_alias(args.name, args.alias).shadow
+        registry.clear_shadow(args.name, args.alias)
+        what = f"shadow {before.version} stopped" if before else "had no shadow; nothing changed"
+        print(f"{args.name}: {args.alias} {what}")
+        return 0
+    try:
+        record = registry.set_shadow(args.name, args.alias, args.version)
+    except ValueError as e:
+        raise SklambdaError(str(e)) from None
+    print(f"{args.name}: {record.alias} -> {record.version}, shadow {args.version}: scored on the captured requests "
+          "of each monitoring window, never answering callers")  # fmt: skip
+    return 0
 
 
 def _alias_target(registry: Any, name: str, alias: str) -> str | None:
@@ -306,8 +422,10 @@ def _say_when(args: argparse.Namespace, registry: Any) -> tuple[rollout.AliasTtl
     return ttl, stack
 
 
-def _takes_effect(args: argparse.Namespace, registry: Any, version: str) -> int:
-    """Say when running functions serve the alias change; with --wait, wait until they do (exit 1 on timeout)."""
+def _takes_effect(args: argparse.Namespace, registry: Any, record: Any) -> int:
+    """Say when running functions serve the alias change (`record`, the alias as written: its stable version and
+    canary); with --wait, wait until they do (exit 1 on timeout): until the API answers with that version and that
+    canary (rollout.served_rollout), or, with no API known, for the alias TTL."""
     ttl, stack = _say_when(args, registry)
     if not args.wait:
         return 0
@@ -315,6 +433,8 @@ def _takes_effect(args: argparse.Namespace, registry: Any, version: str) -> int:
     api_key = args.api_key or os.environ.get(rollout.API_KEY_ENV) or (stack or {}).get("api_key")
     api = rollout.Api(api_url, api_key) if api_url else None
     timeout = args.timeout if args.timeout is not None else ttl.seconds + rollout.WAIT_MARGIN_SECONDS
+    canary = record.canary
+    version = rollout.rollout_state(record.version, *((canary.version, canary.weight) if canary else ()))
     what = f"{args.alias} -> {version}"
     if api is None:
         step = f"no API URL known ({rollout.API_URL_ENV}, --api-url): waiting out the alias TTL for {what}"
@@ -322,7 +442,9 @@ def _takes_effect(args: argparse.Namespace, registry: Any, version: str) -> int:
         step = f"waiting until {api.url} serves {what}"
     progress = Progress(args.command)
     progress.step(step)
-    served = rollout.wait_until_served(api, args.name, args.alias, version, ttl=ttl, timeout=timeout)
+    served = rollout.wait_until_served(
+        api, args.name, args.alias, version, ttl=ttl, timeout=timeout, ask=rollout.served_rollout
+    )
     progress.done("done" if served.ok else "failed")
     if served.ok and served.checked:
         print(f"  the API serves {args.name} {what} (after {served.seconds:.1f} s)")
@@ -358,10 +480,16 @@ def _models_show(args: argparse.Namespace) -> int:
     from sklambda_infra.modelview import card_text
 
     registry, card, check = _read_card(args)
+    aliases = registry.list_aliases(card.name)
+    records = [registry.get_alias(card.name, a) for a in aliases]
+    rollouts = [r for r in records if r.canary is not None or r.shadow is not None]
     if args.json:
-        print(json.dumps({**card.to_dict(), "verification": check.to_dict()}, indent=2))
+        shown = {
+            r.alias: {k: v for k, v in r.to_dict().items() if k in ("version", "canary", "shadow")} for r in rollouts
+        }
+        print(json.dumps({**card.to_dict(), "verification": check.to_dict(), "rollouts": shown}, indent=2))
         return 0
-    print(card_text(card, check, registry.list_aliases(card.name), UNVERIFIED))
+    print(card_text(card, check, aliases, UNVERIFIED, rollouts))
     return 0
 
 
@@ -596,6 +724,52 @@ def _wait_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _gate_options(p: argparse.ArgumentParser, *, required: bool) -> None:
+    """gate and promote --gate: the labeled rows, and the gate's settings (sklambda.updating.gate.GateConfig's)."""
+    p.add_argument(
+        "--data", required=required, help="labeled rows: a CSV file with the model's features and the target"
+    )
+    p.add_argument("--target", required=required, help="the label column of --data")
+    p.add_argument("--metric", help="roc_auc (paired DeLong) or a bootstrap metric (default: roc_auc)")
+    p.add_argument("--margin", type=float, help="how much worse may still be non-inferior (default: 0.01)")
+    p.add_argument("--min-gain", type=float, help="the least gain worth a replacement (default: 0.005)")
+    p.add_argument("--alpha", type=float, help="one-sided level of both tests (default: 0.05)")
+
+
+def _weight(text: str) -> float:
+    """--canary: a percent strictly between 0 and 100 (sklambda.registry.store.check_weight)."""
+    from sklambda.registry.store import check_weight
+
+    try:
+        return check_weight(float(text))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(
+            str(e) if "between" in str(e) else f"expected a percent, got {text!r}"
+        ) from None
+
+
+def _number(text: str, ok: Any, what: str) -> Any:
+    try:
+        value = float(text) if what != "a whole number >= 1" else int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    return _number(text, lambda v: 0 <= v < float("inf"), "a number >= 0")
+
+
+def _positive(text: str) -> float:
+    return _number(text, lambda v: 0 < v < float("inf"), "a number > 0")
+
+
+def _positive_int(text: str) -> int:
+    return _number(text, lambda v: v >= 1, "a whole number >= 1")
+
+
 NO_VERIFY_HELP = (
     "do not check the card's signature with the signing key (default: checked, and a card that fails is refused); "
     "the card is then shown marked NOT VERIFIED"
@@ -691,10 +865,54 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_publish)
 
-    p = sub.add_parser("promote", help="point an alias at a version")
+    p = sub.add_parser(
+        "promote",
+        help="point an alias at a version, or give it a share of the callers (--canary), after the gate (--gate)",
+    )
     p.add_argument("name", help="model name")
-    p.add_argument("version", help="the version the alias will point at")
+    p.add_argument("version", nargs="?", help="the version the alias will point at (not with --finish)")
     p.add_argument("--alias", default="production", help="the alias to move (default: production)")
+    p.add_argument(
+        "--canary",
+        type=_weight,
+        metavar="PERCENT",
+        help="do not move the alias: VERSION answers this percent of the callers (0 < PERCENT < 100), sticky per "
+        "caller; again with another percent, a ramp (default: no canary)",
+    )
+    p.add_argument(
+        "--key",
+        metavar="FEATURE",
+        help="with --canary: the feature whose value identifies a caller, a feature of both versions (default: each "
+        "row's inference_id)",
+    )
+    p.add_argument(
+        "--max-error-rate-increase",
+        type=_non_negative,
+        metavar="X",
+        help="with --canary: roll back when the canary's error rate exceeds the stable version's by more",
+    )
+    p.add_argument(
+        "--max-latency-ratio",
+        type=_positive,
+        metavar="X",
+        help="with --canary: roll back when the canary's latency exceeds the stable version's times this",
+    )
+    p.add_argument(
+        "--max-quality-drop",
+        type=_non_negative,
+        metavar="X",
+        help="with --canary: roll back when the canary's quality (labeled rows) is lower by more than this",
+    )
+    p.add_argument("--min-requests", type=_positive_int, metavar="N",
+                   help="with --canary: requests per version before the bounds are judged")  # fmt: skip
+    p.add_argument("--finish", action="store_true", help="move the whole alias to its canary version")
+    p.add_argument(
+        "--gate",
+        action="store_true",
+        help="first gate VERSION (the challenger) against the alias's version (the champion) on --data, as "
+        "`sklambda gate`; promote only when the decision is replace, else exit 1",
+    )
+    _gate_options(p, required=False)
     _wait_options(p)
     p.set_defaults(func=_promote)
 
@@ -706,20 +924,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="model name")
     p.add_argument("challenger", help="the challenger's version")
     p.add_argument("--champion", help="the champion's version (default: the version production points at)")
-    p.add_argument("--data", required=True, help="labeled rows: a CSV file with the model's features and the target")
-    p.add_argument("--target", required=True, help="the label column of --data")
-    p.add_argument("--metric", help="roc_auc (paired DeLong) or a bootstrap metric (default: roc_auc)")
-    p.add_argument("--margin", type=float, help="how much worse may still be non-inferior (default: 0.01)")
-    p.add_argument("--min-gain", type=float, help="the least gain worth a replacement (default: 0.005)")
-    p.add_argument("--alpha", type=float, help="one-sided level of both tests (default: 0.05)")
+    _gate_options(p, required=True)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_gate)
 
-    p = sub.add_parser("rollback", help="point an alias back at its previous version")
+    p = sub.add_parser("rollback", help="drop an alias's canary at once, else point it back at its previous version")
     p.add_argument("name", help="model name")
     p.add_argument("--alias", default="production", help="the alias to move back (default: production)")
     _wait_options(p)
     p.set_defaults(func=_rollback)
+
+    p = sub.add_parser(
+        "shadow", help="score a version on each monitoring window's captured requests, never answering callers"
+    )
+    p.add_argument("name", help="model name")
+    p.add_argument("version", nargs="?", help="the version to shadow the alias with (not with --stop)")
+    p.add_argument("--alias", default="production", help="the alias it shadows (default: production)")
+    p.add_argument("--stop", action="store_true", help="stop shadowing the alias")
+    p.set_defaults(func=_shadow)
 
     models = sub.add_parser("models", help="list and inspect models").add_subparsers(
         dest="models_command", required=True

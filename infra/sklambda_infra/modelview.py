@@ -128,8 +128,27 @@ def segments_text(section: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def card_text(card: ModelCard, check: SignatureCheck, aliases: Mapping[str, str], unverified: str) -> str:
-    """`models show`: identity, signature, aliases, metrics, the schema as a table, importance, decision, warnings.
+def rollout_lines(records: Sequence[Any]) -> list[str]:
+    """The canary and shadow of each alias record (sklambda.registry.store.AliasRecord) that has one, as card_text's
+    "label: value" lines: canary version, weight, key, since when and its rollback bounds; shadow version and since."""
+    lines = []
+    for r in sorted(records, key=lambda r: r.alias):
+        if r.canary is not None:
+            c = r.canary
+            key = f"key {c.key}" if c.key else "key: each row's inference_id"
+            bounds = ", ".join(f"{k}={v:g}" for k, v in sorted(c.bounds.items())) or "the defaults"
+            share = f"{r.alias}: version {c.version} takes {c.weight:g} % of the callers ({key}; stable {r.version})"
+            lines.append(_field("canary", f"{share} since {c.started_at}; rollback bounds: {bounds}"))
+        if r.shadow is not None:
+            lines.append(_field("shadow", f"{r.alias}: version {r.shadow.version} since {r.shadow.started_at}"))
+    return lines
+
+
+def card_text(
+    card: ModelCard, check: SignatureCheck, aliases: Mapping[str, str], unverified: str, rollouts: Sequence[Any] = ()
+) -> str:
+    """`models show`: identity, signature, aliases (and their canaries and shadows, `rollouts`: AliasRecords), metrics,
+    the schema as a table, importance, decision, warnings.
 
     `unverified`: the warning printed first when the signature was not checked (--no-verify).
     """
@@ -153,6 +172,7 @@ def card_text(card: ModelCard, check: SignatureCheck, aliases: Mapping[str, str]
         claimed = f"the card claims {card.signature.algorithm}" if card.signature else "the card is not signed"
         lines.append(_field("signature", f"NOT VERIFIED ({claimed})"))
     lines.append(_field("aliases", aliases_text(aliases)))
+    lines += rollout_lines(rollouts)
     pointing = sorted(a for a, v in aliases.items() if v == card.version)
     if pointing:
         lines.append(_field("this version", f"is {', '.join(pointing)}"))

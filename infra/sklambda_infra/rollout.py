@@ -5,12 +5,16 @@ function's SKLAMBDA_ALIAS_TTL_SECONDS; sklambda.serving.server.ModelServer), so 
 container at the latest one TTL after the alias was written: S3 reads after a write see it (S3's strong
 read-after-write consistency), and an entry cached before the write expires within one TTL.
 
+A canary (start, ramp, drop) leaves the stable version as it was: `served_rollout` reads what the API says of the
+alias's canary too (GET /models/{name}'s `canary`), so `--wait` waits for the whole record to be served.
+
 The TTL is the one given (--alias-ttl), else the running local stack's (its PredictFunction environment), else the
 template's default for AliasTtlSeconds, else the function's own default.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 import urllib.error
@@ -90,21 +94,23 @@ def alias_ttl(given: float | None, stack: Mapping[str, Any] | None, template: Pa
 def _template_default(template: Path | None) -> float | None:
     if template is None or not template.is_file():
         return None
+    return _parameter_default(str(template), template.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4)
+def _parameter_default(path: str, mtime_ns: int) -> float | None:
+    """The template's AliasTtlSeconds default, parsed once per file version (a parse takes ~0.4 s)."""
     try:
         from sklambda_infra.template import load_template
 
-        value = load_template(template).get("Parameters", {}).get(TTL_PARAMETER, {}).get("Default")
+        value = load_template(Path(path)).get("Parameters", {}).get(TTL_PARAMETER, {}).get("Default")
         return float(value) if value is not None else None
     except Exception:  # PyYAML absent (no dev extra) or an unreadable template: fall back to the function's default
         return None
 
 
-def served_version(api: Api, name: str, alias: str) -> str:
-    """The version `GET /models/{name}?alias=...` answers with (the API's `model.version`).
-
-    Raises urllib.error.HTTPError for an error status, urllib.error.URLError / OSError when the API cannot be
-    reached, ValueError when the answer has no version.
-    """
+def _model_info(api: Api, name: str, alias: str) -> tuple[str, dict]:
+    """(`model.version`, the whole body) of `GET /models/{name}?alias=...`."""
     query = urllib.parse.urlencode({"alias": alias})
     url = f"{api.url.rstrip('/')}/models/{urllib.parse.quote(name)}?{query}"
     request = urllib.request.Request(url, headers={"x-api-key": api.key} if api.key else {})
@@ -113,7 +119,29 @@ def served_version(api: Api, name: str, alias: str) -> str:
     version = (body.get("model") or {}).get("version") if isinstance(body, dict) else None
     if version is None:
         raise ValueError(f"the API's answer has no model version: {str(body)[:200]}")
-    return str(version)
+    return str(version), body
+
+
+def served_version(api: Api, name: str, alias: str) -> str:
+    """The version `GET /models/{name}?alias=...` answers with (the API's `model.version`).
+
+    Raises urllib.error.HTTPError for an error status, urllib.error.URLError / OSError when the API cannot be
+    reached, ValueError when the answer has no version.
+    """
+    return _model_info(api, name, alias)[0]
+
+
+def rollout_state(version: str, canary_version: str | None = None, weight: float | None = None) -> str:
+    """How an alias's routing reads in messages and is compared while waiting: "3", or "3 + canary 4 at 10 %"."""
+    return version if canary_version is None else f"{version} + canary {canary_version} at {weight:g} %"
+
+
+def served_rollout(api: Api, name: str, alias: str) -> str:
+    """What `GET /models/{name}?alias=...` answers of the alias: rollout_state of its `model.version` and its `canary`
+    (absent without one). Raises as served_version."""
+    version, body = _model_info(api, name, alias)
+    canary = body.get("canary") or {}
+    return rollout_state(version, canary.get("version"), canary.get("weight"))
 
 
 def _error_text(error: Exception) -> str:

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from pydantic.json_schema import models_json_schema
 
 import sklambda
@@ -104,6 +104,11 @@ class ModelInfo(BaseModel):
     model: dict[str, Any]
     aliases: dict[str, str]
     versions: list[str]
+    canary: dict[str, Any] | None = Field(
+        None,
+        description="Only while the alias has a canary: {version, weight (percent of callers), key (the feature "
+        "whose value is the caller key, null: each row's inference_id)}, as this container routes it.",
+    )
 
 
 class Health(BaseModel):

@@ -1,0 +1,156 @@
+"""`sklambda promote --canary/--finish/--gate`, `rollback` of a canary, `shadow` and `models show` of both, against a
+moto registry."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import replace
+
+import joblib
+import numpy as np
+import pytest
+
+from sklambda.registry.store import Registry
+from sklambda_infra import sample
+from sklambda_infra.cli import main
+from tests.support import BuiltVersion, store_built
+
+
+@pytest.fixture
+def cli(registry_env, monkeypatch, tmp_path):
+    """The CLI on this test's moto registry, with no local stack and no API configured."""
+    monkeypatch.setenv("SKLAMBDA_LOCAL_FILE", str(tmp_path / "no-local-stack.json"))
+    for name in ("SKLAMBDA_API_URL", "SKLAMBDA_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+
+    def run(*args: str) -> int:
+        return main(["--bucket", registry_env.bucket, "--signing-key", registry_env.signing_key_id, *args])
+
+    return run
+
+
+def as_version(built: BuiltVersion, version: str, model=None) -> BuiltVersion:
+    """`built` stored as another version, its artifact replaced by `model` when given (the card's schema kept)."""
+    blob = built.blob
+    if model is not None:
+        buffer = io.BytesIO()
+        joblib.dump(model, buffer)
+        blob = buffer.getvalue()
+    sha = hashlib.sha256(blob).hexdigest()
+    artifact = replace(
+        built.card.artifact, key=Registry.artifact_key("churn", version, sha), sha256=sha, size=len(blob)
+    )
+    return BuiltVersion(replace(built.card, version=version, artifact=artifact), blob, {})
+
+
+@pytest.fixture(scope="module")
+def chance_model(churn):
+    """The churn pipeline fitted on shuffled labels: no better than chance."""
+    shuffled = churn.y.sample(frac=1.0, random_state=np.random.RandomState(0)).to_numpy()
+    return sample.logistic_pipeline().fit(churn.X, shuffled)
+
+
+@pytest.fixture
+def versions(registry_env, churn_v1, chance_model):
+    """churn 1 (production), 2 (the same pipeline) and 3 (chance_model), stored from the session's build."""
+    store_built(registry_env, churn_v1, alias="production")
+    store_built(registry_env, as_version(churn_v1, "2"))
+    store_built(registry_env, as_version(churn_v1, "3", chance_model))
+    return registry_env.registry
+
+
+def test_a_canary_starts_ramps_shows_rolls_back_and_finishes(cli, versions, capsys):
+    # WHEN version 2 starts as a 10 % canary keyed by customer_id with a latency bound
+    assert cli("promote", "churn", "2", "--canary", "10", "--key", "customer_id", "--max-latency-ratio", "2") == 0
+    # THEN the alias keeps version 1 and routes 10 % of the customers to 2, with the bound given (and only it)
+    record = versions.get_alias("churn", "production")
+    assert (record.version, record.canary.version, record.canary.weight) == ("1", "2", 10.0)
+    assert record.canary.key == "customer_id" and record.canary.bounds == {"max_latency_ratio": 2.0}
+    out = capsys.readouterr().out
+    assert "churn: production -> 1, canary 2 takes 10 % of the callers, sticky per the feature customer_id" in out
+    # AND models show names the canary, its key, start and bounds
+    assert cli("models", "show", "churn", "--no-verify") == 0
+    shown = capsys.readouterr().out
+    assert "canary:       production: version 2 takes 10 % of the callers (key customer_id; stable 1) since" in shown
+    assert "rollback bounds: max_latency_ratio=2" in shown
+    # WHEN it ramps to 50 %, then is rolled back
+    assert cli("promote", "churn", "2", "--canary", "50") == 0
+    assert "(was 10 %)" in capsys.readouterr().out
+    assert cli("rollback", "churn") == 0
+    # THEN the canary is gone at once and version 1 answers everyone
+    assert "canary 2 dropped (50 %): version 1 answers every caller" in capsys.readouterr().out
+    assert versions.get_alias("churn", "production").canary is None
+    # WHEN a canary is started again and finished
+    assert cli("promote", "churn", "2", "--canary", "10") == 0
+    assert cli("promote", "churn", "--finish") == 0
+    # THEN the alias is on version 2, and a rollback returns it to 1
+    assert "churn: production -> 2 (canary finished; was 1)" in capsys.readouterr().out
+    assert versions.get_alias("churn", "production").version == "2"
+    assert cli("rollback", "churn") == 0 and versions.get_alias("churn", "production").version == "1"
+
+
+def test_canary_mistakes_are_refused_with_a_clear_message(cli, versions, capsys):
+    mistakes = [
+        (
+            ("2", "--canary", "10", "--key", "favourite_colour"),
+            "--key 'favourite_colour' is not a feature of version 1",
+        ),
+        (("9", "--canary", "10"), "has no version '9'"),
+        (("1", "--canary", "10"), "already the stable version"),
+        (("--finish",), "has no canary to finish"),
+        (("2", "--max-latency-ratio", "2"), "--max-latency-ratio go with --canary"),
+        (("2", "--gate"), "--gate needs --data CSV and --target COLUMN"),
+        (("2", "--finish"), "it takes no VERSION"),
+    ]
+    for args, message in mistakes:
+        # WHEN a promote is given a mistake THEN it exits 2 saying what is wrong, and no canary starts
+        assert cli("promote", "churn", *args) == 2, args
+        assert message in capsys.readouterr().err
+        assert versions.get_alias("churn", "production").canary is None
+
+
+def test_a_second_canary_or_a_plain_promote_during_one_is_refused(cli, versions, capsys):
+    assert cli("promote", "churn", "2", "--canary", "10") == 0
+    assert cli("promote", "churn", "3", "--canary", "10") == 2
+    assert (
+        "already has a canary on version 2 (10 %): finish it (promote --finish) or roll it back"
+        in capsys.readouterr().err
+    )
+    assert cli("promote", "churn", "3") == 2
+    assert versions.get_alias("churn", "production").canary.version == "2"
+
+
+def test_a_weight_outside_the_open_interval_is_refused_by_the_parser(cli, capsys):
+    for weight in ("0", "100", "-5", "ten"):
+        with pytest.raises(SystemExit) as exited:
+            cli("promote", "churn", "2", "--canary", weight)
+        assert exited.value.code == 2 and "--canary" in capsys.readouterr().err
+
+
+def test_a_shadow_is_set_shown_and_stopped(cli, versions, capsys):
+    assert cli("shadow", "churn", "3") == 0
+    assert versions.get_alias("churn", "production").shadow.version == "3"
+    assert cli("models", "show", "churn", "--no-verify") == 0
+    assert "shadow:       production: version 3 since" in capsys.readouterr().out
+    assert cli("shadow", "churn", "--stop") == 0
+    assert versions.get_alias("churn", "production").shadow is None
+    assert "production shadow 3 stopped" in capsys.readouterr().out
+    assert cli("shadow", "churn") == 2 and cli("shadow", "churn", "1") == 2  # neither, or the stable version
+
+
+def test_promote_gate_moves_the_alias_only_when_the_gate_says_replace(cli, versions, files, capsys):
+    gate = ("--gate", "--data", files["holdout"], "--target", "churned")
+    # GIVEN production on version 1 WHEN version 3 (chance level) is promoted through the gate
+    assert cli("promote", "churn", "3", *gate) == 1
+    # THEN the gate's reason is given and the alias is untouched
+    err = capsys.readouterr().err
+    assert "error: not promoted: the gate says reject" in err
+    assert versions.get_alias("churn", "production").version == "1"
+    # GIVEN production on version 3 WHEN version 2 (the real model) goes through the gate as a canary
+    versions.set_alias("churn", "production", "3")
+    assert cli("promote", "churn", "2", *gate, "--canary", "10") == 0
+    # THEN the gate said replace and the canary started
+    out = capsys.readouterr().out
+    assert "decision: replace" in out and "canary 2 takes 10 %" in out
+    assert versions.get_alias("churn", "production").canary.version == "2"
