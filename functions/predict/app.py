@@ -249,10 +249,23 @@ def predict(name: str) -> dict:
         if record.canary is not None:
             return _predict_routed(record, rows, inference_ids, selector.explain)
         version = record.version
+    return _predict_with(name, version, alias, rows, inference_ids, selector.explain)
+
+
+def _predict_with(
+    name: str,
+    version: str,
+    alias: str | None,
+    rows: list[Any],
+    inference_ids: list[str],
+    explain: bool,
+    model_versions: list[str] | None = None,
+) -> dict:
+    """Every row scored by one version; `model_versions` (one per row) only when the alias has a canary."""
     with _Failure(name, version, alias, len(rows)):
         loaded = server().load(name, version)
-        scored, latency_ms = _score(loaded, rows, explain=selector.explain)
-    answer = _without_absent(PredictResponse.from_scored(scored, inference_ids).model_dump())
+        scored, latency_ms = _score(loaded, rows, explain=explain)
+    answer = _without_absent(PredictResponse.from_scored(scored, inference_ids, model_versions).model_dump())
     _capture(loaded, rows, scored, inference_ids, latency_ms=latency_ms, alias=alias)
     return answer
 
@@ -270,10 +283,11 @@ def _predict_routed(record: AliasRecord, rows: list[Any], inference_ids: list[st
     version's rows scored by it, the answers merged in row order and each version's rows captured with it. Rows one
     version refuses are reported with those of the other, numbered in the request."""
     name, alias = record.name, record.alias
-    groups = routing.group_rows(routing.route_rows(record, rows, inference_ids))
-    split = len(groups) > 1
-    if split:
-        _tag(name, None)
+    versions = routing.route_rows(record, rows, inference_ids)
+    if versions.count(versions[0]) == len(versions):  # one version answers every row (always so for one row)
+        return _predict_with(name, versions[0], alias, rows, inference_ids, explain, model_versions=versions)
+    groups = routing.group_rows(versions)
+    _tag(name, None)
     parts, refused, done = [], [], []
     for group in groups:
         failure = _Failure(name, group.version, alias, len(group.rows))
@@ -281,7 +295,7 @@ def _predict_routed(record: AliasRecord, rows: list[Any], inference_ids: list[st
             loaded = server().load(name, group.version)
             group_rows = [rows[i] for i in group.rows]
             try:
-                scored, latency_ms = _score(loaded, group_rows, explain=explain, split=split)
+                scored, latency_ms = _score(loaded, group_rows, explain=explain, split=True)
             except InvalidInput as e:  # the other version's rows are still checked, to name every problem at once
                 failure.record(e)
                 refused.append((e, group))

@@ -1,6 +1,6 @@
 """python -m sklambda_infra.bench [--quick] [--only KIND ...] [--out PATH]
 
-KIND: warm, cold, bundle, batch, drift, capture, explain, parity, load, estimation, model_quality, gate.
+KIND: warm, cold, bundle, batch, drift, capture, explain, parity, load, estimation, model_quality, gate, canary.
 
 [--layer-report PATH] reads an existing layer build instead of building one.
 """
@@ -17,6 +17,7 @@ from pathlib import Path
 from sklambda_infra.bench import (
     batch,
     bundle,
+    canary,
     capture,
     cold,
     common,
@@ -46,6 +47,7 @@ KINDS = (
     "estimation",
     "model_quality",
     "gate",
+    "canary",
 )
 DEFAULT_OUT = common.ROOT / "BENCHMARKS.md"
 PARTIAL_OUT = common.BUILD / "BENCHMARKS.md"
@@ -119,6 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         results["estimation"] = estimation.run(plan["windows"], plan["rows"])
     if "gate" in kinds:
         results["gate"] = gate.run(quick=ns.quick)
+    if "canary" in kinds:
+        results["canary"] = canary.run(40 if ns.quick else 300, 5)
     results["load_average_end"] = machine.load_average()
     results["elapsed_s"] = time.perf_counter() - started
 

@@ -6,6 +6,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sklambda_infra.bench.batch import report as render_batch
+from sklambda_infra.bench.canary import markdown as canary_markdown
+from sklambda_infra.bench.canary import summary_rows as canary_summary_rows
 from sklambda_infra.bench.capture import report as capture_report
 from sklambda_infra.bench.drift import markdown as drift_markdown
 from sklambda_infra.bench.estimation import markdown as estimation_markdown
@@ -114,6 +116,8 @@ def render(results: Mapping[str, Any]) -> str:
         parts += ["", _demote(model_quality_markdown(results["model_quality"]), "11. ")]
     if results.get("gate") is not None:
         parts += ["", _demote(gate_markdown(results["gate"]), "12. ")]
+    if results.get("canary") is not None:
+        parts += ["", _demote(canary_markdown(results["canary"]), "13. ")]
     parts += ["", render_reproduce(), "", render_caveats()]
     return "\n".join(parts).rstrip() + "\n"
 
@@ -248,6 +252,8 @@ def summary_rows(results: Mapping[str, Any]) -> list[list[str]]:
         rows += estimation_summary_rows(results["estimation"])
     if results.get("gate") is not None:
         rows += gate_summary_rows(results["gate"])
+    if results.get("canary") is not None:
+        rows += canary_summary_rows(results["canary"])
     return rows
 
 

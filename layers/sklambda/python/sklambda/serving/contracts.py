@@ -151,11 +151,15 @@ class PredictResponse(BaseModel):
     explanations: list[dict[str, Any] | None] | None = None
 
     @classmethod
-    def from_scored(cls, scored: Scored, inference_ids: list[str]) -> PredictResponse:
-        """The response for a Scored result of Scorer.score and the rows' ids (same rows, same order)."""
+    def from_scored(
+        cls, scored: Scored, inference_ids: list[str], model_versions: list[str] | None = None
+    ) -> PredictResponse:
+        """The response for a Scored result of Scorer.score and the rows' ids (same rows, same order);
+        `model_versions` (its version once per row) when the rows were routed on an alias with a canary."""
         return cls(
             model_name=scored.model_name,
             model_version=scored.model_version,
+            model_versions=model_versions,
             inference_ids=inference_ids,
             predictions=scored.predictions,
             probabilities=scored.probabilities,
