@@ -17,7 +17,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 import sklambda
 from sklambda.config import PredictSettings
-from sklambda.errors import InvalidInput, ModelRefused, PayloadTooLarge, SklambdaError, http_status
+from sklambda.errors import InvalidInput, ModelNotFound, ModelRefused, PayloadTooLarge, SklambdaError, http_status
 from sklambda.monitoring.capture import Capturer
 from sklambda.registry.signing import CardVerifier
 from sklambda.registry.store import AliasRecord, Registry
@@ -206,7 +206,8 @@ class _Failure:
         return self
 
     def __exit__(self, kind: Any, error: BaseException | None, traceback: Any) -> bool:
-        if isinstance(error, Exception):
+        # ModelNotFound: an explicit version that does not exist was never a version to count an error against.
+        if isinstance(error, Exception) and not isinstance(error, ModelNotFound):
             self.record(error)
         return False
 

@@ -101,6 +101,12 @@ def test_an_explicit_version_bypasses_the_canary_and_the_answer_is_unchanged(can
     status, body = call(canary_app, event, lambda_context)
     # THEN version 1 answers every row and the answer has no per-row versions
     assert status == 200 and body["model_version"] == "1" and "model_versions" not in body
+    # AND the model's description shows the stable version's card with the canary as this container routes it
+    _, info = call(canary_app, load_event("model_info.json"), lambda_context)
+    assert info["model"]["version"] == "1"
+    assert info["canary"] == {"version": "2", "weight": 50.0, "key": "customer_id"}
+    _, info = call(canary_app, load_event("model_info.json", query={"version": "2"}), lambda_context)
+    assert info["model"]["version"] == "2" and "canary" not in info
 
 
 def test_rows_one_version_refuses_are_named_in_the_request_and_that_version_writes_an_error_record(

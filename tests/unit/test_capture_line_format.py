@@ -102,3 +102,24 @@ def test_a_stamp_on_a_whole_second_keeps_its_milliseconds_so_its_length_is_fixed
     start = len(windows._LINE_PREFIX)
     assert line[start : start + windows._STAMP_LEN] == b"2026-01-01T00:00:00.000+00:00"
     assert line[start + windows._STAMP_LEN : start + windows._STAMP_LEN + 1] == b'"'
+
+
+@pytest.mark.parametrize("request_id", ["req-1", 'a","outcome":"error', "back\\slash\\", 'q"'])
+def test_an_error_record_is_told_from_a_row_on_its_bytes_whatever_the_request_id(request_id: str) -> None:
+    # GIVEN an error record and a row record of the same request (its id holding quotes or backslashes)
+    from sklambda.monitoring.capture import ErrorRecord
+
+    stamp = "2026-01-01T00:00:00.000+00:00"
+    error = ErrorRecord(stamp, "churn", "3", request_id, 503, "model_refused", 2, "production").to_json_line().encode()
+    (row,) = build_records(model="churn", version="3", request_id=request_id, rows=[{"age": 42}], predictions=[1],
+                           probabilities=None, feature_names=["age"], pii=[], pseudonymizer=Pseudonymizer(b"k" * 32),
+                           now=datetime(2026, 1, 1, tzinfo=UTC))  # fmt: skip
+    # THEN both start with the bytes the window reader selects on, and only the error record is read as one
+    card = SimpleNamespace(name="churn", version="3")
+    matcher = windows._Matcher(card, windows.Window(datetime(2025, 1, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC)))
+    at = len(windows._LINE_PREFIX) + windows._STAMP_LEN
+    for line in (error, row.to_json_line().encode()):
+        assert line.startswith(windows._LINE_PREFIX) and line.startswith(matcher.identity, at)
+    assert windows._error_line(error, at + len(matcher.identity))
+    assert not windows._error_line(row.to_json_line().encode(), at + len(matcher.identity))
+    assert matcher(error) is None and matcher(row.to_json_line().encode()) is not None

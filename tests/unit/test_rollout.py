@@ -110,3 +110,13 @@ def test_without_an_api_the_wait_is_the_ttl(timeout, ok, slept):
                                        clock=time.clock, sleep=time.sleep)  # fmt: skip
     # THEN it sleeps the TTL (or gives up at the timeout), and says the API was not asked
     assert (served.ok, served.checked, time.slept) == (ok, False, slept)
+
+
+def test_a_canary_is_part_of_what_wait_compares():
+    # GIVEN an alias's routing with and without a canary THEN they read differently, so --wait tells them apart
+    assert rollout.rollout_state("3") == "3"
+    assert rollout.rollout_state("3", "4", 10.0) == "3 + canary 4 at 10 %"
+    # AND a wait for a canary ends when the API reports it
+    served = rollout.wait_until_served(API, "churn", "production", "3 + canary 4 at 10 %", ttl=TTL, timeout=0,
+                                       ask=lambda *_: "3 + canary 4 at 10 %")  # fmt: skip
+    assert served.ok
