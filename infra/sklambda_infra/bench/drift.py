@@ -142,6 +142,9 @@ def speed(rows: int, repeats: int) -> dict:
 # --- end to end: captured lines in S3 -> read_capture -> check_card ----------------------------------------------
 
 
+LATENCY_MS = 1.25  # every captured request's scoring time (the reader never looks at it)
+
+
 def _capture_template(model: str) -> str:
     """A %-format of one capture line in CaptureRecord.to_json_line's exact key order and separators.
 
@@ -153,7 +156,8 @@ def _capture_template(model: str) -> str:
     return (
         '{"capture":"sklambda/v1","timestamp":"%s","model":' + json.dumps(model) + ',"version":"1",'
         '"request_id":"%s","row":0,"features":{' + features + '},"prediction":"%s",'
-        '"probabilities":{"no":%r,"yes":%r},"key_id":"' + KEY_ID + '","inference_id":"%s-0"}'
+        '"probabilities":{"no":%r,"yes":%r},"key_id":"' + KEY_ID + '","inference_id":"%s-0",'
+        '"latency_ms":' + repr(LATENCY_MS) + ',"alias":"production"}'
     )
 
 
@@ -182,6 +186,8 @@ def _capture_lines(model: str, X: pd.DataFrame, pred: np.ndarray, proba: np.ndar
             probabilities={"no": float(proba[i, 0]), "yes": float(proba[i, 1])},
             key_id=KEY_ID,
             inference_id=f"{request_ids[i]}-0",
+            latency_ms=LATENCY_MS,
+            alias="production",
         )
         if record.to_json_line() != lines[i] + "\n":
             raise AssertionError(f"capture line differs from CaptureRecord.to_json_line:\n{lines[i]}")

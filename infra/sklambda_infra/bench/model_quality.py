@@ -242,7 +242,7 @@ def _capture_lines(frame: pd.DataFrame) -> list[str]:
     template = (
         '{"capture":"sklambda/v1","timestamp":"%s","model":"' + S3_MODEL + '","version":"' + S3_VERSION + '",'
         '"request_id":"%s","row":0,"features":{"x":%r},"prediction":"%s","probabilities":{"no":%r,"yes":%r},'
-        '"key_id":"bench","inference_id":"%s"}'
+        '"key_id":"bench","inference_id":"%s","latency_ms":1.25,"alias":"production"}'
     )
     stamps = [t.isoformat(timespec="milliseconds") for t in frame["time"]]
     p = frame["probability"].tolist()
@@ -253,7 +253,7 @@ def _capture_lines(frame: pd.DataFrame) -> list[str]:
     lines = [template % row for row in rows]
     for i in range(3):
         record = CaptureRecord(stamps[i], S3_MODEL, S3_VERSION, ids[i], 0, {"x": x[i]}, predicted[i],
-                               {"no": 1 - p[i], "yes": p[i]}, "bench", ids[i])  # fmt: skip
+                               {"no": 1 - p[i], "yes": p[i]}, "bench", ids[i], 1.25, "production")  # fmt: skip
         if record.to_json_line() != lines[i] + "\n":
             raise AssertionError(f"capture line differs from CaptureRecord.to_json_line:\n{lines[i]}")
     return lines
