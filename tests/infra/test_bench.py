@@ -396,3 +396,20 @@ def test_every_benchmark_reads_the_repository_files_and_writes_under_build_bench
     assert drift._lambda_memory_mb() == template["DriftCheckFunction"]["Properties"]["MemorySize"]
     # AND each writes its own report into the repository's build/bench folder
     assert batch.BUILD == drift.BUILD == explain.BUILD == common.ROOT / "build" / "bench"
+
+
+def test_the_canary_section_and_its_summary_row_follow_the_measured_ratio():
+    # GIVEN canary results whose p50 ratio is over the 1.02 target
+    from sklambda_infra.bench import canary, report
+
+    handler = {"p50_ms_plain": 1.0, "p50_ms_canary": 1.05, "p90_ms_plain": 1.2, "p90_ms_canary": 1.3,
+               "ratio_p50": 1.05, "ratio_per_round": "1.05x", "canary_share": 0.1, "verdict": "MISS"}  # fmt: skip
+    results = {"rounds": 2, "block": 5, "weight": 10.0, "requests": 100, "handler": handler,
+               "routing": {"rows": 10, "us_per_row": 1.1, "canary_share": 0.1}}  # fmt: skip
+    # THEN the summary row states the measure, the target and the miss, and the section shows both arms
+    assert canary.summary_rows(results) == [
+        ["canary routing overhead, warm p50 (10 % canary vs plain alias)", "1.050x", "<= 1.02x", "MISS"]
+    ]
+    section = report._demote(canary.markdown(results), "13. ")
+    assert section.startswith("## 13. Canary routing overhead")
+    assert "| 1.000 | 1.050 | 1.050 | 1.05x | 1.200 / 1.300 | 10% | MISS |" in section

@@ -230,7 +230,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "post",
         "/models/{name}/predict",
         "predict",
-        "Score rows with a model version (default alias: production)",
+        "Score rows with a model version (default alias: production; on an alias with a canary each row is routed "
+        "by its caller key and model_versions names the version of each row)",
         PredictResponse,
         request=PredictRequest,
         query=("alias", "version", "explain"),
@@ -306,7 +307,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "post",
         "/v2/models/{name}/infer",
         "v2Infer",
-        "Open Inference Protocol: inference (default alias unless ?version= or ?alias=)",
+        "Open Inference Protocol: inference (default alias unless ?version= or ?alias=; on an alias with a canary "
+        "the whole request goes to the version of its parameters.inference_id, else inference_ids[0], else its id)",
         InferResponse,
         request=InferRequest,
         query=("alias", "version"),
