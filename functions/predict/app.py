@@ -285,8 +285,9 @@ def _predict_routed(record: AliasRecord, rows: list[Any], inference_ids: list[st
     version refuses are reported with those of the other, numbered in the request."""
     name, alias = record.name, record.alias
     versions = routing.route_rows(record, rows, inference_ids)
-    if versions.count(versions[0]) == len(versions):  # one version answers every row (always so for one row)
-        return _predict_with(name, versions[0], alias, rows, inference_ids, explain, model_versions=versions)
+    if not versions or versions.count(versions[0]) == len(versions):  # one version answers every row (one row: always)
+        version = versions[0] if versions else record.version  # no rows: the stable version's validation refuses them
+        return _predict_with(name, version, alias, rows, inference_ids, explain, model_versions=versions)
     groups = routing.group_rows(versions)
     _tag(name, None)
     parts, refused, done = [], [], []

@@ -129,6 +129,9 @@ def test_rows_one_version_refuses_are_named_in_the_request_and_that_version_writ
         ("error", version_of_5, 422, "invalid_input", "production")
     ]
     assert lines[0]["rows"] == body_rows_of(version_of_5, rows, canary_app) and "features" not in lines[0]
+    # AND a request without rows is the usual 422
+    status, body = call(canary_app, load_event("predict.json", body={"instances": []}), lambda_context)
+    assert status == 422 and "no instances" in body["error"]["message"]
 
 
 def body_rows_of(version: str, rows: list[dict], app) -> int:
