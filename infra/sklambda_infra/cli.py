@@ -1,4 +1,4 @@
-"""The `sklambda` command: publish, promote, rollback, inspect models; run the local stack.
+"""The `sklambda` command: publish, gate, promote (canaries too), roll back, shadow, inspect models; run it locally.
 
 Where the registry lives: --bucket/--signing-key/--endpoint-url, else SKLAMBDA_MODEL_BUCKET,
 SKLAMBDA_SIGNING_KEY_ID and AWS_ENDPOINT_URL, else a running local stack's .sklambda/local.json
@@ -770,6 +770,8 @@ def _positive_int(text: str) -> int:
     return _number(text, lambda v: v >= 1, "a whole number >= 1")
 
 
+# The bounds' defaults are stated once, by the rollout check (sklambda.updating.rollout.RolloutBounds).
+_BOUND_DEFAULT = " (default: the rollout check's, sklambda.updating.rollout.RolloutBounds)"
 NO_VERIFY_HELP = (
     "do not check the card's signature with the signing key (default: checked, and a card that fails is refused); "
     "the card is then shown marked NOT VERIFIED"
@@ -889,22 +891,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-error-rate-increase",
         type=_non_negative,
         metavar="X",
-        help="with --canary: roll back when the canary's error rate exceeds the stable version's by more",
+        help="with --canary: roll back when the canary's error rate exceeds the stable version's by more"
+        + _BOUND_DEFAULT,
     )
     p.add_argument(
         "--max-latency-ratio",
         type=_positive,
         metavar="X",
-        help="with --canary: roll back when the canary's latency exceeds the stable version's times this",
+        help="with --canary: roll back when the canary's latency exceeds the stable version's times this"
+        + _BOUND_DEFAULT,
     )
     p.add_argument(
         "--max-quality-drop",
         type=_non_negative,
         metavar="X",
-        help="with --canary: roll back when the canary's quality (labeled rows) is lower by more than this",
+        help="with --canary: roll back when the canary's quality (labeled rows) is lower by more than this"
+        + _BOUND_DEFAULT,
     )
-    p.add_argument("--min-requests", type=_positive_int, metavar="N",
-                   help="with --canary: requests per version before the bounds are judged")  # fmt: skip
+    p.add_argument(
+        "--min-requests",
+        type=_positive_int,
+        metavar="N",
+        help="with --canary: requests per version before the bounds are judged" + _BOUND_DEFAULT,
+    )
     p.add_argument("--finish", action="store_true", help="move the whole alias to its canary version")
     p.add_argument(
         "--gate",
