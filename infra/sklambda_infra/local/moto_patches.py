@@ -171,3 +171,68 @@ def record_execution_outcome(
         execution.output = output
     else:
         execution.error, execution.cause = error, cause
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Step Functions: task tokens (the callback pattern)
+
+# The registries of task tokens the local interpreter waits on (one per running local stack in this process).
+_token_registries: list[Any] = []
+
+
+def route_task_tokens(tokens: Any) -> None:
+    """Deliver SendTaskSuccess / SendTaskFailure / SendTaskHeartbeat calls made against moto to ``tokens`` (a
+    ``sklambda_infra.local.states.TaskTokens``), where the waiting interpreter thread gets them.
+
+    moto lacks: task tokens. moto 5.2.5's ``StepFunctionBackend.send_task_success`` / ``send_task_failure`` /
+    ``send_task_heartbeat`` do nothing and accept any token, and ``StepFunctionResponse.send_task_failure`` drops the
+    ``cause`` (moto's own executor, enabled by ``execute_state_machine``, runs no local function, so it is not used).
+    Wrapped here, at the response level so that ``cause`` is read: a token one of the routed registries issued gets
+    its outcome; any other token, or a bad output, is answered with the API's error
+    (https://docs.aws.amazon.com/step-functions/latest/apireference/API_SendTaskSuccess.html): InvalidToken for a
+    token never issued, TaskTimedOut for a task already closed (answered, timed out or aborted), InvalidOutput for
+    output that is not JSON. ``unroute_task_tokens`` removes the registry when its stack stops.
+    """
+    with _lock:
+        if tokens not in _token_registries:
+            _token_registries.append(tokens)
+    if not _once("stepfunctions-task-tokens"):
+        return
+    from moto.core.exceptions import AWSError
+    from moto.core.responses import EmptyResult
+    from moto.stepfunctions.responses import StepFunctionResponse
+
+    def deliver(response: Any, call: Callable[[Any, str], None]) -> Any:
+        token = response._get_param("taskToken")
+        with _lock:
+            registries = list(_token_registries)
+        owner = next((r for r in registries if r.knows(token)), None)
+        if owner is None:
+            raise AWSError("Invalid Token: 'Invalid token'", "InvalidToken")
+        from sklambda_infra.local.states import TaskTokenError  # states.py imports no moto; this module does
+
+        try:
+            call(owner, token)
+        except TaskTokenError as e:
+            raise AWSError(e.message, e.code) from None
+        return EmptyResult()
+
+    def send_task_success(self: Any) -> Any:
+        return deliver(self, lambda owner, token: owner.succeed(token, self._get_param("output")))
+
+    def send_task_failure(self: Any) -> Any:
+        return deliver(self, lambda owner, token: owner.fail(token, self._get_param("error"), self._get_param("cause")))
+
+    def send_task_heartbeat(self: Any) -> Any:
+        return deliver(self, lambda owner, token: owner.heartbeat(token))
+
+    StepFunctionResponse.send_task_success = send_task_success
+    StepFunctionResponse.send_task_failure = send_task_failure
+    StepFunctionResponse.send_task_heartbeat = send_task_heartbeat
+
+
+def unroute_task_tokens(tokens: Any) -> None:
+    """Stop delivering SendTask* calls to ``tokens`` (its stack stopped); their tokens become InvalidToken."""
+    with _lock:
+        if tokens in _token_registries:
+            _token_registries.remove(tokens)

@@ -25,7 +25,7 @@ import boto3
 from botocore.config import Config
 
 from sklambda.connection import process_running
-from sklambda_infra.local.events import ExecutionWatcher, SqsPoller, sqs_event_sources
+from sklambda_infra.local.events import ExecutionWatcher, SqsPoller, service_integrations, sqs_event_sources
 from sklambda_infra.local.functions import (
     FAKE_ACCESS_KEY_ID,
     FAKE_SECRET_ACCESS_KEY,
@@ -37,6 +37,7 @@ from sklambda_infra.local.functions import (
 from sklambda_infra.local.gateway import Gateway, GatewayServer, Route, api_routes
 from sklambda_infra.local.provision import GENERATED_PARAMETERS, Provisioner, ProvisionResult
 from sklambda_infra.local.scheduler import Scheduler, schedule_every_from_env, schedule_sources
+from sklambda_infra.local.states import DEFAULT_MAX_LOCAL_WAIT_S, TaskTokens
 from sklambda_infra.local.subscriptions import LogForwarder, subscriptions
 from sklambda_infra.template import (
     DEFAULT_REGION,
@@ -123,6 +124,7 @@ class LocalStack:
         log: Callable[[str], None] | None = None,
         write_details: bool = False,
         max_parallel_workers: int = DEFAULT_MAX_PARALLEL_WORKERS,
+        max_wait_s: float = DEFAULT_MAX_LOCAL_WAIT_S,
     ) -> None:
         self.project_root = Path(project_root).resolve()
         self.template_path = self.project_root / template
@@ -141,6 +143,9 @@ class LocalStack:
         self.max_parallel_workers = max(1, max_parallel_workers)
         self.pollers: list[SqsPoller] = []
         self.watcher: ExecutionWatcher | None = None
+        # Each Wait state of a local execution sleeps at most this long (seconds); see states.py.
+        self.max_wait_s = max_wait_s
+        self.task_tokens = TaskTokens()
         self.forwarder: LogForwarder | None = None
         self.scheduler: Scheduler | None = None
         self._pools: dict[str, queue.LifoQueue[FunctionRunner]] = {}
@@ -240,6 +245,9 @@ class LocalStack:
             for logical_id, created in self.provisioned.created.items()
             if self.provisioned.types.get(logical_id) in STATE_MACHINE_TYPES
         }
+        from sklambda_infra.local.moto_patches import route_task_tokens
+
+        route_task_tokens(self.task_tokens)  # SendTaskSuccess/Failure/Heartbeat against moto reach the executions
         self.watcher = ExecutionWatcher(
             machines,
             self.client("stepfunctions"),
@@ -247,6 +255,9 @@ class LocalStack:
             self.log,
             account_id=self.pseudo.account_id,
             region=region,
+            services=service_integrations(self.client),
+            task_tokens=self.task_tokens,
+            max_wait_s=self.max_wait_s,
         )
         self.watcher.start()
         # EventBridge schedules (the drift check); SKLAMBDA_LOCAL_SCHEDULE_EVERY=<seconds> speeds them up.
@@ -317,6 +328,10 @@ class LocalStack:
         # the workers. Stopped together, each group takes its longest wait rather than the sum.
         stop_together([*self.pollers, *([self.watcher] if self.watcher is not None else [])])
         self.pollers, self.watcher = [], None
+        if self._moto is not None:
+            from sklambda_infra.local.moto_patches import unroute_task_tokens
+
+            unroute_task_tokens(self.task_tokens)
         stop_together([*(r for runners in self._pool_runners.values() for r in runners), *self.runners.values()])
         self._pools, self._pool_runners = {}, {}
         self.runners = {}
