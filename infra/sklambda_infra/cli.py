@@ -18,7 +18,7 @@ from typing import Any
 from sklambda import config
 from sklambda.connection import ENV_DATA_BUCKET, Target, find_local_details, read_local_details, resolve
 from sklambda.errors import ConfigurationError, SklambdaError
-from sklambda_infra import cli_errors, rollout
+from sklambda_infra import cli_errors, retrain_cli, rollout
 from sklambda_infra.local.cli import TEMPLATE, project_root
 from sklambda_infra.local.cli import register as register_local
 from sklambda_infra.progress import Progress
@@ -745,6 +745,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-verify", action="store_true", help=NO_VERIFY_HELP)
     p.set_defaults(func=_models_card)
 
+    retrain_cli.register(sub)
     _register_privacy(sub)
     _register_feedback(sub)
     _register_sample(sub)
