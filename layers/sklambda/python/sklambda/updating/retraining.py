@@ -642,7 +642,7 @@ class Retraining:
         outcomes so far) and error ({"Error", "Cause"}, set by a Catch). Returns {"status", "report_key",
         "failed_step", "reason", "event_id"}."""
         error = state.get("error")
-        raw = state.get("run") or state
+        raw = state.get("run") or {k: v for k, v in state.items() if k != "error"}  # Prepare failed: the input
         try:
             request = parse_request(raw, execution_name)
         except InvalidRetrainRequest as e:
@@ -726,9 +726,9 @@ class Retraining:
         return {"status": FAILED, "report_key": key, "failed_step": "prepare", "reason": reason, "event_id": event_id}
 
     def _undo_rollout(self, request: RetrainRequest, store: RunStore, records: Mapping[str, dict]) -> str | None:
-        """Roll back the canary or clear the shadow this run started, if still there; mark the rollout record undone
-        (so a rerun starts it again). Returns what was done: "canary_rolled_back", "shadow_cleared", "already_ended"
-        or None when the run started no rollout."""
+        """Roll back the canary or clear the shadow this run started, if still there; mark the rollout and watch
+        records undone (so a rerun starts and watches a new rollout). Returns what was done: "canary_rolled_back",
+        "shadow_cleared", "already_ended" or None when the run started no rollout."""
         started = records.get("rollout")
         if started is None or started.get("status") != SUCCEEDED:
             return None
@@ -747,7 +747,10 @@ class Retraining:
         elif alias is not None and mode == SHADOW and alias.shadow is not None and alias.shadow.version == version:
             self.registry.clear_shadow(request.model, request.alias)
             done = "shadow_cleared"
-        store.write_record("rollout", {**started, "status": UNDONE, "undone": done, "undone_at": _now(self.clock)})
+        # A rerun starts the rollout again and watches the new one: neither record may be reused.
+        for step in ("rollout", "watch"):
+            if (record := records.get(step)) is not None:
+                store.write_record(step, {**record, "status": UNDONE, "undone": done, "undone_at": _now(self.clock)})
         return done
 
 
