@@ -300,3 +300,17 @@ def test_a_canary_the_rollout_check_rolls_back_ends_the_run_with_its_reasons(ret
     assert status == "FAILED RetrainingFailed"
     assert report["failed_step"] == "watch" and "error rate 3.1%" in report["reason"]
     assert (alias(retrain).version, alias(retrain).canary) == ("1", None)
+
+
+def test_a_shadow_run_promotes_the_shadow_once_healthy_and_clears_it(retrain) -> None:
+    # GIVEN new-concept data and a rollout check that finds the shadow healthy at once
+    retrain.put_training_data(training_rows(500, seed=5, concept="new"))
+    pipeline = Pipeline(retrain, [{"status": "healthy", "reasons": []}])
+    # WHEN a shadow run without approval runs
+    status, report = pipeline.run("shadowed", rollout="shadow")
+    # THEN the candidate shadowed production, was promoted, and the alias has no shadow left
+    assert status == "SUCCEEDED", report
+    outcomes = {s["step"]: s["status"] for s in report["steps"]}
+    assert outcomes == {step: "succeeded" for step in ("assemble", "train", "gate", "rollout", "watch", "promote")}
+    record = alias(retrain)
+    assert (record.version, record.shadow, record.history) == ("2", None, ("1",))
