@@ -14,6 +14,7 @@ from sklambda_infra.local import events
 from sklambda_infra.local.events import ExecutionWatcher, SqsEventSource, SqsPoller, sqs_event
 from sklambda_infra.local.functions import FunctionCrashed, FunctionError, FunctionTimeout
 from sklambda_infra.local.states import (
+    EVENTS_PUT_EVENTS,
     LAMBDA_INVOKE,
     SNS_PUBLISH,
     WAIT_FOR_TASK_TOKEN,
@@ -472,3 +473,115 @@ def test_a_callback_task_ends_with_execution_aborted_when_the_runner_is_stopped(
     runner = StateMachineRunner(_approval(), lambda arn, payload: None, stopping=stopping)
     with pytest.raises(ExecutionAborted):
         runner.run({"model": "m"})
+
+
+EXECUTION_CONTEXT = {
+    "Execution": {"Id": "arn:aws:states:us-east-1:123456789012:execution:m:e1", "Name": "e1", "Input": {}},
+    "StateMachine": {"Id": "arn:aws:states:us-east-1:123456789012:stateMachine:m", "Name": "m"},
+}
+
+
+def _notify(resource: str, parameters: dict) -> dict:
+    return {
+        "StartAt": "N",
+        "States": {"N": {"Type": "Task", "Resource": resource, "Parameters": parameters, "End": True}},
+    }
+
+
+def test_put_events_sends_detail_as_json_and_names_the_execution_in_resources():
+    # GIVEN a putEvents task whose Detail is an object taken from the input
+    requests = []
+
+    def put_events(request):
+        requests.append(request)
+        return {"Entries": [{"EventId": "ev-1"}], "FailedEntryCount": 0}
+
+    entry = {"Source": "sklambda.updating", "DetailType": "RetrainingSucceeded", "Detail.$": "$.report"}
+    definition = _notify(EVENTS_PUT_EVENTS, {"Entries": [entry]})
+    # WHEN it runs
+    output = StateMachineRunner(definition, None, services={EVENTS_PUT_EVENTS: put_events}).run(
+        {"report": {"model": "churn", "version": 4}}, EXECUTION_CONTEXT
+    )
+    # THEN the event's Detail is JSON text, its Resources name the execution and the state machine (the optimized
+    # integration's rule), and the state's result is PutEvents' response
+    (request,) = requests
+    (sent,) = request["Entries"]
+    assert json.loads(sent["Detail"]) == {"model": "churn", "version": 4}
+    assert sent["Resources"] == [EXECUTION_CONTEXT["Execution"]["Id"], EXECUTION_CONTEXT["StateMachine"]["Id"]]
+    assert output == {"Entries": [{"EventId": "ev-1"}], "FailedEntryCount": 0}
+
+
+def test_a_failed_entry_fails_the_put_events_state():
+    def put_events(request):
+        return {"Entries": [{"ErrorCode": "InvalidArgument", "ErrorMessage": "no"}], "FailedEntryCount": 1}
+
+    definition = _notify(EVENTS_PUT_EVENTS, {"Entries": [{"Source": "s", "DetailType": "d", "Detail": {}}]})
+    with pytest.raises(StatesError) as failed:
+        StateMachineRunner(definition, None, services={EVENTS_PUT_EVENTS: put_events}).run({})
+    assert failed.value.error == "EventBridge.FailedEntry" and "InvalidArgument" in failed.value.cause
+
+
+def test_sns_publish_sends_an_object_message_as_json_and_returns_the_message_id():
+    requests = []
+
+    def publish(request):
+        requests.append(request)
+        return {"MessageId": "msg-1"}
+
+    definition = _notify(
+        SNS_PUBLISH, {"TopicArn": "arn:aws:sns:us-east-1:123456789012:t", "Message.$": "$", "Subject": "Approve"}
+    )
+    output = StateMachineRunner(definition, None, services={SNS_PUBLISH: publish}).run({"model": "churn"})
+    assert requests == [
+        {"TopicArn": "arn:aws:sns:us-east-1:123456789012:t", "Message": '{"model": "churn"}', "Subject": "Approve"}
+    ]
+    assert output == {"MessageId": "msg-1"}
+
+
+def test_an_sns_publish_with_a_task_token_waits_for_the_answer():
+    # GIVEN an approval request published to SNS with the task token in the message (the approval step's shape)
+    tokens = TaskTokens()
+
+    def publish(request):
+        token = json.loads(request["Message"])["token"]
+        threading.Thread(target=tokens.succeed, args=(token, '{"approved": true}')).start()
+        return {"MessageId": "msg-1"}
+
+    parameters = {"TopicArn": "arn:t", "Message": {"token.$": "$$.Task.Token", "model.$": "$.model"}}
+    definition = _notify(SNS_PUBLISH + WAIT_FOR_TASK_TOKEN, parameters)
+    runner = StateMachineRunner(definition, None, services={SNS_PUBLISH: publish}, task_tokens=tokens)
+    # WHEN it runs THEN its result is the approver's answer, not Publish's response
+    assert runner.run({"model": "churn"}) == {"approved": True}
+
+
+def test_a_rerun_with_a_used_name_is_refused_as_step_functions_refuses_it_and_runs_once(mocked_aws):
+    # GIVEN an execution named "retrain-churn-4" RUNNING in moto, and the watcher
+    sfn = boto3.client("stepfunctions")
+    definition = {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}
+    machine = sfn.create_state_machine(
+        name="m", definition=json.dumps(definition), roleArn="arn:aws:iam::123456789012:role/r"
+    )["stateMachineArn"]
+    first = sfn.start_execution(stateMachineArn=machine, name="retrain-churn-4", input='{"v": 4}')["executionArn"]
+    watcher = ExecutionWatcher(
+        {machine: "M"}, sfn, None, lambda line: None, account_id="123456789012", region="us-east-1"
+    )
+
+    # WHEN the same name is started again with the same input while it runs THEN it is the same execution
+    # (StartExecution is idempotent for STANDARD workflows), and with another input ExecutionAlreadyExists
+    assert (
+        sfn.start_execution(stateMachineArn=machine, name="retrain-churn-4", input='{"v": 4}')["executionArn"] == first
+    )
+    with pytest.raises(sfn.exceptions.ExecutionAlreadyExists):
+        sfn.start_execution(stateMachineArn=machine, name="retrain-churn-4", input='{"v": 5}')
+
+    # WHEN the watcher polls, the execution finishes, and the watcher polls again
+    watcher.poll_once()
+    assert watcher.wait(first, 10)
+    watcher.poll_once()
+    # THEN it ran once
+    assert list(watcher.started) == [first]
+    assert sfn.describe_execution(executionArn=first)["status"] == "SUCCEEDED"
+
+    # AND once it has finished, even the same name and input is ExecutionAlreadyExists
+    with pytest.raises(sfn.exceptions.ExecutionAlreadyExists):
+        sfn.start_execution(stateMachineArn=machine, name="retrain-churn-4", input='{"v": 4}')
