@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from datetime import UTC, datetime
 
 import boto3
@@ -150,7 +151,9 @@ def test_retry_stops_after_max_attempts_and_names_the_error():
         ({"Type": "Task", "Resource": "arn:aws:states:::states:startExecution.sync", "End": True}, "startExecution"),
         ({"Type": "Task", "Resource": SNS_PUBLISH, "End": True}, "service client"),
         ({"Type": "Wait", "End": True}, "exactly one of"),
-        ({"Type": "Pass", "Parameters": {"m.$": "States.Format('{}', $.a)"}, "End": True}, "intrinsic"),
+        ({"Type": "Pass", "Parameters": {"m.$": "States.Hash($.a, 'SHA-256')"}, "End": True}, "States.Hash"),
+        ({"Type": "Pass", "Parameters": {"m.$": "States.Format('{}', $.a"}, "End": True}, "unclosed"),
+        ({"Type": "Pass", "Parameters": {"m.$": "a.b"}, "End": True}, "neither a JSONPath"),
     ],
 )
 def test_unsupported_states_are_refused_before_running(state, named):
@@ -585,3 +588,73 @@ def test_a_rerun_with_a_used_name_is_refused_as_step_functions_refuses_it_and_ru
     # AND once it has finished, even the same name and input is ExecutionAlreadyExists
     with pytest.raises(sfn.exceptions.ExecutionAlreadyExists):
         sfn.start_execution(stateMachineArn=machine, name="retrain-churn-4", input='{"v": 4}')
+
+
+def test_service_integrations_call_moto_and_name_a_refused_request_after_the_service(mocked_aws):
+    # GIVEN the integrations over boto3 clients of moto, a topic with a queue subscribed, and a definition that
+    #       publishes to it then to a topic that does not exist
+    sns, sqs = boto3.client("sns"), boto3.client("sqs")
+    topic = sns.create_topic(Name="approvals")["TopicArn"]
+    queue = sqs.create_queue(QueueName="inbox")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+    services = events.service_integrations(boto3.client)
+    publish = {"Type": "Task", "Resource": SNS_PUBLISH, "Parameters": {"Message.$": "$.note"}}
+    definition = {
+        "StartAt": "Good",
+        "States": {
+            "Good": {
+                **publish,
+                "Parameters": {**publish["Parameters"], "TopicArn": topic},
+                "ResultPath": "$.sent",
+                "Next": "Bad",
+            },
+            "Bad": {**publish, "Parameters": {**publish["Parameters"], "TopicArn": topic + "-gone"}, "End": True},
+        },
+    }
+    # WHEN it runs
+    with pytest.raises(StatesError) as failed:
+        StateMachineRunner(definition, None, services=services).run({"note": "approve churn 4?"})
+    # THEN the first message reached the subscriber, and the refused one failed the state with SNS.<the API's code>
+    [message] = sqs.receive_message(QueueUrl=queue).get("Messages", [])
+    assert json.loads(message["Body"])["Message"] == "approve churn 4?"
+    assert failed.value.error == "SNS.NotFound" and failed.value.cause
+
+
+def test_intrinsic_functions_build_parameters_from_the_input_and_the_context():
+    # GIVEN a Pass state whose parameters use the intrinsic functions that run locally, nested and with escapes
+    parameters = {
+        "subject.$": "States.Format('Approve {} version {}? \\{ticket\\}', $.model, $.version)",
+        "name.$": "States.Format('retrain-{}-{}', $.model, States.MathAdd($.version, 1))",
+        "text.$": "States.JsonToString($.bounds)",
+        "bounds.$": "States.StringToJson($.bounds_text)",
+        "pair.$": "States.Array($.model, $$.Execution.Name, 'it\\'s')",
+        "size.$": "States.ArrayLength($.drifted)",
+        "id.$": "States.UUID()",
+    }
+    definition = {"StartAt": "P", "States": {"P": {"Type": "Pass", "Parameters": parameters, "End": True}}}
+    data = {
+        "model": "churn",
+        "version": 4,
+        "bounds": {"max_latency_ratio": 1.5},
+        "bounds_text": '{"min_requests": 200}',
+        "drifted": ["tenure", "plan"],
+    }
+    # WHEN it runs
+    output = StateMachineRunner(definition, None).run(data, {"Execution": {"Name": "e1"}})
+    # THEN each function gives what Step Functions' would
+    assert output["subject"] == "Approve churn version 4? {ticket}"
+    assert output["name"] == "retrain-churn-5"
+    assert output["text"] == '{"max_latency_ratio":1.5}'
+    assert output["bounds"] == {"min_requests": 200}
+    assert output["pair"] == ["churn", "e1", "it's"]
+    assert output["size"] == 2
+    assert uuid.UUID(output["id"]).version == 4
+
+
+def test_an_intrinsic_function_given_the_wrong_arguments_fails_the_state():
+    parameters = {"m.$": "States.Format('{} and {}', $.a)"}
+    definition = {"StartAt": "P", "States": {"P": {"Type": "Pass", "Parameters": parameters, "End": True}}}
+    with pytest.raises(StatesError) as failed:
+        StateMachineRunner(definition, None).run({"a": 1})
+    assert failed.value.error == "States.IntrinsicFailure"
