@@ -658,3 +658,20 @@ def test_an_intrinsic_function_given_the_wrong_arguments_fails_the_state():
     with pytest.raises(StatesError) as failed:
         StateMachineRunner(definition, None).run({"a": 1})
     assert failed.value.error == "States.IntrinsicFailure"
+
+
+def test_a_callback_task_whose_request_fails_closes_its_token_and_fails_with_the_functions_error():
+    # GIVEN a callback task whose function fails before anyone could answer
+    tokens, payloads = TaskTokens(), []
+
+    def invoke(arn, payload):
+        payloads.append(payload)
+        raise TaskFailed("ValueError", "no approver configured")
+
+    # WHEN it runs THEN the state fails with the function's error, and the token can no longer be answered
+    with pytest.raises(StatesError) as failed:
+        StateMachineRunner(_approval(), invoke, task_tokens=tokens).run({"model": "m"})
+    assert failed.value.error == "ValueError"
+    with pytest.raises(TaskTokenError) as late:
+        tokens.succeed(payloads[0]["token"], "{}")
+    assert late.value.code == "TaskTimedOut"

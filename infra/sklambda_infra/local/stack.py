@@ -565,6 +565,7 @@ class LocalStack:
             "log_subscriptions": self.forwarder.describe() if self.forwarder else [],
             "schedules": self.scheduler.describe() if self.scheduler else [],
             "event_rules": describe_rules(self.event_rules),
+            "state_machine_max_wait_s": self.max_wait_s,
             "local_equivalents": dict(p.local),
             "cloud_only": dict(p.cloud_only),
             "skipped_by_condition": dict(p.skipped),
@@ -603,7 +604,9 @@ def summary(details: Mapping[str, Any]) -> str:
     for source in details.get("sqs_event_sources", []):
         lines.append(f"  SQS {source['queue_url']} -> {source['function']} (batch size {source['batch_size']})")
     for logical_id, arn in details.get("state_machines", {}).items():
-        lines.append(f"  state machine {logical_id}: {arn} (run by the local interpreter)")
+        cap = details.get("state_machine_max_wait_s")
+        waits = f"; each Wait at most {cap:g} s" if cap is not None else ""
+        lines.append(f"  state machine {logical_id}: {arn} (run by the local interpreter{waits})")
     for sub in details.get("log_subscriptions", []):
         lines.append(f"  log {sub['log_group']} -> Firehose {sub['stream']} ({sub['filter']})")
     for rule in details.get("event_rules", []):

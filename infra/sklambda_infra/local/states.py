@@ -175,6 +175,13 @@ class TaskTokens:
         with self._lock:
             self._open(token).beat = time.monotonic()
 
+    def close(self, token: str) -> None:
+        """Close a token no one will answer (its task failed before waiting): later calls get TaskTimedOut."""
+        with self._lock:
+            pending = self._tokens.get(token)
+        if pending is not None:
+            self._expire(pending, "its task failed")
+
     def wait(
         self,
         token: str,
@@ -650,21 +657,30 @@ class StateMachineRunner:
             return self._request(resource, self._parameters(state, data, context), data, context)
         started = time.monotonic()
         token = self.task_tokens.issue(f"state {name}")
-        parameters = self._parameters(state, data, {**context, "Task": {"Token": token}})
-        self._request(_base_resource(resource), parameters, data, context)
-        timeout = self._seconds(state, "TimeoutSeconds", data)
-        heartbeat = self._seconds(state, "HeartbeatSeconds", data)
+        try:
+            parameters = self._parameters(state, data, {**context, "Task": {"Token": token}})
+            self._request(_base_resource(resource), parameters, data, context)
+            timeout = self._seconds(name, state, "TimeoutSeconds", data)
+            heartbeat = self._seconds(name, state, "HeartbeatSeconds", data)
+        except BaseException:
+            self.task_tokens.close(token)  # the task failed before waiting: its token is answered by no one
+            raise
         self.log(f"state {name}: waiting for its task token (SendTaskSuccess / SendTaskFailure)")
         remaining = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
         return self.task_tokens.wait(token, timeout_s=remaining, heartbeat_s=heartbeat, stopping=self.stopping)
 
     @staticmethod
-    def _seconds(state: Mapping[str, Any], field: str, data: Any) -> float | None:
+    def _seconds(name: str, state: Mapping[str, Any], field: str, data: Any) -> float | None:
+        """TimeoutSeconds / HeartbeatSeconds, or their ...Path form read from the input; None when not set."""
         if field in state:
-            return float(state[field])
-        if f"{field}Path" in state:
-            return float(read_path(data, state[f"{field}Path"]))
-        return None
+            value = state[field]
+        elif f"{field}Path" in state:
+            value = read_path(data, state[f"{field}Path"])
+        else:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise StatesError("States.Runtime", f"state {name}: {field} {value!r} is not a number of seconds >= 0")
+        return float(value)
 
     def _request(self, resource: str, parameters: Any, data: Any, context: Mapping[str, Any]) -> Any:
         if resource == LAMBDA_INVOKE:
