@@ -57,13 +57,14 @@ def state_machine_rules(resolver: Resolver) -> list[StateMachineRule]:
         if not resolver.enabled(rule_id) or props.get("EventPattern") is None:
             continue
         where = f"{rule_id} (AWS::Events::Rule)"
-        targets, machines, others = [], [], []
+        targets, machines, others, ignored = [], [], [], set()
         for target in props.get("Targets") or []:
             machine = referenced_state_machine(resolver, (target or {}).get("Arn"))
             if machine is None:
                 others.append(str(target.get("Id", "?")))
                 continue
-            applied = {k: v for k, v in target.items() if k in TARGET_FIELDS}  # RoleArn: IAM is not emulated
+            applied = {k: v for k, v in target.items() if k in TARGET_FIELDS}
+            ignored |= set(target) - set(TARGET_FIELDS) - {"RoleArn"}  # IAM is not emulated: RoleArn is moot
             resolved = _resolve(resolver, applied, f"{where} target {target.get('Id', machine)}")
             if "Input" in resolved and not isinstance(resolved["Input"], str):
                 resolved["Input"] = json.dumps(resolved["Input"])
@@ -85,6 +86,8 @@ def state_machine_rules(resolver: Resolver) -> list[StateMachineRule]:
         rule_name, rule_arn = rule_identity(resolver, rule_id, resolved_props.get("Name"))
         bus = str(resolved_props.get("EventBusName") or DEFAULT_EVENT_BUS).rsplit("/", 1)[-1]
         notes = (f"targets not run locally: {', '.join(others)} (only state machine targets are)",) if others else ()
+        if ignored:
+            notes += (f"not applied locally: {', '.join(sorted(ignored))}",)
         found.append(
             StateMachineRule(
                 rule=rule_id,
