@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from datetime import UTC, datetime
 
 import boto3
@@ -14,6 +15,7 @@ from sklambda_infra.local import events
 from sklambda_infra.local.events import ExecutionWatcher, SqsEventSource, SqsPoller, sqs_event
 from sklambda_infra.local.functions import FunctionCrashed, FunctionError, FunctionTimeout
 from sklambda_infra.local.states import (
+    EVENTS_PUT_EVENTS,
     LAMBDA_INVOKE,
     SNS_PUBLISH,
     WAIT_FOR_TASK_TOKEN,
@@ -149,7 +151,9 @@ def test_retry_stops_after_max_attempts_and_names_the_error():
         ({"Type": "Task", "Resource": "arn:aws:states:::states:startExecution.sync", "End": True}, "startExecution"),
         ({"Type": "Task", "Resource": SNS_PUBLISH, "End": True}, "service client"),
         ({"Type": "Wait", "End": True}, "exactly one of"),
-        ({"Type": "Pass", "Parameters": {"m.$": "States.Format('{}', $.a)"}, "End": True}, "intrinsic"),
+        ({"Type": "Pass", "Parameters": {"m.$": "States.Hash($.a, 'SHA-256')"}, "End": True}, "States.Hash"),
+        ({"Type": "Pass", "Parameters": {"m.$": "States.Format('{}', $.a"}, "End": True}, "unclosed"),
+        ({"Type": "Pass", "Parameters": {"m.$": "a.b"}, "End": True}, "neither a JSONPath"),
     ],
 )
 def test_unsupported_states_are_refused_before_running(state, named):
@@ -472,3 +476,202 @@ def test_a_callback_task_ends_with_execution_aborted_when_the_runner_is_stopped(
     runner = StateMachineRunner(_approval(), lambda arn, payload: None, stopping=stopping)
     with pytest.raises(ExecutionAborted):
         runner.run({"model": "m"})
+
+
+EXECUTION_CONTEXT = {
+    "Execution": {"Id": "arn:aws:states:us-east-1:123456789012:execution:m:e1", "Name": "e1", "Input": {}},
+    "StateMachine": {"Id": "arn:aws:states:us-east-1:123456789012:stateMachine:m", "Name": "m"},
+}
+
+
+def _notify(resource: str, parameters: dict) -> dict:
+    return {
+        "StartAt": "N",
+        "States": {"N": {"Type": "Task", "Resource": resource, "Parameters": parameters, "End": True}},
+    }
+
+
+def test_put_events_sends_detail_as_json_and_names_the_execution_in_resources():
+    # GIVEN a putEvents task whose Detail is an object taken from the input
+    requests = []
+
+    def put_events(request):
+        requests.append(request)
+        return {"Entries": [{"EventId": "ev-1"}], "FailedEntryCount": 0}
+
+    entry = {"Source": "sklambda.updating", "DetailType": "RetrainingSucceeded", "Detail.$": "$.report"}
+    definition = _notify(EVENTS_PUT_EVENTS, {"Entries": [entry]})
+    # WHEN it runs
+    output = StateMachineRunner(definition, None, services={EVENTS_PUT_EVENTS: put_events}).run(
+        {"report": {"model": "churn", "version": 4}}, EXECUTION_CONTEXT
+    )
+    # THEN the event's Detail is JSON text, its Resources name the execution and the state machine (the optimized
+    # integration's rule), and the state's result is PutEvents' response
+    (request,) = requests
+    (sent,) = request["Entries"]
+    assert json.loads(sent["Detail"]) == {"model": "churn", "version": 4}
+    assert sent["Resources"] == [EXECUTION_CONTEXT["Execution"]["Id"], EXECUTION_CONTEXT["StateMachine"]["Id"]]
+    assert output == {"Entries": [{"EventId": "ev-1"}], "FailedEntryCount": 0}
+
+
+def test_a_failed_entry_fails_the_put_events_state():
+    def put_events(request):
+        return {"Entries": [{"ErrorCode": "InvalidArgument", "ErrorMessage": "no"}], "FailedEntryCount": 1}
+
+    definition = _notify(EVENTS_PUT_EVENTS, {"Entries": [{"Source": "s", "DetailType": "d", "Detail": {}}]})
+    with pytest.raises(StatesError) as failed:
+        StateMachineRunner(definition, None, services={EVENTS_PUT_EVENTS: put_events}).run({})
+    assert failed.value.error == "EventBridge.FailedEntry" and "InvalidArgument" in failed.value.cause
+
+
+def test_sns_publish_sends_an_object_message_as_json_and_returns_the_message_id():
+    requests = []
+
+    def publish(request):
+        requests.append(request)
+        return {"MessageId": "msg-1"}
+
+    definition = _notify(
+        SNS_PUBLISH, {"TopicArn": "arn:aws:sns:us-east-1:123456789012:t", "Message.$": "$", "Subject": "Approve"}
+    )
+    output = StateMachineRunner(definition, None, services={SNS_PUBLISH: publish}).run({"model": "churn"})
+    assert requests == [
+        {"TopicArn": "arn:aws:sns:us-east-1:123456789012:t", "Message": '{"model": "churn"}', "Subject": "Approve"}
+    ]
+    assert output == {"MessageId": "msg-1"}
+
+
+def test_an_sns_publish_with_a_task_token_waits_for_the_answer():
+    # GIVEN an approval request published to SNS with the task token in the message (the approval step's shape)
+    tokens = TaskTokens()
+
+    def publish(request):
+        token = json.loads(request["Message"])["token"]
+        threading.Thread(target=tokens.succeed, args=(token, '{"approved": true}')).start()
+        return {"MessageId": "msg-1"}
+
+    parameters = {"TopicArn": "arn:t", "Message": {"token.$": "$$.Task.Token", "model.$": "$.model"}}
+    definition = _notify(SNS_PUBLISH + WAIT_FOR_TASK_TOKEN, parameters)
+    runner = StateMachineRunner(definition, None, services={SNS_PUBLISH: publish}, task_tokens=tokens)
+    # WHEN it runs THEN its result is the approver's answer, not Publish's response
+    assert runner.run({"model": "churn"}) == {"approved": True}
+
+
+def test_a_rerun_with_a_used_name_is_refused_as_step_functions_refuses_it_and_runs_once(mocked_aws):
+    # GIVEN an execution named "retrain-churn-4" RUNNING in moto, and the watcher
+    sfn = boto3.client("stepfunctions")
+    definition = {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}
+    machine = sfn.create_state_machine(
+        name="m", definition=json.dumps(definition), roleArn="arn:aws:iam::123456789012:role/r"
+    )["stateMachineArn"]
+    first = sfn.start_execution(stateMachineArn=machine, name="retrain-churn-4", input='{"v": 4}')["executionArn"]
+    watcher = ExecutionWatcher(
+        {machine: "M"}, sfn, None, lambda line: None, account_id="123456789012", region="us-east-1"
+    )
+
+    # WHEN the same name is started again with the same input while it runs THEN it is the same execution
+    # (StartExecution is idempotent for STANDARD workflows), and with another input ExecutionAlreadyExists
+    assert (
+        sfn.start_execution(stateMachineArn=machine, name="retrain-churn-4", input='{"v": 4}')["executionArn"] == first
+    )
+    with pytest.raises(sfn.exceptions.ExecutionAlreadyExists):
+        sfn.start_execution(stateMachineArn=machine, name="retrain-churn-4", input='{"v": 5}')
+
+    # WHEN the watcher polls, the execution finishes, and the watcher polls again
+    watcher.poll_once()
+    assert watcher.wait(first, 10)
+    watcher.poll_once()
+    # THEN it ran once
+    assert list(watcher.started) == [first]
+    assert sfn.describe_execution(executionArn=first)["status"] == "SUCCEEDED"
+
+    # AND once it has finished, even the same name and input is ExecutionAlreadyExists
+    with pytest.raises(sfn.exceptions.ExecutionAlreadyExists):
+        sfn.start_execution(stateMachineArn=machine, name="retrain-churn-4", input='{"v": 4}')
+
+
+def test_service_integrations_call_moto_and_name_a_refused_request_after_the_service(mocked_aws):
+    # GIVEN the integrations over boto3 clients of moto, a topic with a queue subscribed, and a definition that
+    #       publishes to it then to a topic that does not exist
+    sns, sqs = boto3.client("sns"), boto3.client("sqs")
+    topic = sns.create_topic(Name="approvals")["TopicArn"]
+    queue = sqs.create_queue(QueueName="inbox")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+    services = events.service_integrations(boto3.client)
+    publish = {"Type": "Task", "Resource": SNS_PUBLISH, "Parameters": {"Message.$": "$.note"}}
+    definition = {
+        "StartAt": "Good",
+        "States": {
+            "Good": {
+                **publish,
+                "Parameters": {**publish["Parameters"], "TopicArn": topic},
+                "ResultPath": "$.sent",
+                "Next": "Bad",
+            },
+            "Bad": {**publish, "Parameters": {**publish["Parameters"], "TopicArn": topic + "-gone"}, "End": True},
+        },
+    }
+    # WHEN it runs
+    with pytest.raises(StatesError) as failed:
+        StateMachineRunner(definition, None, services=services).run({"note": "approve churn 4?"})
+    # THEN the first message reached the subscriber, and the refused one failed the state with SNS.<the API's code>
+    [message] = sqs.receive_message(QueueUrl=queue).get("Messages", [])
+    assert json.loads(message["Body"])["Message"] == "approve churn 4?"
+    assert failed.value.error == "SNS.NotFound" and failed.value.cause
+
+
+def test_intrinsic_functions_build_parameters_from_the_input_and_the_context():
+    # GIVEN a Pass state whose parameters use the intrinsic functions that run locally, nested and with escapes
+    parameters = {
+        "subject.$": "States.Format('Approve {} version {}? \\{ticket\\}', $.model, $.version)",
+        "name.$": "States.Format('retrain-{}-{}', $.model, States.MathAdd($.version, 1))",
+        "text.$": "States.JsonToString($.bounds)",
+        "bounds.$": "States.StringToJson($.bounds_text)",
+        "pair.$": "States.Array($.model, $$.Execution.Name, 'it\\'s')",
+        "size.$": "States.ArrayLength($.drifted)",
+        "id.$": "States.UUID()",
+    }
+    definition = {"StartAt": "P", "States": {"P": {"Type": "Pass", "Parameters": parameters, "End": True}}}
+    data = {
+        "model": "churn",
+        "version": 4,
+        "bounds": {"max_latency_ratio": 1.5},
+        "bounds_text": '{"min_requests": 200}',
+        "drifted": ["tenure", "plan"],
+    }
+    # WHEN it runs
+    output = StateMachineRunner(definition, None).run(data, {"Execution": {"Name": "e1"}})
+    # THEN each function gives what Step Functions' would
+    assert output["subject"] == "Approve churn version 4? {ticket}"
+    assert output["name"] == "retrain-churn-5"
+    assert output["text"] == '{"max_latency_ratio":1.5}'
+    assert output["bounds"] == {"min_requests": 200}
+    assert output["pair"] == ["churn", "e1", "it's"]
+    assert output["size"] == 2
+    assert uuid.UUID(output["id"]).version == 4
+
+
+def test_an_intrinsic_function_given_the_wrong_arguments_fails_the_state():
+    parameters = {"m.$": "States.Format('{} and {}', $.a)"}
+    definition = {"StartAt": "P", "States": {"P": {"Type": "Pass", "Parameters": parameters, "End": True}}}
+    with pytest.raises(StatesError) as failed:
+        StateMachineRunner(definition, None).run({"a": 1})
+    assert failed.value.error == "States.IntrinsicFailure"
+
+
+def test_a_callback_task_whose_request_fails_closes_its_token_and_fails_with_the_functions_error():
+    # GIVEN a callback task whose function fails before anyone could answer
+    tokens, payloads = TaskTokens(), []
+
+    def invoke(arn, payload):
+        payloads.append(payload)
+        raise TaskFailed("ValueError", "no approver configured")
+
+    # WHEN it runs THEN the state fails with the function's error, and the token can no longer be answered
+    with pytest.raises(StatesError) as failed:
+        StateMachineRunner(_approval(), invoke, task_tokens=tokens).run({"model": "m"})
+    assert failed.value.error == "ValueError"
+    with pytest.raises(TaskTokenError) as late:
+        tokens.succeed(payloads[0]["token"], "{}")
+    assert late.value.code == "TaskTimedOut"

@@ -25,6 +25,8 @@ import boto3
 from botocore.config import Config
 
 from sklambda.connection import process_running
+from sklambda_infra.local.eventbridge import StateMachineRule, create_rules, state_machine_rules
+from sklambda_infra.local.eventbridge import describe as describe_rules
 from sklambda_infra.local.events import ExecutionWatcher, SqsPoller, service_integrations, sqs_event_sources
 from sklambda_infra.local.functions import (
     FAKE_ACCESS_KEY_ID,
@@ -146,6 +148,7 @@ class LocalStack:
         # Each Wait state of a local execution sleeps at most this long (seconds); see states.py.
         self.max_wait_s = max_wait_s
         self.task_tokens = TaskTokens()
+        self.event_rules: list[StateMachineRule] = []
         self.forwarder: LogForwarder | None = None
         self.scheduler: Scheduler | None = None
         self._pools: dict[str, queue.LifoQueue[FunctionRunner]] = {}
@@ -260,11 +263,29 @@ class LocalStack:
             max_wait_s=self.max_wait_s,
         )
         self.watcher.start()
+        # EventBridge rules whose targets are state machines: a matching PutEvents starts an execution.
+        self.event_rules = state_machine_rules(resolver)
+        create_rules(self.client("events"), self.event_rules)
+        for rule in self.event_rules:
+            self.provisioned.cloud_only.pop(rule.rule, None)
+            self.provisioned.local[rule.rule] = "in moto's EventBridge: a matching PutEvents starts the state machine"
+            self.provisioned.notes.setdefault(rule.rule, []).extend(rule.notes)
         # EventBridge schedules (the drift check); SKLAMBDA_LOCAL_SCHEDULE_EVERY=<seconds> speeds them up.
         self.scheduler = Scheduler(
-            schedule_sources(resolver), self._invoke_pooled, self.log, every_s=schedule_every_from_env()
+            schedule_sources(resolver),
+            self._invoke_pooled,
+            self.log,
+            every_s=schedule_every_from_env(),
+            start_execution=self._start_execution,
         )
         self.scheduler.start()
+
+    def _start_execution(self, state_machine_arn: str, execution_input: Any) -> str:
+        """StartExecution in moto (the watcher runs it), as EventBridge does for a state machine target."""
+        started = self.client("stepfunctions").start_execution(
+            stateMachineArn=state_machine_arn, input=json.dumps(execution_input)
+        )
+        return str(started["executionArn"])
 
     def _invoke_pooled(self, logical_id: str, event: Any) -> Any:
         """Invoke on an idle worker of the function, starting another one (up to max_parallel_workers) when all
@@ -543,6 +564,8 @@ class LocalStack:
             ],
             "log_subscriptions": self.forwarder.describe() if self.forwarder else [],
             "schedules": self.scheduler.describe() if self.scheduler else [],
+            "event_rules": describe_rules(self.event_rules),
+            "state_machine_max_wait_s": self.max_wait_s,
             "local_equivalents": dict(p.local),
             "cloud_only": dict(p.cloud_only),
             "skipped_by_condition": dict(p.skipped),
@@ -581,9 +604,14 @@ def summary(details: Mapping[str, Any]) -> str:
     for source in details.get("sqs_event_sources", []):
         lines.append(f"  SQS {source['queue_url']} -> {source['function']} (batch size {source['batch_size']})")
     for logical_id, arn in details.get("state_machines", {}).items():
-        lines.append(f"  state machine {logical_id}: {arn} (run by the local interpreter)")
+        cap = details.get("state_machine_max_wait_s")
+        waits = f"; each Wait at most {cap:g} s" if cap is not None else ""
+        lines.append(f"  state machine {logical_id}: {arn} (run by the local interpreter{waits})")
     for sub in details.get("log_subscriptions", []):
         lines.append(f"  log {sub['log_group']} -> Firehose {sub['stream']} ({sub['filter']})")
+    for rule in details.get("event_rules", []):
+        machines = ", ".join(rule["state_machines"])
+        lines.append(f"  rule {rule['rule']} ({rule['event_bus']} bus) -> state machine {machines}")
     for sched in details.get("schedules", []):
         when = sched["local_schedule"] or "disabled"
         lines.append(f"  schedule {sched['expression']} -> {sched['function']} ({when}; next {sched['next']})")

@@ -29,8 +29,10 @@ local stack runs them here: `StateMachineRunner(definition, invoke).run(input)` 
 - InputPath, Parameters, ResultSelector, ResultPath, OutputPath; Retry (ErrorEquals, MaxAttempts, IntervalSeconds,
   BackoffRate, capped at 1 s locally) and Catch (ErrorEquals, ResultPath, Next); States.ALL and States.TaskFailed.
 - The context object: $$.Execution (given by the caller), $$.State.Name / EnteredTime, $$.Task.Token, $$.Map.Item.
-Anything else (Parallel, other service integrations, `.sync`, intrinsic functions such as States.Format in a
-`.$` field) raises UnsupportedState before the execution starts, never silently. When the `stopping` event given to
+- Intrinsic functions in `.$` fields: States.Format, StringToJson, JsonToString, Array, ArrayLength, MathAdd, UUID
+  (INTRINSICS), nested; a call given the wrong arguments fails the state with States.IntrinsicFailure.
+Anything else (Parallel, other service integrations, `.sync`, other intrinsic functions, JSONata) raises
+UnsupportedState before the execution starts, never silently. When the `stopping` event given to
 the runner is set, a Wait or a task waiting for its token ends the run with ExecutionAborted.
 """
 
@@ -41,8 +43,10 @@ import json
 import secrets
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -171,6 +175,13 @@ class TaskTokens:
         with self._lock:
             self._open(token).beat = time.monotonic()
 
+    def close(self, token: str) -> None:
+        """Close a token no one will answer (its task failed before waiting): later calls get TaskTimedOut."""
+        with self._lock:
+            pending = self._tokens.get(token)
+        if pending is not None:
+            self._expire(pending, "its task failed")
+
     def wait(
         self,
         token: str,
@@ -266,18 +277,167 @@ def write_path(data: Any, path: str | None, value: Any) -> Any:
 
 
 def apply_template(template: Any, data: Any, context: Mapping[str, Any]) -> Any:
-    """Parameters / ItemSelector / ResultSelector: keys ending in .$ are paths, the rest literal."""
+    """Parameters / ItemSelector / ResultSelector: keys ending in .$ are paths or intrinsic functions, the rest
+    literal."""
     if isinstance(template, dict):
         out = {}
         for key, value in template.items():
             if key.endswith(".$"):
-                out[key[:-2]] = read_path(data, value, context) if isinstance(value, str) else value
+                out[key[:-2]] = _evaluate(value, data, context) if isinstance(value, str) else value
             else:
                 out[key] = apply_template(value, data, context)
         return out
     if isinstance(template, list):
         return [apply_template(v, data, context) for v in template]
     return template
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Intrinsic functions (https://docs.aws.amazon.com/step-functions/latest/dg/intrinsic-functions.html), a subset
+
+
+@dataclass(frozen=True)
+class _Call:
+    name: str
+    args: tuple[Any, ...]  # _Path, _Call or a literal (str, number, bool, None)
+
+
+@dataclass(frozen=True)
+class _Path:
+    path: str
+
+
+def _parse_call(text: str, start: int = 0) -> tuple[_Call, int]:
+    """`States.Name(arg, ...)` from text[start:]; the call and the index after its closing parenthesis."""
+    open_at = text.find("(", start)
+    name = text[start:open_at].strip()
+    if open_at < 0 or not name.startswith("States."):
+        raise UnsupportedState(f"{text!r} is not an intrinsic function call")
+    args: list[Any] = []
+    i = open_at + 1
+    while True:
+        while i < len(text) and text[i] == " ":
+            i += 1
+        if i >= len(text):
+            raise UnsupportedState(f"{text!r}: unclosed intrinsic function call")
+        if text[i] == ")" and not args:
+            return _Call(name, ()), i + 1
+        if text[i] == "'":
+            value, i = _string_literal(text, i)
+            args.append(value)
+        elif text.startswith("States.", i):
+            call, i = _parse_call(text, i)
+            args.append(call)
+        else:
+            end, depth = i, 0
+            while end < len(text) and (depth or text[end] not in ",)"):
+                depth += {"[": 1, "]": -1}.get(text[end], 0)
+                end += 1
+            token = text[i:end].strip()
+            if token.startswith("$"):
+                args.append(_Path(token))
+            else:
+                try:
+                    args.append(json.loads(token))
+                except ValueError:
+                    raise UnsupportedState(f"{text!r}: cannot read the argument {token!r}") from None
+            i = end
+        while i < len(text) and text[i] == " ":
+            i += 1
+        if i < len(text) and text[i] == ",":
+            i += 1
+            continue
+        if i < len(text) and text[i] == ")":
+            return _Call(name, tuple(args)), i + 1
+        if i >= len(text):
+            raise UnsupportedState(f"{text!r}: unclosed intrinsic function call")
+        raise UnsupportedState(f"{text!r}: expected , or ) at {i}")
+
+
+def _string_literal(text: str, start: int) -> tuple[str, int]:
+    """A single-quoted literal; a backslash escapes the next character (\\' \\{ \\} \\\\)."""
+    out, i = [], start + 1
+    while i < len(text):
+        char = text[i]
+        if char == "\\" and i + 1 < len(text):
+            out.append(text[i : i + 2] if text[i + 1] in "{}" else text[i + 1])
+            i += 2
+            continue
+        if char == "'":
+            return "".join(out), i + 1
+        out.append(char)
+        i += 1
+    raise UnsupportedState(f"{text!r}: unclosed string literal")
+
+
+def _format(template: str, values: list[Any]) -> str:
+    """States.Format: each unescaped {} takes the next argument (strings as they are, anything else as JSON)."""
+    out, i, rest = [], 0, list(values)
+    while i < len(template):
+        if template.startswith("\\{", i) or template.startswith("\\}", i):
+            out.append(template[i + 1])
+            i += 2
+        elif template.startswith("{}", i):
+            if not rest:
+                raise StatesError("States.IntrinsicFailure", f"States.Format: more {{}} than arguments in {template!r}")
+            value = rest.pop(0)
+            out.append(value if isinstance(value, str) else json.dumps(value))
+            i += 2
+        else:
+            out.append(template[i])
+            i += 1
+    if rest:
+        raise StatesError("States.IntrinsicFailure", f"States.Format: more arguments than {{}} in {template!r}")
+    return "".join(out)
+
+
+def _string_to_json(text: Any) -> Any:
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError) as e:
+        raise StatesError("States.IntrinsicFailure", f"States.StringToJson: {e}") from None
+
+
+INTRINSICS: dict[str, Callable[..., Any]] = {
+    "States.Format": lambda template, *values: _format(template, list(values)),
+    "States.StringToJson": _string_to_json,
+    "States.JsonToString": lambda value: json.dumps(value, separators=(",", ":")),
+    "States.Array": lambda *values: list(values),
+    "States.ArrayLength": lambda values: len(values),
+    "States.MathAdd": lambda a, b: a + b,
+    "States.UUID": lambda: str(uuid.uuid4()),
+}
+
+
+def _check_call(call: _Call) -> None:
+    if call.name not in INTRINSICS:
+        raise UnsupportedState(f"intrinsic function {call.name} does not run locally (only {', '.join(INTRINSICS)})")
+    for arg in call.args:
+        if isinstance(arg, _Call):
+            _check_call(arg)
+
+
+def _call(call: _Call, data: Any, context: Mapping[str, Any]) -> Any:
+    args = [
+        _call(a, data, context)
+        if isinstance(a, _Call)
+        else read_path(data, a.path, context)
+        if isinstance(a, _Path)
+        else a
+        for a in call.args
+    ]
+    try:
+        return INTRINSICS[call.name](*args)
+    except TypeError as e:
+        raise StatesError("States.IntrinsicFailure", f"{call.name}: {e}") from None
+
+
+def _evaluate(value: str, data: Any, context: Mapping[str, Any]) -> Any:
+    """A `.$` field's value: a JSONPath, or an intrinsic function call."""
+    if value.startswith("States."):
+        call, _ = _parse_call(value)
+        return _call(call, data, context)
+    return read_path(data, value, context)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -297,12 +457,20 @@ def _base_resource(resource: str) -> str:
 
 
 def _check_paths(name: str, template: Any) -> None:
-    """A `.$` field must hold a JSONPath: intrinsic functions (States.Format...) do not run locally."""
+    """A `.$` field must hold a JSONPath or an intrinsic function this interpreter runs (INTRINSICS)."""
     if isinstance(template, dict):
         for key, value in template.items():
-            if key.endswith(".$") and not (isinstance(value, str) and value.startswith("$")):
+            if key.endswith(".$") and isinstance(value, str) and value.startswith("States."):
+                try:
+                    call, end = _parse_call(value)
+                    if value[end:].strip():
+                        raise UnsupportedState(f"unexpected text after the call: {value[end:]!r}")
+                    _check_call(call)
+                except UnsupportedState as e:
+                    raise UnsupportedState(f"state {name}: {key}: {e}") from None
+            elif key.endswith(".$") and not (isinstance(value, str) and value.startswith("$")):
                 raise UnsupportedState(
-                    f"state {name}: {key}: {value!r} is not a JSONPath (intrinsic functions do not run locally)"
+                    f"state {name}: {key}: {value!r} is neither a JSONPath nor an intrinsic function"
                 )
             _check_paths(name, value)
     elif isinstance(template, list):
@@ -489,21 +657,30 @@ class StateMachineRunner:
             return self._request(resource, self._parameters(state, data, context), data, context)
         started = time.monotonic()
         token = self.task_tokens.issue(f"state {name}")
-        parameters = self._parameters(state, data, {**context, "Task": {"Token": token}})
-        self._request(_base_resource(resource), parameters, data, context)
-        timeout = self._seconds(state, "TimeoutSeconds", data)
-        heartbeat = self._seconds(state, "HeartbeatSeconds", data)
+        try:
+            parameters = self._parameters(state, data, {**context, "Task": {"Token": token}})
+            self._request(_base_resource(resource), parameters, data, context)
+            timeout = self._seconds(name, state, "TimeoutSeconds", data)
+            heartbeat = self._seconds(name, state, "HeartbeatSeconds", data)
+        except BaseException:
+            self.task_tokens.close(token)  # the task failed before waiting: its token is answered by no one
+            raise
         self.log(f"state {name}: waiting for its task token (SendTaskSuccess / SendTaskFailure)")
         remaining = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
         return self.task_tokens.wait(token, timeout_s=remaining, heartbeat_s=heartbeat, stopping=self.stopping)
 
     @staticmethod
-    def _seconds(state: Mapping[str, Any], field: str, data: Any) -> float | None:
+    def _seconds(name: str, state: Mapping[str, Any], field: str, data: Any) -> float | None:
+        """TimeoutSeconds / HeartbeatSeconds, or their ...Path form read from the input; None when not set."""
         if field in state:
-            return float(state[field])
-        if f"{field}Path" in state:
-            return float(read_path(data, state[f"{field}Path"]))
-        return None
+            value = state[field]
+        elif f"{field}Path" in state:
+            value = read_path(data, state[f"{field}Path"])
+        else:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise StatesError("States.Runtime", f"state {name}: {field} {value!r} is not a number of seconds >= 0")
+        return float(value)
 
     def _request(self, resource: str, parameters: Any, data: Any, context: Mapping[str, Any]) -> Any:
         if resource == LAMBDA_INVOKE:
