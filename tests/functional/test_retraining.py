@@ -229,6 +229,8 @@ def test_a_run_trains_gates_canaries_waits_for_approval_and_promotes(retrain) ->
     assert status == "SUCCEEDED", report
     assert report["status"] == "succeeded" and report["candidate"] == "2"
     assert report["gate"]["decision"] == "replace"
+    assert (report["gate"]["champion_version"], report["gate"]["candidate_version"]) == ("1", "2")
+    assert report["gate"]["challenger"] > report["gate"]["champion"]  # the metric's values, ROC AUC
     assert [s["step"] for s in report["steps"]] == list(retraining.STEPS)
     assert all(s["status"] == "succeeded" for s in report["steps"])
     assert pipeline.checks == 2
@@ -240,6 +242,7 @@ def test_a_run_trains_gates_canaries_waits_for_approval_and_promotes(retrain) ->
     assert kinds == ["ModelPromoted", "RetrainingSucceeded"]
 
 
+@pytest.mark.filterwarnings("ignore:Skipping features without any observed values")  # the imputer, on `age`
 def test_a_candidate_publish_refuses_ends_the_run_with_its_reasons(retrain) -> None:
     # GIVEN training data whose `age` column is empty (publish refuses a constant column)
     rows = pd.read_csv(io.StringIO(training_rows(300, seed=6, concept="new"))).assign(age=None)

@@ -453,8 +453,8 @@ class Retraining:
     # --- 03 gate
     def gate(self, request: RetrainRequest, assembled: Mapping[str, Any], trained: Mapping[str, Any]) -> dict:
         """Gate the candidate against the champion on the holdout (updating.versions.gate_versions, the run's gate
-        settings). Outcome: the GateResult (to_dict) with champion and candidate. Raises GateFailed unless the decision
-        is `replace`."""
+        settings). Outcome: the GateResult (to_dict: its champion and challenger are the metric's values) with
+        champion_version and candidate_version. Raises GateFailed unless the decision is `replace`."""
         given = {
             "champion": trained["champion"],
             "candidate": trained["version"],
@@ -474,7 +474,8 @@ class Retraining:
             )  # fmt: skip
         except ValueError as e:  # one class in the holdout, different tasks: the gate cannot decide
             raise GateFailed(f"the gate cannot compare the versions: {e}") from None
-        outcome = {"champion": given["champion"], "candidate": given["candidate"], **result.to_dict()}
+        # GateResult's champion/challenger are the metric's values; the versions are named beside them.
+        outcome = {**result.to_dict(), "champion_version": given["champion"], "candidate_version": given["candidate"]}
         if result.decision != REPLACE:
             raise GateFailed(f"gate: {result.decision}: {result.reason}", outcome=outcome)
         return outcome
@@ -596,7 +597,7 @@ class Retraining:
         message = "\n".join(
             [
                 f"Retraining run {request.run_id} of model {request.model} waits for an approval.",
-                f"Candidate: version {version}; champion: version {gate.get('champion')} ({request.alias}).",
+                f"Candidate: version {version}; champion: version {gate.get('champion_version')} ({request.alias}).",
                 f"Gate: {gate.get('decision')}: {gate.get('reason')}",
                 f"Rollout: {request.rollout}" + (f", last check: {rollout.get('status')}" if rollout else ""),
                 "",
@@ -820,7 +821,8 @@ def _gate_summary(record: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if not record or not record.get("outcome"):
         return None
     out = record["outcome"]
-    keys = ("champion", "candidate", "metric", "rows", "gain", "gain_lower", "decision", "reason")
+    keys = ("champion_version", "candidate_version", "metric", "champion", "challenger", "rows", "gain", "gain_lower",
+            "decision", "reason")  # fmt: skip
     return {k: out.get(k) for k in keys}
 
 
