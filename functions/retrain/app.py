@@ -6,7 +6,7 @@ Events (the state machine's Task payloads; samples in events/retrain_*.json):
         that is a DriftDetected / PerformanceDegraded event takes the stack's automatic rollout and approval)
     {"step": "assemble" | "rollout" | "recall_approval", "run": <request>}
     {"step": "gate" | "promote", "run": <request>, "steps": {<step>: <outcome>}}
-    {"step": "watch", "run": <request>, "check": <the rollout check's verdict>, "previous": <last watch answer>}
+    {"step": "watch", "run": <request>, "check": <the rollout check's answer>, "previous": <last watch result>}
     {"step": "approval", "run": <request>, "steps": {...}, "task_token": <$$.Task.Token>}
     {"step": "report", "state": <the state machine's data>, "execution": <execution name>}
 A step that fails raises its StepFailed subclass (GateFailed, CanaryRolledBack...): Step Functions sees the class name

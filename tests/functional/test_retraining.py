@@ -212,6 +212,11 @@ def decide_when_asked(retrain, pipeline: Pipeline, run_id: str, *, approved: boo
     return decide_approval(store, FakeStepFunctions(pipeline.tokens), approved=approved, reason="looked at it", by="t")
 
 
+def canary(status: str, *reasons: str) -> dict:
+    """The rollout check's answer for a canary (updating.rollout_check's shape, the fields the pipeline reads)."""
+    return {"status": status, "verdict": {"status": status, "reasons": [{"metric": "m", "text": r} for r in reasons]}}
+
+
 def alias(retrain) -> object:
     return retrain.env.registry.get_alias("churn", "production")
 
@@ -219,7 +224,7 @@ def alias(retrain) -> object:
 def test_a_run_trains_gates_canaries_waits_for_approval_and_promotes(retrain) -> None:
     # GIVEN new-concept training data and a rollout check that collects once, then finds the canary healthy
     retrain.put_training_data(training_rows(500, seed=5, concept="new"))
-    pipeline = Pipeline(retrain, [{"status": "collecting", "reasons": []}, {"status": "healthy", "reasons": []}])
+    pipeline = Pipeline(retrain, [canary("collecting"), canary("healthy")])
     # WHEN a canary run asking for approval runs, and it is approved when asked
     with ThreadPoolExecutor(1) as pool:
         approval = pool.submit(decide_when_asked, retrain, pipeline, "happy", approved=True)
@@ -270,7 +275,7 @@ def test_a_candidate_the_gate_does_not_prefer_ends_the_run_and_is_never_rolled_o
 def test_a_rejected_approval_rolls_the_canary_back_and_a_resume_does_not_retrain(retrain) -> None:
     # GIVEN a canary run found healthy, waiting for its approval
     retrain.put_training_data(training_rows(500, seed=5, concept="new"))
-    pipeline = Pipeline(retrain, [{"status": "healthy", "reasons": []}])
+    pipeline = Pipeline(retrain, [canary("healthy")])
     # WHEN the approval is rejected
     with ThreadPoolExecutor(1) as pool:
         rejection = pool.submit(decide_when_asked, retrain, pipeline, "rejected", approved=False)
@@ -282,7 +287,7 @@ def test_a_rejected_approval_rolls_the_canary_back_and_a_resume_does_not_retrain
     assert report["rollout"]["undone"] == "canary_rolled_back"
     assert (alias(retrain).version, alias(retrain).canary) == ("1", None)
     # AND a resume of the run (same run id) reuses its recorded assemble, train and gate: no version 3
-    again = Pipeline(retrain, [{"status": "healthy", "reasons": []}])
+    again = Pipeline(retrain, [canary("healthy")])
     with ThreadPoolExecutor(1) as pool:
         approval = pool.submit(decide_when_asked, retrain, again, "rejected", approved=True)
         status, report = again.run("resume-1", run_id="rejected", rollout="canary", approval=True)
@@ -296,7 +301,7 @@ def test_a_rejected_approval_rolls_the_canary_back_and_a_resume_does_not_retrain
 def test_a_canary_the_rollout_check_rolls_back_ends_the_run_with_its_reasons(retrain) -> None:
     # GIVEN a canary run whose rollout check finds the canary's error rate beyond its bound
     retrain.put_training_data(training_rows(500, seed=5, concept="new"))
-    verdict = {"status": "rolled_back", "reasons": ["error rate 3.1% vs 0.2% (bound +1.0%)"]}
+    verdict = canary("rolled_back", "error rate 3.1% vs 0.2% (bound +1.0%)")
     # WHEN the run runs
     status, report = Pipeline(retrain, [verdict]).run("rolledback", rollout="canary")
     # THEN it failed at watch with the check's reason, and nothing is promoted
@@ -308,7 +313,12 @@ def test_a_canary_the_rollout_check_rolls_back_ends_the_run_with_its_reasons(ret
 def test_a_shadow_run_promotes_the_shadow_once_healthy_and_clears_it(retrain) -> None:
     # GIVEN new-concept data and a rollout check that finds the shadow healthy at once
     retrain.put_training_data(training_rows(500, seed=5, concept="new"))
-    pipeline = Pipeline(retrain, [{"status": "healthy", "reasons": []}])
+    compared = {
+        "status": "compared",
+        "summary": "the shadow would replace",
+        "quality": {"available": True, "decision": "replace"},
+    }
+    pipeline = Pipeline(retrain, [{"status": "no_canary", "verdict": None, "shadow": compared}])
     # WHEN a shadow run without approval runs
     status, report = pipeline.run("shadowed", rollout="shadow")
     # THEN the candidate shadowed production, was promoted, and the alias has no shadow left

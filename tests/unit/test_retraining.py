@@ -60,20 +60,38 @@ def watcher() -> Retraining:
 def test_the_watch_counts_rounds_and_gives_up_after_max_rounds_still_collecting() -> None:
     pipeline, request = watcher(), RetrainRequest(model="churn", run_id="w", max_rounds=2)
     # WHEN the check answers collecting twice
-    first = pipeline.watch(request, {"status": "collecting", "reasons": []}, None)
+    first = pipeline.watch(request, {"status": "collecting", "verdict": {"reasons": []}}, None)
     # THEN the first round waits again, the second times the rollout out
     assert (first["status"], first["round"]) == ("collecting", 1)
     with pytest.raises(retraining.RolloutTimedOut, match="after 2 check"):
-        pipeline.watch(request, {"status": "collecting", "reasons": []}, first)
+        pipeline.watch(request, {"status": "failed", "error": {"code": "internal", "message": "S3 throttled"}}, first)
     assert pipeline.store(request).record("watch")["status"] == "failed"
 
 
 def test_the_watch_ends_the_run_with_the_checks_reasons_or_an_unknown_answer() -> None:
     pipeline, request = watcher(), RetrainRequest(model="churn", run_id="w")
+    rolled_back = {"status": "rolled_back", "verdict": {"reasons": [{"metric": "latency", "text": "p99 latency 2.1x"}]}}
     with pytest.raises(retraining.CanaryRolledBack, match=r"p99 latency 2\.1x"):
-        pipeline.watch(request, {"status": "rolled_back", "reasons": ["p99 latency 2.1x"]}, None)
-    with pytest.raises(retraining.StepFailed, match="no known status"):
+        pipeline.watch(request, rolled_back, None)
+    with pytest.raises(retraining.CanaryRolledBack, match="no canary any more"):
+        pipeline.watch(RetrainRequest(model="churn", run_id="w1"), {"status": "no_canary"}, None)
+    with pytest.raises(retraining.RolloutCheckFailed, match="unknown status"):
         pipeline.watch(RetrainRequest(model="churn", run_id="w2"), {"oops": True}, None)
+
+
+@pytest.mark.parametrize(
+    ("quality", "status"),
+    [
+        ({"available": True, "decision": "replace"}, "healthy"),
+        ({"available": True, "decision": "keep_champion"}, "collecting"),
+        ({"available": True, "decision": "reject"}, "rejected"),
+        ({"available": False, "reason": "12 labeled rows"}, "collecting"),
+    ],
+)
+def test_a_shadow_is_healthy_once_its_paired_gate_would_replace_the_stable_version(quality, status) -> None:
+    answer = {"status": "no_canary", "shadow": {"status": "compared", "summary": "s", "quality": quality}}
+    assert retraining.read_check(answer, "shadow")[0] == status
+    assert retraining.read_check({"status": "no_canary", "shadow": None}, "shadow")[0] == "rolled_back"
 
 
 def test_a_request_names_every_bad_field_and_takes_the_execution_name_as_its_run_id() -> None:

@@ -62,6 +62,8 @@ RUNNING, SUCCEEDED, FAILED, UNDONE = "running", "succeeded", "failed", "undone"
 CANARY, SHADOW, NO_ROLLOUT = "canary", "shadow", "none"
 # What the rollout check answers (sklambda.updating.rollout.CanaryVerdict.status).
 COLLECTING, HEALTHY, ROLLED_BACK = "collecting", "healthy", "rolled_back"
+# read_check's other answers: a shadow the comparison would reject, an answer no check gives.
+REJECTED, UNREADABLE = "rejected", "unreadable"
 # A card tag naming the run that published a version: a rerun of the train step adopts the version its run published
 # before a crash instead of publishing another one.
 RUN_TAG, PARENT_TAG = "retraining.run", "retraining.parent"
@@ -98,6 +100,14 @@ class GateFailed(StepFailed):
 
 class CanaryRolledBack(StepFailed):
     """The rollout check rolled the canary back (a bound was violated): its reasons."""
+
+
+class ShadowRejected(StepFailed):
+    """The shadow comparison's paired gate found the candidate would be rejected against the stable version."""
+
+
+class RolloutCheckFailed(StepFailed):
+    """The rollout check answered something no check answers (an invalid request, an unknown status)."""
 
 
 class RolloutTimedOut(StepFailed):
@@ -501,19 +511,19 @@ class Retraining:
         return out
 
     # --- 05 watch
-    def watch(self, request: RetrainRequest, verdict: Any, previous: Mapping[str, Any] | None) -> dict[str, Any]:
-        """One round of watching the rollout: `verdict` is the rollout check's answer (a CanaryVerdict as JSON, its
-        `status` collecting, healthy or rolled_back); `previous` this step's last answer (None on the first round).
-        Returns {"status": "collecting" | "healthy", "round", "verdict"}. Raises CanaryRolledBack (the check rolled
-        it back: its reasons), RolloutTimedOut after max_rounds rounds still collecting."""
+    def watch(self, request: RetrainRequest, answer: Any, previous: Mapping[str, Any] | None) -> dict[str, Any]:
+        """One round of watching the rollout: `answer` is the rollout check's answer for the alias (read_check);
+        `previous` this step's last result (None on the first round). Returns {"status": "collecting" | "healthy",
+        "round", "reasons"}. Raises CanaryRolledBack (the check rolled the canary back, or it is gone: the reasons),
+        ShadowRejected (the shadow would be rejected), RolloutCheckFailed (an answer that is no check's),
+        RolloutTimedOut after max_rounds rounds still collecting."""
         store = self.store(request)
         recorded = store.record("watch")
         if recorded is not None and recorded.get("status") == SUCCEEDED:
             return dict(recorded["outcome"])
         number = int((previous or {}).get("round", 0)) + 1
-        status = verdict.get("status") if isinstance(verdict, Mapping) else None
-        reasons = list(verdict.get("reasons") or []) if isinstance(verdict, Mapping) else []
-        outcome = {"status": status, "round": number, "max_rounds": request.max_rounds, "verdict": verdict}
+        status, reasons = read_check(answer, request.rollout)
+        outcome = {"status": status, "round": number, "max_rounds": request.max_rounds, "reasons": reasons}
         record = {
             "format": STEP_FORMAT,
             "model": request.model,
@@ -521,24 +531,26 @@ class Retraining:
             "step": "watch",
             "attempt": number,
             "status": RUNNING,
-            "input": {"round": number},
+            "input": {"round": number, "answer": answer},
             "started_at": (recorded or {}).get("started_at") or _now(self.clock),
             "finished_at": None,
             "seconds": None,
             "outcome": outcome,
             "error": None,
         }
+        why = "; ".join(reasons) or "no reason given"
         failure: StepFailed | None = None
         if status == HEALTHY:
             record.update(status=SUCCEEDED, finished_at=_now(self.clock))
         elif status == ROLLED_BACK:
-            why = "; ".join(map(str, reasons)) or "no reason given"
-            failure = CanaryRolledBack(f"the rollout check rolled the canary back: {why}", outcome=outcome)
+            failure = CanaryRolledBack(f"the canary was rolled back: {why}", outcome=outcome)
+        elif status == REJECTED:
+            failure = ShadowRejected(f"the shadow would be rejected: {why}", outcome=outcome)
         elif status != COLLECTING:
-            failure = StepFailed(f"the rollout check answered no known status: {json.dumps(verdict)[:500]}")
+            failure = RolloutCheckFailed(f"the rollout check's answer cannot be read: {why}", outcome=outcome)
         elif number >= request.max_rounds:
             failure = RolloutTimedOut(
-                f"the rollout was still collecting after {number} check(s) (max_rounds {request.max_rounds})",
+                f"the rollout was still collecting after {number} check(s) (max_rounds {request.max_rounds}): {why}",
                 outcome=outcome,
             )
         if failure is not None:
@@ -550,7 +562,7 @@ class Retraining:
         store.write_record("watch", record)
         if failure is not None:
             raise failure
-        return {"status": status, "round": number, "verdict": verdict}
+        return {"status": status, "round": number, "reasons": reasons}
 
     # --- 06 approval
     def recall_approval(self, request: RetrainRequest) -> dict[str, Any]:
@@ -753,6 +765,48 @@ class Retraining:
             if (record := records.get(step)) is not None:
                 store.write_record(step, {**record, "status": UNDONE, "undone": done, "undone_at": _now(self.clock)})
         return done
+
+
+def read_check(answer: Any, mode: str) -> tuple[str, list[str]]:
+    """(status, reasons) of the rollout check's answer for the run's alias (the RolloutCheckFunction's on-demand
+    answer, updating.rollout_check: {"status": collecting | healthy | rolled_back | no_canary | failed |
+    invalid_request, "verdict": {"reasons": [{"text", ...}]}, "shadow": {"status": "compared", "summary", "quality":
+    {"available", "decision", "reason"}} | {"status": "failed", "error"} | null, "error"}).
+
+    A canary run: the verdict's status and reasons; no canary any more is ROLLED_BACK (rolled back or finished
+    outside the run). A shadow run: HEALTHY when the shadow's paired gate on labeled rows decides `replace`, REJECTED
+    when `reject`, COLLECTING otherwise (too few labeled rows, not shown better yet, no comparison this round); no
+    shadow any more is ROLLED_BACK. Either: a `failed` check (an S3 error, a window it could not read) is COLLECTING
+    with its message, so the next round tries again; an invalid request or an unknown status is UNREADABLE.
+    """
+    if not isinstance(answer, Mapping):
+        return UNREADABLE, [f"the answer is a {type(answer).__name__}, not an object"]
+    status = answer.get("status")
+    error = answer.get("error") if isinstance(answer.get("error"), Mapping) else {}
+    if status == "failed":
+        return COLLECTING, [f"the check failed this round: {error.get('code')}: {error.get('message')}"]
+    if status == "invalid_request":
+        return UNREADABLE, [f"the check refused the request: {json.dumps(error)[:500]}"]
+    if mode == SHADOW:
+        shadow = answer.get("shadow")
+        if not isinstance(shadow, Mapping):
+            return ROLLED_BACK, ["the alias has no shadow any more"]
+        if shadow.get("status") != "compared":
+            failed = shadow.get("error") if isinstance(shadow.get("error"), Mapping) else {}
+            return COLLECTING, [f"the shadow was not compared this round: {failed.get('message')}"]
+        quality = shadow.get("quality") if isinstance(shadow.get("quality"), Mapping) else {}
+        summary = [str(shadow.get("summary") or "")]
+        if not quality.get("available"):
+            return COLLECTING, [f"quality not compared yet: {quality.get('reason')}"]
+        decision = quality.get("decision")
+        return (HEALTHY if decision == REPLACE else REJECTED if decision == "reject" else COLLECTING), summary
+    if status == "no_canary":
+        return ROLLED_BACK, ["the alias has no canary any more (rolled back or finished outside this run)"]
+    if status not in (COLLECTING, HEALTHY, ROLLED_BACK):
+        return UNREADABLE, [f"unknown status {status!r}"]
+    verdict = answer.get("verdict") if isinstance(answer.get("verdict"), Mapping) else {}
+    found = verdict.get("reasons") or answer.get("reasons") or []
+    return status, [str(r.get("text") or json.dumps(r)) if isinstance(r, Mapping) else str(r) for r in found]
 
 
 def card_options(card: ModelCard, *, run_id: str) -> dict[str, Any]:
