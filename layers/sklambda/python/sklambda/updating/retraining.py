@@ -796,8 +796,8 @@ def read_check(answer: Any, mode: str) -> tuple[str, list[str]]:
             return COLLECTING, [f"the shadow was not compared this round: {failed.get('message')}"]
         quality = shadow.get("quality") if isinstance(shadow.get("quality"), Mapping) else {}
         summary = [str(shadow.get("summary") or "")]
-        if not quality.get("available"):
-            return COLLECTING, [f"quality not compared yet: {quality.get('reason')}"]
+        if not quality.get("available"):  # too few labeled rows, or nothing replayed (the summary says)
+            return COLLECTING, [f"quality not compared yet: {quality.get('reason') or shadow.get('summary')}"]
         decision = quality.get("decision")
         return (HEALTHY if decision == REPLACE else REJECTED if decision == "reject" else COLLECTING), summary
     if status == "no_canary":
