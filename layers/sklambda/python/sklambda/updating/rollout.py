@@ -396,14 +396,22 @@ def newcombe(a: Estimate, b: Estimate) -> tuple[float, float]:
 def _latency(s: np.ndarray, c: np.ndarray, ratio: float) -> Comparison:
     """Mann-Whitney of canary / ratio against stable; the ratio of p50s with the Hodges-Lehmann ratio interval."""
     if not len(s) or not len(c):
-        return Comparison(LATENCY, "mann_whitney", ratio, False, "no successful request with a latency of a version yet")
+        return Comparison(LATENCY, "mann_whitney", ratio, False, "no successful request with a latency yet")
     p_value = float(sps.mannwhitneyu(c / ratio, s, alternative="greater").pvalue)
     s50, c50 = float(np.median(s)), float(np.median(c))
     low, high = shift_interval(np.log(np.maximum(c, MIN_LATENCY_MS)), np.log(np.maximum(s, MIN_LATENCY_MS)))
     return Comparison(
-        LATENCY, "mann_whitney", ratio, True, "", s50, c50, c50 / s50 if s50 > 0 else None, (_exp(low), _exp(high)),
+        LATENCY,
+        "mann_whitney",
+        ratio,
+        True,
+        "",
+        s50,
+        c50,
+        c50 / s50 if s50 > 0 else None,
+        (_exp(low), _exp(high)),
         p_value,
-    )  # fmt: skip
+    )
 
 
 def shift_interval(x: np.ndarray, y: np.ndarray, confidence: float = DEFAULT_CONFIDENCE) -> tuple[float, float]:
@@ -456,7 +464,8 @@ def _quality(quality: LabeledQuality | None, stable: str, canary: str, drop: flo
     loss = sign * (a.value - b.value)
     z95 = float(sps.norm.ppf(0.5 + DEFAULT_CONFIDENCE / 2))
     p_value = float(sps.norm.sf((loss - drop) / se))
-    return Comparison(name, "wald_z", drop, True, "", a.value, b.value, loss, (loss - z95 * se, loss + z95 * se), p_value)
+    interval = (loss - z95 * se, loss + z95 * se)
+    return Comparison(name, "wald_z", drop, True, "", a.value, b.value, loss, interval, p_value)
 
 
 def _violation_text(c: Comparison, alpha: float) -> str:
