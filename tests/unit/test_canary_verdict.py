@@ -19,6 +19,7 @@ from sklambda.updating.rollout import (
     farrington_manning,
     rollout_bounds_from,
     shift_interval,
+    spent_alpha,
 )
 
 
@@ -54,6 +55,26 @@ def test_a_clearly_broken_canary_rolls_back_on_few_requests_before_min_requests(
     assert reason["p_adjusted"] <= 0.05 and "error rate" in reason["text"]
     assert (verdict.canary.requests, verdict.stable.requests) == (30, 300)
     assert verdict.to_dict()["min_requests_met"] is False
+    # AND it was so at a level far below alpha: an early check spends little of it (O'Brien-Fleming-type)
+    assert verdict.level < 1e-5 and spent_alpha(0.05, 1.0) == pytest.approx(0.05)
+
+
+def test_an_early_check_does_not_roll_back_what_a_full_one_would():
+    # GIVEN a canary with 5 errors in 40 requests against 3 in 360: beyond the bound, not overwhelmingly so
+    frame = pd.DataFrame(
+        {
+            "version": ["3"] * 360 + ["4"] * 40,
+            "outcome": ["error"] * 3 + ["ok"] * 357 + ["error"] * 5 + ["ok"] * 35,
+            "latency_ms": 20.0,
+        }
+    )
+    # WHEN it is checked after 40 of the 200 requests it needs, and with 40 as its min_requests
+    early = evaluate_canary(frame, stable="3", canary="4")
+    full = evaluate_canary(frame, stable="3", canary="4", bounds=RolloutBounds(min_requests=40))
+    # THEN the early check, at the spending function's level for 20 % of the information, keeps collecting
+    assert early.status == COLLECTING and early.level == pytest.approx(spent_alpha(0.05, 0.2))
+    # AND the same data at full information roll it back
+    assert full.status == ROLLED_BACK and full.level == pytest.approx(0.05)
 
 
 def test_an_equal_canary_stays_healthy_in_at_least_95_percent_of_200_seeded_trials():

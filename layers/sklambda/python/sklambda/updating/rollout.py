@@ -25,9 +25,17 @@ margin, so an equal canary sits far inside the null and repeated checks rarely r
 
 The p-values of the comparisons that could be made are adjusted with Holm's step-down procedure (Holm 1979, "A simple
 sequentially rejective multiple test procedure", Scandinavian Journal of Statistics 6:65-70); a bound is violated when
-its adjusted p-value is at most `alpha`. Verdict: `rolled_back` as soon as a bound is violated (a broken canary must
-not wait for min_requests), else `collecting` until each version has `min_requests` requests, else `healthy`.
-Displayed intervals are two-sided 95 % (model_quality.metrics.DEFAULT_CONFIDENCE), the decisions one-sided at alpha.
+its adjusted p-value is at most the level of this check. The check is repeated (every few minutes, as requests
+arrive), so early checks spend little of `alpha`: the level is the O'Brien-Fleming-type spending function of Lan &
+DeMets (1983, "Discrete sequential boundaries for clinical trials", Biometrika 70:659-663),
+alpha(t) = 2 (1 - Φ(z_{1 - alpha/2} / √t)), at the information fraction t = fewest requests of a version / min_requests
+(capped at 1). It is used as each check's nominal level (not the increment between looks, which would need the looks'
+correlation): a simplification the rollout benchmark measures (an equal canary checked 10 times on its way to 200
+requests). With it, a canary has to be overwhelmingly worse to be rolled back on its first requests (15 errors in 40
+against 2 in 300 is), and is held to `alpha` from min_requests on.
+Verdict: `rolled_back` as soon as a bound is violated (a broken canary must not wait for min_requests), else
+`collecting` until each version has `min_requests` requests, else `healthy`. Displayed intervals are two-sided 95 %
+(model_quality.metrics.DEFAULT_CONFIDENCE), the decisions one-sided at the check's level.
 
 Layout in the data bucket:
     reports/rollout/<model>/<alias>/latest.json | .html     the last check's verdict, rewritten by every check
@@ -210,7 +218,8 @@ class CanaryVerdict:
 
     status: collecting | healthy | rolled_back. reasons: [{"metric", "text", ...}]: the violated comparisons (their
     figures, interval, bound, p-values) for rolled_back, what is missing for collecting, [] for healthy.
-    comparisons: every Comparison, available or not. stable, canary: VersionFigures.
+    comparisons: every Comparison, available or not. stable, canary: VersionFigures. level: the one-sided level this
+    check held the Holm-adjusted p-values to (spent_alpha at its information fraction).
     """
 
     model: str
@@ -224,13 +233,14 @@ class CanaryVerdict:
     weight: float | None = None
     started_at: str = ""
     evaluated_at: str = ""
+    level: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON answer and report:
         {format, model, alias, status, reasons, stable {version, requests, errors, error_rate, error_rate_interval,
         latency_p50_ms, labeled_rows}, canary {...}, comparisons [Comparison.to_dict], bounds, weight, started_at,
-        evaluated_at, min_requests_met, ...extra (capture: objects, lines, unreadable; labels)}."""
+        evaluated_at, level, min_requests_met, ...extra (capture: objects, lines, unreadable; labels)}."""
         return {
             "format": VERDICT_FORMAT,
             "model": self.model,
@@ -244,6 +254,7 @@ class CanaryVerdict:
             "weight": self.weight,
             "started_at": self.started_at,
             "evaluated_at": self.evaluated_at,
+            "level": self.level,
             "min_requests_met": min(self.stable.requests, self.canary.requests) >= self.bounds.min_requests,
             **self.extra,
         }
@@ -278,16 +289,17 @@ def evaluate_canary(
         _latency(_latencies(s_rows), _latencies(c_rows), bounds.max_latency_ratio),
         _quality(quality, stable, canary, bounds.max_quality_drop),
     ]
+    fewest = min(figures[stable].requests, figures[canary].requests)
+    level = spent_alpha(bounds.alpha, fewest / bounds.min_requests)
     tested = [i for i, c in enumerate(comparisons) if c.available and c.p_value is not None]
     adjusted = _holm([float(comparisons[i].p_value) for i in tested]) if tested else []  # type: ignore[arg-type]
     for i, p in zip(tested, adjusted, strict=True):
         c = comparisons[i]
-        comparisons[i] = _with(c, p_adjusted=p, violated=p <= bounds.alpha)
+        comparisons[i] = _with(c, p_adjusted=p, violated=p <= level)
     violated = [c for c in comparisons if c.violated]
-    fewest = min(figures[stable].requests, figures[canary].requests)
     if violated:
         status = ROLLED_BACK
-        reasons = [{**c.to_dict(), "text": _violation_text(c, bounds.alpha)} for c in violated]
+        reasons = [{**c.to_dict(), "text": _violation_text(c, level)} for c in violated]
     elif fewest < bounds.min_requests:
         status = COLLECTING
         reasons = [
@@ -311,7 +323,17 @@ def evaluate_canary(
         weight,
         started_at,
         evaluated_at,
+        level,
     )
+
+
+def spent_alpha(alpha: float, fraction: float) -> float:
+    """The O'Brien-Fleming-type spending function of Lan & DeMets (1983): 2 (1 - Φ(z_{1 - alpha/2} / √t)) at the
+    information fraction t (clipped to [0, 1]); 0 at t = 0, `alpha` at t = 1."""
+    t = min(1.0, max(0.0, fraction))
+    if t == 0:
+        return 0.0
+    return float(2 * sps.norm.sf(float(sps.norm.isf(alpha / 2)) / math.sqrt(t)))
 
 
 def _figures(requests: pd.DataFrame, version: str, quality: LabeledQuality | None) -> VersionFigures:
@@ -468,7 +490,7 @@ def _quality(quality: LabeledQuality | None, stable: str, canary: str, drop: flo
     return Comparison(name, "wald_z", drop, True, "", a.value, b.value, loss, interval, p_value)
 
 
-def _violation_text(c: Comparison, alpha: float) -> str:
+def _violation_text(c: Comparison, level: float) -> str:
     low, high = c.interval or (None, None)
     interval = f"95 % interval {_fmt(low, c.metric)} to {_fmt(high, c.metric)}"
     if c.metric == ERROR_RATE:
@@ -486,7 +508,7 @@ def _violation_text(c: Comparison, alpha: float) -> str:
             f"{c.metric} {c.canary:.4f} on the canary vs {c.stable:.4f}: drop {c.difference:+.4f} ({interval}), more "
             f"than the bound {c.bound:g}"
         )
-    return f"{what}; {c.test} one-sided p = {c.p_value:.2g}, Holm-adjusted {c.p_adjusted:.2g} <= alpha {alpha:g}"
+    return f"{what}; {c.test} one-sided p = {c.p_value:.2g}, Holm-adjusted {c.p_adjusted:.2g} <= level {level:.2g}"
 
 
 def _fmt(v: float | None, metric: str) -> str:
