@@ -163,9 +163,9 @@ def check(record: AliasRecord, now: datetime) -> dict[str, Any]:
     except SklambdaError as e:
         logger.error("rollout check failed", extra={**log, "code": e.code, "reason": e.message})
         return _failed(record.name, record.alias, e.code, e.message)
-    except ValueError as e:  # bounds stored with the canary that are not valid
+    except ValueError as e:  # what the alias record holds cannot be checked (its bounds, its start time)
         logger.error("rollout check failed", extra={**log, "reason": str(e)})
-        return _failed(record.name, record.alias, "invalid_bounds", str(e))
+        return _failed(record.name, record.alias, "invalid_rollout", str(e))
     except Exception as e:  # an AWS or data error on one alias must not hide the others' checks
         logger.exception("rollout check failed unexpectedly", extra=log)
         return _failed(record.name, record.alias, "internal", f"{type(e).__name__}: {e}")

@@ -207,7 +207,19 @@ def test_a_shadow_is_compared_on_the_replayed_traffic_and_its_report_written(
     assert "would keep" in html and "pseudonyms" in html
 
 
-@pytest.mark.parametrize("event", [{"model": ""}, {"model": "churn", "colour": "red"}, ["churn"]])
-def test_a_malformed_request_is_an_invalid_request_answer(rollout_app, event, lambda_context):
-    answer = rollout_app.handler(event, lambda_context)
-    assert answer["status"] == "invalid_request" and answer["error"]["code"] == "malformed_request"
+def test_a_malformed_request_is_an_invalid_request_answer(rollout_app, lambda_context):
+    for event in ({"model": ""}, {"model": "churn", "colour": "red"}, ["churn"]):
+        answer = rollout_app.handler(event, lambda_context)
+        assert answer["status"] == "invalid_request" and answer["error"]["code"] == "malformed_request", event
+
+
+def test_a_canary_with_unknown_bounds_is_a_failed_answer_naming_them(rollout_app, rollout_env, lambda_context, capsys):
+    # GIVEN a canary stored with a bound no version of sklambda knows
+    rollout_env.registry.start_canary("churn", "production", "2", 10, bounds={"max_error_rate": 0.1})
+    # WHEN it is checked
+    answer = rollout_app.handler({"model": "churn", "alias": "production"}, lambda_context)
+    # THEN the answer is failed, naming the bound, the canary is left as it is, and RolloutCheckFailed is counted
+    assert answer["status"] == "failed" and answer["error"]["code"] == "invalid_rollout"
+    assert "max_error_rate" in answer["error"]["message"]
+    assert rollout_env.registry.get_alias("churn", "production").canary is not None
+    assert metric_values(capsys.readouterr().out, "RolloutCheckFailed", "churn") == [1]

@@ -87,7 +87,7 @@ def replay(stable: LoadedModel, shadow: LoadedModel, records: list[dict]) -> Rep
     rejected = {"stable": 0, "shadow": 0}
     kept = list(records)
     frames: dict[str, pd.DataFrame] = {}
-    for _ in range(3):  # a row dropped for one version changes nothing for the other: a few rounds settle it
+    for _ in range(len(records) + 1):  # each round that finds bad rows drops at least one: it ends
         frames.clear()
         bad: set[int] = set()
         for role, loaded in (("stable", stable), ("shadow", shadow)):
