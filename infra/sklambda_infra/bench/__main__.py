@@ -1,6 +1,6 @@
 """python -m sklambda_infra.bench [--quick] [--only KIND ...] [--out PATH]
 
-KIND: warm, cold, bundle, batch, drift, capture, explain, parity, load, estimation, model_quality, gate.
+KIND: warm, cold, bundle, batch, drift, capture, explain, parity, load, estimation, model_quality, gate, rollout.
 
 [--layer-report PATH] reads an existing layer build instead of building one.
 """
@@ -29,6 +29,7 @@ from sklambda_infra.bench import (
     model_quality,
     parity,
     report,
+    rollout,
     warm,
 )
 from sklambda_infra.runtime import ensure_runtime_path
@@ -46,6 +47,7 @@ KINDS = (
     "estimation",
     "model_quality",
     "gate",
+    "rollout",
 )
 DEFAULT_OUT = common.ROOT / "BENCHMARKS.md"
 PARTIAL_OUT = common.BUILD / "BENCHMARKS.md"
@@ -119,6 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         results["estimation"] = estimation.run(plan["windows"], plan["rows"])
     if "gate" in kinds:
         results["gate"] = gate.run(quick=ns.quick)
+    if "rollout" in kinds:
+        results["rollout"] = rollout.run(quick=ns.quick)
     results["load_average_end"] = machine.load_average()
     results["elapsed_s"] = time.perf_counter() - started
 

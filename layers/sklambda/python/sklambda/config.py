@@ -9,6 +9,7 @@ ConfigurationError naming the variable instead of failing the first request:
     scheduled drift check           DriftCheckSettings    (functions/drift_check/app.py)
     ground truth (route and files)  FeedbackSettings      (functions/feedback/app.py)
     scheduled model-quality check   QualityCheckSettings  (functions/quality_check/app.py)
+    canary rollback, shadow reports RolloutCheckSettings  (functions/rollout_check/app.py)
     retraining steps but training   RetrainSettings       (functions/retrain/app.py)
     retraining's training step      TrainSettings         (functions/retrain/train.py)
 
@@ -91,6 +92,11 @@ QUALITY_MIN_LABELED_ROWS = "SKLAMBDA_QUALITY_MIN_LABELED_ROWS"
 QUALITY_CONSECUTIVE_WINDOWS = "SKLAMBDA_QUALITY_CONSECUTIVE_WINDOWS"
 QUALITY_EVENT_BUS = "SKLAMBDA_QUALITY_EVENT_BUS"
 QUALITY_HISTORY_WINDOWS = "SKLAMBDA_QUALITY_HISTORY_WINDOWS"
+
+# The rollout check (sklambda.updating.rollout_check): canary verdicts and automatic rollback, shadow comparisons.
+ROLLOUT_EVENT_BUS = "SKLAMBDA_ROLLOUT_EVENT_BUS"
+SHADOW_WINDOW_HOURS = "SKLAMBDA_SHADOW_WINDOW_HOURS"
+SHADOW_MAX_ROWS = "SKLAMBDA_SHADOW_MAX_ROWS"
 
 # The retraining pipeline (sklambda.updating.retraining): where training-data files are (`<prefix><model>/` in the
 # data bucket), which labeled captured rows join them, how many rows a run needs, where its events and approval
@@ -437,6 +443,27 @@ class QualityCheckSettings(RegistrySettings):
     consecutive_windows: int | None = setting(QUALITY_CONSECUTIVE_WINDOWS, None, minimum=1)
     event_bus: str = setting(QUALITY_EVENT_BUS, "default")
     history_windows: int = setting(QUALITY_HISTORY_WINDOWS, 30, minimum=1, maximum=1000)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RolloutCheckSettings(RegistrySettings):
+    """The rollout check function's settings (functions/rollout_check/app.py).
+
+    monitoring_bucket: the data bucket holding capture/ and ground-truth/ (read) and reports/rollout/, reports/shadow/
+        (written).
+    default_alias: the alias an on-demand check without `alias` looks at.
+    event_bus: name or ARN of the EventBridge bus a CanaryRolledBack event is put on.
+    shadow_window_hours: a shadow is compared on the requests of the last `shadow_window_hours` hours (not before it
+        started).
+    shadow_max_rows: at most this many captured rows are replayed per comparison (a seeded uniform sample beyond):
+        both versions score them in the check, so its time grows with it.
+    """
+
+    monitoring_bucket: str = setting(MONITORING_BUCKET)
+    default_alias: str = _default_alias()
+    event_bus: str = setting(ROLLOUT_EVENT_BUS, "default")
+    shadow_window_hours: float = setting(SHADOW_WINDOW_HOURS, 24.0, above=0)
+    shadow_max_rows: int = setting(SHADOW_MAX_ROWS, 10_000, minimum=1)
 
 
 @dataclass(frozen=True, kw_only=True)
