@@ -327,3 +327,31 @@ def test_a_shadow_run_promotes_the_shadow_once_healthy_and_clears_it(retrain) ->
     assert outcomes == {step: "succeeded" for step in ("assemble", "train", "gate", "rollout", "watch", "promote")}
     record = alias(retrain)
     assert (record.version, record.shadow, record.history) == ("2", None, ("1",))
+
+
+def test_a_canary_the_real_rollout_check_never_finds_healthy_times_out_and_is_rolled_back(retrain, monkeypatch) -> None:
+    # GIVEN the rollout check function itself (its template environment), and a canary that gets no traffic
+    refs = {"DataBucket": DATA_BUCKET, "ModelBucket": retrain.env.bucket}
+    attributes = {("SigningKey", "Arn"): retrain.env.signing_key_id}
+    for name, value in template_environment("RolloutCheckFunction", refs, attributes).items():
+        monkeypatch.setenv(name, value)
+    check = import_function(ROOT / "functions" / "rollout_check" / "app.py", "rollout_check_app")
+    retrain.put_training_data(training_rows(500, seed=5, concept="new"))
+    pipeline = Pipeline(retrain)
+
+    def invoke(arn: str, payload: dict) -> dict:
+        if arn == ARNS["RolloutCheckFunctionArn"]:
+            pipeline.checks += 1
+            return json.loads(json.dumps(check.handler(payload, retrain.context), default=str))
+        return Pipeline.invoke(pipeline, arn, payload)
+
+    pipeline.runner.invoke = invoke
+    # WHEN a canary run allowed two checks runs
+    status, report = pipeline.run("quiet", rollout="canary", max_rounds=2)
+    # THEN both checks were still collecting (no request of either version), the run timed out with the check's reason
+    assert status == "FAILED RetrainingFailed" and pipeline.checks == 2
+    assert report["failed_step"] == "watch" and "still collecting after 2 check(s)" in report["reason"]
+    assert "requests" in report["reason"]
+    # AND the canary was rolled back by the report step
+    assert report["rollout"]["undone"] == "canary_rolled_back"
+    assert (alias(retrain).version, alias(retrain).canary) == ("1", None)
