@@ -103,10 +103,10 @@ def test_a_request_names_every_bad_field_and_takes_the_execution_name_as_its_run
         parse_request({"model": "churn"}, "has space")
 
 
-def card(*, pii: bool, task: str = "classification") -> SimpleNamespace:
+def card(*, pii: bool, task: str = "classification", reads_pii: bool = True) -> SimpleNamespace:
     features = [
-        SimpleNamespace(name="x", pii=False, type="number"),
-        SimpleNamespace(name="who", pii=pii, type="category"),
+        SimpleNamespace(name="x", pii=False, type="number", required=True),
+        SimpleNamespace(name="who", pii=pii, type="category", required=reads_pii),
     ]
     schema = SimpleNamespace(names=("x", "who"), features=features)
     return SimpleNamespace(input_schema=schema, task=task, classes=("no", "yes"))
@@ -149,6 +149,13 @@ def test_captured_rows_of_a_model_with_pii_are_left_out_with_a_note() -> None:
     data = assemble(frame(300), frame(400, start=1000, source="capture"), card(pii=True), "y")
     assert (data.captured, data.captured_used, len(data.train) + len(data.holdout)) == (400, 0, 300)
     assert "pseudonyms" in data.notes[0] and (data.train[SOURCE] == "prefix").all()
+
+
+def test_captured_rows_train_when_the_model_never_reads_its_pii_feature() -> None:
+    # GIVEN a model whose pii feature is an id it never reads (publish found it dropped: required False)
+    data = assemble(frame(300), frame(400, start=1000, source="capture"), card(pii=True, reads_pii=False), "y")
+    # THEN its labeled captures train and hold out like any others: their pseudonyms reach no estimator
+    assert (data.captured_used, data.holdout_source, data.notes) == (400, "recent_labeled", [])
 
 
 def test_a_retrained_version_keeps_the_champions_card_options_and_names_its_run() -> None:

@@ -7,8 +7,10 @@ Sources, both in the data bucket:
   card's feature columns and its target column (other columns are ignored);
 - captured predictions joined with the ground-truth labels that arrived in the window, as the model-quality check
   joins them (monitoring.windows.read_predictions, model_quality.join.join_labels): a labeled capture is a row the
-  model was asked to score with its true label. A model with a pii feature captures a pseudonym in its place
-  (monitoring.capture), not the value: such rows cannot be training rows, and are left out (the outcome says why).
+  model was asked to score with its true label. A pii feature is captured as a pseudonym (monitoring.capture), not
+  its value: when the model reads one, such rows cannot be training rows and are left out (the outcome says why);
+  a pii feature the model never reads (its schema's `required` is False: publish found it dropped, e.g. an id beside
+  a ColumnTransformer) keeps its pseudonym in those rows, which changes nothing the model is fit on.
 
 Rows are conformed to the card's schema types (number and integer as floats, category as text, boolean as bool), so
 CSV's guesses (a category of digits read as numbers) do not change what the model is fit on.
@@ -30,7 +32,7 @@ from sklambda.monitoring.ground_truth.store import read_labels
 from sklambda.monitoring.model_quality.join import ID, LABEL, join_labels
 from sklambda.monitoring.windows import Window, read_predictions
 from sklambda.registry.card import CLASSIFICATION, ModelCard
-from sklambda.registry.schema import BOOLEAN, CATEGORY
+from sklambda.registry.schema import BOOLEAN, CATEGORY, is_required
 
 CSV_SUFFIXES = (".csv", ".csv.gz")
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz")
@@ -210,15 +212,16 @@ def assemble(
 ) -> TrainingData:
     """Training rows and the gate's holdout from the prefix's rows and the labeled captured rows (oldest first).
 
-    pii: a card with a pii feature leaves the captured rows out (module docstring). Holdout: the most recent
-    `holdout_fraction` of the labeled captured rows when that is at least `min_holdout_rows` rows holding every class
-    (a recent labeled holdout shows how each version does on today's data); otherwise a seeded split of all the rows
-    (stratified by class for a classifier, `seed` fixed, so a rerun splits the same way). Returns TrainingData; raises
-    nothing (too few rows is the caller's rule).
+    pii: a card whose model reads a pii feature leaves the captured rows out (module docstring). Holdout: the most
+    recent `holdout_fraction` of the labeled captured rows when that is at least `min_holdout_rows` rows holding every
+    class (a recent labeled holdout shows how each version does on today's data); otherwise a seeded split of all the
+    rows (stratified by class for a classifier, `seed` fixed, so a rerun splits the same way). Returns TrainingData;
+    raises nothing (too few rows is the caller's rule).
     """
     notes: list[str] = []
     names = list(card.input_schema.names)
-    pii = [f.name for f in card.input_schema.features if f.pii]
+    # Only a pii feature the model reads makes a captured row unusable: an unread one's pseudonym is never seen.
+    pii = [f.name for f in card.input_schema.features if f.pii and is_required(f)]
     usable = captured
     if pii and len(captured):
         notes.append(
