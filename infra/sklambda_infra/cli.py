@@ -18,7 +18,7 @@ from typing import Any
 from sklambda import config
 from sklambda.connection import ENV_DATA_BUCKET, Target, find_local_details, read_local_details, resolve
 from sklambda.errors import ConfigurationError, SklambdaError
-from sklambda_infra import cli_errors, rollout
+from sklambda_infra import cli_errors, retrain_cli, rollout
 from sklambda_infra.local.cli import TEMPLATE, project_root
 from sklambda_infra.local.cli import register as register_local
 from sklambda_infra.progress import Progress
@@ -279,7 +279,10 @@ def _check_promote(args: argparse.Namespace) -> None:
 
 
 def _start_canary(args: argparse.Namespace, registry: Any) -> int:
-    """Start (or ramp) a canary of args.version on the alias, its key checked against both versions' schemas."""
+    """Start (or ramp) a canary of args.version on the alias, its key checked against both versions' schemas and its
+    bounds by the rollout check's rules (sklambda.updating.rollout.rollout_bounds_from)."""
+    from sklambda.updating.rollout import rollout_bounds_from
+
     current = registry.get_alias(args.name, args.alias)
     if args.key is not None:
         for version in (current.version, args.version):
@@ -290,6 +293,10 @@ def _start_canary(args: argparse.Namespace, registry: Any) -> int:
                     f"{', '.join(names)}): the canary's key must be a feature of both versions"
                 )
     bounds = {o: getattr(args, o) for o in _BOUND_OPTIONS if getattr(args, o) is not None}
+    try:
+        rollout_bounds_from(bounds)  # the rollout check's own rules, before anything is written
+    except ValueError as e:
+        raise SklambdaError(f"rollback bounds: {e}") from None
     try:
         record = registry.start_canary(
             args.name, args.alias, args.version, args.canary, key=args.key, bounds=bounds or None
@@ -748,28 +755,6 @@ def _weight(text: str) -> float:
         ) from None
 
 
-def _number(text: str, ok: Any, what: str) -> Any:
-    try:
-        value = float(text) if what != "a whole number >= 1" else int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-    if not ok(value):
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-    return value
-
-
-def _non_negative(text: str) -> float:
-    return _number(text, lambda v: 0 <= v < float("inf"), "a number >= 0")
-
-
-def _positive(text: str) -> float:
-    return _number(text, lambda v: 0 < v < float("inf"), "a number > 0")
-
-
-def _positive_int(text: str) -> int:
-    return _number(text, lambda v: v >= 1, "a whole number >= 1")
-
-
 # The bounds' defaults are stated once, by the rollout check (sklambda.updating.rollout.RolloutBounds).
 _BOUND_DEFAULT = " (default: the rollout check's, sklambda.updating.rollout.RolloutBounds)"
 NO_VERIFY_HELP = (
@@ -889,28 +874,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--max-error-rate-increase",
-        type=_non_negative,
+        type=float,
         metavar="X",
         help="with --canary: roll back when the canary's error rate exceeds the stable version's by more"
         + _BOUND_DEFAULT,
     )
     p.add_argument(
         "--max-latency-ratio",
-        type=_positive,
+        type=float,
         metavar="X",
         help="with --canary: roll back when the canary's latency exceeds the stable version's times this"
         + _BOUND_DEFAULT,
     )
     p.add_argument(
         "--max-quality-drop",
-        type=_non_negative,
+        type=float,
         metavar="X",
         help="with --canary: roll back when the canary's quality (labeled rows) is lower by more than this"
         + _BOUND_DEFAULT,
     )
     p.add_argument(
         "--min-requests",
-        type=_positive_int,
+        type=int,
         metavar="N",
         help="with --canary: requests per version before the bounds are judged" + _BOUND_DEFAULT,
     )
@@ -976,6 +961,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-verify", action="store_true", help=NO_VERIFY_HELP)
     p.set_defaults(func=_models_card)
 
+    retrain_cli.register(sub)
     _register_privacy(sub)
     _register_feedback(sub)
     _register_sample(sub)

@@ -22,7 +22,17 @@ CATEGORICAL = ("plan", "region", "payment_method", "has_partner")
 FEATURES = (*PII, *NUMERIC, *CATEGORICAL)
 
 
-def churn_data(n: int = 5000, seed: int = 0) -> tuple[pd.DataFrame, pd.Series]:
+# Concept drift for the demo: a competitor's cheap offer makes basic-plan customers leave (the log-odds of churn of a
+# basic-plan customer rise by this much) while the customers themselves, the model's inputs, look as before.
+COMPETITOR_OFFER = 1.6
+
+
+def churn_data(n: int = 5000, seed: int = 0, *, competitor_offer: float = 0.0) -> tuple[pd.DataFrame, pd.Series]:
+    """`n` simulated customers (FEATURES) and whether they churned ("yes"/"no"), reproducible from `seed`.
+
+    competitor_offer: added to the log-odds of churn of basic-plan customers (COMPETITOR_OFFER: the demo's concept
+    drift); 0 is the world the models are first trained in. The inputs are drawn the same way whatever its value.
+    """
     rng = np.random.default_rng(seed)
     age = rng.integers(18, 85, n)
     income = np.round(rng.lognormal(mean=10.6, sigma=0.5, size=n), 2)
@@ -47,6 +57,7 @@ def churn_data(n: int = 5000, seed: int = 0) -> tuple[pd.DataFrame, pd.Series]:
         + np.where(plan == "premium", -0.5, 0.0)
         + np.where(partner == "yes", -0.3, 0.0)
         - 0.01 * (age - 45)
+        + np.where(plan == "basic", competitor_offer, 0.0)
     )
     y = rng.random(n) < 1 / (1 + np.exp(-logit))
     X = pd.DataFrame(

@@ -144,10 +144,15 @@ def test_provisioner_honours_conditions_and_lists_cloud_only_resources(stack):
         "ProbeFunctionRole": "AWS::IAM::Role",
         "SlowFunctionRole": "AWS::IAM::Role",
         "OtherFunctionRole": "AWS::IAM::Role",
+        "ApprovalStateMachineRole": "AWS::IAM::Role",
+        "ApprovalStateMachineRequestedRole": "AWS::IAM::Role",
     }
-    # AND what the stack runs or emulates itself is listed with how: functions, the layer, the API, its stage
+    # AND what the stack runs or emulates itself is listed with how: functions, the layer, the API, its stage, the
+    #     rule that starts the state machine
     types, local = details["resource_types"], details["local_equivalents"]
-    assert {"ProbeFunction", "SlowFunction", "OtherFunction", "FixtureApi"} <= set(local)
+    assert {"ProbeFunction", "SlowFunction", "OtherFunction", "FixtureApi", "ApprovalStateMachineRequested"} <= set(
+        local
+    )
     assert {types[name] for name in local} == {
         "AWS::Lambda::Function",
         "AWS::Lambda::LayerVersion",
@@ -155,9 +160,48 @@ def test_provisioner_honours_conditions_and_lists_cloud_only_resources(stack):
         "AWS::ApiGateway::RestApi",
         "AWS::ApiGateway::Deployment",
         "AWS::ApiGateway::Stage",
+        "AWS::Events::Rule",
     }
     assert next(name for name in local if types[name] == "AWS::Lambda::LayerVersion").startswith("SharedLayer")
     assert set(details["resources"]) | set(details["cloud_only"]) | set(local) | {"Jobs"} == set(types)
+
+
+def test_an_event_starts_the_state_machine_which_waits_for_its_approval_over_sns_then_announces_it(stack):
+    # GIVEN the fixture's approval state machine (started by events from fixture.requests), and a queue subscribed
+    #       to the topic its approval requests go to, as an approver's mailbox would be
+    details = stack.details
+    sqs, sns, sfn = stack.client("sqs"), stack.client("sns"), stack.client("stepfunctions")
+    queue = sqs.create_queue(QueueName="approver-inbox")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=details["resources"]["AlarmTopic"], Protocol="sqs", Endpoint=queue_arn)
+    machine = details["state_machines"]["ApprovalStateMachine"]
+
+    # WHEN a matching event is put on the default bus through the stack's endpoint
+    stack.client("events").put_events(
+        Entries=[{"Source": "fixture.requests", "DetailType": "Requested", "Detail": json.dumps({"model": "churn"})}]
+    )
+
+    # THEN an execution starts with the event's detail, and its approval request (with a task token) reaches SNS
+    messages = []
+    deadline = time.monotonic() + 20
+    while not messages and time.monotonic() < deadline:
+        messages = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1).get("Messages", [])
+    [message] = messages
+    request = json.loads(json.loads(message["Body"])["Message"])
+    assert request["request"] == {"model": "churn"}
+    [execution] = sfn.list_executions(stateMachineArn=machine)["executions"]
+    assert sfn.describe_execution(executionArn=execution["executionArn"])["status"] == "RUNNING"
+
+    # WHEN the approver answers with SendTaskSuccess against the stack's endpoint
+    sfn.send_task_success(taskToken=request["token"], output=json.dumps({"approved": True, "by": "ops"}))
+
+    # THEN the execution goes on, announces the approval with PutEvents, and succeeds
+    assert stack.watcher is not None and stack.watcher.wait(execution["executionArn"], 20)
+    described = sfn.describe_execution(executionArn=execution["executionArn"])
+    assert described["status"] == "SUCCEEDED", described
+    output = json.loads(described["output"])
+    assert output["approval"] == {"approved": True, "by": "ops"}
+    assert output["announced"]["FailedEntryCount"] == 0 and len(output["announced"]["Entries"]) == 1
 
 
 @pytest.mark.e2e

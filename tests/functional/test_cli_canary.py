@@ -102,6 +102,7 @@ def test_canary_mistakes_are_refused_with_a_clear_message(cli, versions, capsys)
         (("2", "--max-latency-ratio", "2"), "--max-latency-ratio go with --canary"),
         (("2", "--gate"), "--gate needs --data CSV and --target COLUMN"),
         (("2", "--finish"), "it takes no VERSION"),
+        (("2", "--canary", "10", "--max-latency-ratio", "0.5"), "max_latency_ratio must be at least 1"),
     ]
     for args, message in mistakes:
         # WHEN a promote is given a mistake THEN it exits 2 saying what is wrong, and no canary starts

@@ -410,6 +410,6 @@ def test_the_canary_section_and_its_summary_row_follow_the_measured_ratio():
     assert canary.summary_rows(results) == [
         ["canary routing overhead, warm p50 (10 % canary vs plain alias)", "1.050x", "<= 1.02x", "MISS"]
     ]
-    section = report._demote(canary.markdown(results), "13. ")
-    assert section.startswith("## 13. Canary routing overhead")
+    section = report._demote(canary.markdown(results), "14. ")
+    assert section.startswith("## 14. Canary routing overhead")
     assert "| 1.000 | 1.050 | 1.050 | 1.05x | 1.200 / 1.300 | 10% | MISS |" in section

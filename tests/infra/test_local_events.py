@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
+from datetime import UTC, datetime
 
 import boto3
 import pytest
@@ -12,7 +14,19 @@ import pytest
 from sklambda_infra.local import events
 from sklambda_infra.local.events import ExecutionWatcher, SqsEventSource, SqsPoller, sqs_event
 from sklambda_infra.local.functions import FunctionCrashed, FunctionError, FunctionTimeout
-from sklambda_infra.local.states import StateMachineRunner, StatesError, TaskFailed, UnsupportedState
+from sklambda_infra.local.states import (
+    EVENTS_PUT_EVENTS,
+    LAMBDA_INVOKE,
+    SNS_PUBLISH,
+    WAIT_FOR_TASK_TOKEN,
+    ExecutionAborted,
+    StateMachineRunner,
+    StatesError,
+    TaskFailed,
+    TaskTokenError,
+    TaskTokens,
+    UnsupportedState,
+)
 
 FN = "arn:aws:lambda:us-east-1:123456789012:function:fn"
 
@@ -129,10 +143,79 @@ def test_retry_stops_after_max_attempts_and_names_the_error():
     assert len(attempts) == 1
 
 
-def test_unsupported_states_are_refused_before_running():
-    definition = {"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 1, "End": True}}}
-    with pytest.raises(UnsupportedState, match="Wait"):
+@pytest.mark.parametrize(
+    ("state", "named"),
+    [
+        ({"Type": "Parallel", "Branches": [], "End": True}, "Parallel"),
+        ({"Type": "Task", "Resource": "arn:aws:states:::dynamodb:putItem", "End": True}, "dynamodb:putItem"),
+        ({"Type": "Task", "Resource": "arn:aws:states:::states:startExecution.sync", "End": True}, "startExecution"),
+        ({"Type": "Task", "Resource": SNS_PUBLISH, "End": True}, "service client"),
+        ({"Type": "Wait", "End": True}, "exactly one of"),
+        ({"Type": "Pass", "Parameters": {"m.$": "States.Hash($.a, 'SHA-256')"}, "End": True}, "States.Hash"),
+        ({"Type": "Pass", "Parameters": {"m.$": "States.Format('{}', $.a"}, "End": True}, "unclosed"),
+        ({"Type": "Pass", "Parameters": {"m.$": "a.b"}, "End": True}, "neither a JSONPath"),
+    ],
+)
+def test_unsupported_states_are_refused_before_running(state, named):
+    # GIVEN a definition with something the interpreter does not run (here: a runner without service clients)
+    definition = {"StartAt": "S", "States": {"S": state}}
+    # WHEN a runner is made for it THEN it refuses at once, naming what is unsupported
+    with pytest.raises(UnsupportedState, match=named):
         StateMachineRunner(definition, lambda arn, payload: None)
+
+
+def _wait_then_pass(wait: dict) -> dict:
+    return {
+        "StartAt": "W",
+        "States": {"W": {"Type": "Wait", **wait, "Next": "P"}, "P": {"Type": "Pass", "End": True}},
+    }
+
+
+NOW = datetime(2026, 11, 30, 18, 0, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("wait", "asked"),
+    [
+        ({"Seconds": 600}, 600.0),
+        ({"SecondsPath": "$.wait_s"}, 90.0),
+        ({"Timestamp": "2026-11-30T18:05:00Z"}, 300.0),
+        ({"TimestampPath": "$.until"}, 30.0),
+        ({"Timestamp": "2026-11-30T17:00:00Z"}, 0.0),
+    ],
+)
+def test_a_wait_state_waits_what_it_asks_capped_locally_and_says_so(wait, asked):
+    # GIVEN a Wait state in each of its four forms, and a runner capping waits at 0 s
+    lines = []
+    runner = StateMachineRunner(_wait_then_pass(wait), None, log=lines.append, max_wait_s=0, now=lambda: NOW)
+    # WHEN it runs
+    output = runner.run({"wait_s": 90, "until": "2026-11-30T18:00:30Z"})
+    # THEN the input passes through, the wait it asked for was computed and capped, and a capped wait is logged
+    assert output == {"wait_s": 90, "until": "2026-11-30T18:00:30Z"}
+    assert runner.waits == [("W", asked, 0.0)]
+    assert any("instead of" in line for line in lines) == (asked > 0)
+
+
+def test_a_wait_below_the_cap_is_not_shortened():
+    runner = StateMachineRunner(_wait_then_pass({"Seconds": 0}), None, max_wait_s=5)
+    runner.run({})
+    assert runner.waits == [("W", 0.0, 0.0)]
+
+
+@pytest.mark.parametrize("value", [-1, "ten", True])
+def test_a_wait_path_that_is_not_a_number_of_seconds_fails_the_state(value):
+    runner = StateMachineRunner(_wait_then_pass({"SecondsPath": "$.s"}), None, max_wait_s=0)
+    with pytest.raises(StatesError) as failed:
+        runner.run({"s": value})
+    assert failed.value.error == "States.Runtime"
+
+
+def test_a_wait_ends_with_execution_aborted_when_the_runner_is_stopped():
+    stopping = threading.Event()
+    stopping.set()
+    runner = StateMachineRunner(_wait_then_pass({"Seconds": 60}), None, max_wait_s=60, stopping=stopping)
+    with pytest.raises(ExecutionAborted):
+        runner.run({})
 
 
 class FakeSqs:
@@ -274,3 +357,321 @@ def test_an_execution_fails_with_the_error_the_functions_failure_type_names(mock
     described = sfn.describe_execution(executionArn=execution)
     assert (described["status"], described["error"]) == ("FAILED", error)
     assert described["cause"] == str(raised) and "stopDate" in described
+
+
+def _approval(**task_fields) -> dict:
+    """A callback task: the function gets the token and someone answers later, then a Catch for rejections."""
+    return {
+        "StartAt": "Ask",
+        "States": {
+            "Ask": {
+                "Type": "Task",
+                "Resource": f"{LAMBDA_INVOKE}{WAIT_FOR_TASK_TOKEN}",
+                "Parameters": {"FunctionName": FN, "Payload": {"token.$": "$$.Task.Token", "model.$": "$.model"}},
+                "ResultPath": "$.approval",
+                "Catch": [{"ErrorEquals": ["Rejected"], "ResultPath": "$.error", "Next": "Refused"}],
+                **task_fields,
+                "End": True,
+            },
+            "Refused": {"Type": "Pass", "End": True},
+        },
+    }
+
+
+def _answering(tokens: TaskTokens, answer) -> tuple[list, callable]:
+    """An invoke that records its payloads and answers the token from another thread, as a client would."""
+    payloads = []
+
+    def invoke(arn, payload):
+        payloads.append(payload)
+        threading.Thread(target=answer, args=(tokens, payload["token"])).start()
+        return {"asked": True}  # the function's own result is not the state's result
+
+    return payloads, invoke
+
+
+def test_a_callback_task_waits_for_send_task_success_and_takes_its_output():
+    # GIVEN a callback task whose function passes the token on, and an approver who answers with SendTaskSuccess
+    tokens = TaskTokens()
+    payloads, invoke = _answering(tokens, lambda t, token: t.succeed(token, '{"approved": true}'))
+    # WHEN it runs
+    output = StateMachineRunner(_approval(), invoke, task_tokens=tokens).run({"model": "churn"})
+    # THEN the function got a fresh token in its payload, and the state's result is the output sent
+    (payload,) = payloads
+    assert payload["model"] == "churn" and tokens.knows(payload["token"]) and len(payload["token"]) > 100
+    assert output == {"model": "churn", "approval": {"approved": True}}
+
+
+def test_an_answer_sent_before_the_task_starts_waiting_is_kept():
+    # GIVEN a function that answers its own token synchronously, before it returns
+    tokens = TaskTokens()
+
+    def invoke(arn, payload):
+        tokens.succeed(payload["token"], '"done"')
+
+    # WHEN it runs THEN the early answer is the result
+    assert StateMachineRunner(_approval(), invoke, task_tokens=tokens).run({"model": "m"})["approval"] == "done"
+
+
+def test_send_task_failure_fails_the_state_so_its_catch_applies():
+    tokens = TaskTokens()
+    _, invoke = _answering(tokens, lambda t, token: t.fail(token, "Rejected", "the gate's figures are worse"))
+    output = StateMachineRunner(_approval(), invoke, task_tokens=tokens).run({"model": "churn"})
+    assert output["error"] == {"Error": "Rejected", "Cause": "the gate's figures are worse"}
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [({"TimeoutSeconds": 0}, "States.Timeout"), ({"HeartbeatSeconds": 0}, "States.HeartbeatTimeout")],
+)
+def test_a_callback_task_nobody_answers_times_out(fields, error):
+    # GIVEN a callback task that nobody answers
+    tokens, payloads = TaskTokens(), []
+    runner = StateMachineRunner(_approval(**fields), lambda arn, payload: payloads.append(payload), task_tokens=tokens)
+    # WHEN its TimeoutSeconds / HeartbeatSeconds elapse THEN it fails with the States error for it
+    with pytest.raises(StatesError) as failed:
+        runner.run({"model": "m"})
+    assert failed.value.error == error
+    # AND an answer that comes afterwards is refused as the API refuses a closed task
+    with pytest.raises(TaskTokenError) as late:
+        tokens.succeed(payloads[0]["token"], "{}")
+    assert late.value.code == "TaskTimedOut"
+
+
+def test_heartbeats_keep_a_callback_task_alive_until_its_answer():
+    tokens = TaskTokens()
+
+    def answer(t, token):
+        for _ in range(3):
+            t.heartbeat(token)
+        t.succeed(token, "1")
+
+    _, invoke = _answering(tokens, answer)
+    output = StateMachineRunner(_approval(HeartbeatSeconds=5), invoke, task_tokens=tokens).run({"model": "m"})
+    assert output["approval"] == 1
+
+
+def test_task_token_calls_are_refused_as_the_api_refuses_them():
+    # GIVEN a registry with one answered token
+    tokens = TaskTokens()
+    token = tokens.issue("state Ask")
+    # WHEN the output is not JSON THEN InvalidOutput, and the token stays open
+    with pytest.raises(TaskTokenError) as invalid:
+        tokens.succeed(token, "not json")
+    assert invalid.value.code == "InvalidOutput"
+    tokens.succeed(token, "{}")
+    # WHEN the token is answered twice, or was never issued THEN TaskTimedOut / InvalidToken
+    for call in (lambda: tokens.fail(token, "E"), lambda: tokens.heartbeat(token)):
+        with pytest.raises(TaskTokenError) as closed:
+            call()
+        assert closed.value.code == "TaskTimedOut"
+    with pytest.raises(TaskTokenError) as unknown:
+        tokens.succeed("AAAA", "{}")
+    assert unknown.value.code == "InvalidToken"
+
+
+def test_a_callback_task_ends_with_execution_aborted_when_the_runner_is_stopped():
+    stopping = threading.Event()
+    stopping.set()
+    runner = StateMachineRunner(_approval(), lambda arn, payload: None, stopping=stopping)
+    with pytest.raises(ExecutionAborted):
+        runner.run({"model": "m"})
+
+
+EXECUTION_CONTEXT = {
+    "Execution": {"Id": "arn:aws:states:us-east-1:123456789012:execution:m:e1", "Name": "e1", "Input": {}},
+    "StateMachine": {"Id": "arn:aws:states:us-east-1:123456789012:stateMachine:m", "Name": "m"},
+}
+
+
+def _notify(resource: str, parameters: dict) -> dict:
+    return {
+        "StartAt": "N",
+        "States": {"N": {"Type": "Task", "Resource": resource, "Parameters": parameters, "End": True}},
+    }
+
+
+def test_put_events_sends_detail_as_json_and_names_the_execution_in_resources():
+    # GIVEN a putEvents task whose Detail is an object taken from the input
+    requests = []
+
+    def put_events(request):
+        requests.append(request)
+        return {"Entries": [{"EventId": "ev-1"}], "FailedEntryCount": 0}
+
+    entry = {"Source": "sklambda.updating", "DetailType": "RetrainingSucceeded", "Detail.$": "$.report"}
+    definition = _notify(EVENTS_PUT_EVENTS, {"Entries": [entry]})
+    # WHEN it runs
+    output = StateMachineRunner(definition, None, services={EVENTS_PUT_EVENTS: put_events}).run(
+        {"report": {"model": "churn", "version": 4}}, EXECUTION_CONTEXT
+    )
+    # THEN the event's Detail is JSON text, its Resources name the execution and the state machine (the optimized
+    # integration's rule), and the state's result is PutEvents' response
+    (request,) = requests
+    (sent,) = request["Entries"]
+    assert json.loads(sent["Detail"]) == {"model": "churn", "version": 4}
+    assert sent["Resources"] == [EXECUTION_CONTEXT["Execution"]["Id"], EXECUTION_CONTEXT["StateMachine"]["Id"]]
+    assert output == {"Entries": [{"EventId": "ev-1"}], "FailedEntryCount": 0}
+
+
+def test_a_failed_entry_fails_the_put_events_state():
+    def put_events(request):
+        return {"Entries": [{"ErrorCode": "InvalidArgument", "ErrorMessage": "no"}], "FailedEntryCount": 1}
+
+    definition = _notify(EVENTS_PUT_EVENTS, {"Entries": [{"Source": "s", "DetailType": "d", "Detail": {}}]})
+    with pytest.raises(StatesError) as failed:
+        StateMachineRunner(definition, None, services={EVENTS_PUT_EVENTS: put_events}).run({})
+    assert failed.value.error == "EventBridge.FailedEntry" and "InvalidArgument" in failed.value.cause
+
+
+def test_sns_publish_sends_an_object_message_as_json_and_returns_the_message_id():
+    requests = []
+
+    def publish(request):
+        requests.append(request)
+        return {"MessageId": "msg-1"}
+
+    definition = _notify(
+        SNS_PUBLISH, {"TopicArn": "arn:aws:sns:us-east-1:123456789012:t", "Message.$": "$", "Subject": "Approve"}
+    )
+    output = StateMachineRunner(definition, None, services={SNS_PUBLISH: publish}).run({"model": "churn"})
+    assert requests == [
+        {"TopicArn": "arn:aws:sns:us-east-1:123456789012:t", "Message": '{"model": "churn"}', "Subject": "Approve"}
+    ]
+    assert output == {"MessageId": "msg-1"}
+
+
+def test_an_sns_publish_with_a_task_token_waits_for_the_answer():
+    # GIVEN an approval request published to SNS with the task token in the message (the approval step's shape)
+    tokens = TaskTokens()
+
+    def publish(request):
+        token = json.loads(request["Message"])["token"]
+        threading.Thread(target=tokens.succeed, args=(token, '{"approved": true}')).start()
+        return {"MessageId": "msg-1"}
+
+    parameters = {"TopicArn": "arn:t", "Message": {"token.$": "$$.Task.Token", "model.$": "$.model"}}
+    definition = _notify(SNS_PUBLISH + WAIT_FOR_TASK_TOKEN, parameters)
+    runner = StateMachineRunner(definition, None, services={SNS_PUBLISH: publish}, task_tokens=tokens)
+    # WHEN it runs THEN its result is the approver's answer, not Publish's response
+    assert runner.run({"model": "churn"}) == {"approved": True}
+
+
+def test_a_rerun_with_a_used_name_is_refused_as_step_functions_refuses_it_and_runs_once(mocked_aws):
+    # GIVEN an execution named "retrain-churn-4" RUNNING in moto, and the watcher
+    sfn = boto3.client("stepfunctions")
+    definition = {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}
+    machine = sfn.create_state_machine(
+        name="m", definition=json.dumps(definition), roleArn="arn:aws:iam::123456789012:role/r"
+    )["stateMachineArn"]
+    first = sfn.start_execution(stateMachineArn=machine, name="retrain-churn-4", input='{"v": 4}')["executionArn"]
+    watcher = ExecutionWatcher(
+        {machine: "M"}, sfn, None, lambda line: None, account_id="123456789012", region="us-east-1"
+    )
+
+    # WHEN the same name is started again with the same input while it runs THEN it is the same execution
+    # (StartExecution is idempotent for STANDARD workflows), and with another input ExecutionAlreadyExists
+    assert (
+        sfn.start_execution(stateMachineArn=machine, name="retrain-churn-4", input='{"v": 4}')["executionArn"] == first
+    )
+    with pytest.raises(sfn.exceptions.ExecutionAlreadyExists):
+        sfn.start_execution(stateMachineArn=machine, name="retrain-churn-4", input='{"v": 5}')
+
+    # WHEN the watcher polls, the execution finishes, and the watcher polls again
+    watcher.poll_once()
+    assert watcher.wait(first, 10)
+    watcher.poll_once()
+    # THEN it ran once
+    assert list(watcher.started) == [first]
+    assert sfn.describe_execution(executionArn=first)["status"] == "SUCCEEDED"
+
+    # AND once it has finished, even the same name and input is ExecutionAlreadyExists
+    with pytest.raises(sfn.exceptions.ExecutionAlreadyExists):
+        sfn.start_execution(stateMachineArn=machine, name="retrain-churn-4", input='{"v": 4}')
+
+
+def test_service_integrations_call_moto_and_name_a_refused_request_after_the_service(mocked_aws):
+    # GIVEN the integrations over boto3 clients of moto, a topic with a queue subscribed, and a definition that
+    #       publishes to it then to a topic that does not exist
+    sns, sqs = boto3.client("sns"), boto3.client("sqs")
+    topic = sns.create_topic(Name="approvals")["TopicArn"]
+    queue = sqs.create_queue(QueueName="inbox")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+    services = events.service_integrations(boto3.client)
+    publish = {"Type": "Task", "Resource": SNS_PUBLISH, "Parameters": {"Message.$": "$.note"}}
+    definition = {
+        "StartAt": "Good",
+        "States": {
+            "Good": {
+                **publish,
+                "Parameters": {**publish["Parameters"], "TopicArn": topic},
+                "ResultPath": "$.sent",
+                "Next": "Bad",
+            },
+            "Bad": {**publish, "Parameters": {**publish["Parameters"], "TopicArn": topic + "-gone"}, "End": True},
+        },
+    }
+    # WHEN it runs
+    with pytest.raises(StatesError) as failed:
+        StateMachineRunner(definition, None, services=services).run({"note": "approve churn 4?"})
+    # THEN the first message reached the subscriber, and the refused one failed the state with SNS.<the API's code>
+    [message] = sqs.receive_message(QueueUrl=queue).get("Messages", [])
+    assert json.loads(message["Body"])["Message"] == "approve churn 4?"
+    assert failed.value.error == "SNS.NotFound" and failed.value.cause
+
+
+def test_intrinsic_functions_build_parameters_from_the_input_and_the_context():
+    # GIVEN a Pass state whose parameters use the intrinsic functions that run locally, nested and with escapes
+    parameters = {
+        "subject.$": "States.Format('Approve {} version {}? \\{ticket\\}', $.model, $.version)",
+        "name.$": "States.Format('retrain-{}-{}', $.model, States.MathAdd($.version, 1))",
+        "text.$": "States.JsonToString($.bounds)",
+        "bounds.$": "States.StringToJson($.bounds_text)",
+        "pair.$": "States.Array($.model, $$.Execution.Name, 'it\\'s')",
+        "size.$": "States.ArrayLength($.drifted)",
+        "id.$": "States.UUID()",
+    }
+    definition = {"StartAt": "P", "States": {"P": {"Type": "Pass", "Parameters": parameters, "End": True}}}
+    data = {
+        "model": "churn",
+        "version": 4,
+        "bounds": {"max_latency_ratio": 1.5},
+        "bounds_text": '{"min_requests": 200}',
+        "drifted": ["tenure", "plan"],
+    }
+    # WHEN it runs
+    output = StateMachineRunner(definition, None).run(data, {"Execution": {"Name": "e1"}})
+    # THEN each function gives what Step Functions' would
+    assert output["subject"] == "Approve churn version 4? {ticket}"
+    assert output["name"] == "retrain-churn-5"
+    assert output["text"] == '{"max_latency_ratio":1.5}'
+    assert output["bounds"] == {"min_requests": 200}
+    assert output["pair"] == ["churn", "e1", "it's"]
+    assert output["size"] == 2
+    assert uuid.UUID(output["id"]).version == 4
+
+
+def test_an_intrinsic_function_given_the_wrong_arguments_fails_the_state():
+    parameters = {"m.$": "States.Format('{} and {}', $.a)"}
+    definition = {"StartAt": "P", "States": {"P": {"Type": "Pass", "Parameters": parameters, "End": True}}}
+    with pytest.raises(StatesError) as failed:
+        StateMachineRunner(definition, None).run({"a": 1})
+    assert failed.value.error == "States.IntrinsicFailure"
+
+
+def test_a_callback_task_whose_request_fails_closes_its_token_and_fails_with_the_functions_error():
+    # GIVEN a callback task whose function fails before anyone could answer
+    tokens, payloads = TaskTokens(), []
+
+    def invoke(arn, payload):
+        payloads.append(payload)
+        raise TaskFailed("ValueError", "no approver configured")
+
+    # WHEN it runs THEN the state fails with the function's error, and the token can no longer be answered
+    with pytest.raises(StatesError) as failed:
+        StateMachineRunner(_approval(), invoke, task_tokens=tokens).run({"model": "m"})
+    assert failed.value.error == "ValueError"
+    with pytest.raises(TaskTokenError) as late:
+        tokens.succeed(payloads[0]["token"], "{}")
+    assert late.value.code == "TaskTimedOut"

@@ -6,15 +6,18 @@ Each patch adds what moto lacks and the cloud does; the version guard refuses a 
 from __future__ import annotations
 
 import json
+import threading
 from datetime import UTC, datetime
 
 import boto3
 import moto
 import pytest
+from botocore.exceptions import ClientError
 
 from sklambda_infra.local import firehose, moto_patches
 from sklambda_infra.local.events import ExecutionWatcher
 from sklambda_infra.local.moto_patches import UnsupportedMoto, check_moto_version
+from sklambda_infra.local.states import TaskTokens
 
 FN = "arn:aws:lambda:us-east-1:123456789012:function:fn"
 
@@ -111,3 +114,90 @@ def test_a_succeeded_execution_records_its_output_on_moto(mocked_aws) -> None:
     # THEN DescribeExecution shows what the cloud would: SUCCEEDED with the output
     described = sfn.describe_execution(executionArn=execution)
     assert described["status"] == "SUCCEEDED" and json.loads(described["output"]) == {"ok": 1}
+
+
+def _callback_machine(sfn) -> str:
+    definition = {
+        "StartAt": "Approve",
+        "States": {
+            "Approve": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+                "Parameters": {"FunctionName": FN, "Payload": {"token.$": "$$.Task.Token"}},
+                "End": True,
+            }
+        },
+    }
+    return sfn.create_state_machine(
+        name="approve", definition=json.dumps(definition), roleArn="arn:aws:iam::123456789012:role/r"
+    )["stateMachineArn"]
+
+
+def _run_in_background(sfn, machine: str, tokens: TaskTokens) -> tuple[str, list, threading.Thread]:
+    """Start an execution in moto and run it with the local interpreter in a thread; the payloads it sent."""
+    execution = sfn.start_execution(stateMachineArn=machine, input="{}")["executionArn"]
+    payloads: list = []
+    got_token = threading.Event()
+
+    def invoke(arn, payload):
+        payloads.append(payload)
+        got_token.set()
+
+    watcher = ExecutionWatcher(
+        {machine: "M"},
+        sfn,
+        invoke,
+        lambda line: None,
+        account_id="123456789012",
+        region="us-east-1",
+        task_tokens=tokens,
+    )
+    thread = threading.Thread(target=watcher._run, args=(machine, execution))
+    thread.start()
+    assert got_token.wait(10)
+    return execution, payloads, thread
+
+
+def test_send_task_success_and_failure_against_moto_reach_the_waiting_execution(mocked_aws) -> None:
+    # GIVEN SendTask* routed to the registry of the executions, and an execution waiting for its task token
+    sfn = boto3.client("stepfunctions")
+    tokens = TaskTokens()
+    moto_patches.route_task_tokens(tokens)
+    try:
+        machine = _callback_machine(sfn)
+        execution, payloads, thread = _run_in_background(sfn, machine, tokens)
+
+        # WHEN a client sends SendTaskSuccess with boto3, as `sklambda approve` would
+        sfn.send_task_success(taskToken=payloads[0]["token"], output='{"approved": true}')
+        thread.join(10)
+
+        # THEN the execution succeeds with that output
+        described = sfn.describe_execution(executionArn=execution)
+        assert described["status"] == "SUCCEEDED" and json.loads(described["output"]) == {"approved": True}
+
+        # AND a second answer to the closed task, an unknown token and bad output get the API's errors
+        for call, code in [
+            (lambda: sfn.send_task_failure(taskToken=payloads[0]["token"], error="E"), "TaskTimedOut"),
+            (lambda: sfn.send_task_heartbeat(taskToken="not-a-token-we-issued"), "InvalidToken"),
+        ]:
+            with pytest.raises(ClientError) as refused:
+                call()
+            assert refused.value.response["Error"]["Code"] == code
+
+        # WHEN another execution is answered with SendTaskFailure (bad output first)
+        execution, payloads, thread = _run_in_background(sfn, machine, tokens)
+        with pytest.raises(ClientError) as invalid:
+            sfn.send_task_success(taskToken=payloads[0]["token"], output="{not json")
+        assert invalid.value.response["Error"]["Code"] == "InvalidOutput"
+        sfn.send_task_failure(taskToken=payloads[0]["token"], error="Rejected", cause="quality dropped by 0.04")
+        thread.join(10)
+
+        # THEN it fails with that error and cause (moto alone drops the cause)
+        described = sfn.describe_execution(executionArn=execution)
+        assert (described["status"], described["error"], described["cause"]) == (
+            "FAILED",
+            "Rejected",
+            "quality dropped by 0.04",
+        )
+    finally:
+        moto_patches.unroute_task_tokens(tokens)

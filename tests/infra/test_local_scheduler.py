@@ -446,3 +446,39 @@ def test_the_every_override_is_read_from_the_environment():
     for bad in ("0", "-1", "soon", "nan"):
         with pytest.raises(ScheduleError, match=SCHEDULE_EVERY_ENV):
             schedule_every_from_env({SCHEDULE_EVERY_ENV: bad})
+
+
+# ------------------------------------------------------------------------------------- state machine targets
+
+STATE_MACHINE_EVENTS = """
+Transform: AWS::Serverless-2016-10-31
+Resources:
+  Retrain:
+    Type: AWS::Serverless::StateMachine
+    Properties:
+      Definition: {StartAt: P, States: {P: {Type: Pass, End: true}}}
+      Policies: []
+      Events:
+        Weekly: {Type: Schedule, Properties: {Schedule: rate(7 days), Input: '{"reason": "schedule"}'}}
+        Drift:
+          Type: EventBridgeRule
+          Properties: {Pattern: {source: [sklambda.monitoring]}, InputPath: $.detail}
+"""
+RETRAIN_ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:Retrain"
+
+
+def test_a_scheduled_state_machine_event_starts_an_execution_with_its_input():
+    # GIVEN a state machine with a SAM Schedule event (a rule targeting the machine), provisioned under RETRAIN_ARN
+    resolver = translated(parse_template(STATE_MACHINE_EVENTS))
+    resolver.refs["Retrain"] = RETRAIN_ARN
+    [source] = schedule_sources(resolver)
+    assert (source.function, source.event, source.state_machine_arn) == ("Retrain", "RetrainWeekly", RETRAIN_ARN)
+    # WHEN the schedule is due
+    clock, invoke, started = FakeClock(T0), Recorder(), Recorder()
+    scheduler = Scheduler([source], invoke, lambda line: None, now=clock, start_execution=started)
+    scheduler.arm()
+    clock.moment = T0 + timedelta(days=7)
+    assert scheduler.tick() == ["Retrain.RetrainWeekly"]
+    assert scheduler.wait_idle(5)
+    # THEN StartExecution got the machine's ARN and the target's Input; no function was invoked
+    assert started.calls == [(RETRAIN_ARN, {"reason": "schedule"})] and invoke.calls == []

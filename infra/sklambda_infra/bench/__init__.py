@@ -12,6 +12,7 @@
 - parity:  what the publish-time parity gate adds to a publish
 - load:    the local API under 50 clients
 - estimation: CBPE's estimated accuracy vs the realized one on covariate-shifted windows, vs the holdout accuracy
+- rollout: false automatic rollbacks of an equal canary (checked once and repeatedly) and detection of 3x errors
 
 Each kind is a module here; batch, capture, drift, estimation, model_quality and explain also run alone
 (`python -m sklambda_infra.bench.drift`).

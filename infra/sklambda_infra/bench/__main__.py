@@ -1,6 +1,7 @@
 """python -m sklambda_infra.bench [--quick] [--only KIND ...] [--out PATH]
 
-KIND: warm, cold, bundle, batch, drift, capture, explain, parity, load, estimation, model_quality, gate, canary.
+KIND: warm, cold, bundle, batch, drift, capture, explain, parity, load, estimation, model_quality, gate, rollout,
+canary.
 
 [--layer-report PATH] reads an existing layer build instead of building one.
 """
@@ -30,6 +31,7 @@ from sklambda_infra.bench import (
     model_quality,
     parity,
     report,
+    rollout,
     warm,
 )
 from sklambda_infra.runtime import ensure_runtime_path
@@ -47,6 +49,7 @@ KINDS = (
     "estimation",
     "model_quality",
     "gate",
+    "rollout",
     "canary",
 )
 DEFAULT_OUT = common.ROOT / "BENCHMARKS.md"
@@ -121,6 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         results["estimation"] = estimation.run(plan["windows"], plan["rows"])
     if "gate" in kinds:
         results["gate"] = gate.run(quick=ns.quick)
+    if "rollout" in kinds:
+        results["rollout"] = rollout.run(quick=ns.quick)
     if "canary" in kinds:
         results["canary"] = canary.run(40 if ns.quick else 300, 5)
     results["load_average_end"] = machine.load_average()

@@ -22,6 +22,8 @@ from sklambda_infra.bench.model_quality import markdown as model_quality_markdow
 from sklambda_infra.bench.model_quality import summary_rows as model_quality_summary_rows
 from sklambda_infra.bench.parity import markdown as parity_markdown
 from sklambda_infra.bench.parity import summary_rows as parity_summary_rows
+from sklambda_infra.bench.rollout import markdown as rollout_markdown
+from sklambda_infra.bench.rollout import summary_rows as rollout_summary_rows
 
 MIB = 1024 * 1024
 # A ratio this close to its target (relative) gets a note: one more noisy run could flip its verdict.
@@ -116,8 +118,10 @@ def render(results: Mapping[str, Any]) -> str:
         parts += ["", _demote(model_quality_markdown(results["model_quality"]), "11. ")]
     if results.get("gate") is not None:
         parts += ["", _demote(gate_markdown(results["gate"]), "12. ")]
+    if results.get("rollout") is not None:
+        parts += ["", _demote(rollout_markdown(results["rollout"]), "13. ")]
     if results.get("canary") is not None:
-        parts += ["", _demote(canary_markdown(results["canary"]), "13. ")]
+        parts += ["", _demote(canary_markdown(results["canary"]), "14. ")]
     parts += ["", render_reproduce(), "", render_caveats()]
     return "\n".join(parts).rstrip() + "\n"
 
@@ -252,6 +256,8 @@ def summary_rows(results: Mapping[str, Any]) -> list[list[str]]:
         rows += estimation_summary_rows(results["estimation"])
     if results.get("gate") is not None:
         rows += gate_summary_rows(results["gate"])
+    if results.get("rollout") is not None:
+        rows += rollout_summary_rows(results["rollout"])
     if results.get("canary") is not None:
         rows += canary_summary_rows(results["canary"])
     return rows

@@ -59,7 +59,15 @@ INVOCABLE = {
         Path("events") / "quality_check_on_demand.json",
         Path("events") / "quality_check_scheduled.json",
     ),
+    "rollout-check": (
+        "RolloutCheckFunction",
+        Path("events") / "rollout_check_on_demand.json",
+        Path("events") / "rollout_check_scheduled.json",
+    ),
 }
+# Answers of a function run on demand that mean it could not do its work (anything else is a result: a rollout
+# check's on-demand answer is a verdict such as collecting or rolled_back).
+FAILED_ANSWERS = ("failed", "invalid_request")
 
 
 # Ports for `make local` when the defaults are taken (a second checkout, a test running the README as printed).
@@ -143,6 +151,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     )
     invoke.add_argument("--window-hours", type=float, help="window length, with --model (default: the function's)")
     invoke.add_argument("--end", help="ISO time the window ends, with --model (default: now)")
+    invoke.add_argument(
+        "--alias", help="alias to check, with --model (default: the event file's, else the function's default alias)"
+    )
     invoke.add_argument("--event", type=Path, help="another event file, used as given (default: the events/ file)")
     invoke.set_defaults(func=cmd_invoke)
     return local
@@ -415,15 +426,17 @@ def _invoke_event(args: argparse.Namespace, root: Path, on_demand: Path, schedul
         except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
             raise SystemExit(f"--event {args.event} is not a JSON file: {e}") from None
     if args.model is None:
-        if args.window_hours is not None or args.end is not None:
+        if args.window_hours is not None or args.end is not None or args.alias is not None:
             raise SystemExit(
-                "--window-hours and --end need --model: without it every model with the default alias is checked "
-                "over the function's own window, ending now, as the schedule does"
+                "--window-hours, --end and --alias need --model: without it every model is checked as the schedule "
+                "does (the default alias over the function's own window ending now; for rollout-check every alias in "
+                "a rollout)"
             )
         return json.loads((root / scheduled).read_text(encoding="utf-8"))
     event = json.loads((root / on_demand).read_text(encoding="utf-8"))
     event.pop("end", None)  # the file's end is fixed for tests; by default the window ends now
-    for key, value in {"model": args.model, "window_hours": args.window_hours, "end": args.end}.items():
+    given = {"model": args.model, "window_hours": args.window_hours, "end": args.end, "alias": args.alias}
+    for key, value in given.items():
         if value is not None:
             event[key] = value
     return event
@@ -452,7 +465,7 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     finally:
         runner.stop()
     print(json.dumps(result, indent=2))
-    return 0 if isinstance(result, dict) and result.get("status") == "ok" else 1
+    return 0 if isinstance(result, dict) and result.get("status") not in FAILED_ANSWERS else 1
 
 
 def _stderr_line(line: str) -> None:

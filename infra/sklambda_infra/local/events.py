@@ -11,12 +11,18 @@ RedrivePolicy (maxReceiveCount) when a message is received once too often.
 ExecutionWatcher: moto keeps state machines and executions (so `states:StartExecution` from a function works
 against the local endpoint) but does not run them. The watcher polls moto for RUNNING executions of the
 template's state machines, runs each with the local interpreter (`states.py`) in a thread, invoking the
-template's functions by ARN, and records SUCCEEDED / FAILED with output, error and cause on moto's execution,
-so `describe-execution` shows the result.
+template's functions by ARN and the optimized integrations (events:putEvents, sns:publish: `service_integrations`)
+through moto, and records SUCCEEDED / FAILED with output, error and cause on moto's execution, so
+`describe-execution` shows the result. Each execution runs once: the watcher remembers every execution ARN it
+started, and moto answers a StartExecution that reuses a name as Step Functions does (the same execution for the
+same name and input while it runs, ExecutionAlreadyExists otherwise). Its task tokens live in one TaskTokens
+registry, which the local stack routes moto's SendTaskSuccess / SendTaskFailure / SendTaskHeartbeat to
+(moto_patches.route_task_tokens). An execution still waiting (Wait, task token) when the watcher stops ends ABORTED.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import threading
@@ -26,7 +32,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from sklambda_infra.local.functions import FunctionError, FunctionTimeout, InvocationError
-from sklambda_infra.local.states import StateMachineRunner, StatesError, TaskFailed
+from sklambda_infra.local.states import (
+    DEFAULT_MAX_LOCAL_WAIT_S,
+    EVENTS_PUT_EVENTS,
+    SNS_PUBLISH,
+    ExecutionAborted,
+    Service,
+    StateMachineRunner,
+    StatesError,
+    TaskFailed,
+    TaskTokens,
+)
 from sklambda_infra.template import EVENT_SOURCE_MAPPING, Resolver, referenced_function, resources_of_type
 
 Log = Callable[[str], None]
@@ -189,8 +205,40 @@ class SqsPoller:
         return failed
 
 
+# The prefix of a failed service integration's error name: <prefix>.<the API's error code>.
+_ERROR_PREFIX = {"events": "EventBridge", "sns": "SNS"}
+
+
+def service_integrations(client: Callable[[str], Any]) -> dict[str, Service]:
+    """The optimized integrations the interpreter runs, as calls through `client(service)` (the local stack's boto3
+    clients of moto): events:putEvents -> PutEvents, sns:publish -> Publish. Each returns the API's response without
+    ResponseMetadata; an error the API answers fails the state with `<EventBridge|SNS>.<error code>` and the message
+    as its cause, a request boto3 refuses (a missing or misspelt parameter) with States.Runtime."""
+    from botocore.exceptions import ClientError, ParamValidationError
+
+    def integration(service: str, operation: str) -> Service:
+        def call(request: dict[str, Any]) -> dict[str, Any]:
+            try:
+                response = getattr(client(service), operation)(**request)
+            except ClientError as e:
+                error = e.response.get("Error", {})
+                code = f"{_ERROR_PREFIX[service]}.{error.get('Code', 'Error')}"
+                raise StatesError(code, error.get("Message", "")) from None
+            except ParamValidationError as e:
+                raise StatesError("States.Runtime", f"{service} {operation}: {e}") from None
+            response.pop("ResponseMetadata", None)
+            return response
+
+        return call
+
+    return {EVENTS_PUT_EVENTS: integration("events", "put_events"), SNS_PUBLISH: integration("sns", "publish")}
+
+
 class ExecutionWatcher:
-    """Runs moto's RUNNING executions of the given state machines with the local interpreter."""
+    """Runs moto's RUNNING executions of the given state machines with the local interpreter.
+
+    `services` are the optimized integrations (service_integrations), `task_tokens` the registry SendTask* calls
+    reach (a private one when None), `max_wait_s` the cap of each Wait state (states.DEFAULT_MAX_LOCAL_WAIT_S)."""
 
     def __init__(
         self,
@@ -202,6 +250,9 @@ class ExecutionWatcher:
         account_id: str,
         region: str,
         poll_s: float = 0.2,
+        services: Mapping[str, Service] | None = None,
+        task_tokens: TaskTokens | None = None,
+        max_wait_s: float = DEFAULT_MAX_LOCAL_WAIT_S,
     ) -> None:
         self.state_machines = dict(state_machines)
         self.sfn = stepfunctions
@@ -210,6 +261,10 @@ class ExecutionWatcher:
         self.account_id = account_id
         self.region = region
         self.poll_s = poll_s
+        self.services = dict(services or {})
+        self.task_tokens = task_tokens if task_tokens is not None else TaskTokens()
+        self.max_wait_s = max_wait_s
+        self._started_lock = threading.Lock()
         self.started: dict[str, threading.Thread] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True, name="stepfunctions-watcher")
@@ -238,12 +293,16 @@ class ExecutionWatcher:
             for page in pages:
                 for execution in page["executions"]:
                     execution_arn = execution["executionArn"]
-                    if execution_arn in self.started:
-                        continue
-                    thread = threading.Thread(
-                        target=self._run, args=(arn, execution_arn), daemon=True, name=f"execution-{execution['name']}"
-                    )
-                    self.started[execution_arn] = thread
+                    with self._started_lock:
+                        if execution_arn in self.started:
+                            continue
+                        thread = threading.Thread(
+                            target=self._run,
+                            args=(arn, execution_arn),
+                            daemon=True,
+                            name=f"execution-{execution['name']}",
+                        )
+                        self.started[execution_arn] = thread
                     thread.start()
 
     def wait(self, execution_arn: str, timeout_s: float) -> bool:
@@ -272,8 +331,21 @@ class ExecutionWatcher:
         self.log(f"[{name}] execution {described['name']} started (local interpreter)")
         started = time.monotonic()
         try:
-            runner = StateMachineRunner(definition, self._invoke, log=lambda line: self.log(f"[{name}] {line}"))
+            runner = StateMachineRunner(
+                definition,
+                self._invoke,
+                log=lambda line: self.log(f"[{name}] {line}"),
+                services=self.services,
+                task_tokens=self.task_tokens,
+                max_wait_s=self.max_wait_s,
+                stopping=self._stop,
+            )
             output = runner.run(context["Execution"]["Input"], context)
+        except ExecutionAborted as e:
+            self.log(f"[{name}] execution {described['name']} ABORTED: {e}")
+            with contextlib.suppress(Exception):  # the stack is stopping: moto may be gone already
+                self._finish(execution_arn, "ABORTED", cause=str(e))
+            return
         except StatesError as e:
             self._finish(execution_arn, "FAILED", error=e.error, cause=e.cause)
             self.log(f"[{name}] execution {described['name']} FAILED: {e.error}: {e.cause[:500]}")

@@ -47,6 +47,8 @@ DEFAULT_MEMORY_MB = 128
 INIT_TIMEOUT_S = 10.0
 FAKE_ACCESS_KEY_ID = "testing"
 FAKE_SECRET_ACCESS_KEY = "testing"  # moto accepts any credentials
+# Where Lambda puts the layers' python/ folders (Lambda Developer Guide, "Layer paths for each Lambda runtime").
+LAMBDA_LAYER_ROOT = "/opt/python"
 
 LOCAL_RUNTIME = f"python{sys.version_info.major}.{sys.version_info.minor}"
 
@@ -194,10 +196,24 @@ def function_specs(resolver: Resolver, translation: Translation, log: Log | None
     return specs
 
 
+def local_layer_root(spec: FunctionSpec) -> str:
+    """What Lambda's layer folder (LAMBDA_LAYER_ROOT) is for this function locally: its layers' folders and the
+    runtime stand-in, os.pathsep-separated, the one holding the runtime manifest first (publishing.parity.Runtime
+    reads it there)."""
+    folders = list(spec.python_path[1:])
+    manifest = layer.runtime_env().MANIFEST_NAME
+    folders.sort(key=lambda folder: not (folder / manifest).is_file())  # stable: Lambda's order otherwise
+    return os.pathsep.join(str(folder) for folder in folders)
+
+
 def worker_environment(spec: FunctionSpec, pseudo: Pseudo, endpoint_url: str) -> dict[str, str]:
     """The template's variables plus only the local plumbing; nothing from the parent's environment but PATH,
-    HOME and LANG."""
+    HOME and LANG. A variable naming Lambda's layer folder (/opt/python: the retraining train function's
+    SKLAMBDA_RUNTIME_PATH) names the function's layers' local folders instead (local_layer_root)."""
     env = dict(spec.environment)
+    for name, value in env.items():
+        if value == LAMBDA_LAYER_ROOT:
+            env[name] = local_layer_root(spec)
     env.update(
         {
             "AWS_ENDPOINT_URL": endpoint_url,

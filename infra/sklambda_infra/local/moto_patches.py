@@ -12,6 +12,9 @@ Every patch is installed at most once per process and is idempotent.
 
 from __future__ import annotations
 
+import copy
+import json
+import logging
 import re
 import threading
 import time
@@ -31,6 +34,7 @@ Partitioner = Callable[[bytes, datetime], str]
 
 _lock = threading.Lock()
 _installed: set[str] = set()
+logger = logging.getLogger(__name__)
 
 
 class UnsupportedMoto(RuntimeError):
@@ -171,3 +175,144 @@ def record_execution_outcome(
         execution.output = output
     else:
         execution.error, execution.cause = error, cause
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Step Functions: task tokens (the callback pattern)
+
+# The registries of task tokens the local interpreter waits on (one per running local stack in this process).
+_token_registries: list[Any] = []
+
+
+def route_task_tokens(tokens: Any) -> None:
+    """Deliver SendTaskSuccess / SendTaskFailure / SendTaskHeartbeat calls made against moto to ``tokens`` (a
+    ``sklambda_infra.local.states.TaskTokens``), where the waiting interpreter thread gets them.
+
+    moto lacks: task tokens. moto 5.2.5's ``StepFunctionBackend.send_task_success`` / ``send_task_failure`` /
+    ``send_task_heartbeat`` do nothing and accept any token, and ``StepFunctionResponse.send_task_failure`` drops the
+    ``cause`` (moto's own executor, enabled by ``execute_state_machine``, runs no local function, so it is not used).
+    Wrapped here, at the response level so that ``cause`` is read: a token one of the routed registries issued gets
+    its outcome; any other token, or a bad output, is answered with the API's error
+    (https://docs.aws.amazon.com/step-functions/latest/apireference/API_SendTaskSuccess.html): InvalidToken for a
+    token never issued, TaskTimedOut for a task already closed (answered, timed out or aborted), InvalidOutput for
+    output that is not JSON. ``unroute_task_tokens`` removes the registry when its stack stops.
+    """
+    with _lock:
+        if tokens not in _token_registries:
+            _token_registries.append(tokens)
+    if not _once("stepfunctions-task-tokens"):
+        return
+    from moto.core.exceptions import AWSError
+    from moto.core.responses import EmptyResult
+    from moto.stepfunctions.responses import StepFunctionResponse
+
+    def deliver(response: Any, call: Callable[[Any, str], None]) -> Any:
+        token = response._get_param("taskToken")
+        with _lock:
+            registries = list(_token_registries)
+        owner = next((r for r in registries if r.knows(token)), None)
+        if owner is None:
+            raise AWSError("Invalid Token: 'Invalid token'", "InvalidToken")
+        from sklambda_infra.local.states import TaskTokenError  # states.py imports no moto; this module does
+
+        try:
+            call(owner, token)
+        except TaskTokenError as e:
+            raise AWSError(e.message, e.code) from None
+        return EmptyResult()
+
+    def send_task_success(self: Any) -> Any:
+        return deliver(self, lambda owner, token: owner.succeed(token, self._get_param("output")))
+
+    def send_task_failure(self: Any) -> Any:
+        return deliver(self, lambda owner, token: owner.fail(token, self._get_param("error"), self._get_param("cause")))
+
+    def send_task_heartbeat(self: Any) -> Any:
+        return deliver(self, lambda owner, token: owner.heartbeat(token))
+
+    StepFunctionResponse.send_task_success = send_task_success
+    StepFunctionResponse.send_task_failure = send_task_failure
+    StepFunctionResponse.send_task_heartbeat = send_task_heartbeat
+
+
+def unroute_task_tokens(tokens: Any) -> None:
+    """Stop delivering SendTask* calls to ``tokens`` (its stack stopped); their tokens become InvalidToken."""
+    with _lock:
+        if tokens in _token_registries:
+            _token_registries.remove(tokens)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# EventBridge: rules whose targets are state machines
+
+
+def start_state_machine_targets() -> None:
+    """Make a PutEvents that matches a rule with a Step Functions target start an execution in moto.
+
+    moto lacks: Step Functions targets. moto 5.2.5's ``moto.events.models.Rule.send_to_targets`` (called by
+    ``put_events`` for every rule of the event's bus) delivers to log groups, archives, SQS queues, event buses and
+    API destinations only, and raises NotImplementedError for any other target, an ``arn:aws:states:`` one
+    included; it also ignores the rule's State (a DISABLED rule still delivers) and applies neither Input nor
+    InputPath. Wrapped here: a DISABLED rule delivers nothing, as in EventBridge; for a matching event, each state
+    machine target gets a StartExecution in moto's Step Functions (where the local stack's ExecutionWatcher runs
+    it) whose input is the event as EventBridge sends it (``time`` as ISO 8601 text), or the target's Input (JSON
+    text), InputPath (applied to the event) or InputTransformer (moto's own template parser)
+    (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-transform-target-input.html); the rule's other
+    targets go to moto's original. A StartExecution that fails is logged (EventBridge would retry, then drop the
+    event or send it to the target's dead-letter queue): PutEvents itself still succeeds, as in the cloud.
+    """
+    if not _once("events-state-machine-targets"):
+        return
+    from moto.core.utils import iso_8601_datetime_without_milliseconds, utcfromtimestamp
+    from moto.events.models import Rule
+    from moto.events.utils import EventTemplateParser
+    from moto.stepfunctions.models import stepfunctions_backends
+
+    from sklambda_infra.local.states import read_path
+
+    original = Rule.send_to_targets
+
+    def is_state_machine(target: dict[str, Any]) -> bool:
+        return str(target.get("Arn", "")).split(":")[2:3] == ["states"]
+
+    def target_input(target: dict[str, Any], event: dict[str, Any]) -> Any:
+        sent = {key: value for key, value in event.items() if key != "ingestion-time"}
+        if isinstance(sent.get("time"), int | float):
+            sent["time"] = iso_8601_datetime_without_milliseconds(utcfromtimestamp(sent["time"]))
+        if "Input" in target:
+            return json.loads(target["Input"])
+        if "InputPath" in target:
+            return read_path(sent, target["InputPath"])
+        transformer = target.get("InputTransformer")
+        if transformer:
+            return EventTemplateParser.parse(
+                input_template=transformer.get("InputTemplate"),
+                input_paths_map=transformer.get("InputPathsMap", {}),
+                event={**sent, "ingestion-time": event.get("ingestion-time")},
+            )
+        return sent
+
+    def send_to_targets(self: Any, original_event: dict[str, Any], transform_input: bool = True) -> None:
+        if str(getattr(self, "state", "ENABLED")).upper() == "DISABLED":
+            return
+        machines = [t for t in self.targets if is_state_machine(t)]
+        if machines and self.event_pattern.matches_event(original_event):
+            for target in machines:
+                arn = str(target["Arn"])
+                _, _, _, region, account, _ = arn.split(":", 5)
+                try:
+                    execution_input = json.dumps(target_input(target, original_event))
+                    stepfunctions_backends[account][region].start_execution(
+                        arn, name=str(uuid.uuid4()), execution_input=execution_input
+                    )
+                except Exception as e:  # a bad InputPath, an unknown machine: never fail the caller's PutEvents
+                    logger.warning("rule %s: StartExecution of %s failed: %s: %s", self.name, arn, type(e).__name__, e)
+        others = [t for t in self.targets if not is_state_machine(t)]
+        if not others:
+            return
+        if machines:
+            self = copy.copy(self)
+            self.targets = others
+        original(self, original_event, transform_input)
+
+    Rule.send_to_targets = send_to_targets

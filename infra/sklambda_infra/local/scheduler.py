@@ -1,10 +1,12 @@
 """EventBridge schedules of the local stack: the template's scheduled events, fired while the stack runs.
 
 `schedule_sources` finds what EventBridge would invoke on a schedule: every AWS::Events::Rule of the translated
-template with a ScheduleExpression whose target is one of its functions (SAM turns each `Type: Schedule` event into
-such a rule, named `<Function><Event>`). Expressions go through the resolver (`Schedule: !Ref DriftCheckSchedule`
-gives the parameter's value) and are checked here, so an expression EventBridge would reject fails the local
-stack's start with a message naming it.
+template with a ScheduleExpression whose target is one of its functions or state machines (SAM turns each
+`Type: Schedule` event of an AWS::Serverless::Function or AWS::Serverless::StateMachine into such a rule, named
+`<Function><Event>` / `<Machine><Event>`). A function target is invoked; a state machine target gets a
+StartExecution with the event (or the target's Input) as the execution's input, through `start_execution`.
+Expressions go through the resolver (`Schedule: !Ref DriftCheckSchedule` gives the parameter's value) and are
+checked here, so an expression EventBridge would reject fails the local stack's start with a message naming it.
 
 `Scheduler` runs one daemon thread that sleeps until the next due time and starts each invocation in its own
 thread, as EventBridge invokes Lambda asynchronously: the result is discarded, an error is logged and the
@@ -50,8 +52,12 @@ from sklambda_infra.template import (
     resources_of_type,
 )
 
+STATE_MACHINE = "AWS::StepFunctions::StateMachine"
+
 Log = Callable[[str], None]
 Invoke = Callable[[str, Any], Any]
+# StartExecution: (state machine ARN, the execution's input) -> anything (the result is not used).
+StartExecution = Callable[[str, Any], Any]
 Clock = Callable[[], datetime]
 
 SCHEDULE_EVERY_ENV = "SKLAMBDA_LOCAL_SCHEDULE_EVERY"
@@ -231,7 +237,7 @@ def parse_schedule(expression: Any) -> Schedule:
 
 @dataclass(frozen=True)
 class ScheduleSource:
-    function: str  # logical id of the function invoked
+    function: str  # logical id of the function invoked, or of the state machine started (state_machine_arn set)
     event: str  # the AWS::Events::Rule's logical id (`<Function><Event>` for a SAM event)
     expression: str
     rule_name: str
@@ -243,6 +249,7 @@ class ScheduleSource:
     description: str = ""
     async_retries: int = DEFAULT_ASYNC_RETRIES  # what Lambda would do after an error (not done locally)
     notes: tuple[str, ...] = ()
+    state_machine_arn: str | None = None  # a state machine target: StartExecution instead of an invocation
 
     @property
     def key(self) -> str:
@@ -271,7 +278,23 @@ def _input_text(value: Any, where: str) -> str | None:
     return text
 
 
-def _rule_identity(resolver: Resolver, rule_logical_id: str, name: Any) -> tuple[str, str]:
+def referenced_state_machine(resolver: Resolver, reference: Any) -> str | None:
+    """The enabled AWS::StepFunctions::StateMachine that a target's Arn names: a Ref or Fn::GetAtt to it, else its
+    resolved ARN. None when it names none of them (or cannot be resolved)."""
+    machines = [m for m in resources_of_type(resolver.template, STATE_MACHINE) if resolver.enabled(m)]
+    if isinstance(reference, dict) and len(reference) == 1:
+        name, arg = next(iter(reference.items()))
+        target = arg[0] if isinstance(arg, list) and arg else str(arg).partition(".")[0]
+        if name in ("Ref", "Fn::GetAtt") and target in machines:
+            return str(target)
+    try:
+        text = str(resolver.resolve(reference))
+    except TemplateError:
+        return None
+    return next((m for m in machines if text and text == resolver.refs.get(m)), None)
+
+
+def rule_identity(resolver: Resolver, rule_logical_id: str, name: Any) -> tuple[str, str]:
     """(name, ARN) of the rule: its Name, else `<stack>-<logical id>` as CloudFormation would start it."""
     pseudo = resolver.pseudo
     rule_name = str(name) if name else f"{pseudo.stack_name}-{rule_logical_id}"[:64]
@@ -309,7 +332,8 @@ def _checked_expression(resolver: Resolver, value: Any, where: str) -> str:
 
 
 def schedule_sources(resolver: Resolver) -> list[ScheduleSource]:
-    """Every scheduled rule targeting the template's enabled functions, disabled ones included (`enabled=False`).
+    """Every scheduled rule targeting the template's enabled functions or state machines, disabled ones included
+    (`enabled=False`).
 
     Raises ScheduleError when an expression or an Input is invalid, naming the rule.
     """
@@ -323,20 +347,21 @@ def schedule_sources(resolver: Resolver) -> list[ScheduleSource]:
             continue
         where = f"{rule_id} (AWS::Events::Rule)"
         expression = _checked_expression(resolver, props["ScheduleExpression"], where)
-        rule_name, rule_arn = _rule_identity(resolver, rule_id, _resolve(resolver, props.get("Name"), where))
+        rule_name, rule_arn = rule_identity(resolver, rule_id, _resolve(resolver, props.get("Name"), where))
         enabled = _is_enabled(None, _resolve(resolver, props.get("State"), where))
         for target in props.get("Targets") or []:
             function = referenced_function(resolver, (target or {}).get("Arn"))
-            if function is None:
+            machine = None if function is not None else referenced_state_machine(resolver, (target or {}).get("Arn"))
+            if function is None and machine is None:
                 continue
-            target_where = f"{where} target {target.get('Id', function)}"
+            target_where = f"{where} target {target.get('Id', function or machine)}"
             unsupported = sorted(set(target) & {"InputPath", "InputTransformer"})
             notes = (
                 (f"{', '.join(unsupported)} not applied locally: the Scheduled Event is sent",) if unsupported else ()
             )
             found.append(
                 ScheduleSource(
-                    function=function,
+                    function=function or str(machine),
                     event=rule_id,
                     expression=expression,
                     rule_name=rule_name,
@@ -346,8 +371,9 @@ def schedule_sources(resolver: Resolver) -> list[ScheduleSource]:
                     input=_input_text(_resolve(resolver, target.get("Input"), target_where), target_where),
                     enabled=enabled,
                     description=str(_resolve(resolver, props.get("Description"), where) or ""),
-                    async_retries=_async_retries(resolver, function),
+                    async_retries=_async_retries(resolver, function) if function else 0,
                     notes=notes,
+                    state_machine_arn=None if machine is None else str(_resolve(resolver, target["Arn"], target_where)),
                 )
             )
     return found
@@ -412,7 +438,8 @@ class _Entry:
 
 class Scheduler:
     """Fires the enabled `sources` on their schedules (or every `every_s` seconds) with `invoke(logical_id,
-    event)`, from one daemon thread; each invocation runs in a thread of its own.
+    event)`, or `start_execution(state_machine_arn, event)` for a state machine target, from one daemon thread;
+    each invocation runs in a thread of its own.
 
     `now` is the clock (aware UTC datetimes); tests may call `tick()` themselves instead of `start()`.
     """
@@ -426,11 +453,13 @@ class Scheduler:
         every_s: float | None = None,
         now: Clock = utc_now,
         max_sleep_s: float = MAX_SLEEP_S,
+        start_execution: StartExecution | None = None,
     ) -> None:
         if every_s is not None and not (math.isfinite(every_s) and every_s > 0):
             raise ScheduleError(f"every_s must be a number of seconds above 0, got {every_s!r}")
         self.sources = list(sources)
         self.invoke = invoke
+        self.start_execution = start_execution
         self.log = log
         self.every_s = every_s
         self.now = now
@@ -553,7 +582,12 @@ class Scheduler:
         self.log(f"[{source.function}] schedule {source.event}: invoking (run due {iso(due)}, {entry.label})")
         started = time.monotonic()
         try:
-            self.invoke(source.function, event)  # asynchronous invocation: the result goes nowhere
+            if source.state_machine_arn is not None:
+                if self.start_execution is None:
+                    raise ScheduleError(f"no StartExecution was given to start {source.function}")
+                self.start_execution(source.state_machine_arn, event)
+            else:
+                self.invoke(source.function, event)  # asynchronous invocation: the result goes nowhere
         except Exception as e:
             with self._lock:
                 entry.failed += 1

@@ -25,7 +25,9 @@ import boto3
 from botocore.config import Config
 
 from sklambda.connection import process_running
-from sklambda_infra.local.events import ExecutionWatcher, SqsPoller, sqs_event_sources
+from sklambda_infra.local.eventbridge import StateMachineRule, create_rules, state_machine_rules
+from sklambda_infra.local.eventbridge import describe as describe_rules
+from sklambda_infra.local.events import ExecutionWatcher, SqsPoller, service_integrations, sqs_event_sources
 from sklambda_infra.local.functions import (
     FAKE_ACCESS_KEY_ID,
     FAKE_SECRET_ACCESS_KEY,
@@ -37,6 +39,7 @@ from sklambda_infra.local.functions import (
 from sklambda_infra.local.gateway import Gateway, GatewayServer, Route, api_routes
 from sklambda_infra.local.provision import GENERATED_PARAMETERS, Provisioner, ProvisionResult
 from sklambda_infra.local.scheduler import Scheduler, schedule_every_from_env, schedule_sources
+from sklambda_infra.local.states import DEFAULT_MAX_LOCAL_WAIT_S, TaskTokens
 from sklambda_infra.local.subscriptions import LogForwarder, subscriptions
 from sklambda_infra.template import (
     DEFAULT_REGION,
@@ -123,6 +126,7 @@ class LocalStack:
         log: Callable[[str], None] | None = None,
         write_details: bool = False,
         max_parallel_workers: int = DEFAULT_MAX_PARALLEL_WORKERS,
+        max_wait_s: float = DEFAULT_MAX_LOCAL_WAIT_S,
     ) -> None:
         self.project_root = Path(project_root).resolve()
         self.template_path = self.project_root / template
@@ -141,6 +145,10 @@ class LocalStack:
         self.max_parallel_workers = max(1, max_parallel_workers)
         self.pollers: list[SqsPoller] = []
         self.watcher: ExecutionWatcher | None = None
+        # Each Wait state of a local execution sleeps at most this long (seconds); see states.py.
+        self.max_wait_s = max_wait_s
+        self.task_tokens = TaskTokens()
+        self.event_rules: list[StateMachineRule] = []
         self.forwarder: LogForwarder | None = None
         self.scheduler: Scheduler | None = None
         self._pools: dict[str, queue.LifoQueue[FunctionRunner]] = {}
@@ -240,6 +248,9 @@ class LocalStack:
             for logical_id, created in self.provisioned.created.items()
             if self.provisioned.types.get(logical_id) in STATE_MACHINE_TYPES
         }
+        from sklambda_infra.local.moto_patches import route_task_tokens
+
+        route_task_tokens(self.task_tokens)  # SendTaskSuccess/Failure/Heartbeat against moto reach the executions
         self.watcher = ExecutionWatcher(
             machines,
             self.client("stepfunctions"),
@@ -247,13 +258,34 @@ class LocalStack:
             self.log,
             account_id=self.pseudo.account_id,
             region=region,
+            services=service_integrations(self.client),
+            task_tokens=self.task_tokens,
+            max_wait_s=self.max_wait_s,
         )
         self.watcher.start()
+        # EventBridge rules whose targets are state machines: a matching PutEvents starts an execution.
+        self.event_rules = state_machine_rules(resolver)
+        create_rules(self.client("events"), self.event_rules)
+        for rule in self.event_rules:
+            self.provisioned.cloud_only.pop(rule.rule, None)
+            self.provisioned.local[rule.rule] = "in moto's EventBridge: a matching PutEvents starts the state machine"
+            self.provisioned.notes.setdefault(rule.rule, []).extend(rule.notes)
         # EventBridge schedules (the drift check); SKLAMBDA_LOCAL_SCHEDULE_EVERY=<seconds> speeds them up.
         self.scheduler = Scheduler(
-            schedule_sources(resolver), self._invoke_pooled, self.log, every_s=schedule_every_from_env()
+            schedule_sources(resolver),
+            self._invoke_pooled,
+            self.log,
+            every_s=schedule_every_from_env(),
+            start_execution=self._start_execution,
         )
         self.scheduler.start()
+
+    def _start_execution(self, state_machine_arn: str, execution_input: Any) -> str:
+        """StartExecution in moto (the watcher runs it), as EventBridge does for a state machine target."""
+        started = self.client("stepfunctions").start_execution(
+            stateMachineArn=state_machine_arn, input=json.dumps(execution_input)
+        )
+        return str(started["executionArn"])
 
     def _invoke_pooled(self, logical_id: str, event: Any) -> Any:
         """Invoke on an idle worker of the function, starting another one (up to max_parallel_workers) when all
@@ -317,6 +349,10 @@ class LocalStack:
         # the workers. Stopped together, each group takes its longest wait rather than the sum.
         stop_together([*self.pollers, *([self.watcher] if self.watcher is not None else [])])
         self.pollers, self.watcher = [], None
+        if self._moto is not None:
+            from sklambda_infra.local.moto_patches import unroute_task_tokens
+
+            unroute_task_tokens(self.task_tokens)
         stop_together([*(r for runners in self._pool_runners.values() for r in runners), *self.runners.values()])
         self._pools, self._pool_runners = {}, {}
         self.runners = {}
@@ -528,6 +564,8 @@ class LocalStack:
             ],
             "log_subscriptions": self.forwarder.describe() if self.forwarder else [],
             "schedules": self.scheduler.describe() if self.scheduler else [],
+            "event_rules": describe_rules(self.event_rules),
+            "state_machine_max_wait_s": self.max_wait_s,
             "local_equivalents": dict(p.local),
             "cloud_only": dict(p.cloud_only),
             "skipped_by_condition": dict(p.skipped),
@@ -566,9 +604,14 @@ def summary(details: Mapping[str, Any]) -> str:
     for source in details.get("sqs_event_sources", []):
         lines.append(f"  SQS {source['queue_url']} -> {source['function']} (batch size {source['batch_size']})")
     for logical_id, arn in details.get("state_machines", {}).items():
-        lines.append(f"  state machine {logical_id}: {arn} (run by the local interpreter)")
+        cap = details.get("state_machine_max_wait_s")
+        waits = f"; each Wait at most {cap:g} s" if cap is not None else ""
+        lines.append(f"  state machine {logical_id}: {arn} (run by the local interpreter{waits})")
     for sub in details.get("log_subscriptions", []):
         lines.append(f"  log {sub['log_group']} -> Firehose {sub['stream']} ({sub['filter']})")
+    for rule in details.get("event_rules", []):
+        machines = ", ".join(rule["state_machines"])
+        lines.append(f"  rule {rule['rule']} ({rule['event_bus']} bus) -> state machine {machines}")
     for sched in details.get("schedules", []):
         when = sched["local_schedule"] or "disabled"
         lines.append(f"  schedule {sched['expression']} -> {sched['function']} ({when}; next {sched['next']})")

@@ -9,6 +9,9 @@ ConfigurationError naming the variable instead of failing the first request:
     scheduled drift check           DriftCheckSettings    (functions/drift_check/app.py)
     ground truth (route and files)  FeedbackSettings      (functions/feedback/app.py)
     scheduled model-quality check   QualityCheckSettings  (functions/quality_check/app.py)
+    canary rollback, shadow reports RolloutCheckSettings  (functions/rollout_check/app.py)
+    retraining steps but training   RetrainSettings       (functions/retrain/app.py)
+    retraining's training step      TrainSettings         (functions/retrain/train.py)
 
 A field declared with `setting(NAME, default)` is read from the variable NAME; its default is the field's default
 and nowhere else (a variable that is unset, empty or blank takes it), and a field declared without a default is
@@ -90,6 +93,28 @@ QUALITY_CONSECUTIVE_WINDOWS = "SKLAMBDA_QUALITY_CONSECUTIVE_WINDOWS"
 QUALITY_EVENT_BUS = "SKLAMBDA_QUALITY_EVENT_BUS"
 QUALITY_HISTORY_WINDOWS = "SKLAMBDA_QUALITY_HISTORY_WINDOWS"
 
+# The rollout check (sklambda.updating.rollout_check): canary verdicts and automatic rollback, shadow comparisons.
+ROLLOUT_EVENT_BUS = "SKLAMBDA_ROLLOUT_EVENT_BUS"
+SHADOW_WINDOW_HOURS = "SKLAMBDA_SHADOW_WINDOW_HOURS"
+SHADOW_MAX_ROWS = "SKLAMBDA_SHADOW_MAX_ROWS"
+
+# The retraining pipeline (sklambda.updating.retraining): where training-data files are (`<prefix><model>/` in the
+# data bucket), which labeled captured rows join them, how many rows a run needs, where its events and approval
+# messages go.
+RETRAIN_TRAINING_DATA_PREFIX = "SKLAMBDA_RETRAIN_TRAINING_DATA_PREFIX"
+RETRAIN_LABEL_DAYS = "SKLAMBDA_RETRAIN_LABEL_DAYS"
+RETRAIN_LOOKBACK_DAYS = "SKLAMBDA_RETRAIN_LOOKBACK_DAYS"
+RETRAIN_MIN_TRAINING_ROWS = "SKLAMBDA_RETRAIN_MIN_TRAINING_ROWS"
+RETRAIN_HOLDOUT_FRACTION = "SKLAMBDA_RETRAIN_HOLDOUT_FRACTION"
+RETRAIN_EVENT_BUS = "SKLAMBDA_RETRAIN_EVENT_BUS"
+RETRAIN_APPROVAL_TOPIC_ARN = "SKLAMBDA_RETRAIN_APPROVAL_TOPIC_ARN"
+# How a run started by a DriftDetected or PerformanceDegraded event rolls out (canary, shadow or none) and whether it
+# waits for an approval (true or false) before promoting.
+RETRAIN_AUTO_ROLLOUT = "SKLAMBDA_RETRAIN_AUTO_ROLLOUT"
+RETRAIN_AUTO_APPROVAL = "SKLAMBDA_RETRAIN_AUTO_APPROVAL"
+# Read by the CLI only (`sklambda retrain`): the RetrainStateMachineArn output of a deployed stack.
+RETRAIN_STATE_MACHINE_ARN = "SKLAMBDA_RETRAIN_STATE_MACHINE_ARN"
+
 # --- constants that are not settings -------------------------------------------------------------------------------
 # S3 multipart uploads: every part but the last must be at least 5 MiB (Amazon S3 User Guide, "Multipart upload
 # limits").
@@ -101,6 +126,9 @@ PSEUDONYM_KEY_CONTEXT = {"sklambda:purpose": "pseudonymization"}
 CAPTURE_PREFIX = "capture/"
 # Where ground-truth labels are stored (in the data bucket): ground-truth/model=<name>/dt=<arrival yyyy-mm-dd>/...
 GROUND_TRUTH_PREFIX = "ground-truth/"
+# Where the retraining pipeline keeps each run's records, files and report (in the data bucket):
+# retraining/<model>/<run id>/... (sklambda.updating.retraining)
+RETRAINING_PREFIX = "retraining/"
 # Where label files are uploaded (in the data bucket): feedback/<model>/<relative path>.{csv,jsonl}[.gz]
 FEEDBACK_PREFIX = "feedback/"
 
@@ -415,3 +443,66 @@ class QualityCheckSettings(RegistrySettings):
     consecutive_windows: int | None = setting(QUALITY_CONSECUTIVE_WINDOWS, None, minimum=1)
     event_bus: str = setting(QUALITY_EVENT_BUS, "default")
     history_windows: int = setting(QUALITY_HISTORY_WINDOWS, 30, minimum=1, maximum=1000)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RolloutCheckSettings(RegistrySettings):
+    """The rollout check function's settings (functions/rollout_check/app.py).
+
+    monitoring_bucket: the data bucket holding capture/ and ground-truth/ (read) and reports/rollout/, reports/shadow/
+        (written).
+    default_alias: the alias an on-demand check without `alias` looks at.
+    event_bus: name or ARN of the EventBridge bus a CanaryRolledBack event is put on.
+    shadow_window_hours: a shadow is compared on the requests of the last `shadow_window_hours` hours (not before it
+        started).
+    shadow_max_rows: at most this many captured rows are replayed per comparison (a seeded uniform sample beyond):
+        both versions score them in the check, so its time grows with it.
+    """
+
+    monitoring_bucket: str = setting(MONITORING_BUCKET)
+    default_alias: str = _default_alias()
+    event_bus: str = setting(ROLLOUT_EVENT_BUS, "default")
+    shadow_window_hours: float = setting(SHADOW_WINDOW_HOURS, 24.0, above=0)
+    shadow_max_rows: int = setting(SHADOW_MAX_ROWS, 10_000, minimum=1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainSettings(RegistrySettings):
+    """The retraining pipeline's training function's settings (functions/retrain/train.py): the only function whose
+    role may kms:Sign with the signing key.
+
+    data_bucket: the data bucket holding the run's records and files (retraining/).
+    runtime_path: the target runtime's packages the parity gate scores the candidate in (os.pathsep-separated; in
+        Lambda the dependency layer, /opt/python, which is the runtime that serves the model).
+    """
+
+    data_bucket: str = setting(MONITORING_BUCKET)
+    runtime_path: str = setting(RUNTIME_PATH)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetrainSettings(RegistrySettings):
+    """The retraining pipeline's step function's settings (functions/retrain/app.py): every step but training.
+
+    data_bucket: the data bucket: training-data files, capture/ and ground-truth/ (read), retraining/ (written).
+    training_data_prefix: training-data files of a model are under `<prefix><model>/` in the data bucket.
+    label_days: labeled captured rows are those whose labels arrived in the last `label_days` days (above 0).
+    lookback_days: how far before those labels' window their predictions are looked for (labels arrive late).
+    min_training_rows: a run with fewer training rows fails its assemble step (at least 2).
+    holdout_fraction: the share of the (most recent labeled, else seeded split of the) rows kept for the gate.
+    event_bus: name or ARN of the EventBridge bus ModelPromoted and RetrainingSucceeded/Failed events are put on.
+    approval_topic_arn: the SNS topic approval requests are published to.
+    auto_rollout / auto_approval: the rollout (canary, shadow, none) and approval ("true" or "false") of a run started
+        by a monitoring event (checked with the run's request, sklambda.updating.retraining.RetrainRequest).
+    """
+
+    data_bucket: str = setting(MONITORING_BUCKET)
+    training_data_prefix: str = setting(RETRAIN_TRAINING_DATA_PREFIX, "training-data/")
+    label_days: float = setting(RETRAIN_LABEL_DAYS, 30.0, above=0, maximum=366)
+    lookback_days: float = setting(RETRAIN_LOOKBACK_DAYS, 14.0, minimum=0, maximum=366)
+    min_training_rows: int = setting(RETRAIN_MIN_TRAINING_ROWS, 200, minimum=2)
+    holdout_fraction: float = setting(RETRAIN_HOLDOUT_FRACTION, 0.2, above=0, maximum=0.5)
+    event_bus: str = setting(RETRAIN_EVENT_BUS, "default")
+    approval_topic_arn: str = setting(RETRAIN_APPROVAL_TOPIC_ARN)
+    auto_rollout: str = setting(RETRAIN_AUTO_ROLLOUT, "canary")
+    auto_approval: str = setting(RETRAIN_AUTO_APPROVAL, "true")

@@ -465,11 +465,15 @@ class Registry:
         shadow = current.shadow if current else None
         return self._write(AliasRecord(name, alias, version, history, _now(), shadow=_unless(shadow, version)), current)
 
-    def rollback(self, name: str, alias: str) -> AliasRecord:
+    def rollback(self, name: str, alias: str, *, expected_etag: str | None = None) -> AliasRecord:
         """Undo the alias's last change: with a canary, drop it at once (the stable version takes all the traffic);
-        otherwise point `alias` back at the version it had before. Raises ModelNotFound when there is nothing to roll
-        back to; RegistryConflict when the alias changed concurrently."""
+        otherwise point `alias` back at the version it had before. With `expected_etag` (the ETag of a record read
+        earlier), only the alias as it was then is rolled back: an automatic rollback decided on that record must not
+        undo a promote made since. Raises ModelNotFound when there is nothing to roll back to; RegistryConflict when
+        the alias changed concurrently or since `expected_etag`."""
         current = self.get_alias(name, alias)
+        if expected_etag is not None and current.etag != expected_etag:
+            raise RegistryConflict(f"alias {alias!r} of model {name!r} changed since it was read; nothing rolled back")
         if current.canary is not None:
             return self._write(replace(current, canary=None, updated_at=_now()), current)
         if not current.history:

@@ -1,0 +1,178 @@
+"""`sklambda retrain` and `sklambda approve`: start (or resume) a run of the retraining pipeline, and decide the
+approval a run waits on. Registered by sklambda_infra.cli.
+
+Where: the registry and data bucket as every command resolves them (options, environment, a running local stack),
+and the state machine from --state-machine, else SKLAMBDA_RETRAIN_STATE_MACHINE_ARN (the stack's
+RetrainStateMachineArn output), else the running local stack's RetrainStateMachine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from sklambda import config
+from sklambda.connection import ENV_DATA_BUCKET, Target, find_local_details, read_local_details, resolve
+from sklambda.errors import ConfigurationError, SklambdaError
+
+TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
+
+
+def _target(args: argparse.Namespace) -> Target:
+    try:
+        target = resolve(
+            model_bucket=args.bucket, endpoint_url=args.endpoint_url, need_signing_key=False, arguments="--bucket"
+        )
+    except ConfigurationError as e:
+        raise SklambdaError(e.message) from None
+    if target.local_file is not None:
+        print(f"using the local stack from {target.local_file}", file=sys.stderr)
+    if not target.data_bucket:
+        raise SklambdaError(f"no data bucket: set {ENV_DATA_BUCKET} (the DataBucketName output)")
+    target.use()
+    return target
+
+
+def _state_machine(args: argparse.Namespace, target: Target) -> str:
+    arn = args.state_machine or os.environ.get(config.RETRAIN_STATE_MACHINE_ARN, "").strip()
+    if not arn and target.local_file is not None:
+        details = read_local_details(find_local_details()) or {}
+        arn = (details.get("state_machines") or {}).get("RetrainStateMachine", "")
+    if not arn:
+        raise SklambdaError(
+            f"no retraining state machine: pass --state-machine or set {config.RETRAIN_STATE_MACHINE_ARN} (the "
+            "stack's RetrainStateMachineArn output)"
+        )
+    return arn
+
+
+def new_run_id(model: str, now: datetime | None = None) -> str:
+    """A run id for a run started by hand: `<model>-<UTC yyyymmddThhmmss>-<4 hex>` (an execution name)."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%S")
+    return f"{model[:50]}-{stamp}-{secrets.token_hex(2)}"
+
+
+def _request(args: argparse.Namespace, previous: dict[str, Any] | None) -> dict[str, Any]:
+    """The execution input: the options given, or (--resume) the resumed run's request as its report recorded it."""
+    if previous is not None:
+        return {**previous, "run_id": args.resume}
+    rollout = "shadow" if args.shadow else "none" if args.no_rollout else "canary"
+    request: dict[str, Any] = {
+        "model": args.model,
+        "alias": args.alias,
+        "run_id": args.run_id or new_run_id(args.model),
+        "rollout": rollout,
+        "approval": args.approval,
+        "trigger": {"source": "manual"},
+    }
+    if args.canary is not None:
+        request["canary_weight"] = args.canary
+    if args.check_interval is not None:
+        request["check_interval_seconds"] = args.check_interval
+    return request
+
+
+def _retrain(args: argparse.Namespace) -> int:
+    from sklambda import aws
+    from sklambda.updating.retraining import RunStore
+
+    target = _target(args)
+    arn = _state_machine(args, target)
+    s3, sfn = aws.client("s3"), aws.client("stepfunctions")
+    previous = None
+    if args.resume:
+        report = RunStore(s3, target.data_bucket, args.model, args.resume).get_json(
+            f"{config.RETRAINING_PREFIX}{args.model}/{args.resume}/report.json"
+        )
+        previous = (report or {}).get("request")
+        if previous is None:
+            raise SklambdaError(f"run {args.resume} of {args.model} has no report: nothing to resume (is it running?)")
+    request = _request(args, previous)
+    run_id = request["run_id"]
+    # Execution names are unique per state machine: a resumed run keeps its run id in the input, not as the name.
+    name = run_id if not args.resume else f"{run_id[:60]}-resume-{datetime.now(UTC).strftime('%H%M%S')}"
+    started = sfn.start_execution(stateMachineArn=arn, name=name, input=json.dumps(request))
+    print(f"{args.model}: retraining run {run_id} started ({started['executionArn']})")
+    if not args.wait:
+        return 0
+    deadline = time.monotonic() + args.timeout
+    while True:
+        status = sfn.describe_execution(executionArn=started["executionArn"])["status"]
+        if status in TERMINAL:
+            break
+        if time.monotonic() > deadline:
+            raise SklambdaError(f"run {run_id} still {status} after {args.timeout:g} s (see its records)")
+        time.sleep(1.0)
+    key = f"{config.RETRAINING_PREFIX}{args.model}/{run_id}/report.json"
+    report = RunStore(s3, target.data_bucket, args.model, run_id).get_json(key)
+    if report is None:
+        print(f"{args.model}: run {run_id} ended {status} without a report", file=sys.stderr)
+        return 1
+    print(json.dumps(report, indent=2) if args.json else _summary(report))
+    return 0 if report.get("status") == "succeeded" else 1
+
+
+def _summary(report: dict[str, Any]) -> str:
+    lines = [f"{report['model']}: run {report['run_id']} {report['status']}"]
+    if report.get("failed_step"):
+        lines.append(f"  failed at {report['failed_step']}: {report.get('reason')}")
+    for step in report.get("steps") or []:
+        lines.append(f"  {step['step']:<9} {step['status']:<10} {step.get('seconds') or 0:8.2f} s")
+    gate = report.get("gate") or {}
+    if gate:
+        lines.append(f"  gate: {gate.get('decision')}: {gate.get('reason')}")
+    if report.get("promoted"):
+        lines.append(f"  promoted: {report['promoted'].get('alias')} -> {report['promoted'].get('version')}")
+    return "\n".join(lines)
+
+
+def _approve(args: argparse.Namespace) -> int:
+    from sklambda import aws
+    from sklambda.updating.retraining import RunStore, decide_approval
+
+    target = _target(args)
+    store = RunStore(aws.client("s3"), target.data_bucket, args.model, args.run)
+    by = os.environ.get("USER") or os.environ.get("USERNAME") or ""
+    decision = decide_approval(
+        store, aws.client("stepfunctions"), approved=not args.reject, reason=args.reason or "", by=by
+    )
+    verb = "approved" if decision["approved"] else "rejected"
+    print(f"{args.model}: run {args.run} {verb}" + (f" ({args.reason})" if args.reason else ""))
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add `retrain` and `approve` to the `sklambda` command's subparsers."""
+    p = sub.add_parser(
+        "retrain", help="retrain a model: refit its champion, publish, gate, roll out and promote (RetrainStateMachine)"
+    )
+    p.add_argument("model", help="model name")
+    p.add_argument(
+        "--alias", default="production", help="the alias whose version is the champion (default: production)"
+    )
+    rollout = p.add_mutually_exclusive_group()
+    rollout.add_argument("--canary", type=float, metavar="PCT", help="canary weight in percent (default rollout: 10)")
+    rollout.add_argument("--shadow", action="store_true", help="shadow the candidate instead of a canary")
+    rollout.add_argument("--no-rollout", action="store_true", help="promote after the gate, without a rollout")
+    p.add_argument("--approval", action="store_true", help="wait for `sklambda approve` before promoting")
+    p.add_argument("--check-interval", type=int, metavar="SECONDS", help="between rollout checks (default: 3600)")
+    p.add_argument("--run-id", help="the new run's id (default: <model>-<UTC time>-<4 hex>)")
+    p.add_argument("--resume", metavar="RUN", help="rerun RUN with its request: its succeeded steps are not redone")
+    p.add_argument("--state-machine", help=f"the state machine ARN (default: ${config.RETRAIN_STATE_MACHINE_ARN})")
+    p.add_argument("--wait", action="store_true", help="wait for the run to end and print its report (exit 1: failed)")
+    p.add_argument("--timeout", type=float, default=3600.0, metavar="SECONDS", help="with --wait (default: 3600)")
+    p.add_argument("--json", action="store_true", help="with --wait: print the whole report as JSON")
+    p.set_defaults(func=_retrain)
+
+    p = sub.add_parser("approve", help="approve (or --reject) the candidate a retraining run waits on")
+    p.add_argument("model", help="model name")
+    p.add_argument("run", help="the run id")
+    p.add_argument("--reject", action="store_true", help="reject it: the run ends, its canary rolled back")
+    p.add_argument("--reason", help="why (recorded in the run's report)")
+    p.set_defaults(func=_approve)
