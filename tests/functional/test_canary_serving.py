@@ -12,13 +12,13 @@ import pytest
 
 from sklambda import config
 from sklambda.monitoring.capture import CAPTURE_MARKER, create_key_ciphertext
-from tests.support import BuiltVersion, build_churn, call, event_body, import_predict_app, load_event, store_built
+from tests.support import BuiltVersion, as_version, call, event_body, import_predict_app, load_event, store_built
 
 
-@pytest.fixture(scope="module")
-def churn_v2(churn: SimpleNamespace, forest_model) -> BuiltVersion:
-    """Version 2 of churn: the forest pipeline (so its answers differ from version 1's), built once."""
-    return build_churn(churn, forest_model, version="2")
+@pytest.fixture
+def churn_v2(churn_v1, forest_model) -> BuiltVersion:
+    """Version 2 of churn: version 1's card around the forest pipeline (so its answers differ from version 1's)."""
+    return as_version(churn_v1, "2", forest_model)
 
 
 @pytest.fixture

@@ -3,18 +3,12 @@ moto registry."""
 
 from __future__ import annotations
 
-import hashlib
-import io
-from dataclasses import replace
-
-import joblib
 import numpy as np
 import pytest
 
-from sklambda.registry.store import Registry
 from sklambda_infra import sample
 from sklambda_infra.cli import main
-from tests.support import BuiltVersion, store_built
+from tests.support import as_version, store_built
 
 
 @pytest.fixture
@@ -28,20 +22,6 @@ def cli(registry_env, monkeypatch, tmp_path):
         return main(["--bucket", registry_env.bucket, "--signing-key", registry_env.signing_key_id, *args])
 
     return run
-
-
-def as_version(built: BuiltVersion, version: str, model=None) -> BuiltVersion:
-    """`built` stored as another version, its artifact replaced by `model` when given (the card's schema kept)."""
-    blob = built.blob
-    if model is not None:
-        buffer = io.BytesIO()
-        joblib.dump(model, buffer)
-        blob = buffer.getvalue()
-    sha = hashlib.sha256(blob).hexdigest()
-    artifact = replace(
-        built.card.artifact, key=Registry.artifact_key("churn", version, sha), sha256=sha, size=len(blob)
-    )
-    return BuiltVersion(replace(built.card, version=version, artifact=artifact), blob, {})
 
 
 @pytest.fixture(scope="module")
