@@ -157,3 +157,23 @@ def test_the_v2_route_answers_a_whole_request_with_the_version_of_its_inference_
     record = canary_app.server().registry.get_alias("churn", "production")
     assert answers == {caller: (record.route(caller),) * 2 for caller in answers}
     assert {first for first, _ in answers.values()} == {"1", "2"}
+
+
+def test_the_alias_record_with_its_canary_is_read_once_per_ttl(function_env, published, churn_v1):
+    # GIVEN a model server with a 60 s alias TTL on a fake clock, which has read production (no canary yet)
+    from sklambda.serving.server import ModelServer
+
+    now = [0.0]
+    server = ModelServer(function_env.registry, function_env.verifier, alias_ttl_seconds=60, clock=lambda: now[0])
+    assert server.alias_record("churn", "production").canary is None
+    store_built(function_env, as_version(churn_v1, "2"))
+    function_env.registry.start_canary("churn", "production", "2", 10)
+    reads = []
+    get_alias = function_env.registry.get_alias
+    function_env.registry.get_alias = lambda *a: reads.append(a) or get_alias(*a)
+    # WHEN it is asked again within the TTL, then after it
+    within = [server.alias_record("churn", "production").canary for _ in range(100)]
+    now[0] = 61.0
+    after = server.alias_record("churn", "production").canary
+    # THEN the registry is not read within the TTL, and once after it, when the canary appears
+    assert within == [None] * 100 and after.version == "2" and len(reads) == 1

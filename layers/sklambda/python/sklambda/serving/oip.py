@@ -309,7 +309,7 @@ def caller_key(request: InferRequest, event: Any) -> str:
     """The caller key that routes a whole v2 request on an alias with a canary (sklambda.serving.routing): the caller's
     `parameters.inference_id`, else the first of its `parameters.inference_ids`, else the request's `id`, else the API
     request id of `event` (a new one per request). The caller's prediction ids come first: v2 clients often send the
-    same `id` every time (inference_ids), which would pin every request on one version. The v2 answer names one
+    same `id` every time (see `inference_ids`), which would pin every request on one version. The v2 answer names one
     model_version, so a request is not split between versions; the canary key feature is not used here."""
     parameters = request.parameters or {}
     first = parameters.get("inference_ids")
