@@ -84,5 +84,25 @@ def test_demo_runs_end_to_end_on_the_local_stack():
     assert "[parity] served probabilities differ" in out
     assert "versions of penguins-capped: ['1'] (nothing stored)" in out
     assert "## Feature importance" in out
+    # safe updates on churn: a concept drift degrades it twice; PerformanceDegraded starts RetrainStateMachine, whose
+    # candidate is refit on the prefix and the labeled captures, passes the gate, serves a sticky 10 % canary the
+    # rollout check finds healthy, is approved and promoted; then a worse canary is rolled back with its reason
+    churn = re.findall(r"competitor, week \d +quality: degraded \(600 labeled.*accuracy realized (0\.\d+)", out)
+    assert len(churn) == 2 and all(float(a) < 0.8 for a in churn)
+    assert len(re.findall(alarm, out)) == 2
+    assert re.search(r"run \S+ started by the event", out)
+    assert re.search(r"assemble: \d+ training rows \(2400 from the prefix, 1200 labeled captures\)", out)
+    assert "published as v2 through publish's quality and parity gates" in out
+    assert re.search(r"gate: +replace: roc_auc: challenger 0\.\d+ vs champion 0\.\d+", out)
+    assert "canary:   v2 takes 10 % of callers" in out
+    shares = re.search(r"350 requests of 12 customers: v1 (\d+) rows \(\d+%\), v2 (\d+) rows", out)
+    assert shares and 0.05 < int(shares.group(2)) / 4200 < 0.15
+    assert re.search(r"rollout check \(RolloutCheckFunction, round \d+\): healthy: v1 \d+ requests", out)
+    assert "churn: run" in out and " approved" in out
+    assert re.search(r"run succeeded: production -> v2 \(events ModelPromoted, RetrainingSucceeded\)", out)
+    assert "production -> 2, canary 3 takes 30 % of the callers" in out
+    assert re.search(r"roc_auc 0\.\d+ on the canary vs 0\.\d+: drop .* more than the bound 0\.02", out)
+    assert re.search(r"rolled back: production is v2 for everyone \(canary: None\); CanaryRolledBack event \S{8}", out)
+    assert "the next answer: v2" in out
     assert "Shutting down" in out
     assert "\x1b" not in out, "a piped demo log has no terminal escape codes"

@@ -250,6 +250,9 @@ class ScheduleSource:
     async_retries: int = DEFAULT_ASYNC_RETRIES  # what Lambda would do after an error (not done locally)
     notes: tuple[str, ...] = ()
     state_machine_arn: str | None = None  # a state machine target: StartExecution instead of an invocation
+    # The target is a state machine (`function` is its logical id); its ARN is None when the template was read
+    # without a provisioned stack (discovery alone), so such a source cannot run.
+    state_machine: bool = False
 
     @property
     def key(self) -> str:
@@ -276,6 +279,14 @@ def _input_text(value: Any, where: str) -> str | None:
     except ValueError as e:
         raise ScheduleError(f"{where}: Input is not valid JSON ({e}): {text[:200]!r}") from None
     return text
+
+
+def _state_machine_arn(resolver: Resolver, reference: Any) -> str | None:
+    """The target state machine's ARN, or None before the stack is provisioned (discovery alone has no ARN)."""
+    try:
+        return str(resolver.resolve(reference))
+    except TemplateError:
+        return None
 
 
 def referenced_state_machine(resolver: Resolver, reference: Any) -> str | None:
@@ -373,7 +384,8 @@ def schedule_sources(resolver: Resolver) -> list[ScheduleSource]:
                     description=str(_resolve(resolver, props.get("Description"), where) or ""),
                     async_retries=_async_retries(resolver, function) if function else 0,
                     notes=notes,
-                    state_machine_arn=None if machine is None else str(_resolve(resolver, target["Arn"], target_where)),
+                    state_machine_arn=None if machine is None else _state_machine_arn(resolver, target["Arn"]),
+                    state_machine=machine is not None,
                 )
             )
     return found
@@ -582,9 +594,9 @@ class Scheduler:
         self.log(f"[{source.function}] schedule {source.event}: invoking (run due {iso(due)}, {entry.label})")
         started = time.monotonic()
         try:
-            if source.state_machine_arn is not None:
-                if self.start_execution is None:
-                    raise ScheduleError(f"no StartExecution was given to start {source.function}")
+            if source.state_machine:
+                if self.start_execution is None or source.state_machine_arn is None:
+                    raise ScheduleError(f"no StartExecution or no provisioned ARN to start {source.function}")
                 self.start_execution(source.state_machine_arn, event)
             else:
                 self.invoke(source.function, event)  # asynchronous invocation: the result goes nowhere
