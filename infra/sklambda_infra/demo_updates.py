@@ -157,8 +157,9 @@ def run(ctx: Any) -> None:
     print(table([{"step": s["step"], "status": s["status"], "seconds": f"{s.get('seconds') or 0:.2f}"}
                  for s in report["steps"]], ["step", "status", "seconds"]))  # fmt: skip
     promoted = registry.get_alias(NAME, "production")
-    print(f"  run {report['status']}: production -> v{promoted.version} (events ModelPromoted, RetrainingSucceeded); "
-          f"report s3://{bucket}/{run_prefix(NAME, run_id)}report.json")  # fmt: skip
+    took = (done["stopDate"] - done["startDate"]).total_seconds()
+    print(f"  run {report['status']} in {took:.1f} s: production -> v{promoted.version} (events ModelPromoted, "
+          f"RetrainingSucceeded); report s3://{bucket}/{run_prefix(NAME, run_id)}report.json")  # fmt: skip
 
     say("A worse version on a canary is rolled back by the rollout check, with the reason")
     # A careless candidate: fitted on labels shuffled against their rows, so it ranks customers no better than chance.

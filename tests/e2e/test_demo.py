@@ -99,7 +99,7 @@ def test_demo_runs_end_to_end_on_the_local_stack():
     assert shares and 0.05 < int(shares.group(2)) / 4200 < 0.15
     assert re.search(r"rollout check \(RolloutCheckFunction, round \d+\): healthy: v1 \d+ requests", out)
     assert "churn: run" in out and " approved" in out
-    assert re.search(r"run succeeded: production -> v2 \(events ModelPromoted, RetrainingSucceeded\)", out)
+    assert re.search(r"run succeeded in \d+\.\d s: production -> v2 \(events ModelPromoted, RetrainingSucceeded\)", out)
     assert "production -> 2, canary 3 takes 30 % of the callers" in out
     assert re.search(r"roc_auc 0\.\d+ on the canary vs 0\.\d+: drop .* more than the bound 0\.02", out)
     assert re.search(r"rolled back: production is v2 for everyone \(canary: None\); CanaryRolledBack event \S{8}", out)

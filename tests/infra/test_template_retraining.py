@@ -53,10 +53,12 @@ def test_retraining_environments_are_the_settings_the_functions_read(template: d
 def test_monitoring_alerts_start_runs_and_the_schedule_is_off_by_default(template: dict) -> None:
     machine = template["Resources"]["RetrainStateMachine"]["Properties"]
     events = machine["Events"]
-    # THEN DriftDetected and PerformanceDegraded of sklambda.monitoring start a run with the event as input
+    # THEN DriftDetected and PerformanceDegraded of sklambda.monitoring start a run with the event as input, for the
+    # models opted in by RetrainEventModels
     assert events["MonitoringAlert"]["Properties"]["Pattern"] == {
         "source": ["sklambda.monitoring"],
         "detail-type": ["DriftDetected", "PerformanceDegraded"],
+        "detail": {"model": {"Ref": "RetrainEventModels"}},
     }
     # AND the schedule is a parameter, disabled unless enabled
     assert events["Scheduled"]["Properties"]["State"] == {"Ref": "RetrainScheduleState"}
@@ -70,6 +72,30 @@ def test_monitoring_alerts_start_runs_and_the_schedule_is_off_by_default(templat
     # AND the sample input of a run started by hand is a valid request
     manual = json.loads((ROOT / "events" / "retrain_manual.json").read_text())
     assert retraining.parse_request(manual, "ignored").run_id == manual["run_id"]
+
+
+@pytest.mark.parametrize(
+    ("models", "started"),
+    [("", {"churn": False, "penguins": False}), ("churn", {"churn": True, "penguins": False}),
+     ("churn,penguins", {"churn": True, "penguins": True})],
+)  # fmt: skip
+def test_only_the_models_opted_in_are_retrained_on_an_alert(template: dict, models: str, started: dict) -> None:
+    # GIVEN the rule's pattern with RetrainEventModels resolved as CloudFormation resolves a CommaDelimitedList
+    from moto.events.models import EventPattern
+
+    pattern = template["Resources"]["RetrainStateMachine"]["Properties"]["Events"]["MonitoringAlert"]["Properties"]
+    resolved = {**pattern["Pattern"], "detail": {"model": models.split(",")}}
+    assert template["Parameters"]["RetrainEventModels"]["Default"] == ""
+    # WHEN each model's PerformanceDegraded event is matched by EventBridge's rules (moto's matcher)
+    matcher = EventPattern.load(json.dumps(resolved))
+    matched = {
+        model: matcher.matches_event(
+            {"source": "sklambda.monitoring", "detail-type": "PerformanceDegraded", "detail": {"model": model}}
+        )
+        for model in started
+    }
+    # THEN a run starts only for the models listed (none by default)
+    assert matched == started
 
 
 def _states(template: dict) -> dict[str, Any]:

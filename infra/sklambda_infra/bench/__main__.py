@@ -1,7 +1,7 @@
 """python -m sklambda_infra.bench [--quick] [--only KIND ...] [--out PATH]
 
 KIND: warm, cold, bundle, batch, drift, capture, explain, parity, load, estimation, model_quality, gate, rollout,
-canary.
+canary, retrain.
 
 [--layer-report PATH] reads an existing layer build instead of building one.
 """
@@ -31,6 +31,7 @@ from sklambda_infra.bench import (
     model_quality,
     parity,
     report,
+    retrain,
     rollout,
     warm,
 )
@@ -51,6 +52,7 @@ KINDS = (
     "gate",
     "rollout",
     "canary",
+    "retrain",
 )
 DEFAULT_OUT = common.ROOT / "BENCHMARKS.md"
 PARTIAL_OUT = common.BUILD / "BENCHMARKS.md"
@@ -128,6 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         results["rollout"] = rollout.run(quick=ns.quick)
     if "canary" in kinds:
         results["canary"] = canary.run(40 if ns.quick else 300, 5)
+    if "retrain" in kinds:
+        results["retrain"] = retrain.run(2 if ns.quick else 3)
     results["load_average_end"] = machine.load_average()
     results["elapsed_s"] = time.perf_counter() - started
 

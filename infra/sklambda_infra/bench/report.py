@@ -22,6 +22,8 @@ from sklambda_infra.bench.model_quality import markdown as model_quality_markdow
 from sklambda_infra.bench.model_quality import summary_rows as model_quality_summary_rows
 from sklambda_infra.bench.parity import markdown as parity_markdown
 from sklambda_infra.bench.parity import summary_rows as parity_summary_rows
+from sklambda_infra.bench.retrain import markdown as retrain_markdown
+from sklambda_infra.bench.retrain import summary_rows as retrain_summary_rows
 from sklambda_infra.bench.rollout import markdown as rollout_markdown
 from sklambda_infra.bench.rollout import summary_rows as rollout_summary_rows
 
@@ -122,6 +124,8 @@ def render(results: Mapping[str, Any]) -> str:
         parts += ["", _demote(rollout_markdown(results["rollout"]), "13. ")]
     if results.get("canary") is not None:
         parts += ["", _demote(canary_markdown(results["canary"]), "14. ")]
+    if results.get("retrain") is not None:
+        parts += ["", _demote(retrain_markdown(results["retrain"]), "15. ")]
     parts += ["", render_reproduce(), "", render_caveats()]
     return "\n".join(parts).rstrip() + "\n"
 
@@ -260,6 +264,8 @@ def summary_rows(results: Mapping[str, Any]) -> list[list[str]]:
         rows += rollout_summary_rows(results["rollout"])
     if results.get("canary") is not None:
         rows += canary_summary_rows(results["canary"])
+    if results.get("retrain") is not None:
+        rows += retrain_summary_rows(results["retrain"])
     return rows
 
 
