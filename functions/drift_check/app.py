@@ -18,7 +18,6 @@ Settings: sklambda.config.DriftCheckSettings.
 
 from __future__ import annotations
 
-import json
 import warnings
 from datetime import UTC, datetime
 from typing import Any
@@ -96,20 +95,7 @@ def record_check(result: DriftCheckResult) -> None:
 
 def publish_drift(detail: dict[str, Any]) -> str:
     """Put one DriftDetected event on the bus; returns its event id."""
-    response = aws.client("events").put_events(
-        Entries=[
-            {
-                "Source": EVENT_SOURCE,
-                "DetailType": EVENT_DETAIL_TYPE,
-                "Detail": json.dumps(detail, allow_nan=False),
-                "EventBusName": settings.event_bus,
-            }
-        ]
-    )
-    (entry,) = response["Entries"]
-    if response.get("FailedEntryCount") or "EventId" not in entry:
-        raise RuntimeError(f"PutEvents refused the DriftDetected event: {entry.get('ErrorCode')}")
-    return entry["EventId"]
+    return aws.put_event(settings.event_bus, EVENT_SOURCE, EVENT_DETAIL_TYPE, detail)
 
 
 def _failed(model: str, code: str, message: str) -> dict[str, Any]:

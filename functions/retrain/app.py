@@ -17,7 +17,6 @@ Settings: sklambda.config.RetrainSettings.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -41,20 +40,7 @@ _pipeline: Retraining | None = None
 
 def put_event(detail_type: str, detail: dict[str, Any]) -> str:
     """Put one event (source sklambda.updating) on the configured bus; returns its id."""
-    response = aws.client("events").put_events(
-        Entries=[
-            {
-                "Source": EVENT_SOURCE,
-                "DetailType": detail_type,
-                "Detail": json.dumps(detail, allow_nan=False, default=str),
-                "EventBusName": settings.event_bus,
-            }
-        ]
-    )
-    (entry,) = response["Entries"]
-    if response.get("FailedEntryCount") or "EventId" not in entry:
-        raise RuntimeError(f"PutEvents refused the {detail_type} event: {entry.get('ErrorCode')}")
-    return entry["EventId"]
+    return aws.put_event(settings.event_bus, EVENT_SOURCE, detail_type, detail)
 
 
 def notify(subject: str, message: str) -> None:

@@ -21,7 +21,6 @@ Settings: sklambda.config.RolloutCheckSettings.
 from __future__ import annotations
 
 import functools
-import json
 import warnings
 from datetime import UTC, datetime
 from typing import Any
@@ -120,20 +119,7 @@ def publish_rolled_back(answer: dict[str, Any]) -> str:
         "report": answer["report"],
         "report_urls": answer["report_urls"],
     }
-    response = aws.client("events").put_events(
-        Entries=[
-            {
-                "Source": EVENT_SOURCE,
-                "DetailType": EVENT_DETAIL_TYPE,
-                "Detail": json.dumps(detail, allow_nan=False),
-                "EventBusName": settings.event_bus,
-            }
-        ]
-    )
-    (entry,) = response["Entries"]
-    if response.get("FailedEntryCount") or "EventId" not in entry:
-        raise RuntimeError(f"PutEvents refused the CanaryRolledBack event: {entry.get('ErrorCode')}")
-    return entry["EventId"]
+    return aws.put_event(settings.event_bus, EVENT_SOURCE, EVENT_DETAIL_TYPE, detail)
 
 
 def _failed(model: str, alias: str, code: str, message: str) -> dict[str, Any]:

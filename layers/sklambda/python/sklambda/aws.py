@@ -71,3 +71,28 @@ def reset_clients() -> None:
         _clients.clear()
         _overrides.clear()
         _session = None
+
+
+def put_event(bus: str, source: str, detail_type: str, detail: dict[str, Any]) -> str:
+    """Put one event on the EventBridge bus `bus` (a name or ARN) and return its event id.
+
+    detail: a JSON object (non-finite floats are refused, other non-JSON values written as text). Raises RuntimeError
+    when PutEvents answers the entry with an error code: PutEvents reports a refused entry in its response
+    (FailedEntryCount, the entry's ErrorCode), not as an exception (the EventBridge API reference, PutEvents).
+    """
+    import json
+
+    response = client("events").put_events(
+        Entries=[
+            {
+                "Source": source,
+                "DetailType": detail_type,
+                "Detail": json.dumps(detail, allow_nan=False, default=str),
+                "EventBusName": bus,
+            }
+        ]
+    )
+    (entry,) = response["Entries"]
+    if response.get("FailedEntryCount") or "EventId" not in entry:
+        raise RuntimeError(f"PutEvents refused the {detail_type} event: {entry.get('ErrorCode')}")
+    return entry["EventId"]
