@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sklambda import config
-from sklambda.connection import ENV_DATA_BUCKET, Target, find_local_details, read_local_details, resolve
+from sklambda.connection import ENV_DATA_BUCKET, Target, resolve
 from sklambda.errors import ConfigurationError, SklambdaError
 
 TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
@@ -41,13 +41,12 @@ def _target(args: argparse.Namespace) -> Target:
 
 def _state_machine(args: argparse.Namespace, target: Target) -> str:
     arn = args.state_machine or os.environ.get(config.RETRAIN_STATE_MACHINE_ARN, "").strip()
-    if not arn and target.local_file is not None:
-        details = read_local_details(find_local_details()) or {}
-        arn = (details.get("state_machines") or {}).get("RetrainStateMachine", "")
+    if not arn:  # the target's: `sklambda local env` exports it, a running local stack's details name it
+        arn = target.retrain_state_machine_arn or ""
     if not arn:
         raise SklambdaError(
             f"no retraining state machine: pass --state-machine or set {config.RETRAIN_STATE_MACHINE_ARN} (the "
-            "stack's RetrainStateMachineArn output)"
+            'stack\'s RetrainStateMachineArn output; for the local stack, `eval "$(sklambda local env)"` exports it)'
         )
     return arn
 

@@ -21,6 +21,7 @@ LOCAL = {
     "api_key": "k3y",
     "buckets": {"DataBucket": "local-data"},
     "runtime_path": "/rt/layer:/rt/stand-in",
+    "state_machines": {"RetrainStateMachine": "arn:aws:states:eu-west-1:123456789012:stateMachine:retrain"},
 }
 
 
@@ -112,7 +113,10 @@ def test_the_environment_a_target_exports_resolves_back_to_the_same_target(proje
     # THEN both regions are set (the AWS CLI v1 reads only AWS_DEFAULT_REGION) and nothing is lost on the way
     assert exported["AWS_REGION"] == exported["AWS_DEFAULT_REGION"] == "eu-west-1"
     assert exported["SKLAMBDA_API_URL"] == LOCAL["api_url"] and exported["SKLAMBDA_DATA_BUCKET"] == "local-data"
-    fields = ("model_bucket", "signing_key_id", "endpoint_url", "region", "access_key_id", "api_key", "runtime_path")
+    # AND the retraining state machine `sklambda retrain` starts is exported with the registry (`local env` users)
+    assert exported["SKLAMBDA_RETRAIN_STATE_MACHINE_ARN"] == LOCAL["state_machines"]["RetrainStateMachine"]
+    fields = ("model_bucket", "signing_key_id", "endpoint_url", "region", "access_key_id", "api_key", "runtime_path",
+              "retrain_state_machine_arn")  # fmt: skip
     assert all(getattr(again, f) == getattr(target, f) for f in fields)
     assert again.source == "environment"
 

@@ -42,6 +42,8 @@ _SOURCES: dict[str, tuple[tuple[str, ...], str]] = {
     "api_key": ((ENV_API_KEY,), "api_key"),
     "data_bucket": ((ENV_DATA_BUCKET,), "data_bucket"),
     "runtime_path": ((config.RUNTIME_PATH,), "runtime_path"),
+    # Under the details' "state_machines" (see _from_details): what `sklambda retrain` starts.
+    "retrain_state_machine_arn": ((config.RETRAIN_STATE_MACHINE_ARN,), "retrain_state_machine_arn"),
 }
 
 
@@ -63,6 +65,7 @@ class Target:
     api_key: str | None = None
     data_bucket: str | None = None
     runtime_path: str | None = None
+    retrain_state_machine_arn: str | None = None
     source: str = "environment"
     local_file: Path | None = field(default=None, compare=False)
 
@@ -147,6 +150,8 @@ def _from_details(details: Mapping[str, Any]) -> dict[str, Any]:
     values = {name: details.get(key) for name, (_, key) in _SOURCES.items()}
     # Older details files have the data bucket only among the buckets, under its logical id.
     values["data_bucket"] = values["data_bucket"] or (details.get("buckets") or {}).get("DataBucket")
+    machines = details.get("state_machines") or {}
+    values["retrain_state_machine_arn"] = values["retrain_state_machine_arn"] or machines.get("RetrainStateMachine")
     # A local stack (moto) accepts any credentials; the stack writes its own, these cover a file without them.
     for name, fallback in LOCAL_FALLBACKS.items():
         values[name] = values[name] or fallback
