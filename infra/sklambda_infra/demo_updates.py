@@ -121,8 +121,8 @@ def run(ctx: Any) -> None:
           f"({steps['train']['seconds']:.1f} s)")  # fmt: skip
     print(f"  gate:     {gated['decision']}: {gated['reason']}")
     canary = record.canary
-    print(f"  canary:   v{canary.version} takes {canary.weight:g} % of callers, sticky per inference id; v"
-          f"{record.version} keeps the rest")  # fmt: skip
+    print(f"  canary:   v{canary.version} takes {canary.weight:g} % of the callers, sticky per caller (here each "
+          f"customer's inference id, c-00000...); v{record.version} keeps the rest")  # fmt: skip
 
     rows = to_records(X_new.iloc[2 * QUALITY_ROWS :].reset_index(drop=True))
     ids = [f"c-{i:05d}" for i in range(len(rows))]
@@ -147,6 +147,7 @@ def run(ctx: Any) -> None:
         for v in (verdict["stable"], verdict["canary"])
     )
     print(f"  rollout check (RolloutCheckFunction, round {watch['outcome']['round']}): {verdict['status']}: {figures}")
+    print("  (a request counts once for each version that answered some of its rows: most reached both)")
     print("  the run asks for approval (an SNS message on ApprovalTopic) and waits on its task token")
     print(f"  $ sklambda approve {NAME} {run_id}")
     assert ctx.cli(["approve", NAME, run_id]) == 0
@@ -167,6 +168,8 @@ def run(ctx: Any) -> None:
     fit_X, fit_y = X_new.iloc[:1200], y_new.iloc[:1200]
     careless = sample.logistic_pipeline().fit(fit_X, fit_y.iloc[rng.permutation(len(fit_y))].reset_index(drop=True))
     bad = publish(careless, fit_X, fit_y, name=NAME, registry=registry, signer=ctx.signer, pii=sample.PII)
+    print(f"  v{bad.version}: a careless candidate, fitted on this year's customers with their labels shuffled; its "
+          f"card says ROC AUC {bad.metrics['roc_auc']:.3f}, but publish was asked for no minimum metric")  # fmt: skip
     command = ["promote", NAME, bad.version, "--canary", str(BAD_CANARY_WEIGHT),
                "--min-requests", str(DEMO_MIN_REQUESTS), "--wait", "--alias-ttl", f"{ctx.alias_ttl:g}"]  # fmt: skip
     print(f"  $ sklambda {' '.join(command)}")
@@ -186,5 +189,6 @@ def run(ctx: Any) -> None:
     rolled = registry.get_alias(NAME, "production")
     time.sleep(ctx.alias_ttl + 0.5)  # the predict containers re-read the alias within its TTL
     _, body = http("POST", f"{api}/models/{NAME}/predict", api_key=key, body={"instances": rows[:3]})
-    print(f"  rolled back: production is v{rolled.version} for everyone (canary: {rolled.canary}); CanaryRolledBack "
-          f"event {out['event_id']}; the next answer: v{body['model_version']}")  # fmt: skip
+    assert rolled.canary is None, rolled
+    print(f"  rolled back: production is v{rolled.version} for everyone, the canary is gone; "
+          f"CanaryRolledBack event {out['event_id']}; the next answer: v{body['model_version']}")  # fmt: skip

@@ -94,7 +94,7 @@ def test_demo_runs_end_to_end_on_the_local_stack():
     assert re.search(r"assemble: \d+ training rows \(2400 from the prefix, 1200 labeled captures\)", out)
     assert "published as v2 through publish's quality and parity gates" in out
     assert re.search(r"gate: +replace: roc_auc: challenger 0\.\d+ vs champion 0\.\d+", out)
-    assert "canary:   v2 takes 10 % of callers" in out
+    assert "canary:   v2 takes 10 % of the callers, sticky per caller" in out
     shares = re.search(r"350 requests of 12 customers: v1 (\d+) rows \(\d+%\), v2 (\d+) rows", out)
     assert shares and 0.05 < int(shares.group(2)) / 4200 < 0.15
     assert re.search(r"rollout check \(RolloutCheckFunction, round \d+\): healthy: v1 \d+ requests", out)
@@ -102,7 +102,10 @@ def test_demo_runs_end_to_end_on_the_local_stack():
     assert re.search(r"run succeeded in \d+\.\d s: production -> v2 \(events ModelPromoted, RetrainingSucceeded\)", out)
     assert "production -> 2, canary 3 takes 30 % of the callers" in out
     assert re.search(r"roc_auc 0\.\d+ on the canary vs 0\.\d+: drop .* more than the bound 0\.02", out)
-    assert re.search(r"rolled back: production is v2 for everyone \(canary: None\); CanaryRolledBack event \S{8}", out)
+    assert re.search(
+        r"rolled back: production is v2 for everyone, the canary is gone; CanaryRolledBack event \S{8}", out
+    )
+    assert re.search(r"v3: a careless candidate, .* its card says ROC AUC 0\.\d+", out)
     assert "the next answer: v2" in out
     assert "Shutting down" in out
     assert "\x1b" not in out, "a piped demo log has no terminal escape codes"
