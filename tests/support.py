@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from html.parser import HTMLParser
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
@@ -87,11 +87,17 @@ class BuiltVersion:
     blob: bytes
     code: dict[str, bytes]
 
+    def as_version(self, name: str, version: str) -> BuiltVersion:
+        """The same build as version `version` of `name`: build_card uses them only in three fields of the card (its
+        name, its version and the artifact's key); tests/functional/test_support.py checks it."""
+        artifact = replace(self.card.artifact, key=Registry.artifact_key(name, version, self.card.artifact.sha256))
+        return BuiltVersion(replace(self.card, name=name, version=version, artifact=artifact), self.blob, self.code)
 
-def build_churn(churn: SimpleNamespace, model, *, version: str = "1") -> BuiltVersion:
-    """What publish_churn(env, churn, model) builds as `version` before it signs and stores it (build_card with the
-    same data and options), without a registry; tests/functional/test_support.py checks that they agree."""
-    card, blob, code = build_card(model, churn.X, churn.y, version=version, **churn_card_options(churn))
+
+def build_churn(churn: SimpleNamespace, model, *, version: str = "1", **options) -> BuiltVersion:
+    """What publish_churn(env, churn, model, **options) builds as `version` before it signs and stores it (build_card
+    with the same data and options), without a registry; tests/functional/test_support.py checks that they agree."""
+    card, blob, code = build_card(model, churn.X, churn.y, version=version, **{**churn_card_options(churn), **options})
     return BuiltVersion(card, blob, code)
 
 

@@ -293,12 +293,12 @@ def test_unreadable_inputs_are_refused_together_before_the_target_runtime_is_bui
 
 
 def test_gate_compares_two_published_versions_on_a_labeled_file_as_served(
-    cli, files, registry_env, published, churn, logistic_model, forest_model, capsys
+    cli, files, registry_env, published, churn, logistic_model, forest_model, churn_build, capsys
 ):
     # GIVEN churn version 1 (logistic, production) and version 2 (a forest), and a labeled holdout file
-    from tests.support import publish_churn
+    from tests.support import store_built
 
-    publish_churn(registry_env, churn, forest_model)
+    store_built(registry_env, churn_build(forest_model, version="2"), alias="production")
     capsys.readouterr()
     # WHEN the forest is gated against version 1 on ROC AUC
     code = cli("gate", "churn", "2", "--champion", "1", "--data", files["holdout"], "--target", "churned", "--json")
