@@ -8,6 +8,7 @@ Imported as `from tests.support import ...`; fixtures live in tests/conftest.py 
 from __future__ import annotations
 
 import copy
+import functools
 import importlib.util
 import json
 import os
@@ -393,13 +394,21 @@ def cli_arguments(parser, path: str = "sklambda"):
             yield path, "/".join(action.option_strings) or action.dest, action
 
 
+@functools.cache
+def _project_template() -> dict:
+    """template.yaml parsed once per process (0.1 s each time): callers get a deep copy."""
+    from sklambda_infra.template import load_template
+
+    return load_template(ROOT / "template.yaml")
+
+
 def template_environment(logical_id: str, refs: dict, attributes: dict | None = None) -> dict[str, str]:
     """The environment template.yaml gives function `logical_id` (its Globals' and its own variables) in a stack
     deployed with default parameters, resources named by `refs` ({logical id: Ref value}) and `attributes` ({(logical
     id, attribute): value}). Handler tests take their settings from here, so they cannot drift from the template."""
-    from sklambda_infra.template import Resolver, load_template
+    from sklambda_infra.template import Resolver
 
-    template = load_template(ROOT / "template.yaml")
+    template = copy.deepcopy(_project_template())
     resolver = Resolver(template, refs=refs, attributes=attributes or {})
     variables = {
         **template["Globals"]["Function"]["Environment"]["Variables"],
