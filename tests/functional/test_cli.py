@@ -147,9 +147,10 @@ def forge_card(registry_env) -> str:
 
 
 @pytest.mark.parametrize("command", [("show", "churn"), ("show", "churn", "--json"), ("card", "churn")])
-def test_a_card_forged_after_publishing_is_refused_by_models_show_and_card(cli, files, registry_env, capsys, command):
+def test_a_card_forged_after_publishing_is_refused_by_models_show_and_card(
+    cli, published, registry_env, capsys, command
+):
     # GIVEN a published card rewritten afterwards, its old signature kept
-    cli(*publish_args(files, "--promote", "production"))
     forged = forge_card(registry_env)
     capsys.readouterr()
     # WHEN it is shown (verification is the default)
@@ -162,9 +163,8 @@ def test_a_card_forged_after_publishing_is_refused_by_models_show_and_card(cli, 
     assert forged not in out and "verified" not in out
 
 
-def test_no_verify_shows_a_forged_card_marked_not_verified(cli, files, registry_env, capsys):
+def test_no_verify_shows_a_forged_card_marked_not_verified(cli, published, registry_env, capsys):
     # GIVEN the same forged card
-    cli(*publish_args(files, "--promote", "production"))
     forged = forge_card(registry_env)
     capsys.readouterr()
     # WHEN it is shown with --no-verify, as text and as JSON
