@@ -179,9 +179,8 @@ def test_no_verify_shows_a_forged_card_marked_not_verified(cli, published, regis
     assert shown["artifact"]["sha256"] == forged and shown["verification"]["verified"] is False
 
 
-def test_showing_a_card_needs_the_signing_key_or_no_verify(registry_env, files, capsys, monkeypatch, tmp_path):
+def test_showing_a_card_needs_the_signing_key_or_no_verify(registry_env, published, capsys, monkeypatch, tmp_path):
     # GIVEN a published model and a registry bucket given without any signing key (nor a local stack)
-    main(["--bucket", registry_env.bucket, "--signing-key", registry_env.signing_key_id, *publish_args(files)])
     monkeypatch.delenv("SKLAMBDA_SIGNING_KEY_ID", raising=False)
     monkeypatch.setenv("SKLAMBDA_LOCAL_FILE", str(tmp_path / "absent.json"))
     capsys.readouterr()
