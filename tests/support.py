@@ -88,9 +88,9 @@ class BuiltVersion:
     blob: bytes
     code: dict[str, bytes]
 
-    def as_version(self, name: str, version: str) -> BuiltVersion:
-        """The same build as version `version` of `name`: build_card uses them only in three fields of the card (its
-        name, its version and the artifact's key); tests/functional/test_support.py checks it."""
+    def relabelled(self, name: str, version: str) -> BuiltVersion:
+        """The same build as version `version` of `name`, its code kept: build_card uses them only in three fields of
+        the card (its name, its version and the artifact's key); tests/functional/test_support.py checks it."""
         artifact = replace(self.card.artifact, key=Registry.artifact_key(name, version, self.card.artifact.sha256))
         return BuiltVersion(replace(self.card, name=name, version=version, artifact=artifact), self.blob, self.code)
 

@@ -38,7 +38,7 @@ def churn_build(churn: SimpleNamespace, target_runtime: str) -> Callable[..., Bu
     """What publish_churn(env, churn, model, name=..., version=..., **options) builds, each model and options built
     once per session: nothing in a build depends on the registry or the signing key, which are new in every test
     (store_built signs and stores it as publish() does), and the name and version only label it
-    (BuiltVersion.as_version). For tests that are not about publishing; one that changes how publish() builds (a
+    (BuiltVersion.relabelled). For tests that are not about publishing; one that changes how publish() builds (a
     patched publisher) publishes for itself."""
     builds: dict[tuple, BuiltVersion] = {}
 
@@ -46,7 +46,7 @@ def churn_build(churn: SimpleNamespace, target_runtime: str) -> Callable[..., Bu
         key = (id(model), repr(sorted(options.items())))
         if key not in builds:
             builds[key] = build_churn(churn, model, **options)
-        return builds[key].as_version(name, version)
+        return builds[key].relabelled(name, version)
 
     return build
 

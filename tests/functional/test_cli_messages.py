@@ -39,7 +39,7 @@ def two_versions(registry_env, churn_v1):
     """churn versions 1 (on production) and 2, stored from the session's build: the alias commands need versions
     in the registry, not a publish each."""
     store_built(registry_env, churn_v1, alias="production")
-    store_built(registry_env, churn_v1.as_version("churn", "2"))
+    store_built(registry_env, churn_v1.relabelled("churn", "2"))
 
 
 def publish_args(files, *extra):
