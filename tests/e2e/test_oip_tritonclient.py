@@ -144,7 +144,8 @@ def test_tritonclient_keeps_a_base_path_in_its_url_so_it_can_call_a_deployed_sta
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # A short poll interval: shutdown() waits for the loop to look (0.5 s by default).
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     try:
         client = triton.InferenceServerClient(url=f"127.0.0.1:{server.server_address[1]}/v1")

@@ -3,6 +3,7 @@ functions' environment and context, and the churn model as files for the CLI."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import ModuleType, SimpleNamespace
 
 import boto3
@@ -33,11 +34,28 @@ def registry_env(mocked_aws: None) -> RegistryEnv:
 
 
 @pytest.fixture(scope="session")
-def churn_v1(churn: SimpleNamespace, logistic_model, target_runtime: str) -> BuiltVersion:
+def churn_build(churn: SimpleNamespace, target_runtime: str) -> Callable[..., BuiltVersion]:
+    """What publish_churn(env, churn, model, name=..., version=..., **options) builds, each model and options built
+    once per session: nothing in a build depends on the registry or the signing key, which are new in every test
+    (store_built signs and stores it as publish() does), and the name and version only label it
+    (BuiltVersion.relabelled). For tests that are not about publishing; one that changes how publish() builds (a
+    patched publisher) publishes for itself."""
+    builds: dict[tuple, BuiltVersion] = {}
+
+    def build(model, *, name: str = "churn", version: str = "1", **options) -> BuiltVersion:
+        key = (id(model), repr(sorted(options.items())))
+        if key not in builds:
+            builds[key] = build_churn(churn, model, **options)
+        return builds[key].relabelled(name, version)
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def churn_v1(churn_build: Callable[..., BuiltVersion], logistic_model) -> BuiltVersion:
     """Version 1 of churn (the logistic pipeline) as publish_churn builds it: schema, metrics, baseline,
-    importance and the parity gate's run in the target runtime. Built once: nothing in it depends on the registry
-    or the signing key, which are new in every test."""
-    return build_churn(churn, logistic_model)
+    importance and the parity gate's run in the target runtime."""
+    return churn_build(logistic_model)
 
 
 @pytest.fixture

@@ -342,13 +342,13 @@ def output(s3, source: str, relative: str) -> tuple[dict, bytes]:
 
 
 def test_two_models_scoring_files_of_the_same_name_keep_both_outputs(
-    batch_app, batch_env, lambda_context, registry_env, churn, forest_model, logistic_model
+    batch_app, batch_env, lambda_context, registry_env, churn_build, forest_model, logistic_model
 ):
-    from tests.support import publish_churn
+    from tests.support import store_built
 
     # GIVEN two models, credit-default and penguins (different estimators)
-    publish_churn(registry_env, churn, forest_model, name="credit-default")
-    publish_churn(registry_env, churn, logistic_model, name="penguins")
+    store_built(registry_env, churn_build(forest_model, name="credit-default"), alias="production")
+    store_built(registry_env, churn_build(logistic_model, name="penguins"), alias="production")
     body = churn_csv(20)
     # WHEN incoming/credit-default/day1.csv and then incoming/penguins/day1.csv are scored
     assert handled(batch_app, lambda_context, upload(batch_env.s3, "incoming/credit-default/day1.csv", body)) == {
@@ -369,12 +369,12 @@ def test_two_models_scoring_files_of_the_same_name_keep_both_outputs(
 
 
 def test_default_alias_and_another_alias_of_one_model_keep_both_outputs(
-    batch_app, batch_env, lambda_context, registry_env, churn, forest_model
+    batch_app, batch_env, lambda_context, registry_env, churn_build, forest_model
 ):
-    from tests.support import publish_churn
+    from tests.support import store_built
 
     # GIVEN churn version 2 behind the alias staging (production is version 1)
-    publish_churn(registry_env, churn, forest_model, alias="staging")
+    store_built(registry_env, churn_build(forest_model, version="2"), alias="staging")
     body = churn_csv(15)
     # WHEN incoming/churn/X.csv and incoming/churn@staging/X.csv are scored
     for key in ("incoming/churn/X.csv", "incoming/churn@staging/X.csv"):
@@ -405,16 +405,16 @@ def test_a_failed_job_leaves_another_jobs_output_of_the_same_file_name_alone(bat
 
 
 def test_a_late_redelivery_of_an_older_version_does_not_overwrite_the_newer_result(
-    batch_app, batch_env, lambda_context, registry_env, churn, logistic_model, capsys, caplog
+    batch_app, batch_env, lambda_context, registry_env, churn_build, logistic_model, capsys, caplog
 ):
-    from tests.support import publish_churn
+    from tests.support import store_built
 
     # GIVEN version 1 of incoming/fraud/K.csv, which failed because the model fraud did not exist yet
     first = upload(batch_env.s3, "incoming/fraud/K.csv", churn_csv(8))
     with pytest.raises(BatchProcessingError):
         handled(batch_app, lambda_context, first)
     # AND, once fraud is published, version 2 of the key, scored
-    publish_churn(registry_env, churn, logistic_model, name="fraud")
+    store_built(registry_env, churn_build(logistic_model, name="fraud"), alias="production")
     second = upload(batch_env.s3, "incoming/fraud/K.csv", churn_csv(12, seed=5))
     assert handled(batch_app, lambda_context, second) == {"batchItemFailures": []}
     newer = output(batch_env.s3, "fraud", "K.csv")

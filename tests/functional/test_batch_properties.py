@@ -68,6 +68,10 @@ def json_values() -> st.SearchStrategy[str]:
     )
 
 
+# Built once: a strategy built anew for every cell costs more than drawing from it.
+TEXT_CELLS, JSON_VALUES = text_cells(), json_values()
+
+
 @st.composite
 def csv_files(draw, features: list[str]) -> bytes:
     header = features if draw(st.booleans()) else draw(st.permutations(features))
@@ -80,7 +84,7 @@ def csv_files(draw, features: list[str]) -> bytes:
             lines.append(draw(st.binary(max_size=40)).decode("latin-1"))
         else:
             n = len(header) + (draw(st.sampled_from([-1, 1])) if kind == "ragged" else 0)
-            lines.append(",".join(csv_cell(draw(text_cells())) for _ in range(n)))
+            lines.append(",".join(csv_cell(draw(TEXT_CELLS)) for _ in range(n)))
     newline = draw(st.sampled_from(["\n", "\r\n"]))
     body = newline.join(lines) + draw(st.sampled_from(["", newline]))
     return body.encode("utf-8", "surrogatepass")
@@ -97,7 +101,7 @@ def jsonl_files(draw, features: list[str]) -> bytes:
             lines.append(draw(st.sampled_from(["[1, 2]", "42", '"text"', "{", "{'a': 1}", "null"])))
         else:
             names = features[1:] if kind == "missing" else features
-            lines.append("{" + ", ".join(f"{json.dumps(n)}: {draw(json_values())}" for n in names) + "}")
+            lines.append("{" + ", ".join(f"{json.dumps(n)}: {draw(JSON_VALUES)}" for n in names) + "}")
     return ("\n".join(lines) + "\n").encode()
 
 

@@ -147,9 +147,10 @@ def forge_card(registry_env) -> str:
 
 
 @pytest.mark.parametrize("command", [("show", "churn"), ("show", "churn", "--json"), ("card", "churn")])
-def test_a_card_forged_after_publishing_is_refused_by_models_show_and_card(cli, files, registry_env, capsys, command):
+def test_a_card_forged_after_publishing_is_refused_by_models_show_and_card(
+    cli, published, registry_env, capsys, command
+):
     # GIVEN a published card rewritten afterwards, its old signature kept
-    cli(*publish_args(files, "--promote", "production"))
     forged = forge_card(registry_env)
     capsys.readouterr()
     # WHEN it is shown (verification is the default)
@@ -162,9 +163,8 @@ def test_a_card_forged_after_publishing_is_refused_by_models_show_and_card(cli, 
     assert forged not in out and "verified" not in out
 
 
-def test_no_verify_shows_a_forged_card_marked_not_verified(cli, files, registry_env, capsys):
+def test_no_verify_shows_a_forged_card_marked_not_verified(cli, published, registry_env, capsys):
     # GIVEN the same forged card
-    cli(*publish_args(files, "--promote", "production"))
     forged = forge_card(registry_env)
     capsys.readouterr()
     # WHEN it is shown with --no-verify, as text and as JSON
@@ -179,9 +179,8 @@ def test_no_verify_shows_a_forged_card_marked_not_verified(cli, files, registry_
     assert shown["artifact"]["sha256"] == forged and shown["verification"]["verified"] is False
 
 
-def test_showing_a_card_needs_the_signing_key_or_no_verify(registry_env, files, capsys, monkeypatch, tmp_path):
+def test_showing_a_card_needs_the_signing_key_or_no_verify(registry_env, published, capsys, monkeypatch, tmp_path):
     # GIVEN a published model and a registry bucket given without any signing key (nor a local stack)
-    main(["--bucket", registry_env.bucket, "--signing-key", registry_env.signing_key_id, *publish_args(files)])
     monkeypatch.delenv("SKLAMBDA_SIGNING_KEY_ID", raising=False)
     monkeypatch.setenv("SKLAMBDA_LOCAL_FILE", str(tmp_path / "absent.json"))
     capsys.readouterr()
@@ -293,12 +292,12 @@ def test_unreadable_inputs_are_refused_together_before_the_target_runtime_is_bui
 
 
 def test_gate_compares_two_published_versions_on_a_labeled_file_as_served(
-    cli, files, registry_env, published, churn, logistic_model, forest_model, capsys
+    cli, files, registry_env, published, churn, logistic_model, forest_model, churn_build, capsys
 ):
     # GIVEN churn version 1 (logistic, production) and version 2 (a forest), and a labeled holdout file
-    from tests.support import publish_churn
+    from tests.support import store_built
 
-    publish_churn(registry_env, churn, forest_model)
+    store_built(registry_env, churn_build(forest_model, version="2"), alias="production")
     capsys.readouterr()
     # WHEN the forest is gated against version 1 on ROC AUC
     code = cli("gate", "churn", "2", "--champion", "1", "--data", files["holdout"], "--target", "churned", "--json")

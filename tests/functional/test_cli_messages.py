@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import threading
-from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -17,10 +16,9 @@ import joblib
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from sklambda.registry.store import Registry
 from sklambda_infra import sample
 from sklambda_infra.cli import build_parser, main
-from tests.support import BuiltVersion, cli_arguments, store_built
+from tests.support import cli_arguments, store_built
 
 
 @pytest.fixture
@@ -41,9 +39,7 @@ def two_versions(registry_env, churn_v1):
     """churn versions 1 (on production) and 2, stored from the session's build: the alias commands need versions
     in the registry, not a publish each."""
     store_built(registry_env, churn_v1, alias="production")
-    card = churn_v1.card
-    artifact = replace(card.artifact, key=Registry.artifact_key("churn", "2", card.artifact.sha256))
-    store_built(registry_env, BuiltVersion(replace(card, version="2", artifact=artifact), churn_v1.blob, {}))
+    store_built(registry_env, churn_v1.relabelled("churn", "2"))
 
 
 def publish_args(files, *extra):
@@ -260,7 +256,8 @@ class FakeApi(BaseHTTPRequestHandler):
 @pytest.fixture
 def fake_api():
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeApi)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # A short poll interval: shutdown() waits for the loop to look (0.5 s by default).
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     FakeApi.seen = []
     yield f"http://127.0.0.1:{server.server_address[1]}"

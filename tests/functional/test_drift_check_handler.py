@@ -21,7 +21,7 @@ from sklambda import config
 from sklambda.config import DriftCheckSettings
 from sklambda.errors import ConfigurationError
 from sklambda_infra import sample
-from tests.support import publish_churn, write_capture
+from tests.support import store_built, write_capture
 
 ROOT = Path(__file__).resolve().parents[2]
 DRIFT_APP = ROOT / "functions" / "drift_check" / "app.py"
@@ -95,11 +95,11 @@ def metric_values(out: str, name: str, model: str) -> list[float]:
 
 
 def test_scheduled_event_checks_every_model_with_a_production_alias(
-    drift_app, drift_env, published, churn, logistic_model, lambda_context, capsys
+    drift_app, drift_env, published, churn_build, logistic_model, lambda_context, capsys
 ):
     # GIVEN churn and retention in production, a staging-only model, and an hour-old capture of each
-    publish_churn(drift_env.registry, churn, logistic_model, name="retention")
-    publish_churn(drift_env.registry, churn, logistic_model, name="candidate", alias="staging")
+    store_built(drift_env.registry, churn_build(logistic_model, name="retention"), alias="production")
+    store_built(drift_env.registry, churn_build(logistic_model, name="candidate"), alias="staging")
     at = datetime.now(UTC) - timedelta(hours=1)
     for name in ("churn", "retention", "candidate"):
         capture(logistic_model, clean(1500, seed=21), name=name, at=at)
@@ -157,10 +157,10 @@ def test_a_clean_window_puts_no_event(drift_app, drift_env, published, logistic_
 
 
 def test_on_demand_event_checks_only_the_named_model_over_its_window(
-    drift_app, drift_env, published, churn, logistic_model, lambda_context
+    drift_app, drift_env, published, churn_build, logistic_model, lambda_context
 ):
     # GIVEN two production models and an event naming churn with a 2-hour window
-    publish_churn(drift_env.registry, churn, logistic_model, name="retention")
+    store_built(drift_env.registry, churn_build(logistic_model, name="retention"), alias="production")
     capture(logistic_model, clean(400, seed=24), at=ON_DEMAND_END - timedelta(hours=1), part="recent")
     capture(logistic_model, clean(400, seed=25), at=ON_DEMAND_END - timedelta(hours=5), part="older")
     event = load_event("drift_check_on_demand.json", window_hours=2)
@@ -189,10 +189,10 @@ def test_an_unknown_model_is_a_clear_error_result(drift_app, drift_env, publishe
 
 
 def test_a_failing_model_does_not_stop_the_scheduled_check_of_the_others(
-    drift_app, drift_env, published, churn, logistic_model, lambda_context
+    drift_app, drift_env, published, churn_build, logistic_model, lambda_context
 ):
     # GIVEN a second production model whose card was tampered with (its signature no longer verifies)
-    publish_churn(drift_env.registry, churn, logistic_model, name="retention")
+    store_built(drift_env.registry, churn_build(logistic_model, name="retention"), alias="production")
     s3, bucket = boto3.client("s3"), drift_env.registry.bucket
     key = drift_env.registry.registry.card_key("retention", "1")
     card = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
@@ -286,10 +286,10 @@ def test_a_captured_lone_surrogate_is_quarantined_and_the_check_still_reports(
 
 
 def test_a_model_whose_aliases_cannot_be_listed_does_not_stop_the_scheduled_check(
-    drift_app, drift_env, published, churn, logistic_model, lambda_context, monkeypatch
+    drift_app, drift_env, published, churn_build, logistic_model, lambda_context, monkeypatch
 ):
     # GIVEN two production models, and listing the aliases of one of them fails (an S3 error, a corrupt object)
-    publish_churn(drift_env.registry, churn, logistic_model, name="retention")
+    store_built(drift_env.registry, churn_build(logistic_model, name="retention"), alias="production")
     capture(logistic_model, clean(600, seed=29), at=datetime.now(UTC) - timedelta(hours=1))
     registry = drift_app.registry()
     list_aliases = registry.list_aliases

@@ -8,6 +8,7 @@ the test's bucket and key names for the resources it references.
 from __future__ import annotations
 
 import copy
+import functools
 import gzip
 import importlib.util
 import json
@@ -35,10 +36,16 @@ NOW = datetime.now(UTC)
 WINDOW = (NOW - timedelta(days=2), NOW + timedelta(days=1))
 
 
+@functools.cache
+def _template() -> dict:
+    """template.yaml parsed once per process (read only)."""
+    return json.loads(json.dumps(cfn_yaml.load(str(ROOT / "template.yaml"))))
+
+
 def template_environment(resources: dict[str, str]) -> dict[str, str]:
     """FeedbackFunction's variables as template.yaml sets them: parameters at their defaults, resource references
     from `resources` (logical id or `Id.Attribute` -> value)."""
-    template = json.loads(json.dumps(cfn_yaml.load(str(ROOT / "template.yaml"))))
+    template = _template()
     variables = template["Resources"]["FeedbackFunction"]["Properties"]["Environment"]["Variables"]
     out = {}
     for name, value in variables.items():

@@ -17,9 +17,9 @@ from odd_models import RatioRegressor, ShakyClassifier, linear_svc, ratio_data
 
 from sklambda.batch import BatchJobFailed, ObjectRef, score_object
 from sklambda.config import BatchSettings
-from sklambda.publishing import publish
+from sklambda.publishing import build_card
 from sklambda.serving.server import ModelServer
-from tests.support import call, load_event
+from tests.support import BuiltVersion, call, load_event, store_built
 
 DATA = "sklambda-data-outputs"
 # Rows 1 and 3 have divisor 0: amount/0 is inf (and 0/0 NaN); the classifier's probabilities are NaN there.
@@ -36,29 +36,40 @@ def data() -> SimpleNamespace:
     return ratio_data()
 
 
-def publish_odd(env, name: str, model, y, data) -> None:
-    # The estimators live in tests/fixtures/usercode/: shipped with the model, as a user's own module would be.
-    publish(model, data.X, y, name=name, registry=env.registry, signer=env.signer, alias="production",
-            code=[odd_models.__file__])  # fmt: skip
+@pytest.fixture(scope="module")
+def odd_builds(data, target_runtime) -> dict[str, BuiltVersion]:
+    """Each odd model built once per module, when a test first needs it, through publish's own path (build_card:
+    its checks and the parity gate); each test's registry then stores it as publish() does (publish_odd)."""
+    return {}
+
+
+def publish_odd(env, builds: dict[str, BuiltVersion], name: str, fit, data) -> None:
+    if name not in builds:
+        model, y = fit()
+        # The estimators live in tests/fixtures/usercode/: shipped with the model, as a user's own module would be.
+        builds[name] = BuiltVersion(*build_card(model, data.X, y, name=name, version="1", code=[odd_models.__file__]))
+    store_built(env, builds[name], alias="production")
 
 
 @pytest.fixture
-def ratio(registry_env, data) -> str:
-    publish_odd(registry_env, "ratio", RatioRegressor().fit(data.X, data.y_reg), data.y_reg, data)
+def ratio(registry_env, odd_builds, data) -> str:
+    publish_odd(registry_env, odd_builds, "ratio", lambda: (RatioRegressor().fit(data.X, data.y_reg), data.y_reg), data)
     return "ratio"
 
 
 @pytest.fixture
-def shaky(registry_env, data) -> str:
-    publish_odd(registry_env, "shaky", ShakyClassifier().fit(data.X, data.y_cls), data.y_cls, data)
+def shaky(registry_env, odd_builds, data) -> str:
+    publish_odd(
+        registry_env, odd_builds, "shaky", lambda: (ShakyClassifier().fit(data.X, data.y_cls), data.y_cls), data
+    )
     return "shaky"
 
 
 @pytest.fixture
-def svc(registry_env, data) -> str:
+def svc(registry_env, odd_builds, data) -> str:
     """A LinearSVC (no predict_proba) on integer labels 0/1."""
     y = (data.y_cls == "high").astype(int).rename("high")
-    publish_odd(registry_env, "svc", linear_svc(SimpleNamespace(X=data.X, y_cls=y)), y, data)
+    publish_odd(registry_env, odd_builds, "svc", lambda: (linear_svc(SimpleNamespace(X=data.X, y_cls=y)), y), data)
     return "svc"
 
 

@@ -195,9 +195,7 @@ def test_publish_prints_the_data_quality_warnings(cli, files, churn, capsys):
     )
 
 
-def test_models_card_of_an_unknown_alias_is_reported(cli, files, capsys):
-    cli(*publish_args(files))
-    capsys.readouterr()
+def test_models_card_of_an_unknown_alias_is_reported(cli, published, capsys):
     assert cli("models", "card", "churn", "--alias", "staging") == 2
     assert "has no alias 'staging'" in capsys.readouterr().err
 

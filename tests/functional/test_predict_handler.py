@@ -15,7 +15,7 @@ import sklearn
 
 from sklambda.errors import ConfigurationError
 from sklambda.runtime_env import MANIFEST_NAME, RuntimeManifest, find_manifest
-from tests.support import call, event_body, import_predict_app, load_event, publish_churn
+from tests.support import call, event_body, import_predict_app, load_event, store_built
 
 
 def test_predict_returns_predictions_and_probabilities_per_class(predict_app, published, lambda_context):
@@ -141,10 +141,9 @@ def test_alias_and_version_together_is_400(predict_app, published, lambda_contex
     assert "not both" in body["error"]["message"]
 
 
-def test_explicit_version_is_served(predict_app, function_env, churn, logistic_model, forest_model, lambda_context):
+def test_explicit_version_is_served(predict_app, published, function_env, churn_build, forest_model, lambda_context):
     # GIVEN version 1 (logistic) in production and version 2 (forest) published without an alias
-    publish_churn(function_env, churn, logistic_model)
-    publish_churn(function_env, churn, forest_model, alias=None)
+    store_built(function_env, churn_build(forest_model, version="2"))
     # WHEN version 2 is asked for explicitly
     _, body = call(predict_app, load_event("predict.json", query={"version": "2"}), lambda_context)
     # THEN version 2 answers while the default stays on production
@@ -153,15 +152,14 @@ def test_explicit_version_is_served(predict_app, function_env, churn, logistic_m
 
 
 def test_promote_and_rollback_take_effect_without_redeploy(
-    function_env, churn, logistic_model, forest_model, lambda_context, monkeypatch
+    function_env, published, churn_build, forest_model, lambda_context, monkeypatch
 ):
     # GIVEN a container with a zero alias TTL serving version 1
     monkeypatch.setenv("SKLAMBDA_ALIAS_TTL_SECONDS", "0")
     app = import_predict_app()
-    publish_churn(function_env, churn, logistic_model)
     assert call(app, load_event("predict.json"), lambda_context)[1]["model_version"] == "1"
     # WHEN version 2 is promoted, then rolled back
-    publish_churn(function_env, churn, forest_model)
+    store_built(function_env, churn_build(forest_model, version="2"), alias="production")
     after_promote = call(app, load_event("predict.json"), lambda_context)[1]["model_version"]
     function_env.registry.rollback("churn", "production")
     after_rollback = call(app, load_event("predict.json"), lambda_context)[1]["model_version"]
@@ -202,13 +200,12 @@ def test_card_edited_after_signing_is_refused(predict_app, published, registry_e
 
 
 def test_model_from_another_sklearn_version_is_refused_naming_both(
-    predict_app, registry_env, churn, logistic_model, lambda_context, monkeypatch
+    predict_app, registry_env, published, lambda_context, monkeypatch
 ):
     # GIVEN a version whose signed card records scikit-learn 1.0.2 (publish now refuses such an artifact, so the
     # card is re-signed by the trusted key, as a version published before that check would be)
-    card = publish_churn(registry_env, churn, logistic_model)
-    old = dataclasses.replace(card, library_versions={**card.library_versions, "scikit-learn": "1.0.2"})
-    key = registry_env.registry.card_key("churn", card.version)
+    old = dataclasses.replace(published, library_versions={**published.library_versions, "scikit-learn": "1.0.2"})
+    key = registry_env.registry.card_key("churn", published.version)
     registry_env.s3().put_object(Bucket=registry_env.bucket, Key=key, Body=registry_env.signer.sign(old).to_json())
     # WHEN it is asked to predict
     status, body = call(predict_app, load_event("predict.json"), lambda_context)

@@ -4,22 +4,40 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from types import SimpleNamespace
 
 import pytest
+from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.pipeline import Pipeline
 
 from sklambda.errors import ModelNotFound, PublishRejected, RegistryConflict
 from sklambda.publishing import publish
 from sklambda_infra import sample
-from tests.support import publish_churn
+from tests.support import RegistryEnv, publish_churn
 
 pytestmark = pytest.mark.publishing  # `published` runs publish() itself in each test
 
 
-def test_versions_are_numbered_and_listed_in_order(registry_env, churn, logistic_model):
+@pytest.fixture(scope="module")
+def small(churn: SimpleNamespace) -> SimpleNamespace:
+    """A small churn model to publish many versions of: a logistic regression on two numeric features of 200 rows,
+    customer_id (pii) in the data and dropped. publish() takes a quarter of the sample pipeline's time on it; the
+    numbering and alias tests need versions, not the sample's card."""
+    X, y = churn.X[["customer_id", "age", "tenure_months"]].iloc[:200], churn.y.iloc[:200]
+    prep = ColumnTransformer([("num", "passthrough", ["age", "tenure_months"])], remainder="drop")
+    return SimpleNamespace(model=Pipeline([("prep", prep), ("model", LogisticRegression())]).fit(X, y), X=X, y=y)
+
+
+def publish_versions(env: RegistryEnv, small: SimpleNamespace, count: int) -> None:
+    """Publish `count` new versions of churn with publish(), no alias."""
+    for _ in range(count):
+        publish(small.model, small.X, small.y, name="churn", pii=sample.PII, registry=env.registry, signer=env.signer)
+
+
+def test_versions_are_numbered_and_listed_in_order(registry_env, small):
     # GIVEN eleven publishes of the same model
-    for _ in range(11):
-        publish_churn(registry_env, churn, logistic_model, alias=None)
+    publish_versions(registry_env, small, 11)
     # WHEN versions are listed
     versions = registry_env.registry.list_versions("churn")
     # THEN they count up numerically, not lexically
@@ -48,10 +66,9 @@ def test_card_write_is_conditional_so_racing_publishers_cannot_overwrite(registr
         registry_env.registry.put_version(card, blob)
 
 
-def test_promote_and_rollback_walk_the_alias_history(registry_env, churn, logistic_model):
+def test_promote_and_rollback_walk_the_alias_history(registry_env, small):
     reg = registry_env.registry
-    for _ in range(3):
-        publish_churn(registry_env, churn, logistic_model, alias=None)
+    publish_versions(registry_env, small, 3)
     # GIVEN production promoted 1 -> 2 -> 3
     for v in ("1", "2", "3"):
         reg.set_alias("churn", "production", v)
@@ -70,11 +87,10 @@ def test_promoting_to_a_missing_version_is_refused(registry_env, published):
     assert registry_env.registry.get_alias("churn", "production").version == "1"
 
 
-def test_concurrent_alias_update_is_detected(registry_env, churn, logistic_model):
+def test_concurrent_alias_update_is_detected(registry_env, small):
     # GIVEN two promoters that both read production at version 1
     reg = registry_env.registry
-    for _ in range(3):
-        publish_churn(registry_env, churn, logistic_model, alias=None)
+    publish_versions(registry_env, small, 3)
     reg.set_alias("churn", "production", "1")
     stale = reg.get_alias("churn", "production")
     reg.set_alias("churn", "production", "2")
@@ -85,11 +101,10 @@ def test_concurrent_alias_update_is_detected(registry_env, churn, logistic_model
     assert reg.get_alias("churn", "production").version == "2"
 
 
-def test_a_canary_ramps_finishes_and_rolls_back_on_the_alias_record(registry_env, churn, logistic_model):
+def test_a_canary_ramps_finishes_and_rolls_back_on_the_alias_record(registry_env, small):
     # GIVEN production on version 1 and a version 2
     reg = registry_env.registry
-    publish_churn(registry_env, churn, logistic_model, alias=None)
-    publish_churn(registry_env, churn, logistic_model, alias=None)
+    publish_versions(registry_env, small, 2)
     reg.set_alias("churn", "production", "1")
     # WHEN version 2 starts as a 10 % canary keyed by customer, then ramps to 50 %
     started = reg.start_canary("churn", "production", "2", 10, key="customer_id", bounds={"max_latency_ratio": 2})
@@ -117,11 +132,10 @@ def test_a_canary_ramps_finishes_and_rolls_back_on_the_alias_record(registry_env
         reg.finish_canary("churn", "production")
 
 
-def test_a_shadow_is_kept_apart_from_the_answering_versions(registry_env, churn, logistic_model):
+def test_a_shadow_is_kept_apart_from_the_answering_versions(registry_env, small):
     # GIVEN production on version 1 and a version 2
     reg = registry_env.registry
-    publish_churn(registry_env, churn, logistic_model, alias=None)
-    publish_churn(registry_env, churn, logistic_model, alias=None)
+    publish_versions(registry_env, small, 2)
     reg.set_alias("churn", "production", "1")
     # WHEN version 2 shadows production
     shadowed = reg.set_shadow("churn", "production", "2")

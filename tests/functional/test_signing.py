@@ -12,7 +12,7 @@ from sklambda.registry.card import ModelCard, Signature
 from sklambda.registry.signing import CardSigner, CardVerifier
 from sklambda.serving import server as serving
 from sklambda.serving.server import ModelServer, load_verified
-from tests.support import make_signing_key, publish_churn
+from tests.support import make_signing_key, store_built
 
 
 def test_a_signed_card_verifies_and_loads(registry_env, published):
@@ -108,11 +108,11 @@ def test_refusals_are_cached_for_one_ttl_then_retried(registry_env, published):
     assert server.get("churn").card.version == "1"
 
 
-def test_alias_changes_are_seen_only_after_the_ttl(registry_env, published, churn, forest_model):
+def test_alias_changes_are_seen_only_after_the_ttl(registry_env, published, churn_build, forest_model):
     now = [0.0]
     server = ModelServer(registry_env.registry, registry_env.verifier, alias_ttl_seconds=60, clock=lambda: now[0])
     assert server.get("churn").card.version == "1"
-    publish_churn(registry_env, churn, forest_model)
+    store_built(registry_env, churn_build(forest_model, version="2"), alias="production")
     now[0] = 59.0
     assert server.get("churn").card.version == "1"
     now[0] = 61.0

@@ -293,13 +293,14 @@ def test_sqs_event_defaults_missing_attributes():
 
 
 def test_a_poison_message_ends_in_the_dead_letter_queue_after_max_receives(mocked_aws, monkeypatch):
-    # GIVEN a queue redriving to a DLQ after 3 receives (visibility 1 s so redelivery is quick), in moto
-    monkeypatch.setattr(events, "POLL_WAIT_S", 1)
+    # GIVEN a queue redriving to a DLQ after 3 receives, in moto: visibility 0 s, so a failed message is back at once,
+    # and short polls (nothing to wait for)
+    monkeypatch.setattr(events, "POLL_WAIT_S", 0)
     sqs = boto3.client("sqs")
     dlq = sqs.create_queue(QueueName="dlq")["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 3})
-    queue = sqs.create_queue(QueueName="Queue", Attributes={"VisibilityTimeout": "1", "RedrivePolicy": redrive})
+    queue = sqs.create_queue(QueueName="Queue", Attributes={"VisibilityTimeout": "0", "RedrivePolicy": redrive})
     sqs.send_message(QueueUrl=queue["QueueUrl"], MessageBody='{"poison": true}')
     calls = []
 
@@ -316,7 +317,7 @@ def test_a_poison_message_ends_in_the_dead_letter_queue_after_max_receives(mocke
         moved = sqs.receive_message(QueueUrl=dlq, WaitTimeSeconds=0).get("Messages", [])
         if moved:
             break
-        time.sleep(0.5)
+        time.sleep(0.05)
     # THEN the function saw it 3 times, and the message now sits in the DLQ, not lost
     assert calls == ["1", "2", "3"]
     assert [m["Body"] for m in moved] == ['{"poison": true}']

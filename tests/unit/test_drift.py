@@ -411,14 +411,14 @@ def test_the_benchmark_writes_its_markdown_and_json(tmp_path):
     from sklambda_infra.bench import drift as drift_bench
 
     drift_bench.main(
-        ["--rows", "20000", "--repeats", "1", "--clean-windows", "8", "--shift-windows", "2", "--e2e-repeats", "1",
-         "--max-rows", "5000", "--target-scale", "0", "--out", str(tmp_path)]
+        ["--rows", "10000", "--repeats", "1", "--clean-windows", "8", "--shift-windows", "2", "--e2e-repeats", "1",
+         "--max-rows", "2500", "--target-scale", "0", "--out", str(tmp_path)]
     )  # fmt: skip
     # THEN both files exist and the JSON holds speed, the end-to-end check from S3 and rates
     result = json.loads((tmp_path / "drift.json").read_text())
-    assert result["speed"]["rows"] == 20000 and result["rates"]["clean_windows"] == 8
+    assert result["speed"]["rows"] == 10000 and result["rates"]["clean_windows"] == 8
     e2e = result["end_to_end"]
-    assert e2e["rows"] == 20000 and e2e["sampled"]["rows_compared"] == 5000 and e2e["full"]["rows_compared"] == 20000
+    assert e2e["rows"] == 10000 and e2e["sampled"]["rows_compared"] == 2500 and e2e["full"]["rows_compared"] == 10000
     # AND the sampled and the full window agree: no drift on the clean day, the shifted feature on the other
     assert e2e["agreement"]["clean"]["full"]["verdict"] == "no_drift" and e2e["verdicts_agree"]
     assert e2e["agreement"]["shifted"]["full"]["drifted_features"] == [drift_bench.SHIFTED_FEATURE]

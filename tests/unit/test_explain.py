@@ -260,15 +260,19 @@ def small_forest(churn: SimpleNamespace) -> Pipeline:
 
 
 def brute_force_shapley(model, x: pd.Series, background: pd.DataFrame) -> np.ndarray:
-    """Shapley values of v(S) = mean_b P(x_S, b_~S) by enumerating every subset of the input columns."""
+    """Shapley values of v(S) = mean_b P(x_S, b_~S) by enumerating every subset of the input columns (each v(S)
+    computed once: the sum asks for every subset n times)."""
     names = list(background.columns)
     n = len(names)
+    values: dict[frozenset[str], np.ndarray] = {}
 
     def v(subset: tuple[str, ...]) -> np.ndarray:
-        hybrid = background.copy()
-        for name in subset:
-            hybrid[name] = pd.Series([x[name]] * len(hybrid), dtype=background[name].dtype)
-        return model.predict_proba(hybrid).mean(axis=0)
+        if frozenset(subset) not in values:
+            hybrid = background.copy()
+            for name in subset:
+                hybrid[name] = pd.Series([x[name]] * len(hybrid), dtype=background[name].dtype)
+            values[frozenset(subset)] = model.predict_proba(hybrid).mean(axis=0)
+        return values[frozenset(subset)]
 
     phi = np.zeros((n, 2))
     for j, name in enumerate(names):

@@ -124,11 +124,13 @@ def exceedance_test(training_beyond: int, training_rows: int, beyond: int, rows:
     """
     if training_rows <= 0 or rows <= 0:
         return 1.0
-    law = sps.betabinom(int(rows), training_beyond + 1, training_rows - training_beyond)
-    upper = float(law.sf(beyond - 1))
+    # The distribution's methods, not a frozen one: freezing builds a new instance and its docstrings on every call,
+    # six times the cost of the sf itself.
+    law = (int(rows), training_beyond + 1, training_rows - training_beyond)
+    upper = float(sps.betabinom.sf(beyond - 1, *law))
     if not two_sided:
         return min(1.0, upper)
-    return min(1.0, 2 * min(upper, float(law.cdf(beyond))))
+    return min(1.0, 2 * min(upper, float(sps.betabinom.cdf(beyond, *law))))
 
 
 def correlation_test(
