@@ -17,6 +17,7 @@ Settings: sklambda.config.RetrainSettings.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -28,10 +29,19 @@ from sklambda.config import RetrainSettings
 from sklambda.errors import MalformedRequest
 from sklambda.registry.signing import CardVerifier
 from sklambda.registry.store import Registry
-from sklambda.updating.retraining import EVENT_SOURCE, Retraining, RetrainRequest, parse_request
+from sklambda.updating.retraining import (
+    EVENT_SOURCE,
+    Retraining,
+    RetrainRequest,
+    StepFailed,
+    expected_failure,
+    parse_request,
+)
 
 logger = Logger()
 tracer = Tracer()
+# The Tracer logs every error a handler raises with its traceback: not a StepFailed (the handler logs one line).
+logging.getLogger("aws_lambda_powertools.tracing.tracer").addFilter(expected_failure)
 
 # Read at import so a missing variable fails the cold start loudly instead of the first run.
 settings = RetrainSettings.from_env()
@@ -104,6 +114,12 @@ def handler(event: dict, context: LambdaContext) -> Any:
     logger.append_keys(
         step=step, model=(event.get("run") or {}).get("model"), run_id=(event.get("run") or {}).get("run_id")
     )
-    result = route(event)
+    try:
+        result = route(event)
+    except StepFailed as e:
+        # An expected end of the run (the state machine's Catch reports it): one line, no traceback. Raised again so
+        # Step Functions sees its class name as the error; its traceback cut to this frame.
+        logger.warning("retraining step ended the run", extra={"error": type(e).__name__, "reason": e.message})
+        raise e.with_traceback(None) from None
     logger.info("retraining step done", extra={"result": result if step != "prepare" else None})
     return result

@@ -236,6 +236,7 @@ def _promote(args: argparse.Namespace) -> int:
         record = registry.finish_canary(args.name, args.alias)
         print(f"{args.name}: {record.alias} -> {record.version} (canary finished; was {current.version})")
         return _takes_effect(args, registry, record)
+    _check_schemas(args, registry)
     if gate is not None:
         champion = registry.get_alias(args.name, args.alias).version
         result = _run_gate(args, registry, champion, args.version, *gate)
@@ -276,6 +277,35 @@ def _check_promote(args: argparse.Namespace) -> None:
         raise SklambdaError("--data and --target go with --gate")
     if args.gate and not (args.data and args.target):
         raise SklambdaError("--gate needs --data CSV and --target COLUMN: the labeled rows both versions are scored on")
+
+
+def _check_schemas(args: argparse.Namespace, registry: Any) -> None:
+    """Refuse (SklambdaError) a version whose input schema refuses rows shaped for the alias's version (a required
+    feature one has and the other lacks, a type change: sklambda.registry.schema.schema_changes): its callers would
+    get 422s from it, from the canary's share of them at once. With --allow-schema-change, print the warning and go
+    on. Nothing to compare on an alias's first promote or a version that does not exist (start_canary says so)."""
+    from sklambda.registry.schema import schema_changes
+
+    stable = _alias_target(registry, args.name, args.alias)
+    if stable is None or stable == args.version or not registry.version_exists(args.name, args.version):
+        return
+    changes = schema_changes(
+        registry.get_card(args.name, stable).input_schema,
+        registry.get_card(args.name, args.version).input_schema,
+        old_name=f"version {stable}",
+        new_name=f"version {args.version}",
+    )
+    if not changes:
+        return
+    listed = "\n".join(f"  - {c}" for c in changes)
+    what = f"a canary of version {args.version}" if args.canary is not None else f"version {args.version}"
+    message = (
+        f"the input schemas of versions {stable} and {args.version} of {args.name} differ, so {what} refuses "
+        f"requests shaped for version {stable} (422):\n{listed}"
+    )
+    if not args.allow_schema_change:
+        raise SklambdaError(f"{message}\nupdate the callers first, or pass --allow-schema-change to promote anyway")
+    print(f"warning: {message}\n  (--allow-schema-change: promoting anyway)", file=sys.stderr)
 
 
 def _start_canary(args: argparse.Namespace, registry: Any) -> int:
@@ -400,12 +430,14 @@ def _shadow(args: argparse.Namespace) -> int:
         what = f"shadow {before.version} stopped" if before else "had no shadow; nothing changed"
         print(f"{args.name}: {args.alias} {what}")
         return 0
+    before = registry.get_alias(args.name, args.alias).shadow
     try:
         record = registry.set_shadow(args.name, args.alias, args.version)
-    except ValueError as e:
+    except ValueError as e:  # the stable version, or the canary's
         raise SklambdaError(str(e)) from None
-    print(f"{args.name}: {record.alias} -> {record.version}, shadow {args.version}: scored on the captured requests "
-          "of each monitoring window, never answering callers")  # fmt: skip
+    was = "" if before is None or before.version == args.version else f" (was version {before.version})"
+    print(f"{args.name}: {record.alias} -> {record.version}, shadow {args.version}{was}: scored on the captured "
+          "requests of each monitoring window, never answering callers")  # fmt: skip
     return 0
 
 
@@ -900,6 +932,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --canary: requests per version before the bounds are judged" + _BOUND_DEFAULT,
     )
     p.add_argument("--finish", action="store_true", help="move the whole alias to its canary version")
+    p.add_argument(
+        "--allow-schema-change",
+        action="store_true",
+        help="promote even when VERSION's input schema refuses requests shaped for the alias's version (a required "
+        "feature added or dropped, a type changed): a warning instead of a refusal",
+    )
     p.add_argument(
         "--gate",
         action="store_true",

@@ -100,34 +100,81 @@ def _retrain(args: argparse.Namespace) -> int:
     print(f"{args.model}: retraining run {run_id} started ({started['executionArn']})")
     if not args.wait:
         return 0
+    store = RunStore(s3, target.data_bucket, args.model, run_id)
+    progress = Progress(store)
     deadline = time.monotonic() + args.timeout
     while True:
         status = sfn.describe_execution(executionArn=started["executionArn"])["status"]
+        for line in progress.news():
+            print(line, file=sys.stderr)  # stderr: stdout stays the report (--json)
         if status in TERMINAL:
             break
         if time.monotonic() > deadline:
             raise SklambdaError(f"run {run_id} still {status} after {args.timeout:g} s (see its records)")
         time.sleep(1.0)
     key = f"{config.RETRAINING_PREFIX}{args.model}/{run_id}/report.json"
-    report = RunStore(s3, target.data_bucket, args.model, run_id).get_json(key)
+    report = store.get_json(key)
     if report is None:
         print(f"{args.model}: run {run_id} ended {status} without a report", file=sys.stderr)
         return 1
-    print(json.dumps(report, indent=2) if args.json else _summary(report))
+    print(json.dumps(report, indent=2) if args.json else summary(report, f"s3://{target.data_bucket}/{key}"))
     return 0 if report.get("status") == "succeeded" else 1
 
 
-def _summary(report: dict[str, Any]) -> str:
+class Progress:
+    """What a waiting `retrain --wait` says while the run goes on, read from the run's step records (RunStore): one
+    line when the run starts waiting for its approval (with the command that decides it), one per new round of the
+    rollout watch (its status, round/max_rounds and reasons). Two S3 reads per poll."""
+
+    def __init__(self, store: Any) -> None:
+        self.store, self.round, self.asked = store, 0, False
+
+    def news(self) -> list[str]:
+        """The lines not said yet."""
+        lines = []
+        watch = self.store.record("watch") or {}
+        outcome = watch.get("outcome") or {}
+        number = int(outcome.get("round") or 0)
+        if watch.get("status") != "undone" and number > self.round:
+            self.round = number
+            reasons = "; ".join(outcome.get("reasons") or [])
+            lines.append(
+                f"  rollout check {number}/{outcome.get('max_rounds')}: {outcome.get('status')}"
+                + (f" ({reasons})" if reasons else "")
+            )
+        if not self.asked and (self.store.record("approval") or {}).get("status") == "running":
+            self.asked = True
+            model, run = self.store.model, self.store.run_id
+            lines.append(
+                f"  waiting for an approval: sklambda approve {model} {run}   "
+                f"(or: sklambda approve {model} {run} --reject --reason TEXT)"
+            )
+        return lines
+
+
+def summary(report: dict[str, Any], location: str) -> str:
+    """A run's report in a few lines: status, the failure's step and reason, each step's status and seconds, the gate
+    (its reason only when the failure did not already say it), the promotion, where the report is and the event's
+    id. `location` is where the report was read (s3://bucket/key)."""
     lines = [f"{report['model']}: run {report['run_id']} {report['status']}"]
+    reason = report.get("reason") or ""
     if report.get("failed_step"):
-        lines.append(f"  failed at {report['failed_step']}: {report.get('reason')}")
+        lines.append(f"  failed at {report['failed_step']}: {reason}")
     for step in report.get("steps") or []:
         lines.append(f"  {step['step']:<9} {step['status']:<10} {step.get('seconds') or 0:8.2f} s")
     gate = report.get("gate") or {}
     if gate:
-        lines.append(f"  gate: {gate.get('decision')}: {gate.get('reason')}")
+        figures = ""
+        if isinstance(gate.get("gain"), int | float) and isinstance(gate.get("gain_lower"), int | float):
+            figures = f" ({gate.get('metric')} gain {gate['gain']:+.4f}, lower bound {gate['gain_lower']:+.4f})"
+        said = bool(gate.get("reason")) and str(gate["reason"]) in reason
+        lines.append(f"  gate: {gate.get('decision')}{figures}" + ("" if said else f": {gate.get('reason')}"))
     if report.get("promoted"):
         lines.append(f"  promoted: {report['promoted'].get('alias')} -> {report['promoted'].get('version')}")
+    lines.append(f"  report: {location}")
+    if report.get("event_id"):
+        event = "RetrainingFailed" if report["status"] == "failed" else "RetrainingSucceeded"
+        lines.append(f"  event: {event} {report['event_id']}")
     return "\n".join(lines)
 
 

@@ -65,11 +65,17 @@ def test_resume_reruns_the_recorded_request_under_a_new_execution_name(stack) ->
 
 
 def test_resume_and_approve_refuse_a_run_that_left_nothing_to_act_on(stack, capsys) -> None:
-    # WHEN a run that never reported is resumed, and one that waits for no approval is approved
+    # GIVEN a run that recorded its assemble step only
+    store = RunStore(boto3.client("s3"), DATA_BUCKET, "churn", "r-8")
+    store.write_record("assemble", {"step": "assemble", "status": "succeeded", "started_at": None})
+    # WHEN a run that never reported is resumed, an unknown run is approved, and r-8 (no approval asked) is approved
     resumed = main(["retrain", "churn", "--resume", "nope"])
-    approved = main(["approve", "churn", "nope", "--reject", "--reason", "too risky"])
-    # THEN both fail with a message saying why, and nothing was started
+    unknown = main(["approve", "churn", "nope", "--reject", "--reason", "too risky"])
+    not_asked = main(["approve", "churn", "r-8"])
+    # THEN each fails with a message saying why, and nothing was started
     err = capsys.readouterr().err
-    assert (resumed, approved) != (0, 0)
-    assert "run nope of churn has no report" in err and "waits for no approval" in err
+    assert (resumed, unknown, not_asked) == (2, 2, 2)
+    assert "run nope of churn has no report" in err
+    assert "model churn has no retraining run nope (no records under s3://sklambda-data-test/retraining/" in err
+    assert "run r-8 of model churn waits for no approval" in err
     assert executions(stack["arn"]) == []

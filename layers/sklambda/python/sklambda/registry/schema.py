@@ -290,6 +290,26 @@ def is_required(spec: FeatureSpec) -> bool:
     return spec.required
 
 
+def schema_changes(old: InputSchema, new: InputSchema, *, old_name: str = "old", new_name: str = "new") -> list[str]:
+    """What makes rows shaped for one schema refused by the other (`validate`), one message each; empty when they are
+    compatible: a feature `new` requires (`is_required`) that `old` does not take (rows shaped for `old` lack it:
+    "missing feature"), a feature `old` requires that `new` does not take (rows shaped for `old` carry it: "unknown
+    feature"), and a feature both take whose type differs. `old_name` and `new_name` name the versions in the
+    messages (e.g. "version 3")."""
+    changes = []
+    old_names, new_names = set(old.names), set(new.names)
+    for f in new.features:
+        if is_required(f) and f.name not in old_names:
+            changes.append(f"{new_name} requires {f.name!r} ({f.type}), which {old_name} does not take")
+    for f in old.features:
+        if is_required(f) and f.name not in new_names:
+            changes.append(f"{old_name} requires {f.name!r} ({f.type}), which {new_name} does not take")
+    for f in old.features:
+        if f.name in new_names and (other := new.feature(f.name)).type != f.type:
+            changes.append(f"{f.name!r} is {_article(f.type)} in {old_name}, {_article(other.type)} in {new_name}")
+    return changes
+
+
 def to_records(X: pd.DataFrame) -> list[dict]:
     """Rows as a JSON client would send them (NaN → null, numpy scalars → Python)."""
     frame = X.astype(object).where(X.notna(), None)

@@ -504,10 +504,11 @@ class Registry:
 
         key: the feature whose value identifies a caller (None: the row's inference_id). bounds: the automatic
         rollback bounds to store with the canary. Called again with the same canary version, it changes the weight
-        (a ramp), keeping started_at; key and bounds change only when given.
+        (a ramp), keeping started_at and its key; bounds change only when given.
         Raises ModelNotFound (no such version, no such alias: a canary needs a stable version to compare with);
         ValueError for a weight outside (0, 100) or the alias's own stable version; RegistryConflict when another
-        canary is running (finish or roll it back first) or the alias changed concurrently.
+        canary is running (finish or roll it back first), when a ramp gives another key (a new key re-routes every
+        caller: the sticky assignment would be lost), or the alias changed concurrently.
         """
         check_alias(alias)
         weight = check_weight(weight)
@@ -521,6 +522,12 @@ class Registry:
             raise RegistryConflict(
                 f"alias {alias!r} of model {name!r} already has a canary on version {running.version} "
                 f"({running.weight:g} %): finish it (promote --finish) or roll it back first"
+            )
+        if running is not None and key is not None and key != running.key:
+            was = f"the feature {running.key}" if running.key else "each row's inference_id"
+            raise RegistryConflict(
+                f"the canary of version {version} on alias {alias!r} of model {name!r} is keyed by {was}: another key "
+                f"({key}) would re-route every caller; roll it back (or finish it) first, then start it with the new key"
             )
         canary = Canary(
             version,
@@ -553,13 +560,19 @@ class Registry:
 
     def set_shadow(self, name: str, alias: str, version: str) -> AliasRecord:
         """Make `version` the shadow of `alias` (replacing any other shadow). Raises ModelNotFound (no such version or
-        alias); ValueError when it is the alias's stable version; RegistryConflict on a concurrent change."""
+        alias); ValueError when it is the alias's stable version or its canary's version (a canary answers callers: it
+        cannot also be scored as one that never does); RegistryConflict on a concurrent change."""
         check_alias(alias)
         if not self.version_exists(name, check_version(version)):
             raise ModelNotFound(f"model {name!r} has no version {version!r}")
         current = self.get_alias(name, alias)
         if current.version == version:
             raise ValueError(f"version {version} is the stable version of alias {alias!r} of {name!r}, not a shadow")
+        if current.canary is not None and current.canary.version == version:
+            raise ValueError(
+                f"version {version} is the canary of alias {alias!r} of {name!r} (it answers {current.canary.weight:g} % "
+                "of the callers), so it cannot be a shadow, which never answers: roll the canary back first"
+            )
         if current.shadow is not None and current.shadow.version == version:
             return current
         return self._write(replace(current, shadow=Shadow(version, _now()), updated_at=_now()), current)

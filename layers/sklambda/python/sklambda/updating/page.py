@@ -20,10 +20,9 @@ STATUS_COLOUR = {
     "rolled_back": "#c0392b",
     "healthy": "#27ae60",
     "collecting": "#95a5a6",
-    "would replace": "#27ae60",
-    "would keep": "#95a5a6",
-    "would be rejected": "#c0392b",
 }
+# A shadow's quality verdict by its level (shadow.VERDICTS): not shown non-inferior is a warning, not an alarm.
+LEVEL_COLOUR = {"better": "#27ae60", "neutral": "#95a5a6", "warning": "#e67e22", "worse": "#c0392b"}
 
 
 def _head(title: str) -> list[str]:
@@ -34,8 +33,8 @@ def _head(title: str) -> list[str]:
     ]
 
 
-def _badge(text: Any) -> str:
-    colour = STATUS_COLOUR.get(str(text), "#333")
+def _badge(text: Any, colour: str | None = None) -> str:
+    colour = colour or STATUS_COLOUR.get(str(text), "#333")
     return f"<span class='verdict' style='background:{colour}'>{escape(str(text))}</span>"
 
 
@@ -158,7 +157,9 @@ def render_shadow_report(document: Mapping[str, Any]) -> str:
     )
     quality = document.get("quality") or {}
     if quality.get("available"):
-        parts.append(f"<p id='verdict'>{_badge(quality.get('verdict'))} {escape(str(document.get('summary')))}.</p>")
+        parts.append(
+            f"<p id='verdict'>{_badge(quality.get('verdict'), LEVEL_COLOUR.get(str(quality.get('level'))))} {escape(str(document.get('summary')))}.</p>"
+        )
     else:
         parts.append(f"<p id='verdict'>{escape(str(document.get('summary')))}.</p>")
     replayed = document.get("replay") or {}

@@ -21,6 +21,7 @@ started (rolls the canary back, clears the shadow), writes the report and puts R
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -116,6 +117,14 @@ class RolloutTimedOut(StepFailed):
 
 class ApprovalRejected(StepFailed):
     """An operator rejected the candidate (`sklambda approve --reject`)."""
+
+
+def expected_failure(record: logging.LogRecord) -> bool:
+    """A logging filter (Logger.addFilter): False for a record whose exception is a StepFailed, an expected end of
+    the run that the handler logs as one warning line, so a library's `logger.exception` (powertools' Tracer logs
+    every error a handler raises) adds no traceback for it; True for every other record."""
+    error = record.exc_info[1] if record.exc_info else None
+    return not isinstance(error, StepFailed)
 
 
 # --- the request ---------------------------------------------------------------------------------------------------
@@ -267,6 +276,15 @@ class RunStore:
 
 def _now(clock: Callable[[], datetime]) -> str:
     return clock().astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+def seconds_between(started_at: str | None, finished_at: str | None) -> float | None:
+    """Seconds from one record time (ISO 8601, as `_now` writes them) to another; None when either is missing. The
+    steps that span several invocations (watch: its rounds; approval: until the decision) are timed so, from their
+    first start."""
+    if not started_at or not finished_at:
+        return None
+    return round((datetime.fromisoformat(finished_at) - datetime.fromisoformat(started_at)).total_seconds(), 3)
 
 
 def run_step(
@@ -532,7 +550,8 @@ class Retraining:
             "attempt": number,
             "status": RUNNING,
             "input": {"round": number, "answer": answer},
-            "started_at": (recorded or {}).get("started_at") or _now(self.clock),
+            # The step spans its rounds: its first round's start (a rerun's first round starts it anew).
+            "started_at": (previous is not None and (recorded or {}).get("started_at")) or _now(self.clock),
             "finished_at": None,
             "seconds": None,
             "outcome": outcome,
@@ -542,6 +561,7 @@ class Retraining:
         failure: StepFailed | None = None
         if status == HEALTHY:
             record.update(status=SUCCEEDED, finished_at=_now(self.clock))
+            record["seconds"] = seconds_between(record["started_at"], record["finished_at"])
         elif status == ROLLED_BACK:
             failure = CanaryRolledBack(f"the canary was rolled back: {why}", outcome=outcome)
         elif status == REJECTED:
@@ -559,6 +579,7 @@ class Retraining:
                 finished_at=_now(self.clock),
                 error={"error": type(failure).__name__, "message": failure.message},
             )
+            record["seconds"] = seconds_between(record["started_at"], record["finished_at"])
         store.write_record("watch", record)
         if failure is not None:
             raise failure
@@ -651,7 +672,7 @@ class Retraining:
     def report(self, state: Mapping[str, Any], execution_name: str) -> dict[str, Any]:
         """End the run: on a failure, undo the rollout it started (roll the canary back, clear the shadow); write
         `report.json`; put RetrainingSucceeded or RetrainingFailed (detail: model, run_id, status, failed_step,
-        reason, report_key, version, champion). `state` is the state machine's data: run (the request), steps (the
+        reason, report_key, version, champion), and write the report again with the event's `event_id`. `state` is the state machine's data: run (the request), steps (the
         outcomes so far) and error ({"Error", "Cause"}, set by a Catch). Returns {"status", "report_key",
         "failed_step", "reason", "event_id"}."""
         error = state.get("error")
@@ -706,6 +727,8 @@ class Retraining:
             "champion": champion,
         }
         event_id = self.put_event(FAILED_EVENT if failed else SUCCEEDED_EVENT, detail)
+        if event_id is not None:  # written again with the event's id: the report comes first, nothing is lost
+            store.put_json(key, {**document, "event_id": event_id})
         return {"status": document["status"], "report_key": key, "failed_step": failed_step, "reason": reason,
                 "event_id": event_id}  # fmt: skip
 
@@ -906,12 +929,17 @@ def decide_approval(
     its cause; then record the decision in the approval step's record (succeeded or failed), so a rerun of an approved
     run does not ask again. `sfn` is a boto3 Step Functions client.
 
-    Raises ModelNotFound when the run waits for no approval (no task token stored); RegistryConflict when it was
-    decided already. Step Functions errors (a token that timed out: TaskTimedOut) propagate as botocore's ClientError,
+    Raises ModelNotFound when the run is unknown (no step record at all) or waits for no approval (no task token
+    stored); RegistryConflict when it was decided already. Step Functions errors (a token that timed out: TaskTimedOut) propagate as botocore's ClientError,
     and nothing is recorded then.
     """
     waiting = store.get_json(store.prefix + "approval.json")
     record = store.record("approval")
+    if (waiting is None or record is None) and not store.records():
+        raise ModelNotFound(
+            f"model {store.model} has no retraining run {store.run_id} (no records under "
+            f"s3://{store.bucket}/{store.prefix}): check the run id (the one `sklambda retrain` printed)"
+        )
     if waiting is None or record is None:
         raise ModelNotFound(f"run {store.run_id} of model {store.model} waits for no approval (no task token stored)")
     if record.get("status") != RUNNING:
@@ -925,7 +953,12 @@ def decide_approval(
         sfn.send_task_failure(
             taskToken=waiting["task_token"], error=ApprovalRejected.__name__, cause=(reason or "rejected")[:32768]
         )
-    record.update(status=SUCCEEDED if approved else FAILED, outcome=decision, finished_at=decision["decided_at"])
+    record.update(
+        status=SUCCEEDED if approved else FAILED,
+        outcome=decision,
+        finished_at=decision["decided_at"],
+        seconds=seconds_between(record.get("started_at"), decision["decided_at"]),
+    )
     if not approved:
         record["error"] = {
             "error": ApprovalRejected.__name__,

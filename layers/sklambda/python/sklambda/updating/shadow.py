@@ -12,13 +12,16 @@ versions (loaded verified, as the predict function loads them), and compares, on
   (scipy.stats.ks_2samp; it treats the samples as independent, so it is conservative for paired rows) and the
   mean difference with its paired normal interval;
 - quality on the rows that have labels: updating.gate.compare_versions on the card's main metric (updating.rollout.
-  main_metric), champion = stable, challenger = shadow: "would replace", "would keep" (the stable version) or "would be
-  rejected", with the gain's one-sided lower bound;
+  main_metric), champion = stable, challenger = shadow, with the gain's one-sided lower bound: `replace` ("would
+  replace: shown better"), `keep_champion` ("would keep the stable version: not shown better") or `reject`, which
+  means the shadow is not shown non-inferior (its lower bound is below -margin): on few labeled rows that is
+  inconclusive, so it reads "not shown non-inferior: may be worse by more than the margin" (level `warning`), and
+  "shown worse by more than the margin" (level `worse`) only when the whole interval lies below -margin;
 - latency: scoring time per row of each, measured on the same chunks in alternating order; the ratio shadow / stable
   over all chunks, and its range over the chunks (a spread, not a confidence interval).
 
 Replay fidelity: re-scored by the stable version, the rows it answered must give the predictions it captured; the
-report gives the share that match. When the model's inputs include pii features, the captured values are pseudonyms
+report gives the share that match. When the model reads pii features, the captured values are pseudonyms
 (monitoring.capture): the replay scores the pseudonyms, so rows on which such a feature matters are not faithful; the
 report says so, and the fidelity share measures it.
 
@@ -46,6 +49,7 @@ from sklambda.monitoring.model_quality.join import ID, LABEL, join_labels
 from sklambda.monitoring.model_quality.metrics import mean_estimate, wilson
 from sklambda.monitoring.windows import Window
 from sklambda.registry.card import REGRESSION
+from sklambda.registry.schema import is_required
 from sklambda.registry.store import AliasRecord
 from sklambda.serving.server import LoadedModel
 from sklambda.updating.gate import KEEP_CHAMPION, REJECT, REPLACE, GateConfig, compare_versions
@@ -60,7 +64,14 @@ AGREEMENT_RTOL = 0.01
 FIDELITY_RTOL = 1e-9
 # Chunks the replay is scored in, each timed for both versions (alternating which goes first).
 LATENCY_CHUNKS = 5
-WOULD = {REPLACE: "would replace", KEEP_CHAMPION: "would keep", REJECT: "would be rejected"}
+# The quality comparison's verdict and level by the gate's decision (module docstring); a `reject` whose interval lies
+# entirely below -margin is WORSE.
+VERDICTS = {
+    REPLACE: ("would replace: shown better", "better"),
+    KEEP_CHAMPION: ("would keep the stable version: not shown better", "neutral"),
+    REJECT: ("not shown non-inferior: may be worse by more than the margin ({margin:g})", "warning"),
+}
+WORSE = ("shown worse by more than the margin ({margin:g})", "worse")
 
 
 @dataclass(frozen=True)
@@ -175,7 +186,7 @@ def compare_shadow(
             "sampled": max_rows is not None and captured > max_rows,
             "rejected": done.rejected,
         },
-        "fidelity": _fidelity(done, s_card.version, regression, list(s_card.input_schema.pii_features)),
+        "fidelity": _fidelity(done, s_card.version, regression, _pii_read(s_card)),
     }
     if not n:
         document |= {"agreement": None, "distribution": None, "quality": None, "latency": None}
@@ -187,6 +198,11 @@ def compare_shadow(
     document["latency"] = _latency(done)
     document["summary"] = _summary(document)
     return document
+
+
+def _pii_read(card: Any) -> list[str]:
+    """The pii features the model reads: one it never reads (`required` False) cannot change a replayed answer."""
+    return [f.name for f in card.input_schema.features if f.pii and is_required(f)]
 
 
 def _fidelity(done: Replay, version: str, regression: bool, pii: list[str]) -> dict[str, Any]:
@@ -206,7 +222,7 @@ def _fidelity(done: Replay, version: str, regression: bool, pii: list[str]) -> d
     }
     if pii:
         out["note"] = (
-            f"the model's inputs include pii features ({', '.join(pii)}): capture keeps pseudonyms of their values, "
+            f"the model reads pii features ({', '.join(pii)}): capture keeps pseudonyms of their values, "
             "so the replay scores the pseudonyms; rows on which those features matter are not replayed faithfully"
         )
     return out
@@ -303,6 +319,10 @@ def _quality(stable: LoadedModel, done: Replay, labels: pd.DataFrame | None, gat
     except ValueError as e:
         return {"available": False, "reason": str(e), "labeled_rows": len(rows)}
     z = float(sps.norm.ppf(1 - config.alpha))
+    interval = [result.gain - z * result.se, result.gain + z * result.se]
+    verdict, level = VERDICTS[result.decision]
+    if result.decision == REJECT and interval[1] < -config.margin:
+        verdict, level = WORSE
     return {
         "available": True,
         "labeled_rows": result.rows,
@@ -311,9 +331,10 @@ def _quality(stable: LoadedModel, done: Replay, labels: pd.DataFrame | None, gat
         "shadow": result.challenger,
         "gain": result.gain,
         "gain_lower": result.gain_lower,
-        "interval": [result.gain - z * result.se, result.gain + z * result.se],
+        "interval": interval,
         "decision": result.decision,
-        "verdict": WOULD[result.decision],
+        "verdict": verdict.format(margin=config.margin),
+        "level": level,
         "gate": result.to_dict(),
     }
 
@@ -340,8 +361,9 @@ def _summary(document: Mapping[str, Any]) -> str:
     ]
     if quality.get("available"):
         parts.append(
-            f"the shadow {quality['verdict']} the stable version on {quality['metric']}: gain {quality['gain']:+.4f} "
-            f"(lower bound {quality['gain_lower']:+.4f}, {quality['labeled_rows']:,} labeled rows)"
+            f"{quality['metric']} of the shadow against the stable version: {quality['verdict']}, gain "
+            f"{quality['gain']:+.4f} (one-sided lower bound {quality['gain_lower']:+.4f}, "
+            f"{quality['labeled_rows']:,} labeled rows)"
         )
     else:
         parts.append(f"quality not compared: {quality.get('reason')}")
