@@ -135,3 +135,60 @@ def test_promote_gate_moves_the_alias_only_when_the_gate_says_replace(cli, versi
     out = capsys.readouterr().out
     assert "decision: replace" in out and "canary 2 takes 10 %" in out
     assert versions.get_alias("churn", "production").canary.version == "2"
+
+
+def test_a_canary_version_cannot_shadow_and_a_replaced_shadow_is_named(cli, versions, capsys):
+    # GIVEN version 2 as a canary and version 3 as the shadow
+    assert cli("promote", "churn", "2", "--canary", "10") == 0
+    assert cli("shadow", "churn", "3") == 0
+    capsys.readouterr()
+    # WHEN the canary's version is set as the shadow THEN it is refused, saying why, and the shadow stays 3
+    assert cli("shadow", "churn", "2") == 2
+    assert "version 2 is the canary of alias 'production'" in capsys.readouterr().err
+    assert versions.get_alias("churn", "production").shadow.version == "3"
+    # WHEN the canary is rolled back and 2 replaces the shadow THEN the CLI names the shadow it replaced
+    assert cli("rollback", "churn") == 0 and cli("shadow", "churn", "2") == 0
+    assert "shadow 2 (was version 3):" in capsys.readouterr().out
+
+
+def test_a_running_canary_keeps_its_key(cli, versions, capsys):
+    # GIVEN a canary keyed by customer_id
+    assert cli("promote", "churn", "2", "--canary", "20", "--key", "customer_id") == 0
+    # WHEN it is ramped with another key THEN it is refused: every caller would be re-routed
+    assert cli("promote", "churn", "2", "--canary", "30", "--key", "age") == 2
+    assert "keyed by the feature customer_id: another key (age) would re-route every caller" in capsys.readouterr().err
+    canary = versions.get_alias("churn", "production").canary
+    assert (canary.weight, canary.key) == (20.0, "customer_id")
+    # AND a ramp naming the same key, or none, goes on
+    assert cli("promote", "churn", "2", "--canary", "40", "--key", "customer_id") == 0
+    assert versions.get_alias("churn", "production").canary.key == "customer_id"
+
+
+def test_a_version_whose_schema_refuses_the_callers_rows_is_promoted_only_when_allowed(
+    registry_env, churn_v1, cli, versions, capsys
+):
+    # GIVEN version 4: a new required feature `score`, and `age` a number instead of an integer
+    from dataclasses import replace
+
+    from sklambda.registry.schema import FeatureSpec, InputSchema
+    from tests.support import BuiltVersion
+
+    built = as_version(churn_v1, "4")
+    features = [replace(f, type="number") if f.name == "age" else f for f in built.card.input_schema.features]
+    schema = InputSchema((*features, FeatureSpec("score", "number")))
+    store_built(registry_env, BuiltVersion(replace(built.card, input_schema=schema), built.blob, {}))
+    assert churn_v1.card.input_schema.feature("age").type == "integer"
+    # WHEN it is promoted as a canary THEN it is refused with each difference listed, and no canary starts
+    assert cli("promote", "churn", "4", "--canary", "30") == 2
+    err = capsys.readouterr().err
+    assert "the input schemas of versions 1 and 4 of churn differ" in err
+    assert "version 4 requires 'score' (number), which version 1 does not take" in err
+    assert "'age' is an integer in version 1, a number in version 4" in err
+    assert "--allow-schema-change" in err and versions.get_alias("churn", "production").canary is None
+    # WHEN it is promoted with --allow-schema-change THEN the warning is printed and the canary starts
+    assert cli("promote", "churn", "4", "--canary", "30", "--allow-schema-change") == 0
+    assert "warning: the input schemas of versions 1 and 4" in capsys.readouterr().err
+    assert versions.get_alias("churn", "production").canary.version == "4"
+    # AND a version with the same schema is promoted without a word about schemas
+    assert cli("rollback", "churn") == 0 and cli("promote", "churn", "2") == 0
+    assert "schema" not in capsys.readouterr().err

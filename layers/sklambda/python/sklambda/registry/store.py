@@ -526,8 +526,9 @@ class Registry:
         if running is not None and key is not None and key != running.key:
             was = f"the feature {running.key}" if running.key else "each row's inference_id"
             raise RegistryConflict(
-                f"the canary of version {version} on alias {alias!r} of model {name!r} is keyed by {was}: another key "
-                f"({key}) would re-route every caller; roll it back (or finish it) first, then start it with the new key"
+                f"the canary of version {version} on alias {alias!r} of model {name!r} is keyed by {was}: another "
+                f"key ({key}) would re-route every caller; roll it back (or finish it) first, then start it with the "
+                "new key"
             )
         canary = Canary(
             version,
@@ -570,8 +571,9 @@ class Registry:
             raise ValueError(f"version {version} is the stable version of alias {alias!r} of {name!r}, not a shadow")
         if current.canary is not None and current.canary.version == version:
             raise ValueError(
-                f"version {version} is the canary of alias {alias!r} of {name!r} (it answers {current.canary.weight:g} % "
-                "of the callers), so it cannot be a shadow, which never answers: roll the canary back first"
+                f"version {version} is the canary of alias {alias!r} of {name!r} (it answers "
+                f"{current.canary.weight:g} % of the callers), so it cannot be a shadow, which never answers: roll the "
+                "canary back first"
             )
         if current.shadow is not None and current.shadow.version == version:
             return current

@@ -157,9 +157,8 @@ def render_shadow_report(document: Mapping[str, Any]) -> str:
     )
     quality = document.get("quality") or {}
     if quality.get("available"):
-        parts.append(
-            f"<p id='verdict'>{_badge(quality.get('verdict'), LEVEL_COLOUR.get(str(quality.get('level'))))} {escape(str(document.get('summary')))}.</p>"
-        )
+        badge = _badge(quality.get("verdict"), LEVEL_COLOUR.get(str(quality.get("level"))))
+        parts.append(f"<p id='verdict'>{badge} {escape(str(document.get('summary')))}.</p>")
     else:
         parts.append(f"<p id='verdict'>{escape(str(document.get('summary')))}.</p>")
     replayed = document.get("replay") or {}

@@ -672,8 +672,9 @@ class Retraining:
     def report(self, state: Mapping[str, Any], execution_name: str) -> dict[str, Any]:
         """End the run: on a failure, undo the rollout it started (roll the canary back, clear the shadow); write
         `report.json`; put RetrainingSucceeded or RetrainingFailed (detail: model, run_id, status, failed_step,
-        reason, report_key, version, champion), and write the report again with the event's `event_id`. `state` is the state machine's data: run (the request), steps (the
-        outcomes so far) and error ({"Error", "Cause"}, set by a Catch). Returns {"status", "report_key",
+        reason, report_key, version, champion), and write the report again with the event's `event_id`. `state` is
+        the state machine's data: run (the request), steps (the outcomes so far) and error ({"Error", "Cause"}, set
+        by a Catch). Returns {"status", "report_key",
         "failed_step", "reason", "event_id"}."""
         error = state.get("error")
         raw = state.get("run") or {k: v for k, v in state.items() if k != "error"}  # Prepare failed: the input
@@ -930,8 +931,8 @@ def decide_approval(
     run does not ask again. `sfn` is a boto3 Step Functions client.
 
     Raises ModelNotFound when the run is unknown (no step record at all) or waits for no approval (no task token
-    stored); RegistryConflict when it was decided already. Step Functions errors (a token that timed out: TaskTimedOut) propagate as botocore's ClientError,
-    and nothing is recorded then.
+    stored); RegistryConflict when it was decided already. Step Functions errors (a token that timed out:
+    TaskTimedOut) propagate as botocore's ClientError, and nothing is recorded then.
     """
     waiting = store.get_json(store.prefix + "approval.json")
     record = store.record("approval")
