@@ -180,3 +180,61 @@ def test_a_retrained_version_keeps_the_champions_card_options_and_names_its_run(
     assert (options["owner"], options["limitations"], "intended_use" in options) == ("risk", ["EU only"], False)
     assert options["tags"] == {"drift.alpha": "0.01", retraining.RUN_TAG: "r-9", retraining.PARENT_TAG: "3"}
     json.dumps(options)  # recorded as the step's input: JSON-ready
+
+
+def test_the_watch_and_approval_records_time_the_step_from_its_first_start() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sklambda.updating.retraining import decide_approval
+
+    # GIVEN a clock that moves 10 minutes between calls
+    times = iter(datetime(2026, 11, 30, 12, tzinfo=UTC) + timedelta(minutes=10 * i) for i in range(100))
+    pipeline = Retraining(registry=None, verifier=None, s3=FakeS3(), data_bucket="data", clock=lambda: next(times))  # type: ignore[arg-type]
+    request = RetrainRequest(model="churn", run_id="t")
+    # WHEN the watch collects once, then finds the canary healthy
+    first = pipeline.watch(request, {"status": "collecting", "verdict": {"reasons": []}}, None)
+    pipeline.watch(request, {"status": "healthy", "verdict": {"reasons": []}}, first)
+    # THEN its record spans both rounds (first start to end), not the last round alone
+    watch = pipeline.store(request).record("watch")
+    assert watch["status"] == "succeeded" and watch["seconds"] == 600.0  # round 1 at 12:00, round 2 at 12:10
+    # WHEN an approval is asked and decided later
+    pipeline.request_approval(request, {}, "token")
+
+    class Sfn:
+        def send_task_success(self, taskToken: str, output: str) -> None: ...
+
+    decide_approval(pipeline.store(request), Sfn(), approved=True, clock=lambda: next(times))
+    # THEN its seconds run from the request to the decision
+    assert pipeline.store(request).record("approval")["seconds"] == 600.0
+
+
+def test_retrain_wait_says_each_new_watch_round_and_the_approval_command_once() -> None:
+    from sklambda_infra.retrain_cli import Progress
+
+    runs = store()
+    progress = Progress(runs)
+    assert progress.news() == []
+    watch = {"status": "running", "outcome": {"status": "collecting", "round": 1, "max_rounds": 48, "reasons": []}}
+    runs.write_record("watch", watch)
+    assert progress.news() == ["  rollout check 1/48: collecting"]
+    assert progress.news() == []  # the same round is said once
+    runs.write_record("approval", {"status": "running"})
+    (line,) = progress.news()
+    assert "waiting for an approval: sklambda approve churn run-1" in line
+    assert progress.news() == []
+
+
+def test_a_failed_runs_summary_says_the_gates_reason_once_with_the_report_and_event() -> None:
+    from sklambda_infra.retrain_cli import summary
+
+    report = {
+        "model": "churn", "run_id": "r", "status": "failed", "failed_step": "gate",
+        "reason": "gate: keep_champion: not shown better", "event_id": "ev-1",
+        "steps": [{"step": "gate", "status": "failed", "seconds": 0.2}],
+        "gate": {"decision": "keep_champion", "reason": "not shown better", "metric": "roc_auc", "gain": 0.001,
+                 "gain_lower": -0.004},
+    }  # fmt: skip
+    text = summary(report, "s3://data/retraining/churn/r/report.json")
+    assert text.count("not shown better") == 1
+    assert "gate: keep_champion (roc_auc gain +0.0010, lower bound -0.0040)" in text
+    assert "report: s3://data/retraining/churn/r/report.json" in text and "event: RetrainingFailed ev-1" in text
