@@ -356,3 +356,15 @@ def test_a_canary_the_real_rollout_check_never_finds_healthy_times_out_and_is_ro
     # AND the canary was rolled back by the report step
     assert report["rollout"]["undone"] == "canary_rolled_back"
     assert (alias(retrain).version, alias(retrain).canary) == ("1", None)
+
+
+def test_an_expected_step_failure_is_logged_as_one_line_without_a_traceback(retrain, caplog) -> None:
+    # GIVEN no training data WHEN the assemble step runs in the function
+    with pytest.raises(retraining.TrainingDataUnusable) as failed:
+        retrain.app.handler({"step": "assemble", "run": request("quiet").model_dump()}, retrain.context)
+    # THEN the error keeps its class name (Step Functions' error) and the log has one warning with the reason,
+    # and no record carries the exception (no traceback: the Tracer's logger.exception is filtered out)
+    (warning,) = [r for r in caplog.records if r.getMessage() == "retraining step ended the run"]
+    assert warning.levelname == "WARNING" and warning.error == "TrainingDataUnusable"
+    assert "too few rows to retrain churn" in warning.reason
+    assert not [r for r in caplog.records if r.exc_info] and failed.value.__cause__ is None
