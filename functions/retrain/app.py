@@ -17,7 +17,6 @@ Settings: sklambda.config.RetrainSettings.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -34,14 +33,11 @@ from sklambda.updating.retraining import (
     Retraining,
     RetrainRequest,
     StepFailed,
-    expected_failure,
     parse_request,
 )
 
 logger = Logger()
 tracer = Tracer()
-# The Tracer logs every error a handler raises with its traceback: not a StepFailed (the handler logs one line).
-logging.getLogger("aws_lambda_powertools.tracing.tracer").addFilter(expected_failure)
 
 # Read at import so a missing variable fails the cold start loudly instead of the first run.
 settings = RetrainSettings.from_env()
@@ -117,8 +113,9 @@ def handler(event: dict, context: LambdaContext) -> Any:
     try:
         result = route(event)
     except StepFailed as e:
-        # An expected end of the run (the state machine's Catch reports it): one line, no traceback. Raised again so
-        # Step Functions sees its class name as the error; its traceback cut to this frame.
+        # An expected end of the run (the state machine's Catch reports it): one warning line with the reason. Raised
+        # again so Step Functions sees its class name as the error, with its traceback cut to this frame: the runtime
+        # logs a raised error's stack, which for an expected failure is only the handler's few frames.
         logger.warning("retraining step ended the run", extra={"error": type(e).__name__, "reason": e.message})
         raise e.with_traceback(None) from None
     logger.info("retraining step done", extra={"result": result if step != "prepare" else None})

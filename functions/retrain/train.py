@@ -9,7 +9,6 @@ PublishRefused (the state machine's Catch reports it). Settings: sklambda.config
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import Any
 
@@ -22,12 +21,10 @@ from sklambda.errors import MalformedRequest
 from sklambda.publishing.parity import Runtime
 from sklambda.registry.signing import CardSigner, CardVerifier
 from sklambda.registry.store import Registry
-from sklambda.updating.retraining import Retraining, RetrainRequest, StepFailed, expected_failure
+from sklambda.updating.retraining import Retraining, RetrainRequest, StepFailed
 
 logger = Logger()
 tracer = Tracer()
-# The Tracer logs every error a handler raises with its traceback: not a StepFailed (the handler logs one line).
-logging.getLogger("aws_lambda_powertools.tracing.tracer").addFilter(expected_failure)
 
 settings = TrainSettings.from_env()
 _pipeline: Retraining | None = None
@@ -58,8 +55,9 @@ def handler(event: dict, context: LambdaContext) -> Any:
     try:
         outcome = pipeline().train(request, event["steps"]["assemble"])
     except StepFailed as e:
-        # An expected end of the run (the state machine's Catch reports it): one line, no traceback. Raised again so
-        # Step Functions sees its class name as the error; its traceback cut to this frame.
+        # An expected end of the run (the state machine's Catch reports it): one warning line with the reason. Raised
+        # again so Step Functions sees its class name as the error, with its traceback cut to this frame: the runtime
+        # logs a raised error's stack, which for an expected failure is only the handler's few frames.
         logger.warning("retraining step ended the run", extra={"error": type(e).__name__, "reason": e.message})
         raise e.with_traceback(None) from None
     logger.info("retraining step done", extra={"result": outcome})

@@ -21,7 +21,6 @@ started (rolls the canary back, clears the shadow), writes the report and puts R
 from __future__ import annotations
 
 import json
-import logging
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -104,7 +103,8 @@ class CanaryRolledBack(StepFailed):
 
 
 class ShadowRejected(StepFailed):
-    """The shadow comparison's paired gate found the candidate would be rejected against the stable version."""
+    """The shadow comparison's paired gate decided `reject`: the candidate is not shown non-inferior to the stable
+    version (it may be worse by more than the gate's margin)."""
 
 
 class RolloutCheckFailed(StepFailed):
@@ -117,14 +117,6 @@ class RolloutTimedOut(StepFailed):
 
 class ApprovalRejected(StepFailed):
     """An operator rejected the candidate (`sklambda approve --reject`)."""
-
-
-def expected_failure(record: logging.LogRecord) -> bool:
-    """A logging filter (Logger.addFilter): False for a record whose exception is a StepFailed, an expected end of
-    the run that the handler logs as one warning line, so a library's `logger.exception` (powertools' Tracer logs
-    every error a handler raises) adds no traceback for it; True for every other record."""
-    error = record.exc_info[1] if record.exc_info else None
-    return not isinstance(error, StepFailed)
 
 
 # --- the request ---------------------------------------------------------------------------------------------------
@@ -533,7 +525,7 @@ class Retraining:
         """One round of watching the rollout: `answer` is the rollout check's answer for the alias (read_check);
         `previous` this step's last result (None on the first round). Returns {"status": "collecting" | "healthy",
         "round", "reasons"}. Raises CanaryRolledBack (the check rolled the canary back, or it is gone: the reasons),
-        ShadowRejected (the shadow would be rejected), RolloutCheckFailed (an answer that is no check's),
+        ShadowRejected (the shadow is not shown non-inferior), RolloutCheckFailed (an answer that is no check's),
         RolloutTimedOut after max_rounds rounds still collecting."""
         store = self.store(request)
         recorded = store.record("watch")
@@ -565,7 +557,9 @@ class Retraining:
         elif status == ROLLED_BACK:
             failure = CanaryRolledBack(f"the canary was rolled back: {why}", outcome=outcome)
         elif status == REJECTED:
-            failure = ShadowRejected(f"the shadow would be rejected: {why}", outcome=outcome)
+            failure = ShadowRejected(
+                f"the shadow is not shown non-inferior to the stable version: {why}", outcome=outcome
+            )
         elif status != COLLECTING:
             failure = RolloutCheckFailed(f"the rollout check's answer cannot be read: {why}", outcome=outcome)
         elif number >= request.max_rounds:
