@@ -81,3 +81,20 @@ def test_rows_a_version_cannot_score_are_left_out_and_counted(churn_v1, logistic
     # THEN the other 48 rows are replayed and the two refused ones counted, not raised
     assert report["replay"]["rows_replayed"] == 48 and report["replay"]["rejected"]["stable"] == 2
     assert report["quality"] == {"available": False, "reason": "no label has arrived for the replayed rows"}
+
+
+def test_the_pii_note_names_the_pii_features_the_model_reads(churn_v1, logistic_model):
+    # GIVEN a card whose pii customer_id is marked as read by the model (required), for both versions
+    from sklambda.registry.schema import InputSchema
+
+    features = tuple(
+        replace(f, required=True) if f.name == "customer_id" else f for f in churn_v1.card.input_schema.features
+    )
+    card = replace(churn_v1.card, input_schema=InputSchema(features))
+    stable = LoadedModel(card, Scorer(logistic_model, card), 0.0)
+    shadow = LoadedModel(replace(card, version="2"), Scorer(logistic_model, card), 0.0)
+    records, _ = captured(logistic_model, 50, seed=3)
+    # WHEN the shadow is compared THEN the report says the replay scores its pseudonyms
+    fidelity = compare_shadow(stable, shadow, records)["fidelity"]
+    assert fidelity["pii_features"] == ["customer_id"]
+    assert "the model reads pii features (customer_id)" in fidelity["note"] and "pseudonyms" in fidelity["note"]

@@ -320,9 +320,7 @@ def _quality(stable: LoadedModel, done: Replay, labels: pd.DataFrame | None, gat
         return {"available": False, "reason": str(e), "labeled_rows": len(rows)}
     z = float(sps.norm.ppf(1 - config.alpha))
     interval = [result.gain - z * result.se, result.gain + z * result.se]
-    verdict, level = VERDICTS[result.decision]
-    if result.decision == REJECT and interval[1] < -config.margin:
-        verdict, level = WORSE
+    verdict, level = quality_verdict(result.decision, interval[1], config.margin)
     return {
         "available": True,
         "labeled_rows": result.rows,
@@ -333,10 +331,19 @@ def _quality(stable: LoadedModel, done: Replay, labels: pd.DataFrame | None, gat
         "gain_lower": result.gain_lower,
         "interval": interval,
         "decision": result.decision,
-        "verdict": verdict.format(margin=config.margin),
+        "verdict": verdict,
         "level": level,
         "gate": result.to_dict(),
     }
+
+
+def quality_verdict(decision: str, upper: float, margin: float) -> tuple[str, str]:
+    """(verdict, level) of the paired gate's `decision` for a reader (VERDICTS). `upper`: the upper end of the gain's
+    interval; `margin`: the gate's non-inferiority margin (metric units). A `reject` says only that the lower bound is
+    below -margin, which few labeled rows make likely even for an equal shadow: level `warning`; it is `worse` (shown
+    worse by more than the margin) only when `upper` is below -margin too."""
+    verdict, level = WORSE if decision == REJECT and upper < -margin else VERDICTS[decision]
+    return verdict.format(margin=margin), level
 
 
 def _latency(done: Replay) -> dict[str, Any]:
