@@ -264,7 +264,16 @@ def _check_promote(args: argparse.Namespace) -> None:
     """Refuse promote options that do not go together (SklambdaError: exit 2), before anything is read."""
     given = [f"--{o.replace('_', '-')}" for o in ("key", *_BOUND_OPTIONS) if getattr(args, o) is not None]
     if args.finish:
-        extra = [o for o, v in (("VERSION", args.version), ("--canary", args.canary), ("--gate", args.gate)) if v]
+        extra = [
+            o
+            for o, v in (
+                ("VERSION", args.version),
+                ("--canary", args.canary),
+                ("--gate", args.gate),
+                ("--allow-schema-change", args.allow_schema_change),
+            )
+            if v
+        ]
         if extra or given:
             refused = ", ".join(extra + given)
             raise SklambdaError(f"--finish moves the alias to its canary version: it takes no {refused}")
