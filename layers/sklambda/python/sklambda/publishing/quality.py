@@ -16,8 +16,8 @@ Refusals (publish stops; `QualityReport.raise_if_refused` raises PublishRejected
                         0/1 where training had "Yes"/"No", text where it had numbers, fractions where it had only
                         integers, booleans where it had categories, or a mix of types), named with a row
     holdout_overlap     the holdout is mostly copies of training rows: far more of its rows have an identical
-                        training row than a random split of this data gives (`overlap_estimate`), unless
-                        `allow_holdout_overlap`
+                        training row (on the columns the model reads: an unread id would make every row unique)
+                        than a random split of this data gives (`overlap_estimate`), unless `allow_holdout_overlap`
     metric_gate         a metric below its minimum (`check_metric_gates`), or a gate on an unknown metric
 
 Warnings (stored in the card's `quality.warnings`, printed by the CLI):
