@@ -196,6 +196,25 @@ def test_a_few_bad_rows_are_left_out_and_counted_and_new_categories_are_reported
     assert "has_partner: 100 of 495 row(s) hold categories the champion never saw: '0' (75), '1' (25)" in notes
 
 
+def test_json_lines_rows_are_checked_as_the_api_checks_a_request(retrain) -> None:
+    # GIVEN JSON Lines rows: 300 good, one with a fractional age, one with has_partner as a number, one not JSON
+    rows = csv_rows(300, seed=3).astype(object).where(lambda f: f.notna(), None)
+    lines = [json.dumps(r) for r in rows.to_dict("records")]
+    lines[10] = json.dumps({**rows.iloc[10].to_dict(), "age": 45.5})
+    lines[20] = json.dumps({**rows.iloc[20].to_dict(), "has_partner": 1})
+    lines[30] = "{not json"
+    retrain.s3.put_object(Bucket=DATA_BUCKET, Key="training-data/churn/part.jsonl", Body="\n".join(lines).encode())
+    # WHEN the assemble step allows 1 % refused rows (3 of 300)
+    outcome = retrain.app.pipeline().assemble(request("jsonl"))
+    # THEN those three are refused with the API's messages, the rest train
+    assert outcome["refused_rows"] == 3 and outcome["training_rows"] + outcome["holdout_rows"] == 297
+    body = retrain.s3.get_object(Bucket=DATA_BUCKET, Key=outcome["refused_key"])["Body"].read()
+    reasons = {json.loads(line)["row"]: json.loads(line)["reasons"][0] for line in body.splitlines()}
+    assert reasons[11] == {"field": "age", "message": "expected an integer, got 45.5"}
+    assert reasons[21] == {"field": "has_partner", "message": "expected a string category, got int 1"}
+    assert reasons[31]["field"] is None and reasons[31]["message"].startswith("not valid JSON")
+
+
 def test_labels_that_are_not_the_champions_classes_fail_the_step_naming_them_and_the_classes(retrain) -> None:
     # GIVEN a prefix whose target is coded 1/0 where the champion's classes are no/yes
     rows = csv_rows(300, seed=3)
