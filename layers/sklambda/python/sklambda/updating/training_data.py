@@ -483,8 +483,10 @@ def assemble(
     pii: a card whose model reads a pii feature leaves the captured rows out (module docstring). Holdout: the most
     recent `holdout_fraction` of the labeled captured rows when that is at least `min_holdout_rows` rows holding every
     class (a recent labeled holdout shows how each version does on today's data); otherwise a seeded split of all the
-    rows (stratified by class for a classifier, `seed` fixed, so a rerun splits the same way). Returns TrainingData;
-    raises nothing (too few rows is the caller's rule).
+    rows (stratified by class for a classifier, `seed` fixed, so a rerun splits the same way). Prefix rows equal to a
+    holdout row are then left out of training (`_drop_holdout_copies`). `prefix_rows` and `captured` are validated,
+    typed rows (read_prefix, read_labeled_captures: typed_frame's features, the target, SOURCE). Returns
+    TrainingData; raises nothing (too few rows is the caller's rule).
     """
     notes: list[str] = []
     names = list(card.input_schema.names)
