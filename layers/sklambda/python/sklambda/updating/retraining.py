@@ -40,7 +40,7 @@ from sklambda.errors import ModelNotFound, PublishRejected, RegistryConflict, Sk
 from sklambda.publishing.parity import Runtime
 from sklambda.publishing.publisher import publish
 from sklambda.registry.card import ModelCard
-from sklambda.registry.schema import infer_schema
+from sklambda.registry.schema import infer_schema, is_required
 from sklambda.registry.signing import CardSigner, CardVerifier
 from sklambda.registry.store import Registry
 from sklambda.serving.server import load_verified
@@ -371,9 +371,12 @@ class Retraining:
     # --- 01 assemble
     def assemble(self, request: RetrainRequest) -> dict[str, Any]:
         """Training rows (the prefix's, plus labeled captured rows unless the model has pii features) and the gate's
-        holdout, written as the run's train/holdout files. Outcome: champion, target, train_key, holdout_key, counts
-        (TrainingData.summary). Raises TrainingDataUnusable (too few rows, unreadable file, missing column, no target
-        on the champion's card); ModelNotFound when the alias does not exist."""
+        holdout, written as the run's train/holdout files; rows the champion's schema refuses (training_data module
+        docstring) are left out and written to the run's refused.jsonl. Outcome: champion, target, train_key,
+        holdout_key, counts (TrainingData.summary), refused_rows, refused_captured_rows, unlabeled_rows, refused_key,
+        unseen_categories ({feature: {value: rows}}) and notes. Raises TrainingDataUnusable (too few rows, more than
+        the request's max_refused_share of the prefix's rows refused, unreadable file, missing column, no target on
+        the champion's card); ModelNotFound when the alias does not exist."""
         given = {"alias": request.alias, "training_prefix": self.training_prefix}
         return self._run(request, "assemble", given, lambda: self._assemble(request))
 
@@ -398,7 +401,7 @@ class Retraining:
         except TrainingDataError as e:
             raise TrainingDataUnusable(str(e)) from None
         # A model reading a pii feature trains on no captured row (assemble): their pseudonyms are not refusals.
-        if any(f.pii and f.required for f in card.input_schema.features):
+        if any(f.pii and is_required(f) for f in card.input_schema.features):
             captured = replace(captured, refused=[])
         refused = [*read.refused, *captured.refused]
         refused_key = None
@@ -898,7 +901,10 @@ def _check_types(card: ModelCard, train: Any) -> None:
     """Refuse training rows from which publish would infer another type than the champion's for a feature (a retrained
     version served with another type would refuse, or accept, rows the champion does not during a canary): raises
     TrainingDataUnusable naming each feature and both types."""
-    inferred = infer_schema(train[list(card.input_schema.names)])
+    try:
+        inferred = infer_schema(train[list(card.input_schema.names)])
+    except PublishRejected as e:
+        raise TrainingDataUnusable(f"the training rows have no schema publish can infer: {e.message}") from None
     changed = [
         f"{f.name}: {g.type} (the champion's: {f.type})"
         for f, g in zip(card.input_schema.features, inferred.features, strict=True)
