@@ -58,9 +58,11 @@ def new_run_id(model: str, now: datetime | None = None) -> str:
 
 
 def _request(args: argparse.Namespace, previous: dict[str, Any] | None) -> dict[str, Any]:
-    """The execution input: the options given, or (--resume) the resumed run's request as its report recorded it."""
+    """The execution input: the options given, or (--resume) the resumed run's request as its report recorded it, with
+    --max-refused over it (a run whose assemble step refused too many rows is resumed allowing more)."""
+    refused = {} if args.max_refused is None else {"max_refused_share": args.max_refused / 100}
     if previous is not None:
-        return {**previous, "run_id": args.resume}
+        return {**previous, "run_id": args.resume, **refused}
     rollout = "shadow" if args.shadow else "none" if args.no_rollout else "canary"
     request: dict[str, Any] = {
         "model": args.model,
@@ -74,7 +76,7 @@ def _request(args: argparse.Namespace, previous: dict[str, Any] | None) -> dict[
         request["canary_weight"] = args.canary
     if args.check_interval is not None:
         request["check_interval_seconds"] = args.check_interval
-    return request
+    return {**request, **refused}
 
 
 def _retrain(args: argparse.Namespace) -> int:
@@ -208,6 +210,13 @@ def register(sub: Any) -> None:
     rollout.add_argument("--no-rollout", action="store_true", help="promote after the gate, without a rollout")
     p.add_argument("--approval", action="store_true", help="wait for `sklambda approve` before promoting")
     p.add_argument("--check-interval", type=int, metavar="SECONDS", help="between rollout checks (default: 3600)")
+    p.add_argument(
+        "--max-refused",
+        type=float,
+        metavar="PCT",
+        help="percent of the training-data rows that may be left out for values the champion's schema refuses "
+        "before the run fails (default: 1)",
+    )
     p.add_argument("--run-id", help="the new run's id (default: <model>-<UTC time>-<4 hex>)")
     p.add_argument("--resume", metavar="RUN", help="rerun RUN with its request: its succeeded steps are not redone")
     p.add_argument("--state-machine", help=f"the state machine ARN (default: ${config.RETRAIN_STATE_MACHINE_ARN})")

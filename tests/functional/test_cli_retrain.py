@@ -57,11 +57,13 @@ def test_resume_reruns_the_recorded_request_under_a_new_execution_name(stack) ->
     store = RunStore(boto3.client("s3"), DATA_BUCKET, "churn", "r-7")
     request = {"model": "churn", "run_id": "r-7", "rollout": "shadow", "approval": False}
     store.put_json(store.prefix + "report.json", {"status": "failed", "request": request})
-    # WHEN it is resumed
-    assert main(["retrain", "churn", "--resume", "r-7"]) == 0
-    # THEN the same request runs again (same run id) in an execution of another name (names are unique)
+    # WHEN it is resumed, allowing 5 % of the training rows to be refused
+    assert main(["retrain", "churn", "--resume", "r-7", "--max-refused", "5"]) == 0
+    # THEN the same request runs again (same run id) with that share, in an execution of another name (names are
+    # unique)
     (execution,) = executions(stack["arn"])
-    assert json.loads(execution["input"]) == request and execution["name"].startswith("r-7-resume-")
+    assert json.loads(execution["input"]) == {**request, "max_refused_share": 0.05}
+    assert execution["name"].startswith("r-7-resume-")
 
 
 def test_resume_and_approve_refuse_a_run_that_left_nothing_to_act_on(stack, capsys) -> None:

@@ -111,12 +111,25 @@ def test_a_holdout_partly_copied_from_training_is_published_with_a_warning_givin
     assert "a random split of this data gives 0.0%" in card.quality["warnings"][0]["message"]
 
 
+def test_a_holdout_copied_from_training_with_new_ids_the_model_never_reads_is_refused(churn, logistic_model):
+    # GIVEN a holdout that is 300 training rows whose customer_id (pii, never read by the pipeline) was replaced, as
+    # captures replace it with a pseudonym: every row is unique on all its columns, a copy on those the model reads
+    X_hold = churn.X.head(300).assign(customer_id=[f"pseudonym-{i}" for i in range(300)])
+    error = refusal(logistic_model, churn.X, churn.y, X_holdout=X_hold, y_holdout=churn.y.head(300))
+    # THEN the overlap check compared the rows without the unread id, and refuses the copied holdout
+    assert checks(error) == ["holdout_overlap"]
+    assert "300 of 300 holdout rows (100.0%) have an identical training row" in error.message
+
+
 def test_a_small_holdout_overlap_is_tolerated(churn, logistic_model):
     # GIVEN 2 of 400 holdout rows (0.5%, under the 1% share of copies that is reported) copied from training
     X_hold = pd.concat([churn.X.head(2), churn.X_holdout.iloc[2:]], ignore_index=True)
     y_hold = pd.concat([churn.y.head(2), churn.y_holdout.iloc[2:]], ignore_index=True)
     card = build(logistic_model, churn.X, churn.y, X_holdout=X_hold, y_holdout=y_hold)
     assert "holdout_overlap" in card.quality["checks_passed"]
+    # AND the measurement names the column the model never reads, left out of the comparison
+    measured = card.quality["measurements"]["holdout_overlap"]
+    assert (measured["shared_rows"], measured["columns_left_out"]) == (2, ["customer_id"])
 
 
 def test_a_schema_that_cannot_be_inferred_is_refused(churn, logistic_model):

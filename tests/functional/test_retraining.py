@@ -146,6 +146,114 @@ def test_labeled_captures_train_a_model_that_never_reads_its_pii_feature(retrain
     assert outcome["training_rows"] + outcome["holdout_rows"] == 420
 
 
+def csv_rows(n: int, *, seed: int, **columns) -> pd.DataFrame:
+    """n new-concept churn rows as a frame (`churned` the target), with `columns` replaced ({name: values})."""
+    return pd.read_csv(io.StringIO(training_rows(n, seed=seed, concept="new"))).assign(**columns)
+
+
+def test_rows_of_the_wrong_type_are_quarantined_and_too_many_fail_the_step_naming_the_field(retrain) -> None:
+    # GIVEN a prefix whose monthly_charges is "high" in half its rows
+    rows = csv_rows(600, seed=3)
+    rows["monthly_charges"] = rows["monthly_charges"].astype(object)
+    rows.loc[::2, "monthly_charges"] = "high"
+    retrain.put_training_data(rows.to_csv(index=False))
+    # WHEN the assemble step runs
+    with pytest.raises(retraining.TrainingDataUnusable) as failed:
+        retrain.app.pipeline().assemble(request("typed"))
+    # THEN it fails naming the field, a count and an example, and every refused row is in the run's quarantine file
+    message = failed.value.message
+    assert "300 of 600 row(s) (50.0%)" in message and "over the 1.0% allowed" in message
+    assert "monthly_charges: 300 row(s), e.g. part-0.csv row 1: expected a number, got string 'high'" in message
+    body = retrain.s3.get_object(Bucket=DATA_BUCKET, Key="retraining/churn/typed/refused.jsonl")["Body"].read()
+    lines = [json.loads(line) for line in body.splitlines()]
+    assert len(lines) == 300 and lines[0]["object"] == "training-data/churn/part-0.csv" and lines[0]["row"] == 1
+    assert lines[0]["reasons"] == [{"field": "monthly_charges", "message": "expected a number, got string 'high'"}]
+    assert lines[0]["raw"]["monthly_charges"] == "high"
+    # AND a rerun allowing a larger share leaves those rows out and trains on the rest
+    outcome = retrain.app.pipeline().assemble(request("typed", max_refused_share=0.6))
+    assert outcome["refused_rows"] == 300 and outcome["training_rows"] + outcome["holdout_rows"] == 300
+
+
+def test_a_few_bad_rows_are_left_out_and_counted_and_new_categories_are_reported(retrain) -> None:
+    # GIVEN 400 rows: 2 with text in a number (0.5 %, under the 1 % allowed), 3 without a label, and a has_partner
+    # coded 0/1 in a second file where the champion saw yes/no
+    rows = csv_rows(400, seed=3)
+    rows["age"] = rows["age"].astype(object)
+    rows.loc[[5, 9], "age"] = "forty"
+    rows.loc[[1, 2, 3], "churned"] = None
+    other = csv_rows(100, seed=8, has_partner=np.where(np.arange(100) % 4 == 0, 1, 0))
+    retrain.put_training_data(rows.to_csv(index=False))
+    retrain.put_training_data(other.to_csv(index=False), name="part-1.csv")
+    # WHEN the assemble step runs
+    outcome = retrain.app.pipeline().assemble(request("few"))
+    # THEN the bad and unlabeled rows are left out and counted, and the unseen categories reported with counts
+    assert (outcome["refused_rows"], outcome["unlabeled_rows"]) == (2, 3)
+    assert outcome["training_rows"] + outcome["holdout_rows"] == 495
+    assert outcome["refused_key"] == "retraining/churn/few/refused.jsonl"
+    assert outcome["unseen_categories"] == {"has_partner": {"0": 75, "1": 25}}
+    notes = " ".join(outcome["notes"])
+    assert "2 row(s) left out" in notes and "age: 2 row(s), e.g. part-0.csv row 6" in notes
+    assert "3 row(s) without a label" in notes
+    assert "has_partner: 100 of 495 row(s) hold categories the champion never saw: '0' (75), '1' (25)" in notes
+
+
+def test_json_lines_rows_are_checked_as_the_api_checks_a_request(retrain) -> None:
+    # GIVEN JSON Lines rows: 300 good, one with a fractional age, one with has_partner as a number, one not JSON
+    rows = csv_rows(300, seed=3).astype(object).where(lambda f: f.notna(), None)
+    lines = [json.dumps(r) for r in rows.to_dict("records")]
+    lines[10] = json.dumps({**rows.iloc[10].to_dict(), "age": 45.5})
+    lines[20] = json.dumps({**rows.iloc[20].to_dict(), "has_partner": 1})
+    lines[30] = "{not json"
+    retrain.s3.put_object(Bucket=DATA_BUCKET, Key="training-data/churn/part.jsonl", Body="\n".join(lines).encode())
+    # WHEN the assemble step allows 1 % refused rows (3 of 300)
+    outcome = retrain.app.pipeline().assemble(request("jsonl"))
+    # THEN those three are refused with the API's messages, the rest train
+    assert outcome["refused_rows"] == 3 and outcome["training_rows"] + outcome["holdout_rows"] == 297
+    body = retrain.s3.get_object(Bucket=DATA_BUCKET, Key=outcome["refused_key"])["Body"].read()
+    reasons = {json.loads(line)["row"]: json.loads(line)["reasons"][0] for line in body.splitlines()}
+    assert reasons[11] == {"field": "age", "message": "expected an integer, got 45.5"}
+    assert reasons[21] == {"field": "has_partner", "message": "expected a string category, got int 1"}
+    assert reasons[31]["field"] is None and reasons[31]["message"].startswith("not valid JSON")
+
+
+def test_labels_that_are_not_the_champions_classes_fail_the_step_naming_them_and_the_classes(retrain) -> None:
+    # GIVEN a prefix whose target is coded 1/0 where the champion's classes are no/yes
+    rows = csv_rows(300, seed=3)
+    retrain.put_training_data(rows.assign(churned=np.where(rows["churned"] == "yes", 1, 0)).to_csv(index=False))
+    # WHEN the assemble step runs
+    with pytest.raises(retraining.TrainingDataUnusable) as failed:
+        retrain.app.pipeline().assemble(request("labels"))
+    # THEN the reason names the labels with their counts and the classes
+    counts = (rows["churned"] == "yes").sum()
+    assert f"'1' ({counts})" in failed.value.message and f"'0' ({300 - counts})" in failed.value.message
+    assert "its classes: 'no', 'yes'" in failed.value.message
+
+
+def test_prefix_rows_that_copy_the_labeled_holdout_are_left_out_of_training(retrain) -> None:
+    # GIVEN 300 labeled captured rows (their customer_id captured as a pseudonym), also uploaded to the prefix with
+    # their raw customer_id, beside 300 other prefix rows
+    from datetime import UTC, datetime, timedelta
+
+    from sklambda.monitoring.ground_truth.store import Label, write_labels
+    from tests.support import write_capture
+
+    X, y = sample.churn_data(300, seed=9)
+    now = datetime.now(UTC)
+    ids = [f"c-{i}" for i in range(len(X))]
+    model = sample.logistic_pipeline().fit(*sample.churn_data(300, seed=1))
+    write_capture(retrain.s3, DATA_BUCKET, model, X, at=now - timedelta(hours=2), inference_ids=ids)
+    write_labels(retrain.s3, DATA_BUCKET, "churn", [Label(i, t) for i, t in zip(ids, y, strict=True)], arrival=now)
+    retrain.put_training_data(training_rows(300, seed=4, concept="new"))
+    retrain.put_training_data(X.assign(churned=y).to_csv(index=False), name="copies.csv")
+    # WHEN the assemble step runs
+    outcome = retrain.app.pipeline().assemble(request("leak"))
+    # THEN the holdout is the newest 60 captures, and their 60 copies in the prefix are not training rows
+    assert (outcome["holdout_source"], outcome["holdout_rows"]) == ("recent_labeled", 60)
+    assert outcome["holdout_copies_left_out"] == 60
+    assert outcome["training_rows"] == 300 + 300 + 240 - 60
+    assert any("60 training-data row(s) equal a holdout row" in note for note in outcome["notes"])
+
+
 # --- the state machine ---------------------------------------------------------------------------------------------
 def definition() -> dict:
     machine = load_template(ROOT / "template.yaml")["Resources"]["RetrainStateMachine"]["Properties"]
@@ -247,6 +355,22 @@ def test_a_run_trains_gates_canaries_waits_for_approval_and_promotes(retrain) ->
     assert retrain.env.registry.get_card("churn", "2").tags[retraining.RUN_TAG] == "happy"
     kinds = [e["detail-type"] for e in retrain.delivered()]
     assert kinds == ["ModelPromoted", "RetrainingSucceeded"]
+
+
+def test_a_retrained_version_keeps_the_champions_integer_types_with_nulls(retrain) -> None:
+    # GIVEN new-concept rows, a few with no age (the champion imputes a null age: it accepts one)
+    rows = csv_rows(500, seed=5)
+    rows["age"] = rows["age"].astype("Int64")
+    rows.loc[[3, 30, 300], "age"] = pd.NA
+    retrain.put_training_data(rows.to_csv(index=False))
+    champion = retrain.env.registry.get_card("churn", "1").input_schema
+    # WHEN a run without a rollout runs
+    status, report = Pipeline(retrain).run("ints", rollout="none")
+    # THEN the retrained version's features have the champion's types: age stays integer, now nullable
+    assert status == "SUCCEEDED", report
+    schema = retrain.env.registry.get_card("churn", "2").input_schema
+    assert [(f.name, f.type) for f in schema.features] == [(f.name, f.type) for f in champion.features]
+    assert schema.feature("age").type == "integer" and schema.feature("age").nullable
 
 
 @pytest.mark.filterwarnings("ignore:Skipping features without any observed values")  # the imputer, on `age`

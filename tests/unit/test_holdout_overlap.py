@@ -14,7 +14,7 @@ from tests.support import wage_like
 
 def keys(frame) -> np.ndarray:
     numeric = {c for c in frame.columns if frame[c].dtype.kind in "if"}
-    return quality._row_keys(frame, list(frame.columns), numeric)
+    return quality.row_keys(frame, list(frame.columns), numeric)
 
 
 def random_split(X, seed: int, holdout: float = 0.2):
@@ -75,8 +75,8 @@ def test_the_same_values_as_integer_and_float_are_one_row():
     train = pd.DataFrame({"age": [42, 43], "plan": ["a", "b"]})
     hold = pd.DataFrame({"age": [42.0, np.nan], "plan": ["a", "b"]})
     # THEN the first holdout row is identical to a training row, the second (a null age) to none
-    k_train = quality._row_keys(train, ["age", "plan"], {"age"})
-    k_hold = quality._row_keys(hold, ["age", "plan"], {"age"})
+    k_train = quality.row_keys(train, ["age", "plan"], {"age"})
+    k_hold = quality.row_keys(hold, ["age", "plan"], {"age"})
     assert overlap_estimate(k_train, k_hold).shared_rows == 1
 
 

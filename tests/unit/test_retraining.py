@@ -238,3 +238,28 @@ def test_a_failed_runs_summary_says_the_gates_reason_once_with_the_report_and_ev
     assert text.count("not shown better") == 1
     assert "gate: keep_champion (roc_auc gain +0.0010, lower bound -0.0040)" in text
     assert "report: s3://data/retraining/churn/r/report.json" in text and "event: RetrainingFailed ev-1" in text
+
+
+def test_prefix_rows_copying_a_holdout_row_on_the_read_features_are_left_out_of_training() -> None:
+    # GIVEN 400 labeled captures, and a prefix holding copies of all of them under other ids (an id never read)
+    captured = frame(400, start=1000, source="capture")
+    copies = captured.assign(who=[f"raw-{i}" for i in range(400)], **{SOURCE: "prefix"})
+    prefix = pd.concat([frame(300), copies], ignore_index=True)
+    # WHEN they are assembled
+    data = assemble(prefix, captured, card(pii=True, reads_pii=False), "y")
+    # THEN the copies of the 80 holdout rows are not training rows, and a note says so
+    assert data.holdout_source == "recent_labeled" and data.holdout_copies == 80
+    assert not set(data.holdout["x"]) & set(data.train["x"])
+    assert len(data.train) == 300 + 320 + 320 and "80 training-data row(s) equal a holdout row" in data.notes[-1]
+
+
+def test_the_train_step_refuses_rows_that_would_change_a_features_type() -> None:
+    # GIVEN a champion whose `age` is an integer, and training rows where it is a float column
+    from sklambda.registry.schema import FeatureSpec, InputSchema
+
+    champion = SimpleNamespace(input_schema=InputSchema((FeatureSpec("age", "integer"), FeatureSpec("x", "number"))))
+    rows = pd.DataFrame({"age": [40.0, 41.5], "x": [1.0, 2.0]})
+    # THEN the rows are refused, naming the feature and both types; rows typed as the champion's pass
+    with pytest.raises(retraining.TrainingDataUnusable, match=r"age: number \(the champion's: integer\)"):
+        retraining._check_types(champion, rows)
+    retraining._check_types(champion, rows.assign(age=pd.array([40, None], dtype="Int64")))

@@ -153,7 +153,7 @@ def parse_csv(batch: RecordBatch, layout: CsvLayout) -> Parsed:
         if column is None:
             values[spec.name] = _absent(spec, len(good))
             continue
-        parsed, problems = _parse_column(spec, column)
+        parsed, problems = parse_column(spec, column)
         values[spec.name] = parsed
         for j, message in problems:
             keep[j] = False
@@ -220,7 +220,11 @@ def _absent(spec: FeatureSpec, n: int) -> np.ndarray:
     return np.full(n, np.nan) if spec.type in (NUMBER, INTEGER) else np.full(n, None, dtype=object)
 
 
-def _parse_column(spec: FeatureSpec, column: np.ndarray) -> tuple[np.ndarray, list[tuple[int, str]]]:
+def parse_column(spec: FeatureSpec, column: np.ndarray) -> tuple[np.ndarray, list[tuple[int, str]]]:
+    """One CSV column of `spec`'s feature (its cells as text, or what pandas' C reader parsed) as values with the
+    semantics of FeatureSpec.check (module docstring): numbers as float64 (NaN for null; an integer column the reader
+    parsed stays int64), booleans and categories as objects (None for null). Returns (values, [(row, message)]) with
+    one message per cell the schema refuses; such a cell's value is NaN or None."""
     problems: list[tuple[int, str]] = []
     if spec.type in (NUMBER, INTEGER):
         if column.dtype.kind in "iuf":

@@ -229,6 +229,7 @@ def build_card(
     pii, nullable, categorical = list(pii), list(nullable), list(categorical)
     options, positive = _decision_options(model, task, threshold, costs, positive_class, min_metrics)
     with _check("data"):
+        unread = _unread_confirmed(model, X, pii, nullable, categorical)
         report = options.merge(
             check_training_data(
                 X,
@@ -241,6 +242,7 @@ def build_card(
                 categorical=categorical,
                 model_features=[str(f) for f in getattr(model, "feature_names_in_", ())],
                 allow_holdout_overlap=allow_holdout_overlap,
+                unread=unread,
             )
         )
     report.raise_if_refused()
@@ -393,6 +395,24 @@ def _fitted_type_mismatches(model: Any, X: pd.DataFrame) -> list[tuple[str, str]
                 )
             )
     return out
+
+
+def _unread_confirmed(
+    model: Any, X: Any, pii: Iterable[str], nullable: Iterable[str], categorical: Iterable[str]
+) -> list[str]:
+    """The training columns the model never reads, as the schema step finds them (`_optional_unread`: the structure's
+    unread columns, confirmed by scoring without them), for the holdout overlap check, which runs before the schema
+    step; [] when the data is not a frame or its schema cannot be inferred (the data checks refuse that)."""
+    if not isinstance(X, pd.DataFrame):
+        return []
+    unread = unread_columns(model, [str(c) for c in X.columns])
+    if not unread:
+        return []
+    try:
+        schema = infer_schema(X, pii=pii, nullable=nullable, categorical=categorical)
+    except PublishRejected:
+        return []
+    return list(unread) if confirm_unread(model, X, schema, list(unread)) is not None else []
 
 
 def _optional_unread(model: Any, X: pd.DataFrame, schema: InputSchema) -> tuple[InputSchema, QualityReport]:

@@ -16,8 +16,8 @@ Refusals (publish stops; `QualityReport.raise_if_refused` raises PublishRejected
                         0/1 where training had "Yes"/"No", text where it had numbers, fractions where it had only
                         integers, booleans where it had categories, or a mix of types), named with a row
     holdout_overlap     the holdout is mostly copies of training rows: far more of its rows have an identical
-                        training row than a random split of this data gives (`overlap_estimate`), unless
-                        `allow_holdout_overlap`
+                        training row (on the columns the model reads: an unread id would make every row unique)
+                        than a random split of this data gives (`overlap_estimate`), unless `allow_holdout_overlap`
     metric_gate         a metric below its minimum (`check_metric_gates`), or a gate on an unknown metric
 
 Warnings (stored in the card's `quality.warnings`, printed by the CLI):
@@ -219,13 +219,16 @@ def check_training_data(
     categorical: Iterable[str] = (),
     model_features: Sequence[str] | None = None,
     allow_holdout_overlap: bool = False,
+    unread: Iterable[str] = (),
 ) -> QualityReport:
     """Run every data check and return all refusals and warnings (never raises for bad data).
 
     X, X_holdout: DataFrames of feature columns; y, y_holdout: the targets, one value per row. task: CLASSIFICATION or
     REGRESSION. pii, nullable, categorical: column names, as for infer_schema. model_features: the columns the
     model was fitted on. allow_holdout_overlap: a holdout overlap that would be refused is a warning instead, and
-    the report's `overrides` says so.
+    the report's `overrides` says so. unread: columns the model never reads (sklambda.publishing.unread), left out of
+    the holdout overlap's comparison: an id column the model never reads makes every row unique and would hide a
+    holdout row copied from training (the model sees the copy as the same row).
     """
     found = _Collector()
     pii = {str(p) for p in pii}
@@ -238,7 +241,7 @@ def check_training_data(
         _constant(found, frame)
         _missing(found, frame, X_holdout, model_features)
         _column_types(found, frame, X_holdout)
-        _overlap(found, frame, X_holdout, allow_holdout_overlap)
+        _overlap(found, frame, X_holdout, allow_holdout_overlap, {str(c) for c in unread})
         _null_rate(found, frame)
     if target is not None and task == CLASSIFICATION:
         _imbalance(found, target)
@@ -343,9 +346,10 @@ def _missing(found: _Collector, X: pd.DataFrame, X_holdout: Any, model_features:
                 found.refuse("missing_feature", "is in the holdout data but not in the training data", str(col))
 
 
-def _row_keys(X: pd.DataFrame, columns: list, numeric: set) -> np.ndarray:
-    """One 64-bit hash per row of its values in `columns`: numbers as float64 (so 3 and 3.0 are one value), other
-    values as text, nulls as one marker."""
+def row_keys(X: pd.DataFrame, columns: Sequence[Any], numeric: Iterable[Any]) -> np.ndarray:
+    """One 64-bit hash per row of its values in `columns` ([rows] uint64): the `numeric` columns as float64 (so 3 and
+    3.0 are one value), other values as text, nulls as one marker. Rows with the same key have the same values."""
+    numeric = set(numeric)
     parts = {}
     for c in columns:
         s = X[c]
@@ -409,16 +413,18 @@ def overlap_estimate(training_keys: np.ndarray, holdout_keys: np.ndarray) -> Ove
     return OverlapEstimate(m, shared, observed, expected, error, float(z), float(copied))
 
 
-def _overlap(found: _Collector, X: pd.DataFrame, X_holdout: Any, allowed: bool) -> None:
+def _overlap(found: _Collector, X: pd.DataFrame, X_holdout: Any, allowed: bool, unread: set[str]) -> None:
     if not isinstance(X_holdout, pd.DataFrame) or not len(X_holdout) or not len(X):
         return
     found.ran("holdout_overlap")
-    common = [c for c in X.columns if c in set(X_holdout.columns)]
+    held = set(X_holdout.columns)
+    common = [c for c in X.columns if c in held and str(c) not in unread]
     if not common:
         return
     numeric = {c for c in common if infer_type(X[c]) in (INTEGER, NUMBER)}
-    est = overlap_estimate(_row_keys(X, common, numeric), _row_keys(X_holdout, common, numeric))
-    found.measurements["holdout_overlap"] = est.to_dict()
+    est = overlap_estimate(row_keys(X, common, numeric), row_keys(X_holdout, common, numeric))
+    left_out = [str(c) for c in X.columns if str(c) in unread]
+    found.measurements["holdout_overlap"] = {**est.to_dict(), **({"columns_left_out": left_out} if left_out else {})}
     if est.expected >= OVERLAP_UNTESTABLE:
         # Few distinct feature combinations: most rows of any split repeat a training row, so a holdout copied from
         # training is within the sampling error of a random split; say the check cannot tell rather than pass it.

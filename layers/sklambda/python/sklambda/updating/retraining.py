@@ -10,6 +10,8 @@ Layout in the data bucket (SSE-KMS by the bucket's default encryption, as the mo
                                                           started_at, finished_at, seconds, attempt, error
     retraining/<model>/<run id>/train.jsonl.gz            the training rows (features + target), gzip JSON Lines
     retraining/<model>/<run id>/holdout.jsonl.gz          the gate's holdout
+    retraining/<model>/<run id>/refused.jsonl             the training rows left out for a value the champion's
+                                                          schema refuses (training_data.RefusedRow, one per line)
     retraining/<model>/<run id>/approval.json             the task token an approval waits on (the CLI reads it)
     retraining/<model>/<run id>/report.json               the run's report (REPORT_FORMAT), written by every run
 
@@ -24,10 +26,11 @@ import json
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+import pandas as pd
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sklearn.base import clone
@@ -37,11 +40,13 @@ from sklambda.errors import ModelNotFound, PublishRejected, RegistryConflict, Sk
 from sklambda.publishing.parity import Runtime
 from sklambda.publishing.publisher import publish
 from sklambda.registry.card import ModelCard
+from sklambda.registry.schema import infer_schema, is_required
 from sklambda.registry.signing import CardSigner, CardVerifier
 from sklambda.registry.store import Registry
 from sklambda.serving.server import load_verified
 from sklambda.updating.gate import REPLACE, gate_config_from
 from sklambda.updating.training_data import (
+    MAX_REFUSED_SHARE,
     SOURCE,
     TrainingDataError,
     assemble,
@@ -49,6 +54,9 @@ from sklambda.updating.training_data import (
     jsonl_to_frame,
     read_labeled_captures,
     read_prefix,
+    refused_summary,
+    unseen_categories,
+    unseen_notes,
 )
 from sklambda.updating.versions import gate_versions
 
@@ -146,6 +154,7 @@ class RetrainRequest(BaseModel):
     check_interval_seconds: int = Field(default=3600, ge=1, le=86_400)
     gate: dict[str, Any] = Field(default_factory=dict)
     trigger: dict[str, Any] = Field(default_factory=lambda: {"source": "manual"})
+    max_refused_share: float = Field(default=MAX_REFUSED_SHARE, ge=0, le=1)
 
     @field_validator("run_id")
     @classmethod
@@ -372,9 +381,12 @@ class Retraining:
     # --- 01 assemble
     def assemble(self, request: RetrainRequest) -> dict[str, Any]:
         """Training rows (the prefix's, plus labeled captured rows unless the model has pii features) and the gate's
-        holdout, written as the run's train/holdout files. Outcome: champion, target, train_key, holdout_key, counts
-        (TrainingData.summary). Raises TrainingDataUnusable (too few rows, unreadable file, missing column, no target
-        on the champion's card); ModelNotFound when the alias does not exist."""
+        holdout, written as the run's train/holdout files; rows the champion's schema refuses (training_data module
+        docstring) are left out and written to the run's refused.jsonl. Outcome: champion, target, train_key,
+        holdout_key, counts (TrainingData.summary), refused_rows, refused_captured_rows, unlabeled_rows, refused_key,
+        unseen_categories ({feature: {value: rows}}) and notes. Raises TrainingDataUnusable (too few rows, more than
+        the request's max_refused_share of the prefix's rows refused, unreadable file, missing column, no target on
+        the champion's card); ModelNotFound when the alias does not exist."""
         given = {"alias": request.alias, "training_prefix": self.training_prefix}
         return self._run(request, "assemble", given, lambda: self._assemble(request))
 
@@ -389,27 +401,64 @@ class Retraining:
                 "target (y as a pandas Series with a name) so training-data files can be read"
             )
         prefix = f"{self.training_prefix}{request.model}/"
+        store = self.store(request)
         try:
-            rows, objects = read_prefix(self.s3, self.data_bucket, prefix, card, target)
+            read = read_prefix(self.s3, self.data_bucket, prefix, card, target)
             captured = read_labeled_captures(
                 self.s3, self.data_bucket, card, target,
                 end=self.clock(), label_days=self.label_days, lookback_days=self.lookback_days,
             )  # fmt: skip
-            data = assemble(
-                rows, captured, card, target, objects=objects,
-                holdout_fraction=self.holdout_fraction, min_holdout_rows=self.min_holdout_rows,
-            )  # fmt: skip
         except TrainingDataError as e:
             raise TrainingDataUnusable(str(e)) from None
-        summary = {"champion": champion, "target": target, "training_prefix": prefix, **data.summary()}
+        # A model reading a pii feature trains on no captured row (assemble): their pseudonyms are not refusals.
+        if any(f.pii and is_required(f) for f in card.input_schema.features):
+            captured = replace(captured, refused=[])
+        refused = [*read.refused, *captured.refused]
+        refused_key = None
+        if refused:  # kept whatever happens next: nothing read is lost
+            lines = b"".join(json.dumps(r.to_dict(), default=str).encode() + b"\n" for r in refused)
+            refused_key = store.put_file("refused.jsonl", lines, "application/x-ndjson")
+        checked = {
+            "refused_rows": len(read.refused),
+            "refused_captured_rows": len(captured.refused),
+            "unlabeled_rows": read.unlabeled + captured.unlabeled,
+            "refused_key": refused_key,
+        }
+        if read.read and len(read.refused) > request.max_refused_share * read.read:
+            raise TrainingDataUnusable(
+                f"{len(read.refused)} of {read.read} row(s) ({len(read.refused) / read.read:.1%}) under "
+                f"s3://{self.data_bucket}/{prefix} do not match the champion's (version {champion}) input schema, over "
+                f"the {request.max_refused_share:.1%} allowed: {refused_summary(read.refused, card, target)}. Every "
+                f"refused row is in s3://{self.data_bucket}/{refused_key}",
+                outcome={"champion": champion, "target": target, "training_prefix": prefix, "prefix_rows": read.read,
+                         **checked},
+            )  # fmt: skip
+        data = assemble(
+            read.frame, captured.frame, card, target, objects=read.objects,
+            holdout_fraction=self.holdout_fraction, min_holdout_rows=self.min_holdout_rows,
+        )  # fmt: skip
+        notes = list(data.notes)
+        if refused:
+            notes.append(
+                f"{len(refused)} row(s) left out for values the champion's input schema refuses "
+                f"({refused_summary(refused, card, target)}): see {refused_key}"
+            )
+        if checked["unlabeled_rows"]:
+            notes.append(f"{checked['unlabeled_rows']} row(s) without a label left out")
+        assembled = pd.concat([data.train, data.holdout], ignore_index=True)
+        unseen = unseen_categories(assembled, card)
+        notes += unseen_notes(unseen, card, len(assembled))
+        summary = {
+            "champion": champion, "target": target, "training_prefix": prefix, **data.summary(), "notes": notes,
+            "prefix_rows": read.read, **checked, "unseen_categories": unseen,
+        }  # fmt: skip
         if len(data.train) < self.min_training_rows or not len(data.holdout):
             raise TrainingDataUnusable(
                 f"too few rows to retrain {request.model}: {len(data.train)} training row(s) (at least "
-                f"{self.min_training_rows}) and {len(data.holdout)} holdout row(s) from {len(objects)} object(s) "
+                f"{self.min_training_rows}) and {len(data.holdout)} holdout row(s) from {len(read.objects)} object(s) "
                 f"under s3://{self.data_bucket}/{prefix} and {data.captured_used} labeled captured row(s)",
                 outcome=summary,
             )
-        store = self.store(request)
         columns = [*card.input_schema.names, target]
         train_key = store.put_file("train.jsonl.gz", frame_to_jsonl(data.train[columns]), "application/gzip")
         holdout_key = store.put_file("holdout.jsonl.gz", frame_to_jsonl(data.holdout[columns]), "application/gzip")
@@ -432,8 +481,12 @@ class Retraining:
         store = self.store(request)
         loaded = load_verified(self.registry, self.verifier, request.model, champion)
         card, target = loaded.card, str(given["target"])
-        train = jsonl_to_frame(store.get_file(given["train_key"]), card, target)
-        holdout = jsonl_to_frame(store.get_file(given["holdout_key"]), card, target)
+        try:
+            train = jsonl_to_frame(store.get_file(given["train_key"]), card, target)
+            holdout = jsonl_to_frame(store.get_file(given["holdout_key"]), card, target)
+        except TrainingDataError as e:
+            raise TrainingDataUnusable(str(e)) from None
+        _check_types(card, train)
         adopted = self._published_by_run(request)
         names = list(card.input_schema.names)
         if adopted is not None:  # a rerun after a crash between publish and the record: the version exists
@@ -860,6 +913,26 @@ def card_options(card: ModelCard, *, run_id: str) -> dict[str, Any]:
     if documentation.get("limitations"):
         options["limitations"] = list(documentation["limitations"])
     return options
+
+
+def _check_types(card: ModelCard, train: Any) -> None:
+    """Refuse training rows from which publish would infer another type than the champion's for a feature (a retrained
+    version served with another type would refuse, or accept, rows the champion does not during a canary): raises
+    TrainingDataUnusable naming each feature and both types."""
+    try:
+        inferred = infer_schema(train[list(card.input_schema.names)])
+    except PublishRejected as e:
+        raise TrainingDataUnusable(f"the training rows have no schema publish can infer: {e.message}") from None
+    changed = [
+        f"{f.name}: {g.type} (the champion's: {f.type})"
+        for f, g in zip(card.input_schema.features, inferred.features, strict=True)
+        if f.type != g.type
+    ]
+    if changed:
+        raise TrainingDataUnusable(
+            f"the training rows would give the retrained version other feature types than the champion's: "
+            f"{'; '.join(changed)}"
+        )
 
 
 def _train_outcome(card: ModelCard, champion: str, train_rows: int, holdout_rows: int) -> dict[str, Any]:
