@@ -300,10 +300,13 @@ class Worker:
 
     def _read_logs(self) -> None:
         assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self._log(f"[{self.spec.logical_id}] {line.rstrip()}")
-            if self._output is not None:
-                self._output(line.rstrip("\r\n"))
+        try:
+            for line in self.process.stderr:
+                self._log(f"[{self.spec.logical_id}] {line.rstrip()}")
+                if self._output is not None:
+                    self._output(line.rstrip("\r\n"))
+        except ValueError:  # the pipe was closed under us (a crashed worker being cleaned up): its log has ended
+            return
 
     def wait_reply(self, timeout: float) -> Any:
         """The next message, `_EOF` if the worker exited, or raises queue.Empty after `timeout` seconds."""
