@@ -5,8 +5,11 @@ local stack, trains a model of a penguin's sex from its measurements (ColumnTran
 marked pii), publishes and promotes it with a decision threshold chosen from costs, predicts over HTTP with the API
 key and explanations, shows refused publishes (bad data, a parity failure), code shipped with a model, the model
 card, client mistakes, the v2 route, a second version promoted without a redeploy and rolled back, a tampered
-artifact refused, a file scored in batch with its bad rows quarantined, captured traffic checked for drift, and
-shuts down. The dataset has 333 birds: the traffic of the batch and drift steps is real rows resampled.
+artifact refused, a file scored in batch with its bad rows quarantined, captured traffic checked for drift, labels
+joined by the model-quality check; then, on the churn model (sklambda_infra.demo_updates), a concept drift found by
+the quality check that starts the retraining pipeline (refit, publish, gate, a sticky canary, approval, promotion)
+and a worse canary rolled back by the rollout check; and shuts down. The dataset has 333 birds: the traffic of the
+batch and drift steps is real rows resampled.
 """
 
 from __future__ import annotations
