@@ -263,3 +263,30 @@ def test_the_train_step_refuses_rows_that_would_change_a_features_type() -> None
     with pytest.raises(retraining.TrainingDataUnusable, match=r"age: number \(the champion's: integer\)"):
         retraining._check_types(champion, rows)
     retraining._check_types(champion, rows.assign(age=pd.array([40, None], dtype="Int64")))
+
+
+@pytest.mark.parametrize(("classes", "given", "used"), [
+    (("a", "b", "c"), {}, "accuracy"),  # ROC AUC, the default, is binary: a multiclass champion is gated on accuracy
+    (("a", "b", "c"), {"metric": "accuracy", "margin": 0.02}, "accuracy"),
+    (("no", "yes"), {}, "roc_auc"),
+])  # fmt: skip
+def test_the_gate_step_uses_accuracy_for_a_multiclass_champion_unless_told(monkeypatch, classes, given, used):
+    # GIVEN a champion with `classes`, and a run whose gate settings are `given`
+    seen = {}
+
+    def fake_gate(registry, verifier, name, champion, candidate, X, y, *, config):
+        seen["metric"] = config.metric
+        return SimpleNamespace(decision=retraining.REPLACE, reason="", to_dict=lambda: {"metric": config.metric})
+
+    card = SimpleNamespace(task="classification", classes=classes, input_schema=SimpleNamespace(names=("x",)))
+    monkeypatch.setattr(retraining, "gate_versions", fake_gate)
+    monkeypatch.setattr(retraining, "jsonl_to_frame", lambda body, card, target: pd.DataFrame({"x": [1.0], "y": ["a"]}))
+    pipeline = Retraining(registry=SimpleNamespace(get_card=lambda name, version: card), verifier=None, s3=FakeS3(),
+                          data_bucket="data")  # type: ignore[arg-type]  # fmt: skip
+    pipeline.store(RetrainRequest(model="m", run_id="r")).put_file("holdout.jsonl.gz", b"", "application/gzip")
+    # WHEN the gate step runs
+    outcome = pipeline._gate(RetrainRequest(model="m", run_id="r", gate=given),
+                             {"champion": "1", "candidate": "2", "holdout_key": "retraining/m/r/holdout.jsonl.gz"},
+                             "y")  # fmt: skip
+    # THEN the metric used is the one given, else accuracy for more than two classes, and the outcome names it
+    assert seen["metric"] == used == outcome["metric"]

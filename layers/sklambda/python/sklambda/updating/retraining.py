@@ -39,7 +39,7 @@ from sklambda.config import RETRAINING_PREFIX
 from sklambda.errors import ModelNotFound, PublishRejected, RegistryConflict, SklambdaError
 from sklambda.publishing.parity import Runtime
 from sklambda.publishing.publisher import publish
-from sklambda.registry.card import ModelCard
+from sklambda.registry.card import CLASSIFICATION, ModelCard
 from sklambda.registry.schema import infer_schema, is_required
 from sklambda.registry.signing import CardSigner, CardVerifier
 from sklambda.registry.store import Registry
@@ -539,11 +539,14 @@ class Retraining:
     def _gate(self, request: RetrainRequest, given: Mapping[str, Any], target: str) -> dict[str, Any]:
         card = self.registry.get_card(request.model, str(given["champion"]))
         holdout = jsonl_to_frame(self.store(request).get_file(given["holdout_key"]), card, target)
+        settings = dict(request.gate)
+        if card.task == CLASSIFICATION and len(card.classes or ()) > 2 and "metric" not in settings:
+            settings["metric"] = "accuracy"  # the default, ROC AUC, is binary; the outcome names the metric used
         try:
             result = gate_versions(
                 self.registry, self.verifier, request.model, str(given["champion"]), str(given["candidate"]),
                 holdout[list(card.input_schema.names)], holdout[target].to_numpy(),
-                config=gate_config_from(request.gate),
+                config=gate_config_from(settings),
             )  # fmt: skip
         except ValueError as e:  # one class in the holdout, different tasks: the gate cannot decide
             raise GateFailed(f"the gate cannot compare the versions: {e}") from None

@@ -34,8 +34,9 @@ def gate_versions(
     X: the labeled rows (the card's feature columns; others are ignored); y: their true labels (n,). For a binary
     classifier the positive class is the champion's decision class (else its second class, scikit-learn's
     convention), the same for both versions. Raises ValueError when the versions have different tasks or classes, or
-    y's length differs from X's; ModelNotFound / ModelRefused as load_verified; InvalidInput for rows a model cannot
-    score.
+    y's length differs from X's, or a multiclass model is gated on another metric than accuracy (each row's
+    correctness is compared, paired); ModelNotFound / ModelRefused as load_verified; InvalidInput for rows a model
+    cannot score.
     """
     config = config or GateConfig()
     if len(X) != len(y):
@@ -54,7 +55,14 @@ def gate_versions(
         return compare_versions(truth.astype(float), *values, config=config)
     classes = list(cards[0].classes or ())
     if len(classes) != 2:
-        raise ValueError(f"the gate compares binary classifiers and regressors; {name!r} has {len(classes)} classes")
+        if config.metric != "accuracy":
+            raise ValueError(
+                f"{name!r} has {len(classes)} classes: a multiclass model is gated on accuracy (metric 'accuracy'), "
+                f"not {config.metric}"
+            )
+        # Accuracy is the mean of each row's correctness: the same paired bootstrap on "is this row right" vectors.
+        right = [np.array([str(p) == str(t) for p, t in zip(s.predictions, truth, strict=True)]) for s in scored]
+        return compare_versions(np.ones(len(truth), dtype=bool), *right, config=config)
     decision = cards[0].decision or {}
     positive = decision.get("positive_class", classes[1])
     column = [str(c) for c in classes].index(str(positive))
