@@ -161,9 +161,11 @@ def summary(report: dict[str, Any], location: str) -> str:
     lines = [f"{report['model']}: run {report['run_id']} {report['status']}"]
     reason = report.get("reason") or ""
     if report.get("failed_step"):
-        lines.append(f"  failed at {report['failed_step']}: {reason}")
+        step = report["failed_step"]
+        lines.append(f"  failed at {step}: {reason.removeprefix(f'{step}: ')}")
     for step in report.get("steps") or []:
         lines.append(f"  {step['step']:<9} {step['status']:<10} {step.get('seconds') or 0:8.2f} s")
+    lines += [f"  note: {note}" for note in report.get("notes") or []]
     gate = report.get("gate") or {}
     if gate:
         figures = ""

@@ -233,9 +233,13 @@ def test_a_failed_runs_summary_says_the_gates_reason_once_with_the_report_and_ev
         "steps": [{"step": "gate", "status": "failed", "seconds": 0.2}],
         "gate": {"decision": "keep_champion", "reason": "not shown better", "metric": "roc_auc", "gain": 0.001,
                  "gain_lower": -0.004},
+        "notes": ["assemble: has_partner: values the champion never saw: '0' (75), '1' (25)"],
     }  # fmt: skip
     text = summary(report, "s3://data/retraining/churn/r/report.json")
     assert text.count("not shown better") == 1
+    assert "failed at gate: keep_champion: not shown better" in text  # the step is not said twice
+    # AND what a step saw without refusing it (here the assemble step's unseen categories) is on the summary too
+    assert "note: assemble: has_partner: values the champion never saw" in text
     assert "gate: keep_champion (roc_auc gain +0.0010, lower bound -0.0040)" in text
     assert "report: s3://data/retraining/churn/r/report.json" in text and "event: RetrainingFailed ev-1" in text
 

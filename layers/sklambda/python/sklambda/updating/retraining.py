@@ -763,6 +763,8 @@ class Retraining:
             "rollout": {"mode": request.rollout, "undone": undone},
             "promoted": (records.get("promote") or {}).get("outcome"),
             "steps": [_step_summary(s, r) for s, r in records.items()],
+            # What a step left out or saw and did not refuse (refused rows, unseen categories, holdout copies...).
+            "notes": [f"{s}: {n}" for s, r in records.items() for n in ((r.get("outcome") or {}).get("notes") or [])],
             "seconds": round(sum(float(r.get("seconds") or 0) for r in records.values()), 3),
             "reported_at": _now(self.clock),
         }
