@@ -32,3 +32,13 @@ def test_an_inconclusive_reject_is_a_warning_badge_not_an_alarm() -> None:
     page = render_shadow_report(document)
     assert f"background:{LEVEL_COLOUR['warning']}'>not shown non-inferior" in page
     assert f"background:{LEVEL_COLOUR['worse']}" not in page
+
+
+def test_the_quality_bar_draws_the_non_inferiority_bound_the_verdict_uses() -> None:
+    # GIVEN a comparison judged with a margin of 0.01
+    quality = {"available": True, "verdict": "v", "level": "warning", "gain": 0.0048, "interval": [-0.0475, 0.057],
+               "margin": 0.01}  # fmt: skip
+    document = {"model": "churn", "alias": "production", "shadow_version": "5", "stable_version": "4",
+                "summary": "s", "quality": quality}  # fmt: skip
+    # WHEN its page is rendered THEN the dashed bound is at -margin, as the verdict speaks of it (not at 0)
+    assert ">bound -0.01</text>" in render_shadow_report(document)

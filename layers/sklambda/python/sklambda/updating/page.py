@@ -193,7 +193,8 @@ def render_shadow_report(document: Mapping[str, Any]) -> str:
             + interval_bar(
                 quality.get("gain"),
                 quality.get("interval"),
-                0.0,
+                # The non-inferiority bound the verdict is judged against (the gate's -margin), not 0.
+                -quality["margin"] if isinstance(quality.get("margin"), int | float) else None,
                 chart_id="bar-quality",
                 label="the shadow's gain over the stable version, and its interval",
             )

@@ -330,6 +330,7 @@ def _quality(stable: LoadedModel, done: Replay, labels: pd.DataFrame | None, gat
         "gain": result.gain,
         "gain_lower": result.gain_lower,
         "interval": interval,
+        "margin": config.margin,
         "decision": result.decision,
         "verdict": verdict,
         "level": level,
