@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # to retraining on monitoring events (its safe-updates part), penguins not (its drift and quality alerts stay alerts).
 DEMO_PARAMETERS = {"AliasTtlSeconds": "2", "RetrainEventModels": "churn"}
 LOG_FILE = ROOT / ".sklambda" / "demo.log"
+DEMO_MAX_WAIT_S = 0.5  # the local interpreter's cap on a Wait state (the stack's default is 2 s)
 
 
 # The demo's shipped module: a FunctionTransformer's function lives here, not in the training script.
@@ -90,6 +91,8 @@ def run() -> int:
                     aws_port=0,
                     api_port=0,
                     parameters=DEMO_PARAMETERS,
+                    # The retraining run's Wait between rollout checks (an hour in the cloud): half a second here.
+                    max_wait_s=DEMO_MAX_WAIT_S,
                     log=lambda line: print(line, file=log, flush=True),
                 )
             )
