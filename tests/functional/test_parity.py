@@ -29,6 +29,7 @@ from sklambda.publishing import publish
 from sklambda.publishing.artifact import scan_artifact
 from sklambda.registry import schema as schema_module
 from sklambda.serving.server import ModelServer
+from tests import runtimes
 from tests.support import call, import_predict_app, load_event
 
 pytestmark = pytest.mark.publishing  # `published` runs publish() itself in each test
@@ -459,9 +460,6 @@ def test_the_gate_cost_is_recorded_in_the_card(published):
 
 # -- the target runtime's package set ------------------------------------------------------------------------------
 
-LIGHTGBM = "4.7.0"
-OTHER_SKLEARN = "1.8.0"
-
 
 @pytest.fixture(scope="module")
 def lightgbm_runtime(tmp_path_factory):
@@ -469,7 +467,7 @@ def lightgbm_runtime(tmp_path_factory):
     from sklambda_infra.runtime import local_runtime
 
     extras = tmp_path_factory.mktemp("extras") / "extra-requirements.txt"
-    extras.write_text(f"lightgbm=={LIGHTGBM}\n")
+    extras.write_text(runtimes.LIGHTGBM_EXTRAS)
     return local_runtime(requirements=[layer.REQUIREMENTS, extras])
 
 
@@ -492,7 +490,7 @@ def test_the_other_supported_sklearn_serves_its_own_pickles_and_refuses_this_one
     from sklambda_infra.runtime import local_runtime
 
     # GIVEN a runtime built with scikit-learn 1.8.0, and a model pickled by that version (fitted in that runtime)
-    runtime = local_runtime(sklearn=OTHER_SKLEARN)
+    runtime = local_runtime(sklearn=runtimes.OTHER_SKLEARN)
     X, y = numeric_data()
     X.assign(y=y).to_csv(tmp_path / "train.csv", index=False)
     path = tmp_path / "model-1.8.joblib"
@@ -515,6 +513,6 @@ joblib.dump(make_pipeline(StandardScaler(), LogisticRegression()).fit(data[["a",
                       runtime=runtime)  # fmt: skip
     # THEN the first is accepted with the pickle's version on record and checked in that runtime; the second is
     # refused naming both versions
-    assert card.library_versions["scikit-learn"] == OTHER_SKLEARN == card.parity["runtime"]["scikit-learn"]
+    assert card.library_versions["scikit-learn"] == runtimes.OTHER_SKLEARN == card.parity["runtime"]["scikit-learn"]
     assert "[sklearn_version]" in refused.value.message
-    assert sklearn.__version__ in refused.value.message and OTHER_SKLEARN in refused.value.message
+    assert sklearn.__version__ in refused.value.message and runtimes.OTHER_SKLEARN in refused.value.message

@@ -17,9 +17,8 @@ import pytest
 from sklambda.runtime_env import MANIFEST_NAME, RuntimeManifest, find_manifest
 from sklambda_infra import layer
 from sklambda_infra.layer import local as host_copy
-
-LIGHTGBM = "4.7.0"  # py3-none manylinux_2_28 wheel; needs narwhals, numpy, scipy (all in the layer) and libgomp
-OTHER_SKLEARN = "1.8.0"
+from tests import runtimes
+from tests.runtimes import LIGHTGBM, OTHER_SKLEARN
 
 
 @pytest.fixture(scope="session")
@@ -29,9 +28,7 @@ def default_copy() -> Path:
 
 @pytest.fixture(scope="session")
 def lightgbm_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    extras = tmp_path_factory.mktemp("extras") / "extra-requirements.txt"
-    extras.write_text(f"# the tested example of adding a package\nlightgbm=={LIGHTGBM}\n")
-    return layer.local_env([layer.REQUIREMENTS, extras])
+    return runtimes.lightgbm_copy(tmp_path_factory.mktemp("extras"))
 
 
 def worker_style(paths: list[Path], code: str) -> dict:
@@ -150,7 +147,7 @@ else:
 def test_another_supported_scikit_learn_is_one_argument_away() -> None:
     # GIVEN the layer's pins with scikit-learn replaced by another supported release
     assert OTHER_SKLEARN in layer.SUPPORTED_SKLEARN
-    copy = layer.local_env(sklearn=OTHER_SKLEARN)
+    copy = runtimes.other_sklearn_copy()
 
     # WHEN its manifest is read and a worker-style process fits a pipeline on it
     manifest = RuntimeManifest.read(copy)
