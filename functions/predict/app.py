@@ -8,7 +8,7 @@ import warnings
 from typing import Any, Self
 
 import sklearn
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.logging import correlation_paths
@@ -16,6 +16,7 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 import sklambda
+from sklambda import tracing
 from sklambda.config import PredictSettings
 from sklambda.errors import InvalidInput, ModelNotFound, ModelRefused, PayloadTooLarge, SklambdaError, http_status
 from sklambda.monitoring.capture import Capturer
@@ -38,7 +39,7 @@ from sklambda.serving.scoring import Scored
 from sklambda.serving.server import LoadedModel, ModelServer
 
 logger = Logger()
-tracer = Tracer()
+tracer = tracing.tracer()
 metrics = Metrics()
 # Query strings and bodies are parsed by sklambda.serving.contracts (pydantic), not by the resolver's OpenAPI
 # validation: the size limit must be checked before parsing, errors must name rows and fields, and the

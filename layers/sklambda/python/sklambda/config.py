@@ -50,6 +50,9 @@ PRELOAD_MODELS = "SKLAMBDA_PRELOAD_MODELS"
 AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
 # Publisher side only: the target runtime's packages (os.pathsep-separated folders) the parity gate scores in.
 RUNTIME_PATH = "SKLAMBDA_RUNTIME_PATH"
+# powertools' own variable, which sklambda reads too: when it is true the functions create no powertools Tracer and
+# never import the X-Ray SDK (sklambda.tracing). template.yaml sets it from the Tracing parameter.
+TRACE_DISABLED = "POWERTOOLS_TRACE_DISABLED"
 
 # Batch scoring of files uploaded to S3 (sklambda.batch): the engine's settings.
 BATCH_DATA_BUCKET = "SKLAMBDA_BATCH_DATA_BUCKET"
