@@ -116,9 +116,11 @@ def load_verified(registry: Registry, verifier: CardVerifier, name: str, version
     """
     started = time.perf_counter()
     card = registry.get_card(name, version)
+    # The artifact's GET runs while KMS checks the card; its bytes are used only once every check below has passed.
+    artifact = registry.start_fetch_artifact(card)
     verifier.verify(card)
     check_compatible(card)
-    blob = registry.fetch_artifact(card)
+    blob = artifact.result()
     check_artifact(card, blob)
     code = registry.fetch_code(card) if card.code else None
     if code is not None:
