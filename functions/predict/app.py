@@ -3,6 +3,12 @@
 Domain work (validation, verified loading, scoring) lives in the `sklambda` layer package.
 """
 
+from sklambda import coldstart
+
+# Before the imports below: the cold start runs without the cyclic garbage collector, turned back on once the first
+# request is answered (sklambda.coldstart; ~0.25 s of the cold start in BENCHMARKS.md).
+coldstart.pause()
+
 import time
 import warnings
 from typing import Any, Self
@@ -543,4 +549,7 @@ if register_before_snapshot is not None and settings.preload_models:
 @tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict, context: LambdaContext) -> dict:
-    return app.resolve(event, context)
+    try:
+        return app.resolve(event, context)
+    finally:
+        coldstart.resume()  # after the first request only
