@@ -5,8 +5,8 @@ Domain work (validation, verified loading, scoring) lives in the `sklambda` laye
 
 from sklambda import coldstart
 
-# Before the imports below: the cold start runs without the cyclic garbage collector, turned back on once the first
-# request is answered (sklambda.coldstart; ~0.25 s of the cold start in BENCHMARKS.md).
+# Before the imports below: in Lambda the cold start runs without the cyclic garbage collector, turned back on once
+# the first request is answered (sklambda.coldstart says why and what it costs).
 coldstart.pause()
 
 import time
