@@ -48,8 +48,8 @@ MAX_EXPLAIN_ROWS = "SKLAMBDA_MAX_EXPLAIN_ROWS"
 PRELOAD_MODELS = "SKLAMBDA_PRELOAD_MODELS"
 # Set only by the local stack (boto3 reads it natively); never set in the cloud.
 AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
-# Set by Lambda itself (and by the local stack): the predict function pauses the garbage collector for its cold start
-# only where there is one (sklambda.coldstart).
+# Set by Lambda itself (and by the local stack): the predict function pauses the garbage collector for its imports
+# only there (sklambda.coldstart).
 LAMBDA_FUNCTION_NAME = "AWS_LAMBDA_FUNCTION_NAME"
 # Publisher side only: the target runtime's packages (os.pathsep-separated folders) the parity gate scores in.
 RUNTIME_PATH = "SKLAMBDA_RUNTIME_PATH"
