@@ -1,6 +1,6 @@
 """The compiled serving path (sklambda.compiled): publish compiles what the parity gate proves agrees with the
-estimator, the predict function serves it without scikit-learn, scipy or pandas, and anything else is served by scikit-learn as
-before, with the card saying why."""
+estimator, the predict function serves it without scikit-learn, scipy or pandas, and anything else is served by
+scikit-learn as before, with the card saying why."""
 
 from __future__ import annotations
 
