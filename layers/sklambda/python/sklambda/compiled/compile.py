@@ -13,9 +13,12 @@ from typing import Any
 import numpy as np
 from sklearn.base import is_classifier
 from sklearn.compose import ColumnTransformer
+from sklearn.dummy import DummyClassifier, DummyRegressor
 from sklearn.ensemble import (
     ExtraTreesClassifier,
     ExtraTreesRegressor,
+    GradientBoostingClassifier,
+    GradientBoostingRegressor,
     RandomForestClassifier,
     RandomForestRegressor,
 )
@@ -38,6 +41,7 @@ from sklambda.registry.schema import InputSchema
 
 TREES = (DecisionTreeClassifier, DecisionTreeRegressor, ExtraTreeClassifier, ExtraTreeRegressor)
 FORESTS = (RandomForestClassifier, RandomForestRegressor, ExtraTreesClassifier, ExtraTreesRegressor)
+BOOSTING = (GradientBoostingClassifier, GradientBoostingRegressor)
 LINEAR_REGRESSORS = (LinearRegression, Ridge, Lasso, ElasticNet)
 SCALERS = (StandardScaler, MinMaxScaler, MaxAbsScaler, RobustScaler)
 ENCODERS = (OneHotEncoder, OrdinalEncoder)
@@ -50,6 +54,7 @@ SUPPORTED = (
     *LINEAR_REGRESSORS,
     *TREES,
     *FORESTS,
+    *BOOSTING,
 )
 
 
@@ -327,15 +332,48 @@ def _estimator(step: str, est: Any, width: int, arrays: _Arrays) -> dict:
         trees = [est] if kind in TREES else list(est.estimators_)
         if est.n_outputs_ != 1:
             raise _refuse(step, est, "has several outputs; only one is supported")
-        return _trees(trees, is_classifier(est), arrays)
+        classifier = is_classifier(est)
+        values = [t.tree_.value[:, 0, : (t.n_classes_ if classifier else 1)] for t in trees]
+        allow_nan = bool(trees[0].__sklearn_tags__().input_tags.allow_nan)  # as BaseForest._validate_X_predict
+        op = _trees(trees, values, arrays, allow_nan=allow_nan)
+        return {**op, "combine": "mean", "link": "proba" if classifier else "identity", "init": None}
+    if kind in BOOSTING:
+        return _boosting(step, est, width, arrays)
     raise _refuse(step, est, "is not supported as the final estimator")
 
 
-def _trees(trees: list, classifier: bool, arrays: _Arrays) -> dict:
+def _boosting(step: str, est: Any, width: int, arrays: _Arrays) -> dict:
+    """Gradient boosting: its constant initial raw prediction, then each stage's trees scaled by learning_rate (in
+    predict_stages, `out[i, k] += scale * value[leaf]`): tree k of a stage writes column k, zeros elsewhere."""
+    if not (est.init_ == "zero" or type(est.init_) in (DummyClassifier, DummyRegressor)):
+        raise _refuse(step, est, f"has an init estimator {_qualname(est.init_)}; only the default or 'zero' is supported")
+    # The initial raw prediction of a dummy (prior or mean) init does not depend on X: computed once here, exactly.
+    init = est._raw_predict_init(np.zeros((1, width), dtype=np.float32))[0]
+    stages = est.estimators_  # [n_stages, K]
+    K = stages.shape[1]
+    trees, values = [], []
+    for stage in stages:
+        for k, tree in enumerate(stage):
+            scaled = est.learning_rate * tree.tree_.value[:, 0, 0]
+            value = np.zeros((len(scaled), K))
+            value[:, k] = scaled
+            trees.append(tree)
+            values.append(value)
+    op = _trees(trees, values, arrays, allow_nan=False)  # validate_data refuses NaN in boosting's predict
+    if not is_classifier(est):
+        link = "identity"
+    elif K > 1:
+        link = "softmax"
+    else:
+        link = "exponential" if est.loss == "exponential" else "logistic"
+    return {**op, "combine": "sum", "link": link, "init": arrays.add(init)}
+
+
+def _trees(trees: list, leaf_values: list[np.ndarray], arrays: _Arrays, *, allow_nan: bool) -> dict:
     """Every tree's nodes stacked, node ids global; a leaf's children are itself (see evaluate._trees)."""
     features, thresholds, children, missing_left, values, roots = [], [], [], [], [], []
     offset, depth = 0, 0
-    for tree in trees:
+    for tree, leaf_value in zip(trees, leaf_values, strict=True):
         t = tree.tree_
         n = t.node_count
         leaf = t.children_left == -1
@@ -349,14 +387,12 @@ def _trees(trees: list, classifier: bool, arrays: _Arrays) -> dict:
             )
         )
         missing_left.append(np.asarray(t.missing_go_to_left, dtype=bool))
-        width = tree.n_classes_ if classifier else 1
-        values.append(t.value[:, 0, :width])
+        values.append(leaf_value)
         depth = max(depth, t.max_depth)
         offset += n
     index = np.int32 if offset < 2**31 else np.int64
     return {
         "op": "trees",
-        "kind": "classifier" if classifier else "regressor",
         "feature": arrays.add(np.concatenate(features), index),
         "threshold": arrays.add(np.concatenate(thresholds)),
         "children": arrays.add(np.concatenate(children), index),
@@ -365,5 +401,5 @@ def _trees(trees: list, classifier: bool, arrays: _Arrays) -> dict:
         "roots": arrays.add(roots, index),
         "depth": int(depth),
         "n_trees": len(trees),
-        "allow_nan": bool(trees[0].__sklearn_tags__().input_tags.allow_nan),
+        "allow_nan": allow_nan,
     }

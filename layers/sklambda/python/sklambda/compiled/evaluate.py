@@ -315,17 +315,23 @@ def _require_finite(X: np.ndarray, what: str, *, allow_nan: bool = False) -> Non
 
 
 def _trees(spec: dict, arrays: Mapping[str, np.ndarray]) -> Operation:
-    """Decision trees and forests (all trees at once). Nodes of every tree are stacked: `children[2 * node + right]`
-    is the next node (a leaf points to itself, so every row takes `depth` steps), `value[node]` a leaf's output (class
-    fractions, or the regression value). The forest's output is the trees' sum in tree order over `n_trees`."""
+    """Decision trees, forests and gradient boosting (all trees at once). Nodes of every tree are stacked:
+    `children[2 * node + right]` is the next node (a leaf points to itself, so every row takes `depth` steps),
+    `value[node]` a leaf's output row (class fractions; a regression value; a boosting tree's learning_rate * value in
+    its class's column, zeros elsewhere). The trees' outputs are added in tree order to `init` (zeros, or a boosting
+    model's constant initial raw prediction), then divided by `n_trees` ("mean": forests, a lone tree) or not ("sum":
+    boosting, `sklearn/ensemble/_gradient_boosting.pyx predict_stages`). `link` turns the result into the answer:
+    "proba" (tree class fractions: argmax decides), "identity" (regression), "logistic"/"exponential" (binary boosting:
+    expit(raw) or expit(2 * raw), decided by raw >= 0), "softmax" (multiclass boosting: argmax decides)."""
     feature = _ref(arrays, spec["feature"]).astype(np.intp)
     threshold = _ref(arrays, spec["threshold"])
     children = _ref(arrays, spec["children"]).astype(np.intp).reshape(-1)
     missing_left = _ref(arrays, spec["missing_go_to_left"])
     value = _ref(arrays, spec["value"])
     roots = _ref(arrays, spec["roots"]).astype(np.intp)
+    init = _ref(arrays, spec.get("init"))
     depth, n_trees, allow_nan = int(spec["depth"]), int(spec["n_trees"]), bool(spec["allow_nan"])
-    classifier = spec["kind"] == "classifier"
+    mean, link = spec["combine"] == "mean", spec["link"]
 
     def run(state: Any) -> tuple[np.ndarray | None, np.ndarray]:
         # scikit-learn's tree input is float32 (validate_data(dtype=np.float32)), checked after the cast.
@@ -342,11 +348,28 @@ def _trees(spec: dict, arrays: Mapping[str, np.ndarray]) -> Operation:
             if has_nan:
                 right &= ~(np.isnan(x) & missing_left[node])
             node = children[2 * node + right]
-        out = np.add.accumulate(value[node.T], axis=0)[-1]
-        out /= n_trees
-        if classifier:
+        outputs = value[node.T]  # [trees, rows, outputs]
+        if init is not None:
+            outputs = np.concatenate([np.broadcast_to(init, (1, *outputs.shape[1:])), outputs])
+        out = np.add.accumulate(outputs, axis=0)[-1]
+        if mean:
+            out /= n_trees
+        if link == "proba":
             return out, out.argmax(axis=1)
-        return None, out[:, 0]
+        if link == "softmax":
+            decided = out.argmax(axis=1)
+            proba = out - out.max(axis=1).reshape((-1, 1))
+            np.exp(proba, out=proba)
+            proba /= proba.sum(axis=1).reshape((-1, 1))
+            return proba, decided
+        raw = out[:, 0]
+        if link == "identity":
+            return None, raw
+        p = _expit(raw if link == "logistic" else 2 * raw)
+        proba = np.empty((rows, 2))
+        proba[:, 1] = p
+        proba[:, 0] = 1 - proba[:, 1]
+        return proba, (raw >= 0).astype(np.intp)
 
     return run
 

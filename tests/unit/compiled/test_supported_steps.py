@@ -1,0 +1,208 @@
+"""Every supported step, compiled, answers as scikit-learn: within 1e-12 in probability or value, exactly in class, on
+unseen rows with nulls and categories training never saw, all at once and one row alone."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import (
+    ExtraTreesClassifier,
+    ExtraTreesRegressor,
+    GradientBoostingClassifier,
+    GradientBoostingRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import ElasticNet, Lasso, LinearRegression, LogisticRegression, Ridge
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import (
+    MaxAbsScaler,
+    MinMaxScaler,
+    OneHotEncoder,
+    OrdinalEncoder,
+    RobustScaler,
+    StandardScaler,
+)
+from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
+
+from sklambda.compiled.evaluate import UnknownCategory
+from sklambda.registry.schema import infer_schema
+from sklambda_infra import sample
+from tests.unit.compiled.helpers import assert_agrees, columns_of, compiled, served_frame
+
+NUMERIC, CATEGORICAL = list(sample.NUMERIC), list(sample.CATEGORICAL)
+
+
+def _prep(numeric=None, categorical=None, remainder="drop") -> ColumnTransformer:
+    numeric = numeric if numeric is not None else Pipeline([("impute", SimpleImputer()), ("scale", StandardScaler())])
+    categorical = categorical if categorical is not None else OneHotEncoder(handle_unknown="ignore")
+    return ColumnTransformer([("num", numeric, NUMERIC), ("cat", categorical, CATEGORICAL)], remainder=remainder)
+
+
+def _pipe(model, **prep) -> Pipeline:
+    return Pipeline([("prep", _prep(**prep)), ("model", model)])
+
+
+def _scaled(scaler) -> Pipeline:
+    return Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", scaler)])
+
+
+def _remainder(remainder) -> Pipeline:
+    """The numbers reach the forest as the remainder (raw, NaN included, when passed through); the id is dropped."""
+    prep = ColumnTransformer(
+        [("cat", OneHotEncoder(handle_unknown="ignore"), CATEGORICAL), ("id", "drop", list(sample.PII))],
+        remainder=remainder,
+    )
+    return Pipeline([("prep", prep), ("model", RandomForestClassifier(n_estimators=20, max_depth=8, random_state=0))])
+
+
+def _income(X: pd.DataFrame) -> pd.Series:
+    """A regression target: 0.4 * age + tenure / 10 + the plan's price, plus noise."""
+    noise = np.random.default_rng(7).normal(0, 2, len(X))
+    return 0.4 * X["age"] + X["tenure_months"] / 10 + X["plan"].map({"basic": 0, "plus": 5, "premium": 12}) + noise
+
+
+PREPROCESSING: dict[str, Callable[[], object]] = {
+    "imputer-mean": lambda: _prep(),
+    "imputer-most-frequent": lambda: _prep(
+        numeric=_scaled(StandardScaler()).set_params(impute__strategy="most_frequent")
+    ),
+    "imputer-constant-with-indicator": lambda: _prep(
+        numeric=Pipeline(
+            [("impute", SimpleImputer(strategy="constant", fill_value=-1, add_indicator=True)), ("s", StandardScaler())]
+        ),
+    ),
+    "standard-scaler-no-mean": lambda: _prep(numeric=_scaled(StandardScaler(with_mean=False))),
+    "standard-scaler-no-std": lambda: _prep(numeric=_scaled(StandardScaler(with_std=False))),
+    "minmax-scaler-clip": lambda: _prep(numeric=_scaled(MinMaxScaler(clip=True))),
+    "maxabs-scaler": lambda: _prep(numeric=_scaled(MaxAbsScaler())),
+    "robust-scaler": lambda: _prep(numeric=_scaled(RobustScaler())),
+    "one-hot-drop-first": lambda: _prep(categorical=OneHotEncoder(drop="first", handle_unknown="ignore")),
+    "one-hot-if-binary-dense": lambda: _prep(
+        categorical=OneHotEncoder(drop="if_binary", handle_unknown="ignore", sparse_output=False)
+    ),
+    "ordinal-missing-and-unknown": lambda: _prep(
+        categorical=OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1, encoded_missing_value=-2)
+    ),
+}
+
+
+@pytest.mark.parametrize("build", PREPROCESSING.values(), ids=PREPROCESSING.keys())
+def test_preprocessing_steps_answer_as_scikit_learn(build, churn_compiled):
+    # GIVEN a preprocessor before a ridge regression (a continuous answer shows any difference in the arithmetic)
+    model = Pipeline([("prep", build()), ("model", Ridge(alpha=1.0))]).fit(churn_compiled.X, _income(churn_compiled.X))
+    # WHEN compiled and scoring unseen rows THEN the values agree within 1e-12
+    assert_agrees(model, churn_compiled.schema, churn_compiled.frame)
+
+
+CLASSIFIERS: dict[str, Callable[[], object]] = {
+    "logistic": lambda: _pipe(LogisticRegression(max_iter=1000)),
+    "ordinal-unknown-value": lambda: _pipe(
+        DecisionTreeClassifier(max_depth=8, random_state=0),
+        categorical=OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1),
+    ),
+    "remainder-passthrough": lambda: _remainder("passthrough"),
+    "remainder-pipeline": lambda: _remainder(_scaled(RobustScaler())),
+    "decision-tree": lambda: _pipe(DecisionTreeClassifier(max_depth=10, random_state=0)),
+    "extra-trees": lambda: _pipe(ExtraTreesClassifier(n_estimators=20, max_depth=10, random_state=0)),
+    "gradient-boosting": lambda: _pipe(GradientBoostingClassifier(n_estimators=30, max_depth=3, random_state=0)),
+    "gradient-boosting-exponential": lambda: _pipe(
+        GradientBoostingClassifier(loss="exponential", n_estimators=30, max_depth=3, random_state=0)
+    ),
+    "gradient-boosting-zero-init": lambda: _pipe(
+        GradientBoostingClassifier(init="zero", n_estimators=30, max_depth=3, random_state=0)
+    ),
+}
+
+
+@pytest.mark.parametrize("build", CLASSIFIERS.values(), ids=CLASSIFIERS.keys())
+def test_binary_classifier_pipelines_answer_as_scikit_learn(build, churn_compiled):
+    # GIVEN a pipeline fitted on the churn sample
+    model = build().fit(churn_compiled.X, churn_compiled.y)
+    # WHEN compiled and scoring unseen rows THEN it agrees with scikit-learn
+    assert_agrees(model, churn_compiled.schema, churn_compiled.frame)
+
+
+MULTICLASS = {
+    "logistic-multinomial": lambda: LogisticRegression(max_iter=1000),
+    "random-forest": lambda: RandomForestClassifier(n_estimators=20, max_depth=10, random_state=0),
+    "gradient-boosting": lambda: GradientBoostingClassifier(n_estimators=15, max_depth=3, random_state=0),
+}
+
+
+@pytest.mark.parametrize("build", MULTICLASS.values(), ids=MULTICLASS.keys())
+def test_multiclass_classifiers_answer_as_scikit_learn(build, churn_compiled):
+    # GIVEN a classifier of the payment method (four classes) from the other features
+    columns = [c for c in CATEGORICAL if c != "payment_method"]
+    prep = ColumnTransformer(
+        [("num", _scaled(StandardScaler()), NUMERIC), ("cat", OneHotEncoder(handle_unknown="ignore"), columns)]
+    )
+    model = Pipeline([("prep", prep), ("model", build())]).fit(churn_compiled.X, churn_compiled.X["payment_method"])
+    # WHEN compiled THEN it agrees with scikit-learn and names the four classes
+    assert_agrees(model, churn_compiled.schema, churn_compiled.frame)
+    assert compiled(model, churn_compiled.schema).classes == sorted(churn_compiled.X["payment_method"].unique())
+
+
+REGRESSORS = {
+    "linear-regression": lambda: LinearRegression(),
+    "ridge": lambda: Ridge(alpha=3.0),
+    "lasso": lambda: Lasso(alpha=0.05),
+    "elastic-net": lambda: ElasticNet(alpha=0.05, l1_ratio=0.3),
+    "decision-tree": lambda: DecisionTreeRegressor(max_depth=8, random_state=0),
+    "random-forest": lambda: RandomForestRegressor(n_estimators=20, max_depth=8, random_state=0),
+    "extra-trees": lambda: ExtraTreesRegressor(n_estimators=20, max_depth=8, random_state=0),
+    "gradient-boosting": lambda: GradientBoostingRegressor(n_estimators=30, max_depth=3, random_state=0),
+}
+
+
+@pytest.mark.parametrize("build", REGRESSORS.values(), ids=REGRESSORS.keys())
+def test_regressors_answer_as_scikit_learn(build, churn_compiled):
+    # GIVEN a regression pipeline WHEN compiled THEN its predictions agree within 1e-12 and it has no predict_proba
+    model = _pipe(build()).fit(churn_compiled.X, _income(churn_compiled.X))
+    assert_agrees(model, churn_compiled.schema, churn_compiled.frame)
+    evaluator = compiled(model, churn_compiled.schema)
+    assert evaluator.classes is None and not evaluator.has_proba
+    with pytest.raises(AttributeError):
+        evaluator.predict_proba(columns_of(churn_compiled.frame))
+
+
+BARE = {
+    "decision-tree": lambda: DecisionTreeClassifier(max_depth=10, random_state=0),
+    "random-forest": lambda: RandomForestClassifier(n_estimators=20, max_depth=10, random_state=0),
+    "extra-trees": lambda: ExtraTreesClassifier(n_estimators=20, max_depth=10, random_state=0),
+}
+
+
+@pytest.mark.parametrize("build", BARE.values(), ids=BARE.keys())
+def test_bare_trees_with_missing_values_answer_as_scikit_learn(build, churn_compiled):
+    # GIVEN a bare tree model fitted on a DataFrame of numbers with nulls (missing_go_to_left learnt at each split)
+    X = churn_compiled.X[NUMERIC]
+    assert X["monthly_income"].isna().any()
+    model = build().fit(X, churn_compiled.y)
+    schema = infer_schema(X)
+    frame = served_frame(schema, churn_compiled.frame[NUMERIC])
+    assert frame["monthly_income"].isna().any()
+    # WHEN compiled THEN rows with nulls go where scikit-learn sends them
+    assert_agrees(model, schema, frame)
+
+
+def test_an_unknown_category_with_handle_unknown_error_is_refused_naming_feature_and_value(churn_compiled):
+    # GIVEN a one-hot encoder that refuses unknown categories
+    model = _pipe(LogisticRegression(max_iter=500), categorical=OneHotEncoder(handle_unknown="error"))
+    model.fit(churn_compiled.X, churn_compiled.y)
+    evaluator = compiled(model, churn_compiled.schema)
+    frame = churn_compiled.frame
+    known = frame[frame["region"] != "atlantis"].reset_index(drop=True)
+    known = known[known["plan"].isin(["basic", "plus", "premium"])].reset_index(drop=True)
+    # WHEN rows of known categories are scored THEN they agree; WHEN one unknown region comes THEN a ValueError
+    # names the feature and the value, as scikit-learn raises one
+    assert_agrees(model, churn_compiled.schema, known)
+    with pytest.raises(UnknownCategory, match="'atlantis' in feature 'region'"):
+        evaluator.predict(columns_of(frame.iloc[30:31].reset_index(drop=True)))
+    with pytest.raises(ValueError, match="unknown categor"):
+        model.predict(frame.iloc[30:31])
