@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 from sklearn.svm import SVC
 
 from sklambda.compiled.compile import NotCompilable, compile_model
@@ -52,4 +53,16 @@ def test_a_subclass_of_a_supported_estimator_is_refused(churn_compiled):
     model = _with(Tuned(max_iter=1000), churn_compiled)
     # WHEN compiled THEN it is refused by name
     with pytest.raises(NotCompilable, match=r"step 'model' \(.*Tuned\) is not supported"):
+        compile_model(model, churn_compiled.schema)
+
+
+def test_hist_gradient_boosting_with_categorical_splits_is_refused(churn_compiled):
+    # GIVEN a HistGradientBoostingClassifier told that an encoded column is categorical
+    prep = ColumnTransformer([("cat", OrdinalEncoder(), ["plan"]), ("num", "passthrough", ["age"])])
+    model = Pipeline([("prep", prep), ("model", HistGradientBoostingClassifier(max_iter=5, categorical_features=[0]))])
+    model.fit(churn_compiled.X, churn_compiled.y)
+    # WHEN compiled THEN it is refused: its bitset splits are not reproduced
+    with pytest.raises(
+        NotCompilable, match=r"step 'model' \(sklearn.ensemble.HistGradientBoostingClassifier\) has categ"
+    ):
         compile_model(model, churn_compiled.schema)

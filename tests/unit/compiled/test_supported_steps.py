@@ -14,6 +14,8 @@ from sklearn.ensemble import (
     ExtraTreesRegressor,
     GradientBoostingClassifier,
     GradientBoostingRegressor,
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
     RandomForestClassifier,
     RandomForestRegressor,
 )
@@ -30,7 +32,7 @@ from sklearn.preprocessing import (
 )
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
-from sklambda.compiled.evaluate import UnknownCategory
+from sklambda.compiled.evaluate import InvalidModelInput, UnknownCategory
 from sklambda.registry.schema import infer_schema
 from sklambda_infra import sample
 from tests.unit.compiled.helpers import assert_agrees, columns_of, compiled, served_frame
@@ -117,6 +119,9 @@ CLASSIFIERS: dict[str, Callable[[], object]] = {
     "gradient-boosting-zero-init": lambda: _pipe(
         GradientBoostingClassifier(init="zero", n_estimators=30, max_depth=3, random_state=0)
     ),
+    "hist-gradient-boosting": lambda: _pipe(
+        HistGradientBoostingClassifier(max_iter=10, max_leaf_nodes=15, random_state=0)
+    ),
 }
 
 
@@ -132,6 +137,7 @@ MULTICLASS = {
     "logistic-multinomial": lambda: LogisticRegression(max_iter=1000),
     "random-forest": lambda: RandomForestClassifier(n_estimators=20, max_depth=10, random_state=0),
     "gradient-boosting": lambda: GradientBoostingClassifier(n_estimators=15, max_depth=3, random_state=0),
+    "hist-gradient-boosting": lambda: HistGradientBoostingClassifier(max_iter=5, max_leaf_nodes=15, random_state=0),
 }
 
 
@@ -157,6 +163,7 @@ REGRESSORS = {
     "random-forest": lambda: RandomForestRegressor(n_estimators=20, max_depth=8, random_state=0),
     "extra-trees": lambda: ExtraTreesRegressor(n_estimators=20, max_depth=8, random_state=0),
     "gradient-boosting": lambda: GradientBoostingRegressor(n_estimators=30, max_depth=3, random_state=0),
+    "hist-gradient-boosting": lambda: HistGradientBoostingRegressor(max_iter=10, max_leaf_nodes=15, random_state=0),
 }
 
 
@@ -175,6 +182,7 @@ BARE = {
     "decision-tree": lambda: DecisionTreeClassifier(max_depth=10, random_state=0),
     "random-forest": lambda: RandomForestClassifier(n_estimators=20, max_depth=10, random_state=0),
     "extra-trees": lambda: ExtraTreesClassifier(n_estimators=20, max_depth=10, random_state=0),
+    "hist-gradient-boosting": lambda: HistGradientBoostingClassifier(max_iter=10, max_leaf_nodes=15, random_state=0),
 }
 
 
@@ -206,3 +214,38 @@ def test_an_unknown_category_with_handle_unknown_error_is_refused_naming_feature
         evaluator.predict(columns_of(frame.iloc[30:31].reset_index(drop=True)))
     with pytest.raises(ValueError, match="unknown categor"):
         model.predict(frame.iloc[30:31])
+
+
+def test_imputed_categories_answer_as_scikit_learn(churn_compiled):
+    # GIVEN category columns imputed (most frequent) before one-hot encoding, fitted on data where plan has nulls
+    X = churn_compiled.X.astype({"plan": object})
+    X.loc[::7, "plan"] = np.nan
+    categorical = Pipeline(
+        [("impute", SimpleImputer(strategy="most_frequent")), ("encode", OneHotEncoder(handle_unknown="ignore"))]
+    )
+    model = _pipe(LogisticRegression(max_iter=1000), categorical=categorical).fit(X, churn_compiled.y)
+    schema = infer_schema(X, pii=sample.PII)
+    unseen = churn_compiled.frame.drop(columns=[f for f in schema.names if f not in churn_compiled.frame])
+    frame = served_frame(schema, unseen.astype(object).where(unseen.notna(), None))
+    assert frame["plan"].isna().any()
+    # WHEN compiled THEN the null plans are imputed as scikit-learn imputes them
+    assert_agrees(model, schema, frame)
+
+
+def test_input_scikit_learn_refuses_is_refused_too(churn_compiled):
+    # GIVEN gradient boosting fitted on numbers without nulls (its predict refuses NaN)
+    X = churn_compiled.X[NUMERIC].fillna(0.0)
+    model = GradientBoostingClassifier(n_estimators=5, random_state=0).fit(X, churn_compiled.y)
+    schema = infer_schema(X, nullable=["monthly_income"])
+    evaluator = compiled(model, schema)
+    frame = served_frame(schema, churn_compiled.frame[NUMERIC])
+    # WHEN a row with a null income is scored THEN both refuse it with a ValueError
+    with pytest.raises(ValueError, match="NaN"):
+        model.predict(frame)
+    with pytest.raises(InvalidModelInput, match="NaN"):
+        evaluator.predict(columns_of(frame))
+    # WHEN a column is missing or of another length THEN the evaluator names it
+    with pytest.raises(InvalidModelInput, match="'age' missing"):
+        evaluator.predict({k: v for k, v in columns_of(frame).items() if k != "age"})
+    with pytest.raises(InvalidModelInput, match="has 500 rows, others 1"):
+        evaluator.predict({**columns_of(frame), "age": frame["age"].to_numpy()[:1]})

@@ -19,6 +19,8 @@ from sklearn.ensemble import (
     ExtraTreesRegressor,
     GradientBoostingClassifier,
     GradientBoostingRegressor,
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
     RandomForestClassifier,
     RandomForestRegressor,
 )
@@ -42,6 +44,7 @@ from sklambda.registry.schema import InputSchema
 TREES = (DecisionTreeClassifier, DecisionTreeRegressor, ExtraTreeClassifier, ExtraTreeRegressor)
 FORESTS = (RandomForestClassifier, RandomForestRegressor, ExtraTreesClassifier, ExtraTreesRegressor)
 BOOSTING = (GradientBoostingClassifier, GradientBoostingRegressor)
+HIST_BOOSTING = (HistGradientBoostingClassifier, HistGradientBoostingRegressor)
 LINEAR_REGRESSORS = (LinearRegression, Ridge, Lasso, ElasticNet)
 SCALERS = (StandardScaler, MinMaxScaler, MaxAbsScaler, RobustScaler)
 ENCODERS = (OneHotEncoder, OrdinalEncoder)
@@ -55,6 +58,7 @@ SUPPORTED = (
     *TREES,
     *FORESTS,
     *BOOSTING,
+    *HIST_BOOSTING,
 )
 
 
@@ -199,6 +203,8 @@ def _transformer(step: str, est: Any, state: Any, arrays: _Arrays, *, columns: S
         if not isinstance(state, list):
             state = [True] * state
         return _encoder(step, est, list(columns) or [f"x{i}" for i in range(len(state))], arrays)
+    if type(est) is SimpleImputer and isinstance(state, list) and not any(state):
+        return _category_imputer(step, est, arrays)
     if isinstance(state, list) and not all(state):
         raise _refuse(step, est, "is given a category column; the compiled evaluator runs it on numbers only")
     if type(est) is SimpleImputer:
@@ -226,6 +232,21 @@ def _imputer(step: str, est: SimpleImputer, arrays: _Arrays) -> tuple[dict, int]
         "indicator": arrays.add(indicator, np.int64) if indicator is not None else None,
     }
     return op, width
+
+
+def _category_imputer(step: str, est: SimpleImputer, arrays: _Arrays) -> tuple[dict, list[bool]]:
+    """SimpleImputer on category columns (an object array): a NaN (`X != X`; a None is a category to it) replaced by
+    the column's statistic; columns whose statistic is NaN (all missing in training) dropped."""
+    if not (isinstance(est.missing_values, float) and math.isnan(est.missing_values)):
+        raise _refuse(step, est, f"imputes missing_values={est.missing_values!r}; only NaN is supported")
+    if est.add_indicator:
+        raise _refuse(step, est, "adds a missing indicator to category columns, not supported")
+    statistics = list(est.statistics_)
+    missing = [isinstance(v, float | np.floating) and math.isnan(v) for v in statistics]
+    keep = [j for j, m in enumerate(missing) if not m or est.keep_empty_features]
+    values = _json_values(step, est, [None if m else v for v, m in zip(statistics, missing, strict=True)])
+    op = {"op": "impute_categories", "statistics": values, "keep": keep}
+    return op, [False] * len(keep)
 
 
 def _scaler(step: str, est: Any, arrays: _Arrays) -> tuple[dict, int]:
@@ -333,10 +354,12 @@ def _estimator(step: str, est: Any, width: int, arrays: _Arrays) -> dict:
         if est.n_outputs_ != 1:
             raise _refuse(step, est, "has several outputs; only one is supported")
         classifier = is_classifier(est)
-        values = [t.tree_.value[:, 0, : (t.n_classes_ if classifier else 1)] for t in trees]
+        nodes = [_Nodes.of_tree(t, t.tree_.value[:, 0, : (t.n_classes_ if classifier else 1)]) for t in trees]
         allow_nan = bool(trees[0].__sklearn_tags__().input_tags.allow_nan)  # as BaseForest._validate_X_predict
-        op = _trees(trees, values, arrays, allow_nan=allow_nan)
+        op = _trees(nodes, arrays, allow_nan=allow_nan)
         return {**op, "combine": "mean", "link": "proba" if classifier else "identity", "init": None}
+    if kind in HIST_BOOSTING:
+        return _hist_boosting(step, est, arrays)
     if kind in BOOSTING:
         return _boosting(step, est, width, arrays)
     raise _refuse(step, est, "is not supported as the final estimator")
@@ -346,49 +369,111 @@ def _boosting(step: str, est: Any, width: int, arrays: _Arrays) -> dict:
     """Gradient boosting: its constant initial raw prediction, then each stage's trees scaled by learning_rate (in
     predict_stages, `out[i, k] += scale * value[leaf]`): tree k of a stage writes column k, zeros elsewhere."""
     if not (est.init_ == "zero" or type(est.init_) in (DummyClassifier, DummyRegressor)):
-        raise _refuse(step, est, f"has an init estimator {_qualname(est.init_)}; only the default or 'zero' is supported")
+        raise _refuse(
+            step, est, f"has an init estimator {_qualname(est.init_)}; only the default or 'zero' is supported"
+        )
     # The initial raw prediction of a dummy (prior or mean) init does not depend on X: computed once here, exactly.
     init = est._raw_predict_init(np.zeros((1, width), dtype=np.float32))[0]
     stages = est.estimators_  # [n_stages, K]
     K = stages.shape[1]
-    trees, values = [], []
+    trees = []
     for stage in stages:
         for k, tree in enumerate(stage):
             scaled = est.learning_rate * tree.tree_.value[:, 0, 0]
             value = np.zeros((len(scaled), K))
             value[:, k] = scaled
-            trees.append(tree)
-            values.append(value)
-    op = _trees(trees, values, arrays, allow_nan=False)  # validate_data refuses NaN in boosting's predict
+            trees.append(_Nodes.of_tree(tree, value))
+    op = _trees(trees, arrays, allow_nan=False)  # validate_data refuses NaN in boosting's predict
     if not is_classifier(est):
         link = "identity"
     elif K > 1:
         link = "softmax"
     else:
         link = "exponential" if est.loss == "exponential" else "logistic"
-    return {**op, "combine": "sum", "link": link, "init": arrays.add(init)}
+    return {**op, "combine": "sum", "link": link, "init": arrays.add(init), "binary_decision": ">="}
 
 
-def _trees(trees: list, leaf_values: list[np.ndarray], arrays: _Arrays, *, allow_nan: bool) -> dict:
+def _hist_boosting(step: str, est: Any, arrays: _Arrays) -> dict:
+    """HistGradientBoosting on numbers: float64 input (no float32 cast, NaN and infinity accepted), zeros plus
+    `_baseline_prediction`, then each iteration's predictors' outputs added to their class's column
+    (`_predict_iterations`); splits compare `x <= num_threshold`."""
+    if est._preprocessor is not None or (est.is_categorical_ is not None and np.any(est.is_categorical_)):
+        raise _refuse(step, est, "has categorical features; only numeric splits are supported")
+    classifier = is_classifier(est)
+    if not classifier and type(est._loss.link).__name__ != "IdentityLink":
+        raise _refuse(step, est, f"has loss {est.loss!r}, whose inverse link is not the identity: not supported")
+    K = est.n_trees_per_iteration_
+    trees = []
+    for iteration in est._predictors:
+        for k, predictor in enumerate(iteration):
+            if predictor.nodes["is_categorical"].any():
+                raise _refuse(step, est, "has categorical splits; only numeric splits are supported")
+            value = np.zeros((len(predictor.nodes), K))
+            value[:, k] = predictor.nodes["value"]
+            trees.append(_Nodes.of_predictor(predictor, value))
+    init = np.zeros(K) + np.asarray(est._baseline_prediction, dtype=np.float64).reshape(-1)
+    link = "identity" if not classifier else ("softmax" if K > 1 else "logistic")
+    op = _trees(trees, arrays, allow_nan=True, dtype="float64")
+    # predict is `raw > 0` here (np.argmax([0.5, 0.5]) is 0), `raw >= 0` in GradientBoostingClassifier.
+    return {
+        **op,
+        "combine": "sum",
+        "link": link,
+        "init": arrays.add(init),
+        "binary_decision": ">",
+        "check_finite": False,
+    }
+
+
+class _Nodes:
+    """One tree's nodes as the evaluator reads them: split feature, threshold, children (a leaf has none),
+    missing_go_to_left, and each node's output row (read at leaves only)."""
+
+    def __init__(self, feature, threshold, left, right, leaf, missing_left, value, depth) -> None:
+        self.feature, self.threshold, self.left, self.right = feature, threshold, left, right
+        self.leaf, self.missing_left, self.value, self.depth = leaf, missing_left, value, depth
+
+    @classmethod
+    def of_tree(cls, tree: Any, value: np.ndarray) -> _Nodes:
+        """A fitted sklearn.tree estimator's `tree_` (a leaf has children_left == -1)."""
+        t = tree.tree_
+        leaf = t.children_left == -1
+        return cls(
+            t.feature, t.threshold, t.children_left, t.children_right, leaf, t.missing_go_to_left, value, t.max_depth
+        )
+
+    @classmethod
+    def of_predictor(cls, predictor: Any, value: np.ndarray) -> _Nodes:
+        """A HistGradientBoosting TreePredictor's `nodes` (a structured array with is_leaf, left, right...)."""
+        n = predictor.nodes
+        return cls(
+            n["feature_idx"],
+            n["num_threshold"],
+            n["left"].astype(np.int64),
+            n["right"].astype(np.int64),
+            n["is_leaf"].astype(bool),
+            n["missing_go_to_left"],
+            value,
+            int(n["depth"].max()),
+        )
+
+
+def _trees(trees: list[_Nodes], arrays: _Arrays, *, allow_nan: bool, dtype: str = "float32") -> dict:
     """Every tree's nodes stacked, node ids global; a leaf's children are itself (see evaluate._trees)."""
     features, thresholds, children, missing_left, values, roots = [], [], [], [], [], []
     offset, depth = 0, 0
-    for tree, leaf_value in zip(trees, leaf_values, strict=True):
-        t = tree.tree_
-        n = t.node_count
-        leaf = t.children_left == -1
+    for t in trees:
+        n = len(t.leaf)
         ids = np.arange(n) + offset
         roots.append(offset)
-        features.append(np.where(leaf, 0, t.feature))
-        thresholds.append(np.where(leaf, 0.0, t.threshold))
-        children.append(
-            np.stack(
-                [np.where(leaf, ids, t.children_left + offset), np.where(leaf, ids, t.children_right + offset)], axis=1
-            )
-        )
-        missing_left.append(np.asarray(t.missing_go_to_left, dtype=bool))
-        values.append(leaf_value)
-        depth = max(depth, t.max_depth)
+        features.append(np.where(t.leaf, 0, t.feature))
+        thresholds.append(np.where(t.leaf, 0.0, t.threshold))
+        left = np.where(t.leaf, ids, np.asarray(t.left) + offset)
+        right = np.where(t.leaf, ids, np.asarray(t.right) + offset)
+        children.append(np.stack([left, right], axis=1))
+        missing_left.append(np.asarray(t.missing_left, dtype=bool))
+        values.append(t.value)
+        depth = max(depth, t.depth)
         offset += n
     index = np.int32 if offset < 2**31 else np.int64
     return {
@@ -402,4 +487,5 @@ def _trees(trees: list, leaf_values: list[np.ndarray], arrays: _Arrays, *, allow
         "depth": int(depth),
         "n_trees": len(trees),
         "allow_nan": allow_nan,
+        "dtype": dtype,
     }

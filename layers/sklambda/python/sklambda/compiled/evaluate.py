@@ -174,6 +174,24 @@ def _impute(spec: dict, arrays: Mapping[str, np.ndarray]) -> Operation:
     return run
 
 
+def _impute_categories(spec: dict, arrays: Mapping[str, np.ndarray]) -> Operation:
+    """SimpleImputer on category columns: NaN (a float NaN, not None, as scikit-learn's `X != X` mask) replaced by
+    the column's statistic; only the `keep` columns go on."""
+    statistics, keep = list(spec["statistics"]), [int(j) for j in spec["keep"]]
+
+    def run(state: Any) -> list[np.ndarray]:
+        out = []
+        for j in keep:
+            column = np.array(state[j], dtype=object)
+            for i, v in enumerate(column.tolist()):
+                if isinstance(v, float) and v != v:
+                    column[i] = statistics[j]
+            out.append(column)
+        return out
+
+    return run
+
+
 def _arithmetic(spec: dict, arrays: Mapping[str, np.ndarray]) -> Operation:
     """A scaler's elementwise steps in scikit-learn's order: each ("sub"|"div"|"mul"|"add", array) or ("clip", lo,
     hi) applied to a float64 copy."""
@@ -322,7 +340,8 @@ def _trees(spec: dict, arrays: Mapping[str, np.ndarray]) -> Operation:
     model's constant initial raw prediction), then divided by `n_trees` ("mean": forests, a lone tree) or not ("sum":
     boosting, `sklearn/ensemble/_gradient_boosting.pyx predict_stages`). `link` turns the result into the answer:
     "proba" (tree class fractions: argmax decides), "identity" (regression), "logistic"/"exponential" (binary boosting:
-    expit(raw) or expit(2 * raw), decided by raw >= 0), "softmax" (multiclass boosting: argmax decides)."""
+    expit(raw) or expit(2 * raw), decided by raw >= 0, or raw > 0 for HistGradientBoosting), "softmax" (multiclass
+    boosting: argmax decides). The input is cast to float32 (`dtype`; float64 for HistGradientBoosting)."""
     feature = _ref(arrays, spec["feature"]).astype(np.intp)
     threshold = _ref(arrays, spec["threshold"])
     children = _ref(arrays, spec["children"]).astype(np.intp).reshape(-1)
@@ -332,11 +351,16 @@ def _trees(spec: dict, arrays: Mapping[str, np.ndarray]) -> Operation:
     init = _ref(arrays, spec.get("init"))
     depth, n_trees, allow_nan = int(spec["depth"]), int(spec["n_trees"]), bool(spec["allow_nan"])
     mean, link = spec["combine"] == "mean", spec["link"]
+    strictly = spec.get("binary_decision") == ">"
+    dtype = np.float64 if spec.get("dtype") == "float64" else np.float32
+    check_finite = spec.get("check_finite", True)
 
     def run(state: Any) -> tuple[np.ndarray | None, np.ndarray]:
-        # scikit-learn's tree input is float32 (validate_data(dtype=np.float32)), checked after the cast.
-        X = np.asarray(_to_matrix(state), dtype=np.float32)
-        _require_finite(X, "the trees", allow_nan=allow_nan)
+        # scikit-learn's tree input is float32 (validate_data(dtype=np.float32)), checked after the cast;
+        # HistGradientBoosting's is float64, not checked.
+        X = np.asarray(_to_matrix(state), dtype=dtype)
+        if check_finite:
+            _require_finite(X, "the trees", allow_nan=allow_nan)
         rows, width = X.shape
         flat = X.reshape(-1)
         has_nan = allow_nan and bool(np.isnan(flat).any())
@@ -369,7 +393,7 @@ def _trees(spec: dict, arrays: Mapping[str, np.ndarray]) -> Operation:
         proba = np.empty((rows, 2))
         proba[:, 1] = p
         proba[:, 0] = 1 - proba[:, 1]
-        return proba, (raw >= 0).astype(np.intp)
+        return proba, ((raw > 0) if strictly else (raw >= 0)).astype(np.intp)
 
     return run
 
@@ -378,6 +402,7 @@ _BUILDERS: dict[str, Callable[[dict, Mapping[str, np.ndarray]], Operation]] = {
     "column_transformer": _column_transformer,
     "select": _select,
     "impute": _impute,
+    "impute_categories": _impute_categories,
     "arithmetic": _arithmetic,
     "one_hot": _one_hot,
     "ordinal": _ordinal,
