@@ -249,3 +249,23 @@ def test_input_scikit_learn_refuses_is_refused_too(churn_compiled):
         evaluator.predict({k: v for k, v in columns_of(frame).items() if k != "age"})
     with pytest.raises(InvalidModelInput, match="has 500 rows, others 1"):
         evaluator.predict({**columns_of(frame), "age": frame["age"].to_numpy()[:1]})
+
+
+SPARSE = {
+    "standard-scaler-logistic": lambda: [("scale", StandardScaler(with_mean=False)), ("model", LogisticRegression())],
+    "maxabs-scaler-ridge": lambda: [("scale", MaxAbsScaler()), ("model", Ridge())],
+    "random-forest": lambda: [("model", RandomForestClassifier(n_estimators=20, max_depth=8, random_state=0))],
+}
+
+
+@pytest.mark.parametrize("build", SPARSE.values(), ids=SPARSE.keys())
+def test_steps_after_a_sparse_column_transformer_answer_as_scikit_learn(build, churn_compiled):
+    # GIVEN a ColumnTransformer whose output scikit-learn keeps sparse, then scaling (by the reciprocal on a sparse
+    # matrix) and a model
+    prep = _prep(numeric=_scaled(StandardScaler())).set_params(sparse_threshold=1.0)
+    steps = build()
+    y = _income(churn_compiled.X) if isinstance(steps[-1][1], Ridge) else churn_compiled.y
+    model = Pipeline([("prep", prep), *steps]).fit(churn_compiled.X, y)
+    assert model.named_steps["prep"].sparse_output_
+    # WHEN compiled THEN it agrees with scikit-learn within 1e-12
+    assert_agrees(model, churn_compiled.schema, churn_compiled.frame)

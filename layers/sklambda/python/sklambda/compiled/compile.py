@@ -107,6 +107,7 @@ def compile_model(model: Any, schema: InputSchema) -> CompiledProgram:
     kinds = {f.name: f.dtype != "object" for f in schema.features}  # numeric (float64/int64/bool) or not
     compiled: list[dict] = []
     state: Any = None  # None: the DataFrame itself; an int: a float64 matrix of that many columns
+    sparse = False  # scikit-learn would pass a scipy sparse matrix here (a ColumnTransformer's sparse_output_)
     for i, (name, est) in enumerate(steps):
         last = i == len(steps) - 1
         if type(est) not in SUPPORTED:
@@ -116,14 +117,15 @@ def compile_model(model: Any, schema: InputSchema) -> CompiledProgram:
             if state is not None or last:
                 raise _refuse(name, est, "is supported only as a pipeline's first step")
             op, state = _column_transformer(name, est, kinds, arrays)
+            sparse = bool(est.sparse_output_)
             ops.append(op)
         else:
             if state is None:
                 state = _select(name, est, kinds, ops)
             if last:
-                ops.append(_estimator(name, est, state, arrays))
+                ops.append(_estimator(name, est, state, arrays, sparse=sparse))
             else:
-                op, state = _transformer(name, est, [True] * state, arrays)
+                op, state, sparse = _transformer(name, est, [True] * state, arrays, sparse=sparse)
                 ops.append(op)
         compiled.append({"name": name, "estimator": _qualname(est), "ops": ops})
     final = steps[-1][1]
@@ -169,6 +171,7 @@ def _column_transformer(name: str, ct: ColumnTransformer, kinds: dict[str, bool]
                 raise _refuse(where, trans, f"reads column {column!r}, which the schema does not have")
         ops: list[dict] = []
         state: Any = [kinds[c] for c in columns]  # a list of numeric flags: columns not yet a matrix
+        sparse = False
         inner = (
             [(where, trans)]
             if type(trans) is not Pipeline
@@ -179,7 +182,7 @@ def _column_transformer(name: str, ct: ColumnTransformer, kinds: dict[str, bool]
         for step, est in inner:
             if type(est) not in SUPPORTED or type(est) is ColumnTransformer or not hasattr(est, "transform"):
                 raise _refuse(step, est)
-            op, state = _transformer(step, est, state, arrays, columns=columns)
+            op, state, sparse = _transformer(step, est, state, arrays, sparse=sparse, columns=columns)
             ops.append(op)
         if isinstance(state, list):
             if not all(state):
@@ -197,19 +200,25 @@ def _is_identity(est: Any) -> bool:
     return type(est) is FunctionTransformer and est.func is None
 
 
-def _transformer(step: str, est: Any, state: Any, arrays: _Arrays, *, columns: Sequence[str] = ()) -> tuple[dict, int]:
-    """One transform: `state` is a list of numeric flags (columns before any transform) or a matrix width."""
+def _transformer(
+    step: str, est: Any, state: Any, arrays: _Arrays, *, sparse: bool, columns: Sequence[str] = ()
+) -> tuple[dict, Any, bool]:
+    """One transform: `state` is a list of numeric flags (columns before any transform) or a matrix width; `sparse`
+    whether scikit-learn gives it a sparse matrix. Returns the operation, the state and sparseness after it."""
+    if sparse and type(est) not in SCALERS:
+        raise _refuse(step, est, "is given a sparse matrix; the compiled evaluator reproduces only scalers on one")
     if type(est) in ENCODERS:
         if not isinstance(state, list):
             state = [True] * state
-        return _encoder(step, est, list(columns) or [f"x{i}" for i in range(len(state))], arrays)
+        op, width = _encoder(step, est, list(columns) or [f"x{i}" for i in range(len(state))], arrays)
+        return op, width, type(est) is OneHotEncoder and bool(est.sparse_output)
     if type(est) is SimpleImputer and isinstance(state, list) and not any(state):
-        return _category_imputer(step, est, arrays)
+        return (*_category_imputer(step, est, arrays), False)
     if isinstance(state, list) and not all(state):
         raise _refuse(step, est, "is given a category column; the compiled evaluator runs it on numbers only")
     if type(est) is SimpleImputer:
-        return _imputer(step, est, arrays)
-    return _scaler(step, est, arrays)
+        return (*_imputer(step, est, arrays), False)
+    return (*_scaler(step, est, arrays, sparse=sparse), sparse)
 
 
 def _imputer(step: str, est: SimpleImputer, arrays: _Arrays) -> tuple[dict, int]:
@@ -249,33 +258,40 @@ def _category_imputer(step: str, est: SimpleImputer, arrays: _Arrays) -> tuple[d
     return op, [False] * len(keep)
 
 
-def _scaler(step: str, est: Any, arrays: _Arrays) -> tuple[dict, int]:
-    # The in-place steps of each scaler's dense `transform`, in scikit-learn 1.9.1's order.
+def _scaler(step: str, est: Any, arrays: _Arrays, *, sparse: bool) -> tuple[dict, int]:
+    """The in-place steps of each scaler's `transform`, in scikit-learn 1.9.1's order. On a sparse matrix a scaler
+    multiplies by the reciprocal (`inplace_column_scale(X, 1 / scale_)`) instead of dividing, and cannot center."""
     steps: list[list] = []
     kind = type(est)
+
+    def divide(scale: np.ndarray) -> list:
+        return ["mul", arrays.add(1.0 / scale)] if sparse else ["div", arrays.add(scale)]
+
+    if sparse and (
+        kind is MinMaxScaler
+        or (kind is StandardScaler and est.with_mean)
+        or (kind is RobustScaler and est.with_centering)
+    ):
+        raise _refuse(step, est, "would center a sparse matrix, which scikit-learn refuses")
     if kind is StandardScaler:
         if est.with_mean:
             steps.append(["sub", arrays.add(est.mean_)])
         if est.with_std:
-            steps.append(["div", arrays.add(est.scale_)])
-        width = len(est.scale_ if est.scale_ is not None else est.mean_)
+            steps.append(divide(est.scale_))
     elif kind is MinMaxScaler:
         steps += [["mul", arrays.add(est.scale_)], ["add", arrays.add(est.min_)]]
         if est.clip:
             steps.append(["clip", float(est.feature_range[0]), float(est.feature_range[1])])
-        width = len(est.scale_)
     elif kind is MaxAbsScaler:
-        steps.append(["div", arrays.add(est.scale_)])
+        steps.append(divide(est.scale_))
         if getattr(est, "clip", False):
             steps.append(["clip", -1.0, 1.0])
-        width = len(est.scale_)
     else:
         if est.with_centering:
             steps.append(["sub", arrays.add(est.center_)])
         if est.with_scaling:
-            steps.append(["div", arrays.add(est.scale_)])
-        width = est.n_features_in_
-    return {"op": "arithmetic", "steps": steps}, width
+            steps.append(divide(est.scale_))
+    return {"op": "arithmetic", "steps": steps}, int(est.n_features_in_)
 
 
 def _json_values(step: str, est: Any, values: list) -> list:
@@ -335,11 +351,14 @@ def _encoder(step: str, est: Any, columns: list[str], arrays: _Arrays) -> tuple[
     return op, len(features)
 
 
-def _estimator(step: str, est: Any, width: int, arrays: _Arrays) -> dict:
+def _estimator(step: str, est: Any, width: int, arrays: _Arrays, *, sparse: bool) -> dict:
+    """The final estimator's operation; `sparse`: scikit-learn gives it a sparse matrix (trees then refuse NaN, as
+    `_support_missing_values` is False for sparse input; HistGradientBoosting refuses sparse input altogether)."""
     kind = type(est)
     if kind is LogisticRegression:
         link = "logistic" if len(est.classes_) == 2 else "softmax"
-        return {"op": "linear", "coef": arrays.add(est.coef_), "intercept": arrays.add(est.intercept_), "link": link}
+        coef, intercept = arrays.add(est.coef_), arrays.add(est.intercept_)
+        return {"op": "linear", "coef": coef, "intercept": intercept, "link": link, "sparse": sparse}
     if kind in LINEAR_REGRESSORS:
         if np.ndim(est.coef_) != 1:
             raise _refuse(step, est, "has several targets; only one is supported")
@@ -348,6 +367,7 @@ def _estimator(step: str, est: Any, width: int, arrays: _Arrays) -> dict:
             "coef": arrays.add(est.coef_),
             "intercept": arrays.add(est.intercept_),
             "link": "identity",
+            "sparse": sparse,
         }
     if kind in TREES or kind in FORESTS:
         trees = [est] if kind in TREES else list(est.estimators_)
@@ -355,10 +375,13 @@ def _estimator(step: str, est: Any, width: int, arrays: _Arrays) -> dict:
             raise _refuse(step, est, "has several outputs; only one is supported")
         classifier = is_classifier(est)
         nodes = [_Nodes.of_tree(t, t.tree_.value[:, 0, : (t.n_classes_ if classifier else 1)]) for t in trees]
-        allow_nan = bool(trees[0].__sklearn_tags__().input_tags.allow_nan)  # as BaseForest._validate_X_predict
+        # As BaseForest._validate_X_predict / BaseDecisionTree._support_missing_values.
+        allow_nan = bool(trees[0].__sklearn_tags__().input_tags.allow_nan) and not sparse
         op = _trees(nodes, arrays, allow_nan=allow_nan)
         return {**op, "combine": "mean", "link": "proba" if classifier else "identity", "init": None}
     if kind in HIST_BOOSTING:
+        if sparse:
+            raise _refuse(step, est, "is given a sparse matrix, which scikit-learn refuses")
         return _hist_boosting(step, est, arrays)
     if kind in BOOSTING:
         return _boosting(step, est, width, arrays)

@@ -298,16 +298,24 @@ def _expit(scores: np.ndarray) -> np.ndarray:
 
 def _linear(spec: dict, arrays: Mapping[str, np.ndarray]) -> Operation:
     """A linear model's decision function `X @ coef_.T + intercept_` (LinearModel/LinearClassifierMixin), then:
-    "identity" (regression), "logistic" (binary LogisticRegression: expit, [1 - p, p]), "softmax" (multinomial)."""
+    "identity" (regression), "logistic" (binary LogisticRegression: expit, [1 - p, p]), "softmax" (multinomial).
+
+    When scikit-learn is given a sparse matrix (`sparse`), scipy's CSR product adds each row's products in column
+    order, one by one from zero; the products of the zeros it skips are zeros, which add nothing, so a sequential
+    sum over all columns (`np.add.accumulate`) gives its result bit for bit (a dense BLAS product sums otherwise)."""
     coef = _ref(arrays, spec["coef"])
     coef_t = coef.T if coef.ndim == 2 else coef
     intercept = _ref(arrays, spec["intercept"])
-    link = spec["link"]
+    link, sparse = spec["link"], bool(spec.get("sparse"))
 
     def run(state: Any) -> tuple[np.ndarray | None, np.ndarray]:
         X = _to_matrix(state)
         _require_finite(X, "the linear model")
-        scores = X @ coef_t + intercept
+        if sparse:
+            products = X[:, :, None] * (coef_t if coef_t.ndim == 2 else coef_t[:, None])  # [rows, features, outputs]
+            scores = np.add.accumulate(products, axis=1)[:, -1, :] + intercept
+        else:
+            scores = X @ coef_t + intercept
         if scores.ndim > 1 and scores.shape[1] == 1:
             scores = scores.reshape(-1)
         if link == "identity":
