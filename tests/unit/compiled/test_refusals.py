@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
@@ -65,4 +65,13 @@ def test_hist_gradient_boosting_with_categorical_splits_is_refused(churn_compile
     with pytest.raises(
         NotCompilable, match=r"step 'model' \(sklearn.ensemble.HistGradientBoostingClassifier\) has categ"
     ):
+        compile_model(model, churn_compiled.schema)
+
+
+def test_an_estimator_fitted_without_column_names_is_refused(churn_compiled):
+    # GIVEN a forest fitted on a bare array (the evaluator maps columns by name)
+    X = churn_compiled.X[list(sample.NUMERIC)].fillna(0.0)
+    model = RandomForestClassifier(n_estimators=2).fit(X.to_numpy(), churn_compiled.y)
+    # WHEN compiled THEN the refusal says why
+    with pytest.raises(NotCompilable, match=r"'RandomForestClassifier' .* fitted without column names"):
         compile_model(model, churn_compiled.schema)

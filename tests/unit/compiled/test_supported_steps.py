@@ -269,3 +269,17 @@ def test_steps_after_a_sparse_column_transformer_answer_as_scikit_learn(build, c
     assert model.named_steps["prep"].sparse_output_
     # WHEN compiled THEN it agrees with scikit-learn within 1e-12
     assert_agrees(model, churn_compiled.schema, churn_compiled.frame)
+
+
+def test_a_pipeline_without_column_transformer_on_a_dataframe_answers_as_scikit_learn(churn_compiled):
+    # GIVEN nested pipelines whose first step encodes the DataFrame's category columns directly
+    X = churn_compiled.X[CATEGORICAL]
+    inner = Pipeline(
+        [("encode", OneHotEncoder(handle_unknown="ignore", sparse_output=False)), ("scale", MaxAbsScaler())]
+    )
+    model = Pipeline([("prep", inner), ("model", LogisticRegression())]).fit(X, churn_compiled.y)
+    schema = infer_schema(X, nullable=["plan"])
+    frame = served_frame(schema, churn_compiled.frame[CATEGORICAL])
+    # WHEN compiled THEN the nested steps are named by their path and the answers agree
+    assert compiled(model, schema).steps == ("prep/encode", "prep/scale", "model")
+    assert_agrees(model, schema, frame)

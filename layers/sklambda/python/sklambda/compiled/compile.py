@@ -90,23 +90,30 @@ class _Arrays:
 def compile_model(model: Any, schema: InputSchema) -> CompiledProgram:
     """Compile a fitted estimator or Pipeline that scores DataFrames shaped by `schema` (the card's input schema).
 
-    Supported steps (exact classes): ColumnTransformer (transformers by column name, "drop"/"passthrough", remainder),
-    nested Pipelines, SimpleImputer (numeric, missing_values=NaN, any strategy, add_indicator), StandardScaler,
-    MinMaxScaler, MaxAbsScaler, RobustScaler, OneHotEncoder (handle_unknown "error"/"ignore", drop), OrdinalEncoder,
-    and as the last step LogisticRegression, LinearRegression, Ridge, Lasso, ElasticNet (one target), decision trees,
-    random forests and extra trees (one output). A bare estimator must have been fitted on a DataFrame.
+    Supported (exact classes, fitted on a DataFrame, as scikit-learn 1.9.1 computes them):
+    - Pipeline (nested ones too) and, as its first step, ColumnTransformer: transformers by column name, mask or
+      selector, "drop"/"passthrough", a remainder, dense or sparse output;
+    - SimpleImputer (missing_values=NaN; numbers: any strategy, keep_empty_features, add_indicator; categories:
+      most_frequent/constant), StandardScaler, MinMaxScaler (clip), MaxAbsScaler, RobustScaler (also on a sparse
+      matrix where scikit-learn allows it), OneHotEncoder (handle_unknown "error"/"ignore", drop "first"/"if_binary"/
+      explicit; no infrequent categories), OrdinalEncoder (unknown_value, encoded_missing_value; float64);
+    - as the last step: LogisticRegression (binary, multinomial), LinearRegression, Ridge, Lasso, ElasticNet (one
+      target); DecisionTree, ExtraTree, RandomForest, ExtraTrees classifiers and regressors (one output; missing
+      values); GradientBoosting classifier/regressor (default or "zero" init; log_loss, exponential); HistGradient
+      Boosting classifier/regressor (numeric splits, identity-link regression losses).
 
-    Returns a CompiledProgram. Raises NotCompilable naming the step and the reason for anything else.
+    Returns a CompiledProgram whose header lists `schema.names` as the features the evaluator is given. Raises
+    NotCompilable naming the step ("prep/num/scale" inside a ColumnTransformer) and the reason for anything else.
     """
-    steps = [(n, e) for n, e in model.steps if e not in (None, "passthrough")] if type(model) is Pipeline else []
-    if type(model) is not Pipeline:
-        steps = [(type(model).__name__, model)]
+    steps = _flatten(model)
     if not steps:
         raise NotCompilable("the pipeline has no steps to compile")
     arrays = _Arrays()
     kinds = {f.name: f.dtype != "object" for f in schema.features}  # numeric (float64/int64/bool) or not
     compiled: list[dict] = []
-    state: Any = None  # None: the DataFrame itself; an int: a float64 matrix of that many columns
+    # None: the DataFrame itself; a list of numeric flags: its columns, not yet a matrix; an int: a float64 matrix of
+    # that many columns.
+    state: Any = None
     sparse = False  # scikit-learn would pass a scipy sparse matrix here (a ColumnTransformer's sparse_output_)
     for i, (name, est) in enumerate(steps):
         last = i == len(steps) - 1
@@ -123,9 +130,12 @@ def compile_model(model: Any, schema: InputSchema) -> CompiledProgram:
             if state is None:
                 state = _select(name, est, kinds, ops)
             if last:
-                ops.append(_estimator(name, est, state, arrays, sparse=sparse))
+                if isinstance(state, list) and not all(state):
+                    raise _refuse(name, est, "is given a category column unencoded")
+                width = len(state) if isinstance(state, list) else state
+                ops.append(_estimator(name, est, width, arrays, sparse=sparse))
             else:
-                op, state, sparse = _transformer(name, est, [True] * state, arrays, sparse=sparse)
+                op, state, sparse = _transformer(name, est, state, arrays, sparse=sparse, columns=_names(ops))
                 ops.append(op)
         compiled.append({"name": name, "estimator": _qualname(est), "ops": ops})
     final = steps[-1][1]
@@ -144,15 +154,33 @@ def compile_model(model: Any, schema: InputSchema) -> CompiledProgram:
     return CompiledProgram(header=header, arrays=arrays.arrays)
 
 
-def _select(name: str, est: Any, kinds: dict[str, bool], ops: list[dict]) -> int:
+def _flatten(model: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """A Pipeline's steps, nested Pipelines' steps in their place ("outer/inner"), "passthrough" and None left out;
+    a bare estimator is one step named by its class."""
+    if type(model) is not Pipeline:
+        return [(type(model).__name__, model)]
+    steps = []
+    for name, est in model.steps:
+        if est is None or (isinstance(est, str) and est == "passthrough"):
+            continue
+        steps.extend(_flatten(est, f"{prefix}{name}/") if type(est) is Pipeline else [(prefix + name, est)])
+    return steps
+
+
+def _names(ops: list[dict]) -> list[str]:
+    """The column names a "select" operation just picked (for an encoder's messages), else none."""
+    return list(ops[-1]["columns"]) if ops and ops[-1]["op"] == "select" else []
+
+
+def _select(name: str, est: Any, kinds: dict[str, bool], ops: list[dict]) -> list[bool]:
     names = getattr(est, "feature_names_in_", None)
     if names is None:
         raise _refuse(name, est, "was fitted without column names: the compiled evaluator maps columns by name")
     for column in names:
-        if not kinds.get(column, False):
-            raise _refuse(name, est, f"reads column {column!r}, which is not a numeric feature of the schema")
+        if column not in kinds:
+            raise _refuse(name, est, f"reads column {column!r}, which the schema does not have")
     ops.append({"op": "select", "columns": [str(c) for c in names]})
-    return len(names)
+    return [kinds[c] for c in names]
 
 
 def _column_transformer(name: str, ct: ColumnTransformer, kinds: dict[str, bool], arrays: _Arrays) -> tuple[dict, int]:
@@ -207,9 +235,9 @@ def _transformer(
     whether scikit-learn gives it a sparse matrix. Returns the operation, the state and sparseness after it."""
     if sparse and type(est) not in SCALERS:
         raise _refuse(step, est, "is given a sparse matrix; the compiled evaluator reproduces only scalers on one")
+    if not isinstance(state, list):
+        state = [True] * state
     if type(est) in ENCODERS:
-        if not isinstance(state, list):
-            state = [True] * state
         op, width = _encoder(step, est, list(columns) or [f"x{i}" for i in range(len(state))], arrays)
         return op, width, type(est) is OneHotEncoder and bool(est.sparse_output)
     if type(est) is SimpleImputer and isinstance(state, list) and not any(state):

@@ -149,9 +149,10 @@ def _column_transformer(spec: dict, arrays: Mapping[str, np.ndarray]) -> Operati
 
 
 def _select(spec: dict, arrays: Mapping[str, np.ndarray]) -> Operation:
-    """A DataFrame given straight to an estimator: its columns in `feature_names_in_` order, as float64."""
+    """A DataFrame given straight to a step: its columns in `feature_names_in_` order (numbers become a float64
+    matrix at the first step that needs one)."""
     names = list(spec["columns"])
-    return lambda columns: _to_matrix([columns[n] for n in names])
+    return lambda columns: [columns[n] for n in names]
 
 
 def _impute(spec: dict, arrays: Mapping[str, np.ndarray]) -> Operation:
