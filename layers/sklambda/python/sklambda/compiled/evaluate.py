@@ -373,15 +373,20 @@ def _trees(spec: dict, arrays: Mapping[str, np.ndarray]) -> Operation:
         rows, width = X.shape
         flat = X.reshape(-1)
         has_nan = allow_nan and bool(np.isnan(flat).any())
-        node = np.tile(roots, (rows, 1))
-        offsets = (np.arange(rows) * width)[:, None] if rows > 1 else 0
+        # One row (the hot path) walks a 1-D array of nodes, one per tree; more rows a [rows, trees] array.
+        node = roots.copy() if rows == 1 else np.tile(roots, (rows, 1))
+        offsets = (np.arange(rows) * width)[:, None] if rows > 1 else None
         for _ in range(depth):
-            x = flat[feature[node] + offsets]
-            right = ~(x <= threshold[node])  # float32 against float64: promoted exactly, as in C
+            at = feature.take(node)
+            x = flat.take(at if offsets is None else at + offsets)
+            # float32 against float64: promoted exactly, as C compares them. NaN > t is False, so with NaN present
+            # the test is written as scikit-learn's: NaN goes by missing_go_to_left, else `x <= t` goes left.
             if has_nan:
-                right &= ~(np.isnan(x) & missing_left[node])
-            node = children[2 * node + right]
-        outputs = value[node.T]  # [trees, rows, outputs]
+                right = ~(x <= threshold.take(node)) & ~(np.isnan(x) & missing_left.take(node))
+            else:
+                right = x > threshold.take(node)
+            node = children.take(2 * node + right)
+        outputs = value[node.T if rows > 1 else node[:, None]]  # [trees, rows, outputs]
         if init is not None:
             outputs = np.concatenate([np.broadcast_to(init, (1, *outputs.shape[1:])), outputs])
         out = np.add.accumulate(outputs, axis=0)[-1]
