@@ -1,15 +1,17 @@
 """Runs a compiled program (sklambda.compiled.program) with numpy alone: no scikit-learn, scipy or pandas import.
 
 Every operation repeats scikit-learn 1.9.1's own float64 arithmetic in the same order, so the answers are scikit-learn's
-(the tests compare them to 1e-12; most are bitwise equal):
-- scalers run scikit-learn's in-place steps in order (`X -= mean_; X /= scale_`);
+bit for bit on every model the tests fit (they allow 1e-12, for BLAS builds that sum a product in another order):
+- scalers run scikit-learn's in-place steps in order (`X -= mean_; X /= scale_`; on a sparse matrix `X *= 1 / scale_`);
 - trees cast their input to float32 (`sklearn.tree._tree.DTYPE`) and compare `x <= threshold` against the float64
   thresholds, a NaN going where `missing_go_to_left` sends it (sklearn/tree/_tree.pyx `_apply_dense`); forests add the
   trees' outputs in tree order, starting from zero, then divide by the number of trees (`ForestClassifier.
-  predict_proba`), which `np.add.accumulate` reproduces (a scan is sequential; `np.sum` may sum pairwise);
+  predict_proba`), which `np.add.accumulate` reproduces (a scan is sequential; `np.sum` may sum pairwise); boosting
+  adds each stage's scaled leaf value to its initial raw prediction the same way (`predict_stages`,
+  `_predict_iterations`);
 - binary logistic regression is `scipy.special.expit` of the decision function, which is `1 / (1 + exp(-x))` with the
-  C library's exp, i.e. Python's `math.exp` (numpy's vectorized exp may differ in the last bit); multinomial is
-  `sklearn.utils.extmath.softmax`.
+  C library's exp, i.e. Python's `math.exp` (numpy's vectorized exp differs in the last bit for ~2% of inputs);
+  multinomial is `sklearn.utils.extmath.softmax`.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ class CompiledModel:
         """The model of `CompiledProgram.to_bytes` output. Raises CompiledFormatError for damaged bytes."""
         return cls(CompiledProgram.from_bytes(blob))
 
-    def _matrix(self, columns: Mapping[str, np.ndarray]) -> Any:
+    def _transform(self, columns: Mapping[str, np.ndarray]) -> Any:
         rows = None
         for name in self.features:
             if name not in columns:
@@ -92,19 +94,20 @@ class CompiledModel:
         UnknownCategory (ValueErrors) for input scikit-learn would refuse."""
         if not self.has_proba:
             raise AttributeError("this compiled model has no predict_proba (not a probabilistic classifier)")
-        return self._final(self._matrix(columns))[0]
+        return self._final(self._transform(columns))[0]
 
     def predict(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
         """Predictions of shape [rows]: class labels (the fitted `classes_` values, as scikit-learn's `predict`) or
         float64 regression values. Raises as `predict_proba`."""
-        _, decided = self._final(self._matrix(columns))
+        _, decided = self._final(self._transform(columns))
         if not self.is_classifier:
             return decided
         return self._labels.take(decided, axis=0)
 
 
 def _build_ops(step: dict, arrays: Mapping[str, np.ndarray]) -> list[Operation]:
-    """The operations of one program step (the last one returns (probabilities or None, class index or value))."""
+    """The operations of one program step (the last one returns (probabilities or None, class index or value)).
+    Raises CompiledFormatError for an operation this version does not know."""
     ops = []
     for spec in step["ops"]:
         builder = _BUILDERS.get(spec["op"])
@@ -134,7 +137,7 @@ def _to_matrix(state: Any) -> np.ndarray:
 
 def _column_transformer(spec: dict, arrays: Mapping[str, np.ndarray]) -> Operation:
     """ColumnTransformer: each block's columns through its operations, outputs side by side in block order."""
-    blocks = [(list(b["columns"]), [_BUILDERS[o["op"]](o, arrays) for o in b["ops"]]) for b in spec["blocks"]]
+    blocks = [(list(b["columns"]), _build_ops(b, arrays)) for b in spec["blocks"]]
 
     def run(columns: Mapping[str, np.ndarray]) -> np.ndarray:
         outs = []
