@@ -38,7 +38,7 @@ from sklearn.preprocessing import (
 )
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor, ExtraTreeClassifier, ExtraTreeRegressor
 
-from sklambda.compiled.program import CompiledProgram
+from sklambda.compiled.program import ARRAY_DTYPES, CompiledProgram
 from sklambda.registry.schema import InputSchema
 
 TREES = (DecisionTreeClassifier, DecisionTreeRegressor, ExtraTreeClassifier, ExtraTreeRegressor)
@@ -142,6 +142,8 @@ def compile_model(model: Any, schema: InputSchema) -> CompiledProgram:
     if is_classifier(final):
         classes = np.asarray(final.classes_)
         dtype = None if classes.dtype.kind in "OUS" else classes.dtype.str
+        if dtype is not None and dtype not in ARRAY_DTYPES:
+            raise _refuse(steps[-1][0], final, f"has classes of dtype {classes.dtype}, not supported")
         estimator = {
             "kind": "classifier",
             "classes": _json_values(steps[-1][0], final, classes.tolist()),

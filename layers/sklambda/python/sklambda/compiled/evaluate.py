@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from sklambda.compiled.program import CompiledFormatError, CompiledProgram
+from sklambda.compiled.program import ARRAY_DTYPES, CompiledFormatError, CompiledProgram
 
 
 class UnknownCategory(ValueError):
@@ -57,7 +57,8 @@ class CompiledModel:
             self.has_proba: bool = bool(estimator.get("has_proba"))
             self.is_classifier: bool = estimator["kind"] == "classifier"
             if self.classes is not None:
-                self._labels = np.array(self.classes, dtype=estimator.get("classes_dtype") or object)
+                dtype = _choice(estimator.get("classes_dtype"), (None, *ARRAY_DTYPES), "classes_dtype")
+                self._labels = np.array(self.classes, dtype=dtype or object)
             self._transforms: list[Operation] = []
             for step in header["steps"][:-1]:
                 self._transforms.extend(_build_ops(step, arrays))
@@ -115,6 +116,13 @@ def _build_ops(step: dict, arrays: Mapping[str, np.ndarray]) -> list[Operation]:
             raise CompiledFormatError(f"step {step['name']!r}: unknown operation {spec['op']!r}")
         ops.append(builder(spec, arrays))
     return ops
+
+
+def _choice(value: Any, allowed: tuple, what: str) -> Any:
+    """`value` if it is one of `allowed`; CompiledFormatError otherwise (a program of a later version, or damaged)."""
+    if value not in allowed:
+        raise CompiledFormatError(f"compiled program has {what} {value!r}, not one of {allowed}")
+    return value
 
 
 def _ref(arrays: Mapping[str, np.ndarray], name: str | None) -> np.ndarray | None:
@@ -199,7 +207,12 @@ def _impute_categories(spec: dict, arrays: Mapping[str, np.ndarray]) -> Operatio
 def _arithmetic(spec: dict, arrays: Mapping[str, np.ndarray]) -> Operation:
     """A scaler's elementwise steps in scikit-learn's order: each ("sub"|"div"|"mul"|"add", array) or ("clip", lo,
     hi) applied to a float64 copy."""
-    steps = [(s[0], _ref(arrays, s[1]) if s[0] != "clip" else (float(s[1]), float(s[2]))) for s in spec["steps"]]
+    steps = [
+        (_choice(s[0], ("sub", "div", "mul", "add", "clip"), "arithmetic step"), _ref(arrays, s[1]))
+        if s[0] != "clip"
+        else (s[0], (float(s[1]), float(s[2])))
+        for s in spec["steps"]
+    ]
 
     def run(state: Any) -> np.ndarray:
         X = np.array(_to_matrix(state), dtype=np.float64)
@@ -252,7 +265,8 @@ def _one_hot(spec: dict, arrays: Mapping[str, np.ndarray]) -> Operation:
         table, nan_index = _category_table(f)
         out_columns = np.append(_ref(arrays, f["map"]), -1)  # index -1 (unknown) maps to no column
         features.append((f["name"], table, nan_index, out_columns))
-    width, error = int(spec["width"]), spec["handle_unknown"] == "error"
+    width = int(spec["width"])
+    error = _choice(spec["handle_unknown"], ("error", "ignore"), "handle_unknown") == "error"
 
     def run(state: Any) -> np.ndarray:
         columns = state if isinstance(state, list) else list(state.T)
@@ -276,7 +290,7 @@ def _ordinal(spec: dict, arrays: Mapping[str, np.ndarray]) -> Operation:
     as `unknown_value` (handle_unknown "use_encoded_value") or UnknownCategory."""
     features = [(f["name"], *_category_table(f)) for f in spec["features"]]
     unknown_value = spec.get("unknown_value")
-    error = spec["handle_unknown"] == "error"
+    error = _choice(spec["handle_unknown"], ("error", "use_encoded_value"), "handle_unknown") == "error"
     missing = spec["encoded_missing_value"]
     missing = float("nan") if missing is None else float(missing)
     unknown = float("nan") if unknown_value is None else float(unknown_value)
@@ -310,7 +324,7 @@ def _linear(spec: dict, arrays: Mapping[str, np.ndarray]) -> Operation:
     coef = _ref(arrays, spec["coef"])
     coef_t = coef.T if coef.ndim == 2 else coef
     intercept = _ref(arrays, spec["intercept"])
-    link, sparse = spec["link"], bool(spec.get("sparse"))
+    link, sparse = _choice(spec["link"], ("identity", "logistic", "softmax"), "link"), bool(spec.get("sparse"))
 
     def run(state: Any) -> tuple[np.ndarray | None, np.ndarray]:
         X = _to_matrix(state)
@@ -362,9 +376,10 @@ def _trees(spec: dict, arrays: Mapping[str, np.ndarray]) -> Operation:
     roots = _ref(arrays, spec["roots"]).astype(np.intp)
     init = _ref(arrays, spec.get("init"))
     depth, n_trees, allow_nan = int(spec["depth"]), int(spec["n_trees"]), bool(spec["allow_nan"])
-    mean, link = spec["combine"] == "mean", spec["link"]
-    strictly = spec.get("binary_decision") == ">"
-    dtype = np.float64 if spec.get("dtype") == "float64" else np.float32
+    mean = _choice(spec["combine"], ("mean", "sum"), "combine") == "mean"
+    link = _choice(spec["link"], ("proba", "identity", "logistic", "exponential", "softmax"), "link")
+    strictly = _choice(spec.get("binary_decision"), (None, ">", ">="), "binary_decision") == ">"
+    dtype = np.float64 if _choice(spec["dtype"], ("float32", "float64"), "dtype") == "float64" else np.float32
     check_finite = spec.get("check_finite", True)
 
     def run(state: Any) -> tuple[np.ndarray | None, np.ndarray]:
