@@ -283,3 +283,33 @@ def test_a_pipeline_without_column_transformer_on_a_dataframe_answers_as_scikit_
     # WHEN compiled THEN the nested steps are named by their path and the answers agree
     assert compiled(model, schema).steps == ("prep/encode", "prep/scale", "model")
     assert_agrees(model, schema, frame)
+
+
+def test_boolean_integer_and_none_marked_category_columns_answer_as_scikit_learn():
+    # GIVEN booleans, integers and a category whose nulls were None in training (a category of its own to the
+    # encoders), one-hot and ordinal encoded, or passed through to a forest
+    rng = np.random.default_rng(0)
+    n = 1500
+    X = pd.DataFrame(
+        {
+            "active": rng.random(n) < 0.4,
+            "visits": rng.integers(0, 5, n),
+            "color": pd.Series(np.where(rng.random(n) < 0.1, None, rng.choice(["red", "blue"], n)), dtype=object),
+        }
+    )
+    y = X["active"] ^ (X["visits"] > 2)
+    schema = infer_schema(X)
+    assert schema.feature("color").missing == "none"
+    unseen = pd.DataFrame({"active": [True, False, True], "visits": [7, 1, 3], "color": [None, "green", "red"]})
+    frame = served_frame(schema, unseen)
+    one_hot = ColumnTransformer([("o", OneHotEncoder(handle_unknown="ignore"), ["active", "visits", "color"])])
+    ordinal = ColumnTransformer(
+        [("o", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1), ["color"])],
+        remainder="passthrough",
+    )
+    for model in (
+        Pipeline([("prep", one_hot), ("model", LogisticRegression())]),
+        Pipeline([("prep", ordinal), ("model", RandomForestClassifier(n_estimators=10, random_state=0))]),
+    ):
+        # WHEN compiled THEN unseen integers and categories, and the None category, are scored as scikit-learn does
+        assert_agrees(model.fit(X, y), schema, frame)
