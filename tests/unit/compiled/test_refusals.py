@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import pytest
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
-from sklearn.linear_model import LogisticRegression
+from sklearn.ensemble import (
+    GradientBoostingRegressor,
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+    RandomForestClassifier,
+)
+from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 from sklearn.svm import SVC
 
 from sklambda.compiled.compile import NotCompilable, compile_model
+from sklambda.registry.schema import infer_schema
 from sklambda_infra import sample
 
 
@@ -75,3 +81,20 @@ def test_an_estimator_fitted_without_column_names_is_refused(churn_compiled):
     # WHEN compiled THEN the refusal says why
     with pytest.raises(NotCompilable, match=r"'RandomForestClassifier' .* fitted without column names"):
         compile_model(model, churn_compiled.schema)
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        (HistGradientBoostingRegressor(loss="poisson", max_iter=3), r"loss 'poisson'.*not the identity"),
+        (GradientBoostingRegressor(init=Ridge(), n_estimators=3), r"init estimator sklearn.linear_model.Ridge"),
+    ],
+    ids=["log-link-loss", "custom-init"],
+)
+def test_boosting_outside_what_is_reproduced_is_refused(model, message, churn_compiled):
+    # GIVEN boosting whose answer passes through a link or an init estimator the evaluator does not reproduce
+    X = churn_compiled.X[list(sample.NUMERIC)].fillna(0.0)
+    model.fit(X, X["support_calls"] + 1)
+    # WHEN compiled THEN it is refused, saying why
+    with pytest.raises(NotCompilable, match=message):
+        compile_model(model, infer_schema(X))
