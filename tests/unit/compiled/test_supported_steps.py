@@ -79,6 +79,9 @@ PREPROCESSING: dict[str, Callable[[], object]] = {
             [("impute", SimpleImputer(strategy="constant", fill_value=-1, add_indicator=True)), ("s", StandardScaler())]
         ),
     ),
+    "pipeline-in-pipeline": lambda: _prep(
+        numeric=Pipeline([("inner", _scaled(StandardScaler())), ("more", Pipeline([("range", MinMaxScaler())]))])
+    ),
     "standard-scaler-no-mean": lambda: _prep(numeric=_scaled(StandardScaler(with_mean=False))),
     "standard-scaler-no-std": lambda: _prep(numeric=_scaled(StandardScaler(with_std=False))),
     "minmax-scaler-clip": lambda: _prep(numeric=_scaled(MinMaxScaler(clip=True))),

@@ -192,7 +192,7 @@ def _column_transformer(name: str, ct: ColumnTransformer, kinds: dict[str, bool]
     blocks, width = [], 0
     for part, trans, _ in ct.transformers_:
         indices = ct._transformer_to_input_indices.get(part, [])  # columns resolved at fit (names, masks, callables)
-        if trans == "drop" or len(indices) == 0:
+        if (isinstance(trans, str) and trans == "drop") or len(indices) == 0:
             continue
         columns = [str(names[i]) for i in indices]
         where = f"{name}/{part}"
@@ -202,12 +202,8 @@ def _column_transformer(name: str, ct: ColumnTransformer, kinds: dict[str, bool]
         ops: list[dict] = []
         state: Any = [kinds[c] for c in columns]  # a list of numeric flags: columns not yet a matrix
         sparse = False
-        inner = (
-            [(where, trans)]
-            if type(trans) is not Pipeline
-            else [(f"{where}/{n}", e) for n, e in trans.steps if e not in (None, "passthrough")]
-        )
-        if trans == "passthrough" or _is_identity(trans):
+        inner = _flatten(trans, f"{where}/") if type(trans) is Pipeline else [(where, trans)]
+        if (isinstance(trans, str) and trans == "passthrough") or _is_identity(trans):
             inner = []
         for step, est in inner:
             if type(est) not in SUPPORTED or type(est) is ColumnTransformer or not hasattr(est, "transform"):
@@ -242,9 +238,9 @@ def _transformer(
     if type(est) in ENCODERS:
         op, width = _encoder(step, est, list(columns) or [f"x{i}" for i in range(len(state))], arrays)
         return op, width, type(est) is OneHotEncoder and bool(est.sparse_output)
-    if type(est) is SimpleImputer and isinstance(state, list) and not any(state):
+    if type(est) is SimpleImputer and not any(state):
         return (*_category_imputer(step, est, arrays), False)
-    if isinstance(state, list) and not all(state):
+    if not all(state):
         raise _refuse(step, est, "is given a category column; the compiled evaluator runs it on numbers only")
     if type(est) is SimpleImputer:
         return (*_imputer(step, est, arrays), False)
