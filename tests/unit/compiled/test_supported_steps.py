@@ -32,6 +32,7 @@ from sklearn.preprocessing import (
 )
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
+from sklambda.compiled import evaluate
 from sklambda.compiled.evaluate import InvalidModelInput, UnknownCategory
 from sklambda.registry.schema import infer_schema
 from sklambda_infra import sample
@@ -262,7 +263,8 @@ SPARSE = {
 
 
 @pytest.mark.parametrize("build", SPARSE.values(), ids=SPARSE.keys())
-def test_steps_after_a_sparse_column_transformer_answer_as_scikit_learn(build, churn_compiled):
+def test_steps_after_a_sparse_column_transformer_answer_as_scikit_learn(build, churn_compiled, monkeypatch):
+    monkeypatch.setattr(evaluate, "ROWS_AT_ONCE", 97)  # a big batch's slicing, on 500 rows
     # GIVEN a ColumnTransformer whose output scikit-learn keeps sparse, then scaling (by the reciprocal on a sparse
     # matrix) and a model
     prep = _prep(numeric=_scaled(StandardScaler())).set_params(sparse_threshold=1.0)

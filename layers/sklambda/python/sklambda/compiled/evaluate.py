@@ -35,9 +35,10 @@ class InvalidModelInput(ValueError):
     reaching an estimator that does not accept one."""
 
 
-# Rows walked through the trees at once: a [trees, rows, outputs] float64 array per slice (100 trees, 2 classes:
-# 6.5 MB at 4,096 rows), so a batch of a million rows does not hold gigabytes.
-TREE_ROWS_AT_ONCE = 4096
+# Rows computed at once where an operation holds an array per row and tree or feature (trees: [trees, rows, outputs],
+# 6.5 MB for 100 trees and 2 classes; the sparse linear product: [rows, features, outputs]), so a batch of a million
+# rows does not hold gigabytes. Rows are independent: slicing changes no answer.
+ROWS_AT_ONCE = 4096
 
 # The state flowing between operations: the input columns, a list of 1-D columns, or a 2-D float64 matrix.
 Operation = Callable[[Any], Any]
@@ -313,6 +314,13 @@ def _ordinal(spec: dict, arrays: Mapping[str, np.ndarray]) -> Operation:
     return run
 
 
+def _in_slices(compute: Callable[[np.ndarray], np.ndarray], X: np.ndarray) -> np.ndarray:
+    """compute(X) for X's rows in slices of ROWS_AT_ONCE, stacked."""
+    if X.shape[0] <= ROWS_AT_ONCE:
+        return compute(X)
+    return np.concatenate([compute(X[i : i + ROWS_AT_ONCE]) for i in range(0, X.shape[0], ROWS_AT_ONCE)])
+
+
 def _expit(scores: np.ndarray) -> np.ndarray:
     # scipy.special.expit computes 1 / (1 + exp(-x)) with the C library's exp; math.exp is that exp.
     return np.array([1.0 / (1.0 + math.exp(-s)) for s in scores.tolist()], dtype=np.float64)
@@ -330,14 +338,14 @@ def _linear(spec: dict, arrays: Mapping[str, np.ndarray]) -> Operation:
     intercept = _ref(arrays, spec["intercept"])
     link, sparse = _choice(spec["link"], ("identity", "logistic", "softmax"), "link"), bool(spec.get("sparse"))
 
+    def sequential_products(X: np.ndarray) -> np.ndarray:
+        products = X[:, :, None] * (coef_t if coef_t.ndim == 2 else coef_t[:, None])  # [rows, features, outputs]
+        return np.add.accumulate(products, axis=1)[:, -1, :]
+
     def run(state: Any) -> tuple[np.ndarray | None, np.ndarray]:
         X = _to_matrix(state)
         _require_finite(X, "the linear model")
-        if sparse:
-            products = X[:, :, None] * (coef_t if coef_t.ndim == 2 else coef_t[:, None])  # [rows, features, outputs]
-            scores = np.add.accumulate(products, axis=1)[:, -1, :] + intercept
-        else:
-            scores = X @ coef_t + intercept
+        scores = (_in_slices(sequential_products, X) if sparse else X @ coef_t) + intercept
         if scores.ndim > 1 and scores.shape[1] == 1:
             scores = scores.reshape(-1)
         if link == "identity":
@@ -419,10 +427,7 @@ def _trees(spec: dict, arrays: Mapping[str, np.ndarray]) -> Operation:
         if check_finite:
             _require_finite(X, "the trees", allow_nan=allow_nan)
         rows = X.shape[0]
-        if rows <= TREE_ROWS_AT_ONCE:
-            out = combined(X)
-        else:  # rows are independent: in slices, the [trees, rows, outputs] arrays stay small
-            out = np.concatenate([combined(X[i : i + TREE_ROWS_AT_ONCE]) for i in range(0, rows, TREE_ROWS_AT_ONCE)])
+        out = _in_slices(combined, X)
         if link == "proba":
             return out, out.argmax(axis=1)
         if link == "softmax":
