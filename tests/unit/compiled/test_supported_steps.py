@@ -135,6 +135,13 @@ def test_binary_classifier_pipelines_answer_as_scikit_learn(build, churn_compile
     model = build().fit(churn_compiled.X, churn_compiled.y)
     # WHEN compiled and scoring unseen rows THEN it agrees with scikit-learn
     assert_agrees(model, churn_compiled.schema, churn_compiled.frame)
+    # AND one pass gives both answers, each as its own method gives it
+    evaluator = compiled(model, churn_compiled.schema)
+    columns = columns_of(churn_compiled.frame)
+    labels, proba = evaluator.predict_and_proba(columns)
+    assert np.array_equal(labels, evaluator.predict(columns)) and np.array_equal(
+        proba, evaluator.predict_proba(columns)
+    )
 
 
 MULTICLASS = {

@@ -47,6 +47,9 @@ Operation = Callable[[Any], Any]
 class CompiledModel:
     """A fitted pipeline ready to score, built from a CompiledProgram.
 
+    Attributes: `features` (the schema's names), `steps` (step names, nested ones as "outer/inner"), `classes` (the
+    fitted classes_ as JSON values, or None), `has_proba`, `is_classifier`.
+
     Input everywhere is `columns`: every feature name of the card's schema mapped to a 1-D numpy array, all of one
     length (float64 for numbers with NaN for null, int64, bool, or object holding str categories and the schema's
     missing marker), i.e. the columns of the DataFrame scikit-learn would be given.
@@ -105,10 +108,15 @@ class CompiledModel:
     def predict(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
         """Predictions of shape [rows]: class labels (the fitted `classes_` values, as scikit-learn's `predict`) or
         float64 regression values. Raises as `predict_proba`."""
-        _, decided = self._final(self._transform(columns))
-        if not self.is_classifier:
-            return decided
-        return self._labels.take(decided, axis=0)
+        return self.predict_and_proba(columns)[0]
+
+    def predict_and_proba(self, columns: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        """(`predict`, `predict_proba` or None without one) from one pass through the pipeline. Each is exactly what
+        its own method returns: predict is scikit-learn's rule (e.g. `decision > 0` for a binary linear model, raw >=
+        0 for binary gradient boosting), which is not always the argmax of the rounded probabilities at a tie."""
+        proba, decided = self._final(self._transform(columns))
+        labels = self._labels.take(decided, axis=0) if self.is_classifier else decided
+        return labels, proba if self.has_proba else None
 
 
 def _build_ops(step: dict, arrays: Mapping[str, np.ndarray]) -> list[Operation]:
