@@ -13,7 +13,6 @@ import time
 import warnings
 from typing import Any, Self
 
-import sklearn
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
@@ -23,7 +22,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 import sklambda
 from sklambda import tracing
-from sklambda.config import PredictSettings
+from sklambda.config import SERVING_COMPILED, PredictSettings
 from sklambda.errors import InvalidInput, ModelNotFound, ModelRefused, PayloadTooLarge, SklambdaError, http_status
 from sklambda.monitoring.capture import Capturer
 from sklambda.registry.signing import CardVerifier
@@ -42,7 +41,7 @@ from sklambda.serving.contracts import (
     parse_selector,
 )
 from sklambda.serving.scoring import Scored
-from sklambda.serving.server import LoadedModel, ModelServer
+from sklambda.serving.server import LoadedModel, ModelServer, runtime_sklearn_version
 
 logger = Logger()
 tracer = tracing.tracer()
@@ -88,6 +87,7 @@ def server() -> ModelServer:
             alias_ttl_seconds=settings.alias_ttl_seconds,
             cache_size=settings.model_cache_size,
             events=_MetricEvents(),
+            compiled=settings.serving_runtime == SERVING_COMPILED,
         )
     return _server
 
@@ -339,6 +339,7 @@ def model_info(name: str) -> dict:
         "signature": server().verifier.passed().to_dict(),
         "capabilities": {
             "outputs": scorer.outputs,
+            "runtime": scorer.runtime,
             "decisions": scorer.decision_rule is not None,
             "explanations": scorer.can_explain,
         },
@@ -378,7 +379,7 @@ def health() -> dict:
     return {
         "status": "ok",
         "sklambda": sklambda.__version__,
-        "scikit_learn": sklearn.__version__,
+        "scikit_learn": runtime_sklearn_version(),
         "runtime": _runtime_info(),
     }
 

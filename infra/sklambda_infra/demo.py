@@ -75,6 +75,7 @@ def run() -> int:
     from sklambda_infra import modelcard, penguins
     from sklambda_infra.local import LocalStack
     from sklambda_infra.local.cli import stack_environment
+    from sklambda_infra.modelview import compiled_text
     from sklambda_infra.runtime import ensure_runtime_path
 
     name, female = penguins.NAME, penguins.POSITIVE_CLASS
@@ -130,6 +131,7 @@ def run() -> int:
         print(f"  {name} v{card.version}: holdout AUC {m['roc_auc']:.3f}, accuracy {m['accuracy']:.3f}, "
               f"{card.artifact.size / 1024:.0f} KiB, sha256 {card.artifact.sha256[:12]}, "
               f"signed with {card.signature.algorithm}")  # fmt: skip
+        print(f"  served by {compiled_text(card)}")
         top = ", ".join(f"{f['name']} {f['mean']:.3f}" for f in card.importance["features"][:3])
         print(f"  permutation importance (AUC drop on the holdout): {top}, ...")
         cost_fp, cost_fn = penguins.COSTS
@@ -202,6 +204,7 @@ def run() -> int:
         print(f"  parity gate: {parity['rows']} rows through {', '.join(parity['routes'])} in the layer's packages "
               f"(fingerprint {parity['runtime']['fingerprint'][:12]}): max difference "
               f"{parity['max_abs_difference']:.1e}, {parity['seconds']:.2f} s")  # fmt: skip
+        print(f"  served by {compiled_text(card2)}")
         status, body = http("POST", f"{api}/models/{name}-capped/predict", api_key=key,
                             body={"instances": birds[-1:]})  # fmt: skip
         likeliest = complete.iloc[order[[-1]]]  # birds[-1], as a frame
@@ -265,11 +268,16 @@ def run() -> int:
         status, body = http("POST", f"{api}/models/{name}/predict", api_key=key, body={"instances": birds[:1]})
         print(f"  after `sklambda rollback {name}`: answered by version {body['model_version']}")
 
-        say("Tampering: version 3 is published, then its artifact is overwritten in S3")
         card3 = publish(logistic, X_train, y_train, name=name, registry=registry, signer=signer, pii=penguins.PII)
+        # The artifact the predict function serves: the compiled one when publish proved it exact, else the joblib one.
+        served = card3.compiled_artifact or card3.artifact
+        what = "compiled artifact" if card3.compiled_artifact else "artifact"
+        say(f"Tampering: version 3 is published, then the {what} the API serves is overwritten in S3")
         s3 = aws.client("s3")
-        blob = s3.get_object(Bucket=d["model_bucket"], Key=card3.artifact.key)["Body"].read()
-        s3.put_object(Bucket=d["model_bucket"], Key=card3.artifact.key, Body=blob.replace(b"sklearn", b"evilmod", 1))
+        blob = s3.get_object(Bucket=d["model_bucket"], Key=served.key)["Body"].read()
+        middle = len(blob) // 2
+        s3.put_object(Bucket=d["model_bucket"], Key=served.key, Body=blob[:middle] + bytes([blob[middle] ^ 1]) +
+                      blob[middle + 1 :])  # fmt: skip
         status, body = http("POST", f"{api}/models/{name}/predict?version=3", api_key=key,
                             body={"instances": birds[:1]})  # fmt: skip
         print(f"  {status}: {body['error']['message']}")
