@@ -5,8 +5,8 @@ Domain work (validation, verified loading, scoring) lives in the `sklambda` laye
 
 from sklambda import coldstart
 
-# Before the imports below: in Lambda they run without the cyclic garbage collector, turned back on at the end of this
-# module (sklambda.coldstart says why and what it costs).
+# Before the imports below: in Lambda the cold start (these imports, and the first request, which loads scikit-learn
+# with the model) runs without the cyclic garbage collector (sklambda.coldstart says why and what it costs).
 coldstart.pause()
 
 import time
@@ -550,8 +550,7 @@ if register_before_snapshot is not None and settings.preload_models:
 @tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict, context: LambdaContext) -> dict:
-    return app.resolve(event, context)
-
-
-# The imports and module set-up are done: what exists now lives as long as the container (sklambda.coldstart).
-coldstart.resume()
+    try:
+        return app.resolve(event, context)
+    finally:
+        coldstart.resume()  # acts after the container's first request only

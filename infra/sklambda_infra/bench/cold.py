@@ -132,8 +132,8 @@ def run(plan: Plan = FULL, models: common.Models | None = None) -> list[ColdResu
             aws.reset_clients()
             key = common.make_bucket_and_key()
             cards = common.publish_models(models, common.BUCKET, key)
-            # AWS_LAMBDA_FUNCTION_NAME as Lambda sets it: the handler pauses its garbage collector for its imports only
-            # in Lambda (sklambda.coldstart). The bare process reads neither it nor the function's variables.
+            # AWS_LAMBDA_FUNCTION_NAME as Lambda sets it: the handler pauses its garbage collector for the cold start
+            # only in Lambda (sklambda.coldstart). The bare process reads neither it nor the function's variables.
             env = {**os.environ, **common.function_env(common.BUCKET, key), LAMBDA_FUNCTION_NAME: "sklambda-predict"}
             with tempfile.TemporaryDirectory(prefix="sklambda-cold-") as tmp:
                 return [_bench_model(name, cards[name], env, Path(tmp), plan) for name in models.fitted]

@@ -436,8 +436,8 @@ def render_cold(cold: Sequence[Mapping[str, Any]]) -> str:
         "models. The handler process (`python -c`: put `functions/predict` first on sys.path as Lambda does with "
         "/var/task, `import app`, call `app.handler` once with the predict event) reaches it over HTTP through "
         "`AWS_ENDPOINT_URL`: alias, card, then KMS Verify while the artifact is read. It runs with the template's "
-        "default `Tracing` (off: no X-Ray SDK) and `AWS_LAMBDA_FUNCTION_NAME` set as in Lambda, so it imports its "
-        "modules with the garbage collector paused (`sklambda.coldstart`). The bare process imports "
+        "default `Tracing` (off: no X-Ray SDK) and `AWS_LAMBDA_FUNCTION_NAME` set as in Lambda, so it pauses its "
+        "garbage collector until its first request is answered (`sklambda.coldstart`). The bare process imports "
         "joblib and pandas, "
         "`joblib.load`s the same artifact bytes from a local file and calls `predict_proba` on one row. Time is "
         "spawn (parent) to prediction in hand (child), on the system-wide monotonic clock; interpreter exit is "
@@ -697,8 +697,8 @@ def render_caveats() -> str:
         "more per cold start for it (the SDK and its recorder, which creates botocore clients at import). boto3 "
         "client creation, the KMS signature check and three S3 reads are the price of verified loading and are not "
         "in the bare process at all.",
-        "Cold: the handler pauses CPython's cyclic garbage collector while it imports its modules, then freezes "
-        "what is alive (`gc.freeze`) and turns it back on before its first request (`sklambda.coldstart`); the "
+        "Cold: the handler pauses CPython's cyclic garbage collector from its first import until its first request "
+        "is answered, then freezes what is alive (`gc.freeze`) and turns it back on (`sklambda.coldstart`); the "
         "bare process runs with Python's defaults, so part of the handler's saving is collector work the bare "
         "process also does while it imports scikit-learn.",
         "Cold: the bare process is a floor, not a competitor: it has no HTTP API, no registry, no signature check, "

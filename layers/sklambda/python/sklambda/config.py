@@ -53,7 +53,7 @@ SERVING_RUNTIME = "SKLAMBDA_SERVING_RUNTIME"
 SERVING_COMPILED, SERVING_SCIKIT_LEARN = "compiled", "scikit-learn"
 # Set only by the local stack (boto3 reads it natively); never set in the cloud.
 AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
-# Set by Lambda itself (and by the local stack): the predict function pauses the garbage collector for its imports
+# Set by Lambda itself (and by the local stack): the predict function pauses the garbage collector for its cold start
 # only there (sklambda.coldstart).
 LAMBDA_FUNCTION_NAME = "AWS_LAMBDA_FUNCTION_NAME"
 # Publisher side only: the target runtime's packages (os.pathsep-separated folders) the parity gate scores in.
