@@ -639,6 +639,7 @@ PREDICT_SETTINGS = {
     config.MAX_BODY_BYTES,
     config.MAX_EXPLAIN_ROWS,
     config.PRELOAD_MODELS,
+    config.SERVING_RUNTIME,
     config.CAPTURE_SAMPLE_RATE,
     config.PSEUDONYM_KEY_CIPHERTEXT,
 }
@@ -682,6 +683,17 @@ def test_predict_environment_is_exactly_the_settings_the_runtime_reads(template:
     assert variables[config.SIGNING_KEY_ID] == {"Fn::GetAtt": ["SigningKey", "Arn"]}
 
 
+def test_compiled_serving_parameter_chooses_the_runtime_the_predict_function_reads(template: dict) -> None:
+    # GIVEN the predict function's SKLAMBDA_SERVING_RUNTIME and the CompiledServing parameter
+    value = sklambda_variables(template)[config.SERVING_RUNTIME]
+    parameter = template["Parameters"]["CompiledServing"]
+    # THEN Enabled (the default) is the compiled evaluator and Disabled scikit-learn: the two values the runtime accepts
+    assert value == {"Fn::If": ["CompiledServingEnabled", config.SERVING_COMPILED, config.SERVING_SCIKIT_LEARN]}
+    assert template["Conditions"]["CompiledServingEnabled"] == {"Fn::Equals": [{"Ref": "CompiledServing"}, "Enabled"]}
+    assert parameter["Default"] == "Enabled" and parameter["AllowedValues"] == ["Enabled", "Disabled"]
+    assert config.PredictSettings.defaults()[config.SERVING_RUNTIME] == config.SERVING_COMPILED  # Enabled's value
+
+
 def test_drift_check_catches_a_misspelt_variable(template: dict) -> None:
     # GIVEN a template whose bucket variable was renamed on the template side only
     drifted = copy.deepcopy(template)
@@ -702,7 +714,9 @@ def test_template_defaults_match_the_runtime_defaults(template: dict) -> None:
         # THEN the template sets the same value, literally or as the default of the parameter it comes from
         assert takes_the_runtime_default(config.PredictSettings, name, value), (name, value)
         compared.add(name)
-    assert compared == PREDICT_SETTINGS - {config.MODEL_BUCKET, config.SIGNING_KEY_ID, config.PSEUDONYM_KEY_CIPHERTEXT}
+    # SERVING_RUNTIME is chosen by a condition: test_compiled_serving_parameter_chooses_the_runtime... checks it
+    unset = {config.MODEL_BUCKET, config.SIGNING_KEY_ID, config.PSEUDONYM_KEY_CIPHERTEXT, config.SERVING_RUNTIME}
+    assert compared == PREDICT_SETTINGS - unset
 
 
 def test_a_template_default_unlike_the_runtime_default_is_caught(template: dict) -> None:
