@@ -82,31 +82,39 @@ def publish_churn(env: RegistryEnv, churn: SimpleNamespace, model, **kwargs) -> 
 
 @dataclass(frozen=True)
 class BuiltVersion:
-    """build_card's result: the unsigned card, the artifact bytes and the user code shipped with it."""
+    """build_card's result: the unsigned card, the artifact bytes, the user code shipped with it and the compiled
+    artifact (None when the card has none)."""
 
     card: ModelCard
     blob: bytes
     code: dict[str, bytes]
+    compiled: bytes | None = None
 
     def relabelled(self, name: str, version: str) -> BuiltVersion:
-        """The same build as version `version` of `name`, its code kept: build_card uses them only in three fields of
-        the card (its name, its version and the artifact's key); tests/functional/test_support.py checks it."""
+        """The same build as version `version` of `name`, its code kept: build_card uses them only in four fields of
+        the card (its name, its version and the artifacts' keys); tests/functional/test_support.py checks it."""
         artifact = replace(self.card.artifact, key=Registry.artifact_key(name, version, self.card.artifact.sha256))
-        return BuiltVersion(replace(self.card, name=name, version=version, artifact=artifact), self.blob, self.code)
+        card = replace(self.card, name=name, version=version, artifact=artifact)
+        if card.compiled_artifact is not None:
+            ref = card.compiled["artifact"]
+            moved = {**ref, "key": Registry.compiled_key(name, version, ref["sha256"])}
+            card = replace(card, compiled={**card.compiled, "artifact": moved})
+        return BuiltVersion(card, self.blob, self.code, self.compiled)
 
 
 def build_churn(churn: SimpleNamespace, model, *, version: str = "1", **options) -> BuiltVersion:
     """What publish_churn(env, churn, model, **options) builds as `version` before it signs and stores it (build_card
     with the same data and options), without a registry; tests/functional/test_support.py checks that they agree."""
-    card, blob, code = build_card(model, churn.X, churn.y, version=version, **{**churn_card_options(churn), **options})
-    return BuiltVersion(card, blob, code)
+    return BuiltVersion(
+        *build_card(model, churn.X, churn.y, version=version, **{**churn_card_options(churn), **options})
+    )
 
 
 def store_built(env: RegistryEnv, built: BuiltVersion, *, alias: str | None = None) -> ModelCard:
     """The rest of publish() for a version built elsewhere: sign it with env's key, store it in env's registry and
     point `alias` at it. The card is copied: a test may change what it gets back."""
     signed = env.signer.sign(copy.deepcopy(built.card))
-    env.registry.put_version(signed, built.blob, dict(built.code))
+    env.registry.put_version(signed, built.blob, dict(built.code), built.compiled)
     if alias:
         env.registry.set_alias(signed.name, alias, signed.version)
     return signed
@@ -115,7 +123,8 @@ def store_built(env: RegistryEnv, built: BuiltVersion, *, alias: str | None = No
 def as_version(built: BuiltVersion, version: str, model=None) -> BuiltVersion:
     """`built` as another version of its model, its artifact replaced by `model` when given (the card otherwise kept:
     schema, classes, decision): a second version in a few milliseconds instead of a build_card run. The card's
-    metrics and baseline are then the original model's."""
+    metrics and baseline are then the original model's. A replaced model loses the compiled artifact (it compiled the
+    original): the card says so and scikit-learn serves it; an unchanged one keeps it under the new version's key."""
     import hashlib
     import io
     from dataclasses import replace
@@ -130,7 +139,11 @@ def as_version(built: BuiltVersion, version: str, model=None) -> BuiltVersion:
     sha = hashlib.sha256(blob).hexdigest()
     card = built.card
     artifact = replace(card.artifact, key=Registry.artifact_key(card.name, version, sha), sha256=sha, size=len(blob))
-    return BuiltVersion(replace(card, version=version, artifact=artifact), blob, {})
+    if model is not None:
+        gone = {"used": False, "reason": "tests.support.as_version replaced the model"} if card.compiled else None
+        return BuiltVersion(replace(card, version=version, artifact=artifact, compiled=gone), blob, {})
+    moved = BuiltVersion(replace(card, artifact=artifact), blob, {}, built.compiled).relabelled(card.name, version)
+    return moved
 
 
 def load_event(name: str, *, body: object = ..., raw_body: str | None = None, query: dict | None = None) -> dict:

@@ -7,7 +7,6 @@ import time
 import warnings
 from typing import Any, Self
 
-import sklearn
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
@@ -16,7 +15,7 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 import sklambda
-from sklambda.config import PredictSettings
+from sklambda.config import SERVING_COMPILED, PredictSettings
 from sklambda.errors import InvalidInput, ModelNotFound, ModelRefused, PayloadTooLarge, SklambdaError, http_status
 from sklambda.monitoring.capture import Capturer
 from sklambda.registry.signing import CardVerifier
@@ -35,7 +34,7 @@ from sklambda.serving.contracts import (
     parse_selector,
 )
 from sklambda.serving.scoring import Scored
-from sklambda.serving.server import LoadedModel, ModelServer
+from sklambda.serving.server import LoadedModel, ModelServer, runtime_sklearn_version
 
 logger = Logger()
 tracer = Tracer()
@@ -81,6 +80,7 @@ def server() -> ModelServer:
             alias_ttl_seconds=settings.alias_ttl_seconds,
             cache_size=settings.model_cache_size,
             events=_MetricEvents(),
+            compiled=settings.serving_runtime == SERVING_COMPILED,
         )
     return _server
 
@@ -332,6 +332,7 @@ def model_info(name: str) -> dict:
         "signature": server().verifier.passed().to_dict(),
         "capabilities": {
             "outputs": scorer.outputs,
+            "runtime": scorer.runtime,
             "decisions": scorer.decision_rule is not None,
             "explanations": scorer.can_explain,
         },
@@ -371,7 +372,7 @@ def health() -> dict:
     return {
         "status": "ok",
         "sklambda": sklambda.__version__,
-        "scikit_learn": sklearn.__version__,
+        "scikit_learn": runtime_sklearn_version(),
         "runtime": _runtime_info(),
     }
 

@@ -412,7 +412,7 @@ def test_the_new_sections_are_signed(registry_env, churn, logistic_model):
 
 def test_an_old_card_without_the_new_sections_still_loads_and_verifies(registry_env, churn, logistic_model):
     # GIVEN a card as published before these sections existed, signed over its then-canonical JSON
-    new, blob, _ = build_card(logistic_model, churn.X, churn.y, name="churn", version="1", pii=sample.PII)
+    new, blob, *_ = build_card(logistic_model, churn.X, churn.y, name="churn", version="1", pii=sample.PII)
     old = {k: v for k, v in new.to_dict(include_signature=False).items() if k not in OPTIONAL_SECTIONS}
     signed = registry_env.signer.sign(ModelCard.from_dict(old))
     registry_env.registry.put_version(signed, blob)

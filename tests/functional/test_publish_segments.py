@@ -101,7 +101,7 @@ def test_a_regressor_gets_mae_and_mean_bias_per_group(churn, target_runtime):
     model = Pipeline(
         [("prep", ColumnTransformer([("num", SimpleImputer(), numeric)])), ("model", LinearRegression())]
     ).fit(X, churn.X["monthly_charges"])
-    card, _, _ = build_card(model, X, churn.X["monthly_charges"], name="charges", version="1", segments=["region"])
+    card, *_ = build_card(model, X, churn.X["monthly_charges"], name="charges", version="1", segments=["region"])
     # THEN each region has MAE and mean bias, and with no bound for them nothing is flagged
     region = card.segments["features"][0]
     assert set(region["groups"][0]["metrics"]) == {"mae", "mean_bias"}

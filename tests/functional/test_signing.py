@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import joblib
 import pytest
 
 from sklambda.errors import ModelRefused
@@ -66,7 +67,7 @@ def test_tampered_artifact_is_never_unpickled(registry_env, published, monkeypat
     blob = s3.get_object(Bucket=registry_env.bucket, Key=published.artifact.key)["Body"].read()
     s3.put_object(Bucket=registry_env.bucket, Key=published.artifact.key, Body=bytes(reversed(blob)))
     calls = []
-    monkeypatch.setattr(serving.joblib, "load", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(joblib, "load", lambda *a, **k: calls.append(a))
     # WHEN loaded
     with pytest.raises(ModelRefused, match="does not match the signed sha256") as e:
         load_verified(registry_env.registry, registry_env.verifier, "churn", "1")

@@ -46,10 +46,17 @@ MAX_ROWS = "SKLAMBDA_MAX_ROWS"
 MAX_BODY_BYTES = "SKLAMBDA_MAX_BODY_BYTES"
 MAX_EXPLAIN_ROWS = "SKLAMBDA_MAX_EXPLAIN_ROWS"
 PRELOAD_MODELS = "SKLAMBDA_PRELOAD_MODELS"
+# What serves a version published with a compiled artifact: SERVING_COMPILED (the compiled evaluator, the default) or
+# SERVING_SCIKIT_LEARN (always the unpickled estimator: the CompiledServing stack parameter, for an operator who wants
+# the scikit-learn path back without republishing).
+SERVING_RUNTIME = "SKLAMBDA_SERVING_RUNTIME"
+SERVING_COMPILED, SERVING_SCIKIT_LEARN = "compiled", "scikit-learn"
 # Set only by the local stack (boto3 reads it natively); never set in the cloud.
 AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
 # Publisher side only: the target runtime's packages (os.pathsep-separated folders) the parity gate scores in.
 RUNTIME_PATH = "SKLAMBDA_RUNTIME_PATH"
+# Publisher side only: "false" publishes without trying the compiled evaluator (publish's `compile` default).
+COMPILE = "SKLAMBDA_COMPILE"
 
 # Batch scoring of files uploaded to S3 (sklambda.batch): the engine's settings.
 BATCH_DATA_BUCKET = "SKLAMBDA_BATCH_DATA_BUCKET"
@@ -344,6 +351,8 @@ class PredictSettings(ModelServerSettings):
     max_explain_rows: rows per request with explain=true; an explanation costs up to ~20 ms per row (a 100-tree
         forest, BENCHMARKS.md), so fewer rows keep a request inside API Gateway's 29 s integration timeout.
     preload_models: models loaded (default alias) before SnapStart's snapshot, so restored containers start warm.
+    serving_runtime: SERVING_COMPILED (versions with a compiled artifact are served by the compiled evaluator) or
+        SERVING_SCIKIT_LEARN (every version by its unpickled estimator); anything else fails the cold start.
     capture: the share of requests captured for monitoring.
     """
 
@@ -352,7 +361,15 @@ class PredictSettings(ModelServerSettings):
     max_body_bytes: int = _max_body_bytes()
     max_explain_rows: int = setting(MAX_EXPLAIN_ROWS, 100, minimum=1)
     preload_models: tuple[str, ...] = setting(PRELOAD_MODELS, ())
+    serving_runtime: str = setting(SERVING_RUNTIME, SERVING_COMPILED)
     capture: CaptureSettings = field(default_factory=CaptureSettings)
+
+    def __post_init__(self) -> None:
+        if self.serving_runtime not in (SERVING_COMPILED, SERVING_SCIKIT_LEARN):
+            raise ConfigurationError(
+                f"environment variable {SERVING_RUNTIME}={self.serving_runtime!r} must be "
+                f"{SERVING_COMPILED!r} or {SERVING_SCIKIT_LEARN!r}"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -47,6 +47,12 @@ MAX_CATEGORY_ROWS = 64
 RTOL = 1e-9
 ATOL = 1e-12
 ROUTES = (REST, V2, CSV_ROUTE, JSONL_ROUTE)
+# The compiled evaluator (sklambda.compiled) serves the predict function's routes only (batch scoring unpickles the
+# estimator), and is used only when it agrees with the estimator within these, classes exactly (issue 15's bar: 1e-6 in
+# probability). It is float64 arithmetic like scikit-learn's, so it usually agrees to the last bits.
+COMPILED_ROUTES = (REST, V2)
+COMPILED_RTOL = 1e-6
+COMPILED_ATOL = 1e-6
 START_TIMEOUT_S = 120.0
 JOB_TIMEOUT_S = 300
 SHOWN_ROWS = 5
@@ -105,6 +111,7 @@ class ParityReport:
     needs: dict[str, Any]
     seconds: float
     problems: list[FieldError] = field(default_factory=list)
+    compiled: CompiledCheck | None = None
 
     def card_section(self) -> dict[str, Any]:
         """The card's `parity` section (module docstring of sklambda.registry.card): rows, routes, largest differences,
@@ -120,6 +127,17 @@ class ParityReport:
             "needs": dict(self.needs),
             "seconds": round(self.seconds, 3),
         }
+
+
+@dataclass(frozen=True)
+class CompiledCheck:
+    """How the compiled artifact scored the parity rows in the target runtime: `agreement` ({"rows", "routes",
+    "max_abs_difference", "max_rel_difference", "class_flips", "tolerance"}) when it agreed with the estimator within
+    COMPILED_RTOL/COMPILED_ATOL and exactly in class on every route of COMPILED_ROUTES, else `reason` (why it is not
+    used)."""
+
+    agreement: dict[str, Any] | None = None
+    reason: str | None = None
 
 
 def select_rows(X: pd.DataFrame, extra: pd.DataFrame | None = None, size: int = PARITY_ROWS) -> pd.DataFrame:
@@ -311,9 +329,15 @@ def check_parity(
     *,
     code: dict[str, bytes] | None = None,
     needs: dict[str, Any] | None = None,
+    compiled: bytes | None = None,
 ) -> ParityReport:
     """Score `rows` in memory and through every route in the target runtime; raise PublishRejected naming the
-    rows, the feature (where one explains them) and both values on any difference, else return the report."""
+    rows, the feature (where one explains them) and both values on any difference, else return the report.
+
+    compiled: the compiled artifact (sklambda.compiled) of `model`, scored in the same job through COMPILED_ROUTES by
+    the compiled evaluator of the target runtime; the report's `compiled` says whether it agrees (a difference never
+    refuses the publish: the version is then served by scikit-learn, and the card says why).
+    """
     started = time.perf_counter()
     expected_pred, expected_proba = _expected(model, card, rows)
     _check_finite(expected_pred, expected_proba, rows, "the estimator in memory")
@@ -326,6 +350,10 @@ def check_parity(
             "code": {p: data.decode("utf-8") for p, data in code.items()} if code else None,
             "payloads": payloads(rows, card),
         }
+        if compiled is not None:
+            path = Path(tmp) / "compiled.bin"
+            path.write_bytes(compiled)
+            job["compiled"] = str(path)
         answer = server_for(runtime).run(job)
     if answer.get("load_error"):
         raise PublishRejected(
@@ -355,6 +383,39 @@ def check_parity(
         },
         needs=dict(needs or {}),
         seconds=time.perf_counter() - started,
+        compiled=_check_compiled(answer, rows, expected_pred, expected_proba, card) if compiled is not None else None,
+    )
+
+
+def _check_compiled(
+    answer: dict[str, Any], rows: pd.DataFrame, pred: list, proba: np.ndarray | None, card: ModelCard
+) -> CompiledCheck:
+    """Compare the compiled evaluator's answers (answer["compiled"]) with the estimator's in memory."""
+    served = answer.get("compiled") or {}
+    if served.get("load_error"):
+        return CompiledCheck(reason=f"the target runtime cannot read the compiled artifact: {served['load_error']}")
+    max_abs = max_rel = 0.0
+    for route in COMPILED_ROUTES:
+        got = (served.get("routes") or {}).get(route)
+        if got is None:
+            return CompiledCheck(reason=f"the compiled evaluator gave no answer through the {route} route")
+        if "error" in got:
+            return CompiledCheck(reason=f"the compiled evaluator refuses rows the estimator scores ({route}): "
+                                 f"{got['error']}")  # fmt: skip
+        try:
+            a, r = _compare(route, rows, pred, proba, got, card, rtol=COMPILED_RTOL, atol=COMPILED_ATOL)
+        except PublishRejected as e:
+            return CompiledCheck(reason=f"the compiled evaluator {e.message.removeprefix('[parity] served ')}")
+        max_abs, max_rel = max(max_abs, a), max(max_rel, r)
+    return CompiledCheck(
+        agreement={
+            "rows": len(rows),
+            "routes": list(COMPILED_ROUTES),
+            "max_abs_difference": max_abs,
+            "max_rel_difference": max_rel,
+            "class_flips": 0,
+            "tolerance": {"rtol": COMPILED_RTOL, "atol": COMPILED_ATOL},
+        }
     )
 
 
@@ -398,7 +459,15 @@ def _refuse_route_error(route: str, served: dict[str, Any]) -> None:
 
 
 def _compare(
-    route: str, rows: pd.DataFrame, pred: list, proba: np.ndarray | None, served: dict[str, Any], card: ModelCard
+    route: str,
+    rows: pd.DataFrame,
+    pred: list,
+    proba: np.ndarray | None,
+    served: dict[str, Any],
+    card: ModelCard,
+    *,
+    rtol: float = RTOL,
+    atol: float = ATOL,
 ) -> tuple[float, float]:
     got_pred = served["predictions"]
     if len(got_pred) != len(pred):
@@ -416,7 +485,7 @@ def _compare(
             raise PublishRejected(f"[parity] the {route} route answered probabilities of shape {got.shape}")
         diff = np.abs(got - proba)
         scale = np.maximum(np.abs(got), np.abs(proba))
-        bad_value = np.flatnonzero(((diff > RTOL * scale + ATOL) | ~np.isfinite(got)).any(axis=1)).tolist()
+        bad_value = np.flatnonzero(((diff > rtol * scale + atol) | ~np.isfinite(got)).any(axis=1)).tolist()
         diffs_abs = diff.max(axis=1)
         diffs_rel = (diff / np.where(scale > 0, scale, 1)).max(axis=1)
         what, expected_values, served_values = "probabilities", proba.tolist(), got.tolist()
@@ -425,7 +494,7 @@ def _compare(
         g = np.asarray([np.nan if v in (None, "") else float(v) for v in got_pred], dtype=float)
         diff = np.abs(g - e)
         scale = np.maximum(np.abs(g), np.abs(e))
-        bad_value = np.flatnonzero((diff > RTOL * scale + ATOL) | ~np.isfinite(g)).tolist()
+        bad_value = np.flatnonzero((diff > rtol * scale + atol) | ~np.isfinite(g)).tolist()
         diffs_abs, diffs_rel = diff, diff / np.where(scale > 0, scale, 1)
         bad_class = []
         expected_values, served_values = e.tolist(), g.tolist()

@@ -11,8 +11,10 @@ Protocol, one JSON object per line on the original stdin/stdout (the jobs' own o
     parent -> server  {"id": n, "job": "/path/job.json"}
     server -> parent  {"id": n, "exit": code}          the child wrote its answer to job["result"]
 A job file: {"card": card dict, "artifact": path, "code": {path: text} | null, "payloads": {route: text},
-"result": path, "timeout_s": int}. The answer: {"routes": {route: {"predictions": [...], "probabilities":
-[[...]] | null} | {"error": str, "errors": [field errors]}}, "load_error": str | null}.
+"result": path, "timeout_s": int, "compiled": path (optional)}. The answer: {"routes": {route: {"predictions": [...],
+"probabilities": [[...]] | null} | {"error": str, "errors": [field errors]}}, "load_error": str | null, "compiled":
+{"routes": {...}, "load_error": str | null} (when the job has a compiled artifact: its REST and v2 answers, scored by
+the compiled evaluator as the predict function scores it)}.
 """
 
 from __future__ import annotations
@@ -122,6 +124,32 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     except BaseException as e:  # what the runtime would meet at its first request
         return {"load_error": f"{type(e).__name__}: {e}", "routes": {}}
     loaded = LoadedModel(card, scorer, 0.0)
+    answer: dict[str, Any] = {"load_error": None, "routes": _routes(job, loaded)}
+    if job.get("compiled"):
+        answer["compiled"] = _compiled(job, card, estimator)
+    return answer
+
+
+def _compiled(job: dict[str, Any], card: Any, estimator: Any) -> dict[str, Any]:
+    """The REST and v2 answers of the compiled artifact, scored by the compiled evaluator."""
+    from sklambda.compiled.evaluate import CompiledModel
+    from sklambda.compiled.program import CompiledProgram
+    from sklambda.serving.scoring import Scorer
+    from sklambda.serving.server import LoadedModel
+
+    with open(job["compiled"], "rb") as f:
+        blob = f.read()
+    try:
+        scorer = Scorer.from_compiled(CompiledModel(CompiledProgram.from_bytes(blob)), card, lambda: estimator)
+    except Exception as e:
+        return {"load_error": f"{type(e).__name__}: {e}", "routes": {}}
+    payloads = {r: p for r, p in job["payloads"].items() if r in (REST, V2)}
+    return {"load_error": None, "routes": _routes({"payloads": payloads}, LoadedModel(card, scorer, 0.0))}
+
+
+def _routes(job: dict[str, Any], loaded: Any) -> dict[str, Any]:
+    """Each payload of the job answered through its route's decoder by `loaded`."""
+    card, scorer = loaded.card, loaded.scorer
     routes: dict[str, Any] = {}
     for route, payload in job["payloads"].items():
         try:
@@ -135,7 +163,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
                 routes[route] = _batch(loaded, payload, "jsonl")
         except Exception as e:
             routes[route] = _error(e)
-    return {"load_error": None, "routes": routes}
+    return routes
 
 
 def _child(job_path: str) -> int:

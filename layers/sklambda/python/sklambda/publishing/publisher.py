@@ -185,10 +185,11 @@ def build_card(
     segments: Iterable[str] = (),
     sensitive: Iterable[str] = (),
     fairness_bounds: Mapping[str, float] | None = None,
-) -> tuple[ModelCard, bytes, dict[str, bytes]]:
+    compile: bool | None = None,
+) -> tuple[ModelCard, bytes, dict[str, bytes], bytes | None]:
     """Check the model, its artifact and its data; compute schema, metrics, baseline, importance and decision;
     prove with the parity gate that the target runtime serves the artifact as the estimator answers in memory.
-    Returns (unsigned card, artifact bytes, user code {path: bytes}).
+    Returns (unsigned card, artifact bytes, user code {path: bytes}, compiled artifact bytes or None).
 
     model: a fitted estimator; `artifact`, when given, is the exact joblib bytes it was loaded from (uploaded
     as they are), else publish pickles `model` with joblib. runtime: the target runtime's packages for this
@@ -207,6 +208,11 @@ def build_card(
     `segments` section (sklambda.publishing.segments), with demographic parity and equal opportunity differences
     for the sensitive ones; fairness_bounds: {metric or difference: largest acceptable gap} over
     fairness.DEFAULT_BOUNDS. A flagged gap is a data-quality warning, never a refusal.
+    compile: try the compiled evaluator (sklambda.compiled; default True unless SKLAMBDA_COMPILE is "false"). The
+    pipeline is compiled, then scored by the parity gate in the target runtime beside the artifact; it is used (the
+    card's `compiled` section, with the agreement) only when it agrees with the estimator within
+    parity.COMPILED_RTOL/ATOL and exactly in class. Otherwise the card's `compiled` says why not, and scikit-learn
+    serves the version as before: never a refusal.
 
     Raises PublishRejected (its message names the check in brackets, e.g. "[parity] ..."), never a raw error from
     pickle, numpy or the estimator.
@@ -370,8 +376,47 @@ def build_card(
     stage(PARITY)
     with _check("parity"):
         rows = select_rows(X_eval if split == "holdout" else X, X if split == "holdout" else None)
-        parity = check_parity(model, card, blob, rows, runtime, code=code_files, needs=needs.to_dict())
-    return replace(card, parity=parity.card_section()), blob, code_files
+        compiled, section = _compile(model, schema, name, version) if _compiling(compile) else (None, None)
+        parity = check_parity(
+            model, card, blob, rows, runtime, code=code_files, needs=needs.to_dict(), compiled=compiled
+        )
+    if parity.compiled is not None and section is not None:
+        if parity.compiled.agreement is not None:
+            section = {**section, "agreement": parity.compiled.agreement}
+        else:
+            section, compiled = {"used": False, "reason": parity.compiled.reason}, None
+    return replace(card, parity=parity.card_section(), compiled=section), blob, code_files, compiled
+
+
+def _compiling(compile: bool | None) -> bool:
+    """publish's `compile`, defaulting to SKLAMBDA_COMPILE (anything but "false" / "0" / "no" compiles)."""
+    if compile is not None:
+        return compile
+    return os.environ.get(config.COMPILE, "true").strip().lower() not in ("false", "0", "no")
+
+
+def _compile(model: Any, schema: InputSchema, name: str, version: str) -> tuple[bytes | None, dict[str, Any]]:
+    """(compiled artifact bytes, the card's `compiled` section before the parity gate's agreement), or (None, the
+    section saying why the model is not compiled: a step the compiled evaluator does not support)."""
+    from sklambda.compiled.compile import NotCompilable, compile_model
+    from sklambda.compiled.evaluate import CompiledModel
+    from sklambda.compiled.program import FORMAT
+
+    try:
+        program = compile_model(model, schema)
+        blob = program.to_bytes()
+        steps = list(CompiledModel(program).steps)
+    except NotCompilable as e:
+        return None, {"used": False, "reason": str(e)}
+    except Exception as e:  # a compiler bug must not block a publish the scikit-learn path can serve
+        return None, {"used": False, "reason": f"the compiler failed: {type(e).__name__}: {e}"}
+    sha = hashlib.sha256(blob).hexdigest()
+    return blob, {
+        "used": True,
+        "format": FORMAT,
+        "artifact": {"key": Registry.compiled_key(name, version, sha), "sha256": sha, "size": len(blob)},
+        "steps": steps,
+    }
 
 
 def _fitted_type_mismatches(model: Any, X: pd.DataFrame) -> list[tuple[str, str]]:
@@ -839,7 +884,7 @@ def publish(
         raise RegistryConflict(f"model {name!r} version {version!r} already exists; versions are immutable")
     if isinstance(y, pd.Series) and y.name is None:
         y = y.rename("target")
-    card, blob, code_files = build_card(
+    card, blob, code_files, compiled = build_card(
         model,
         X,
         y,
@@ -854,7 +899,7 @@ def publish(
     stage(SIGNING)
     signed = signer.sign(card)
     stage(UPLOADING)
-    registry.put_version(signed, blob, code_files)
+    registry.put_version(signed, blob, code_files, compiled)
     if alias:
         registry.set_alias(name, alias, version)
     return signed

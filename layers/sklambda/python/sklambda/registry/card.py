@@ -36,6 +36,12 @@ check (deploy the layer before publishing with a newer publisher). Their shapes:
                     "highest", "lowest", "interval", "bound", "flagged"}]}], "flagged": [{"feature", "name", "gap"}]}
                    metrics per group of the categorical columns named at publish, fairness differences for the
                    sensitive ones (sklambda.monitoring.model_quality.fairness); never a pii column
+    compiled       {"used": true, "format": "sklambda.compiled/v1", "artifact": {"key", "sha256", "size"},
+                    "steps": [names], "agreement": {"rows", "routes", "max_abs_difference", "class_flips",
+                    "tolerance"}} when the predict function serves the version with the compiled evaluator
+                   (sklambda.compiled), or {"used": false, "reason": str} when publish did not compile it and
+                   scikit-learn serves it; the compiled artifact is pinned by its sha256 here, so the signature
+                   covers it as it covers the joblib artifact
 """
 
 from __future__ import annotations
@@ -61,6 +67,7 @@ OPTIONAL_SECTIONS = (
     "parity",
     "estimation",
     "segments",
+    "compiled",
 )
 
 
@@ -141,6 +148,17 @@ class ModelCard:
     parity: Mapping[str, Any] | None = None
     estimation: Mapping[str, Any] | None = None
     segments: Mapping[str, Any] | None = None
+    compiled: Mapping[str, Any] | None = None
+
+    @property
+    def compiled_artifact(self) -> ArtifactRef | None:
+        """The compiled artifact the predict function serves instead of unpickling the joblib one (`compiled` section,
+        used), or None: not compiled, or a card published before compiling existed."""
+        section = self.compiled or {}
+        if not section.get("used"):
+            return None
+        ref = section["artifact"]
+        return ArtifactRef(ref["key"], ref["sha256"], int(ref["size"]), section.get("format", "compiled"))
 
     @property
     def sklearn_version(self) -> str:

@@ -6,10 +6,9 @@ import math
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from sklambda.errors import FieldError, InvalidInput, PublishRejected, is_unicode, printable
 
@@ -21,10 +20,13 @@ MAX_CATEGORIES = 200
 # How a null of a category column reaches the model: as the missing marker the training data had, so an imputer
 # fitted with missing_values=np.nan (scikit-learn's default) sees a NaN and not a None it would take for a category.
 MISSING_NAN, MISSING_NONE, MISSING_NA = "nan", "none", "pd.NA"
-MISSING_VALUES = {MISSING_NAN: np.nan, MISSING_NONE: None, MISSING_NA: pd.NA}
+MISSING_MARKERS = (MISSING_NAN, MISSING_NONE, MISSING_NA)
 # What a request's numbers must fit in: integer features go to the model as int64, numbers as float64.
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 FLOAT64_MAX = sys.float_info.max
+
+if TYPE_CHECKING:  # pandas is imported where a DataFrame is built: a compiled model's container never imports it
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -94,14 +96,18 @@ class FeatureSpec:
             maximum=d.get("maximum"),
             categories=tuple(cats) if cats is not None else None,
             accepts_null=bool(d.get("accepts_null", False)),
-            missing=d.get("missing") if d.get("missing") in MISSING_VALUES else None,
+            missing=d.get("missing") if d.get("missing") in MISSING_MARKERS else None,
             required=d.get("required", True) is not False,
         )
 
     @property
     def missing_value(self) -> Any:
         """What a null of this feature is in the frame the model scores (numeric columns: always NaN)."""
-        return MISSING_VALUES[self.missing] if self.missing is not None else None
+        if self.missing == MISSING_NA:
+            import pandas as pd
+
+            return pd.NA
+        return np.nan if self.missing == MISSING_NAN else None
 
     @property
     def null_allowed(self) -> bool:
@@ -215,6 +221,10 @@ class InputSchema:
         Raises InvalidInput (HTTP 422) with one FieldError (row index, field, message) per problem, or for no rows at
         all.
         """
+        self._check(rows)
+        return self.frame(rows)
+
+    def _check(self, rows: Sequence[Any]) -> None:
         errors: list[FieldError] = []
         if not rows:
             raise InvalidInput("no instances given: send at least one row", errors=[FieldError("empty")])
@@ -238,30 +248,54 @@ class InputSchema:
             shown = "; ".join(str(e) for e in errors[:3])
             more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
             raise InvalidInput(f"{len(errors)} problem(s) in the input: {shown}{more}", errors=errors)
-        return self.frame(rows)
+
+    def validate_columns(self, rows: Sequence[Any]) -> dict[str, np.ndarray]:
+        """Check every row as `validate` does and return the validated columns (see `columns`) instead of a DataFrame:
+        what a compiled model (sklambda.compiled) scores, without importing pandas.
+
+        Raises InvalidInput as `validate`.
+        """
+        self._check(rows)
+        return self.columns(rows)
+
+    def columns(self, rows: Iterable[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+        """Rows already validated by `validate` as one 1-D numpy array per feature, in training order: float64 (nulls
+        as NaN), int64 or bool as `FeatureSpec.dtype` says, object for categories (a null as the category's training
+        missing marker). An optional feature a row leaves out is a null there. `pd.DataFrame(columns)` (object columns
+        as object Series) is the frame `frame` gives; numpy only.
+        """
+        rows = rows if isinstance(rows, Sequence) else list(rows)
+        return {
+            f.name: _column(f, [r[f.name] for r in rows] if f.required else [r.get(f.name) for r in rows])
+            for f in self.features
+        }
 
     def frame(self, rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
         """Rows already validated by `validate` as the DataFrame the model scores: one column per feature in training
         order, each of `FeatureSpec.dtype`, a RangeIndex of len(rows); nulls as NaN, or as the category's training
         missing marker. An optional feature a row leaves out is a null there.
         """
+        import pandas as pd
+
         # Hot path: one DataFrame per request. A dict of one pd.Series per column cost ~0.6 ms for one row
         # (pandas builds, aligns and reindexes every Series); numpy arrays on one shared RangeIndex give the
         # same frame (columns, dtypes, values, block layout) in ~0.2 ms. See infra/sklambda_infra/bench.
         rows = rows if isinstance(rows, Sequence) else list(rows)
         index = pd.RangeIndex(len(rows))
-        columns = {
-            f.name: _column(f, [r[f.name] for r in rows] if f.required else [r.get(f.name) for r in rows], index)
-            for f in self.features
-        }
+        columns = self.columns(rows)
+        for name, array in columns.items():
+            if array.dtype == object:  # as Series: pandas 3 would infer its "str" dtype from a bare object array
+                columns[name] = pd.Series(array, index=index, dtype=object, copy=False)
         return pd.DataFrame(columns, index=index)
 
 
-def _column(spec: FeatureSpec, values: list[Any], index: pd.RangeIndex) -> np.ndarray | pd.Series:
-    """One validated column as pd.Series(values, dtype=spec.dtype) would hold it (nulls as NaN outside categories).
+def _column(spec: FeatureSpec, values: list[Any]) -> np.ndarray:
+    """One validated column as pd.Series(values, dtype=spec.dtype).to_numpy() would hold it (nulls as NaN outside
+    categories), built with numpy alone.
 
-    Fast paths build the numpy array directly; any value numpy would convert differently from pandas (an
-    integer-valued float or a huge integer in an int64 column) takes pandas' own conversion, with its errors.
+    An int64 column whose values numpy does not infer as int64 (an integer-valued float such as 3.0, which
+    validation accepts) is converted value by value with int(): exact, where a float64 array would round integers
+    beyond 2**53.
     """
     dtype = spec.dtype
     if spec.type != CATEGORY:
@@ -270,10 +304,9 @@ def _column(spec: FeatureSpec, values: list[Any], index: pd.RangeIndex) -> np.nd
         return np.array(values, dtype=np.float64)
     if dtype == "int64":
         inferred = np.array(values)
-        return inferred if inferred.dtype == np.int64 else pd.Series(values, dtype="int64").to_numpy()
+        return inferred if inferred.dtype == np.int64 else np.array([int(v) for v in values], dtype=np.int64)
     if dtype == "bool":
         return np.array(values, dtype=bool)
-    # Object columns go in as Series: pandas 3 would infer its "str" dtype from a bare object array.
     array = np.empty(len(values), dtype=object)
     array[:] = values
     if spec.missing is not None and spec.null_allowed:
@@ -281,7 +314,7 @@ def _column(spec: FeatureSpec, values: list[Any], index: pd.RangeIndex) -> np.nd
         for i, v in enumerate(values):
             if v is None:
                 array[i] = marker
-    return pd.Series(array, index=index, dtype=object, copy=False)
+    return array
 
 
 def is_required(spec: FeatureSpec) -> bool:
@@ -324,6 +357,8 @@ def infer_schema(
     categorical: Iterable[str] = (),
 ) -> InputSchema:
     """Infer each column's type, range, categories and nullability from training data."""
+    import pandas as pd
+
     if not isinstance(X, pd.DataFrame):
         raise PublishRejected("a schema cannot be inferred from an array without column names: pass a pandas DataFrame")
     pii, nullable, categorical = set(pii), set(nullable), set(categorical)
@@ -369,6 +404,8 @@ def missing_marker(s: pd.Series) -> str:
     """The missing marker of a training column: the most common null value in it, else what pandas' dtype uses
     (NaN for numpy-backed and pandas 3 "str" columns, pd.NA for the "string" dtype), NaN for object columns, as
     pandas' readers (read_csv, read_parquet) produce."""
+    import pandas as pd
+
     nulls = s[s.isna()]
     if len(nulls):
         counts = {MISSING_NAN: 0, MISSING_NONE: 0, MISSING_NA: 0}
@@ -382,6 +419,8 @@ def missing_marker(s: pd.Series) -> str:
 def infer_type(s: pd.Series, *, forced_category: bool = False) -> str | None:
     """The feature type (FEATURE_TYPES) of a column from its dtype, and for object columns from its values (all
     booleans: boolean; all strings: category); None when no type fits (an object column mixing value types)."""
+    import pandas as pd
+
     if forced_category:
         return CATEGORY
     if pd.api.types.is_bool_dtype(s):
@@ -403,6 +442,8 @@ def infer_type(s: pd.Series, *, forced_category: bool = False) -> str | None:
 def value_types(s: pd.Series, shown: int = 3) -> str:
     """The Python value types of a column's non-null values with the first row (position) holding each, e.g.
     "str (row 0: 'x') and int (row 1: 1)"; "" when they are all of one type."""
+    import pandas as pd
+
     first: dict[str, tuple[int, Any]] = {}
     for i, v in enumerate(s.tolist()):
         if v is None or (isinstance(v, float) and v != v) or v is pd.NA:

@@ -3,6 +3,7 @@
 Layout (under the bucket root):
     models/<name>/versions/<version>/card.json             the signed model card (the commit point)
     models/<name>/versions/<version>/model-<sha12>.joblib  the artifact, content-addressed
+    models/<name>/versions/<version>/compiled-<sha12>.bin  the compiled artifact (sklambda.compiled), when there is one
     models/<name>/versions/<version>/code/<path>           user code shipped with the model (sha256 in the card)
     models/<name>/aliases/<alias>.json                     {"version": ..., "history": [...], "canary"?, "shadow"?}
 
@@ -235,6 +236,11 @@ class Registry:
         return cls.version_prefix(name, version) + f"model-{sha256[:12]}.joblib"
 
     @classmethod
+    def compiled_key(cls, name: str, version: str, sha256: str) -> str:
+        """The key of a version's compiled artifact (sklambda.compiled): content-addressed like the joblib one."""
+        return cls.version_prefix(name, version) + f"compiled-{sha256[:12]}.bin"
+
+    @classmethod
     def code_key(cls, name: str, version: str, path: str) -> str:
         """The key of a user code file shipped with a version (`path` relative, with '/')."""
         return cls.version_prefix(name, version) + f"code/{path}"
@@ -320,6 +326,24 @@ class Registry:
             raise
         return blob
 
+    def fetch_compiled(self, card: ModelCard) -> bytes:
+        """The compiled artifact bytes the card points at (`ModelCard.compiled_artifact`; not yet checked against its
+        sha256). Raises ModelRefused (reason artifact_missing) when the object is gone, ValueError when the card has
+        no compiled artifact."""
+        ref = card.compiled_artifact
+        if ref is None:
+            raise ValueError(f"model {card.name!r} version {card.version!r} has no compiled artifact")
+        try:
+            blob, _ = self._get(ref.key)
+        except ClientError as e:
+            if _is_missing(e):
+                raise ModelRefused(
+                    f"compiled artifact of model {card.name!r} version {card.version!r} is missing",
+                    reason="artifact_missing",
+                ) from None
+            raise
+        return blob
+
     def fetch_code(self, card: ModelCard) -> dict[str, bytes]:
         """The user code files the card lists, {path: bytes}; their sha256 is checked by the caller."""
         files = {}
@@ -392,13 +416,24 @@ class Registry:
         return self.get_alias(name, alias).version
 
     # --- writes -----------------------------------------------------------------------------------
-    def put_version(self, card: ModelCard, artifact: bytes, code: dict[str, bytes] | None = None) -> None:
-        """Store an artifact, the user code shipped with it ({path: bytes}) and its signed card. The card write
-        is the commit point: a reader never sees a card whose files are not there yet."""
+    def put_version(
+        self, card: ModelCard, artifact: bytes, code: dict[str, bytes] | None = None, compiled: bytes | None = None
+    ) -> None:
+        """Store an artifact, the user code shipped with it ({path: bytes}), the compiled artifact when the card has
+        one, and its signed card. The card write is the commit point: a reader never sees a card whose files are not
+        there yet. Raises ValueError when bytes do not match the card's sha256/size (or a compiled artifact is missing
+        or unexpected)."""
         check_name(card.name)
         check_version(card.version)
         if hashlib.sha256(artifact).hexdigest() != card.artifact.sha256 or len(artifact) != card.artifact.size:
             raise ValueError("artifact bytes do not match the card's sha256/size")
+        compiled_ref = card.compiled_artifact
+        if (compiled_ref is None) != (compiled is None):
+            raise ValueError("compiled artifact bytes are given if and only if the card has a compiled artifact")
+        if compiled is not None and (
+            hashlib.sha256(compiled).hexdigest() != compiled_ref.sha256 or len(compiled) != compiled_ref.size
+        ):
+            raise ValueError("compiled artifact bytes do not match the card's sha256/size")
         if self.version_exists(card.name, card.version):
             raise RegistryConflict(
                 f"model {card.name!r} version {card.version!r} already exists; versions are immutable"
@@ -406,6 +441,10 @@ class Registry:
         self._s3().put_object(
             Bucket=self.bucket, Key=card.artifact.key, Body=artifact, ContentType="application/octet-stream"
         )
+        if compiled_ref is not None:
+            self._s3().put_object(
+                Bucket=self.bucket, Key=compiled_ref.key, Body=compiled, ContentType="application/octet-stream"
+            )
         for path, data in sorted((code or {}).items()):
             self._s3().put_object(
                 Bucket=self.bucket,

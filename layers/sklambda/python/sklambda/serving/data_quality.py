@@ -17,12 +17,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from sklambda.registry.schema import CATEGORY, INTEGER, NUMBER, InputSchema, is_required, to_records
+
+if TYPE_CHECKING:  # batch frames only: the request path (check_rows) never imports pandas
+    import pandas as pd
 
 OUT_OF_RANGE, UNSEEN_CATEGORY, UNEXPECTED_NULL = "out_of_range", "unseen_category", "unexpected_null"
 WARNING_CODES = (OUT_OF_RANGE, UNSEEN_CATEGORY, UNEXPECTED_NULL)
@@ -67,6 +69,8 @@ class _Check:
 
     def bad_array(self, a: np.ndarray) -> np.ndarray:
         """The vectorized test, for batch frames."""
+        import pandas as pd
+
         if self.code == UNEXPECTED_NULL:
             return np.asarray(pd.isna(a), dtype=bool)
         if self.code == OUT_OF_RANGE:
@@ -119,11 +123,12 @@ class DataQualityChecker:
                 out[c.code] += n
         return dict(out)
 
-    def check_frame(self, frame: pd.DataFrame) -> list[DataQualityWarning]:
-        """The warnings of a validated frame, ordered by row then by schema order (as check_rows)."""
+    def check_frame(self, frame: pd.DataFrame | Mapping[str, np.ndarray]) -> list[DataQualityWarning]:
+        """The warnings of a validated frame (or of {feature: numpy column}, the compiled path's rows), ordered by row
+        then by schema order (as check_rows)."""
         found: list[tuple[int, int, DataQualityWarning]] = []
         for order, c in enumerate(self._checks):
-            values = frame[c.field].to_numpy()
+            values = np.asarray(frame[c.field])
             found.extend((int(i), order, DataQualityWarning(int(i), c.field, c.code, c.message(values[i])))
                          for i in np.flatnonzero(c.bad_array(values)))  # fmt: skip
         return [f for _, _, f in sorted(found, key=lambda t: (t[0], t[1]))]

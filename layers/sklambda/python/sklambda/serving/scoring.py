@@ -1,18 +1,30 @@
 """Scoring rows with a loaded estimator: validation against the card, predictions, probabilities, decisions,
-data-quality warnings and (when asked) explanations."""
+data-quality warnings and (when asked) explanations.
+
+A Scorer scores with the scikit-learn estimator (rows validated into a pandas DataFrame), or, for a version published
+with a compiled artifact, with the compiled evaluator (sklambda.compiled: rows validated into numpy columns). On the
+compiled path a request imports neither pandas nor scikit-learn; the estimator is then loaded only when something
+needs it (explanations, `score_frame` on a DataFrame stays on the compiled evaluator).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from sklambda.errors import ExplanationUnavailable, FieldError, InvalidInput
 from sklambda.registry.card import CLASSIFICATION, ModelCard
 from sklambda.serving.data_quality import UNSEEN_CATEGORY, DataQualityChecker, DataQualityWarning
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from sklambda.compiled.evaluate import CompiledModel
+
+SCIKIT_LEARN, COMPILED = "scikit-learn", "compiled"  # what scores a version: `Scorer.runtime`
 
 # Classifiers whose predict() is not argmax(predict_proba()) (Platt scaling is fitted separately).
 _PREDICT_DIFFERS_FROM_PROBA = {"SVC", "NuSVC"}
@@ -54,16 +66,51 @@ class Scorer:
     """
 
     def __init__(self, estimator: Any, card: ModelCard) -> None:
-        self.estimator = estimator
+        self._estimator = estimator
+        self._load_estimator: Callable[[], Any] | None = None
+        self.compiled: CompiledModel | None = None
         self.card = card
         self.schema = card.input_schema
         self._proba = card.task == CLASSIFICATION and hasattr(estimator, "predict_proba")
         self._classes = np.asarray(getattr(estimator, "classes_", card.classes or ()), dtype=object)
-        self._class_keys = [str(c) for c in self._classes]
+        self._init_common(card)
         self._argmax_is_predict = type(_final_step(estimator)).__name__ not in _PREDICT_DIFFERS_FROM_PROBA
+
+    @classmethod
+    def from_compiled(cls, compiled: CompiledModel, card: ModelCard, load_estimator: Callable[[], Any]) -> Scorer:
+        """A Scorer that scores with the compiled evaluator (sklambda.compiled) of a version whose card has a used
+        `compiled` section. `load_estimator()` returns the version's scikit-learn estimator (verified and unpickled),
+        called once, only when something needs it (explanations)."""
+        self = cls.__new__(cls)
+        self._estimator = None
+        self._load_estimator = load_estimator
+        self.compiled = compiled
+        self.card = card
+        self.schema = card.input_schema
+        self._proba = card.task == CLASSIFICATION and compiled.has_proba
+        self._classes = np.asarray(compiled.classes if compiled.classes is not None else (), dtype=object)
+        self._init_common(card)
+        self._argmax_is_predict = True  # the compiled evaluator supports only classifiers whose predict is argmax
+        return self
+
+    def _init_common(self, card: ModelCard) -> None:
+        self._class_keys = [str(c) for c in self._classes]
         self.data_quality_checker = DataQualityChecker(self.schema)
         self._explainer: Any = None
         self._decision = self._decision_rule(card)
+
+    @property
+    def runtime(self) -> str:
+        """What scores this version: COMPILED (the compiled evaluator) or SCIKIT_LEARN (the unpickled estimator)."""
+        return COMPILED if self.compiled is not None else SCIKIT_LEARN
+
+    @property
+    def estimator(self) -> Any:
+        """The version's scikit-learn estimator; on the compiled path loaded (verified, unpickled) on first use."""
+        if self._estimator is None and self._load_estimator is not None:
+            self._estimator = self._load_estimator()
+            self._load_estimator = None
+        return self._estimator
 
     def _decision_rule(self, card: ModelCard) -> tuple[int, str, Any, Any, float] | None:
         """(positive column, positive key, positive class, negative class, threshold) of a binary classifier."""
@@ -126,23 +173,27 @@ class Scorer:
         """Validate `rows` (JSON-like dicts of feature values) against the card's schema and score them, with the
         data-quality warnings of each row and, with `explain`, one explanation per row (serving/explain.py). A feature
         the model never reads may be left out of a row: the model gets that column's missing marker (InputSchema.frame).
+        On the compiled path the rows become numpy columns (InputSchema.validate_columns), not a DataFrame.
 
         Raises InvalidInput naming each bad row and field (schema), or each row the model cannot score or scores
         as NaN/infinite; ExplanationUnavailable when `explain` is asked of a model that cannot be explained.
         """
-        frame = self.schema.validate(rows)
-        scored = self.score_frame(frame)
+        data = self.schema.validate_columns(rows) if self.compiled is not None else self.schema.validate(rows)
+        scored = self._scored(self._checked_arrays(data))
         warnings = self.data_quality_checker.check_rows(rows)
         if warnings:
             scored = replace(scored, warnings=warnings)
         if explain:
+            frame = data if self.compiled is None else self.schema.frame(rows)
             scored = replace(scored, explanations=self.explainer().explain(frame).rows())
         return scored
 
     def score_frame(self, X: pd.DataFrame) -> Scored:
         """Score an already validated frame (columns in schema order): predictions, probabilities keyed by class,
         and decisions when the card has a threshold. Raises InvalidInput as score_arrays."""
-        arrays = self.score_arrays(X)
+        return self._scored(self.score_arrays(X))
+
+    def _scored(self, arrays: ScoredArrays) -> Scored:
         probabilities = None
         if arrays.probabilities is not None:
             keys = self._class_keys
@@ -167,38 +218,47 @@ class Scorer:
         return np.where(probabilities[:, i] >= threshold, positive, negative).tolist()
 
     def score_arrays(self, X: pd.DataFrame) -> ScoredArrays:
-        """Predictions (and probabilities) of every row of X. Raises InvalidInput naming each row the model
-        cannot score, or whose prediction or probabilities are not finite (never passed on as a result)."""
+        """Predictions (and probabilities) of every row of X (a validated frame; on the compiled path its columns go
+        to the compiled evaluator as numpy arrays). Raises InvalidInput naming each row the model cannot score, or
+        whose prediction or probabilities are not finite (never passed on as a result)."""
+        if self.compiled is not None:
+            return self._checked_arrays({name: X[name].to_numpy() for name in self.schema.names})
+        return self._checked_arrays(X)
+
+    def _checked_arrays(self, data: Any) -> ScoredArrays:
+        """`data`: a DataFrame (scikit-learn path) or {feature: numpy column} (compiled path)."""
         try:
-            arrays = self._score(X)
+            arrays = self._score(data)
         except (ValueError, TypeError, KeyError) as e:
-            raise self._explain_failure(X, e) from None
+            raise self._explain_failure(data, e) from None
         bad = _non_finite_rows(arrays)
         if bad:
             raise InvalidInput(f"{len(bad)} row(s) could not be scored: {bad[0]}", errors=bad)
         return arrays
 
-    def _score(self, X: pd.DataFrame) -> ScoredArrays:
+    def _score(self, data: Any) -> ScoredArrays:
+        model = self.compiled if self.compiled is not None else self.estimator
         if self._proba:
-            proba = np.asarray(self.estimator.predict_proba(X), dtype=float)
+            proba = np.asarray(model.predict_proba(data), dtype=float)
             # One pass through the pipeline instead of two: predict is argmax of the probabilities here.
             if self._argmax_is_predict:
                 predictions = self._classes[proba.argmax(axis=1)].tolist()
             else:
-                predictions = np.asarray(self.estimator.predict(X)).tolist()
+                predictions = np.asarray(model.predict(data)).tolist()
             return ScoredArrays(predictions, proba)
-        return ScoredArrays(np.asarray(self.estimator.predict(X)).tolist(), None)
+        return ScoredArrays(np.asarray(model.predict(data)).tolist(), None)
 
-    def _explain_failure(self, X: pd.DataFrame, error: Exception) -> InvalidInput:
+    def _explain_failure(self, data: Any, error: Exception) -> InvalidInput:
         """The model rejected the batch: find which rows it rejects, so the caller can fix them. A rejected row holding
         a category training did not have is reported on that field (an encoder with handle_unknown="error" refuses
         it, and its own message names a column position, not the feature)."""
         bad: list[FieldError] = []
-        for i in range(len(X)):
+        for i in range(_rows(data)):
+            row = _row(data, i)
             try:
-                self._score(X.iloc[[i]])
+                self._score(row)
             except (ValueError, TypeError, KeyError) as e:
-                unseen = [w for w in self.data_quality_checker.check_frame(X.iloc[[i]]) if w.code == UNSEEN_CATEGORY]
+                unseen = [w for w in self.data_quality_checker.check_frame(row) if w.code == UNSEEN_CATEGORY]
                 bad.extend(
                     FieldError(f"the model cannot score this row: {w.message} ({_short(e)})", row=i, field=w.field)
                     for w in unseen
@@ -208,6 +268,20 @@ class Scorer:
         if not bad:
             bad = [FieldError(f"the model cannot score this batch: {_short(error)}")]
         return InvalidInput(f"{len(bad)} row(s) could not be scored: {bad[0]}", errors=bad)
+
+
+def _rows(data: Any) -> int:
+    """Rows of a DataFrame or of {feature: column}."""
+    if isinstance(data, dict):
+        return len(next(iter(data.values()))) if data else 0
+    return len(data)
+
+
+def _row(data: Any, i: int) -> Any:
+    """Row i of a DataFrame or of {feature: column}, as the same kind of object."""
+    if isinstance(data, dict):
+        return {name: column[i : i + 1] for name, column in data.items()}
+    return data.iloc[[i]]
 
 
 def _py(v: Any) -> Any:

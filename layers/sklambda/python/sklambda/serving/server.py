@@ -3,12 +3,19 @@
 Order of checks before anything is unpickled: the card's signature (KMS Verify with the trusted key),
 the scikit-learn version, the artifact's size and sha256, and the sha256 of each user code file the card lists.
 Only then joblib.load, with the model's own code importable (sklambda.registry.usercode).
+
+A version whose card has a compiled artifact (the card's `compiled` section, sklambda.compiled) is served, where the
+caller asks for it (`ModelServer(compiled=True)`: the predict function), by the compiled evaluator: the same checks
+run on the compiled artifact (signature, scikit-learn version, size and sha256), and nothing is unpickled at all
+(the compiled format holds arrays and JSON only). scikit-learn, scipy and pandas are then never imported, unless
+something needs the estimator (explanations), which is loaded, verified as above, at that moment.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -16,16 +23,30 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-import joblib
-import sklearn
-
 from sklambda.errors import ModelRefused
-from sklambda.registry.card import ModelCard
+from sklambda.registry.card import ArtifactRef, ModelCard
 from sklambda.registry.signing import CardVerifier
 from sklambda.registry.store import AliasRecord, Registry
 from sklambda.registry.usercode import importable, materialize
 from sklambda.registry.usercode import verify as verify_code
 from sklambda.serving.scoring import Scorer
+
+_runtime_sklearn: str | None = None
+
+
+def runtime_sklearn_version() -> str:
+    """The scikit-learn version this runtime has, without importing scikit-learn when it is not imported yet (its
+    import costs ~0.9 s: scipy and pandas come with it): read from the installed distribution's metadata."""
+    global _runtime_sklearn
+    if _runtime_sklearn is None:
+        module = sys.modules.get("sklearn")
+        if module is not None:
+            _runtime_sklearn = module.__version__
+        else:
+            from importlib.metadata import version
+
+            _runtime_sklearn = version("scikit-learn")
+    return _runtime_sklearn
 
 
 @dataclass(frozen=True)
@@ -61,13 +82,15 @@ class NoEvents:
         pass
 
 
-def check_compatible(card: ModelCard, runtime_sklearn: str = sklearn.__version__) -> None:
+def check_compatible(card: ModelCard, runtime_sklearn: str | None = None) -> None:
     """Refuse a model pickled with another scikit-learn than the runtime's (ModelRefused, reason
     sklearn_version_mismatch).
 
     scikit-learn's model persistence guide: a model saved with one version may fail to load, or predict differently,
-    with another, so an exact match is required rather than risking silent differences.
+    with another, so an exact match is required rather than risking silent differences. `runtime_sklearn`: default
+    this runtime's (runtime_sklearn_version).
     """
+    runtime_sklearn = runtime_sklearn or runtime_sklearn_version()
     if card.sklearn_version != runtime_sklearn:
         raise ModelRefused(
             f"model {card.name!r} version {card.version!r} was saved with scikit-learn {card.sklearn_version} "
@@ -77,30 +100,36 @@ def check_compatible(card: ModelCard, runtime_sklearn: str = sklearn.__version__
         )
 
 
-def check_artifact(card: ModelCard, blob: bytes) -> None:
+def check_artifact(card: ModelCard, blob: bytes, ref: ArtifactRef | None = None) -> None:
     """Refuse artifact bytes whose size or sha256 differ from the signed card's (ModelRefused, reason
-    artifact_tampered).
+    artifact_tampered). `ref`: which of the card's artifacts `blob` is (default the joblib one; the compiled one is
+    `card.compiled_artifact`).
     """
+    ref = ref or card.artifact
+    what = "artifact" if ref is card.artifact else "compiled artifact"
     where = f"model {card.name!r} version {card.version!r}"
-    if len(blob) != card.artifact.size:
+    if len(blob) != ref.size:
         raise ModelRefused(
-            f"artifact of {where} has {len(blob)} bytes, the signed card says {card.artifact.size}",
-            reason="artifact_tampered",
+            f"{what} of {where} has {len(blob)} bytes, the signed card says {ref.size}", reason="artifact_tampered"
         )
-    if hashlib.sha256(blob).hexdigest() != card.artifact.sha256:
-        raise ModelRefused(f"artifact of {where} does not match the signed sha256", reason="artifact_tampered")
+    if hashlib.sha256(blob).hexdigest() != ref.sha256:
+        raise ModelRefused(f"{what} of {where} does not match the signed sha256", reason="artifact_tampered")
 
 
 def unpickle(card: ModelCard, blob: bytes, code: dict[str, bytes] | None = None) -> object:
     """The estimator in `blob`, with the card's user code importable while it loads. The caller has verified
     the bytes; the publish-time parity gate loads the artifact through this same function."""
+    import joblib  # here, not at import: a container serving compiled models never needs it
+
     modules = (card.code or {}).get("modules", ())
     folder = materialize(code, label=f"{card.name}-{card.version}") if code else None
     with importable(folder, modules):
         return joblib.load(io.BytesIO(blob))
 
 
-def load_verified(registry: Registry, verifier: CardVerifier, name: str, version: str) -> LoadedModel:
+def load_verified(
+    registry: Registry, verifier: CardVerifier, name: str, version: str, *, compiled: bool = False
+) -> LoadedModel:
     """Fetch, verify and unpickle version `version` of `name` (an exact version, not an alias).
 
     The checks run before anything is unpickled, in this order: the card's signature with the verifier's trusted key
@@ -108,16 +137,51 @@ def load_verified(registry: Registry, verifier: CardVerifier, name: str, version
     Unpickling runs code chosen by whoever wrote the bytes (Python's pickle documentation: never unpickle untrusted
     data), so only bytes the signing key vouched for reach joblib.load.
 
+    compiled: serve the version with its compiled artifact when the card has one (the predict function): the
+        signature and version checks, then the compiled artifact's size and sha256, then the compiled evaluator reads
+        it (arrays and JSON: nothing is unpickled). The joblib artifact is fetched and checked only if the estimator is
+        needed later (explanations). A card without one is loaded as above.
+
     Returns the LoadedModel with `load_seconds` measured from the first registry read.
     Raises ModelNotFound (invalid name or version, no such version); ModelRefused (HTTP 503) with `reason` bad_card,
     card_path_mismatch, unsigned, bad_signature, sklearn_version_mismatch, artifact_missing, artifact_tampered,
-    code_missing, code_tampered, or unloadable (the pickle failed in this runtime: a missing module or class). S3 and
-    KMS errors other than a missing object propagate as botocore's ClientError.
+    code_missing, code_tampered, or unloadable (the pickle failed in this runtime: a missing module or class; or
+    a compiled artifact this runtime cannot read). S3 and KMS errors other than a missing object propagate as
+    botocore's ClientError.
     """
     started = time.perf_counter()
     card = registry.get_card(name, version)
     verifier.verify(card)
     check_compatible(card)
+    ref = card.compiled_artifact if compiled else None
+    if ref is not None:
+        blob = registry.fetch_compiled(card)
+        check_artifact(card, blob, ref)
+        scorer = Scorer.from_compiled(_read_compiled(card, blob), card, lambda: _unpickle_verified(registry, card))
+        return LoadedModel(card, scorer, time.perf_counter() - started)
+    estimator = _unpickle_verified(registry, card)
+    return LoadedModel(card, Scorer(estimator, card), time.perf_counter() - started)
+
+
+def _read_compiled(card: ModelCard, blob: bytes) -> object:
+    """The compiled evaluator of verified compiled artifact bytes; ModelRefused (unloadable) when this runtime cannot
+    read its format."""
+    from sklambda.compiled.evaluate import CompiledModel
+    from sklambda.compiled.program import CompiledFormatError, CompiledProgram
+
+    try:
+        return CompiledModel(CompiledProgram.from_bytes(blob))
+    except CompiledFormatError as e:
+        raise ModelRefused(
+            f"the compiled artifact of model {card.name!r} version {card.version!r} cannot be read by this runtime: "
+            f"{e}; update the runtime layer or republish",
+            reason="unloadable",
+        ) from None
+
+
+def _unpickle_verified(registry: Registry, card: ModelCard) -> object:
+    """The joblib artifact of a verified card, fetched, checked (size, sha256, user code) and unpickled."""
+    name, version = card.name, card.version
     blob = registry.fetch_artifact(card)
     check_artifact(card, blob)
     code = registry.fetch_code(card) if card.code else None
@@ -129,14 +193,13 @@ def load_verified(registry: Registry, verifier: CardVerifier, name: str, version
             )
     # Safe to unpickle: the bytes are exactly the ones the signing key vouched for.
     try:
-        estimator = unpickle(card, blob, code)
+        return unpickle(card, blob, code)
     except Exception as e:  # publish checks what a pickle needs; a version published before that may still fail
         raise ModelRefused(
             f"model {name!r} version {version!r} cannot be loaded by this runtime: {type(e).__name__}: {e}; "
             "republish it (publish now checks that the deployed runtime can load it)",
             reason="unloadable",
         ) from None
-    return LoadedModel(card, Scorer(estimator, card), time.perf_counter() - started)
 
 
 class ModelServer:
@@ -147,6 +210,8 @@ class ModelServer:
         model is not downloaded on every request.
     cache_size: loaded models kept; the least recently used is dropped beyond it (an alias with a canary keeps two).
     events: told of every load and refusal (the predict function turns them into metrics).
+    compiled: serve versions published with a compiled artifact by the compiled evaluator (load_verified); the
+        predict function sets it, batch scoring and monitoring do not (they score DataFrames with scikit-learn).
     clock: monotonic seconds (tests pass a fake). Thread-safe: the caches are guarded by one lock; two threads missing
         the same model may both load it.
     """
@@ -159,6 +224,7 @@ class ModelServer:
         alias_ttl_seconds: float = 60.0,
         cache_size: int = 4,
         events: ServingEvents | None = None,
+        compiled: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.registry = registry
@@ -166,6 +232,7 @@ class ModelServer:
         self.alias_ttl = alias_ttl_seconds
         self.cache_size = cache_size
         self.events = events or NoEvents()
+        self.compiled = compiled
         self._clock = clock
         self._aliases: dict[tuple[str, str], tuple[AliasRecord, float]] = {}
         self._models: OrderedDict[tuple[str, str], LoadedModel] = OrderedDict()
@@ -228,7 +295,7 @@ class ModelServer:
             if refused and refused[1] > self._clock():
                 raise refused[0]
         try:
-            loaded = load_verified(self.registry, self.verifier, name, version)
+            loaded = load_verified(self.registry, self.verifier, name, version, compiled=self.compiled)
         except ModelRefused as e:
             with self._lock:
                 self._refused[key] = (e, self._clock() + self.alias_ttl)

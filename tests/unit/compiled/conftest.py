@@ -1,0 +1,28 @@
+"""Shared data of the compiled evaluator's tests: the churn sample validated as serving validates it, with nulls and
+categories training never saw."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from sklambda.registry.schema import infer_schema
+from sklambda_infra import sample
+from tests.unit.compiled.helpers import served_frame
+
+
+@pytest.fixture(scope="session")
+def churn_compiled() -> SimpleNamespace:
+    """The churn sample: 2,000 training rows, its schema, and 500 unseen rows served with nulls in a number and a
+    category, and a category never seen in training."""
+    X, y = sample.churn_data(2000, seed=3)
+    schema = infer_schema(X, pii=sample.PII, nullable=["plan"])
+    unseen, _ = sample.churn_data(500, seed=4)
+    unseen = unseen.astype({"plan": object})
+    unseen.loc[0:9, "monthly_income"] = np.nan
+    unseen.loc[10:19, "plan"] = None
+    unseen.loc[20:29, "plan"] = "gold"
+    unseen.loc[30:39, "region"] = "atlantis"
+    return SimpleNamespace(X=X, y=y, schema=schema, frame=served_frame(schema, unseen))
