@@ -86,6 +86,13 @@ def test_the_cards_compiled_section_is_read_as_a_dict_whatever_its_shape(card, e
     assert compiled.compiled_section(card) == expected
 
 
+def test_only_a_section_that_says_used_means_the_compiled_path_serves_the_version():
+    assert compiled.compiled_used({"used": True, "artifact": {}})
+    assert not compiled.compiled_used({"used": False, "reason": "HistGradientBoostingClassifier has no evaluator"})
+    assert not compiled.compiled_used(None)
+    assert compiled.describe_section({"used": False, "reason": "no evaluator"}) == "not used: no evaluator"
+
+
 def test_compiling_off_sets_the_configs_variable_for_the_publish_only(monkeypatch):
     # GIVEN a config that names the compile switch
     monkeypatch.delenv("SKLAMBDA_TEST_COMPILE", raising=False)
@@ -149,7 +156,12 @@ def fake_results(*, compiled_ratio: float = 0.2, compiled_diff: float = 1e-9, co
     }  # fmt: skip
     model = {
         "label": "logistic regression pipeline",
-        "compiled_card": {"key": "models/churn-lr/1/compiled.npz", "sha256": "ab12", "size": 4000},
+        "compiled_card": {
+            "used": True,
+            "format": "sklambda.compiled/v1",
+            "artifact": {"key": "models/churn-lr/1/compiled", "sha256": "ab12", "size": 4000},
+            "agreement": {"rows": 500, "max_abs_difference": 2e-16, "class_flips": 0, "tolerance": 1e-6},
+        },
         "unavailable": {ONNX[FLOAT64]: "converts, but onnxruntime cannot load it: no float64 Imputer"},
         "warm": warm,
         "agreement": agreement,
@@ -220,6 +232,8 @@ def test_the_section_says_what_could_not_be_measured_and_why():
     assert "not measured: converts, but onnxruntime cannot load it: no float64 Imputer" in text
     assert f"| {MLSERVER} |" in text and "not measured: pip install failed: a conflict" in text
     assert "imports none of scikit-learn, scipy, pandas" in text
+    assert "artifact `models/churn-lr/1/compiled` (sha256 ab12..., 4,000 bytes)" in text
+    assert "max |Δp| 2.0e-16, 0 class flips" in text
     # AND the billing table shows the scaled, rounded-up duration of each path (2.4 ms x 1769/1024 -> 5 ms)
     assert "| churn-lr | warm | handler, scikit-learn path | 2.400 ms | 5 ms |" in text
     assert "as looked up on 2026-11-30" in text

@@ -192,7 +192,11 @@ def compiling_off(config: Any) -> Iterator[str]:
 
 
 def compiled_section(card: Any) -> dict[str, Any] | None:
-    """The card's `compiled` section as a dict (artifact key, sha256, size, agreement), or None when it has none."""
+    """The card's `compiled` section as a dict, or None when it has none (a card from before compiling existed).
+
+    sklambda.registry.card: {"used": true, "format", "artifact": {"key", "sha256", "size"}, "steps", "agreement":
+    {"rows", "routes", "max_abs_difference", "class_flips", "tolerance"}}, or {"used": false, "reason"}.
+    """
     section = getattr(card, "compiled", None)
     if section is None and isinstance(card, Mapping):
         section = card.get("compiled")
@@ -207,19 +211,50 @@ def compiled_section(card: Any) -> dict[str, Any] | None:
     return {"value": str(section)}
 
 
+def compiled_used(section: Mapping[str, Any] | None) -> bool:
+    """Whether the predict function serves the version with the compiled evaluator (the section says `used`)."""
+    return bool(section) and bool(section.get("used", False))
+
+
+def _tolerance(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in value.items())
+    return str(value)
+
+
+def describe_section(section: Mapping[str, Any]) -> str:
+    """The card's compiled section in one line: artifact key, sha256, size and the publish-time agreement."""
+    if not compiled_used(section):
+        return f"not used: {section.get('reason', 'no reason given')}"
+    artifact, agreement = section.get("artifact") or {}, section.get("agreement") or {}
+    parts = [
+        f"format {section.get('format', '?')}",
+        f"artifact `{artifact.get('key', '?')}` (sha256 {str(artifact.get('sha256', '?'))[:12]}..., "
+        f"{artifact.get('size', 0):,} bytes)",
+    ]
+    if agreement:
+        parts.append(
+            f"agreement at publish on {agreement.get('rows', '?')} rows: max |Δp| "
+            f"{agreement.get('max_abs_difference', float('nan')):.1e}, {agreement.get('class_flips', '?')} class flips "
+            f"(tolerance {_tolerance(agreement.get('tolerance'))})"
+        )
+    return "; ".join(parts)
+
+
 def _bench_model(name: str, estimator: Any, cards: dict, env: dict[str, str], tmp: Path, plan: Plan) -> dict:
     from sklambda.registry.store import Registry
     from sklambda_infra import sample
 
     sk_name = f"{name}{SKLEARN_SUFFIX}"
     section = compiled_section(cards[name])
-    if compiled_section(cards[sk_name]) is not None:
-        raise RuntimeError(f"{sk_name} was published with compiling off but its card has a compiled section")
+    if compiled_used(compiled_section(cards[sk_name])):
+        raise RuntimeError(f"{sk_name} was published with compiling off but its card says the compiled path serves it")
     result: dict[str, Any] = {"label": LABELS.get(name, name), "compiled_card": section, "unavailable": {}}
     if section is None:
-        result["unavailable"][COMPILED] = (
-            "the published card has no `compiled` section: this sklambda did not compile the pipeline"
-        )
+        result["unavailable"][COMPILED] = "the card has no `compiled` section: this sklambda has no compiled path"
+    elif not compiled_used(section):
+        result["unavailable"][COMPILED] = f"publish did not compile it: {section.get('reason', 'no reason given')}"
+    compiled = compiled_used(section)
     onnx = {dtype: peers.convert(estimator, sample.NUMERIC, sample.CATEGORICAL, dtype) for dtype in ONNX}
     for dtype, arm in onnx.items():
         if not arm.usable:
@@ -232,13 +267,13 @@ def _bench_model(name: str, estimator: Any, cards: dict, env: dict[str, str], tm
     with common.environ(env):
         app = common.import_predict_app()
         try:
-            result["warm"] = warm(app, name, sk_name, estimator, onnx, section is not None, plan)
-            result["agreement"] = agreement(app, name, sk_name, estimator, onnx, section is not None, plan)
+            result["warm"] = warm(app, name, sk_name, estimator, onnx, compiled, plan)
+            result["agreement"] = agreement(app, name, sk_name, estimator, onnx, compiled, plan)
         finally:
             app.metrics.clear_metrics()
     common.log(f"compiled: {name}: MLServer's SKLearnModel in its own venv")
     result["mlserver"] = mlserver(artifact, tmp, plan)
-    result["cold"] = cold_start(name, sk_name, artifact, onnx, section is not None, {**os.environ, **env}, tmp, plan)
+    result["cold"] = cold_start(name, sk_name, artifact, onnx, compiled, {**os.environ, **env}, tmp, plan)
     return result
 
 
@@ -510,9 +545,7 @@ def markdown(results: Mapping[str, Any]) -> str:
     ]
     for m in results["models"].values():
         if m.get("compiled_card"):
-            card = m["compiled_card"]
-            shown = ", ".join(f"{k}: {v}" for k, v in card.items() if not isinstance(v, (dict, list)))
-            parts += ["", f"{m['label']}: the card's `compiled` section: {shown}."]
+            parts += ["", f"{m['label']}, the card's `compiled` section: {describe_section(m['compiled_card'])}."]
     parts += ["", render_warm(results, plan), "", render_agreement(results), "", render_cold(results)]
     parts += ["", render_bundle(results["bundle"]), "", render_billing(results)]
     return "\n".join(parts)
@@ -607,6 +640,12 @@ def render_agreement(results: Mapping[str, Any]) -> str:
     )
 
 
+def _phase(arm: str, label: str) -> str:
+    """cold.py's phase labels; its model-load phase on the compiled path loads the compiled artifact, not joblib."""
+    label = label.strip()
+    return label.replace(", joblib.load", ", load") if arm == COMPILED else label
+
+
 def render_cold(results: Mapping[str, Any]) -> str:
     rows, notes, runs = [], [], None
     for name, m in results["models"].items():
@@ -618,7 +657,7 @@ def render_cold(results: Mapping[str, Any]) -> str:
                 reason = m["unavailable"].get(COMPILED if arm == COMPILED else ONNX[peers.FLOAT32], "not measured")
                 rows.append([name, arm, "", "", f"not measured: {reason}", "", "", ""])
                 continue
-            phases = "; ".join(f"{k.strip()} {v:.3f}" for k, v in a["phases"].items() if "exit" not in k)
+            phases = "; ".join(f"{_phase(arm, k)} {v:.3f}" for k, v in a["phases"].items() if "exit" not in k)
             target = f"<= {a['target']}x" if "target" in a else ""
             spread = _spread(a["pair_ratios"]) if "pair_ratios" in a else "1 (baseline)"
             rows.append([name, arm, f"{a['median_s']:.3f} s", f"{a['ratio']:.2f}x", spread, phases, target,
@@ -627,7 +666,7 @@ def render_cold(results: Mapping[str, Any]) -> str:
         if imports is not None:
             heavy = [f"{p} {imports[p]:.3f} s" for p in HEAVY if imports[p] > 0]
             notes.append(
-                f"{name}: the compiled handler process imports "
+                f"- {name}: the compiled handler process imports "
                 + (", ".join(heavy) if heavy else "none of scikit-learn, scipy, pandas")
                 + f" (`-X importtime`, one extra run; all imports {imports['total']:.3f} s)."
             )
@@ -674,7 +713,8 @@ def bundle_rows(b: Mapping[str, Any]) -> list[dict[str, Any]]:
     if ort["measured"]:
         packages = ", ".join(f"{k} {_mib(v)}" for k, v in ort["packages"].items())
         rows.append({"path": "onnxruntime alone", "needs": f"{' '.join(ort['requirements'])} and their dependencies "
-                     f"for Python {ort['python_version']}: {packages}", "bytes": ort["total_bytes"]})  # fmt: skip
+                     f"for Python {ort['python_version']}, as pip installs them (not slimmed): {packages}",
+                     "bytes": ort["total_bytes"]})  # fmt: skip
         if total is not None:
             layer_has = set(b.get("layer_packages") or ())
             extra = {k: v for k, v in ort["packages"].items() if k not in layer_has}
