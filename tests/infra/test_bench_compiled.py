@@ -41,6 +41,14 @@ def test_measure_arms_takes_a_block_of_every_arm_each_round_and_a_ratio_per_roun
     assert set(per_round) == {"x", "y"} and all(len(r) == 4 for r in per_round.values())
 
 
+def test_block_ratios_pair_each_rounds_blocks_of_the_two_arms():
+    # GIVEN two rounds of blocks of 3 samples: the subject twice the baseline, then equal
+    subject, baseline = [2, 2, 2, 5, 5, 5], [1, 1, 1, 5, 5, 5]
+    # THEN there is one p50 ratio per round, and an incomplete block is left out
+    assert compiled.block_ratios(subject, baseline, 3) == [2.0, 1.0]
+    assert compiled.block_ratios([*subject, 9], [*baseline, 9], 3) == [2.0, 1.0]
+
+
 @pytest.mark.parametrize(
     ("one_core_ms", "billed"),
     [

@@ -392,8 +392,26 @@ def mlserver(artifact: Path, tmp: Path, plan: Plan) -> dict[str, Any]:
     measured = peers.mlserver_warm(artifact, common.one_row(), rounds, plan.block, plan.warmup, tmp)
     if not measured["measured"]:
         return measured
-    served, raw = Latency.of(measured.pop("served_ns")), Latency.of(measured.pop("raw_ns"))
-    return measured | {"served": asdict(served), "raw": asdict(raw), "ratio_p50": ratio(served.p50_ms, raw.p50_ms)}
+    served_ns, raw_ns = measured.pop("served_ns"), measured.pop("raw_ns")
+    served, raw = Latency.of(served_ns), Latency.of(raw_ns)
+    return measured | {
+        "served": asdict(served),
+        "raw": asdict(raw),
+        "ratio_p50": ratio(served.p50_ms, raw.p50_ms),
+        "round_ratios": asdict(Spread.of(block_ratios(served_ns, raw_ns, plan.block))),
+    }
+
+
+def block_ratios(subject_ns: Sequence[int], baseline_ns: Sequence[int], block: int) -> list[float]:
+    """Per-round p50 ratios of two arms whose samples were taken in blocks of `block`, round after round."""
+    rounds = min(len(subject_ns), len(baseline_ns)) // block
+    return [
+        ratio(
+            percentile(subject_ns[r * block : (r + 1) * block], 50),
+            percentile(baseline_ns[r * block : (r + 1) * block], 50),
+        )
+        for r in range(rounds)
+    ]
 
 
 def cold_start(
@@ -574,8 +592,9 @@ def render_warm(results: Mapping[str, Any], plan: Mapping[str, Any]) -> str:
                 f"{MLSERVER} (MLServer {ml['mlserver_version']}, own process: predict_proba {_ms(ml['raw']['p50_ms'])})"
             )
             served = ml["served"]
-            rows.append([m["label"], arm, _ms(served["p50_ms"]), _ms(served["p99_ms"]), f"{ml['ratio_p50']:.3f}x", "",
-                         "", ""])  # fmt: skip
+            spread = _spread(ml["round_ratios"]) if "round_ratios" in ml else ""
+            rows.append([m["label"], arm, _ms(served["p50_ms"]), _ms(served["p99_ms"]), f"{ml['ratio_p50']:.3f}x",
+                         spread, "", ""])  # fmt: skip
         else:
             rows.append([m["label"], MLSERVER, "", "", "", f"not measured: {ml['reason']}", "", ""])
     calls = plan["rounds"] * plan["block"]
