@@ -59,6 +59,18 @@ def mid_weight_birds(X) -> Any:
     return np.flatnonzero((z < 0.3).to_numpy())
 
 
+def compiled_line(card) -> str:
+    """What serves `card`'s version in the predict function, in one line: the compiled evaluator and its agreement
+    with the estimator, or scikit-learn and why."""
+    section = card.compiled or {}
+    if section.get("used"):
+        agreement = section["agreement"]
+        return (f"compiled: served by the numpy evaluator ({len(section['steps'])} steps), agreeing with the estimator "
+                f"on {agreement['rows']} rows to {agreement['max_abs_difference']:.1e}, {agreement['class_flips']} "
+                f"class flips")  # fmt: skip
+    return f"compiled: not used, served by scikit-learn: {section.get('reason', 'not compiled')}"
+
+
 def run() -> int:
     import numpy as np
     from sklearn.pipeline import make_pipeline
@@ -130,6 +142,7 @@ def run() -> int:
         print(f"  {name} v{card.version}: holdout AUC {m['roc_auc']:.3f}, accuracy {m['accuracy']:.3f}, "
               f"{card.artifact.size / 1024:.0f} KiB, sha256 {card.artifact.sha256[:12]}, "
               f"signed with {card.signature.algorithm}")  # fmt: skip
+        print(f"  {compiled_line(card)}")
         top = ", ".join(f"{f['name']} {f['mean']:.3f}" for f in card.importance["features"][:3])
         print(f"  permutation importance (AUC drop on the holdout): {top}, ...")
         cost_fp, cost_fn = penguins.COSTS
@@ -202,6 +215,7 @@ def run() -> int:
         print(f"  parity gate: {parity['rows']} rows through {', '.join(parity['routes'])} in the layer's packages "
               f"(fingerprint {parity['runtime']['fingerprint'][:12]}): max difference "
               f"{parity['max_abs_difference']:.1e}, {parity['seconds']:.2f} s")  # fmt: skip
+        print(f"  {compiled_line(card2)}")
         status, body = http("POST", f"{api}/models/{name}-capped/predict", api_key=key,
                             body={"instances": birds[-1:]})  # fmt: skip
         likeliest = complete.iloc[order[[-1]]]  # birds[-1], as a frame
@@ -265,11 +279,16 @@ def run() -> int:
         status, body = http("POST", f"{api}/models/{name}/predict", api_key=key, body={"instances": birds[:1]})
         print(f"  after `sklambda rollback {name}`: answered by version {body['model_version']}")
 
-        say("Tampering: version 3 is published, then its artifact is overwritten in S3")
         card3 = publish(logistic, X_train, y_train, name=name, registry=registry, signer=signer, pii=penguins.PII)
+        # The artifact the predict function serves: the compiled one when publish proved it exact, else the joblib one.
+        served = card3.compiled_artifact or card3.artifact
+        what = "compiled artifact" if card3.compiled_artifact else "artifact"
+        say(f"Tampering: version 3 is published, then the {what} the API serves is overwritten in S3")
         s3 = aws.client("s3")
-        blob = s3.get_object(Bucket=d["model_bucket"], Key=card3.artifact.key)["Body"].read()
-        s3.put_object(Bucket=d["model_bucket"], Key=card3.artifact.key, Body=blob.replace(b"sklearn", b"evilmod", 1))
+        blob = s3.get_object(Bucket=d["model_bucket"], Key=served.key)["Body"].read()
+        middle = len(blob) // 2
+        s3.put_object(Bucket=d["model_bucket"], Key=served.key, Body=blob[:middle] + bytes([blob[middle] ^ 1]) +
+                      blob[middle + 1 :])  # fmt: skip
         status, body = http("POST", f"{api}/models/{name}/predict?version=3", api_key=key,
                             body={"instances": birds[:1]})  # fmt: skip
         print(f"  {status}: {body['error']['message']}")

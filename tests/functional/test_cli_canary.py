@@ -171,12 +171,11 @@ def test_a_version_whose_schema_refuses_the_callers_rows_is_promoted_only_when_a
     from dataclasses import replace
 
     from sklambda.registry.schema import FeatureSpec, InputSchema
-    from tests.support import BuiltVersion
 
     built = as_version(churn_v1, "4")
     features = [replace(f, type="number") if f.name == "age" else f for f in built.card.input_schema.features]
     schema = InputSchema((*features, FeatureSpec("score", "number")))
-    store_built(registry_env, BuiltVersion(replace(built.card, input_schema=schema), built.blob, {}))
+    store_built(registry_env, replace(built, card=replace(built.card, input_schema=schema), code={}))
     assert churn_v1.card.input_schema.feature("age").type == "integer"
     # WHEN it is promoted as a canary THEN it is refused with each difference listed, and no canary starts
     assert cli("promote", "churn", "4", "--canary", "30") == 2

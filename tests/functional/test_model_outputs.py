@@ -216,14 +216,23 @@ def test_explaining_a_classifier_without_predict_proba_is_409_not_a_crash(predic
     assert "has no predict_proba" in body["error"]["message"]
 
 
-def test_model_info_lists_what_the_loaded_model_can_give(predict_app, svc, shaky, lambda_context):
+def test_model_info_lists_what_the_loaded_model_can_give(predict_app, svc, shaky, odd_builds, lambda_context):
     # WHEN the model info of a classifier without and one with predict_proba is asked for
     _, plain = call(predict_app, info(svc), lambda_context)
     _, full = call(predict_app, info(shaky), lambda_context)
-    # THEN each lists its real outputs, decisions and explanation availability
-    assert plain["model"]["capabilities"] == {"outputs": ["predict"], "decisions": False, "explanations": False}
+    # THEN each lists its real outputs, what scores it, decisions and explanation availability (the shaky model's
+    # classifier is user code the compiled evaluator does not run; the LinearSVC is compiled where publish compiled it)
+    assert {k: v for k, v in plain["model"]["capabilities"].items() if k != "runtime"} == {
+        "outputs": ["predict"],
+        "decisions": False,
+        "explanations": False,
+    }
+    assert plain["model"]["capabilities"]["runtime"] == (
+        "compiled" if odd_builds[svc].card.compiled_artifact else "scikit-learn"
+    )
     assert full["model"]["capabilities"] == {
         "outputs": ["predict", "predict_proba"],
+        "runtime": "scikit-learn",
         "decisions": True,
         "explanations": True,
     }

@@ -168,9 +168,12 @@ def test_promote_and_rollback_take_effect_without_redeploy(
 
 
 def test_tampered_artifact_is_refused_with_503_and_a_metric(
-    predict_app, published, registry_env, lambda_context, capsys
+    function_env, published, registry_env, lambda_context, capsys, monkeypatch
 ):
-    # GIVEN the artifact bytes changed after publishing
+    # GIVEN the joblib artifact bytes changed after publishing, and a predict function serving with scikit-learn (the
+    # compiled path's own artifact: tests/functional/test_compiled_serving.py)
+    monkeypatch.setenv("SKLAMBDA_SERVING_RUNTIME", "scikit-learn")
+    predict_app = import_predict_app()
     s3 = registry_env.s3()
     blob = s3.get_object(Bucket=registry_env.bucket, Key=published.artifact.key)["Body"].read()
     s3.put_object(Bucket=registry_env.bucket, Key=published.artifact.key, Body=blob[:-8] + b"tampered")

@@ -220,7 +220,7 @@ def test_segments_of_the_card_are_reported_per_window(registry_env, churn, churn
         logistic_model, "classification", churn.X_holdout, churn.y_holdout, "holdout", ["region"], ["has_partner"],
         positive="yes", threshold=churn_v1.card.decision["threshold"],
     )  # fmt: skip
-    store_built(registry_env, BuiltVersion(replace(churn_v1.card, segments=section), churn_v1.blob, churn_v1.code),
+    store_built(registry_env, replace(churn_v1, card=replace(churn_v1.card, segments=section)),
                 alias="production")  # fmt: skip
     ids, truth = serve(logistic_model, 600, seed=90, at=END - timedelta(hours=4))
     label(ids, truth, at=END - timedelta(hours=1))
@@ -338,7 +338,7 @@ def test_a_regressor_gets_mae_rmse_r2_and_mean_bias_with_intervals_and_per_segme
         metrics={"split": "holdout", "rows": len(holdout), "mae": mae, "rmse": rmse, "r2": r2},
         segments=segments_section(model, "regression", holdout, truth_h, "holdout", ["region"], []),
     )
-    store_built(registry_env, BuiltVersion(card, churn_v1.blob, churn_v1.code), alias="production")
+    store_built(registry_env, replace(churn_v1, card=card), alias="production")
     served = pd.concat([churn.X_holdout] * 2)  # the holdout's population: nothing changed
     ids = [f"r{i}" for i in range(len(served))]
     records = build_records(model="charges", version="1", request_id="r", rows=to_records(served[X.columns]),
@@ -373,7 +373,7 @@ def test_card_tags_set_one_models_rule_and_a_bad_tag_is_refused_before_anything_
 ):
     # GIVEN churn tagged to be judged on 100 labels, in one window, with a wide ROC AUC tolerance
     tags = {"quality.min_labeled_rows": "100", "quality.consecutive_windows": "1", "quality.tolerance.roc_auc": "0.5"}
-    store_built(registry_env, BuiltVersion(replace(churn_v1.card, tags=tags), churn_v1.blob, churn_v1.code),
+    store_built(registry_env, replace(churn_v1, card=replace(churn_v1.card, tags=tags)),
                 alias="production")  # fmt: skip
     ids, truth = serve(logistic_model, 150, seed=120, at=END - timedelta(hours=4))
     label(ids, truth, at=END - timedelta(hours=1), flip=0.5)
@@ -386,7 +386,7 @@ def test_card_tags_set_one_models_rule_and_a_bad_tag_is_refused_before_anything_
     assert "roc_auc" not in result.document["realized"]["degraded_metrics"]
     # AND a tag naming no setting fails the check, naming the tag, with nothing written for the window
     bad = {"quality.tolerance.auroc": "0.1"}
-    store_built(registry_env, BuiltVersion(replace(churn_v1.card, version="2", tags=bad), churn_v1.blob, churn_v1.code),
+    store_built(registry_env, replace(churn_v1, card=replace(churn_v1.card, version="2", tags=bad)),
                 alias="production")  # fmt: skip
     with pytest.raises(ValueError, match=r"quality\.tolerance\.auroc"):
         check(registry_env, Window.ending(END + timedelta(days=1), 24))

@@ -24,7 +24,7 @@ from sklambda import config
 from sklambda.monitoring.ground_truth.store import Label, write_labels
 from sklambda_infra import sample
 from tests.functional.test_drift_check_handler import emf_documents, metric_values
-from tests.support import BuiltVersion, store_built, template_environment, write_capture
+from tests.support import store_built, template_environment, write_capture
 
 ROOT = Path(__file__).resolve().parents[2]
 QUALITY_APP = ROOT / "functions" / "quality_check" / "app.py"
@@ -98,7 +98,7 @@ def test_scheduled_event_checks_every_model_with_a_production_alias_and_emits_it
 ):
     # GIVEN churn and retention in production, a staging-only model, each with an hour-old labeled capture
     for name, alias in (("retention", "production"), ("candidate", "staging")):
-        renamed = BuiltVersion(replace(churn_v1.card, name=name), churn_v1.blob, churn_v1.code)
+        renamed = replace(churn_v1, card=replace(churn_v1.card, name=name))
         store_built(quality_env.registry, renamed, alias=alias)
     now = datetime.now(UTC)
     for k, name in enumerate(("churn", "retention", "candidate")):

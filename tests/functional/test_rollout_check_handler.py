@@ -27,7 +27,7 @@ from sklambda.registry.schema import to_records
 from sklambda.updating.rollout_check import roll_back
 from sklambda_infra import sample
 from tests.functional.test_drift_check_handler import metric_values
-from tests.support import BuiltVersion, store_built, template_environment
+from tests.support import store_built, template_environment
 
 ROOT = Path(__file__).resolve().parents[2]
 ROLLOUT_APP = ROOT / "functions" / "rollout_check" / "app.py"
@@ -83,7 +83,7 @@ def rollout_env(function_env, published, churn_v1, monkeypatch: pytest.MonkeyPat
     """churn v1 in production and v2 (the same estimator) published beside it; the function's environment as
     template.yaml sets it; CanaryRolledBack events routed to a queue."""
     boto3.client("s3").create_bucket(Bucket=DATA_BUCKET)
-    store_built(function_env, BuiltVersion(replace(churn_v1.card, version="2"), churn_v1.blob, churn_v1.code))
+    store_built(function_env, replace(churn_v1, card=replace(churn_v1.card, version="2")))
     env = template_environment(
         "RolloutCheckFunction",
         refs={"DataBucket": DATA_BUCKET, "ModelBucket": function_env.bucket},
