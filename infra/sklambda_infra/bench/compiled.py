@@ -800,8 +800,8 @@ def render_billing(results: Mapping[str, Any]) -> str:
             "and the bare processes have no registry or signature check: floors for such a function, not its cost. "
             f"Price: us-east-1, x86, ${b['price_per_gb_second']:.10f} per GB-second (first 6 billion GB-seconds a "
             f"month) and ${b['price_per_million_requests']:.2f} per million requests, free tier ignored, from AWS "
-            f"Lambda's pricing page as looked up on {b['price_date']}. The US$ column is for a million requests that "
-            "are all warm, or all cold starts.",
+            f'Lambda\'s pricing page (and the whitepaper "How AWS Pricing Works") as looked up on {b["price_date"]}. '
+            "The US$ column is for a million requests that are all warm, or all cold starts.",
             "",
             _table(
                 [
