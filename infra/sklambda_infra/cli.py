@@ -91,6 +91,7 @@ def _publish(args: argparse.Namespace) -> int:
 
     from sklambda.errors import PublishRejected
     from sklambda.publishing import publish
+    from sklambda_infra.modelview import compiled_text
     from sklambda_infra.runtime import ensure_runtime_path, runtime_path_ready
 
     registry, signer = _connect(args, need_signer=True)
@@ -160,6 +161,7 @@ def _publish(args: argparse.Namespace) -> int:
             segments=args.segment,
             sensitive=args.sensitive,
             fairness_bounds=dict(args.fairness_bound) or None,
+            compile=False if args.no_compile else None,
             **options,
         )
     except BaseException as e:
@@ -171,6 +173,7 @@ def _publish(args: argparse.Namespace) -> int:
         return 2
     progress.done()
     print(f"published {card.name} version {card.version} (sha256 {card.artifact.sha256[:12]}, signed)")
+    print(f"  served by {compiled_text(card)}")
     _print_metrics(card.metrics)
     if card.decision:
         d = card.decision
@@ -867,6 +870,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-holdout-overlap",
         action="store_true",
         help="publish even when the holdout is mostly copies of training rows (a warning, recorded in the card)",
+    )
+    p.add_argument(
+        "--no-compile",
+        action="store_true",
+        help="do not try the compiled evaluator: the predict function serves this version with scikit-learn "
+        "(default: compiled when the parity gate proves it agrees with the model; env SKLAMBDA_COMPILE=false too)",
     )
     p.add_argument(
         "--segment",

@@ -59,18 +59,6 @@ def mid_weight_birds(X) -> Any:
     return np.flatnonzero((z < 0.3).to_numpy())
 
 
-def compiled_line(card) -> str:
-    """What serves `card`'s version in the predict function, in one line: the compiled evaluator and its agreement
-    with the estimator, or scikit-learn and why."""
-    section = card.compiled or {}
-    if section.get("used"):
-        agreement = section["agreement"]
-        return (f"compiled: served by the numpy evaluator ({len(section['steps'])} steps), agreeing with the estimator "
-                f"on {agreement['rows']} rows to {agreement['max_abs_difference']:.1e}, {agreement['class_flips']} "
-                f"class flips")  # fmt: skip
-    return f"compiled: not used, served by scikit-learn: {section.get('reason', 'not compiled')}"
-
-
 def run() -> int:
     import numpy as np
     from sklearn.pipeline import make_pipeline
@@ -87,6 +75,7 @@ def run() -> int:
     from sklambda_infra import modelcard, penguins
     from sklambda_infra.local import LocalStack
     from sklambda_infra.local.cli import stack_environment
+    from sklambda_infra.modelview import compiled_text
     from sklambda_infra.runtime import ensure_runtime_path
 
     name, female = penguins.NAME, penguins.POSITIVE_CLASS
@@ -142,7 +131,7 @@ def run() -> int:
         print(f"  {name} v{card.version}: holdout AUC {m['roc_auc']:.3f}, accuracy {m['accuracy']:.3f}, "
               f"{card.artifact.size / 1024:.0f} KiB, sha256 {card.artifact.sha256[:12]}, "
               f"signed with {card.signature.algorithm}")  # fmt: skip
-        print(f"  {compiled_line(card)}")
+        print(f"  served by {compiled_text(card)}")
         top = ", ".join(f"{f['name']} {f['mean']:.3f}" for f in card.importance["features"][:3])
         print(f"  permutation importance (AUC drop on the holdout): {top}, ...")
         cost_fp, cost_fn = penguins.COSTS
@@ -215,7 +204,7 @@ def run() -> int:
         print(f"  parity gate: {parity['rows']} rows through {', '.join(parity['routes'])} in the layer's packages "
               f"(fingerprint {parity['runtime']['fingerprint'][:12]}): max difference "
               f"{parity['max_abs_difference']:.1e}, {parity['seconds']:.2f} s")  # fmt: skip
-        print(f"  {compiled_line(card2)}")
+        print(f"  served by {compiled_text(card2)}")
         status, body = http("POST", f"{api}/models/{name}-capped/predict", api_key=key,
                             body={"instances": birds[-1:]})  # fmt: skip
         likeliest = complete.iloc[order[[-1]]]  # birds[-1], as a frame

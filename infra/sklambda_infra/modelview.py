@@ -144,6 +144,22 @@ def rollout_lines(records: Sequence[Any]) -> list[str]:
     return lines
 
 
+def compiled_text(card: ModelCard) -> str:
+    """What serves `card`'s version in the predict function, in one line: the compiled evaluator (sklambda.compiled)
+    and its agreement with the estimator on the parity gate's rows, or scikit-learn and why (the card's `compiled`)."""
+    section = card.compiled
+    if section is None:
+        return "scikit-learn (published without trying the compiled evaluator)"
+    if section.get("used"):
+        agreement = section["agreement"]
+        return (
+            f"the compiled evaluator ({len(section['steps'])} steps, {section['artifact']['size']:,} bytes, sha256 "
+            f"{section['artifact']['sha256'][:12]}), agreeing with the estimator on {agreement['rows']} rows to "
+            f"{agreement['max_abs_difference']:.1e}, {agreement['class_flips']} class flips"
+        )
+    return f"scikit-learn; not compiled: {section['reason']}"
+
+
 def card_text(
     card: ModelCard, check: SignatureCheck, aliases: Mapping[str, str], unverified: str, rollouts: Sequence[Any] = ()
 ) -> str:
@@ -166,6 +182,7 @@ def card_text(
         lines.append(_field("classes", ", ".join(map(str, card.classes))))
     lines.append(_field("scikit-learn", card.sklearn_version))
     lines.append(_field("artifact", f"{card.artifact.size:,} bytes, sha256 {card.artifact.sha256}"))
+    lines.append(_field("served by", compiled_text(card)))
     if check.verified:
         lines.append(_field("signature", f"verified, {check.algorithm} with the trusted key {check.key_id}"))
     else:

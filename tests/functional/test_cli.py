@@ -32,12 +32,16 @@ def test_publish_from_files_then_promote_and_rollback(cli, files, registry_env, 
     # GIVEN a joblib file and training/holdout CSVs
     # WHEN published twice, the first promoted to production
     assert cli(*publish_args(files, "--promote", "production")) == 0
-    assert cli(*publish_args(files)) == 0
+    assert cli(*publish_args(files, "--no-compile")) == 0
     assert cli("promote", "churn", "2") == 0
     assert cli("rollback", "churn") == 0
     out = capsys.readouterr().out
     # THEN the registry has both versions, production back on 1, and the output says so
     assert "published churn version 1" in out and "holdout metrics: accuracy=" in out
+    # AND what serves each: version 1 the compiled evaluator, version 2 (--no-compile) scikit-learn
+    assert "  served by the compiled evaluator (" in out and "0 class flips" in out
+    assert "  served by scikit-learn (published without trying the compiled evaluator)" in out
+    assert registry_env.registry.get_card("churn", "2").compiled is None
     assert "production rolled back to 1" in out
     assert registry_env.registry.list_aliases("churn") == {"production": "1"}
     card = registry_env.registry.get_card("churn", "1")
@@ -71,6 +75,7 @@ def test_models_show_prints_sections_and_the_schema_as_a_table(cli, published, c
     assert "  signature:    verified, ECDSA_SHA_256 with the trusted key arn:aws:kms:" in out
     assert "  aliases:      production -> 1" in lines and "  decision:     yes when P >= 0.500 (default)" in lines
     assert "  explanations: yes" in lines and "{" not in out
+    assert any(line.startswith("  served by:    the compiled evaluator (") for line in lines)
     # AND the metrics and the schema are tables: a header, then one row per metric / feature
     assert lines[lines.index("metrics (holdout, 400 rows; trained on 1,600 rows)") + 1].split() == ["METRIC", "VALUE"]
     start = next(i for i, line in enumerate(lines) if line.startswith("input schema (11 features)"))

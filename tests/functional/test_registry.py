@@ -59,11 +59,13 @@ def test_publishing_an_existing_version_is_refused(registry_env, churn, logistic
 def test_card_write_is_conditional_so_racing_publishers_cannot_overwrite(registry_env, churn, logistic_model):
     # GIVEN a card already at the version's path (as if another publisher won the race after our check)
     card = publish_churn(registry_env, churn, logistic_model)
-    blob = registry_env.s3().get_object(Bucket=registry_env.bucket, Key=card.artifact.key)["Body"].read()
+    s3 = registry_env.s3()
+    blob = s3.get_object(Bucket=registry_env.bucket, Key=card.artifact.key)["Body"].read()
+    compiled = s3.get_object(Bucket=registry_env.bucket, Key=card.compiled_artifact.key)["Body"].read()
     registry_env.registry.version_exists = lambda name, version: False  # the check saw nothing
     # WHEN the second publisher commits
     with pytest.raises(RegistryConflict):
-        registry_env.registry.put_version(card, blob)
+        registry_env.registry.put_version(card, blob, None, compiled)
 
 
 def test_promote_and_rollback_walk_the_alias_history(registry_env, small):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from sklambda.compiled import evaluate
 from sklambda_infra import sample
 from tests.unit.compiled.helpers import assert_agrees, columns_of, compiled
 
@@ -42,3 +43,11 @@ def test_compiled_model_names_its_steps_and_classes(churn_compiled):
     assert evaluator.classes == ["no", "yes"] and evaluator.has_proba
     labels = evaluator.predict(columns_of(churn_compiled.frame))
     assert set(labels.tolist()) <= {"no", "yes"} and labels.dtype == np.dtype(object)
+
+
+def test_rows_walked_through_the_trees_in_slices_answer_as_all_at_once(churn_compiled, monkeypatch):
+    # GIVEN the forest pipeline, and the evaluator told to walk the trees 37 rows at a time (a big batch's slicing)
+    model = sample.forest_pipeline(n_estimators=20).fit(churn_compiled.X, churn_compiled.y)
+    monkeypatch.setattr(evaluate, "ROWS_AT_ONCE", 37)
+    # WHEN the 500 unseen rows are scored THEN they agree with scikit-learn as before
+    assert_agrees(model, churn_compiled.schema, churn_compiled.frame)

@@ -97,10 +97,20 @@ def test_an_array_outside_the_program_is_refused(program):
         CompiledProgram.from_bytes(blob)
 
 
-def test_steps_the_evaluator_does_not_know_are_refused(program):
-    # GIVEN a well-formed program whose step names an operation this version does not have
-    steps = [{"name": "model", "estimator": "x.Y", "ops": [{"op": "quantum"}]}]
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda steps: steps[-1]["ops"].__setitem__(0, {"op": "quantum"}), "unknown operation 'quantum'"),
+        (lambda steps: steps[-1]["ops"][0].update(link="probit"), "link 'probit'"),
+        (lambda steps: steps[-1]["ops"][0].pop("coef"), "malformed"),
+    ],
+    ids=["operation", "link", "missing-key"],
+)
+def test_steps_the_evaluator_does_not_know_are_refused(program, change, message):
+    # GIVEN a well-formed program whose steps name what this version does not have
+    steps = json.loads(json.dumps(program.header["steps"]))
+    change(steps)
     strange = CompiledProgram(header={**program.header, "steps": steps}, arrays=program.arrays)
     # WHEN the evaluator is built THEN it refuses it
-    with pytest.raises(CompiledFormatError, match="quantum"):
+    with pytest.raises(CompiledFormatError, match=message):
         CompiledModel(CompiledProgram.from_bytes(strange.to_bytes()))

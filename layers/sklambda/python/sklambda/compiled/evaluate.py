@@ -1,15 +1,17 @@
 """Runs a compiled program (sklambda.compiled.program) with numpy alone: no scikit-learn, scipy or pandas import.
 
 Every operation repeats scikit-learn 1.9.1's own float64 arithmetic in the same order, so the answers are scikit-learn's
-(the tests compare them to 1e-12; most are bitwise equal):
-- scalers run scikit-learn's in-place steps in order (`X -= mean_; X /= scale_`);
+bit for bit on every model the tests fit (they allow 1e-12, for BLAS builds that sum a product in another order):
+- scalers run scikit-learn's in-place steps in order (`X -= mean_; X /= scale_`; on a sparse matrix `X *= 1 / scale_`);
 - trees cast their input to float32 (`sklearn.tree._tree.DTYPE`) and compare `x <= threshold` against the float64
   thresholds, a NaN going where `missing_go_to_left` sends it (sklearn/tree/_tree.pyx `_apply_dense`); forests add the
   trees' outputs in tree order, starting from zero, then divide by the number of trees (`ForestClassifier.
-  predict_proba`), which `np.add.accumulate` reproduces (a scan is sequential; `np.sum` may sum pairwise);
+  predict_proba`), which `np.add.accumulate` reproduces (a scan is sequential; `np.sum` may sum pairwise); boosting
+  adds each stage's scaled leaf value to its initial raw prediction the same way (`predict_stages`,
+  `_predict_iterations`);
 - binary logistic regression is `scipy.special.expit` of the decision function, which is `1 / (1 + exp(-x))` with the
-  C library's exp, i.e. Python's `math.exp` (numpy's vectorized exp may differ in the last bit); multinomial is
-  `sklearn.utils.extmath.softmax`.
+  C library's exp, i.e. Python's `math.exp` (numpy's vectorized exp differs in the last bit for ~2% of inputs);
+  multinomial is `sklearn.utils.extmath.softmax`.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from sklambda.compiled.program import CompiledFormatError, CompiledProgram
+from sklambda.compiled.program import ARRAY_DTYPES, CompiledFormatError, CompiledProgram
 
 
 class UnknownCategory(ValueError):
@@ -33,12 +35,20 @@ class InvalidModelInput(ValueError):
     reaching an estimator that does not accept one."""
 
 
+# Rows computed at once where an operation holds an array per row and tree or feature (trees: [trees, rows, outputs],
+# 6.5 MB for 100 trees and 2 classes; the sparse linear product: [rows, features, outputs]), so a batch of a million
+# rows does not hold gigabytes. Rows are independent: slicing changes no answer.
+ROWS_AT_ONCE = 4096
+
 # The state flowing between operations: the input columns, a list of 1-D columns, or a 2-D float64 matrix.
 Operation = Callable[[Any], Any]
 
 
 class CompiledModel:
     """A fitted pipeline ready to score, built from a CompiledProgram.
+
+    Attributes: `features` (the schema's names), `steps` (step names, nested ones as "outer/inner"), `classes` (the
+    fitted classes_ as JSON values, or None), `has_proba`, `is_classifier`.
 
     Input everywhere is `columns`: every feature name of the card's schema mapped to a 1-D numpy array, all of one
     length (float64 for numbers with NaN for null, int64, bool, or object holding str categories and the schema's
@@ -55,7 +65,8 @@ class CompiledModel:
             self.has_proba: bool = bool(estimator.get("has_proba"))
             self.is_classifier: bool = estimator["kind"] == "classifier"
             if self.classes is not None:
-                self._labels = np.array(self.classes, dtype=estimator.get("classes_dtype") or object)
+                dtype = _choice(estimator.get("classes_dtype"), (None, *ARRAY_DTYPES), "classes_dtype")
+                self._labels = np.array(self.classes, dtype=dtype or object)
             self._transforms: list[Operation] = []
             for step in header["steps"][:-1]:
                 self._transforms.extend(_build_ops(step, arrays))
@@ -71,7 +82,7 @@ class CompiledModel:
         """The model of `CompiledProgram.to_bytes` output. Raises CompiledFormatError for damaged bytes."""
         return cls(CompiledProgram.from_bytes(blob))
 
-    def _matrix(self, columns: Mapping[str, np.ndarray]) -> Any:
+    def _transform(self, columns: Mapping[str, np.ndarray]) -> Any:
         rows = None
         for name in self.features:
             if name not in columns:
@@ -92,19 +103,25 @@ class CompiledModel:
         UnknownCategory (ValueErrors) for input scikit-learn would refuse."""
         if not self.has_proba:
             raise AttributeError("this compiled model has no predict_proba (not a probabilistic classifier)")
-        return self._final(self._matrix(columns))[0]
+        return self._final(self._transform(columns))[0]
 
     def predict(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
         """Predictions of shape [rows]: class labels (the fitted `classes_` values, as scikit-learn's `predict`) or
         float64 regression values. Raises as `predict_proba`."""
-        _, decided = self._final(self._matrix(columns))
-        if not self.is_classifier:
-            return decided
-        return self._labels.take(decided, axis=0)
+        return self.predict_and_proba(columns)[0]
+
+    def predict_and_proba(self, columns: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        """(`predict`, `predict_proba` or None without one) from one pass through the pipeline. Each is exactly what
+        its own method returns: predict is scikit-learn's rule (e.g. `decision > 0` for a binary linear model, raw >=
+        0 for binary gradient boosting), which is not always the argmax of the rounded probabilities at a tie."""
+        proba, decided = self._final(self._transform(columns))
+        labels = self._labels.take(decided, axis=0) if self.is_classifier else decided
+        return labels, proba if self.has_proba else None
 
 
 def _build_ops(step: dict, arrays: Mapping[str, np.ndarray]) -> list[Operation]:
-    """The operations of one program step (the last one returns (probabilities or None, class index or value))."""
+    """The operations of one program step (the last one returns (probabilities or None, class index or value)).
+    Raises CompiledFormatError for an operation this version does not know."""
     ops = []
     for spec in step["ops"]:
         builder = _BUILDERS.get(spec["op"])
@@ -112,6 +129,13 @@ def _build_ops(step: dict, arrays: Mapping[str, np.ndarray]) -> list[Operation]:
             raise CompiledFormatError(f"step {step['name']!r}: unknown operation {spec['op']!r}")
         ops.append(builder(spec, arrays))
     return ops
+
+
+def _choice(value: Any, allowed: tuple, what: str) -> Any:
+    """`value` if it is one of `allowed`; CompiledFormatError otherwise (a program of a later version, or damaged)."""
+    if value not in allowed:
+        raise CompiledFormatError(f"compiled program has {what} {value!r}, not one of {allowed}")
+    return value
 
 
 def _ref(arrays: Mapping[str, np.ndarray], name: str | None) -> np.ndarray | None:
@@ -134,7 +158,7 @@ def _to_matrix(state: Any) -> np.ndarray:
 
 def _column_transformer(spec: dict, arrays: Mapping[str, np.ndarray]) -> Operation:
     """ColumnTransformer: each block's columns through its operations, outputs side by side in block order."""
-    blocks = [(list(b["columns"]), [_BUILDERS[o["op"]](o, arrays) for o in b["ops"]]) for b in spec["blocks"]]
+    blocks = [(list(b["columns"]), _build_ops(b, arrays)) for b in spec["blocks"]]
 
     def run(columns: Mapping[str, np.ndarray]) -> np.ndarray:
         outs = []
@@ -149,9 +173,10 @@ def _column_transformer(spec: dict, arrays: Mapping[str, np.ndarray]) -> Operati
 
 
 def _select(spec: dict, arrays: Mapping[str, np.ndarray]) -> Operation:
-    """A DataFrame given straight to an estimator: its columns in `feature_names_in_` order, as float64."""
+    """A DataFrame given straight to a step: its columns in `feature_names_in_` order (numbers become a float64
+    matrix at the first step that needs one)."""
     names = list(spec["columns"])
-    return lambda columns: _to_matrix([columns[n] for n in names])
+    return lambda columns: [columns[n] for n in names]
 
 
 def _impute(spec: dict, arrays: Mapping[str, np.ndarray]) -> Operation:
@@ -174,10 +199,33 @@ def _impute(spec: dict, arrays: Mapping[str, np.ndarray]) -> Operation:
     return run
 
 
+def _impute_categories(spec: dict, arrays: Mapping[str, np.ndarray]) -> Operation:
+    """SimpleImputer on category columns: NaN (a float NaN, not None, as scikit-learn's `X != X` mask) replaced by
+    the column's statistic; only the `keep` columns go on."""
+    statistics, keep = list(spec["statistics"]), [int(j) for j in spec["keep"]]
+
+    def run(state: Any) -> list[np.ndarray]:
+        out = []
+        for j in keep:
+            column = np.array(state[j], dtype=object)
+            for i, v in enumerate(column.tolist()):
+                if isinstance(v, float) and v != v:
+                    column[i] = statistics[j]
+            out.append(column)
+        return out
+
+    return run
+
+
 def _arithmetic(spec: dict, arrays: Mapping[str, np.ndarray]) -> Operation:
     """A scaler's elementwise steps in scikit-learn's order: each ("sub"|"div"|"mul"|"add", array) or ("clip", lo,
     hi) applied to a float64 copy."""
-    steps = [(s[0], _ref(arrays, s[1]) if s[0] != "clip" else (float(s[1]), float(s[2]))) for s in spec["steps"]]
+    steps = [
+        (_choice(s[0], ("sub", "div", "mul", "add", "clip"), "arithmetic step"), _ref(arrays, s[1]))
+        if s[0] != "clip"
+        else (s[0], (float(s[1]), float(s[2])))
+        for s in spec["steps"]
+    ]
 
     def run(state: Any) -> np.ndarray:
         X = np.array(_to_matrix(state), dtype=np.float64)
@@ -230,7 +278,8 @@ def _one_hot(spec: dict, arrays: Mapping[str, np.ndarray]) -> Operation:
         table, nan_index = _category_table(f)
         out_columns = np.append(_ref(arrays, f["map"]), -1)  # index -1 (unknown) maps to no column
         features.append((f["name"], table, nan_index, out_columns))
-    width, error = int(spec["width"]), spec["handle_unknown"] == "error"
+    width = int(spec["width"])
+    error = _choice(spec["handle_unknown"], ("error", "ignore"), "handle_unknown") == "error"
 
     def run(state: Any) -> np.ndarray:
         columns = state if isinstance(state, list) else list(state.T)
@@ -254,7 +303,7 @@ def _ordinal(spec: dict, arrays: Mapping[str, np.ndarray]) -> Operation:
     as `unknown_value` (handle_unknown "use_encoded_value") or UnknownCategory."""
     features = [(f["name"], *_category_table(f)) for f in spec["features"]]
     unknown_value = spec.get("unknown_value")
-    error = spec["handle_unknown"] == "error"
+    error = _choice(spec["handle_unknown"], ("error", "use_encoded_value"), "handle_unknown") == "error"
     missing = spec["encoded_missing_value"]
     missing = float("nan") if missing is None else float(missing)
     unknown = float("nan") if unknown_value is None else float(unknown_value)
@@ -273,6 +322,13 @@ def _ordinal(spec: dict, arrays: Mapping[str, np.ndarray]) -> Operation:
     return run
 
 
+def _in_slices(compute: Callable[[np.ndarray], np.ndarray], X: np.ndarray) -> np.ndarray:
+    """compute(X) for X's rows in slices of ROWS_AT_ONCE, stacked."""
+    if X.shape[0] <= ROWS_AT_ONCE:
+        return compute(X)
+    return np.concatenate([compute(X[i : i + ROWS_AT_ONCE]) for i in range(0, X.shape[0], ROWS_AT_ONCE)])
+
+
 def _expit(scores: np.ndarray) -> np.ndarray:
     # scipy.special.expit computes 1 / (1 + exp(-x)) with the C library's exp; math.exp is that exp.
     return np.array([1.0 / (1.0 + math.exp(-s)) for s in scores.tolist()], dtype=np.float64)
@@ -280,16 +336,24 @@ def _expit(scores: np.ndarray) -> np.ndarray:
 
 def _linear(spec: dict, arrays: Mapping[str, np.ndarray]) -> Operation:
     """A linear model's decision function `X @ coef_.T + intercept_` (LinearModel/LinearClassifierMixin), then:
-    "identity" (regression), "logistic" (binary LogisticRegression: expit, [1 - p, p]), "softmax" (multinomial)."""
+    "identity" (regression), "logistic" (binary LogisticRegression: expit, [1 - p, p]), "softmax" (multinomial).
+
+    When scikit-learn is given a sparse matrix (`sparse`), scipy's CSR product adds each row's products in column
+    order, one by one from zero; the products of the zeros it skips are zeros, which add nothing, so a sequential
+    sum over all columns (`np.add.accumulate`) gives its result bit for bit (a dense BLAS product sums otherwise)."""
     coef = _ref(arrays, spec["coef"])
     coef_t = coef.T if coef.ndim == 2 else coef
     intercept = _ref(arrays, spec["intercept"])
-    link = spec["link"]
+    link, sparse = _choice(spec["link"], ("identity", "logistic", "softmax"), "link"), bool(spec.get("sparse"))
+
+    def sequential_products(X: np.ndarray) -> np.ndarray:
+        products = X[:, :, None] * (coef_t if coef_t.ndim == 2 else coef_t[:, None])  # [rows, features, outputs]
+        return np.add.accumulate(products, axis=1)[:, -1, :]
 
     def run(state: Any) -> tuple[np.ndarray | None, np.ndarray]:
         X = _to_matrix(state)
         _require_finite(X, "the linear model")
-        scores = X @ coef_t + intercept
+        scores = (_in_slices(sequential_products, X) if sparse else X @ coef_t) + intercept
         if scores.ndim > 1 and scores.shape[1] == 1:
             scores = scores.reshape(-1)
         if link == "identity":
@@ -315,38 +379,79 @@ def _require_finite(X: np.ndarray, what: str, *, allow_nan: bool = False) -> Non
 
 
 def _trees(spec: dict, arrays: Mapping[str, np.ndarray]) -> Operation:
-    """Decision trees and forests (all trees at once). Nodes of every tree are stacked: `children[2 * node + right]`
-    is the next node (a leaf points to itself, so every row takes `depth` steps), `value[node]` a leaf's output (class
-    fractions, or the regression value). The forest's output is the trees' sum in tree order over `n_trees`."""
+    """Decision trees, forests and gradient boosting (all trees at once). Nodes of every tree are stacked:
+    `children[2 * node + right]` is the next node (a leaf points to itself, so every row takes `depth` steps),
+    `value[node]` a leaf's output row (class fractions; a regression value; a boosting tree's learning_rate * value in
+    its class's column, zeros elsewhere). The trees' outputs are added in tree order to `init` (zeros, or a boosting
+    model's constant initial raw prediction), then divided by `n_trees` ("mean": forests, a lone tree) or not ("sum":
+    boosting, `sklearn/ensemble/_gradient_boosting.pyx predict_stages`). `link` turns the result into the answer:
+    "proba" (tree class fractions: argmax decides), "identity" (regression), "logistic"/"exponential" (binary boosting:
+    expit(raw) or expit(2 * raw), decided by raw >= 0, or raw > 0 for HistGradientBoosting), "softmax" (multiclass
+    boosting: argmax decides). The input is cast to float32 (`dtype`; float64 for HistGradientBoosting)."""
     feature = _ref(arrays, spec["feature"]).astype(np.intp)
     threshold = _ref(arrays, spec["threshold"])
     children = _ref(arrays, spec["children"]).astype(np.intp).reshape(-1)
     missing_left = _ref(arrays, spec["missing_go_to_left"])
     value = _ref(arrays, spec["value"])
     roots = _ref(arrays, spec["roots"]).astype(np.intp)
+    init = _ref(arrays, spec.get("init"))
     depth, n_trees, allow_nan = int(spec["depth"]), int(spec["n_trees"]), bool(spec["allow_nan"])
-    classifier = spec["kind"] == "classifier"
+    mean = _choice(spec["combine"], ("mean", "sum"), "combine") == "mean"
+    link = _choice(spec["link"], ("proba", "identity", "logistic", "exponential", "softmax"), "link")
+    strictly = _choice(spec.get("binary_decision"), (None, ">", ">="), "binary_decision") == ">"
+    dtype = np.float64 if _choice(spec["dtype"], ("float32", "float64"), "dtype") == "float64" else np.float32
+    check_finite = spec.get("check_finite", True)
 
-    def run(state: Any) -> tuple[np.ndarray | None, np.ndarray]:
-        # scikit-learn's tree input is float32 (validate_data(dtype=np.float32)), checked after the cast.
-        X = np.asarray(_to_matrix(state), dtype=np.float32)
-        _require_finite(X, "the trees", allow_nan=allow_nan)
+    def combined(X: np.ndarray) -> np.ndarray:
+        """The trees' outputs of the rows of X, combined: [rows, outputs]."""
         rows, width = X.shape
         flat = X.reshape(-1)
         has_nan = allow_nan and bool(np.isnan(flat).any())
-        node = np.tile(roots, (rows, 1))
-        offsets = (np.arange(rows) * width)[:, None] if rows > 1 else 0
+        # One row (the hot path) walks a 1-D array of nodes, one per tree; more rows a [rows, trees] array.
+        node = roots.copy() if rows == 1 else np.tile(roots, (rows, 1))
+        offsets = (np.arange(rows) * width)[:, None] if rows > 1 else None
         for _ in range(depth):
-            x = flat[feature[node] + offsets]
-            right = ~(x <= threshold[node])  # float32 against float64: promoted exactly, as in C
+            at = feature.take(node)
+            x = flat.take(at if offsets is None else at + offsets)
+            # float32 against float64: promoted exactly, as C compares them. NaN > t is False, so with NaN present
+            # the test is written as scikit-learn's: NaN goes by missing_go_to_left, else `x <= t` goes left.
             if has_nan:
-                right &= ~(np.isnan(x) & missing_left[node])
-            node = children[2 * node + right]
-        out = np.add.accumulate(value[node.T], axis=0)[-1]
-        out /= n_trees
-        if classifier:
+                right = ~(x <= threshold.take(node)) & ~(np.isnan(x) & missing_left.take(node))
+            else:
+                right = x > threshold.take(node)
+            node = children.take(2 * node + right)
+        outputs = value[node.T if rows > 1 else node[:, None]]  # [trees, rows, outputs]
+        if init is not None:
+            outputs = np.concatenate([np.broadcast_to(init, (1, *outputs.shape[1:])), outputs])
+        out = np.add.accumulate(outputs, axis=0)[-1]
+        if mean:
+            out /= n_trees
+        return out
+
+    def run(state: Any) -> tuple[np.ndarray | None, np.ndarray]:
+        # scikit-learn's tree input is float32 (validate_data(dtype=np.float32)), checked after the cast;
+        # HistGradientBoosting's is float64, not checked.
+        X = np.asarray(_to_matrix(state), dtype=dtype)
+        if check_finite:
+            _require_finite(X, "the trees", allow_nan=allow_nan)
+        rows = X.shape[0]
+        out = _in_slices(combined, X)
+        if link == "proba":
             return out, out.argmax(axis=1)
-        return None, out[:, 0]
+        if link == "softmax":
+            decided = out.argmax(axis=1)
+            proba = out - out.max(axis=1).reshape((-1, 1))
+            np.exp(proba, out=proba)
+            proba /= proba.sum(axis=1).reshape((-1, 1))
+            return proba, decided
+        raw = out[:, 0]
+        if link == "identity":
+            return None, raw
+        p = _expit(raw if link == "logistic" else 2 * raw)
+        proba = np.empty((rows, 2))
+        proba[:, 1] = p
+        proba[:, 0] = 1 - proba[:, 1]
+        return proba, ((raw > 0) if strictly else (raw >= 0)).astype(np.intp)
 
     return run
 
@@ -355,6 +460,7 @@ _BUILDERS: dict[str, Callable[[dict, Mapping[str, np.ndarray]], Operation]] = {
     "column_transformer": _column_transformer,
     "select": _select,
     "impute": _impute,
+    "impute_categories": _impute_categories,
     "arithmetic": _arithmetic,
     "one_hot": _one_hot,
     "ordinal": _ordinal,

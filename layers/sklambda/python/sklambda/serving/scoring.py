@@ -90,7 +90,7 @@ class Scorer:
         self._proba = card.task == CLASSIFICATION and compiled.has_proba
         self._classes = np.asarray(compiled.classes if compiled.classes is not None else (), dtype=object)
         self._init_common(card)
-        self._argmax_is_predict = True  # the compiled evaluator supports only classifiers whose predict is argmax
+        self._argmax_is_predict = False  # the compiled evaluator gives predict by the model's own rule (_score)
         return self
 
     def _init_common(self, card: ModelCard) -> None:
@@ -237,7 +237,10 @@ class Scorer:
         return arrays
 
     def _score(self, data: Any) -> ScoredArrays:
-        model = self.compiled if self.compiled is not None else self.estimator
+        if self.compiled is not None:  # predict by the model's own rule (not always argmax at a tie), in one pass
+            labels, proba = self.compiled.predict_and_proba(data)
+            return ScoredArrays(labels.tolist(), np.asarray(proba, dtype=float) if self._proba else None)
+        model = self.estimator
         if self._proba:
             proba = np.asarray(model.predict_proba(data), dtype=float)
             # One pass through the pipeline instead of two: predict is argmax of the probabilities here.
