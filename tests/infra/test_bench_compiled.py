@@ -160,7 +160,8 @@ def fake_results(*, compiled_ratio: float = 0.2, compiled_diff: float = 1e-9, co
                             verdict="PASS" if compiled_cold <= 0.5 else "MISS"),
             BARE_ONNX: _cold(BARE_ONNX, 0.1, 0.1, pair_ratios=_spread(0.1)),
         },
-        "compiled_imports": {"sklearn": 0.0, "scipy": 0.0, "pandas": 0.0, "total": 0.2},
+        "compiled_imports": {"sklearn": 0.0, "scipy": 0.0, "pandas": 0.0, "total": 0.2,
+                             "largest": {"aws_xray_sdk": 0.1}},
     }  # fmt: skip
     model = {
         "label": "logistic regression pipeline",
@@ -239,7 +240,8 @@ def test_the_section_says_what_could_not_be_measured_and_why():
     assert text.startswith("## 16. Compiled serving path and its peers")
     assert "not measured: converts, but onnxruntime cannot load it: no float64 Imputer" in text
     assert f"| {MLSERVER} |" in text and "not measured: pip install failed: a conflict" in text
-    assert "imports none of scikit-learn, scipy, pandas" in text
+    imports = "imports none of scikit-learn, scipy, pandas (`-X importtime`, one extra run; all imports 0.200 s, "
+    assert imports + "aws_xray_sdk 0.100 s)" in text
     assert "artifact `models/churn-lr/1/compiled` (sha256 ab12..., 4,000 bytes)" in text
     assert "max |Δp| 2.0e-16, 0 class flips" in text
     # AND the billing table shows the scaled, rounded-up duration of each path (2.4 ms x 1769/1024 -> 5 ms)

@@ -57,6 +57,7 @@ COLD_TARGETS = {SKLEARN: 1.3, COMPILED: 0.5}
 AGREEMENT_SEED = 20261130  # not the training data's seed (0)
 # Packages the compiled path must not import (issue 15: "without importing scikit-learn, scipy or pandas").
 HEAVY = ("sklearn", "scipy", "pandas")
+LARGEST_IMPORTS = 5  # the compiled handler's largest imports by top-level package, where its import phase goes
 
 # Billing (AWS Lambda pricing, us-east-1, x86, first tier of 6 billion GB-seconds a month; looked up on PRICE_DATE):
 # duration is rounded up to 1 ms, and since 1 August 2025 the INIT phase of on-demand ZIP functions is billed too.
@@ -465,7 +466,11 @@ def cold_start(
         result["arms"][arm] = entry
     if compiled:
         imports = cold.import_profile(commands[COMPILED], out, env, top=10_000)
-        result["compiled_imports"] = {p: imports.get(p, 0.0) for p in HEAVY} | {"total": imports.get("total", 0.0)}
+        largest = [(p, t) for p, t in imports.items() if p not in ("other", "total")][:LARGEST_IMPORTS]
+        result["compiled_imports"] = {p: imports.get(p, 0.0) for p in HEAVY} | {
+            "total": imports.get("total", 0.0),
+            "largest": dict(largest),
+        }
     summary = ", ".join(f"{arm} {e['median_s']:.3f} s ({e['ratio']:.2f}x)" for arm, e in result["arms"].items())
     common.log(f"compiled: {name}: cold {summary}")
     return result
@@ -691,7 +696,9 @@ def render_cold(results: Mapping[str, Any]) -> str:
             notes.append(
                 f"- {name}: the compiled handler process imports "
                 + (", ".join(heavy) if heavy else "none of scikit-learn, scipy, pandas")
-                + f" (`-X importtime`, one extra run; all imports {imports['total']:.3f} s)."
+                + f" (`-X importtime`, one extra run; all imports {imports['total']:.3f} s"
+                + "".join(f", {p} {t:.3f} s" for p, t in (imports.get("largest") or {}).items())
+                + ")."
             )
     return "\n".join(
         [
