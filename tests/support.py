@@ -436,14 +436,17 @@ def _project_template() -> dict:
     return load_template(ROOT / "template.yaml")
 
 
-def template_environment(logical_id: str, refs: dict, attributes: dict | None = None) -> dict[str, str]:
+def template_environment(
+    logical_id: str, refs: dict, attributes: dict | None = None, parameters: dict | None = None
+) -> dict[str, str]:
     """The environment template.yaml gives function `logical_id` (its Globals' and its own variables) in a stack
-    deployed with default parameters, resources named by `refs` ({logical id: Ref value}) and `attributes` ({(logical
-    id, attribute): value}). Handler tests take their settings from here, so they cannot drift from the template."""
+    deployed with default parameters but `parameters` ({name: value}), resources named by `refs` ({logical id: Ref
+    value}) and `attributes` ({(logical id, attribute): value}). Handler tests take their settings from here, so they
+    cannot drift from the template."""
     from sklambda_infra.template import Resolver
 
     template = copy.deepcopy(_project_template())
-    resolver = Resolver(template, refs=refs, attributes=attributes or {})
+    resolver = Resolver(template, parameters=parameters, refs=refs, attributes=attributes or {})
     variables = {
         **template["Globals"]["Function"]["Environment"]["Variables"],
         **template["Resources"][logical_id]["Properties"]["Environment"]["Variables"],

@@ -28,7 +28,7 @@ import dataclasses
 import json
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -41,7 +41,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from batch_shared import configure, job_capture, record_capture, record_job, server
 from botocore.exceptions import ClientError
 
-from sklambda import aws
+from sklambda import aws, tracing
 from sklambda.batch import (
     BatchInputError,
     BatchJobCrashed,
@@ -57,7 +57,7 @@ from sklambda.batch import (
 from sklambda.config import BatchScoreSettings
 
 logger = Logger()
-tracer = Tracer()
+tracer = tracing.tracer()
 metrics = Metrics()
 processor = BatchProcessor(event_type=EventType.SQS)
 

@@ -18,10 +18,11 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from batch_shared import configure, job_capture, record_capture, record_job, server
 
+from sklambda import tracing
 from sklambda.batch import (
     BatchJobCrashed,
     BatchJobFailed,
@@ -37,7 +38,7 @@ from sklambda.batch import (
 from sklambda.config import BatchChunkSettings
 
 logger = Logger()
-tracer = Tracer()
+tracer = tracing.tracer()
 # Read at import so a missing variable fails the cold start loudly instead of the first task.
 function_settings = BatchChunkSettings.from_env()
 configure(function_settings)

@@ -22,12 +22,12 @@ import warnings
 from datetime import UTC, datetime
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
-from sklambda import aws
+from sklambda import aws, tracing
 from sklambda.config import DriftCheckSettings
 from sklambda.errors import SklambdaError
 from sklambda.monitoring.drift_check import DriftCheckResult, run_drift_check, window_bounds
@@ -37,7 +37,7 @@ from sklambda.registry.signing import CardVerifier
 from sklambda.registry.store import Registry
 
 logger = Logger()
-tracer = Tracer()
+tracer = tracing.tracer()
 metrics = Metrics()
 # Every metric here is emitted with its own dimensions (per model), none on the handler's batch: powertools would
 # warn at each invocation that the batch is empty.

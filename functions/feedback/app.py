@@ -24,7 +24,7 @@ import warnings
 from datetime import UTC, datetime
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.logging import correlation_paths
@@ -33,7 +33,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from sklambda import aws
+from sklambda import aws, tracing
 from sklambda.batch import decode_s3_key
 from sklambda.config import FeedbackSettings
 from sklambda.errors import PayloadTooLarge, SklambdaError, http_status
@@ -45,7 +45,7 @@ from sklambda.registry.store import Registry
 from sklambda.serving.contracts import FeedbackRequest, FeedbackResponse, decode_body, parse_body, parse_selector
 
 logger = Logger()
-tracer = Tracer()
+tracer = tracing.tracer()
 metrics = Metrics()
 app = APIGatewayRestResolver()
 processor = BatchProcessor(event_type=EventType.SQS)

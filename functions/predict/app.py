@@ -3,11 +3,17 @@
 Domain work (validation, verified loading, scoring) lives in the `sklambda` layer package.
 """
 
+from sklambda import coldstart
+
+# Before the imports below: in Lambda the cold start (these imports, and the first request, which loads scikit-learn
+# with the model) runs without the cyclic garbage collector (sklambda.coldstart says why and what it costs).
+coldstart.pause()
+
 import time
 import warnings
 from typing import Any, Self
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.logging import correlation_paths
@@ -15,6 +21,7 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 import sklambda
+from sklambda import tracing
 from sklambda.config import SERVING_COMPILED, PredictSettings
 from sklambda.errors import InvalidInput, ModelNotFound, ModelRefused, PayloadTooLarge, SklambdaError, http_status
 from sklambda.monitoring.capture import Capturer
@@ -37,7 +44,7 @@ from sklambda.serving.scoring import Scored
 from sklambda.serving.server import LoadedModel, ModelServer, runtime_sklearn_version
 
 logger = Logger()
-tracer = Tracer()
+tracer = tracing.tracer()
 metrics = Metrics()
 # Query strings and bodies are parsed by sklambda.serving.contracts (pydantic), not by the resolver's OpenAPI
 # validation: the size limit must be checked before parsing, errors must name rows and fields, and the
@@ -543,4 +550,7 @@ if register_before_snapshot is not None and settings.preload_models:
 @tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict, context: LambdaContext) -> dict:
-    return app.resolve(event, context)
+    try:
+        return app.resolve(event, context)
+    finally:
+        coldstart.resume()  # acts after the container's first request only

@@ -25,12 +25,12 @@ import warnings
 from datetime import UTC, datetime
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Field, ValidationError
 
-from sklambda import aws
+from sklambda import aws, tracing
 from sklambda.config import QualityCheckSettings
 from sklambda.errors import SklambdaError
 from sklambda.monitoring.drift_check import window_bounds
@@ -42,7 +42,7 @@ from sklambda.registry.signing import CardVerifier
 from sklambda.registry.store import Registry
 
 logger = Logger()
-tracer = Tracer()
+tracer = tracing.tracer()
 metrics = Metrics()
 # Every metric here is emitted with its own dimensions (per model), none on the handler's batch.
 warnings.filterwarnings("ignore", message="No application metrics to publish")

@@ -20,10 +20,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from sklambda import aws
+from sklambda import aws, tracing
 from sklambda.config import RetrainSettings
 from sklambda.errors import MalformedRequest
 from sklambda.registry.signing import CardVerifier
@@ -37,7 +37,7 @@ from sklambda.updating.retraining import (
 )
 
 logger = Logger()
-tracer = Tracer()
+tracer = tracing.tracer()
 
 # Read at import so a missing variable fails the cold start loudly instead of the first run.
 settings = RetrainSettings.from_env()

@@ -12,10 +12,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from sklambda import aws
+from sklambda import aws, tracing
 from sklambda.config import TrainSettings
 from sklambda.errors import MalformedRequest
 from sklambda.publishing.parity import Runtime
@@ -24,7 +24,7 @@ from sklambda.registry.store import Registry
 from sklambda.updating.retraining import Retraining, RetrainRequest, StepFailed
 
 logger = Logger()
-tracer = Tracer()
+tracer = tracing.tracer()
 
 settings = TrainSettings.from_env()
 _pipeline: Retraining | None = None

@@ -25,12 +25,12 @@ import warnings
 from datetime import UTC, datetime
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from sklambda import aws
+from sklambda import aws, tracing
 from sklambda.config import RolloutCheckSettings
 from sklambda.errors import SklambdaError
 from sklambda.registry.signing import CardVerifier
@@ -40,7 +40,7 @@ from sklambda.updating.rollout import ROLLED_BACK, CanaryVerdict
 from sklambda.updating.rollout_check import aliases_in_rollout, check_alias
 
 logger = Logger()
-tracer = Tracer()
+tracer = tracing.tracer()
 metrics = Metrics()
 warnings.filterwarnings("ignore", message="No application metrics to publish")
 

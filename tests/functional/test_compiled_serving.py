@@ -128,6 +128,23 @@ def test_a_tampered_compiled_artifact_is_refused_before_it_is_read(
     assert reads == []
 
 
+def test_a_compiled_version_does_not_depend_on_the_runtimes_scikit_learn_but_its_explanations_do(
+    predict_app, published, registry_env, lambda_context
+):
+    # GIVEN a compiled version whose card records another scikit-learn than the runtime's (re-signed by the trusted key)
+    versions = {**published.library_versions, "scikit-learn": "1.0.2"}
+    old = dataclasses.replace(published, library_versions=versions)
+    key = registry_env.registry.card_key("churn", published.version)
+    registry_env.s3().put_object(Bucket=registry_env.bucket, Key=key, Body=registry_env.signer.sign(old).to_json())
+    # WHEN it is asked to predict, then to explain
+    status, body = call(predict_app, load_event("predict.json"), lambda_context)
+    explained, why = call(predict_app, load_event("predict.json", query={"explain": "true"}), lambda_context)
+    # THEN the compiled evaluator answers (it repeats the arithmetic the parity gate proved at publish), while the
+    # explanation, which needs the unpickled estimator, is refused naming both versions
+    assert status == 200 and len(body["predictions"]) == 2
+    assert explained == 503 and "1.0.2" in why["error"]["message"]
+
+
 def test_explanations_on_the_compiled_path_are_the_scikit_learn_paths(
     function_env, published, lambda_context, monkeypatch
 ):

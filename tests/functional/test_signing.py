@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 
 import joblib
 import pytest
@@ -73,6 +74,46 @@ def test_tampered_artifact_is_never_unpickled(registry_env, published, monkeypat
         load_verified(registry_env.registry, registry_env.verifier, "churn", "1")
     # THEN joblib.load was never reached
     assert calls == [] and e.value.reason == "artifact_tampered"
+
+
+def test_a_card_failing_verification_is_refused_for_that_even_when_its_artifact_is_missing(registry_env, published):
+    # GIVEN version 1's artifact deleted, and a runtime trusting another key than the card's
+    registry_env.s3().delete_object(Bucket=registry_env.bucket, Key=published.artifact.key)
+    other = CardVerifier(make_signing_key())
+    # WHEN loaded (the artifact's GET runs while the card is verified)
+    with pytest.raises(ModelRefused) as e:
+        load_verified(registry_env.registry, other, "churn", "1")
+    # THEN the refusal is the first check that failed, as when the checks ran one after the other
+    assert e.value.reason == "bad_signature"
+    # AND with the trusted key, the missing artifact is what is refused
+    with pytest.raises(ModelRefused) as e:
+        load_verified(registry_env.registry, registry_env.verifier, "churn", "1")
+    assert e.value.reason == "artifact_missing"
+
+
+def test_the_artifact_is_read_while_the_card_is_verified(registry_env, published, monkeypatch):
+    # GIVEN a registry that signals when the artifact's GET starts, and a verifier that waits for that signal
+    registry = registry_env.registry
+    reading = threading.Event()
+    fetch = registry.fetch_artifact
+
+    def signalling_fetch(card):
+        reading.set()
+        return fetch(card)
+
+    monkeypatch.setattr(registry, "fetch_artifact", signalling_fetch)
+    seen = []
+
+    class WaitingVerifier(CardVerifier):
+        def verify(self, card):
+            seen.append(reading.wait(timeout=10))  # False only when the GET waits for verification to end
+            super().verify(card)
+
+    # WHEN the version is loaded
+    loaded = load_verified(registry, WaitingVerifier(registry_env.signing_key_id), "churn", "1")
+    # THEN the GET had started before the signature check ended, and the model still loaded verified
+    assert seen == [True]
+    assert loaded.card == published
 
 
 def test_a_card_copied_to_another_version_path_is_refused(registry_env, published):

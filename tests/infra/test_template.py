@@ -48,7 +48,8 @@ SERVED_ROUTES = {
 # The routes of functions/feedback/app.py, on the same API.
 FEEDBACK_APP = ROOT / "functions" / "feedback" / "app.py"
 FEEDBACK_ROUTES = {("POST", "/models/{name}/feedback")}
-# Managed policies SAM attaches by itself (basic logging; X-Ray because Tracing is Active). Neither touches KMS or S3.
+# Managed policies SAM attaches by itself (basic logging; X-Ray because Tracing is set, whatever its mode). Neither
+# touches KMS or S3.
 SAM_MANAGED_POLICIES = {
     "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
     "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
@@ -490,18 +491,33 @@ def test_api_access_logs_go_to_the_stacks_log_group_only_when_enabled() -> None:
 def test_globals_set_runtime_architecture_tracing_and_powertools(template: dict) -> None:
     function = template["Globals"]["Function"]
     # GIVEN the function globals
-    # THEN every function runs Python 3.12 on x86_64 with X-Ray, a 30 s timeout and the powertools settings
+    # THEN every function runs Python 3.12 on x86_64 with the stack's X-Ray mode, a 30 s timeout and the powertools
+    # settings; powertools' tracer is off unless the mode is Active (sklambda.tracing)
     assert (function["Runtime"], function["Architectures"], function["Tracing"], function["Timeout"]) == (
         "python3.12",
         ["x86_64"],
-        "Active",
+        {"Ref": "Tracing"},
         30,
     )
     assert function["Environment"]["Variables"] == {
         "POWERTOOLS_SERVICE_NAME": "sklambda",
         "POWERTOOLS_METRICS_NAMESPACE": "sklambda",
         "POWERTOOLS_LOG_LEVEL": {"Ref": "LogLevel"},
+        config.TRACE_DISABLED: {"Fn::If": ["TracingActive", "false", "true"]},
     }
+    assert template["Conditions"]["TracingActive"] == {"Fn::Equals": [{"Ref": "Tracing"}, "Active"]}
+
+
+def test_the_api_and_the_state_machines_trace_only_when_the_functions_do(template: dict) -> None:
+    # GIVEN the resources that can record X-Ray traces besides the functions
+    api = template["Resources"]["PredictApi"]["Properties"]
+    machines = resources_of_type(template, "AWS::Serverless::StateMachine")
+    assert machines
+    # THEN each follows the same Tracing parameter
+    traced = {"Fn::If": ["TracingActive", True, False]}
+    assert api["TracingEnabled"] == traced
+    for name, machine in machines.items():
+        assert machine["Properties"]["Tracing"] == {"Enabled": traced}, name
 
 
 def test_every_function_logs_to_its_own_log_group_with_retention(template: dict) -> None:

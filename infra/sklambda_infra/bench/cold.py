@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from sklambda.config import LAMBDA_FUNCTION_NAME
 from sklambda_infra.bench import common
 from sklambda_infra.bench.stats import Spread, interleaved_order, median, ratio, verdict
 
@@ -131,7 +132,9 @@ def run(plan: Plan = FULL, models: common.Models | None = None) -> list[ColdResu
             aws.reset_clients()
             key = common.make_bucket_and_key()
             cards = common.publish_models(models, common.BUCKET, key)
-            env = {**os.environ, **common.function_env(common.BUCKET, key)}
+            # AWS_LAMBDA_FUNCTION_NAME as Lambda sets it: the handler pauses its garbage collector for the cold start
+            # only in Lambda (sklambda.coldstart). The bare process reads neither it nor the function's variables.
+            env = {**os.environ, **common.function_env(common.BUCKET, key), LAMBDA_FUNCTION_NAME: "sklambda-predict"}
             with tempfile.TemporaryDirectory(prefix="sklambda-cold-") as tmp:
                 return [_bench_model(name, cards[name], env, Path(tmp), plan) for name in models.fitted]
     finally:
@@ -258,13 +261,15 @@ def summarize_importtime(stderr: str, top: int = 12) -> dict[str, float]:
 
 
 # The handler's first call, by the functions that make up its stages: (label, file suffix, function). They overlap:
-# the first S3 read and the KMS check each include creating their client.
+# the first S3 read and the KMS check each include creating their client. cProfile sees the request's thread only:
+# the artifact's GET runs in another one while KMS checks the card, and what it adds is the wait for its result.
 FIRST_CALL_STAGES = (
     ("whole first handler call", "logging/logger.py", "decorate"),
     ("  ModelServer.get: resolve the alias, fetch, verify and load", "sklambda/serving/server.py", "get"),
     ("    boto3 client creation (S3, KMS; service models parsed from JSON)", "sklambda/aws.py", "client"),
-    ("    S3 reads: alias, card, artifact", "sklambda/registry/store.py", "_get"),
+    ("    S3 reads in the request's thread: alias, card", "sklambda/registry/store.py", "_get"),
     ("    KMS Verify of the card's signature", "sklambda/registry/signing.py", "verify"),
+    ("    wait for the artifact's GET (run in a thread during KMS Verify)", "sklambda/registry/store.py", "result"),
     ("    joblib.load (imports the estimator's scikit-learn modules)", "joblib/numpy_pickle.py", "load"),
     ("  Scorer.score: validate, DataFrame, predict_proba", "sklambda/serving/scoring.py", "score"),
 )

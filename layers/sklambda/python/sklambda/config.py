@@ -53,10 +53,16 @@ SERVING_RUNTIME = "SKLAMBDA_SERVING_RUNTIME"
 SERVING_COMPILED, SERVING_SCIKIT_LEARN = "compiled", "scikit-learn"
 # Set only by the local stack (boto3 reads it natively); never set in the cloud.
 AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
+# Set by Lambda itself (and by the local stack): the predict function pauses the garbage collector for its cold start
+# only there (sklambda.coldstart).
+LAMBDA_FUNCTION_NAME = "AWS_LAMBDA_FUNCTION_NAME"
 # Publisher side only: the target runtime's packages (os.pathsep-separated folders) the parity gate scores in.
 RUNTIME_PATH = "SKLAMBDA_RUNTIME_PATH"
 # Publisher side only: "false" publishes without trying the compiled evaluator (publish's `compile` default).
 COMPILE = "SKLAMBDA_COMPILE"
+# powertools' own variable, which sklambda reads too: when it is true the functions create no powertools Tracer and
+# never import the X-Ray SDK (sklambda.tracing). template.yaml sets it from the Tracing parameter.
+TRACE_DISABLED = "POWERTOOLS_TRACE_DISABLED"
 
 # Batch scoring of files uploaded to S3 (sklambda.batch): the engine's settings.
 BATCH_DATA_BUCKET = "SKLAMBDA_BATCH_DATA_BUCKET"

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -192,6 +193,34 @@ class AliasRecord:
         return d
 
 
+class PendingRead:
+    """A registry read running in a background (daemon) thread, started by Registry.start_fetch_artifact.
+
+    `result()` waits for it, then returns its value or raises its exception in the caller's thread. A read whose
+    result is never asked for (the card failed a check first) ends on its own and its bytes are dropped.
+    """
+
+    def __init__(self, read: Callable[[], bytes]) -> None:
+        self._value: bytes | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(read,), name="sklambda-registry-read", daemon=True)
+        self._thread.start()
+
+    def _run(self, read: Callable[[], bytes]) -> None:
+        try:
+            self._value = read()
+        except BaseException as e:  # handed to the caller by result()
+            self._error = e
+
+    def result(self) -> bytes:
+        """The bytes read; raises the read's exception (ModelRefused, ClientError) if it failed."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._value is not None
+        return self._value
+
+
 def _code(e: ClientError) -> str:
     return str(e.response.get("Error", {}).get("Code", ""))
 
@@ -343,6 +372,15 @@ class Registry:
                 ) from None
             raise
         return blob
+
+    def start_fetch_artifact(self, card: ModelCard, *, compiled: bool = False) -> PendingRead:
+        """`fetch_artifact(card)` (`fetch_compiled(card)` when `compiled`) started in a background thread, so the GET
+        can run while the caller checks the card (KMS Verify): its `result()` waits for the bytes (not yet checked
+        against the card's sha256) or raises what that method raises. botocore clients are thread-safe; the S3 client
+        is created before the thread starts.
+        """
+        self._s3()
+        return PendingRead(lambda: self.fetch_compiled(card) if compiled else self.fetch_artifact(card))
 
     def fetch_code(self, card: ModelCard) -> dict[str, bytes]:
         """The user code files the card lists, {path: bytes}; their sha256 is checked by the caller."""

@@ -26,7 +26,7 @@ from typing import Protocol
 from sklambda.errors import ModelRefused
 from sklambda.registry.card import ArtifactRef, ModelCard
 from sklambda.registry.signing import CardVerifier
-from sklambda.registry.store import AliasRecord, Registry
+from sklambda.registry.store import AliasRecord, PendingRead, Registry
 from sklambda.registry.usercode import importable, materialize
 from sklambda.registry.usercode import verify as verify_code
 from sklambda.serving.scoring import Scorer
@@ -138,9 +138,11 @@ def load_verified(
     data), so only bytes the signing key vouched for reach joblib.load.
 
     compiled: serve the version with its compiled artifact when the card has one (the predict function): the
-        signature and version checks, then the compiled artifact's size and sha256, then the compiled evaluator reads
-        it (arrays and JSON: nothing is unpickled). The joblib artifact is fetched and checked only if the estimator is
-        needed later (explanations). A card without one is loaded as above.
+        signature check, then the compiled artifact's size and sha256, then the compiled evaluator reads it (arrays and
+        JSON: nothing is unpickled). The runtime's scikit-learn version is not checked then (the evaluator does not use
+        scikit-learn, and the parity gate proved its answers at publish); the joblib artifact is fetched and checked,
+        version included, only if the estimator is needed later (explanations). A card without one is loaded as
+        above.
 
     Returns the LoadedModel with `load_seconds` measured from the first registry read.
     Raises ModelNotFound (invalid name or version, no such version); ModelRefused (HTTP 503) with `reason` bad_card,
@@ -150,17 +152,40 @@ def load_verified(
     botocore's ClientError.
     """
     started = time.perf_counter()
+    if not compiled:
+        _import_in_background()
     card = registry.get_card(name, version)
-    verifier.verify(card)
-    check_compatible(card)
     ref = card.compiled_artifact if compiled else None
-    if ref is not None:
-        blob = registry.fetch_compiled(card)
+    if compiled and ref is None:
+        _import_in_background()
+    # The served artifact's GET runs while KMS checks the card; its bytes are used only once every check below passed.
+    artifact = registry.start_fetch_artifact(card, compiled=ref is not None)
+    verifier.verify(card)
+    if ref is not None:  # the compiled evaluator does not depend on the runtime's scikit-learn: no version check
+        blob = artifact.result()
         check_artifact(card, blob, ref)
         scorer = Scorer.from_compiled(_read_compiled(card, blob), card, lambda: _unpickle_verified(registry, card))
         return LoadedModel(card, scorer, time.perf_counter() - started)
-    estimator = _unpickle_verified(registry, card)
+    estimator = _unpickle_verified(registry, card, artifact)
     return LoadedModel(card, Scorer(estimator, card), time.perf_counter() - started)
+
+
+def _import_in_background() -> None:
+    """Start importing scikit-learn and joblib in a thread when they are not imported yet: a version served by
+    scikit-learn needs them to unpickle, and the import (~0.5 s of CPU) then overlaps the registry reads and KMS
+    Verify, which mostly wait on the network. Importing the runtime's own libraries runs none of the artifact's
+    bytes; `_unpickle_verified` imports them again (waiting for this import, or raising its error)."""
+    if "sklearn" in sys.modules and "joblib" in sys.modules:
+        return
+
+    def run() -> None:
+        try:
+            import joblib  # noqa: F401
+            import sklearn  # noqa: F401
+        except Exception:  # the import in _unpickle_verified raises it where it is handled
+            pass
+
+    threading.Thread(target=run, name="sklambda-import", daemon=True).start()
 
 
 def _read_compiled(card: ModelCard, blob: bytes) -> object:
@@ -179,10 +204,14 @@ def _read_compiled(card: ModelCard, blob: bytes) -> object:
         ) from None
 
 
-def _unpickle_verified(registry: Registry, card: ModelCard) -> object:
-    """The joblib artifact of a verified card, fetched, checked (size, sha256, user code) and unpickled."""
+def _unpickle_verified(registry: Registry, card: ModelCard, fetching: PendingRead | None = None) -> object:
+    """The joblib artifact of a verified card, fetched (or its GET's result, when `fetching` started it), checked
+    (scikit-learn version, size, sha256, user code) and unpickled."""
+    import sklearn  # unpickling imports it anyway; imported first, its version is read without package metadata
+
+    check_compatible(card, sklearn.__version__)
     name, version = card.name, card.version
-    blob = registry.fetch_artifact(card)
+    blob = fetching.result() if fetching is not None else registry.fetch_artifact(card)
     check_artifact(card, blob)
     code = registry.fetch_code(card) if card.code else None
     if code is not None:
