@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from sklambda.config import LAMBDA_FUNCTION_NAME
 from sklambda_infra.bench import bundle as bundle_bench
 from sklambda_infra.bench import cold, common, peers
 from sklambda_infra.bench.stats import MISS, PASS, Spread, median, percentile, ratio, verdict
@@ -275,7 +276,9 @@ def _bench_model(name: str, estimator: Any, cards: dict, env: dict[str, str], tm
             app.metrics.clear_metrics()
     common.log(f"compiled: {name}: MLServer's SKLearnModel in its own venv")
     result["mlserver"] = mlserver(artifact, tmp, plan)
-    result["cold"] = cold_start(name, sk_name, artifact, onnx, compiled, {**os.environ, **env}, tmp, plan)
+    # As cold.py: AWS_LAMBDA_FUNCTION_NAME as Lambda sets it (the handler's cold-start measures apply only in Lambda).
+    cold_env = {**os.environ, **env, LAMBDA_FUNCTION_NAME: "sklambda-predict"}
+    result["cold"] = cold_start(name, sk_name, artifact, onnx, compiled, cold_env, tmp, plan)
     return result
 
 
