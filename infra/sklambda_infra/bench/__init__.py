@@ -13,6 +13,8 @@
 - load:    the local API under 50 clients
 - estimation: CBPE's estimated accuracy vs the realized one on covariate-shifted windows, vs the holdout accuracy
 - rollout: false automatic rollbacks of an equal canary (checked once and repeatedly) and detection of 3x errors
+- compiled: the compiled serving path vs predict_proba, the scikit-learn path, onnxruntime and MLServer: warm
+  latency, agreement on unseen rows, cold start, bundle per path, billed duration at 1,024 MB
 
 Each kind is a module here; batch, capture, drift, estimation, model_quality and explain also run alone
 (`python -m sklambda_infra.bench.drift`).

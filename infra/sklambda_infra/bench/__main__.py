@@ -1,7 +1,7 @@
 """python -m sklambda_infra.bench [--quick] [--only KIND ...] [--out PATH]
 
 KIND: warm, cold, bundle, batch, drift, capture, explain, parity, load, estimation, model_quality, gate, rollout,
-canary, retrain.
+canary, retrain, compiled.
 
 [--layer-report PATH] reads an existing layer build instead of building one.
 """
@@ -22,6 +22,7 @@ from sklambda_infra.bench import (
     capture,
     cold,
     common,
+    compiled,
     drift,
     estimation,
     explain,
@@ -53,6 +54,7 @@ KINDS = (
     "rollout",
     "canary",
     "retrain",
+    "compiled",
 )
 DEFAULT_OUT = common.ROOT / "BENCHMARKS.md"
 PARTIAL_OUT = common.BUILD / "BENCHMARKS.md"
@@ -88,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ensure_runtime_path(lambda line: print(line, file=sys.stderr))  # every benchmark that publishes needs it
     started = time.perf_counter()
     results: dict = {"machine": machine.describe(), "quick": ns.quick, "only": ns.only or []}
-    models = common.fit_models() if {"warm", "cold"} & set(kinds) else None
+    models = common.fit_models() if {"warm", "cold", "compiled"} & set(kinds) else None
     if "warm" in kinds:
         plan = warm.QUICK if ns.quick else warm.FULL
         results["warm"] = [r.to_dict() for r in warm.run(plan, models)]
@@ -132,6 +134,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         results["canary"] = canary.run(40 if ns.quick else 300, 5)
     if "retrain" in kinds:
         results["retrain"] = retrain.run(2 if ns.quick else 3)
+    if "compiled" in kinds:
+        results["compiled"] = compiled.run(
+            compiled.QUICK if ns.quick else compiled.FULL,
+            models,
+            layer_report=ns.layer_report,
+            bundle=results.get("bundle"),
+        )
     results["load_average_end"] = machine.load_average()
     results["elapsed_s"] = time.perf_counter() - started
 

@@ -9,6 +9,8 @@ from sklambda_infra.bench.batch import report as render_batch
 from sklambda_infra.bench.canary import markdown as canary_markdown
 from sklambda_infra.bench.canary import summary_rows as canary_summary_rows
 from sklambda_infra.bench.capture import report as capture_report
+from sklambda_infra.bench.compiled import markdown as compiled_markdown
+from sklambda_infra.bench.compiled import summary_rows as compiled_summary_rows
 from sklambda_infra.bench.drift import markdown as drift_markdown
 from sklambda_infra.bench.estimation import markdown as estimation_markdown
 from sklambda_infra.bench.estimation import summary_rows as estimation_summary_rows
@@ -126,6 +128,8 @@ def render(results: Mapping[str, Any]) -> str:
         parts += ["", _demote(canary_markdown(results["canary"]), "14. ")]
     if results.get("retrain") is not None:
         parts += ["", _demote(retrain_markdown(results["retrain"]), "15. ")]
+    if results.get("compiled") is not None:
+        parts += ["", _demote(compiled_markdown(results["compiled"]), "16. ")]
     parts += ["", render_reproduce(), "", render_caveats()]
     return "\n".join(parts).rstrip() + "\n"
 
@@ -266,6 +270,8 @@ def summary_rows(results: Mapping[str, Any]) -> list[list[str]]:
         rows += canary_summary_rows(results["canary"])
     if results.get("retrain") is not None:
         rows += retrain_summary_rows(results["retrain"])
+    if results.get("compiled") is not None:
+        rows += compiled_summary_rows(results["compiled"])
     return rows
 
 
