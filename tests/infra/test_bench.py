@@ -180,8 +180,12 @@ def test_report_has_a_summary_row_per_target_and_shows_misses_with_their_hotspot
     text = report.render(results)
     # THEN the summary names each target with its verdict, the hotspots of the miss are listed,
     # and the bundle is checked against both the Lambda limit and our target
-    assert "| warm p50, logistic regression pipeline: handler / predict_proba | 1.60x | <= 1.5x | MISS |" in text
-    assert "| cold start, churn-lr: handler / bare joblib | 1.45x | <= 1.3x | MISS |" in text
+    warm = "warm p50, logistic regression pipeline, scikit-learn path: handler / predict_proba"
+    assert f"| {warm} | 1.60x | <= 1.5x | MISS |" in text
+    assert (
+        "| cold start, churn-lr, scikit-learn path (section 2): handler / bare joblib | 1.45x | <= 1.3x | MISS |"
+        in text
+    )
     assert "f.py:1(f)" in text
     assert "| bundle, unzipped total vs Lambda limit | 210.0 MiB | < 250.0 MiB | PASS |" in text
     assert "| bundle, unzipped total vs our target | 210.0 MiB | <= 200.0 MiB | MISS |" in text
@@ -405,21 +409,27 @@ def test_every_benchmark_reads_the_repository_files_and_writes_under_build_bench
     assert batch.BUILD == drift.BUILD == explain.BUILD == common.ROOT / "build" / "bench"
 
 
-def test_the_canary_section_and_its_summary_row_follow_the_measured_ratio():
-    # GIVEN canary results whose p50 ratio is over the 1.02 target
+def test_the_canary_section_and_its_summary_rows_follow_the_measured_ratio_of_each_path():
+    # GIVEN canary results whose p50 ratio is over the 1.02 target on the compiled path and under it on scikit-learn's
     from sklambda_infra.bench import canary, report
 
-    handler = {"p50_ms_plain": 1.0, "p50_ms_canary": 1.05, "p90_ms_plain": 1.2, "p90_ms_canary": 1.3,
-               "ratio_p50": 1.05, "ratio_per_round": "1.05x", "canary_share": 0.1, "verdict": "MISS"}  # fmt: skip
-    results = {"rounds": 2, "block": 5, "weight": 10.0, "requests": 100, "handler": handler,
+    over = {"p50_ms_plain": 1.0, "p50_ms_canary": 1.05, "p90_ms_plain": 1.2, "p90_ms_canary": 1.3,
+            "ratio_p50": 1.05, "ratio_per_round": "1.05x", "canary_share": 0.1, "verdict": "MISS"}  # fmt: skip
+    under = {**over, "p50_ms_canary": 1.01, "ratio_p50": 1.01, "ratio_per_round": "1.01x", "verdict": "PASS"}
+    results = {"rounds": 2, "block": 5, "weight": 10.0, "requests": 100,
+               "paths": {"scikit-learn": under, "compiled": over},
                "routing": {"rows": 10, "us_per_row": 1.1, "canary_share": 0.1}}  # fmt: skip
-    # THEN the summary row states the measure, the target and the miss, and the section shows both arms
+    # THEN a summary row per path states the measure, the target and the verdict, and the section shows both arms
     assert canary.summary_rows(results) == [
-        ["canary routing overhead, warm p50 (10 % canary vs plain alias)", "1.050x", "<= 1.02x", "MISS"]
-    ]
+        ["canary routing overhead, warm p50, scikit-learn path (10 % canary vs plain alias)", "1.010x", "<= 1.02x",
+         "PASS"],
+        ["canary routing overhead, warm p50, compiled path (10 % canary vs plain alias)", "1.050x", "<= 1.02x",
+         "MISS"],
+    ]  # fmt: skip
     section = report._demote(canary.markdown(results), "14. ")
     assert section.startswith("## 14. Canary routing overhead")
-    assert "| 1.000 | 1.050 | 1.050 | 1.05x | 1.200 / 1.300 | 10% | MISS |" in section
+    assert "| compiled | 1.000 | 1.050 | 1.050 | 1.05x | 1.200 / 1.300 | 10% | MISS |" in section
+    assert "| scikit-learn | 1.000 | 1.010 | 1.010 | 1.01x | 1.200 / 1.300 | 10% | PASS |" in section
 
 
 def test_the_retraining_section_judges_every_run_against_the_target():

@@ -134,7 +134,9 @@ def run(plan: Plan = FULL, models: common.Models | None = None) -> list[ColdResu
             cards = common.publish_models(models, common.BUCKET, key)
             # AWS_LAMBDA_FUNCTION_NAME as Lambda sets it: the handler pauses its garbage collector for the cold start
             # only in Lambda (sklambda.coldstart). The bare process reads neither it nor the function's variables.
-            env = {**os.environ, **common.function_env(common.BUCKET, key), LAMBDA_FUNCTION_NAME: "sklambda-predict"}
+            # The scikit-learn path: its cold start is this section's target (the compiled path's: bench/compiled.py).
+            function = common.function_env(common.BUCKET, key, common.SKLEARN_PATH)
+            env = {**os.environ, **function, LAMBDA_FUNCTION_NAME: "sklambda-predict"}
             with tempfile.TemporaryDirectory(prefix="sklambda-cold-") as tmp:
                 return [_bench_model(name, cards[name], env, Path(tmp), plan) for name in models.fitted]
     finally:

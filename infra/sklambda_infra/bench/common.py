@@ -39,11 +39,19 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def function_env(bucket: str, signing_key_id: str) -> dict[str, str]:
-    """The predict function's configuration, as in tests/conftest.py and template.yaml."""
+# What serves the published models in a benchmark (sklambda.config.SERVING_RUNTIME): the default, the compiled
+# evaluator (versions publish compiled), or scikit-learn (the CompiledServing=Disabled deployment).
+COMPILED_PATH, SKLEARN_PATH = "compiled", "scikit-learn"
+PATHS = (SKLEARN_PATH, COMPILED_PATH)
+
+
+def function_env(bucket: str, signing_key_id: str, path: str = COMPILED_PATH) -> dict[str, str]:
+    """The predict function's configuration, as in tests/conftest.py and template.yaml; `path`: what serves a version
+    published with a compiled artifact (COMPILED_PATH, the template's default, or SKLEARN_PATH)."""
     return {
         "SKLAMBDA_MODEL_BUCKET": bucket,
         "SKLAMBDA_SIGNING_KEY_ID": signing_key_id,
+        "SKLAMBDA_SERVING_RUNTIME": path,
         "POWERTOOLS_SERVICE_NAME": "sklambda",
         "POWERTOOLS_METRICS_NAMESPACE": "sklambda",
         "POWERTOOLS_TRACE_DISABLED": "true",

@@ -102,7 +102,8 @@ def run(plan: Plan = FULL, models: common.Models | None = None) -> list[WarmResu
         aws.reset_clients()
         key = common.make_bucket_and_key()
         common.publish_models(models, common.BUCKET, key)
-        with common.environ(common.function_env(common.BUCKET, key)):
+        # The scikit-learn path (the compiled path's warm p50: section 16, bench/compiled.py).
+        with common.environ(common.function_env(common.BUCKET, key, common.SKLEARN_PATH)):
             app = common.import_predict_app()
             try:
                 return [_bench_model(app, name, plan) for name in models.fitted]

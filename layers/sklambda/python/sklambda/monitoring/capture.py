@@ -30,7 +30,7 @@ import json
 import random
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -105,9 +105,13 @@ class CaptureRecord:
     def to_json_line(self) -> str:
         """The record as one compact JSON line ending in a newline: the marker first, then the timestamp, model and
         version, in the byte form monitoring/windows.py selects on (tests/unit/test_capture_line_format.py)."""
-        return json.dumps({"capture": CAPTURE_MARKER, **asdict(self)}, separators=(",", ":"), default=str) + "\n"
+        # The fields by name, not dataclasses.asdict: asdict deep-copies every nested dict and list (~0.1 ms per
+        # record, a third of a compiled-path request); json.dumps reads them as they are.
+        line = {"capture": CAPTURE_MARKER, **{name: getattr(self, name) for name in _CAPTURE_FIELDS}}
+        return json.dumps(line, separators=(",", ":"), default=str) + "\n"
 
 
+_CAPTURE_FIELDS = tuple(f.name for f in fields(CaptureRecord))
 ERROR_OUTCOME = "error"
 
 
@@ -130,9 +134,9 @@ class ErrorRecord:
 
     def to_json_line(self) -> str:
         """The record as one compact JSON line ending in a newline, in CaptureRecord.to_json_line's leading form."""
-        fields = asdict(self)
-        head = {k: fields.pop(k) for k in ("timestamp", "model", "version", "request_id")}
-        line = {"capture": CAPTURE_MARKER, **head, "outcome": ERROR_OUTCOME, **fields}
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        head = {k: values.pop(k) for k in ("timestamp", "model", "version", "request_id")}
+        line = {"capture": CAPTURE_MARKER, **head, "outcome": ERROR_OUTCOME, **values}
         return json.dumps(line, separators=(",", ":"), default=str) + "\n"
 
 
