@@ -372,7 +372,7 @@ def test_capture_benchmark_runs_both_arms_and_reports_the_ratio(aws_credentials)
     # THEN each model has a p50 ratio and a report row
     for r in results["models"].values():
         assert r["ratio_p50"] > 0 and r["p50_ms_with_capture"] > 0
-    assert capture_bench.report(results).count("| churn-") == 2
+    assert capture_bench.report(results).count("| churn-") == 4  # each model on each serving path
 
 
 def test_cli_erase_finds_bucket_prefix_and_key_in_the_local_stack_details(mocked_aws, tmp_path, monkeypatch, capsys):

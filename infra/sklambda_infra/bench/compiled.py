@@ -542,13 +542,13 @@ def _ms(value: float) -> str:
 
 
 def _mib(value: int | None) -> str:
-    from sklambda_infra.bench.report import mib
+    from sklambda_infra.bench.tables import mib
 
     return mib(value)
 
 
 def _table(headers: Sequence[str], rows: list[list[Any]], right: Sequence[int] = ()) -> str:
-    from sklambda_infra.bench.report import table
+    from sklambda_infra.bench.tables import table
 
     return table(headers, rows, right)
 

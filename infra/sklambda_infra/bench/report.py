@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sklambda_infra.bench.batch import report as render_batch
@@ -28,26 +28,13 @@ from sklambda_infra.bench.retrain import markdown as retrain_markdown
 from sklambda_infra.bench.retrain import summary_rows as retrain_summary_rows
 from sklambda_infra.bench.rollout import markdown as rollout_markdown
 from sklambda_infra.bench.rollout import summary_rows as rollout_summary_rows
+from sklambda_infra.bench.tables import mib, table
 
-MIB = 1024 * 1024
 # A ratio this close to its target (relative) gets a note: one more noisy run could flip its verdict.
 NEAR = 0.05
 MIN_IMPORT_S = 0.005
 REPRODUCE = "make bench"
 COMMAND = ".venv/bin/python -m sklambda_infra.bench"
-
-
-def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], right: Sequence[int] = ()) -> str:
-    """A GitHub markdown table; columns whose index is in `right` are right-aligned (numbers)."""
-    rows = [[_cell(c) for c in row] for row in rows]
-    rule = ["---:" if i in right else "---" for i in range(len(headers))]
-    lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(rule) + " |"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def _cell(value: Any) -> str:
-    return str(value).replace("|", "\\|").replace("\n", " ")
 
 
 def _indent(label: str) -> str:
@@ -62,12 +49,6 @@ def ms(value: float) -> str:
 
 def seconds(value: float) -> str:
     return f"{value:.3f} s"
-
-
-def mib(value: int | None) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value / MIB:.1f} MiB" if abs(value) >= MIB else f"{value / 1024:.0f} KiB"
 
 
 def times(value: float) -> str:
