@@ -27,7 +27,6 @@ import math
 import os
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
@@ -38,7 +37,8 @@ from sklambda.config import LAMBDA_FUNCTION_NAME
 from sklambda_infra.bench import bundle as bundle_bench
 from sklambda_infra.bench import cold, common, peers
 from sklambda_infra.bench.stats import MISS, PASS, Spread, median, percentile, ratio, verdict
-from sklambda_infra.bench.warm import LABELS, Latency
+from sklambda_infra.bench.tables import spread, table
+from sklambda_infra.bench.warm import LABELS, Latency, arm_orders, measure_arms
 
 # Arms, one name each everywhere (results, tables, summary).
 RAW = "predict_proba"
@@ -81,36 +81,6 @@ class Plan:
 # The run stays under ~4 minutes on 2 shared cores: cold starts are most of it (4 kinds of process per round).
 FULL = Plan(rounds=40, block=30, warmup=50, cold_runs=6, agreement_rows=10_000)
 QUICK = Plan(rounds=6, block=20, warmup=10, cold_runs=2, agreement_rows=2_000)
-
-
-def arm_orders(arms: Sequence[str], rounds: int) -> list[tuple[str, ...]]:
-    """The arms' order per round: as given on even rounds, reversed on odd ones (ABC, CBA, ...), so that no arm
-    always runs first or last (warm caches, turbo, drift). With two arms this is ABBA (stats.interleaved_order)."""
-    return [tuple(arms) if r % 2 == 0 else tuple(reversed(arms)) for r in range(rounds)]
-
-
-def measure_arms(
-    calls: Mapping[str, Callable[[], Any]], baseline: str, plan: Plan
-) -> tuple[dict[str, list[int]], dict[str, list[float]]]:
-    """Blocks of `plan.block` calls of each arm in `arm_orders`; returns (ns samples per arm, per-round p50 ratio of
-    each other arm to `baseline`)."""
-    samples: dict[str, list[int]] = {arm: [] for arm in calls}
-    per_round: dict[str, list[float]] = {arm: [] for arm in calls if arm != baseline}
-    clock = time.perf_counter_ns
-    for order in arm_orders(list(calls), plan.rounds):
-        this_round: dict[str, list[int]] = {}
-        for arm in order:
-            fn, taken = calls[arm], []
-            for _ in range(plan.block):
-                t0 = clock()
-                fn()
-                taken.append(clock() - t0)
-            this_round[arm] = taken
-            samples[arm].extend(taken)
-        base = percentile(this_round[baseline], 50)
-        for arm in per_round:
-            per_round[arm].append(ratio(percentile(this_round[arm], 50), base))
-    return samples, per_round
 
 
 def billed_ms(one_core_ms: float, memory_mb: int = LAMBDA_MEMORY_MB) -> int:
@@ -548,13 +518,11 @@ def _mib(value: int | None) -> str:
 
 
 def _table(headers: Sequence[str], rows: list[list[Any]], right: Sequence[int] = ()) -> str:
-    from sklambda_infra.bench.tables import table
-
     return table(headers, rows, right)
 
 
 def _spread(s: Mapping[str, float]) -> str:
-    return f"{s['median']:.3f}x ({s['p25']:.3f}-{s['p75']:.3f})"
+    return spread(s, digits=3)
 
 
 def markdown(results: Mapping[str, Any]) -> str:

@@ -28,7 +28,7 @@ from sklambda_infra.bench.retrain import markdown as retrain_markdown
 from sklambda_infra.bench.retrain import summary_rows as retrain_summary_rows
 from sklambda_infra.bench.rollout import markdown as rollout_markdown
 from sklambda_infra.bench.rollout import summary_rows as rollout_summary_rows
-from sklambda_infra.bench.tables import mib, table
+from sklambda_infra.bench.tables import mib, spread, table
 
 # A ratio this close to its target (relative) gets a note: one more noisy run could flip its verdict.
 NEAR = 0.05
@@ -57,10 +57,6 @@ def times(value: float) -> str:
 
 def pct(value: float) -> str:
     return f"{value:.0%}"
-
-
-def spread(s: Mapping[str, float]) -> str:
-    return f"{s['median']:.2f}x ({s['p25']:.2f}-{s['p75']:.2f})"
 
 
 def render(results: Mapping[str, Any]) -> str:

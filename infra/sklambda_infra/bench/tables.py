@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 MIB = 1024 * 1024
@@ -25,3 +25,8 @@ def mib(value: int | None) -> str:
     if value is None:
         return "n/a"
     return f"{value / MIB:.1f} MiB" if abs(value) >= MIB else f"{value / 1024:.0f} KiB"
+
+
+def spread(s: Mapping[str, float], digits: int = 2) -> str:
+    """A ratio's median and interquartile range, e.g. "1.21x (1.13-1.36)"."""
+    return f"{s['median']:.{digits}f}x ({s['p25']:.{digits}f}-{s['p75']:.{digits}f})"

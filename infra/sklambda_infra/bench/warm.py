@@ -12,12 +12,12 @@ import gc
 import json
 import pstats
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sklambda_infra.bench import common
-from sklambda_infra.bench.stats import Spread, interleaved_order, percentile, ratio, verdict
+from sklambda_infra.bench.stats import Spread, percentile, ratio, verdict
 
 # Targets: handler p50 / raw p50.
 TARGETS = {common.LR: 1.5, common.FOREST: 1.1}
@@ -72,24 +72,40 @@ class WarmResult:
         return asdict(self)
 
 
-def measure(subject: Callable[[], Any], baseline: Callable[[], Any], plan: Plan) -> tuple[list, list, list]:
-    """Alternate blocks of the two calls; returns (subject ns, baseline ns, per-round p50 ratios)."""
-    arms: dict[str, list[int]] = {"subject": [], "baseline": []}
-    calls = {"subject": subject, "baseline": baseline}
-    block_ratios = []
+def arm_orders(arms: Sequence[str], rounds: int) -> list[tuple[str, ...]]:
+    """The arms' order per round: as given on even rounds, reversed on odd ones (ABC, CBA, ...), so that no arm
+    always runs first or last (warm caches, turbo, drift). With two arms this is ABBA (stats.interleaved_order)."""
+    return [tuple(arms) if r % 2 == 0 else tuple(reversed(arms)) for r in range(rounds)]
+
+
+def measure_arms(
+    calls: Mapping[str, Callable[[], Any]], baseline: str, plan: Plan
+) -> tuple[dict[str, list[int]], dict[str, list[float]]]:
+    """Blocks of `plan.block` calls of each arm in `arm_orders`; returns (ns samples per arm, per-round p50 ratio of
+    each other arm to `baseline`)."""
+    samples: dict[str, list[int]] = {arm: [] for arm in calls}
+    per_round: dict[str, list[float]] = {arm: [] for arm in calls if arm != baseline}
     clock = time.perf_counter_ns
-    for order in interleaved_order(plan.rounds):
+    for order in arm_orders(list(calls), plan.rounds):
         this_round: dict[str, list[int]] = {}
         for arm in order:
-            fn, samples = calls[arm], []
+            fn, taken = calls[arm], []
             for _ in range(plan.block):
                 t0 = clock()
                 fn()
-                samples.append(clock() - t0)
-            this_round[arm] = samples
-            arms[arm].extend(samples)
-        block_ratios.append(ratio(percentile(this_round["subject"], 50), percentile(this_round["baseline"], 50)))
-    return arms["subject"], arms["baseline"], block_ratios
+                taken.append(clock() - t0)
+            this_round[arm] = taken
+            samples[arm].extend(taken)
+        base = percentile(this_round[baseline], 50)
+        for arm in per_round:
+            per_round[arm].append(ratio(percentile(this_round[arm], 50), base))
+    return samples, per_round
+
+
+def measure(subject: Callable[[], Any], baseline: Callable[[], Any], plan: Plan) -> tuple[list, list, list]:
+    """Alternate blocks of the two calls (ABBA); returns (subject ns, baseline ns, per-round p50 ratios)."""
+    samples, per_round = measure_arms({"subject": subject, "baseline": baseline}, "baseline", plan)
+    return samples["subject"], samples["baseline"], per_round["subject"]
 
 
 def run(plan: Plan = FULL, models: common.Models | None = None) -> list[WarmResult]:

@@ -340,20 +340,24 @@ class Registry:
             )
         return card
 
+    def _get_stored(self, key: str, card: ModelCard, what: str, reason: str) -> bytes:
+        """The bytes at `key`, one of `card`'s files; ModelRefused(`reason`) naming `what` when the object is gone."""
+        try:
+            blob, _ = self._get(key)
+        except ClientError as e:
+            if _is_missing(e):
+                raise ModelRefused(
+                    f"{what} of model {card.name!r} version {card.version!r} is missing", reason=reason
+                ) from None
+            raise
+        return blob
+
     def fetch_artifact(self, card: ModelCard) -> bytes:
         """The artifact bytes the card points at (not yet checked against its sha256).
 
         Raises ModelRefused (reason artifact_missing) when the object is gone.
         """
-        try:
-            blob, _ = self._get(card.artifact.key)
-        except ClientError as e:
-            if _is_missing(e):
-                raise ModelRefused(
-                    f"artifact of model {card.name!r} version {card.version!r} is missing", reason="artifact_missing"
-                ) from None
-            raise
-        return blob
+        return self._get_stored(card.artifact.key, card, "artifact", "artifact_missing")
 
     def fetch_compiled(self, card: ModelCard) -> bytes:
         """The compiled artifact bytes the card points at (`ModelCard.compiled_artifact`; not yet checked against its
@@ -362,16 +366,7 @@ class Registry:
         ref = card.compiled_artifact
         if ref is None:
             raise ValueError(f"model {card.name!r} version {card.version!r} has no compiled artifact")
-        try:
-            blob, _ = self._get(ref.key)
-        except ClientError as e:
-            if _is_missing(e):
-                raise ModelRefused(
-                    f"compiled artifact of model {card.name!r} version {card.version!r} is missing",
-                    reason="artifact_missing",
-                ) from None
-            raise
-        return blob
+        return self._get_stored(ref.key, card, "compiled artifact", "artifact_missing")
 
     def start_fetch_artifact(self, card: ModelCard, *, compiled: bool = False) -> PendingRead:
         """`fetch_artifact(card)` (`fetch_compiled(card)` when `compiled`) started in a background thread, so the GET
@@ -386,15 +381,9 @@ class Registry:
         """The user code files the card lists, {path: bytes}; their sha256 is checked by the caller."""
         files = {}
         for entry in (card.code or {}).get("files", ()):
-            try:
-                files[entry["path"]], _ = self._get(self.code_key(card.name, card.version, entry["path"]))
-            except ClientError as e:
-                if _is_missing(e):
-                    raise ModelRefused(
-                        f"code file {entry['path']!r} of model {card.name!r} version {card.version!r} is missing",
-                        reason="code_missing",
-                    ) from None
-                raise
+            path = entry["path"]
+            key = self.code_key(card.name, card.version, path)
+            files[path] = self._get_stored(key, card, f"code file {path!r}", "code_missing")
         return files
 
     def get_alias(self, name: str, alias: str) -> AliasRecord:
