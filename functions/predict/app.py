@@ -148,6 +148,9 @@ def _score(loaded: LoadedModel, rows: list[Any], *, explain: bool = False, split
     else:
         metrics.add_metric(name=latency, unit=MetricUnit.Milliseconds, value=elapsed_ms)
         metrics.add_metric(name="Predictions", unit=MetricUnit.Count, value=len(rows))
+    if scored.fallback:  # the compiled evaluator failed on these rows and scikit-learn answered (Scored.fallback)
+        _count("CompiledFallbacks", model=name, version=version)
+        logger.warning("compiled evaluator failed, scikit-learn answered", extra={"reason": scored.fallback[:500]})
     if scored.warnings:
         for code, n in data_quality.counts(scored.warnings).items():
             _count("DataQualityWarnings", n, model=scored.model_name, check=code)

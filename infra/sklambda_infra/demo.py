@@ -260,6 +260,7 @@ def run() -> int:
         card2 = publish(forest, X_train, y_train, name=name, registry=registry, signer=signer, alias="production",
                         **options)  # fmt: skip
         print(f"  {name} v{card2.version}: holdout AUC {card2.metrics['roc_auc']:.3f}; production -> {card2.version}")
+        print(f"  served by {compiled_text(card2)}")
         time.sleep(float(DEMO_PARAMETERS["AliasTtlSeconds"]) + 0.5)
         status, body = http("POST", f"{api}/models/{name}/predict", api_key=key, body={"instances": birds[:1]})
         print(f"  now answered by version {body['model_version']}: P({female})={body['probabilities'][0][female]:.2f}")

@@ -145,8 +145,10 @@ def rollout_lines(records: Sequence[Any]) -> list[str]:
 
 
 def compiled_text(card: ModelCard) -> str:
-    """What serves `card`'s version in the predict function, in one line: the compiled evaluator (sklambda.compiled)
-    and its agreement with the estimator on the parity gate's rows, or scikit-learn and why (the card's `compiled`)."""
+    """What serves `card`'s version in the predict function, in one line, as its card says: the compiled evaluator
+    (sklambda.compiled) and its agreement with the estimator on the parity gate's rows, or scikit-learn and why (the
+    card's `compiled`). A stack deployed with CompiledServing=Disabled serves every version with scikit-learn: the card
+    cannot know it, so the line says so."""
     section = card.compiled
     if section is None:
         return "scikit-learn (published without trying the compiled evaluator)"
@@ -155,7 +157,8 @@ def compiled_text(card: ModelCard) -> str:
         return (
             f"the compiled evaluator ({len(section['steps'])} steps, {section['artifact']['size']:,} bytes, sha256 "
             f"{section['artifact']['sha256'][:12]}), agreeing with the estimator on {agreement['rows']} rows to "
-            f"{agreement['max_abs_difference']:.1e}, {agreement['class_flips']} class flips"
+            f"{agreement['max_abs_difference']:.1e}, {agreement['class_flips']} class flips (scikit-learn in a stack "
+            "deployed with CompiledServing=Disabled)"
         )
     return f"scikit-learn; not compiled: {section['reason']}"
 

@@ -226,3 +226,45 @@ def test_a_compiled_model_is_served_without_importing_scikit_learn_scipy_or_pand
     # THEN it answered, and scikit-learn, scipy, pandas and joblib were never imported
     assert answer["status"] == 200, answer["body"]
     assert answer["imported"] == []
+
+
+@pytest.mark.parametrize(("feature", "value"), [("monthly_charges", -30000), ("tenure_months", 10**9)])
+def test_a_row_far_beyond_training_is_answered_on_the_compiled_path_as_scikit_learn_answers_it(
+    function_env, published, lambda_context, monkeypatch, capsys, feature, value
+):
+    # GIVEN the churn model on both paths and a row whose decision function is far below -709 or above 709 (the values
+    # a new user sent: math.exp overflowed there and the compiled path answered 500)
+    compiled_app = import_predict_app()
+    monkeypatch.setenv("SKLAMBDA_SERVING_RUNTIME", "scikit-learn")
+    sklearn_app = import_predict_app()
+    rows = event_body("predict.json")["instances"]
+    rows[0] = {**rows[0], feature: value}
+    # WHEN both score it
+    status_c, compiled = call(compiled_app, load_event("predict.json", body={"instances": rows}), lambda_context)
+    fell_back = "CompiledFallbacks" in capsys.readouterr().out
+    status_s, reference = call(sklearn_app, load_event("predict.json", body={"instances": rows}), lambda_context)
+    # THEN both answer 200 with the same saturated probabilities and an out-of-range warning, the compiled evaluator
+    # itself answering (no fallback to scikit-learn)
+    assert status_c == status_s == 200, compiled
+    assert not fell_back
+    assert compiled["probabilities"] == reference["probabilities"]
+    assert compiled["predictions"] == reference["predictions"]
+    assert {w["code"] for w in compiled["warnings"]} == {"out_of_range"}
+
+
+def test_an_evaluator_failure_is_answered_by_scikit_learn_and_counted(
+    predict_app, published, lambda_context, monkeypatch, capsys
+):
+    # GIVEN a compiled evaluator that fails in a way the parity gate never met (not a refusal of the input)
+    from sklambda.compiled.evaluate import CompiledModel
+
+    def broken(self, columns):
+        raise ArithmeticError("an evaluator bug")
+
+    monkeypatch.setattr(CompiledModel, "predict_and_proba", broken)
+    # WHEN a prediction is asked for
+    status, body = call(predict_app, load_event("predict.json"), lambda_context)
+    # THEN the estimator answers (verified and unpickled on the spot), never a 500, and the fallback is counted
+    assert status == 200 and len(body["predictions"]) == 2
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert any("CompiledFallbacks" in m and m["model"] == "churn" for m in emf)

@@ -51,3 +51,20 @@ def test_rows_walked_through_the_trees_in_slices_answer_as_all_at_once(churn_com
     monkeypatch.setattr(evaluate, "ROWS_AT_ONCE", 37)
     # WHEN the 500 unseen rows are scored THEN they agree with scikit-learn as before
     assert_agrees(model, churn_compiled.schema, churn_compiled.frame)
+
+
+def test_scores_far_beyond_the_training_range_answer_as_scikit_learn(churn_compiled):
+    # GIVEN the demo's logistic pipeline and unseen rows whose numbers are pushed far beyond anything in training, so
+    # that the decision function reaches hundreds of thousands in both directions (math.exp overflows past ~709.78,
+    # where scipy's expit, with C's exp, gives exactly 0.0 or 1.0)
+    model = sample.logistic_pipeline().fit(churn_compiled.X, churn_compiled.y)
+    frame = churn_compiled.frame.copy()
+    numbers = [c for c in frame if frame[c].dtype.kind == "f"]
+    for i, column in enumerate(numbers):
+        frame.loc[i * 40 : i * 40 + 19, column] = -1e9
+        frame.loc[i * 40 + 20 : i * 40 + 39, column] = 1e9
+    proba = model.predict_proba(frame)
+    assert proba.min() == 0.0 and proba.max() == 1.0  # the rows reach both saturated ends
+    # WHEN compiled and scoring them, THEN it agrees with scikit-learn exactly (the served answer is never an error)
+    worst = assert_agrees(model, churn_compiled.schema, frame)
+    assert worst == 0.0, f"largest difference {worst:.3g}"

@@ -330,8 +330,17 @@ def _in_slices(compute: Callable[[np.ndarray], np.ndarray], X: np.ndarray) -> np
 
 
 def _expit(scores: np.ndarray) -> np.ndarray:
-    # scipy.special.expit computes 1 / (1 + exp(-x)) with the C library's exp; math.exp is that exp.
-    return np.array([1.0 / (1.0 + math.exp(-s)) for s in scores.tolist()], dtype=np.float64)
+    # scipy.special.expit computes 1 / (1 + exp(-x)) with the C library's exp; math.exp is that exp, except that it
+    # raises OverflowError where C's exp returns inf (-x above ~709.78), and 1 / (1 + inf) is 0.0.
+    return np.array([1.0 / (1.0 + _c_exp(-s)) for s in scores.tolist()], dtype=np.float64)
+
+
+def _c_exp(x: float) -> float:
+    """The C library's exp(x): math.exp, with inf where math.exp raises OverflowError (C99: exp returns HUGE_VAL)."""
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return math.inf
 
 
 def _linear(spec: dict, arrays: Mapping[str, np.ndarray]) -> Operation:

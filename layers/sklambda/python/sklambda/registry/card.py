@@ -203,6 +203,11 @@ class ModelCard:
         d.pop("baseline")
         d.pop("explanation", None)
         d["artifact"] = {"sha256": self.artifact.sha256, "size": self.artifact.size, "format": self.artifact.format}
+        if "artifact" in d.get("compiled", {}):
+            d["compiled"] = {
+                **d["compiled"],
+                "artifact": {k: v for k, v in d["compiled"]["artifact"].items() if k != "key"},
+            }
         return d
 
     def signing_message(self) -> bytes:

@@ -43,6 +43,8 @@ class Scored:
     decisions: list | None = None  # binary classifiers with a decision threshold in the card
     decision_rule: dict | None = None  # {"positive_class", "threshold"} that made the decisions
     explanations: list[dict] | None = None  # when asked: sklambda.serving.explain, one dict per row
+    # On the compiled path: why the compiled evaluator did not answer and the estimator did (Scorer._score), else None.
+    fallback: str | None = None
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class ScoredArrays:
 
     predictions: list
     probabilities: np.ndarray | None  # shape [rows, classes], columns in `Scorer.class_keys` order
+    fallback: str | None = None  # Scored.fallback
 
 
 def _final_step(estimator: Any) -> Any:
@@ -198,7 +201,7 @@ class Scorer:
         if arrays.probabilities is not None:
             keys = self._class_keys
             probabilities = [dict(zip(keys, row, strict=True)) for row in arrays.probabilities.tolist()]
-        scored = Scored(self.card.name, self.card.version, arrays.predictions, probabilities)
+        scored = Scored(self.card.name, self.card.version, arrays.predictions, probabilities, fallback=arrays.fallback)
         if self._decision is not None and arrays.probabilities is not None:
             scored = replace(scored, decisions=self.decide(arrays.probabilities), decision_rule=self.decision_rule)
         return scored
@@ -238,8 +241,18 @@ class Scorer:
 
     def _score(self, data: Any) -> ScoredArrays:
         if self.compiled is not None:  # predict by the model's own rule (not always argmax at a tie), in one pass
-            labels, proba = self.compiled.predict_and_proba(data)
+            try:
+                labels, proba = self.compiled.predict_and_proba(data)
+            except (ValueError, TypeError, KeyError):
+                raise  # input the model refuses, as scikit-learn does: reported per row (_explain_failure)
+            except Exception as e:  # an evaluator failure the parity gate never met: the estimator answers instead,
+                # so the caller still gets the published model's answer, never a 500; the reason travels with it
+                fallback = f"{type(e).__name__}: {e}"
+                return replace(self._score_estimator(self.schema.frame_of(data)), fallback=fallback)
             return ScoredArrays(labels.tolist(), np.asarray(proba, dtype=float) if self._proba else None)
+        return self._score_estimator(data)
+
+    def _score_estimator(self, data: Any) -> ScoredArrays:
         model = self.estimator
         if self._proba:
             proba = np.asarray(model.predict_proba(data), dtype=float)
