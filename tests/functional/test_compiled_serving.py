@@ -252,14 +252,16 @@ def test_a_row_far_beyond_training_is_answered_on_the_compiled_path_as_scikit_le
     assert {w["code"] for w in compiled["warnings"]} == {"out_of_range"}
 
 
+@pytest.mark.parametrize("error", [ArithmeticError, ValueError, KeyError])
 def test_an_evaluator_failure_is_answered_by_scikit_learn_and_counted(
-    predict_app, published, lambda_context, monkeypatch, capsys
+    predict_app, published, lambda_context, monkeypatch, capsys, error
 ):
-    # GIVEN a compiled evaluator that fails in a way the parity gate never met (not a refusal of the input)
+    # GIVEN a compiled evaluator that fails in a way the parity gate never met: any error but its two refusals of the
+    # input (UnknownCategory, InvalidModelInput), a ValueError included
     from sklambda.compiled.evaluate import CompiledModel
 
     def broken(self, columns):
-        raise ArithmeticError("an evaluator bug")
+        raise error("an evaluator bug")
 
     monkeypatch.setattr(CompiledModel, "predict_and_proba", broken)
     # WHEN a prediction is asked for

@@ -586,18 +586,20 @@ def test_failed_batch_jobs_alarm_sums_the_metric_the_batch_functions_emit(templa
     assert '"FailedJobs"' in (ROOT / "functions" / "batch_score" / "batch_shared.py").read_text(encoding="utf-8")
 
 
-def test_model_refused_alarm_sums_the_metric_the_function_emits(template: dict) -> None:
-    # GIVEN the alarm on refused models and the powertools namespace and service of the function
-    alarm = template["Resources"]["ModelRefusedAlarm"]["Properties"]
+@pytest.mark.parametrize(("alarm_name", "metric"), [("ModelRefusedAlarm", "ModelRefused"),
+                                                     ("CompiledFallbacksAlarm", "CompiledFallbacks")])  # fmt: skip
+def test_predict_alarms_sum_the_metric_the_function_emits(template: dict, alarm_name: str, metric: str) -> None:
+    # GIVEN the alarm and the powertools namespace and service of the function
+    alarm = template["Resources"][alarm_name]["Properties"]
     powertools = template["Globals"]["Function"]["Environment"]["Variables"]
-    # THEN it queries ModelRefused in that namespace for that service, whatever the other dimensions
+    # THEN it queries the metric in that namespace for that service, whatever the other dimensions
     (query,) = [m for m in alarm["Metrics"] if m.get("ReturnData")]
     namespace, service = powertools["POWERTOOLS_METRICS_NAMESPACE"], powertools["POWERTOOLS_SERVICE_NAME"]
-    assert query["Expression"] == f"SELECT SUM(ModelRefused) FROM {namespace} WHERE service = '{service}'"
+    assert query["Expression"] == f"SELECT SUM({metric}) FROM {namespace} WHERE service = '{service}'"
     assert (query["Period"], alarm["ComparisonOperator"], alarm["Threshold"]) == (300, "GreaterThanThreshold", 0)
     assert {"Ref": "AlarmTopic"} in alarm["AlarmActions"]
     # AND the function really emits that metric name
-    assert '"ModelRefused"' in PREDICT_APP.read_text(encoding="utf-8")
+    assert f'"{metric}"' in PREDICT_APP.read_text(encoding="utf-8")
 
 
 def test_every_output_has_a_description(template: dict) -> None:

@@ -379,12 +379,15 @@ def _linear(spec: dict, arrays: Mapping[str, np.ndarray]) -> Operation:
     return run
 
 
-def _require_finite(X: np.ndarray, what: str, *, allow_nan: bool = False) -> None:
+def _require_finite(X: np.ndarray, what: str, *, allow_nan: bool = False, float32: bool = False) -> None:
     bad = ~np.isfinite(X)
     if allow_nan:
         bad &= ~np.isnan(X)
     if bad.any():
-        raise InvalidModelInput(f"input to {what} contains NaN or infinity (scikit-learn refuses it)")
+        beyond = " or a value too large for float32 (above ~3.4e38 in size: the float32 cast makes it infinite)"
+        raise InvalidModelInput(
+            f"input to {what} contains NaN, infinity{beyond if float32 else ''}; scikit-learn refuses it too"
+        )
 
 
 def _trees(spec: dict, arrays: Mapping[str, np.ndarray]) -> Operation:
@@ -442,7 +445,7 @@ def _trees(spec: dict, arrays: Mapping[str, np.ndarray]) -> Operation:
         # HistGradientBoosting's is float64, not checked.
         X = np.asarray(_to_matrix(state), dtype=dtype)
         if check_finite:
-            _require_finite(X, "the trees", allow_nan=allow_nan)
+            _require_finite(X, "the trees", allow_nan=allow_nan, float32=True)
         rows = X.shape[0]
         out = _in_slices(combined, X)
         if link == "proba":

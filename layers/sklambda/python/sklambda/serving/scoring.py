@@ -241,9 +241,11 @@ class Scorer:
 
     def _score(self, data: Any) -> ScoredArrays:
         if self.compiled is not None:  # predict by the model's own rule (not always argmax at a tie), in one pass
+            from sklambda.compiled.evaluate import InvalidModelInput, UnknownCategory
+
             try:
                 labels, proba = self.compiled.predict_and_proba(data)
-            except (ValueError, TypeError, KeyError):
+            except (UnknownCategory, InvalidModelInput):
                 raise  # input the model refuses, as scikit-learn does: reported per row (_explain_failure)
             except Exception as e:  # an evaluator failure the parity gate never met: the estimator answers instead,
                 # so the caller still gets the published model's answer, never a 500; the reason travels with it
