@@ -94,6 +94,9 @@ class Scorer:
         self._classes = np.asarray(compiled.classes if compiled.classes is not None else (), dtype=object)
         self._init_common(card)
         self._argmax_is_predict = False  # the compiled evaluator gives predict by the model's own rule (_score)
+        from sklambda.compiled.evaluate import InvalidModelInput, UnknownCategory
+
+        self._refusals = (UnknownCategory, InvalidModelInput)  # its refusals of the input
         return self
 
     def _init_common(self, card: ModelCard) -> None:
@@ -241,11 +244,9 @@ class Scorer:
 
     def _score(self, data: Any) -> ScoredArrays:
         if self.compiled is not None:  # predict by the model's own rule (not always argmax at a tie), in one pass
-            from sklambda.compiled.evaluate import InvalidModelInput, UnknownCategory
-
             try:
                 labels, proba = self.compiled.predict_and_proba(data)
-            except (UnknownCategory, InvalidModelInput):
+            except self._refusals:
                 raise  # input the model refuses, as scikit-learn does: reported per row (_explain_failure)
             except Exception as e:  # an evaluator failure the parity gate never met: the estimator answers instead,
                 # so the caller still gets the published model's answer, never a 500; the reason travels with it
