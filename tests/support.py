@@ -142,8 +142,7 @@ def as_version(built: BuiltVersion, version: str, model=None) -> BuiltVersion:
     if model is not None:
         gone = {"used": False, "reason": "tests.support.as_version replaced the model"} if card.compiled else None
         return BuiltVersion(replace(card, version=version, artifact=artifact, compiled=gone), blob, {})
-    moved = BuiltVersion(replace(card, artifact=artifact), blob, {}, built.compiled).relabelled(card.name, version)
-    return moved
+    return BuiltVersion(replace(card, artifact=artifact), blob, {}, built.compiled).relabelled(card.name, version)
 
 
 def load_event(name: str, *, body: object = ..., raw_body: str | None = None, query: dict | None = None) -> dict:
