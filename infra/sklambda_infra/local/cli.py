@@ -260,8 +260,8 @@ def publish_sample(stack: LocalStack, log: Callable[[str], None]) -> dict[str, s
     point SAMPLE_ALIAS at it; print its name and a curl command to paste after `eval "$(sklambda local env)"`.
 
     Returns {"name", "version", "alias"}, also added to the stack's details (`sample_model` in
-    .sklambda/local.json) once the model is served. A stack without a model registry gets no sample (None). A
-    failure is printed as one line and returns None: the stack keeps running without the sample.
+    .sklambda/local.json) once the model is served and these lines are printed. A stack without a model registry
+    gets no sample (None). A failure is printed as one line and returns None: the stack keeps running without it.
     """
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -293,7 +293,6 @@ def publish_sample(stack: LocalStack, log: Callable[[str], None]) -> dict[str, s
         print(f"sklambda local up: the sample model was not published: {message}", file=sys.stderr, flush=True)
         return None
     sample = {"name": card.name, "version": card.version, "alias": SAMPLE_ALIAS}
-    stack.add_details(sample_model=sample)
     _, _, X_holdout, _ = penguins.split(*penguins.load())
     bird = to_records(X_holdout.dropna().head(1))[0]
     body = json.dumps({"instances": [bird]})
@@ -310,6 +309,9 @@ def publish_sample(stack: LocalStack, log: Callable[[str], None]) -> dict[str, s
         f"         -H 'content-type: application/json' -d '{body}'",
     ]
     print("\n".join(lines), flush=True)
+    # Recorded after the lines are printed: whoever waits for `sample_model` in local.json (a script, the README
+    # walkthrough's test) can then rely on the curl command being on the screen too.
+    stack.add_details(sample_model=sample)
     return sample
 
 
