@@ -688,8 +688,10 @@ def _feedback_send(args: argparse.Namespace) -> int:
     if target.local_file is not None:
         print(f"using the local stack from {target.local_file}", file=sys.stderr)
     target.use()
+    from boto3.s3.transfer import S3Transfer  # multipart for large files; sklambda.aws clients are botocore's
+
     s3 = aws.client("s3")
-    s3.upload_file(str(path), bucket, key)
+    S3Transfer(s3).upload_file(str(path), bucket, key)
     print(f"uploaded s3://{bucket}/{key}", file=sys.stderr)
     if not args.wait:
         return 0

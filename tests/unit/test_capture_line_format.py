@@ -123,3 +123,16 @@ def test_an_error_record_is_told_from_a_row_on_its_bytes_whatever_the_request_id
     assert windows._error_line(error, at + len(matcher.identity))
     assert not windows._error_line(row.to_json_line().encode(), at + len(matcher.identity))
     assert matcher(error) is None and matcher(row.to_json_line().encode()) is not None
+
+
+def test_a_pseudonym_is_hmac_sha256_of_the_value_text_under_the_key() -> None:
+    # GIVEN a key (the bytes 0..31)
+    pseudonymizer = Pseudonymizer(bytes(range(32)))
+    # THEN a string's pseudonym is h1: and the hex HMAC-SHA256 of its UTF-8 bytes, as computed independently by
+    # `echo -n C0100042 | openssl dgst -sha256 -mac HMAC -macopt hexkey:000102...1f` (erasure and the drift check
+    # rely on a value's pseudonym never changing under one key)
+    expected = "cd7f159389e6ce981409e9bec4221da1515ce36e4e2ef32ce4e951462296f8c3"
+    assert pseudonymizer.pseudonym("C0100042") == "h1:" + expected
+    # AND any other value is pseudonymized through its JSON text
+    assert pseudonymizer.pseudonym(17) == pseudonymizer.pseudonym("17")
+    assert pseudonymizer.pseudonym({"a": [1, 2]}) == pseudonymizer.pseudonym('{"a": [1, 2]}')

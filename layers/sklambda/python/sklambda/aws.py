@@ -1,27 +1,34 @@
-"""boto3 clients created lazily, once per container (so tests can start moto before the first call)."""
+"""AWS clients created lazily, once per container (so tests can start moto before the first call).
+
+The clients are botocore's, made by a botocore session: they are the very clients boto3 hands out (boto3.client
+returns a botocore client), without importing boto3 itself, which costs ~12 ms of a cold start (s3transfer and
+boto3's resource layer; BENCHMARKS.md "Cold start") for features the runtime does not use (resources, the S3
+transfer manager's upload_file/download_file). Region, credentials and AWS_ENDPOINT_URL are resolved by botocore,
+exactly as boto3 resolves them.
+"""
 
 from __future__ import annotations
 
 import threading
 from typing import Any
 
-import boto3
+import botocore.session
 from botocore.config import Config
 
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=30)
 _clients: dict[str, Any] = {}
-# One session for all clients: creating a boto3 Session registers ~250 botocore event handlers (each checked with
+# One session for all clients: creating a botocore session registers ~250 botocore event handlers (each checked with
 # inspect.signature) and starts an empty data loader, ~70 ms per session on a cold start; a shared session pays that
 # once and lets the KMS client reuse the endpoint and partition data the S3 client loaded. Sessions are not
 # thread-safe, but clients are only created under _lock (the clients themselves are thread-safe).
-_session: boto3.session.Session | None = None
+_session: botocore.session.Session | None = None
 _lock = threading.Lock()
 # Set by configure() (a publisher pointing at a stack it resolved); empty in Lambda, where the environment rules.
 _overrides: dict[str, str] = {}
 
 
 def client(service: str) -> Any:
-    """The shared boto3 client of `service` (e.g. "s3", "kms"), created on first use; thread-safe.
+    """The shared client of `service` (e.g. "s3", "kms"), created on first use; thread-safe.
 
     Standard retry mode with at most 3 attempts, 5 s connect and 30 s read timeouts (botocore's "Retries" guide).
     Region, credentials and endpoint come from the environment as boto3 reads them (AWS_REGION, the function's role,
@@ -31,12 +38,15 @@ def client(service: str) -> Any:
     with _lock:
         if service not in _clients:
             if _session is None:
-                _session = boto3.session.Session(
-                    region_name=_overrides.get("region"),
-                    aws_access_key_id=_overrides.get("access_key_id"),
-                    aws_secret_access_key=_overrides.get("secret_access_key"),
-                )
-            _clients[service] = _session.client(service, config=_CONFIG, endpoint_url=_overrides.get("endpoint_url"))
+                _session = botocore.session.Session()
+            _clients[service] = _session.create_client(
+                service,
+                region_name=_overrides.get("region"),
+                endpoint_url=_overrides.get("endpoint_url"),
+                aws_access_key_id=_overrides.get("access_key_id"),
+                aws_secret_access_key=_overrides.get("secret_access_key"),
+                config=_CONFIG,
+            )
         return _clients[service]
 
 
