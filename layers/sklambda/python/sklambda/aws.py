@@ -31,8 +31,8 @@ def client(service: str) -> Any:
     """The shared client of `service` (e.g. "s3", "kms"), created on first use; thread-safe.
 
     Standard retry mode with at most 3 attempts, 5 s connect and 30 s read timeouts (botocore's "Retries" guide).
-    Region, credentials and endpoint come from the environment as boto3 reads them (AWS_REGION, the function's role,
-    AWS_ENDPOINT_URL for the local stack).
+    Region, credentials and endpoint come from the environment as botocore (and so boto3) reads them
+    (AWS_DEFAULT_REGION, which Lambda sets; the function's role; AWS_ENDPOINT_URL for the local stack).
     """
     global _session
     with _lock:
@@ -57,7 +57,7 @@ def configure(
     access_key_id: str | None = None,
     secret_access_key: str | None = None,
 ) -> None:
-    """Make the next clients use these values instead of the environment's (None: boto3's own resolution); forgets
+    """Make the next clients use these values instead of the environment's (None: botocore's own resolution); forgets
     cached clients. Used by publishers that resolved a stack (sklambda.connection), never by the functions."""
     global _session
     given = {

@@ -89,9 +89,9 @@ class Target:
         return out
 
     def use(self) -> None:
-        """Point this process's shared boto3 clients (sklambda.aws) at the target: endpoint, region, credentials.
+        """Point this process's shared AWS clients (sklambda.aws) at the target: endpoint, region, credentials.
 
-        Values that are None keep boto3's own resolution (environment, profile, role).
+        Values that are None keep botocore's own resolution, boto3's too (environment, profile, role).
         """
         aws.configure(
             endpoint_url=self.endpoint_url,
