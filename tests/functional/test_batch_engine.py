@@ -333,12 +333,33 @@ def test_corrupt_gzip_fails_with_the_report(server, s3, churn):
     assert summary["failure"]["reason"] == "unreadable"
 
 
-@pytest.mark.parametrize("key", ["incoming/nosuch/a.csv", "incoming/churn@nosuch/a.csv", "incoming/churn@9/a.csv"])
-def test_unknown_model_alias_or_version_fails_without_retry(server, s3, churn, key):
+@pytest.mark.parametrize(
+    ("key", "model"),
+    [
+        ("incoming/nosuch/a.csv", {"name": "nosuch", "alias": "production", "version": None}),
+        ("incoming/churn@nosuch/a.csv", {"name": "churn", "alias": "nosuch", "version": None}),
+        ("incoming/churn@9/a.csv", {"name": "churn", "alias": None, "version": "9"}),
+    ],
+)
+def test_unknown_model_alias_or_version_fails_without_retry(server, s3, churn, key, model):
     summary = failed(lambda: score_object(put(s3, key, holdout_csv(churn, 5)), server=server, settings=SETTINGS, s3=s3))
     assert summary["failure"]["reason"] == "model_not_found"
     source = key.split("/")[1]  # the model and selector as uploaded: nosuch, churn@nosuch, churn@9
     assert summary_of(s3, f"{source}/a.csv")["failure"]["reason"] == "model_not_found"
+    # AND the failed job's summary still names the model, alias or version the upload asked for
+    assert summary["model"] == model
+
+
+def test_a_refused_version_named_by_the_upload_is_named_in_the_failed_summary(registry_env, server, s3, churn):
+    # GIVEN version 1 of churn whose artifact was overwritten after it was signed
+    card = registry_env.registry.get_card("churn", "1")
+    s3.put_object(Bucket=registry_env.bucket, Key=card.artifact.key, Body=b"not the signed bytes")
+    # WHEN a file uploaded for churn@1 is scored
+    ref = put(s3, "incoming/churn@1/t.csv", holdout_csv(churn, 5))
+    summary = failed(lambda: score_object(ref, server=server, settings=SETTINGS, s3=s3))
+    # THEN the job fails as refused, and its summary names the version the upload asked for
+    assert summary["failure"]["reason"] == "model_refused"
+    assert summary["model"] == {"name": "churn", "alias": None, "version": "1"}
 
 
 def test_object_deleted_before_it_is_read_is_reported(server, s3):

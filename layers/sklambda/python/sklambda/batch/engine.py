@@ -95,7 +95,7 @@ def score_object(
     retryable), or BatchJobCrashed (failed summary written when possible; retryable).
     """
     job = Job.of(ref, settings, s3=s3, job_id=job_id, started_at=time.monotonic())
-    tally = Tally()
+    tally = Tally(model_version=job.target.version)  # an upload naming a version: its summary names it, failed or not
     scored_out = _writer(job, job.target.scored_key, gzip=job.gzip)
     errors_out = _writer(job, job.target.errors_key)
 
@@ -164,7 +164,7 @@ def score_chunk(
     scored_key, errors_key = _tmp_keys(job.job_id, chunk_index)
     scored_out = _writer(job, scored_key, gzip=job.gzip, guarded=False)
     errors_out = _writer(job, errors_key, guarded=False)
-    tally = Tally()
+    tally = Tally(model_version=job.target.version)
     failure: JobFailure | None = None
     try:
         _score_part(job, server, tally, scored_out, errors_out, byte_range=byte_range, observer=observer)
