@@ -1,10 +1,10 @@
 """AWS clients created lazily, once per container (so tests can start moto before the first call).
 
 The clients are botocore's, made by a botocore session: they are the very clients boto3 hands out (boto3.client
-returns a botocore client), without importing boto3 itself, which costs ~12 ms of a cold start (s3transfer and
-boto3's resource layer; BENCHMARKS.md "Cold start") for features the runtime does not use (resources, the S3
-transfer manager's upload_file/download_file). Region, credentials and AWS_ENDPOINT_URL are resolved by botocore,
-exactly as boto3 resolves them.
+returns a botocore client), without importing boto3 itself: s3transfer and boto3's resource layer, ~12 ms of a cold
+start on the bench machine (`import boto3` timed after `import botocore.session`), for features the runtime does not
+use (resources, the S3 transfer manager's upload_file/download_file). Region, credentials and AWS_ENDPOINT_URL are
+resolved by botocore, exactly as boto3 resolves them.
 """
 
 from __future__ import annotations
